@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+)
+
+// devOptions are the flags of "shardproxy dev".
+type devOptions struct {
+	shards, replicas int
+	dataDir          string
+	listen, admin    string
+	configPath       string
+	cpuQuota         float64
+}
+
+const pidFileName = "shardproxy.pid"
+
+func newDevCommand() *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start local PostgreSQL servers and the proxy in front of them",
+		Long: `dev starts N PostgreSQL primaries, each with M streaming replicas, from the
+installed server binaries (as the postgres OS user when run as root), and
+runs the proxy in front of them. Loopback clients are trusted, so
+"psql -h 127.0.0.1 -p 6432 -U postgres postgres" connects.
+
+Data lives under --data and survives a restart with the same directory.
+Ctrl-C or SIGTERM stops the proxy and every server it started.
+
+With --config, users, auth and pool settings come from that file; its
+shards are replaced by the local servers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.shards, "shards", 1, "number of shards (primaries)")
+	f.IntVar(&o.replicas, "replicas", 0, "streaming replicas per primary")
+	f.StringVar(&o.dataDir, "data", "./data", "directory for the servers' data (kept between runs)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:6432", "client address of the proxy")
+	f.StringVar(&o.admin, "admin", "127.0.0.1:9930", `metrics/admin HTTP address ("" = off)`)
+	f.StringVar(&o.configPath, "config", "", "config file for users, auth and pool settings (shards are replaced)")
+	f.Float64Var(&o.cpuQuota, "cpu-quota", 0, "CPU quota per PostgreSQL instance in cores, e.g. 0.25 (0 = none; needs cgroup v1)")
+	return cmd
+}
+
+func runDev(cmd *cobra.Command, o devOptions) error {
+	if o.shards < 1 {
+		return fmt.Errorf("--shards must be at least 1, got %d", o.shards)
+	}
+	if o.replicas < 0 {
+		return fmt.Errorf("--replicas must not be negative, got %d", o.replicas)
+	}
+	if o.cpuQuota < 0 {
+		return fmt.Errorf("--cpu-quota must not be negative, got %g", o.cpuQuota)
+	}
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+
+	// Validate everything that does not need the servers before starting them.
+	cfg, err := devBaseConfig(o.configPath)
+	if err != nil {
+		return err
+	}
+	if o.configPath == "" || cmd.Flags().Changed("listen") {
+		cfg.Listen = o.listen
+	}
+	if o.configPath == "" || cmd.Flags().Changed("admin") || cfg.AdminListen == "" && !cmd.Flags().Changed("admin") {
+		cfg.AdminListen = o.admin
+	}
+	cfg.Auth.TrustLoopback = true
+
+	pidPath := filepath.Join(dataDir, pidFileName)
+	if err := claimPIDFile(pidPath); err != nil {
+		return err
+	}
+	defer os.Remove(pidPath)
+
+	log, level := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	fmt.Fprintf(cmd.OutOrStdout(), "starting %d shard(s) with %d replica(s) each in %s ...\n", o.shards, o.replicas, dataDir)
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{
+		Shards:   o.shards,
+		Replicas: o.replicas,
+		DataDir:  dataDir,
+		CPUQuota: o.cpuQuota,
+		Logger:   log,
+	})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer func() {
+		log.Info("stopping PostgreSQL servers")
+		cluster.Stop()
+	}()
+
+	shards := clusterShards(cluster)
+	cfg.Shards = shards
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+
+	reload := func() (config.Config, error) {
+		next, err := devBaseConfig(o.configPath)
+		if err != nil {
+			return config.Config{}, err
+		}
+		next.Listen, next.AdminListen = cfg.Listen, cfg.AdminListen
+		next.Auth.TrustLoopback = true
+		next.Shards = shards
+		next.ApplyDefaults()
+		if err := next.Validate(); err != nil {
+			return config.Config{}, fmt.Errorf("config: %w", err)
+		}
+		setLevel(level, next)
+		return next, nil
+	}
+	out := cmd.OutOrStdout()
+	return runProxy(ctx, cfg, log, reload, func(client, admin net.Addr) {
+		printDevBanner(out, client, admin, cluster, pidPath)
+	})
+}
+
+// devBaseConfig returns the defaults, or the file's settings when path is
+// set. The file may leave shards out: dev supplies them.
+func devBaseConfig(path string) (config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("config: %w", err)
+	}
+	var c config.Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return config.Config{}, fmt.Errorf("%s: config: %w", path, err)
+	}
+	c.ApplyDefaults()
+	// Validate with a placeholder shard so only the file's own keys are judged.
+	probe := c
+	probe.Shards = []config.Shard{{Name: "dev", Primary: config.Endpoint{Host: "127.0.0.1", Port: 5432}}}
+	probe.Auth.TrustLoopback = true
+	if err := probe.Validate(); err != nil {
+		return config.Config{}, fmt.Errorf("%s: config: %w", path, err)
+	}
+	return c, nil
+}
+
+// clusterShards turns the started servers into config shards named
+// shard0, shard1, ...
+func clusterShards(c *pgcluster.Cluster) []config.Shard {
+	shards := make([]config.Shard, 0, len(c.Shards))
+	for i, s := range c.Shards {
+		sh := config.Shard{
+			Name:    fmt.Sprintf("shard%d", i),
+			Primary: config.Endpoint{Host: s.Primary.Host, Port: s.Primary.Port},
+		}
+		for _, r := range s.Replicas {
+			sh.Replicas = append(sh.Replicas, config.Endpoint{Host: r.Host, Port: r.Port})
+		}
+		shards = append(shards, sh)
+	}
+	return shards
+}
+
+// claimPIDFile writes our PID to path, refusing when a live process already
+// holds it (a second dev run on the same data directory).
+func claimPIDFile(path string) error {
+	if b, err := os.ReadFile(path); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && pid != os.Getpid() {
+			if syscall.Kill(pid, 0) == nil {
+				return fmt.Errorf("shardproxy dev is already running on %s (pid %d); stop it with: kill %d", filepath.Dir(path), pid, pid)
+			}
+		}
+	}
+	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+}
+
+func printDevBanner(w io.Writer, client, admin net.Addr, c *pgcluster.Cluster, pidPath string) {
+	host, port, _ := net.SplitHostPort(client.String())
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nshardproxy %s is ready (transaction pooling; loopback clients are trusted)\n\n", version)
+	fmt.Fprintf(&b, "  connect:   psql -h %s -p %s -U postgres postgres\n", host, port)
+	fmt.Fprintf(&b, "  url:       postgres://postgres@%s/postgres?sslmode=disable\n", client)
+	if admin != nil {
+		fmt.Fprintf(&b, "  metrics:   http://%s/metrics\n", admin)
+	}
+	fmt.Fprintf(&b, "\n  shards (direct, bypassing the proxy):\n")
+	for i, s := range c.Shards {
+		fmt.Fprintf(&b, "    shard%d primary  %s\n", i, s.Primary.Addr())
+		for j, r := range s.Replicas {
+			fmt.Fprintf(&b, "    shard%d replica%d %s\n", i, j, r.Addr())
+		}
+	}
+	fmt.Fprintf(&b, "\n  stop:      Ctrl-C, or kill $(cat %s)\n\n", pidPath)
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+)
+
+func newRootCommand() *cobra.Command {
+	var configPath string
+	root := &cobra.Command{
+		Use:   "shardproxy --config FILE",
+		Short: "PostgreSQL sharding proxy and connection pooler",
+		Long: `shardproxy sits between PostgreSQL clients and one or more PostgreSQL
+servers: it pools server connections (transaction or session mode) and
+routes statements to shards.
+
+Signals: SIGTERM/SIGINT shut down gracefully (transactions may finish for
+shutdown_timeout); SIGHUP reloads users, auth and pool settings from the
+config file without dropping clients.
+
+To try it without a config file, run "shardproxy dev".`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return errors.New("--config FILE is required (or run \"shardproxy dev\" for a local setup)")
+			}
+			cfg, err := config.Load(configPath)
+			if err != nil {
+				return err
+			}
+			log, level := newLogger(cfg)
+			reload := func() (config.Config, error) {
+				c, err := config.Load(configPath)
+				if err == nil {
+					setLevel(level, c)
+				}
+				return c, err
+			}
+			return runProxy(context.Background(), cfg, log, reload, nil)
+		},
+	}
+	root.SetVersionTemplate(fmt.Sprintf("shardproxy %s\n", "{{.Version}}"))
+	root.Flags().StringVarP(&configPath, "config", "c", "", "YAML config file (see docs/config.md)")
+	root.AddCommand(newDevCommand())
+	return root
+}

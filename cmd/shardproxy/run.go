@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
+)
+
+// listening reports the bound addresses once the proxy accepts clients.
+// admin is nil when the admin listener is off.
+type listening func(client, admin net.Addr)
+
+// runProxy runs the proxy for cfg until SIGTERM/SIGINT (or ctx is done),
+// then shuts it down gracefully within the configured shutdown_timeout; a
+// second SIGTERM/SIGINT during shutdown cuts the remaining clients off at
+// once. SIGHUP calls reload and applies the result with Server.Reload; a
+// reload error is logged and the running configuration is kept.
+//
+// It returns nil after a requested shutdown and an error when the proxy
+// cannot start or stops serving on its own.
+func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready listening) error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("start proxy: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	var admin *http.Server
+	var adminAddr net.Addr
+	if cfg.AdminListen != "" {
+		aln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin_listen: %w", err)
+		}
+		adminAddr = aln.Addr()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin listener stopped", "err", err)
+			}
+		}()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("shardproxy listening", "addr", ln.Addr().String(), "admin", addrString(adminAddr),
+		"pool_mode", cfg.Pool.Mode, "pool_size", cfg.Pool.Size, "shards", len(cfg.Shards), "version", version)
+	if ready != nil {
+		ready(ln.Addr(), adminAddr)
+	}
+
+	current := cfg
+	for {
+		select {
+		case err := <-serveErr:
+			closeAdmin(admin)
+			if errors.Is(err, proxy.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+			return shutdown(srv, admin, current, serveErr, sigs, log, "context done")
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return shutdown(srv, admin, current, serveErr, sigs, log, sig.String())
+			}
+			next, err := reload()
+			if err != nil {
+				log.Error("reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			if next.AdminListen != current.AdminListen {
+				log.Warn("admin_listen changed; restart to apply", "running", current.AdminListen, "configured", next.AdminListen)
+			}
+			if err := srv.Reload(next); err != nil {
+				log.Error("reload rejected; keeping the running configuration", "err", err)
+				continue
+			}
+			current = next
+			log.Info("configuration reloaded")
+		}
+	}
+}
+
+// shutdown stops the proxy gracefully: clients get up to cfg.ShutdownTimeout
+// to finish their transactions, or less if another signal arrives.
+func shutdown(srv *proxy.Server, admin *http.Server, cfg config.Config, serveErr <-chan error, sigs <-chan os.Signal, log *slog.Logger, why string) error {
+	log.Info("shutting down", "reason", why, "timeout", cfg.ShutdownTimeout.D().String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					log.Warn("second signal: closing remaining clients now", "signal", sig.String())
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown did not finish cleanly", "err", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+		log.Warn("serve returned during shutdown", "err", err)
+	}
+	closeAdmin(admin)
+	log.Info("shardproxy stopped")
+	return nil
+}
+
+func closeAdmin(admin *http.Server) {
+	if admin == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(ctx)
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
