@@ -1,0 +1,64 @@
+// Command driver runs the side-by-side pgbench comparison behind
+// `make bench` (test/bench/pgbench.sh): one PostgreSQL server started with
+// test/pgcluster, PgBouncer (transaction mode) and shardproxy (transaction
+// mode) in front of it with the same pool size, and pgbench against all three
+// targets, interleaved, for every workload. It records tps, latency and the
+// CPU time each process used, measures memory per idle client with many idle
+// connections, and writes docs/benchmarks.md.
+//
+// Everything it starts (PostgreSQL, PgBouncer, shardproxy, pgbench) is
+// stopped before it returns, also on SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type options struct {
+	seconds    int
+	rounds     int
+	clients    int
+	threads    int
+	pool       int
+	scale      int
+	idle       int
+	shardproxy string
+	pgbouncer  string
+	out        string
+	command    string
+	only       string
+	pinCPU     string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.seconds, "seconds", 15, "duration of each pgbench run (pgbench -T)")
+	flag.IntVar(&o.rounds, "rounds", 2, "interleaved rounds over all targets")
+	flag.IntVar(&o.clients, "clients", 50, "pgbench clients (-c)")
+	flag.IntVar(&o.threads, "threads", 2, "pgbench threads (-j)")
+	flag.IntVar(&o.pool, "pool", 20, "server pool size of PgBouncer and shardproxy")
+	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor (-i -s)")
+	flag.IntVar(&o.idle, "idle-clients", 10000, "idle client connections for the memory measurement (0 = skip)")
+	flag.StringVar(&o.shardproxy, "shardproxy", "bin/shardproxy", "shardproxy binary")
+	flag.StringVar(&o.pgbouncer, "pgbouncer", "", "pgbouncer binary (default: from PATH or /usr/sbin)")
+	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "report file to write (\"\" = stdout only)")
+	flag.StringVar(&o.command, "command", "", "command line to record in the report")
+	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
+	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,415 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+)
+
+// workload is one pgbench configuration.
+type workload struct {
+	name  string // for -only and the raw table
+	label string // for the report
+	args  []string
+}
+
+var workloads = []workload{
+	{"select-simple", "`-S` `-M simple`", []string{"-S", "-M", "simple"}},
+	{"select-extended", "`-S` `-M extended`", []string{"-S", "-M", "extended"}},
+	{"select-prepared", "`-S` `-M prepared`", []string{"-S", "-M", "prepared"}},
+	{"tpcb-simple", "TPC-B `-M simple`", []string{"-M", "simple"}},
+	{"tpcb-extended", "TPC-B `-M extended`", []string{"-M", "extended"}},
+	{"tpcb-prepared", "TPC-B `-M prepared`", []string{"-M", "prepared"}},
+	{"connect", "`-S -C` `-M simple`", []string{"-S", "-C", "-M", "simple"}},
+}
+
+// target is one place pgbench connects to.
+type target struct {
+	name   string
+	port   int
+	pooler int // PID of the pooler process; 0 for direct
+}
+
+// env is everything started for the run.
+type env struct {
+	o                        options
+	log                      *slog.Logger
+	pgbench                  string
+	pgHost                   string
+	pgPort                   int
+	postmaster               int
+	targets                  []target
+	workDir                  string
+	postgresUID, postgresGID uint32
+	pgVersion                string
+	bouncerVer               string
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	if o.seconds < 1 || o.rounds < 1 || o.clients < 1 {
+		return errors.New("-seconds, -rounds and -clients must be positive")
+	}
+	e := &env{o: o, log: log}
+	var err error
+	if e.pgbench, err = findPgbench(); err != nil {
+		return err
+	}
+	if o.pgbouncer == "" {
+		if o.pgbouncer, err = exec.LookPath("pgbouncer"); err != nil {
+			o.pgbouncer = "/usr/sbin/pgbouncer"
+		}
+		e.o.pgbouncer = o.pgbouncer
+	}
+	if _, err := os.Stat(o.pgbouncer); err != nil {
+		return fmt.Errorf("pgbouncer not found (%v); install the Debian package pgbouncer", err)
+	}
+	if _, err := os.Stat(o.shardproxy); err != nil {
+		return fmt.Errorf("shardproxy binary: %v (run make build)", err)
+	}
+	if u, err := user.Lookup("postgres"); err == nil {
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		e.postgresUID, e.postgresGID = uint32(uid), uint32(gid)
+	} else if os.Geteuid() == 0 {
+		return fmt.Errorf("running as root needs the postgres OS user for PgBouncer: %v", err)
+	}
+	if e.workDir, err = os.MkdirTemp("", "shardproxy-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.workDir)
+	if err := os.Chmod(e.workDir, 0o755); err != nil {
+		return err
+	}
+
+	log.Info("starting PostgreSQL")
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{
+		Shards: 1,
+		Logger: log,
+		// Scale 10 is ~160 MB: keep it in shared buffers so every target is CPU-bound.
+		Settings: map[string]string{"shared_buffers": "256MB"},
+	})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer cluster.Stop()
+	primary := cluster.Shards[0].Primary
+	e.pgHost, e.pgPort = primary.Host, primary.Port
+	if err := e.inspectServer(ctx); err != nil {
+		return err
+	}
+
+	log.Info("pgbench -i", "scale", o.scale)
+	if out, err := exec.CommandContext(ctx, e.pgbench, "-i", "-q", "-s", strconv.Itoa(o.scale),
+		"-h", e.pgHost, "-p", strconv.Itoa(e.pgPort), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
+	}
+
+	bouncer, err := e.startPgBouncer(ctx)
+	if err != nil {
+		return err
+	}
+	defer bouncer.stop()
+	proxy, err := e.startShardproxy(ctx)
+	if err != nil {
+		return err
+	}
+	defer proxy.stop()
+	e.targets = []target{
+		{name: "direct", port: e.pgPort},
+		{name: "pgbouncer", port: bouncer.port, pooler: bouncer.cmd.Process.Pid},
+		{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid},
+	}
+	for _, t := range e.targets {
+		if err := waitReady(ctx, t.port, 30*time.Second); err != nil {
+			return fmt.Errorf("%s not ready: %w\n%s", t.name, err, tail(bouncer, proxy))
+		}
+	}
+
+	selected := workloads
+	if o.only != "" {
+		selected = nil
+		for _, w := range workloads {
+			for _, n := range strings.Split(o.only, ",") {
+				if strings.TrimSpace(n) == w.name {
+					selected = append(selected, w)
+				}
+			}
+		}
+		if len(selected) == 0 {
+			return fmt.Errorf("-only %q matches no workload", o.only)
+		}
+	}
+
+	var results []result
+	for round := 1; round <= o.rounds; round++ {
+		for _, w := range selected {
+			for _, t := range e.targets {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				r := e.runPgbench(ctx, w, t, round)
+				log.Info("run", "round", round, "workload", w.name, "target", t.name,
+					"tps", fmt.Sprintf("%.0f", r.tps), "lat_ms", fmt.Sprintf("%.2f", r.latencyMs),
+					"pooler_cpu_s", fmt.Sprintf("%.2f", r.poolerCPU), "postgres_cpu_s", fmt.Sprintf("%.2f", r.postgresCPU),
+					"failed", r.failure)
+				results = append(results, r)
+			}
+		}
+	}
+
+	var mem []memResult
+	if o.idle > 0 {
+		for _, t := range e.targets[1:] {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m := e.idleMemory(ctx, t, o.idle)
+			log.Info("idle memory", "target", t.name, "clients", m.clients, "per_client_bytes", m.perClient, "err", m.err)
+			mem = append(mem, m)
+		}
+	}
+
+	report := e.report(selected, results, mem)
+	fmt.Print(report)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+			return err
+		}
+		log.Info("wrote report", "file", o.out)
+	}
+	return nil
+}
+
+// inspectServer finds the postmaster PID (the parent of a backend) and the
+// server version.
+func (e *env) inspectServer(ctx context.Context) error {
+	conn, err := connect(ctx, e.pgPort)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Exec(ctx, "SELECT pg_backend_pid(), current_setting('server_version'), current_setting('max_connections')").ReadAll()
+	if err != nil {
+		return err
+	}
+	row := rows[0].Rows[0]
+	backend, _ := strconv.Atoi(string(row[0]))
+	e.pgVersion = string(row[1])
+	if maxConn, _ := strconv.Atoi(string(row[2])); maxConn < e.o.clients+2*e.o.pool+5 {
+		return fmt.Errorf("max_connections=%d is too low for %d clients + 2 pools of %d", maxConn, e.o.clients, e.o.pool)
+	}
+	st, err := readStat(backend)
+	if err != nil {
+		return fmt.Errorf("read backend %d: %w", backend, err)
+	}
+	e.postmaster = st.ppid
+	return nil
+}
+
+func connect(ctx context.Context, port int) (*pgconn.PgConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return pgconn.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", port))
+}
+
+// waitReady polls until SELECT 1 works on port.
+func waitReady(ctx context.Context, port int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := connect(ctx, port)
+		if err == nil {
+			_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+			conn.Close(ctx)
+			if err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// child is a pooler process we started.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	port int
+	log  string // file with its output
+	done chan struct{}
+}
+
+func (c *child) stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func (e *env) startChild(name string, cmd *exec.Cmd, port int) (*child, error) {
+	logPath := filepath.Join(e.workDir, name+".out")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, port: port, log: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+func tail(cs ...*child) string {
+	var b strings.Builder
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		out, _ := os.ReadFile(c.log)
+		if len(out) > 2000 {
+			out = out[len(out)-2000:]
+		}
+		fmt.Fprintf(&b, "--- %s output:\n%s\n", c.name, out)
+	}
+	return b.String()
+}
+
+func (e *env) startPgBouncer(ctx context.Context) (*child, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.workDir, "pgbouncer")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ini := fmt.Sprintf(`[databases]
+* = host=%s port=%d
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s/userlist.txt
+pool_mode = transaction
+default_pool_size = %d
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = %d
+max_db_connections = 0
+server_reset_query = DISCARD ALL
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+pidfile = %s/pgbouncer.pid
+`, e.pgHost, e.pgPort, port, dir, e.o.pool, e.o.idle+1000, dir)
+	files := map[string]string{"pgbouncer.ini": ini, "userlist.txt": "\"postgres\" \"\"\n"}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if out, err := exec.Command(e.o.pgbouncer, "--version").Output(); err == nil {
+		e.bouncerVer = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	cmd := exec.CommandContext(ctx, e.o.pgbouncer, filepath.Join(dir, "pgbouncer.ini"))
+	if os.Geteuid() == 0 {
+		// PgBouncer refuses to run as root.
+		for _, p := range []string{dir, filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "userlist.txt")} {
+			if err := os.Chown(p, int(e.postgresUID), int(e.postgresGID)); err != nil {
+				return nil, err
+			}
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: e.postgresUID, Gid: e.postgresGID}}
+	}
+	return e.startChild("pgbouncer", cmd, port)
+}
+
+func (e *env) startShardproxy(ctx context.Context) (*child, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+log_level: warn
+auth:
+  trust_loopback: true
+pool:
+  mode: transaction
+  size: %d
+  max_client_conn: %d
+shards:
+  - name: shard0
+    primary: {host: %s, port: %d}
+`, port, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
+	path := filepath.Join(e.workDir, "shardproxy.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	return e.startChild("shardproxy", exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+}
+
+// freePort returns a loopback port in 61000-65000 that is free now.
+func freePort() (int, error) {
+	start := 61000 + int(time.Now().UnixNano()%4000)
+	for i := range 4000 {
+		port := 61000 + (start-61000+i)%4000
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port in 61000-65000")
+}
+
+// findPgbench prefers the newest server installation's pgbench.
+func findPgbench() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+	if len(matches) > 0 {
+		sort.Slice(matches, func(i, j int) bool { return pgMajor(matches[i]) > pgMajor(matches[j]) })
+		return matches[0], nil
+	}
+	return exec.LookPath("pgbench")
+}
+
+func pgMajor(path string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return v
+}

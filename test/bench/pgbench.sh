@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# pgbench side by side: direct PostgreSQL, PgBouncer and shardproxy, interleaved,
+# on one local server. Writes docs/benchmarks.md. Run from anywhere:
+#
+#   bash test/bench/pgbench.sh                 # 15 s per run (make bench)
+#   BENCH_SECONDS=10 bash test/bench/pgbench.sh
+#
+# Environment: BENCH_SECONDS (default 15), BENCH_ROUNDS (2), BENCH_CLIENTS (50),
+# BENCH_POOL (20), BENCH_IDLE_CLIENTS (10000), BENCH_ONLY (comma-separated
+# workloads, e.g. select-simple,connect), BENCH_OUT (docs/benchmarks.md).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+GO=${GO:-go}
+SECONDS_PER_RUN=${BENCH_SECONDS:-15}
+
+# PgBouncer from the Debian package, without starting its system service.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+	echo "installing pgbouncer (Debian package)..." >&2
+	SUDO=""
+	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+	if ! $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y pgbouncer >/dev/null; then
+		$SUDO apt-get update >/dev/null
+		$SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y pgbouncer >/dev/null
+	fi
+fi
+if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 && ! command -v pgbench >/dev/null 2>&1; then
+	bash test/scripts/ensure-postgres.sh
+fi
+
+mkdir -p bin
+$GO build -o bin/shardproxy ./cmd/shardproxy
+$GO build -o bin/bench-driver ./test/bench/driver
+
+# 10,000 idle clients need as many descriptors in the driver and in each pooler.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+exec bin/bench-driver \
+	-seconds "$SECONDS_PER_RUN" \
+	-rounds "${BENCH_ROUNDS:-2}" \
+	-clients "${BENCH_CLIENTS:-50}" \
+	-pool "${BENCH_POOL:-20}" \
+	-idle-clients "${BENCH_IDLE_CLIENTS:-10000}" \
+	-only "${BENCH_ONLY:-}" \
+	-shardproxy bin/shardproxy \
+	-out "${BENCH_OUT:-docs/benchmarks.md}" \
+	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/pgbench.sh   # the pgbench part of make bench"
