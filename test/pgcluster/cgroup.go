@@ -1,0 +1,106 @@
+package pgcluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// cgroupCPURoot is where the cgroup v1 cpu controller is mounted.
+const cgroupCPURoot = "/sys/fs/cgroup/cpu"
+
+const cfsPeriodUS = 100000
+
+var cgroupSeq atomic.Int64
+
+// newClusterCgroup creates /sys/fs/cgroup/cpu/shardproxy-<pid>-<n> for one
+// cluster, after removing groups left behind by dead processes.
+func newClusterCgroup() (string, error) {
+	if _, err := os.Stat(filepath.Join(cgroupCPURoot, "cpu.cfs_quota_us")); err != nil {
+		return "", fmt.Errorf("pgcluster: CPUQuota needs the cgroup v1 cpu controller mounted at %s "+
+			"(writable, i.e. running as root): %w", cgroupCPURoot, err)
+	}
+	removeStaleCgroups()
+	dir := filepath.Join(cgroupCPURoot, fmt.Sprintf("shardproxy-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("pgcluster: create cgroup: %w", err)
+	}
+	return dir, nil
+}
+
+// removeStaleCgroups removes shardproxy-<pid>-* groups whose creator is dead
+// and that hold no processes.
+func removeStaleCgroups() {
+	dirs, _ := filepath.Glob(filepath.Join(cgroupCPURoot, "shardproxy-*"))
+	for _, d := range dirs {
+		parts := strings.Split(filepath.Base(d), "-")
+		if len(parts) != 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[1])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		subs, _ := os.ReadDir(d)
+		for _, s := range subs {
+			if s.IsDir() {
+				_ = os.Remove(filepath.Join(d, s.Name()))
+			}
+		}
+		_ = os.Remove(d)
+	}
+}
+
+// createInstanceCgroup makes <cluster>/<name> with quota cores of CPU.
+func createInstanceCgroup(clusterDir, name string, quota float64) (string, error) {
+	dir := filepath.Join(clusterDir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("pgcluster: create cgroup: %w", err)
+	}
+	q := int64(quota * cfsPeriodUS)
+	if q < 1000 {
+		q = 1000 // the kernel's minimum
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(cfsPeriodUS)), 0o644); err != nil {
+		return "", fmt.Errorf("pgcluster: cgroup period: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(strconv.FormatInt(q, 10)), 0o644); err != nil {
+		return "", fmt.Errorf("pgcluster: cgroup quota: %w", err)
+	}
+	return dir, nil
+}
+
+// joinCgroup moves pid and the children it has already forked into dir.
+// Children forked after pid moved inherit the group.
+func joinCgroup(dir string, pid int) error {
+	procs := filepath.Join(dir, "cgroup.procs")
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pgcluster: add %d to cgroup: %w", pid, err)
+	}
+	for _, kid := range childrenOf(pid) {
+		// A child may exit meanwhile; that is not an error.
+		_ = os.WriteFile(procs, []byte(strconv.Itoa(kid)), 0o644)
+	}
+	return nil
+}
+
+// removeCgroup removes an instance's group once its processes are gone.
+func removeCgroup(dir string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgcluster: remove cgroup %s: %w", dir, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, bounded by deadline
+	}
+}

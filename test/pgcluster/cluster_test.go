@@ -1,0 +1,427 @@
+package pgcluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func connect(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// eventually polls cond every 20ms until it returns nil or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, bounded by deadline
+	}
+}
+
+func queryString(ctx context.Context, dsn, sql string) (string, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var s string
+	err = conn.QueryRow(ctx, sql).Scan(&s)
+	return s, err
+}
+
+// allPIDs returns every live server process of the cluster.
+func allPIDs(c *Cluster) []int {
+	var pids []int
+	for _, in := range c.Instances() {
+		pids = append(pids, processesIn(in.DataDir)...)
+	}
+	return pids
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestBinDir(t *testing.T) {
+	d, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"initdb", "postgres", "pg_basebackup"} {
+		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
+			t.Errorf("%s missing in %s: %v", b, d, err)
+		}
+	}
+}
+
+func TestShardsWithReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 60*time.Second)
+	c := StartT(t, Options{Shards: 2, Replicas: 1, Settings: map[string]string{"application_name": "pgcluster test"}})
+	if len(c.Shards) != 2 || len(c.Instances()) != 4 {
+		t.Fatalf("got %d shards, %d instances", len(c.Shards), len(c.Instances()))
+	}
+	seen := map[int]bool{}
+	for _, in := range c.Instances() {
+		if seen[in.Port] || in.Port < firstAutoPort {
+			t.Errorf("%s: bad or duplicate port %d", in.Name, in.Port)
+		}
+		seen[in.Port] = true
+		if in.PID() == 0 {
+			t.Errorf("%s: no PID", in.Name)
+		}
+	}
+	if got := c.Shards[1].Replicas[0].Name; got != "shard1-replica1" {
+		t.Errorf("replica name = %q", got)
+	}
+
+	for n, s := range c.Shards {
+		if !s.Primary.Primary || s.Replicas[0].Primary {
+			t.Errorf("%s: Primary flags wrong", s.Name)
+		}
+		p := connect(t, ctx, s.Primary.DSN("postgres"))
+		for setting, want := range map[string]string{
+			"wal_level": "logical", "max_prepared_transactions": "100", "max_connections": "600",
+			"application_name": "pgcluster test", "fsync": "off", "server_version_num": "",
+		} {
+			var got string
+			if err := p.QueryRow(ctx, "SHOW "+setting).Scan(&got); err != nil {
+				t.Fatalf("SHOW %s: %v", setting, err)
+			}
+			if want != "" && got != want {
+				t.Errorf("%s: %s = %q, want %q", s.Name, setting, got, want)
+			}
+		}
+		if _, err := p.Exec(ctx, "CREATE TABLE t (id int primary key, shard text)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Exec(ctx, "INSERT INTO t VALUES ($1, $2)", n, s.Name); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, s.Name+" row on replica", func() error {
+			got, err := queryString(ctx, s.Replicas[0].DSN("postgres"), "SELECT shard FROM t WHERE id = "+strconv.Itoa(n))
+			if err != nil {
+				return err
+			}
+			if got != s.Name {
+				return fmt.Errorf("got %q", got)
+			}
+			return nil
+		})
+		r := connect(t, ctx, s.Replicas[0].DSN("postgres"))
+		var inRecovery bool
+		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+			t.Errorf("%s: pg_is_in_recovery = %v, %v", s.Replicas[0].Name, inRecovery, err)
+		}
+		if _, err := r.Exec(ctx, "INSERT INTO t VALUES (100, 'x')"); err == nil {
+			t.Errorf("write on replica succeeded")
+		}
+	}
+
+	// Many asynchronous commits, then WaitReplicasCaughtUp: all visible.
+	for _, s := range c.Shards {
+		p := connect(t, ctx, s.Primary.DSN("postgres"))
+		for k := 10; k < 60; k++ {
+			if _, err := p.Exec(ctx, "INSERT INTO t VALUES ($1, 'bulk')", k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := c.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Shards {
+		got, err := queryString(ctx, s.Replicas[0].DSN("postgres"), "SELECT count(*)::text FROM t WHERE shard = 'bulk'")
+		if err != nil || got != "50" {
+			t.Errorf("%s replica after catch-up: count = %q, %v", s.Name, got, err)
+		}
+	}
+
+	// The unix socket works too.
+	sock := c.Shards[0].Primary.DataDir
+	if _, err := queryString(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sock, c.Shards[0].Primary.Port), "SELECT 'ok'"); err != nil {
+		t.Errorf("unix socket: %v", err)
+	}
+
+	pids := allPIDs(c)
+	if len(pids) < 8 {
+		t.Fatalf("expected many server processes, found %v", pids)
+	}
+	root := c.root
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d still alive after Stop", pid)
+		}
+	}
+	for _, in := range c.Instances() {
+		if in.PID() != 0 || in.Running() {
+			t.Errorf("%s still reports running", in.Name)
+		}
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("temp data dir %s not removed: %v", root, err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestPersistentRestart(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 90*time.Second)
+	dir := filepath.Join(t.TempDir(), "data")
+	opts := Options{DataDir: dir, Replicas: 1}
+
+	c, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Shards[0].Primary
+	if p.DataDir != filepath.Join(c.root, "shard0", "primary") {
+		t.Errorf("primary DataDir = %s", p.DataDir)
+	}
+	if v, err := queryString(ctx, p.DSN("postgres"), "SHOW fsync"); err != nil || v != "on" {
+		t.Errorf("persistent fsync = %q, %v; want on", v, err)
+	}
+	conn := connect(t, ctx, p.DSN("postgres"))
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if err := c.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ports := []int{p.Port, c.Shards[0].Replicas[0].Port}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Same ports, same data.
+	c2, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Stop() })
+	if got := []int{c2.Shards[0].Primary.Port, c2.Shards[0].Replicas[0].Port}; got[0] != ports[0] || got[1] != ports[1] {
+		t.Errorf("ports after restart %v, want %v", got, ports)
+	}
+	for _, in := range c2.Instances() {
+		if v, err := queryString(ctx, in.DSN("postgres"), "SELECT v FROM kept"); err != nil || v != "hello" {
+			t.Errorf("%s after restart: %q, %v", in.Name, v, err)
+		}
+	}
+	if err := c2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The recorded primary port is taken: a new port, and the replica follows it.
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])))
+	if err != nil {
+		t.Fatalf("occupy port: %v", err)
+	}
+	defer l.Close()
+	c3 := StartT(t, opts)
+	p3 := c3.Shards[0].Primary
+	if p3.Port == ports[0] {
+		t.Fatalf("primary reused the occupied port %d", p3.Port)
+	}
+	if _, err := queryString(ctx, p3.DSN("postgres"), "INSERT INTO kept VALUES ('after move') RETURNING v"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "replica follows the moved primary", func() error {
+		v, err := queryString(ctx, c3.Shards[0].Replicas[0].DSN("postgres"), "SELECT count(*)::text FROM kept")
+		if err == nil && v != "2" {
+			err = fmt.Errorf("count = %s", v)
+		}
+		return err
+	})
+}
+
+func TestKillAndStartWithPassword(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 60*time.Second)
+	c := StartT(t, Options{Replicas: 1, Password: "s3cr'et pw"})
+	p := c.Shards[0].Primary
+	r := c.Shards[0].Replicas[0]
+
+	if !strings.Contains(p.DSN("db"), "postgres:s3cr%27et%20pw@") || !strings.HasSuffix(p.DSN("db"), "/db?sslmode=disable") {
+		t.Errorf("DSN = %s", p.DSN("db"))
+	}
+	noPw := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", p.Addr())
+	if _, err := queryString(ctx, noPw, "SELECT 1"); err == nil {
+		t.Errorf("connected without a password")
+	}
+
+	conn := connect(t, ctx, p.DSN("postgres"))
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = on; CREATE TABLE k (v int); INSERT INTO k VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	pids := processesIn(p.DataDir)
+	oldPID := p.PID()
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d survived Kill", pid)
+		}
+	}
+	if p.PID() != 0 || p.Running() {
+		t.Errorf("killed instance still reports running")
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p.PID() == oldPID || p.PID() == 0 {
+		t.Errorf("PID after restart = %d (old %d)", p.PID(), oldPID)
+	}
+	if v, err := queryString(ctx, p.DSN("postgres"), "SELECT count(*)::text FROM k"); err != nil || v != "1" {
+		t.Errorf("after crash: %q, %v", v, err)
+	}
+	// The replica reconnects to the restarted primary.
+	if _, err := queryString(ctx, p.DSN("postgres"), "INSERT INTO k VALUES (2) RETURNING v::text"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := queryString(ctx, r.DSN("postgres"), "SELECT count(*)::text FROM k"); err != nil || v != "2" {
+		t.Errorf("replica after primary crash: %q, %v", v, err)
+	}
+
+	// Restart the replica.
+	if err := r.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := queryString(ctx, r.DSN("postgres"), "SELECT count(*)::text FROM k"); err != nil || v != "2" {
+		t.Errorf("replica after restart: %q, %v", v, err)
+	}
+}
+
+func TestCPUQuota(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 60*time.Second)
+	c := StartT(t, Options{CPUQuota: 0.25})
+	p := c.Shards[0].Primary
+	cg := filepath.Join(c.cgroupDir, p.Name)
+	if !strings.HasPrefix(cg, cgroupCPURoot+"/shardproxy-") {
+		t.Fatalf("cgroup dir %s", cg)
+	}
+	read := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(cg, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if q := read("cpu.cfs_quota_us"); q != "25000" {
+		t.Errorf("quota = %s", q)
+	}
+	if q := read("cpu.cfs_period_us"); q != "100000" {
+		t.Errorf("period = %s", q)
+	}
+	// The postmaster and every server process (the ones forked before it
+	// joined, and backends forked after) are in the group.
+	if _, err := queryString(ctx, p.DSN("postgres"), "SELECT 1::text"); err != nil {
+		t.Fatal(err)
+	}
+	procs := strings.Fields(read("cgroup.procs"))
+	in := map[string]bool{}
+	for _, s := range procs {
+		in[s] = true
+	}
+	if !in[strconv.Itoa(p.PID())] {
+		t.Errorf("postmaster %d not in %v", p.PID(), procs)
+	}
+	for _, pid := range processesIn(p.DataDir) {
+		if !in[strconv.Itoa(pid)] {
+			t.Errorf("server process %d not in cgroup %v", pid, procs)
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.cgroupDir); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s not removed: %v", c.cgroupDir, err)
+	}
+}
+
+func TestBasePort(t *testing.T) {
+	t.Parallel()
+	// Two consecutive free ports away from where automatic picks start.
+	base := 0
+	for p := 64500; p < 65000 && base == 0; p += 2 {
+		a, _ := tryPort("127.0.0.1", p)
+		b, _ := tryPort("127.0.0.1", p+1)
+		if a != nil && b != nil {
+			base = p
+		}
+		a.release()
+		b.release()
+	}
+	if base == 0 {
+		t.Fatal("no two free consecutive ports")
+	}
+	c := StartT(t, Options{Replicas: 1, BasePort: base})
+	if c.Shards[0].Primary.Port != base || c.Shards[0].Replicas[0].Port != base+1 {
+		t.Errorf("ports %d, %d; want %d, %d", c.Shards[0].Primary.Port, c.Shards[0].Replicas[0].Port, base, base+1)
+	}
+	// BasePort taken: a clear error.
+	_, err := Start(ctxT(t, 30*time.Second), Options{BasePort: base})
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(base)) {
+		t.Errorf("Start on a taken BasePort: %v", err)
+	}
+}
+
+func TestStartFailureCleansUp(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 30*time.Second)
+	c, err := Start(ctx, Options{Shards: 2, Settings: map[string]string{"wal_level": "bogus"}})
+	if err == nil {
+		c.Stop()
+		t.Fatal("Start succeeded with an invalid setting")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "wal_level") {
+		t.Errorf("error does not carry the server log: %v", err)
+	}
+	i := strings.Index(msg, os.TempDir()+"/pgcluster-")
+	if i < 0 {
+		t.Fatalf("error does not name the data dir: %v", err)
+	}
+	root := strings.SplitN(msg[i:], "/shard", 2)[0]
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("%s left behind: %v", root, err)
+	}
+}
