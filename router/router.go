@@ -28,15 +28,85 @@ type distIndex struct {
 	textFrom  []string // text range table, sorted
 	textTo    []string // "" = unbounded
 	textOwner []string
-	list      map[string]string
-	overrides map[string]string
+	list      keyMap // List scheme
+	overrides keyMap
+}
+
+// keyMap maps key values to shards, keyed by the value's native form so a
+// lookup does not format the key (only the map of the key type is used).
+type keyMap struct {
+	n     int
+	ints  map[int64]string
+	texts map[string]string
+	uuids map[[16]byte]string
+}
+
+func newKeyMap(kt topology.KeyType, m map[string]string) keyMap {
+	km := keyMap{n: len(m)}
+	for k, shard := range m {
+		v, err := KeyFromText(kt, k)
+		if kt == topology.Text {
+			v, err = TextKey(k), nil // used as stored, even if not valid UTF-8
+		}
+		if err != nil {
+			continue // cannot happen: the snapshot holds canonical keys
+		}
+		switch kt {
+		case topology.Int:
+			if km.ints == nil {
+				km.ints = map[int64]string{}
+			}
+			km.ints[v.Int] = shard
+		case topology.Text:
+			if km.texts == nil {
+				km.texts = map[string]string{}
+			}
+			km.texts[v.Text] = shard
+		case topology.UUID:
+			if km.uuids == nil {
+				km.uuids = map[[16]byte]string{}
+			}
+			km.uuids[v.UUID] = shard
+		}
+	}
+	return km
+}
+
+func (m *keyMap) get(v Value) (string, bool) {
+	if m.n == 0 {
+		return "", false
+	}
+	var s string
+	var ok bool
+	switch v.Type {
+	case topology.Int:
+		s, ok = m.ints[v.Int]
+	case topology.Text:
+		s, ok = m.texts[v.Text]
+	case topology.UUID:
+		s, ok = m.uuids[v.UUID]
+	}
+	return s, ok
+}
+
+func (m *keyMap) shards(set map[string]bool) {
+	for _, s := range m.ints {
+		set[s] = true
+	}
+	for _, s := range m.texts {
+		set[s] = true
+	}
+	for _, s := range m.uuids {
+		set[s] = true
+	}
 }
 
 // New indexes snap. Prefer For, which does it once per snapshot.
 func New(snap *topology.Snapshot) *Router {
 	r := &Router{snap: snap, dists: map[string]*distIndex{}}
 	for _, d := range snap.Distributions() {
-		x := &distIndex{name: d.Name, scheme: d.Scheme, keyType: d.KeyType, list: d.ListValues, overrides: d.Overrides}
+		x := &distIndex{name: d.Name, scheme: d.Scheme, keyType: d.KeyType,
+			list: newKeyMap(d.KeyType, d.ListValues), overrides: newKeyMap(d.KeyType, d.Overrides)}
 		for _, rg := range d.Ranges {
 			x.lo = append(x.lo, rg.Lo)
 			x.hi = append(x.hi, rg.Hi)
@@ -80,10 +150,8 @@ func (r *Router) ShardForKey(dist string, key Value) (string, error) {
 		return "", &RouteError{Code: "42804", Distribution: dist,
 			Msg: fmt.Sprintf("distribution %s has %s keys, got a %s value %q", dist, x.keyType, orUnknown(key.Type), key.Canonical())}
 	}
-	if len(x.overrides) > 0 {
-		if s, ok := x.overrides[key.Canonical()]; ok {
-			return s, nil
-		}
+	if s, ok := x.overrides.get(key); ok {
+		return s, nil
 	}
 	switch x.scheme {
 	case topology.Hash:
@@ -99,7 +167,7 @@ func (r *Router) ShardForKey(dist string, key Value) (string, error) {
 			return s, nil
 		}
 	case topology.List:
-		if s, ok := x.list[key.Canonical()]; ok {
+		if s, ok := x.list.get(key); ok {
 			return s, nil
 		}
 	}
@@ -137,12 +205,8 @@ func (r *Router) ShardsOf(dist string) []string {
 	for _, s := range x.textOwner {
 		set[s] = true
 	}
-	for _, s := range x.list {
-		set[s] = true
-	}
-	for _, s := range x.overrides {
-		set[s] = true
-	}
+	x.list.shards(set)
+	x.overrides.shards(set)
 	out := make([]string, 0, len(set))
 	for s := range set {
 		out = append(out, s)
