@@ -492,3 +492,53 @@ func TestQualifyAndCanonical(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateMessages(t *testing.T) {
+	base := func() *topology.Builder {
+		return topology.NewBuilder(1).
+			AddShard(topology.Shard{Name: "a", Primary: "127.0.0.1:5432"}).
+			AddShard(topology.Shard{Name: "b", Primary: "127.0.0.1:5433"})
+	}
+	full := func(rs ...topology.Range) topology.Distribution {
+		return topology.Distribution{Name: "users", Scheme: topology.Hash, KeyType: topology.Int, Ranges: rs}
+	}
+	cases := []struct {
+		b    *topology.Builder
+		want string
+	}{
+		{base().AddDistribution(full(topology.Range{Lo: math.MinInt64, Hi: 10, Shard: "a"}, topology.Range{Lo: 20, Hi: math.MaxInt64, Shard: "b"})),
+			"distribution users: gap between 10 and 20"},
+		{base().AddDistribution(full(topology.Range{Lo: math.MinInt64, Hi: 10, Shard: "a"}, topology.Range{Lo: 5, Hi: math.MaxInt64, Shard: "b"})),
+			"distribution users: ranges [-9223372036854775808, 10] and [5, 9223372036854775807] overlap"},
+		{base().AddDistribution(full(topology.Range{Lo: math.MinInt64, Hi: 10, Shard: "a"})),
+			"distribution users: gap between 10 and 9223372036854775807"},
+		{base().AddDistribution(full(topology.Range{Lo: 0, Hi: math.MaxInt64, Shard: "a"})),
+			"distribution users: gap between -9223372036854775808 and 0"},
+		{base().AddDistribution(full()), "distribution users: hash range table is empty"},
+		{base().AddDistribution(full(topology.Range{Lo: math.MinInt64, Hi: math.MaxInt64, Shard: "c"})),
+			`distribution users range [-9223372036854775808, 9223372036854775807]: shard "c" does not exist`},
+		{base().AddDistribution(topology.Distribution{Name: "r", Scheme: topology.List, KeyType: topology.Int, ListValues: map[string]string{"07": "a"}}),
+			`distribution r: list value "07" is not in canonical form (use "7")`},
+		{base().AddDistribution(topology.Distribution{Name: "t", Scheme: topology.RangeScheme, KeyType: topology.Text,
+			TextRanges: []topology.TextRange{{From: "a", To: "m", Shard: "a"}, {From: "k", Shard: "b"}}}),
+			`distribution t: ranges from "a" and from "k" overlap`},
+		{base().AddDistribution(topology.Distribution{Name: "t", Scheme: topology.RangeScheme, KeyType: topology.Text,
+			Ranges: []topology.Range{{Lo: 1, Hi: 2, Shard: "a"}}}), "text keys use text ranges"},
+		{base().AddDistribution(topology.Distribution{Name: "t", Scheme: "modulo", KeyType: topology.Int}), `unknown scheme "modulo"`},
+		{base().AddTable(topology.Table{Name: "t", Kind: topology.Reference, KeyColumn: "id"}), "reference table has no key column"},
+		{base().AddTable(topology.Table{Name: "t", Kind: topology.Distributed, Distribution: "users"}), "needs a key column"},
+		{base().AddShard(topology.Shard{Name: "a", Primary: "127.0.0.1:1"}), `shard "a" is listed twice`},
+		{base().AddShard(topology.Shard{Name: "c", Primary: "127.0.0.1:99999"}), "port must be 1-65535"},
+		{base().AddShard(topology.Shard{Name: "c", Primary: "127.0.0.1:1", State: "melting"}), `unknown state "melting"`},
+		{base().AddMove(topology.Move{ID: "m1", Distribution: "users", From: "a", To: "b"}), `move m1: distribution "users" does not exist`},
+	}
+	for _, c := range cases {
+		_, err := c.b.Build()
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, topology.ErrInvalid) {
+			t.Errorf("got %v, want error containing %q", err, c.want)
+		}
+	}
+	if _, err := base().AddDistribution(full(topology.Range{Lo: math.MinInt64, Hi: math.MaxInt64, Shard: "a"})).Build(); err != nil {
+		t.Fatal(err)
+	}
+}
