@@ -117,7 +117,9 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	}
 	defer func() {
 		log.Info("stopping PostgreSQL servers")
-		cluster.Stop()
+		if err := cluster.Stop(); err != nil {
+			log.Error("stopping PostgreSQL servers", "err", err)
+		}
 	}()
 
 	shards := clusterShards(cluster)
@@ -175,13 +177,13 @@ func devBaseConfig(path string) (config.Config, error) {
 	return c, nil
 }
 
-// clusterShards turns the started servers into config shards named
-// shard0, shard1, ...
+// clusterShards turns the started servers into config shards, named like
+// the cluster's shards (shard0, shard1, ...).
 func clusterShards(c *pgcluster.Cluster) []config.Shard {
 	shards := make([]config.Shard, 0, len(c.Shards))
-	for i, s := range c.Shards {
+	for _, s := range c.Shards {
 		sh := config.Shard{
-			Name:    fmt.Sprintf("shard%d", i),
+			Name:    s.Name,
 			Primary: config.Endpoint{Host: s.Primary.Host, Port: s.Primary.Port},
 		}
 		for _, r := range s.Replicas {
@@ -215,10 +217,10 @@ func printDevBanner(w io.Writer, client, admin net.Addr, c *pgcluster.Cluster, p
 		fmt.Fprintf(&b, "  metrics:   http://%s/metrics\n", admin)
 	}
 	fmt.Fprintf(&b, "\n  shards (direct, bypassing the proxy):\n")
-	for i, s := range c.Shards {
-		fmt.Fprintf(&b, "    shard%d primary  %s\n", i, s.Primary.Addr())
-		for j, r := range s.Replicas {
-			fmt.Fprintf(&b, "    shard%d replica%d %s\n", i, j, r.Addr())
+	for _, s := range c.Shards {
+		fmt.Fprintf(&b, "    %-18s %s  (psql -h %s -p %d -U postgres postgres)\n", s.Primary.Name, s.Primary.Addr(), s.Primary.Host, s.Primary.Port)
+		for _, r := range s.Replicas {
+			fmt.Fprintf(&b, "    %-18s %s  (streaming replica)\n", r.Name, r.Addr())
 		}
 	}
 	fmt.Fprintf(&b, "\n  stop:      Ctrl-C, or kill $(cat %s)\n\n", pidPath)

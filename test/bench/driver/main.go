@@ -34,6 +34,7 @@ type options struct {
 	command    string
 	only       string
 	pinCPU     string
+	targets    string
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "report file to write (\"\" = stdout only)")
 	flag.StringVar(&o.command, "command", "", "command line to record in the report")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
+	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
 	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
 	flag.Parse()
 

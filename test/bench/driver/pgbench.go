@@ -49,12 +49,14 @@ func (e *env) runPgbench(ctx context.Context, w workload, t target, round int) r
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 
+	waitQuiet(e.postmaster, 10*time.Second)
 	pooler0 := 0.0
 	if t.pooler > 0 {
 		pooler0 = cpuSeconds(t.pooler)
 	}
 	pg0 := treeCPUSeconds(e.postmaster)
 	out, err := cmd.CombinedOutput()
+	waitQuiet(e.postmaster, 10*time.Second)
 	pg1 := treeCPUSeconds(e.postmaster)
 	if t.pooler > 0 {
 		r.poolerCPU = cpuSeconds(t.pooler) - pooler0

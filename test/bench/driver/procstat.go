@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // clockTicks is USER_HZ, the unit of the time fields in /proc/PID/stat.
@@ -70,6 +72,39 @@ func treeCPUSeconds(pid int) float64 {
 		}
 	}
 	return float64(total) / clockTicks
+}
+
+// childrenOf lists the PIDs whose parent is pid.
+func childrenOf(pid int) map[int]bool {
+	kids := map[int]bool{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if cs, err := readStat(child); err == nil && cs.ppid == pid {
+			kids[child] = true
+		}
+	}
+	return kids
+}
+
+// waitQuiet waits (up to timeout) until the set of pid's children stays the
+// same for 300ms. Backends that are still exiting when a client finishes
+// would otherwise be missed: between reading the parent's reaped-children
+// time and scanning the live children, a reaped backend is in neither.
+func waitQuiet(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	prev := childrenOf(pid)
+	for time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+		cur := childrenOf(pid)
+		if maps.Equal(prev, cur) {
+			return
+		}
+		prev = cur
+	}
 }
 
 // rssBytes is the resident set size of a process.

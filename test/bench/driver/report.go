@@ -170,10 +170,11 @@ func (e *env) report(ws []workload, rs []result, mem []memResult) string {
 	}
 
 	p("## Notes\n\n")
-	p("- PgBouncer %s cannot run `-M prepared` in transaction mode: protocol-level prepared statements are only "+
-		"tracked since PgBouncer 1.21, so a statement prepared on one server connection is missing on the next "+
-		"(`prepared statement \"P0_1\" does not exist`). Those runs are recorded as \"fails\". shardproxy maps each "+
-		"client statement to a server-side name and prepares it lazily on whichever server connection serves the client.\n", e.bouncerVer)
+	p("- %s cannot run `-M prepared` in transaction mode: protocol-level prepared statements are only "+
+		"tracked since PgBouncer 1.21, so a client's statements land on server connections that lack them or already hold "+
+		"another client's statement of the same name (see the error in the table of every run). Those runs are recorded as "+
+		"\"fails\". shardproxy maps each client statement to a server-side name and prepares it lazily on whichever server "+
+		"connection serves the client.\n", e.bouncerVer)
 	p("- With %d clients on 2 cores, pooling beats direct connections: %d backends compete for the CPU (and `-C` pays "+
 		"for a new backend per transaction), while a pool of %d keeps PostgreSQL busy with fewer processes. The pooler's "+
 		"own CPU comes out of PostgreSQL's share on this machine, so CPU per transaction is the fairer comparison of two poolers.\n",

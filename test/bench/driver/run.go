@@ -78,7 +78,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if _, err := os.Stat(o.pgbouncer); err != nil {
 		return fmt.Errorf("pgbouncer not found (%v); install the Debian package pgbouncer", err)
 	}
-	if _, err := os.Stat(o.shardproxy); err != nil {
+	if _, err := os.Stat(o.shardproxy); err != nil && strings.Contains(o.targets, "shardproxy") {
 		return fmt.Errorf("shardproxy binary: %v (run make build)", err)
 	}
 	if u, err := user.Lookup("postgres"); err == nil {
@@ -119,24 +119,40 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
 
-	bouncer, err := e.startPgBouncer(ctx)
-	if err != nil {
-		return err
+	want := map[string]bool{}
+	for _, n := range strings.Split(o.targets, ",") {
+		switch n = strings.TrimSpace(n); n {
+		case "direct", "pgbouncer", "shardproxy":
+			want[n] = true
+		default:
+			return fmt.Errorf("-targets: unknown target %q (direct, pgbouncer, shardproxy)", n)
+		}
 	}
-	defer bouncer.stop()
-	proxy, err := e.startShardproxy(ctx)
-	if err != nil {
-		return err
+	var children []*child
+	if want["direct"] {
+		e.targets = append(e.targets, target{name: "direct", port: e.pgPort})
 	}
-	defer proxy.stop()
-	e.targets = []target{
-		{name: "direct", port: e.pgPort},
-		{name: "pgbouncer", port: bouncer.port, pooler: bouncer.cmd.Process.Pid},
-		{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid},
+	if want["pgbouncer"] {
+		bouncer, err := e.startPgBouncer(ctx)
+		if err != nil {
+			return err
+		}
+		defer bouncer.stop()
+		children = append(children, bouncer)
+		e.targets = append(e.targets, target{name: "pgbouncer", port: bouncer.port, pooler: bouncer.cmd.Process.Pid})
+	}
+	if want["shardproxy"] {
+		proxy, err := e.startShardproxy(ctx)
+		if err != nil {
+			return err
+		}
+		defer proxy.stop()
+		children = append(children, proxy)
+		e.targets = append(e.targets, target{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid})
 	}
 	for _, t := range e.targets {
 		if err := waitReady(ctx, t.port, 30*time.Second); err != nil {
-			return fmt.Errorf("%s not ready: %w\n%s", t.name, err, tail(bouncer, proxy))
+			return fmt.Errorf("%s not ready: %w\n%s", t.name, err, tail(children...))
 		}
 	}
 
@@ -174,7 +190,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 	var mem []memResult
 	if o.idle > 0 {
-		for _, t := range e.targets[1:] {
+		for _, t := range e.targets {
+			if t.pooler == 0 {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
