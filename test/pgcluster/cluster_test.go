@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func connect(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
@@ -270,12 +271,13 @@ func TestPersistentRestart(t *testing.T) {
 func TestKillAndStartWithPassword(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 60*time.Second)
-	c := StartT(t, Options{Replicas: 1, Password: "s3cr'et pw"})
+	c := StartT(t, Options{Replicas: 1, Password: `s3cr'et\ pw@:/`})
 	p := c.Shards[0].Primary
 	r := c.Shards[0].Replicas[0]
 
-	if !strings.Contains(p.DSN("db"), "postgres:s3cr%27et%20pw@") || !strings.HasSuffix(p.DSN("db"), "/db?sslmode=disable") {
-		t.Errorf("DSN = %s", p.DSN("db"))
+	if cfg, err := pgconn.ParseConfig(p.DSN("db")); err != nil || cfg.Password != `s3cr'et\ pw@:/` ||
+		cfg.User != "postgres" || cfg.Database != "db" || cfg.Port != uint16(p.Port) || cfg.TLSConfig != nil {
+		t.Errorf("DSN %s parses to %+v, %v", p.DSN("db"), cfg, err)
 	}
 	noPw := fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", p.Addr())
 	if _, err := queryString(ctx, noPw, "SELECT 1"); err == nil {
@@ -294,7 +296,10 @@ func TestKillAndStartWithPassword(t *testing.T) {
 	}
 	for _, pid := range pids {
 		if alive(pid) {
-			t.Errorf("process %d survived Kill", pid)
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Errorf("process %d survived Kill: %s cwd=%s %v cmd=%q", pid, st, cwd, err, cmd)
 		}
 	}
 	if p.PID() != 0 || p.Running() {

@@ -177,6 +177,7 @@ func (i *Instance) stop(sig syscall.Signal) error {
 		return nil
 	}
 	var errs []error
+	before := processesIn(i.DataDir)
 	_ = syscall.Kill(p.pid, sig)
 	timeout := stopTimeout
 	if sig != syscall.SIGINT {
@@ -192,7 +193,7 @@ func (i *Instance) stop(sig syscall.Signal) error {
 	}
 	// After a crash the postmaster's children may outlive it for a while;
 	// a new postmaster refuses to start while they hold shared memory.
-	if err := killAllIn(i.DataDir, 10*time.Second); err != nil {
+	if err := killAllIn(i.DataDir, before, 10*time.Second); err != nil {
 		errs = append(errs, err)
 	}
 	p.log.Close()
@@ -445,6 +446,12 @@ func (i *Instance) writeConfig() error {
 		set["full_page_writes"] = "off"
 		set["wal_writer_delay"] = "10ms"
 	}
+	// A replica retries a lost primary connection this often (default 5s):
+	// tests restart primaries and expect replicas back promptly.
+	set["wal_retrieve_retry_interval"] = "1s"
+	if i.c.temp {
+		set["wal_retrieve_retry_interval"] = "100ms"
+	}
 	if !i.Primary {
 		pw := ""
 		if o.Password != "" {
@@ -487,8 +494,12 @@ func (i *Instance) writeConfig() error {
 	return nil
 }
 
-// confQuote quotes a postgresql.conf value (every GUC accepts quotes).
-func confQuote(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+// confQuote quotes a postgresql.conf value (every GUC accepts quotes; the
+// file's parser treats backslash as an escape inside them).
+func confQuote(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `''`)
+	return "'" + r.Replace(v) + "'"
+}
 
 // conninfoQuote quotes a libpq keyword/value connection string value.
 func conninfoQuote(v string) string {

@@ -289,20 +289,35 @@ func childrenOf(pid int) []int {
 }
 
 // killAllIn SIGKILLs every process working in dir and waits until they are
-// gone or the deadline passes.
-func killAllIn(dir string, timeout time.Duration) error {
+// gone (or zombies) or the deadline passes. An exiting process loses its
+// cwd before it stops running, so the PIDs seen (and the known ones, listed
+// before the postmaster was signalled) are also waited for.
+func killAllIn(dir string, known []int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	seen := map[int]bool{}
+	for _, p := range known {
+		seen[p] = true
+	}
 	for {
-		pids := processesIn(dir)
-		if len(pids) == 0 {
+		var left []int
+		in := processesIn(dir)
+		for _, p := range in {
+			seen[p] = true
+		}
+		for p := range seen {
+			if alive(p) {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgcluster: processes %v in %s did not exit", pids, dir)
+			return fmt.Errorf("pgcluster: processes %v in %s did not exit", left, dir)
 		}
-		for _, p := range pids {
+		for _, p := range in { // not left: a PID that went away may be reused
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval, bounded by deadline
+		time.Sleep(5 * time.Millisecond) // polling interval, bounded by deadline
 	}
 }
