@@ -146,7 +146,7 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	}
 	out := cmd.OutOrStdout()
 	return runProxy(ctx, cfg, log, reload, func(client, admin net.Addr) {
-		printDevBanner(out, client, admin, cluster, pidPath)
+		printDevBanner(out, cfg.Pool.Mode, client, admin, cluster, pidPath)
 	})
 }
 
@@ -207,10 +207,10 @@ func claimPIDFile(path string) error {
 	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 }
 
-func printDevBanner(w io.Writer, client, admin net.Addr, c *pgcluster.Cluster, pidPath string) {
+func printDevBanner(w io.Writer, mode string, client, admin net.Addr, c *pgcluster.Cluster, pidPath string) {
 	host, port, _ := net.SplitHostPort(client.String())
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nshardproxy %s is ready (transaction pooling; loopback clients are trusted)\n\n", version)
+	fmt.Fprintf(&b, "\nshardproxy is ready (version %s; %s pooling; loopback clients are trusted)\n\n", version, mode)
 	fmt.Fprintf(&b, "  connect:   psql -h %s -p %s -U postgres postgres\n", host, port)
 	fmt.Fprintf(&b, "  url:       postgres://postgres@%s/postgres?sslmode=disable\n", client)
 	if admin != nil {
