@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -137,7 +138,7 @@ func startupOnly(ctx context.Context, port int, br *bufio.Reader) (net.Conn, err
 			}
 		case 'E':
 			c.Close()
-			return nil, errors.New("error response at startup: " + string(payload))
+			return nil, errors.New("error response at startup: " + errorText(payload))
 		case 'Z':
 			if br.Buffered() > 0 {
 				c.Close()
@@ -147,4 +148,21 @@ func startupOnly(ctx context.Context, port int, br *bufio.Reader) (net.Conn, err
 			return c, nil
 		}
 	}
+}
+
+// errorText renders an ErrorResponse body as "SQLSTATE message".
+func errorText(body []byte) string {
+	var code, msg string
+	for _, f := range bytes.Split(body, []byte{0}) {
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case 'C':
+			code = string(f[1:])
+		case 'M':
+			msg = string(f[1:])
+		}
+	}
+	return code + " " + msg
 }
