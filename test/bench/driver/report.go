@@ -162,7 +162,7 @@ func (e *env) report(ws []workload, rs []result, mem []memResult) string {
 			}
 			note := ""
 			if m.err != nil {
-				note = fmt.Sprintf(" (only %d connected: %v)", m.clients, m.err)
+				note = strings.ReplaceAll(fmt.Sprintf(" (only %d connected: %v)", m.clients, m.err), "|", "\\|")
 			}
 			p("| %s | %d | %s | %s | %.1f KiB%s |\n", m.target, m.clients, mib(m.baseline), mib(m.after), m.perClient/1024, note)
 		}
