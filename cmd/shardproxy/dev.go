@@ -101,17 +101,21 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	defer os.Remove(pidPath)
 
 	log, level := newLogger(cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	sigs := notifySignals()
+	defer signal.Stop(sigs)
 
 	fmt.Fprintf(cmd.OutOrStdout(), "starting %d shard(s) with %d replica(s) each in %s ...\n", o.shards, o.replicas, dataDir)
-	cluster, err := pgcluster.Start(ctx, pgcluster.Options{
+	cluster, err := startCluster(sigs, pgcluster.Options{
 		Shards:   o.shards,
 		Replicas: o.replicas,
 		DataDir:  dataDir,
 		CPUQuota: o.cpuQuota,
 		Logger:   log,
 	})
+	if errors.Is(err, errInterrupted) {
+		log.Info("interrupted while starting PostgreSQL")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
 	}
@@ -145,9 +149,44 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		return next, nil
 	}
 	out := cmd.OutOrStdout()
-	return runProxy(ctx, cfg, log, reload, func(client, admin net.Addr) {
+	return runProxy(context.Background(), cfg, log, sigs, reload, func(client, admin net.Addr) {
 		printDevBanner(out, cfg.Pool.Mode, client, admin, cluster, pidPath)
 	})
+}
+
+var errInterrupted = errors.New("interrupted")
+
+// startCluster starts the servers; SIGTERM/SIGINT on sigs meanwhile aborts
+// the start (pgcluster stops what it started) and yields errInterrupted.
+// Signals that arrive after the servers are up stay in sigs for runProxy.
+func startCluster(sigs <-chan os.Signal, opts pgcluster.Options) (*pgcluster.Cluster, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopWatch, watchDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					cancel()
+					return
+				}
+			case <-stopWatch:
+				return
+			}
+		}
+	}()
+	cluster, err := pgcluster.Start(ctx, opts)
+	close(stopWatch)
+	<-watchDone
+	if ctx.Err() != nil {
+		if cluster != nil {
+			_ = cluster.Stop()
+		}
+		return nil, errInterrupted
+	}
+	return cluster, err
 }
 
 // devBaseConfig returns the defaults, or the file's settings when path is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/signal"
 
 	"github.com/spf13/cobra"
 
@@ -36,6 +37,8 @@ To try it without a config file, run "shardproxy dev".`,
 			if err != nil {
 				return err
 			}
+			sigs := notifySignals()
+			defer signal.Stop(sigs)
 			log, level := newLogger(cfg)
 			reload := func() (config.Config, error) {
 				c, err := config.Load(configPath)
@@ -44,7 +47,7 @@ To try it without a config file, run "shardproxy dev".`,
 				}
 				return c, err
 			}
-			return runProxy(context.Background(), cfg, log, reload, nil)
+			return runProxy(context.Background(), cfg, log, sigs, reload, nil)
 		},
 	}
 	root.SetVersionTemplate(fmt.Sprintf("shardproxy %s\n", "{{.Version}}"))

@@ -24,19 +24,24 @@ import (
 // admin is nil when the admin listener is off.
 type listening func(client, admin net.Addr)
 
-// runProxy runs the proxy for cfg until SIGTERM/SIGINT (or ctx is done),
-// then shuts it down gracefully within the configured shutdown_timeout; a
-// second SIGTERM/SIGINT during shutdown cuts the remaining clients off at
-// once. SIGHUP calls reload and applies the result with Server.Reload; a
-// reload error is logged and the running configuration is kept.
+// notifySignals returns the channel runProxy reads signals from. Register
+// it before starting anything that a signal should stop.
+func notifySignals() chan os.Signal {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	return sigs
+}
+
+// runProxy runs the proxy for cfg until SIGTERM/SIGINT arrives on sigs (or
+// ctx is done), then shuts it down gracefully within the configured
+// shutdown_timeout; a second SIGTERM/SIGINT during shutdown cuts the
+// remaining clients off at once. SIGHUP calls reload and applies the result
+// with Server.Reload; a reload error is logged and the running
+// configuration is kept.
 //
 // It returns nil after a requested shutdown and an error when the proxy
 // cannot start or stops serving on its own.
-func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready listening) error {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-
+func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-chan os.Signal, reload func() (config.Config, error), ready listening) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
