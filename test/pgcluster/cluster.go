@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +62,7 @@ type Cluster struct {
 	log       *slog.Logger
 
 	mu       sync.Mutex
+	rootLock *os.File // flock on a persistent DataDir: one cluster per directory
 	ports    map[*Instance]*portLock
 	stopped  bool
 	stopErr  error
@@ -166,6 +168,16 @@ func StartT(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
+// DataDir returns the directory holding every instance's data directory
+// (Options.DataDir made absolute, or the temporary directory).
+func (c *Cluster) DataDir() string { return c.root }
+
+func (c *Cluster) isStopped() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopped
+}
+
 // Instances returns every instance: per shard, the primary then its replicas.
 func (c *Cluster) Instances() []*Instance {
 	var out []*Instance
@@ -231,6 +243,10 @@ func (c *Cluster) Stop() error {
 	for in, pl := range c.ports {
 		pl.release()
 		delete(c.ports, in)
+	}
+	if c.rootLock != nil {
+		c.rootLock.Close()
+		c.rootLock = nil
 	}
 	c.mu.Unlock()
 	if c.temp && c.root != "" {
@@ -349,6 +365,17 @@ func (c *Cluster) makeRoot() error {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
 	c.root = d
+	f, err := os.OpenFile(filepath.Join(d, ".pgcluster.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("pgcluster: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("pgcluster: %s is in use by another cluster (is `shardproxy dev` already running?): %w", d, err)
+	}
+	c.mu.Lock()
+	c.rootLock = f
+	c.mu.Unlock()
 	return c.makeReachable(d)
 }
 

@@ -1,10 +1,12 @@
 package pgcluster
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -241,6 +243,13 @@ func TestPersistentRestart(t *testing.T) {
 			t.Errorf("%s after restart: %q, %v", in.Name, v, err)
 		}
 	}
+	// One cluster per directory at a time.
+	if c, err := Start(ctx, opts); err == nil || !strings.Contains(err.Error(), "in use") {
+		if c != nil {
+			c.Stop()
+		}
+		t.Errorf("second cluster on the same DataDir: %v", err)
+	}
 	if err := c2.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -429,4 +438,95 @@ func TestStartFailureCleansUp(t *testing.T) {
 	if _, err := os.Stat(root); !os.IsNotExist(err) {
 		t.Errorf("%s left behind: %v", root, err)
 	}
+}
+
+// TestHelperProcess is not a test: TestParentDeath runs the test binary
+// with PGCLUSTER_HELPER=1 so that it starts a cluster and waits to be killed.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv("PGCLUSTER_HELPER") != "1" {
+		return
+	}
+	ctx := ctxT(t, 60*time.Second)
+	c, err := Start(ctx, Options{Replicas: 1})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("root", c.DataDir())
+	for _, in := range c.Instances() {
+		fmt.Println("dir", in.DataDir)
+	}
+	fmt.Println("ready")
+	<-ctx.Done() // the parent kills us long before
+	os.Exit(1)
+}
+
+func TestParentDeath(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "PGCLUSTER_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var root string
+	var dirs []string
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("helper exited before it was ready")
+			}
+			f := strings.SplitN(l, " ", 2)
+			switch f[0] {
+			case "root":
+				root = f[1]
+			case "dir":
+				dirs = append(dirs, f[1])
+			case "ready":
+				break wait
+			default:
+				t.Logf("helper: %s", l)
+			}
+		case <-timeout:
+			t.Fatal("helper did not become ready")
+		}
+	}
+	defer os.RemoveAll(root)
+	if len(dirs) != 2 {
+		t.Fatalf("dirs %v", dirs)
+	}
+	var pids []int
+	for _, d := range dirs {
+		pids = append(pids, processesIn(d)...)
+	}
+	if len(pids) < 6 {
+		t.Fatalf("expected server processes, found %v", pids)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	eventually(t, 20*time.Second, "servers exit after their parent died", func() error {
+		for _, p := range pids {
+			if alive(p) {
+				return fmt.Errorf("process %d alive", p)
+			}
+		}
+		return nil
+	})
 }

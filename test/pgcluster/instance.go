@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,12 +61,13 @@ type Instance struct {
 }
 
 type process struct {
-	cmd     *exec.Cmd
-	pid     int
-	done    chan struct{} // closed when the postmaster has exited and been reaped
-	err     error         // exit status; valid after done
-	log     *os.File
-	logFrom int64 // offset in the log where this run's output starts
+	cmd      *exec.Cmd
+	pid      int
+	stopping atomic.Bool   // set before we signal it, so its exit is expected
+	done     chan struct{} // closed when the postmaster has exited and been reaped
+	err      error         // exit status; valid after done
+	log      *os.File
+	logFrom  int64 // offset in the log where this run's output starts
 }
 
 // Addr returns host:port.
@@ -122,6 +124,9 @@ func (i *Instance) Start(ctx context.Context) error {
 	if i.Running() {
 		return nil
 	}
+	if i.c.isStopped() {
+		return fmt.Errorf("pgcluster: %s: the cluster was stopped", i.Name)
+	}
 	i.cleanupDead()
 	return i.start(ctx, false)
 }
@@ -142,6 +147,9 @@ func (i *Instance) Restart(ctx context.Context) error {
 	defer i.opMu.Unlock()
 	if err := i.stop(syscall.SIGINT); err != nil {
 		return err
+	}
+	if i.c.isStopped() {
+		return fmt.Errorf("pgcluster: %s: the cluster was stopped", i.Name)
 	}
 	return i.start(ctx, false)
 }
@@ -178,6 +186,7 @@ func (i *Instance) stop(sig syscall.Signal) error {
 	}
 	var errs []error
 	before := processesIn(i.DataDir)
+	p.stopping.Store(true)
 	_ = syscall.Kill(p.pid, sig)
 	timeout := stopTimeout
 	if sig != syscall.SIGINT {
@@ -282,6 +291,9 @@ func (i *Instance) startOnce(ctx context.Context) error {
 	p := &process{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{}), log: log, logFrom: from}
 	go func() {
 		p.err = cmd.Wait()
+		if !p.stopping.Load() {
+			i.c.log.Warn("pgcluster: postgres exited unexpectedly", "instance", i.Name, "pid", p.pid, "status", p.err, "log", i.LogPath())
+		}
 		close(p.done)
 	}()
 	i.mu.Lock()
