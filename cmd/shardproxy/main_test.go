@@ -449,3 +449,48 @@ shards:
 		t.Fatal("proxy port still accepting after exit")
 	}
 }
+
+// processesUsing lists PIDs whose command line mentions dir (postgres is
+// started with -D under it).
+func processesUsing(dir string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte(dir)) && alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestDevInterruptedDuringStart sends SIGTERM while dev is still starting
+// its servers: it must exit 0 and leave no server running.
+func TestDevInterruptedDuringStart(t *testing.T) {
+	data := dataDir(t)
+	p := startBinary(t, "dev", "--shards", "1", "--replicas", "1", "--data", data,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--admin", "")
+	// The primary is up and the replica is being copied: the middle of Start.
+	p.waitOutput(t, "base backup", 60*time.Second)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("exit code %d; output:\n%s", code, p.out.String())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := processesUsing(data)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes still using %s after exit: %v; output:\n%s", data, left, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
