@@ -31,7 +31,11 @@ type Options struct {
 	// CPUQuota caps each instance at this many cores (e.g. 0.25) with a cgroup
 	// v1 group /sys/fs/cgroup/cpu/shardproxy-<id>/<instance>; 0 = no cap.
 	CPUQuota float64
-	Settings map[string]string // extra postgresql.conf settings (applied last, override ours)
+	// Settings are extra postgresql.conf settings, applied after (and
+	// overriding) ours; the ones pgcluster manages per instance (port,
+	// listen_addresses, unix_socket_directories, primary_conninfo,
+	// primary_slot_name) are refused.
+	Settings map[string]string
 	Logger   *slog.Logger      // nil = discard
 	// Password, if set, is the superuser "postgres"'s password and host
 	// connections use scram-sha-256; else they are trusted. A persistent
@@ -92,6 +96,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Shards < 0 || opts.Replicas < 0 || opts.CPUQuota < 0 || opts.BasePort < 0 {
 		return nil, fmt.Errorf("pgcluster: invalid options: shards=%d replicas=%d cpu=%v baseport=%d",
 			opts.Shards, opts.Replicas, opts.CPUQuota, opts.BasePort)
+	}
+	for _, k := range []string{"port", "listen_addresses", "unix_socket_directories", "primary_conninfo", "primary_slot_name"} {
+		if _, ok := opts.Settings[k]; ok {
+			return nil, fmt.Errorf("pgcluster: Settings may not set %s: pgcluster manages it (use Host/BasePort)", k)
+		}
 	}
 	if opts.Replicas > 8 {
 		return nil, fmt.Errorf("pgcluster: at most 8 replicas per shard (max_wal_senders), got %d", opts.Replicas)

@@ -37,9 +37,9 @@ const (
 )
 
 // Instance is one PostgreSQL server (a primary or a streaming replica).
-// The exported fields are fixed when the cluster starts, except Port, which
-// changes only during Start of a persistent cluster whose recorded port is
-// taken. Methods are safe for concurrent use.
+// The exported fields are fixed once the cluster's Start has returned (Port
+// stays the same across Stop/Start/Kill/Restart). Methods are safe for
+// concurrent use.
 type Instance struct {
 	Name    string // "shard0", "shard0-replica1"
 	Host    string
