@@ -36,7 +36,7 @@ type Options struct {
 	// listen_addresses, unix_socket_directories, primary_conninfo,
 	// primary_slot_name) are refused.
 	Settings map[string]string
-	Logger   *slog.Logger      // nil = discard
+	Logger   *slog.Logger // nil = discard
 	// Password, if set, is the superuser "postgres"'s password and host
 	// connections use scram-sha-256; else they are trusted. A persistent
 	// DataDir keeps the password it was created with.
