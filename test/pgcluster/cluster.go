@@ -352,6 +352,7 @@ func (i *Instance) waitReplayed(ctx context.Context, target string) error {
 // makeRoot creates the data root and makes it reachable by the server user.
 func (c *Cluster) makeRoot() error {
 	if c.opts.DataDir == "" {
+		removeStaleTempRoots()
 		d, err := os.MkdirTemp("", "pgcluster-")
 		if err != nil {
 			return fmt.Errorf("pgcluster: %w", err)
@@ -361,6 +362,9 @@ func (c *Cluster) makeRoot() error {
 			return fmt.Errorf("pgcluster: %w", err)
 		}
 		c.root = d
+		if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(selfOwner()), 0o644); err != nil {
+			return fmt.Errorf("pgcluster: %w", err)
+		}
 		return os.Chmod(d, 0o755)
 	}
 	d, err := filepath.Abs(c.opts.DataDir)

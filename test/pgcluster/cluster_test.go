@@ -529,4 +529,9 @@ wait:
 		}
 		return nil
 	})
+	// The next Start's sweep removes the dead process's temp root.
+	removeStaleTempRoots()
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("stale root %s not removed: %v", root, err)
+	}
 }

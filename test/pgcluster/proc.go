@@ -321,3 +321,78 @@ func killAllIn(dir string, known []int, timeout time.Duration) error {
 		time.Sleep(5 * time.Millisecond) // polling interval, bounded by deadline
 	}
 }
+
+// ownerFile in a temporary root names the process that created it, so a
+// later Start can remove roots left behind by killed processes (their
+// servers died with them through the parent-death signal).
+const ownerFile = "pgcluster.owner"
+
+// selfOwner identifies this process: PID and start time (PIDs are reused).
+func selfOwner() string {
+	pid := os.Getpid()
+	return fmt.Sprintf("%d %s\n", pid, startTime(pid))
+}
+
+// startTime returns field 22 of /proc/<pid>/stat, or "" if pid is gone.
+func startTime(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:]) // field 3 (state) is f[0]
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// removeStaleTempRoots removes $TMPDIR/pgcluster-* directories whose owner
+// process is gone and in which no process runs any more.
+func removeStaleTempRoots() {
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgcluster-*"))
+	var stale []string
+	for _, r := range roots {
+		b, err := os.ReadFile(filepath.Join(r, ownerFile))
+		if err != nil {
+			continue // being created, or not ours to judge
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 2 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[0])
+		if err != nil || startTime(pid) == f[1] {
+			continue // owner alive
+		}
+		stale = append(stale, r)
+	}
+	if len(stale) == 0 {
+		return
+	}
+	busy := map[string]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd")
+		if err != nil {
+			continue
+		}
+		for _, r := range stale {
+			if strings.HasPrefix(cwd, r+"/") {
+				busy[r] = true
+			}
+		}
+	}
+	for _, r := range stale {
+		if !busy[r] {
+			_ = os.RemoveAll(r)
+		}
+	}
+}
