@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"encoding/hex"
+	"hash/maphash"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
+)
+
+// stmtEntry is one distinct prepared statement (query text + parameter
+// OIDs) under its server-side name. Entries are interned process-wide and
+// immutable: many clients' names may point at the same entry.
+type stmtEntry struct {
+	name      string // server-side name, "sp_<hash>" (or "sps_<hash>" for SQL PREPARE)
+	key       string // query text + NUL + raw OID block (or the PREPARE text)
+	parseBody []byte // ready-made Parse body naming name (protocol-level entries only)
+
+	classOnce sync.Once
+	class     []sqlclass.Statement
+}
+
+// classes returns the classification of the statement text, computed once.
+func (e *stmtEntry) classes() []sqlclass.Statement {
+	e.classOnce.Do(func() {
+		q := e.key
+		if i := strings.IndexByte(q, 0); i >= 0 {
+			q = q[:i]
+		}
+		e.class = sqlclass.Classify(q)
+	})
+	return e.class
+}
+
+// stmtIntern maps statement content to a stable server-side name, so every
+// server connection and every client uses the same name for the same
+// statement. The map only grows; it holds each distinct statement once.
+type stmtIntern struct {
+	mu      sync.Mutex
+	seed    maphash.Seed
+	byKey   map[string]*stmtEntry
+	byName  map[string]bool
+	collide int
+}
+
+func newStmtIntern() *stmtIntern {
+	return &stmtIntern{seed: maphash.MakeSeed(), byKey: make(map[string]*stmtEntry), byName: make(map[string]bool)}
+}
+
+// protocol returns the entry for a protocol-level Parse of query with the
+// raw parameter-OID block oids.
+func (in *stmtIntern) protocol(query, oids []byte) *stmtEntry {
+	var h maphash.Hash
+	h.SetSeed(in.seed)
+	h.Write(query)
+	h.WriteByte(0)
+	h.Write(oids)
+	sum := h.Sum64()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	// Lookup without allocating the key string.
+	key := make([]byte, 0, len(query)+1+len(oids))
+	key = append(append(append(key, query...), 0), oids...)
+	if e, ok := in.byKey[string(key)]; ok {
+		return e
+	}
+	name := in.uniqueName("sp_", sum)
+	e := &stmtEntry{name: name, key: string(key)}
+	e.parseBody = buildParseBody(name, query, oids)
+	in.byKey[e.key] = e
+	return e
+}
+
+// sql returns the entry for an SQL-level PREPARE whose text, with the
+// statement name removed, is body.
+func (in *stmtIntern) sql(body string) *stmtEntry {
+	key := "\x00sql\x00" + body
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if e, ok := in.byKey[key]; ok {
+		return e
+	}
+	sum := maphash.String(in.seed, key)
+	e := &stmtEntry{name: in.uniqueName("sps_", sum), key: key}
+	in.byKey[key] = e
+	return e
+}
+
+func (in *stmtIntern) uniqueName(prefix string, sum uint64) string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(sum >> (56 - 8*i))
+	}
+	name := prefix + hex.EncodeToString(b[:])
+	for in.byName[name] { // hash collision between different texts
+		in.collide++
+		name = prefix + hex.EncodeToString(b[:]) + "_" + strconv.Itoa(in.collide)
+	}
+	in.byName[name] = true
+	return name
+}
+
+// isServerStmtName reports whether a name has the shape of one the proxy
+// generates; client names of that shape cannot be passed through raw.
+func isServerStmtName(name string) bool {
+	return len(name) >= 19 && (name[:3] == "sp_" || (len(name) >= 20 && name[:4] == "sps_"))
+}

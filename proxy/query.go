@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
+)
+
+// queryState follows one simple Query through its statements so that
+// session state changes are recorded only once the server confirmed them.
+// Statement i corresponds to the i-th CommandComplete / EmptyQueryResponse.
+type queryState struct {
+	stmts     []sqlclass.Statement
+	actions   []stmtAction // parallel to the CommandCompletes the server will send
+	idx       int
+	failed    bool
+	explicit  bool   // an explicit transaction block is open
+	synthetic string // answer with this tag without running anything
+}
+
+// stmtAction is what to do when the statement's CommandComplete arrives.
+type stmtAction struct {
+	stmt    int        // index into stmts, -1 for an injected statement
+	swallow bool       // injected: don't show the client
+	entry   *stmtEntry // SQL-level prepared statement involved
+}
+
+// settingKind says how a settingChange modifies session settings.
+type settingKind uint8
+
+const (
+	setOne settingKind = iota
+	resetOne
+	resetAll
+	discardAll
+)
+
+// settingChange is a confirmed change of session state, held until the
+// transaction that made it commits (RFQ 'I' or COMMIT).
+type settingChange struct {
+	kind  settingKind
+	name  string
+	apply string
+}
+
+// mayTrack is a cheap pre-filter: only SQL containing one of these words
+// can change session state, prepared statements or pinning, so only that
+// SQL is classified.
+func mayTrack(sql []byte) bool {
+	for _, w := range trackWords {
+		if containsFold(sql, w) {
+			return true
+		}
+	}
+	return false
+}
+
+var trackWords = []string{"set", "discard", "prepare", "execute", "deallocate", "listen", "lock", "temp", "hold"}
+
+// containsFold reports whether s contains the lower-case ASCII word w,
+// ignoring ASCII case.
+func containsFold(s []byte, w string) bool {
+	n := len(w)
+outer:
+	for i := 0; i+n <= len(s); i++ {
+		for j := 0; j < n; j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != w[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// prepareQuery classifies a simple Query when needed and rewrites SQL-level
+// prepared statement names. It may run internal statements on the server
+// connection (to prepare a statement the connection lacks). A non-nil
+// q.synthetic means the proxy answers alone.
+func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
+	sqlb := body
+	if n := len(sqlb); n > 0 && sqlb[n-1] == 0 {
+		sqlb = sqlb[:n-1]
+	}
+	if !mayTrack(sqlb) {
+		return nil, nil, nil
+	}
+	stmts := sqlclass.Classify(string(sqlb))
+	q := &queryState{stmts: stmts, explicit: ss.txStatus != 'I'}
+	rewrite := false
+	texts := make([]string, 0, len(stmts))
+	single := len(stmts) == 1
+	for i, st := range stmts {
+		act := stmtAction{stmt: i}
+		text := st.Text
+		switch st.Kind {
+		case sqlclass.Listen:
+			ss.pin("listen")
+		case sqlclass.AdvisoryLock:
+			ss.pin("advisory lock")
+		case sqlclass.CreateTemp:
+			ss.pin("temporary table")
+		case sqlclass.DeclareHold:
+			ss.pin("WITH HOLD cursor")
+		case sqlclass.Prepare:
+			if ss.txStatus == 'E' {
+				break
+			}
+			if _, dup := ss.sqlStmts[st.Name]; dup && single {
+				ss.sendError(errorFields{Code: codeDuplicatePrepared, Message: "prepared statement \"" + st.Name + "\" already exists"})
+				q.synthetic = "-"
+				return ss.syntheticDone(q)
+			}
+			e := ss.srv.intern.sql(sqlclass.RewritePreparedName(st, "$"))
+			act.entry = e
+			text = sqlclass.RewritePreparedName(st, e.name)
+			rewrite = true
+			if single {
+				if !ss.sc.Prepared.Has(e.name) {
+					if err := ss.runClientInternal(text); err != nil {
+						return ss.internalFailed(err)
+					}
+					ss.addSQLStmt(e.name)
+				}
+				ss.sqlStmts[st.Name] = e
+				q.synthetic = "PREPARE"
+				return q, nil, nil
+			}
+			if ss.sc.Prepared.Has(e.name) {
+				texts = append(texts, "DEALLOCATE "+e.name)
+				q.actions = append(q.actions, stmtAction{stmt: -1, swallow: true})
+				ss.sc.Prepared.Remove(e.name)
+			}
+		case sqlclass.Execute, sqlclass.Deallocate:
+			e := ss.sqlStmts[st.Name]
+			if e == nil {
+				break
+			}
+			if st.Kind == sqlclass.Deallocate && single && ss.txStatus != 'E' {
+				delete(ss.sqlStmts, st.Name)
+				q.synthetic = "DEALLOCATE"
+				return q, nil, nil
+			}
+			if err := ss.ensureSQLStmt(e); err != nil {
+				return ss.internalFailed(err)
+			}
+			act.entry = e
+			text = sqlclass.RewritePreparedName(st, e.name)
+			rewrite = true
+		case sqlclass.DeallocateAll:
+			if single && ss.txStatus != 'E' {
+				clear(ss.sqlStmts)
+				clear(ss.stmts)
+				q.synthetic = "DEALLOCATE ALL"
+				return q, nil, nil
+			}
+		}
+		texts = append(texts, text)
+		q.actions = append(q.actions, act)
+	}
+	if !rewrite {
+		return q, nil, nil
+	}
+	s := strings.Join(texts, ";\n")
+	return q, &s, nil
+}
+
+// syntheticDone finishes a Query the proxy answered with an error itself.
+func (ss *session) syntheticDone(q *queryState) (*queryState, *string, error) {
+	ss.out = appendRFQ(ss.out, ss.txStatus)
+	return q, nil, nil
+}
+
+// internalFailed reports the failure of an internal statement run for the
+// client's Query as that Query's error.
+func (ss *session) internalFailed(err error) (*queryState, *string, error) {
+	var sg *errServerGone
+	if errors.As(err, &sg) {
+		return nil, nil, err
+	}
+	ss.sendError(toErrorFields(err))
+	ss.out = appendRFQ(ss.out, ss.txStatus)
+	return &queryState{synthetic: "-"}, nil, nil
+}
+
+// runClientInternal runs sql for the client and tracks the resulting
+// transaction status (a failure inside a transaction aborts it).
+func (ss *session) runClientInternal(sql string) error {
+	err := ss.runInternal(sql)
+	if err != nil && ss.txStatus == 'T' {
+		ss.txStatus = 'E'
+	}
+	return err
+}
+
+// ensureSQLStmt prepares an SQL-level statement on the server connection
+// when it lacks it.
+func (ss *session) ensureSQLStmt(e *stmtEntry) error {
+	if ss.sc.Prepared.Has(e.name) {
+		return nil
+	}
+	text := strings.TrimPrefix(e.key, "\x00sql\x00")
+	// The key holds the PREPARE text with the name replaced by "$".
+	text = strings.Replace(text, "$", e.name, 1)
+	if err := ss.runClientInternal(text); err != nil {
+		return err
+	}
+	ss.addSQLStmt(e.name)
+	return nil
+}
+
+// addSQLStmt records an SQL-level statement on the server connection;
+// evicted statements are deallocated right away.
+func (ss *session) addSQLStmt(name string) {
+	ev := ss.sc.Prepared.Add(name)
+	if len(ev) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, n := range ev {
+		b.WriteString("DEALLOCATE " + n + "; ")
+	}
+	if err := ss.runInternal(b.String()); err != nil {
+		ss.sc.MarkBroken()
+	}
+}
+
+// statementDone handles a CommandComplete or EmptyQueryResponse of a
+// simple Query. It returns true when the message must not reach the client.
+func (ss *session) statementDone(q *queryState, typ byte, body []byte) bool {
+	i := q.idx
+	q.idx++
+	tag := ""
+	if typ == msgCommandComplete {
+		t, _, _ := cstring(body)
+		tag = string(t)
+	}
+	ss.noteTag(q, tag)
+	if q.actions == nil {
+		if i < len(q.stmts) {
+			ss.statementSucceeded(&q.stmts[i], nil)
+		}
+		return false
+	}
+	if i >= len(q.actions) {
+		return false
+	}
+	act := q.actions[i]
+	if act.swallow {
+		return true
+	}
+	if act.stmt >= 0 && act.stmt < len(q.stmts) {
+		ss.statementSucceeded(&q.stmts[act.stmt], act.entry)
+	}
+	return false
+}
+
+// noteTag follows transaction boundaries by command tag.
+func (ss *session) noteTag(q *queryState, tag string) {
+	switch tag {
+	case "BEGIN", "START TRANSACTION":
+		if q != nil {
+			q.explicit = true
+		}
+	case "COMMIT":
+		ss.commitPending()
+		if q != nil {
+			q.explicit = false
+		}
+	case "ROLLBACK":
+		ss.pending = ss.pending[:0]
+		if q != nil {
+			q.explicit = false
+		}
+	}
+}
+
+// statementSucceeded records the effect of a statement the server executed.
+func (ss *session) statementSucceeded(st *sqlclass.Statement, e *stmtEntry) {
+	switch st.Kind {
+	case sqlclass.Set:
+		name := strings.ToLower(st.Name)
+		ss.pending = append(ss.pending, settingChange{kind: setOne, name: name, apply: st.Text})
+	case sqlclass.SetConfig:
+		name := strings.ToLower(st.Name)
+		ss.pending = append(ss.pending, settingChange{kind: setOne, name: name, apply: applyConfig(name, st.Value)})
+	case sqlclass.Reset:
+		ss.pending = append(ss.pending, settingChange{kind: resetOne, name: strings.ToLower(st.Name)})
+	case sqlclass.ResetAll:
+		ss.pending = append(ss.pending, settingChange{kind: resetAll})
+	case sqlclass.Discard:
+		if containsFold([]byte(st.Text), "all") {
+			ss.pending = append(ss.pending, settingChange{kind: discardAll})
+			ss.commitPending() // DISCARD ALL cannot run in a transaction block
+		} else if containsFold([]byte(st.Text), "temp") {
+			ss.unpin("temporary table")
+		}
+	case sqlclass.Prepare:
+		if e != nil {
+			ss.sqlStmts[st.Name] = e
+			ss.addSQLStmtDeferred(e.name)
+		}
+	case sqlclass.Deallocate:
+		if e != nil {
+			delete(ss.sqlStmts, st.Name)
+			ss.sc.Prepared.Remove(e.name)
+		}
+	case sqlclass.DeallocateAll:
+		clear(ss.sqlStmts)
+		clear(ss.stmts)
+		ss.sc.Prepared.Clear()
+	case sqlclass.UnlistenAll:
+		ss.unpin("listen")
+	}
+}
+
+// addSQLStmtDeferred records a statement prepared by a multi-statement
+// Query; evictions are closed before the client's next request.
+func (ss *session) addSQLStmtDeferred(name string) {
+	ss.evicted = append(ss.evicted, ss.sc.Prepared.Add(name)...)
+}
+
+// executeDone handles CommandComplete of an extended-protocol Execute.
+func (ss *session) executeDone(st *stmtEntry, body []byte) {
+	t, _, _ := cstring(body)
+	switch string(t) {
+	case "BEGIN", "COMMIT", "ROLLBACK", "START TRANSACTION":
+		ss.noteTag(nil, string(t))
+	case "SET", "RESET", "DISCARD ALL", "SELECT 1":
+		if st != nil {
+			for _, c := range st.classes() {
+				if c.Kind == sqlclass.Set || c.Kind == sqlclass.Reset || c.Kind == sqlclass.ResetAll ||
+					c.Kind == sqlclass.SetConfig || c.Kind == sqlclass.Discard {
+					ss.statementSucceeded(&c, nil)
+				}
+			}
+		}
+	}
+}
+
+// notePinningParse pins the session for statements that need it, seen
+// through the extended protocol.
+func (ss *session) notePinningParse(e *stmtEntry, query []byte) {
+	if !mayTrack(query) {
+		return
+	}
+	for _, c := range e.classes() {
+		switch c.Kind {
+		case sqlclass.Listen:
+			ss.pin("listen")
+		case sqlclass.AdvisoryLock:
+			ss.pin("advisory lock")
+		case sqlclass.CreateTemp:
+			ss.pin("temporary table")
+		case sqlclass.DeclareHold:
+			ss.pin("WITH HOLD cursor")
+		}
+	}
+}
+
+// commitPending applies the settings changes of a committed transaction
+// to the client's wanted settings and to the server connection's record.
+func (ss *session) commitPending() {
+	for _, c := range ss.pending {
+		switch c.kind {
+		case setOne:
+			ss.settings[c.name] = c.apply
+			if ss.sc != nil {
+				ss.sc.Applied[c.name] = c.apply
+			}
+		case resetOne:
+			if v, ok := ss.startupValues[c.name]; ok {
+				ss.settings[c.name] = applyConfig(c.name, v)
+			} else {
+				delete(ss.settings, c.name)
+			}
+			if ss.sc != nil {
+				delete(ss.sc.Applied, c.name)
+			}
+		case resetAll, discardAll:
+			clear(ss.settings)
+			for k, v := range ss.startupValues {
+				ss.settings[k] = applyConfig(k, v)
+			}
+			if ss.sc != nil {
+				clear(ss.sc.Applied)
+			}
+			if c.kind == discardAll {
+				clear(ss.stmts)
+				clear(ss.sqlStmts)
+				if ss.sc != nil {
+					ss.sc.Prepared.Clear()
+				}
+				ss.unpinAll()
+			}
+		}
+	}
+	ss.pending = ss.pending[:0]
+}
+
+// pin keeps the server connection for this session until reason is gone.
+func (ss *session) pin(reason string) {
+	if ss.sessionMode {
+		return
+	}
+	if ss.pinReasons == nil {
+		ss.pinReasons = make(map[string]bool)
+	}
+	if len(ss.pinReasons) == 0 {
+		ss.srv.metrics.pinned.Inc()
+		ss.srv.metrics.pinsTotal.Inc()
+	}
+	ss.pinReasons[reason] = true
+}
+
+func (ss *session) unpin(reason string) {
+	if !ss.pinReasons[reason] {
+		return
+	}
+	delete(ss.pinReasons, reason)
+	if len(ss.pinReasons) == 0 {
+		ss.srv.metrics.pinned.Dec()
+	}
+}
+
+func (ss *session) unpinAll() {
+	if len(ss.pinReasons) > 0 {
+		ss.srv.metrics.pinned.Dec()
+		clear(ss.pinReasons)
+	}
+}

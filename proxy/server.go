@@ -1,0 +1,396 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/pool"
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Deps are the collaborators of a Server. Registerer may be nil (no metrics
+// are registered then); the global registry is never used.
+type Deps struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Server accepts client connections and runs one session per client.
+// All methods are safe for concurrent use.
+type Server struct {
+	log     *slog.Logger
+	metrics *metrics
+	cfg     atomic.Pointer[config.Config]
+	tlsConf atomic.Pointer[tls.Config]
+	pools   *pool.Set
+	intern  *stmtIntern
+
+	mu       sync.Mutex
+	ln       net.Listener
+	lnReady  chan struct{}
+	sessions map[uint32]*session // by ProcessID handed to the client
+	closing  atomic.Bool
+	nclients atomic.Int64
+	counter  atomic.Uint32
+	wg       sync.WaitGroup
+	done     chan struct{} // closed when Shutdown starts
+
+	params  sync.Map // pool.Key → map[string]string: server params of the pool's first connection
+	checked sync.Map // settingsSignature → true: startup settings the server accepted
+
+	pwMu      sync.Mutex
+	passwords map[string]string // passthrough-verified plain passwords by user
+}
+
+// NewServer validates cfg and builds a Server. It opens no sockets.
+func NewServer(cfg config.Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		log:       log,
+		pools:     pool.NewSet(log),
+		intern:    newStmtIntern(),
+		lnReady:   make(chan struct{}),
+		sessions:  make(map[uint32]*session),
+		done:      make(chan struct{}),
+		passwords: make(map[string]string),
+	}
+	s.cfg.Store(&cfg)
+	if err := s.loadTLS(&cfg); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(deps.Registerer, s)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+func (s *Server) loadTLS(cfg *config.Config) error {
+	if !cfg.TLS.Enabled() {
+		s.tlsConf.Store(nil)
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.tlsConf.Store(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	return nil
+}
+
+// config returns the configuration in effect; callers must not modify it.
+func (s *Server) config() *config.Config { return s.cfg.Load() }
+
+// ListenAndServe listens on cfg.Listen and calls Serve.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.config().Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Addr returns the address Serve listens on, or nil before Serve started.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts connections on ln until Shutdown; it then returns
+// ErrServerClosed. Temporary accept errors are retried with backoff.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	if s.ln != nil {
+		s.mu.Unlock()
+		return errors.New("proxy: Serve called twice")
+	}
+	s.ln = ln
+	close(s.lnReady)
+	s.mu.Unlock()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff *= 2; backoff > time.Second {
+					backoff = time.Second
+				}
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// serveConn runs one client connection to the end.
+func (s *Server) serveConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlive(true)
+	}
+	s.log.Debug("client connected", "remote", c.RemoteAddr().String())
+	sess := newSession(s, c)
+	sess.run()
+	s.log.Debug("client closed", "remote", c.RemoteAddr().String())
+}
+
+// register assigns the session its BackendKeyData and makes it findable
+// for CancelRequests. ProcessID = NodeID<<20 | counter: the top 12 bits name
+// the proxy node that issued the key, so a cancel arriving at another proxy
+// can be recognized (and later forwarded).
+func (s *Server) register(sess *session) {
+	node := uint32(s.config().NodeID) & 0xFFF
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		pid := node<<20 | (s.counter.Add(1) & 0xFFFFF)
+		if _, taken := s.sessions[pid]; taken || pid&0xFFFFF == 0 {
+			continue
+		}
+		sess.pid = pid
+		s.sessions[pid] = sess
+		return
+	}
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	if s.sessions[sess.pid] == sess {
+		delete(s.sessions, sess.pid)
+	}
+	s.mu.Unlock()
+}
+
+// cancel handles a CancelRequest for (pid, secret).
+func (s *Server) cancel(pid, secret uint32) {
+	if pid>>20 != uint32(s.config().NodeID)&0xFFF {
+		s.log.Info("cancel request for another proxy node dropped", "node", pid>>20)
+		return
+	}
+	s.mu.Lock()
+	sess := s.sessions[pid]
+	s.mu.Unlock()
+	if sess == nil || sess.secret != secret {
+		return
+	}
+	sc := sess.current.Load()
+	if sc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sc.Cancel(ctx); err != nil {
+		s.log.Warn("forwarding cancel failed", "err", err)
+	}
+}
+
+// Shutdown stops accepting, closes idle clients, lets clients inside a
+// transaction finish it (they are then closed with 57P01), and when ctx
+// expires closes everyone left with 57P01. Finally the pools are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.closing.Swap(true)
+	if first {
+		close(s.done)
+	}
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	finished := make(chan struct{})
+	go func() { s.wg.Wait(); close(finished) }()
+
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	forced := false
+	for done := false; !done; {
+		s.kickSessions(forced)
+		select {
+		case <-finished:
+			done = true
+		case <-tick.C:
+		case <-ctx.Done():
+			if !forced {
+				forced = true
+				err = ctx.Err()
+				continue
+			}
+			// Give forced sessions a moment to write their goodbye.
+			select {
+			case <-finished:
+			case <-time.After(time.Second):
+			}
+			done = true
+		}
+	}
+	s.pools.Close()
+	return err
+}
+
+func (s *Server) kickSessions(force bool) {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		list = append(list, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range list {
+		sess.kick(force)
+	}
+}
+
+// Reload applies a new configuration: users, authentication, TLS and pool
+// settings take effect for new connections and pool operations at once.
+// Changes of listen address, node id or shards need a restart; they are
+// logged and otherwise ignored. Clients are never dropped.
+func (s *Server) Reload(cfg config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := s.config()
+	if cfg.Listen != old.Listen {
+		s.log.Warn("reload: listen address change needs a restart", "old", old.Listen, "new", cfg.Listen)
+		cfg.Listen = old.Listen
+	}
+	if cfg.NodeID != old.NodeID {
+		s.log.Warn("reload: node_id change needs a restart")
+		cfg.NodeID = old.NodeID
+	}
+	if !sameShards(old.Shards, cfg.Shards) {
+		s.log.Warn("reload: shard changes need a restart")
+		cfg.Shards = old.Shards
+	}
+	if err := s.loadTLS(&cfg); err != nil {
+		return err
+	}
+	s.cfg.Store(&cfg)
+	s.pools.Each(func(key pool.Key, p *pool.Pool) {
+		p.Reconfigure(s.poolOptions(&cfg, key))
+	})
+	s.log.Info("configuration reloaded")
+	return nil
+}
+
+func sameShards(a, b []config.Shard) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Primary != b[i].Primary || len(a[i].Replicas) != len(b[i].Replicas) {
+			return false
+		}
+		for j := range a[i].Replicas {
+			if a[i].Replicas[j] != b[i].Replicas[j] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// backendFor returns the server address a session's pool points at. All
+// sessions use the first shard's primary until routing lands.
+func (s *Server) backendFor(cfg *config.Config) string { return cfg.Shards[0].Primary.Addr() }
+
+// poolFor returns the pool for key, creating it on first use.
+func (s *Server) poolFor(key pool.Key) *pool.Pool {
+	return s.pools.Get(key, func() pool.Options { return s.poolOptions(s.config(), key) })
+}
+
+// poolOptions derives pool settings for key from cfg.
+func (s *Server) poolOptions(cfg *config.Config, key pool.Key) pool.Options {
+	user, password := key.User, ""
+	if u, ok := cfg.LookupUser(key.User); ok && isPlainPassword(u.Password) {
+		password = u.Password
+	} else {
+		s.pwMu.Lock()
+		password = s.passwords[key.User]
+		s.pwMu.Unlock()
+	}
+	if cfg.Server.User != "" {
+		user = cfg.Server.User
+	}
+	if cfg.Server.Password != "" {
+		password = cfg.Server.Password
+	}
+	return pool.Options{
+		Addr:                key.Backend,
+		User:                user,
+		Database:            key.Database,
+		Password:            password,
+		Size:                cfg.PoolSizeFor(key.User),
+		MinIdle:             cfg.Pool.MinIdle,
+		WaitTimeout:         cfg.Pool.WaitTimeout.D(),
+		IdleTimeout:         cfg.Pool.ServerIdleTimeout.D(),
+		Lifetime:            cfg.Pool.ServerLifetime.D(),
+		ConnectTimeout:      cfg.Pool.ConnectTimeout.D(),
+		ConnectRetries:      cfg.Pool.ConnectRetries,
+		HealthCheckInterval: cfg.Pool.HealthCheckInterval.D(),
+		ResetQuery:          cfg.Pool.ResetQuery,
+		MaxPrepared:         cfg.Pool.MaxPreparedStatements,
+		Logger:              s.log,
+	}
+}
+
+// isPlainPassword reports whether a configured password is usable towards
+// the server (not a SCRAM verifier or md5 hash).
+func isPlainPassword(p string) bool {
+	if p == "" || strings.HasPrefix(p, "SCRAM-SHA-256$") {
+		return false
+	}
+	if len(p) == 35 && strings.HasPrefix(p, "md5") {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,1187 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/proxy/pool"
+)
+
+// expKind says what the session expects next from the server (or has to
+// synthesize) for one message it forwarded or answered itself. The
+// session keeps these in a FIFO in client order, so responses reach the
+// client in exactly the order PostgreSQL would produce them.
+type expKind uint8
+
+const (
+	expParse        expKind = iota // ParseComplete, forwarded
+	expParseSwallow                // ParseComplete of an injected Parse, dropped
+	expCloseSwallow                // CloseComplete of an LRU eviction, dropped
+	expBind                        // BindComplete
+	expDescribe                    // [ParameterDescription] RowDescription | NoData
+	expExecute                     // rows … CommandComplete | EmptyQuery | PortalSuspended
+	expClose                       // CloseComplete of a forwarded Close
+	expSync                        // … ReadyForQuery
+	expQuery                       // simple Query / FunctionCall: … ReadyForQuery
+	expSynthParse                  // emit ParseComplete without the server
+	expSynthClose                  // emit CloseComplete without the server
+	expSynthError                  // emit err, then skip to the Sync like PostgreSQL
+)
+
+type expect struct {
+	kind   expKind
+	name   string     // client statement name (Parse / Close hooks)
+	prev   *stmtEntry // client mapping of name before this message, for rollback
+	server string     // server statement added to sc.Prepared by this message
+	err    errorFields
+	q      *queryState // simple Query: per-statement tracking
+	stmt   *stmtEntry  // Execute: the statement of the portal (for SET tracking)
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
+
+// errClientGone means the client connection failed; the session ends.
+var errClientGone = errors.New("client connection lost")
+
+// errServerGone wraps a server connection failure.
+type errServerGone struct{ err error }
+
+func (e *errServerGone) Error() string { return "server connection lost: " + e.err.Error() }
+func (e *errServerGone) Unwrap() error { return e.err }
+
+// session is one client connection. Everything in it is owned by the
+// session goroutine, except the atomics (read by Cancel and Shutdown).
+type session struct {
+	srv  *Server
+	conn net.Conn
+	cr   msgReader // client messages
+	out  []byte    // bytes waiting to be written to the client
+	tls  bool
+
+	user, database string
+	key            pool.Key
+	pool           *pool.Pool
+	sessionMode    bool
+	counted        bool
+	pid, secret    uint32
+
+	txStatus      byte                  // last ReadyForQuery status sent to the client
+	startupValues map[string]string     // startup parameters (the RESET values)
+	settings      map[string]string     // wanted session settings: name → statement establishing it
+	pending       []settingChange       // settings changed inside the open transaction
+	stmts         map[string]*stmtEntry // protocol-level statements by client name
+	sqlStmts      map[string]*stmtEntry // SQL PREPAREd statements by client name
+	portalStmt    *stmtEntry            // statement bound to the unnamed portal
+	pinReasons    map[string]bool       // why the session is pinned (empty: not pinned)
+	evicted       []string              // server statements to close before the next request
+
+	sc    *pool.ServerConn
+	sr    msgReader // server messages, valid while sc != nil
+	sout  []byte    // bytes waiting to be written to the server
+	fifo  []expect
+	head  int
+	batch bool // extended-protocol messages sent since the last Sync
+	skip  bool // discard client messages until Sync (after an error the proxy raised)
+	start time.Time
+
+	current atomic.Pointer[pool.ServerConn] // for CancelRequest
+	idle    atomic.Bool                     // blocked waiting for a new client request, no transaction open
+	forced  atomic.Bool                     // Shutdown's deadline passed
+}
+
+func newSession(s *Server, c net.Conn) *session {
+	return &session{
+		srv:      s,
+		conn:     c,
+		cr:       msgReader{br: bufio.NewReaderSize(c, clientReadBufSize), maxLen: maxClientMessage},
+		txStatus: 'I',
+		stmts:    make(map[string]*stmtEntry),
+		sqlStmts: make(map[string]*stmtEntry),
+	}
+}
+
+// run serves the client until it leaves or the server shuts down.
+func (ss *session) run() {
+	defer ss.cleanup()
+	if !ss.startup() {
+		return
+	}
+	err := ss.loop()
+	switch {
+	case err == nil, errors.Is(err, errClientGone):
+	default:
+		var bl *errBadLength
+		var sg *errServerGone
+		switch {
+		case errors.As(err, &bl):
+			ss.fatal(errorFields{Code: codeProtocolViolation, Message: "invalid message length"})
+		case errors.As(err, &sg):
+			ss.fatal(errorFields{Code: codeConnectionFailure, Message: "server connection lost"})
+		case ss.srv.closing.Load():
+			ss.fatal(errorFields{Code: codeAdminShutdown, Message: "terminating connection due to administrator command"})
+		default:
+			var se *sqlError
+			if errors.As(err, &se) {
+				ss.fatal(se.f)
+			} else if !isNetErr(err) {
+				ss.fatal(errorFields{Code: codeProtocolViolation, Message: err.Error()})
+			}
+		}
+		if !isNetErr(err) && !ss.srv.closing.Load() {
+			ss.srv.log.Warn("client session ended with error", "user", ss.user, "err", err)
+		}
+	}
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &ne)
+}
+
+func (ss *session) cleanup() {
+	if ss.sc != nil {
+		ss.releaseOnExit()
+	}
+	if len(ss.pinReasons) > 0 {
+		ss.srv.metrics.pinned.Dec()
+	}
+	if ss.pid != 0 {
+		ss.srv.unregister(ss)
+	}
+	if ss.counted {
+		ss.srv.nclients.Add(-1)
+		ss.srv.metrics.clientsActive.Dec()
+	}
+	ss.conn.Close()
+}
+
+// releaseOnExit gives the server connection back when the client is gone:
+// work still in flight is cancelled and the connection discarded.
+func (ss *session) releaseOnExit() {
+	sc := ss.sc
+	busy := ss.pendingCount() > 0 || ss.txStatus != 'I' || ss.batch || len(ss.sout) > 0 || ss.sr.buffered() > 0
+	ss.dropServerReader()
+	ss.sc = nil
+	ss.current.Store(nil)
+	if busy {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		sc.Cancel(ctx)
+		cancel()
+		ss.pool.Discard(sc)
+		return
+	}
+	ss.pool.Release(sc, ss.sessionMode || len(ss.pinReasons) > 0)
+}
+
+func (ss *session) dropServerReader() {
+	if ss.sr.br != nil {
+		ss.sr.br.Reset(nil)
+		readerPool.Put(ss.sr.br)
+		ss.sr.br = nil
+	}
+	ss.sout = ss.sout[:0]
+	ss.evicted = ss.evicted[:0]
+	ss.fifo = ss.fifo[:0]
+	ss.head = 0
+	ss.batch = false
+}
+
+// kick is called by Shutdown: an idle session (or any, when forced) is
+// woken from its blocking read so it can say goodbye.
+func (ss *session) kick(force bool) {
+	if force {
+		ss.forced.Store(true)
+		if sc := ss.current.Load(); sc != nil {
+			sc.Conn.SetReadDeadline(time.Now())
+		}
+	}
+	if force || ss.idle.Load() {
+		ss.conn.SetReadDeadline(time.Now())
+	}
+}
+
+func (ss *session) flushClient() error {
+	if len(ss.out) == 0 {
+		return nil
+	}
+	_, err := ss.conn.Write(ss.out)
+	if cap(ss.out) > 1<<20 {
+		ss.out = nil
+	} else {
+		ss.out = ss.out[:0]
+	}
+	if err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+func (ss *session) flushServer() error {
+	if len(ss.sout) == 0 {
+		return nil
+	}
+	_, err := ss.sc.Conn.Write(ss.sout)
+	if cap(ss.sout) > 1<<20 {
+		ss.sout = nil
+	} else {
+		ss.sout = ss.sout[:0]
+	}
+	if err != nil {
+		return &errServerGone{err}
+	}
+	return nil
+}
+
+func (ss *session) pendingCount() int { return len(ss.fifo) - ss.head }
+
+func (ss *session) push(e expect) { ss.fifo = append(ss.fifo, e) }
+
+func (ss *session) pop() {
+	ss.fifo[ss.head] = expect{}
+	ss.head++
+	if ss.head == len(ss.fifo) {
+		ss.fifo = ss.fifo[:0]
+		ss.head = 0
+	}
+}
+
+// attach acquires a server connection and brings its session settings in
+// line with the client's.
+func (ss *session) attach() error {
+	ss.srv.metrics.clientsWaiting.Inc()
+	sc, err := ss.pool.Acquire(context.Background())
+	ss.srv.metrics.clientsWaiting.Dec()
+	if err != nil {
+		return err
+	}
+	ss.sc = sc
+	ss.current.Store(sc)
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(sc.Conn)
+	ss.sr = msgReader{br: br, maxLen: 1 << 30}
+	if sc.Frontend != nil {
+		for sc.Frontend.ReadBufferLen() > 0 { // stray async messages read ahead by the pool
+			if _, err := sc.Frontend.Receive(); err != nil {
+				ss.abandonServer(err)
+				return &errServerGone{err}
+			}
+		}
+	}
+	if sc.Applied == nil {
+		sc.Applied = make(map[string]string)
+	}
+	if err := ss.syncSettings(); err != nil {
+		var sg *errServerGone
+		if errors.As(err, &sg) {
+			ss.abandonServer(err)
+		} else {
+			ss.detach()
+		}
+		return err
+	}
+	return nil
+}
+
+// abandonServer discards a server connection that failed.
+func (ss *session) abandonServer(err error) {
+	if ss.sc == nil {
+		return
+	}
+	sc := ss.sc
+	sc.MarkBroken()
+	ss.dropServerReader()
+	ss.sc = nil
+	ss.current.Store(nil)
+	ss.pool.Discard(sc)
+	ss.srv.log.Warn("server connection lost", "user", ss.user, "err", err)
+}
+
+// detach gives an idle server connection back to the pool.
+func (ss *session) detach() {
+	sc := ss.sc
+	// Relay asynchronous messages the server sent after its last
+	// ReadyForQuery (they belong to this client's session).
+	for ss.sr.buffered() > 0 {
+		typ, body, err := ss.sr.next()
+		if err != nil {
+			ss.abandonServer(err)
+			return
+		}
+		if typ == msgNoticeResponse || typ == msgNotification {
+			ss.out = appendMsg(ss.out, typ, body)
+		}
+	}
+	ss.dropServerReader()
+	ss.sc = nil
+	ss.current.Store(nil)
+	ss.pool.Release(sc, false)
+}
+
+// syncSettings applies the client's settings that differ from what the
+// server connection has, and resets the ones the client does not want.
+func (ss *session) syncSettings() error {
+	sc := ss.sc
+	var b strings.Builder
+	for name, stmt := range ss.settings {
+		if sc.Applied[name] != stmt {
+			b.WriteString(stmt)
+			b.WriteString("; ")
+		}
+	}
+	for name := range sc.Applied {
+		if _, ok := ss.settings[name]; !ok {
+			b.WriteString("RESET ")
+			b.WriteString(quoteIdent(name))
+			b.WriteString("; ")
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := ss.runInternal(b.String()); err != nil {
+		// The server rolled the whole string back: nothing changed.
+		return err
+	}
+	clear(sc.Applied)
+	for k, v := range ss.settings {
+		sc.Applied[k] = v
+	}
+	return nil
+}
+
+// runInternal runs sql on the server connection and consumes every
+// response up to ReadyForQuery. The first server error is returned as a
+// *sqlError; asynchronous notifications are relayed to the client.
+func (ss *session) runInternal(sql string) error {
+	ss.sout = appendQuery(ss.sout, sql)
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	var first error
+	for {
+		typ, body, err := ss.sr.next()
+		if err != nil {
+			return &errServerGone{err}
+		}
+		switch typ {
+		case msgErrorResponse:
+			if first == nil {
+				var er pgproto3.ErrorResponse
+				er.Decode(body)
+				first = &sqlError{errorFields{Severity: er.Severity, Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint}}
+			}
+		case msgParamStatus:
+			ss.noteParamStatus(body)
+		case msgNotification:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgReadyForQuery:
+			return first
+		}
+	}
+}
+
+// noteParamStatus records a ParameterStatus on the server connection.
+func (ss *session) noteParamStatus(body []byte) {
+	name, rest, ok := cstring(body)
+	if !ok {
+		return
+	}
+	val, _, ok := cstring(rest)
+	if !ok || ss.sc.Params == nil {
+		return
+	}
+	ss.sc.Params[string(name)] = string(val)
+}
+
+// loop is the message loop after startup.
+func (ss *session) loop() error {
+	for {
+		if err := ss.idlePoint(); err != nil {
+			return err
+		}
+		typ, body, err := ss.cr.next()
+		ss.idle.Store(false)
+		if err != nil {
+			if ss.srv.closing.Load() && isTimeout(err) {
+				return ss.shutdownGoodbye()
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isNetErr(err) {
+				return errClientGone
+			}
+			return err
+		}
+		if debugTrace {
+			fmt.Printf("C> %c %q skip=%v\n", typ, body, ss.skip)
+		}
+		if ss.skip && typ != msgSync {
+			if typ == msgTerminate {
+				return nil
+			}
+			continue
+		}
+		switch typ {
+		case msgQuery:
+			err = ss.handleQuery(body)
+		case msgParse:
+			err = ss.handleParse(body)
+		case msgBind:
+			err = ss.handleBind(body)
+		case msgDescribe:
+			err = ss.handleDescribe(body)
+		case msgExecute:
+			err = ss.handleExecute(body)
+		case msgClose:
+			err = ss.handleClose(body)
+		case msgFlush:
+			err = ss.handleFlush()
+		case msgSync:
+			err = ss.handleSync()
+		case msgFuncCall:
+			err = ss.handleFuncCall(body)
+		case msgCopyData, msgCopyDone, msgCopyFail:
+			// Outside COPY: ignored, as PostgreSQL does.
+		case msgTerminate:
+			return nil
+		default:
+			return newSQLError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %d", typ))
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (ss *session) shutdownGoodbye() error {
+	return newSQLError(codeAdminShutdown, "terminating connection due to administrator command")
+}
+
+// idlePoint runs before each blocking read of a client message: it
+// releases the server connection when transaction pooling allows it,
+// flushes output and, for sessions holding a server connection while idle
+// (pinned, session mode), relays notifications as they arrive.
+func (ss *session) idlePoint() error {
+	if ss.cr.buffered() > 0 {
+		// More client input is already here; keep going without flushing.
+		if len(ss.out) > 32<<10 {
+			return ss.flushClient()
+		}
+		return nil
+	}
+	if ss.sc != nil && ss.releasable() {
+		ss.detach()
+	}
+	if err := ss.flushClient(); err != nil {
+		return err
+	}
+	idle := ss.txStatus == 'I' && !ss.batch && ss.pendingCount() == 0
+	if idle && ss.srv.closing.Load() {
+		return ss.shutdownGoodbye()
+	}
+	ss.idle.Store(idle)
+	if ss.sc != nil && idle {
+		return ss.waitPinned()
+	}
+	return nil
+}
+
+// releasable reports whether the server connection can go back to the pool.
+func (ss *session) releasable() bool {
+	return !ss.sessionMode && len(ss.pinReasons) == 0 && ss.txStatus == 'I' && !ss.batch &&
+		ss.pendingCount() == 0 && len(ss.sout) == 0
+}
+
+// waitPinned waits until the client sends something while relaying
+// whatever the idle server connection sends (LISTEN notifications).
+func (ss *session) waitPinned() error {
+	clientCh := make(chan error, 1)
+	go func() {
+		_, err := ss.cr.br.Peek(1)
+		clientCh <- err
+	}()
+	for {
+		srvCh := make(chan error, 1)
+		go func() {
+			_, err := ss.sr.br.Peek(1)
+			srvCh <- err
+		}()
+		select {
+		case err := <-clientCh:
+			ss.sc.Conn.SetReadDeadline(time.Now())
+			serr := <-srvCh
+			ss.sc.Conn.SetReadDeadline(time.Time{})
+			if serr != nil && !isTimeout(serr) {
+				ss.abandonServer(serr)
+				if err == nil {
+					return &errServerGone{serr}
+				}
+			}
+			return err
+		case serr := <-srvCh:
+			if serr != nil {
+				ss.conn.SetReadDeadline(time.Now())
+				<-clientCh
+				ss.conn.SetReadDeadline(time.Time{})
+				ss.abandonServer(serr)
+				return &errServerGone{serr}
+			}
+			for ss.sr.buffered() > 0 {
+				typ, body, err := ss.sr.next()
+				if err != nil {
+					ss.conn.SetReadDeadline(time.Now())
+					<-clientCh
+					ss.conn.SetReadDeadline(time.Time{})
+					ss.abandonServer(err)
+					return &errServerGone{err}
+				}
+				switch typ {
+				case msgNotification, msgNoticeResponse:
+					ss.out = appendMsg(ss.out, typ, body)
+				case msgParamStatus:
+					ss.noteParamStatus(body)
+					ss.out = appendMsg(ss.out, typ, body)
+				case msgErrorResponse: // e.g. FATAL on termination: the client hears it
+					ss.out = appendMsg(ss.out, typ, body)
+				}
+			}
+			if err := ss.flushClient(); err != nil {
+				ss.sc.Conn.SetReadDeadline(time.Now())
+				<-clientCh
+				return err
+			}
+		}
+	}
+}
+
+// ensureServer makes sure a server connection is attached.
+func (ss *session) ensureServer() error {
+	if ss.sc != nil {
+		return nil
+	}
+	return ss.attach()
+}
+
+// sendServer appends an outgoing message and flushes if the batch is big.
+func (ss *session) sendServer(typ byte, body []byte) error {
+	ss.sout = appendMsg(ss.sout, typ, body)
+	return ss.maybeFlushBatch()
+}
+
+// maybeFlushBatch keeps pipelined batches bounded: past 256 KiB the
+// session asks the server for the responses so far (Flush) and relays them.
+func (ss *session) maybeFlushBatch() error {
+	if len(ss.sout) < 256<<10 {
+		return nil
+	}
+	ss.sout = appendEmpty(ss.sout, msgFlush)
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	return ss.drain()
+}
+
+// failRequest reports err for a request that could not get a server
+// connection. For extended-protocol messages the rest of the batch is
+// skipped up to Sync, like PostgreSQL does after an error.
+func (ss *session) failExtended(err error) error {
+	var sg *errServerGone
+	if errors.As(err, &sg) {
+		return err
+	}
+	ss.push(expect{kind: expSynthError, err: toErrorFields(err)})
+	ss.skip = true
+	return nil
+}
+
+// handleQuery forwards a simple Query and relays its results.
+func (ss *session) handleQuery(body []byte) error {
+	ss.start = time.Now()
+	if err := ss.ensureServer(); err != nil {
+		var sg *errServerGone
+		if errors.As(err, &sg) {
+			return err
+		}
+		ss.sendError(toErrorFields(err))
+		ss.out = appendRFQ(ss.out, ss.txStatus)
+		return nil
+	}
+	q, rewritten, err := ss.prepareQuery(body)
+	if err != nil {
+		return err
+	}
+	if q != nil && q.synthetic != "" {
+		if q.synthetic != "-" { // "-": already answered
+			ss.out = appendCommandComplete(ss.out, q.synthetic)
+			ss.out = appendRFQ(ss.out, ss.txStatus)
+		}
+		ss.srv.metrics.observe(ss.start)
+		ss.start = time.Time{}
+		return nil
+	}
+	ss.closeEvicted()
+	if rewritten != nil {
+		ss.sout = appendQuery(ss.sout, *rewritten)
+	} else {
+		ss.sout = appendMsg(ss.sout, msgQuery, body)
+	}
+	ss.push(expect{kind: expQuery, q: q})
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	return ss.drain()
+}
+
+func (ss *session) handleFuncCall(body []byte) error {
+	if err := ss.ensureServer(); err != nil {
+		var sg *errServerGone
+		if errors.As(err, &sg) {
+			return err
+		}
+		ss.sendError(toErrorFields(err))
+		ss.out = appendRFQ(ss.out, ss.txStatus)
+		return nil
+	}
+	ss.sout = appendMsg(ss.sout, msgFuncCall, body)
+	ss.push(expect{kind: expQuery})
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	return ss.drain()
+}
+
+// sendError queues an ErrorResponse for the client.
+func (ss *session) sendError(f errorFields) {
+	ss.srv.metrics.errors.WithLabelValues(f.Code).Inc()
+	ss.out = appendError(ss.out, f)
+}
+
+// handleParse maps the client's statement to its server-side name.
+func (ss *session) handleParse(body []byte) error {
+	pm, ok := decodeParse(body)
+	if !ok {
+		return newSQLError(codeProtocolViolation, "invalid Parse message format")
+	}
+	if ss.batch == false && ss.start.IsZero() {
+		ss.start = time.Now()
+	}
+	name := string(pm.name)
+	prev := ss.stmts[name]
+	if name != "" && prev != nil {
+		ss.push(expect{kind: expSynthError, err: errorFields{Code: codeDuplicatePrepared,
+			Message: fmt.Sprintf("prepared statement %q already exists", name)}})
+		ss.skip = true
+		return nil
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	var e *stmtEntry
+	if prev != nil && len(prev.key) == len(pm.query)+1+len(pm.oids) &&
+		prev.key[:len(pm.query)] == string(pm.query) && prev.key[len(pm.query)+1:] == string(pm.oids) {
+		e = prev // unnamed statement re-parsed with the same text: no lookup
+	} else {
+		e = ss.srv.intern.protocol(pm.query, pm.oids)
+	}
+	ss.stmts[name] = e
+	ss.notePinningParse(e, pm.query)
+	if ss.sc.Prepared.Has(e.name) {
+		ss.push(expect{kind: expSynthParse, name: name, prev: prev})
+		return nil
+	}
+	ss.addServerStmt(e.name)
+	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
+	ss.push(expect{kind: expParse, name: name, prev: prev, server: e.name})
+	return ss.maybeFlushBatch()
+}
+
+// addServerStmt records that name is being prepared on the server
+// connection; statements the LRU evicts are closed there.
+func (ss *session) addServerStmt(name string) {
+	for _, ev := range ss.sc.Prepared.Add(name) {
+		ss.sout = appendCloseStmt(ss.sout, ev)
+		ss.push(expect{kind: expCloseSwallow, server: ev})
+	}
+}
+
+// ensureServerStmt injects a Parse for e when the server connection lacks it.
+func (ss *session) ensureServerStmt(e *stmtEntry) {
+	if ss.sc.Prepared.Has(e.name) {
+		return
+	}
+	ss.addServerStmt(e.name)
+	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
+	ss.push(expect{kind: expParseSwallow, server: e.name})
+}
+
+// handleBind rewrites the statement name of a Bind.
+func (ss *session) handleBind(body []byte) error {
+	portal, rest, ok := cstring(body)
+	if !ok {
+		return newSQLError(codeProtocolViolation, "invalid Bind message format")
+	}
+	stmt, rest, ok := cstring(rest)
+	if !ok {
+		return newSQLError(codeProtocolViolation, "invalid Bind message format")
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	e := ss.stmts[string(stmt)]
+	if len(portal) == 0 {
+		ss.portalStmt = e
+	}
+	if e == nil {
+		if isServerStmtName(string(stmt)) {
+			ss.push(expect{kind: expSynthError, err: errorFields{Code: codeUndefinedPrepared,
+				Message: fmt.Sprintf("prepared statement %q does not exist", stmt)}})
+			ss.skip = true
+			return nil
+		}
+		// Unknown name: let the server say so, with the client's name.
+		ss.sout = appendMsg(ss.sout, msgBind, body)
+		ss.push(expect{kind: expBind})
+		return ss.maybeFlushBatch()
+	}
+	ss.ensureServerStmt(e)
+	l := len(portal) + 1 + len(e.name) + 1 + len(rest) + 4
+	ss.sout = append(ss.sout, msgBind, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
+	ss.sout = append(ss.sout, portal...)
+	ss.sout = append(ss.sout, 0)
+	ss.sout = append(ss.sout, e.name...)
+	ss.sout = append(ss.sout, 0)
+	ss.sout = append(ss.sout, rest...)
+	ss.push(expect{kind: expBind})
+	return ss.maybeFlushBatch()
+}
+
+// handleDescribe rewrites Describe('S') and passes Describe('P') through.
+func (ss *session) handleDescribe(body []byte) error {
+	if len(body) < 2 {
+		return newSQLError(codeProtocolViolation, "invalid Describe message format")
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	if body[0] == 'S' {
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return newSQLError(codeProtocolViolation, "invalid Describe message format")
+		}
+		if e := ss.stmts[string(name)]; e != nil {
+			ss.ensureServerStmt(e)
+			ss.sout = append(ss.sout, msgDescribe, 0, 0, 0, 0)
+			n := len(ss.sout)
+			ss.sout = append(ss.sout, 'S')
+			ss.sout = append(ss.sout, e.name...)
+			ss.sout = append(ss.sout, 0)
+			putLen(ss.sout[n-4:], len(ss.sout)-n+4)
+			ss.push(expect{kind: expDescribe})
+			return ss.maybeFlushBatch()
+		}
+		if isServerStmtName(string(name)) {
+			ss.push(expect{kind: expSynthError, err: errorFields{Code: codeUndefinedPrepared,
+				Message: fmt.Sprintf("prepared statement %q does not exist", name)}})
+			ss.skip = true
+			return nil
+		}
+	}
+	ss.sout = appendMsg(ss.sout, msgDescribe, body)
+	ss.push(expect{kind: expDescribe})
+	return ss.maybeFlushBatch()
+}
+
+func putLen(b []byte, n int) {
+	b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+}
+
+func (ss *session) handleExecute(body []byte) error {
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	var st *stmtEntry
+	if len(body) > 0 && body[0] == 0 {
+		st = ss.portalStmt
+	}
+	ss.sout = appendMsg(ss.sout, msgExecute, body)
+	ss.push(expect{kind: expExecute, stmt: st})
+	return ss.maybeFlushBatch()
+}
+
+// handleClose answers Close('S') itself (the server copy is left to the
+// LRU, other clients may share it) and forwards Close('P').
+func (ss *session) handleClose(body []byte) error {
+	if len(body) < 2 {
+		return newSQLError(codeProtocolViolation, "invalid Close message format")
+	}
+	if body[0] == 'S' {
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return newSQLError(codeProtocolViolation, "invalid Close message format")
+		}
+		n := string(name)
+		prev := ss.stmts[n]
+		delete(ss.stmts, n)
+		ss.push(expect{kind: expSynthClose, name: n, prev: prev})
+		return nil
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	ss.sout = appendMsg(ss.sout, msgClose, body)
+	ss.push(expect{kind: expClose})
+	return ss.maybeFlushBatch()
+}
+
+func (ss *session) handleFlush() error {
+	if ss.sc == nil {
+		return ss.drain() // only synthetic responses are pending
+	}
+	ss.sout = appendEmpty(ss.sout, msgFlush)
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	return ss.drain()
+}
+
+func (ss *session) handleSync() error {
+	ss.skip = false
+	if ss.start.IsZero() {
+		ss.start = time.Now()
+	}
+	if ss.sc == nil {
+		// Nothing reached a server: answer from here.
+		if err := ss.drain(); err != nil {
+			return err
+		}
+		ss.skip = false
+		ss.out = appendRFQ(ss.out, ss.txStatus)
+		ss.srv.metrics.observe(ss.start)
+		ss.start = time.Time{}
+		return nil
+	}
+	ss.sout = appendEmpty(ss.sout, msgSync)
+	ss.push(expect{kind: expSync})
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	err := ss.drain()
+	ss.skip = false
+	return err
+}
+
+// drain relays server responses and synthesizes the proxy's own until
+// every pending expectation is met.
+func (ss *session) drain() error {
+	for ss.pendingCount() > 0 {
+		e := &ss.fifo[ss.head]
+		switch e.kind {
+		case expSynthParse:
+			ss.out = appendEmpty(ss.out, msgParseComplete)
+			ss.pop()
+			continue
+		case expSynthClose:
+			ss.out = appendEmpty(ss.out, msgCloseComplete)
+			ss.pop()
+			continue
+		case expSynthError:
+			ss.sendError(e.err)
+			ss.pop()
+			ss.skipToSync()
+			continue
+		}
+		if ss.sc == nil {
+			return fmt.Errorf("proxy: internal error: expecting a server response without a server connection")
+		}
+		if ss.sr.buffered() == 0 && len(ss.out) > 0 {
+			if err := ss.flushClient(); err != nil {
+				return err
+			}
+		}
+		typ, body, err := ss.sr.next()
+		if err != nil {
+			return ss.serverFailed(err)
+		}
+		if len(ss.out) > 64<<10 {
+			if err := ss.flushClient(); err != nil {
+				return err
+			}
+		}
+		e = &ss.fifo[ss.head]
+		if debugTrace {
+			fmt.Printf("S> %c %q head=%d\n", typ, body, e.kind)
+		}
+		switch typ {
+		case msgDataRow, msgNoticeResponse, msgNotification, msgCopyData, msgCopyDone, msgFuncCallResp:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgParamStatus:
+			ss.noteParamStatus(body)
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgParseComplete:
+			if e.kind == expParseSwallow {
+				ss.pop()
+				continue
+			}
+			if e.kind != expParse {
+				return ss.desync(typ, e.kind)
+			}
+			ss.out = appendMsg(ss.out, typ, body)
+			ss.pop()
+		case msgBindComplete:
+			if e.kind != expBind {
+				return ss.desync(typ, e.kind)
+			}
+			ss.out = appendMsg(ss.out, typ, body)
+			ss.pop()
+		case msgCloseComplete:
+			switch e.kind {
+			case expCloseSwallow:
+				ss.pop()
+			case expClose:
+				ss.out = appendMsg(ss.out, typ, body)
+				ss.pop()
+			default:
+				return ss.desync(typ, e.kind)
+			}
+		case msgParamDesc:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgRowDescription, msgNoData:
+			ss.out = appendMsg(ss.out, typ, body)
+			if e.kind == expDescribe {
+				ss.pop()
+			}
+		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
+			switch e.kind {
+			case expExecute:
+				ss.out = appendMsg(ss.out, typ, body)
+				if typ == msgCommandComplete {
+					ss.executeDone(e.stmt, body)
+				}
+				ss.pop()
+			case expQuery:
+				if e.q == nil {
+					if len(ss.pending) > 0 && typ == msgCommandComplete {
+						t, _, _ := cstring(body)
+						ss.noteTag(nil, string(t))
+					}
+					ss.out = appendMsg(ss.out, typ, body)
+				} else if !ss.statementDone(e.q, typ, body) {
+					ss.out = appendMsg(ss.out, typ, body)
+				}
+			default:
+				return ss.desync(typ, e.kind)
+			}
+		case msgCopyInResponse:
+			ss.out = appendMsg(ss.out, typ, body)
+			if err := ss.copyIn(); err != nil {
+				return err
+			}
+		case msgCopyOutResponse, msgCopyBothResp:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgErrorResponse:
+			ss.srv.metrics.errors.WithLabelValues(errorCode(body)).Inc()
+			ss.out = appendMsg(ss.out, typ, body)
+			ss.serverError(e)
+		case msgReadyForQuery:
+			if len(body) != 1 || (e.kind != expSync && e.kind != expQuery) {
+				return ss.desync(typ, e.kind)
+			}
+			ss.out = appendMsg(ss.out, typ, body)
+			ss.readyForQuery(body[0])
+			ss.pop()
+			if !ss.start.IsZero() {
+				ss.srv.metrics.observe(ss.start)
+				ss.start = time.Time{}
+			}
+		default:
+			ss.out = appendMsg(ss.out, typ, body)
+		}
+	}
+	return nil
+}
+
+// desync handles a server message that fits no expectation: the server
+// connection cannot be trusted any more.
+func (ss *session) desync(typ byte, kind expKind) error {
+	err := fmt.Errorf("unexpected server message %q while expecting kind %d", typ, kind)
+	ss.abandonServer(err)
+	return &errServerGone{err}
+}
+
+// serverFailed handles a read error from the server connection.
+func (ss *session) serverFailed(err error) error {
+	if ss.forced.Load() {
+		ss.abandonServer(err)
+		return newSQLError(codeAdminShutdown, "terminating connection due to administrator command")
+	}
+	inTx := ss.txStatus != 'I'
+	ss.abandonServer(err)
+	if inTx {
+		return &errServerGone{err}
+	}
+	// Between transactions: the failed request gets an error, the client stays.
+	ss.sendError(errorFields{Code: codeConnectionFailure, Message: "server connection lost"})
+	ss.out = appendRFQ(ss.out, 'I')
+	ss.skip = false
+	return nil
+}
+
+// serverError handles an ErrorResponse for the head expectation e.
+func (ss *session) serverError(e *expect) {
+	switch e.kind {
+	case expQuery:
+		if e.q != nil {
+			e.q.failed = true
+		}
+		if ss.txStatus == 'I' || e.q == nil || !e.q.explicit {
+			ss.pending = ss.pending[:0]
+		}
+		return // ReadyForQuery follows
+	case expSync:
+		ss.pending = ss.pending[:0]
+		return
+	}
+	failed := *e
+	ss.pop()
+	ss.skipToSync(failed)
+}
+
+// skipToSync drops the expectations of messages PostgreSQL skips after an
+// error (up to the next Sync) and undoes their optimistic bookkeeping, in
+// reverse order. failed is the message that raised the error, if any.
+func (ss *session) skipToSync(failed ...expect) {
+	end := ss.head
+	for end < len(ss.fifo) && ss.fifo[end].kind != expSync {
+		end++
+	}
+	for i := end - 1; i >= ss.head; i-- {
+		ss.undo(&ss.fifo[i], false)
+	}
+	for _, f := range failed {
+		ss.undo(&f, true)
+	}
+	if end == len(ss.fifo) {
+		ss.fifo = ss.fifo[:0]
+		ss.head = 0
+	} else {
+		copy(ss.fifo[ss.head:], ss.fifo[end:])
+		ss.fifo = ss.fifo[:len(ss.fifo)-(end-ss.head)]
+	}
+	if ss.pendingCount() == 0 {
+		ss.skip = true // the client's Sync has not arrived yet
+	}
+	if !ss.inExplicitTx() {
+		ss.pending = ss.pending[:0]
+	}
+}
+
+func (ss *session) inExplicitTx() bool { return ss.txStatus != 'I' }
+
+// undo reverts the bookkeeping of a message that did not take effect.
+func (ss *session) undo(e *expect, failed bool) {
+	switch e.kind {
+	case expParse, expParseSwallow:
+		if ss.sc != nil && e.server != "" {
+			ss.sc.Prepared.Remove(e.server)
+		}
+		if e.kind == expParse {
+			ss.restoreStmt(e, failed)
+		}
+	case expSynthParse:
+		ss.restoreStmt(e, failed)
+	case expSynthClose:
+		if e.prev != nil {
+			ss.stmts[e.name] = e.prev
+		}
+	case expCloseSwallow:
+		// The evicted statement is still on the server but no longer in
+		// the cache: the connection's statement list is now unreliable.
+		if ss.sc != nil {
+			ss.sc.MarkBroken()
+		}
+	}
+}
+
+func (ss *session) restoreStmt(e *expect, failed bool) {
+	if failed || e.prev == nil {
+		delete(ss.stmts, e.name)
+	} else {
+		ss.stmts[e.name] = e.prev
+	}
+}
+
+// readyForQuery updates transaction state at the end of a request.
+func (ss *session) readyForQuery(status byte) {
+	ss.txStatus = status
+	if status == 'I' {
+		ss.commitPending()
+		ss.batch = false
+	}
+}
+
+// copyIn relays the client's COPY data to the server until CopyDone or
+// CopyFail.
+func (ss *session) copyIn() error {
+	if err := ss.flushClient(); err != nil {
+		return err
+	}
+	for {
+		typ, body, err := ss.cr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) || isNetErr(err) {
+				return errClientGone
+			}
+			return err
+		}
+		ss.sout = appendMsg(ss.sout, typ, body)
+		switch typ {
+		case msgCopyDone, msgCopyFail:
+			return ss.flushServer()
+		case msgCopyData, msgFlush, msgSync:
+		default:
+			// PostgreSQL fails the COPY on other messages; forward so it does.
+			return ss.flushServer()
+		}
+		if len(ss.sout) >= 64<<10 {
+			if err := ss.flushServer(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// closeEvicted closes server statements evicted by SQL-level PREPAREs of
+// an earlier multi-statement Query, ahead of the next request.
+func (ss *session) closeEvicted() {
+	for _, name := range ss.evicted {
+		ss.sout = appendCloseStmt(ss.sout, name)
+		ss.push(expect{kind: expCloseSwallow, server: name})
+	}
+	ss.evicted = ss.evicted[:0]
+}
+
+var debugTrace = os.Getenv("PROXY_TRACE") != ""
