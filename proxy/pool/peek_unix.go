@@ -1,0 +1,19 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package pool
+
+import "syscall"
+
+const peekSupported = true
+
+// peek looks at the socket without consuming or blocking.
+func peek(fd uintptr, buf []byte) (int, error) {
+	n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return n, err
+}
+
+// peekAlive interprets a peek on an idle connection: only "nothing to read
+// yet" means alive; data, EOF and errors mean dead.
+func peekAlive(n int, err error) bool {
+	return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+}
