@@ -81,6 +81,21 @@ func TestBinDir(t *testing.T) {
 	}
 }
 
+func TestInvalidOptions(t *testing.T) {
+	ctx := ctxT(t, 10*time.Second)
+	for _, o := range []Options{
+		{Settings: map[string]string{"port": "5432"}},
+		{Shards: -1},
+		{Replicas: 9},
+		{CPUQuota: -1},
+	} {
+		if c, err := Start(ctx, o); err == nil {
+			c.Stop()
+			t.Errorf("Start(%+v) succeeded", o)
+		}
+	}
+}
+
 func TestShardsWithReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 60*time.Second)

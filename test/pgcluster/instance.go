@@ -261,6 +261,10 @@ func (i *Instance) start(ctx context.Context, mayMovePort bool) error {
 var errPortInUse = errors.New("port in use")
 
 func (i *Instance) startOnce(ctx context.Context) error {
+	if pids := processesIn(i.DataDir); len(pids) > 0 {
+		return fmt.Errorf("pgcluster: %s: processes %v already run in %s (a server left over from an earlier run?): stop them first",
+			i.Name, pids, i.DataDir)
+	}
 	if err := i.writeConfig(); err != nil {
 		return err
 	}
