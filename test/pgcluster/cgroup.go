@@ -29,7 +29,7 @@ func newClusterCgroup() (string, error) {
 	removeStaleCgroups()
 	dir := filepath.Join(cgroupCPURoot, fmt.Sprintf("shardproxy-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", fmt.Errorf("pgcluster: create cgroup: %w", err)
+		return "", fmt.Errorf("pgcluster: CPUQuota needs to create cgroups (run as root): %w", err)
 	}
 	return dir, nil
 }

@@ -162,7 +162,7 @@ func StartT(t testing.TB, opts Options) *Cluster {
 	defer cancel()
 	c, err := Start(ctx, opts)
 	if err != nil {
-		t.Fatalf("pgcluster: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {

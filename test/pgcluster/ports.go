@@ -33,7 +33,14 @@ func tryPort(host string, port int) (*portLock, error) {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("pgcluster: port lock dir: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)+".lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	// Shared by every user, like /tmp. Only the owner can chmod; others
+	// find it already so.
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm() != 0o777 {
+		_ = os.Chmod(dir, 0o777|os.ModeSticky)
+	}
+	// Read-only is enough for flock, so a lock file another user created
+	// (mode 0644) can be locked too.
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)+".lock"), os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: port lock: %w", err)
 	}
