@@ -190,6 +190,10 @@ func (p *Pool) dial(ctx context.Context, opts *Options) (*ServerConn, error) {
 			break
 		}
 	}
+	if ctx.Err() != nil {
+		return nil, &Error{Code: CodeQueryCanceled,
+			Message: "canceled while connecting to server " + opts.Addr, cause: ctx.Err()}
+	}
 	return nil, p.dialError(opts, lastErr)
 }
 
