@@ -358,6 +358,31 @@ func TestKillAndStartWithPassword(t *testing.T) {
 	}
 }
 
+func TestPromote(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 60*time.Second)
+	c := StartT(t, Options{Replicas: 1})
+	p, r := c.Shards[0].Primary, c.Shards[0].Replicas[0]
+	if err := p.Promote(ctx); err == nil {
+		t.Errorf("promoting a primary succeeded")
+	}
+	if _, err := connect(t, ctx, p.DSN("postgres")).Exec(ctx, "CREATE TABLE f (v int)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := queryString(ctx, r.DSN("postgres"), "INSERT INTO f VALUES (7) RETURNING v::text"); err != nil || v != "7" {
+		t.Errorf("write on promoted replica: %q, %v", v, err)
+	}
+}
+
 func TestCPUQuota(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 60*time.Second)

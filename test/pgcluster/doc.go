@@ -36,6 +36,9 @@
 // Options.Password, scram-sha-256 for TCP from loopback and this host's
 // addresses.
 //
+// Instances can be stopped, started, restarted, killed (SIGKILL to every
+// server process: a crash) and, for replicas, promoted, to test failures.
+//
 // Replicas are pg_basebackup copies of their primary streaming through a
 // physical slot named pgcluster_<shard>_replica<n> (created if missing
 // whenever the replica starts), with primary_conninfo in pgcluster.conf so it

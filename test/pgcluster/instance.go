@@ -537,3 +537,29 @@ func (i *Instance) ensureSlot(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Promote turns a running replica into a primary (pg_promote) and waits
+// until it accepts writes. The Primary field keeps describing the role the
+// instance was started with; the shard's other replicas keep following the
+// old primary. For failover tests: stop or kill the old primary first.
+func (i *Instance) Promote(ctx context.Context) error {
+	i.opMu.Lock()
+	defer i.opMu.Unlock()
+	if !i.Running() {
+		return fmt.Errorf("pgcluster: %s is not running", i.Name)
+	}
+	conn, err := pgconn.Connect(ctx, i.DSN("postgres"))
+	if err != nil {
+		return fmt.Errorf("pgcluster: %s: %w", i.Name, err)
+	}
+	defer conn.Close(context.Background())
+	res, err := conn.Exec(ctx, "SELECT pg_promote(true, 60)::text, pg_is_in_recovery()::text").ReadAll()
+	if err != nil {
+		return fmt.Errorf("pgcluster: %s: promote: %w", i.Name, err)
+	}
+	if row := res[0].Rows[0]; string(row[0]) != "true" || string(row[1]) != "false" {
+		return fmt.Errorf("pgcluster: %s: promote did not finish (pg_promote=%s, in recovery=%s)", i.Name, row[0], row[1])
+	}
+	i.c.log.Info("pgcluster: promoted", "instance", i.Name)
+	return nil
+}
