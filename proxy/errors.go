@@ -32,7 +32,7 @@ const (
 func toErrorFields(err error) errorFields {
 	var pe *pool.Error
 	if errors.As(err, &pe) {
-		return errorFields{Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		return errorFields{Severity: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
 	}
 	var ae *auth.AuthError
 	if errors.As(err, &ae) {

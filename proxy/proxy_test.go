@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -325,3 +326,5 @@ func TestStartupErrors(t *testing.T) {
 		t.Fatalf("want 3D000, got %v", err)
 	}
 }
+
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -136,6 +136,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	close(s.lnReady)
 	s.mu.Unlock()
+	go s.watchdog()
 
 	var backoff time.Duration
 	for {

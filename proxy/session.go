@@ -98,12 +98,17 @@ type session struct {
 	current atomic.Pointer[pool.ServerConn] // for CancelRequest
 	idle    atomic.Bool                     // blocked waiting for a new client request, no transaction open
 	forced  atomic.Bool                     // Shutdown's deadline passed
+
+	rawConn   net.Conn     // the accepted connection (for the watchdog's peek)
+	busySince atomic.Int64 // UnixNano when the session started waiting for the server; 0 when not
+	cancelled atomic.Bool  // the watchdog already cancelled the current query
 }
 
 func newSession(s *Server, c net.Conn) *session {
 	return &session{
 		srv:      s,
 		conn:     c,
+		rawConn:  c,
 		cr:       msgReader{br: bufio.NewReaderSize(c, clientReadBufSize), maxLen: maxClientMessage},
 		txStatus: 'I',
 		stmts:    make(map[string]*stmtEntry),
@@ -897,6 +902,11 @@ func (ss *session) handleSync() error {
 // drain relays server responses and synthesizes the proxy's own until
 // every pending expectation is met.
 func (ss *session) drain() error {
+	if ss.sc != nil {
+		ss.cancelled.Store(false)
+		ss.busySince.Store(time.Now().UnixNano())
+		defer ss.busySince.Store(0)
+	}
 	for ss.pendingCount() > 0 {
 		e := &ss.fifo[ss.head]
 		switch e.kind {
