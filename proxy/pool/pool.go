@@ -121,6 +121,7 @@ type waiter struct {
 	prev, next *waiter
 	queued     bool
 	since      time.Time
+	timer      *time.Timer // reused across waits; stopped when the waiter is pooled
 }
 
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
@@ -153,6 +154,8 @@ type Pool struct {
 	cancel context.CancelFunc
 	kick   chan struct{}
 	wg     sync.WaitGroup
+
+	minIdleFailing bool // maintenance goroutine only: log dial failures once
 }
 
 // New creates a pool and starts its maintenance goroutine (stopped by
@@ -273,11 +276,14 @@ func (p *Pool) wait(ctx context.Context) (*ServerConn, error) {
 	p.waits++
 	p.mu.Unlock()
 
-	var timer *time.Timer
 	var tc <-chan time.Time
 	if timeout > 0 {
-		timer = time.NewTimer(timeout)
-		tc = timer.C
+		if w.timer == nil {
+			w.timer = time.NewTimer(timeout)
+		} else {
+			w.timer.Reset(timeout) // Go ≥ 1.23: no stale tick after Stop
+		}
+		tc = w.timer.C
 	}
 	var g grant
 	timedOut, cancelled := false, false
@@ -288,8 +294,8 @@ func (p *Pool) wait(ctx context.Context) (*ServerConn, error) {
 	case <-ctx.Done():
 		cancelled = true
 	}
-	if timer != nil {
-		timer.Stop()
+	if w.timer != nil {
+		w.timer.Stop()
 	}
 	if timedOut || cancelled {
 		p.mu.Lock()
@@ -647,10 +653,15 @@ func (p *Pool) maintainOnce() {
 				p.freeSlotLocked()
 			}
 			p.mu.Unlock()
-			if p.ctx.Err() == nil {
-				p.logger.Warn("cannot open min_idle server connection", "err", err)
+			if p.ctx.Err() == nil && !p.minIdleFailing {
+				p.logger.Warn("cannot open min_idle server connections; retrying every tick", "err", err)
 			}
+			p.minIdleFailing = true
 			return
+		}
+		if p.minIdleFailing {
+			p.logger.Info("min_idle server connections open again")
+			p.minIdleFailing = false
 		}
 		if p.closed {
 			p.total--

@@ -584,3 +584,30 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAcquireReleaseContended has more goroutines than connections,
+// so most acquires queue and are handed a released connection.
+func BenchmarkAcquireReleaseContended(b *testing.B) {
+	opts := testOptions(b, 2)
+	p := newTestPool(b, opts)
+	a, c := mustAcquire(b, p), mustAcquire(b, p)
+	p.Release(a, false)
+	p.Release(c, false)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			sc, err := p.Acquire(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			p.Release(sc, false)
+		}
+	})
+	b.StopTimer()
+	st := p.Stats()
+	b.ReportMetric(float64(st.Waits)/float64(st.Acquires), "waits/op")
+}
