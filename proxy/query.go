@@ -44,6 +44,10 @@ type settingChange struct {
 	apply string
 }
 
+// namePlaceholder stands for the statement name in the interned text of an
+// SQL-level PREPARE; it cannot occur in SQL text.
+const namePlaceholder = "\x01"
+
 // mayTrack is a cheap pre-filter: only SQL containing one of these words
 // can change session state, prepared statements or pinning, so only that
 // SQL is classified.
@@ -107,6 +111,8 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 			ss.pin("temporary table")
 		case sqlclass.DeclareHold:
 			ss.pin("WITH HOLD cursor")
+		case sqlclass.SetConfigDynamic:
+			ss.pin("set_config with computed arguments")
 		case sqlclass.Prepare:
 			if ss.txStatus == 'E' {
 				break
@@ -116,7 +122,7 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 				q.synthetic = "-"
 				return ss.syntheticDone(q)
 			}
-			e := ss.srv.intern.sql(sqlclass.RewritePreparedName(st, "$"))
+			e := ss.srv.intern.sql(sqlclass.RewritePreparedName(st, namePlaceholder))
 			act.entry = e
 			text = sqlclass.RewritePreparedName(st, e.name)
 			rewrite = true
@@ -139,6 +145,12 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 		case sqlclass.Execute, sqlclass.Deallocate:
 			e := ss.sqlStmts[st.Name]
 			if e == nil {
+				// DEALLOCATE also drops protocol-level statements (one namespace).
+				if _, ok := ss.stmts[st.Name]; ok && st.Kind == sqlclass.Deallocate && single && ss.txStatus != 'E' {
+					delete(ss.stmts, st.Name)
+					q.synthetic = "DEALLOCATE"
+					return q, nil, nil
+				}
 				break
 			}
 			if st.Kind == sqlclass.Deallocate && single && ss.txStatus != 'E' {
@@ -205,8 +217,8 @@ func (ss *session) ensureSQLStmt(e *stmtEntry) error {
 		return nil
 	}
 	text := strings.TrimPrefix(e.key, "\x00sql\x00")
-	// The key holds the PREPARE text with the name replaced by "$".
-	text = strings.Replace(text, "$", e.name, 1)
+	// The key holds the PREPARE text with the name replaced by namePlaceholder.
+	text = strings.Replace(text, namePlaceholder, e.name, 1)
 	if err := ss.runClientInternal(text); err != nil {
 		return err
 	}
@@ -294,10 +306,11 @@ func (ss *session) statementSucceeded(st *sqlclass.Statement, e *stmtEntry) {
 	case sqlclass.ResetAll:
 		ss.pending = append(ss.pending, settingChange{kind: resetAll})
 	case sqlclass.Discard:
-		if containsFold([]byte(st.Text), "all") {
+		switch st.Name {
+		case "all":
 			ss.pending = append(ss.pending, settingChange{kind: discardAll})
 			ss.commitPending() // DISCARD ALL cannot run in a transaction block
-		} else if containsFold([]byte(st.Text), "temp") {
+		case "temp":
 			ss.unpin("temporary table")
 		}
 	case sqlclass.Prepare:
@@ -359,6 +372,8 @@ func (ss *session) notePinningParse(e *stmtEntry, query []byte) {
 			ss.pin("temporary table")
 		case sqlclass.DeclareHold:
 			ss.pin("WITH HOLD cursor")
+		case sqlclass.SetConfigDynamic:
+			ss.pin("set_config with computed arguments")
 		}
 	}
 }

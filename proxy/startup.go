@@ -429,7 +429,7 @@ func (s *Server) verifyPassthrough(user, db, password string) error {
 	opts := s.poolOptions(cfg, key)
 	opts.Password = password
 	opts.Size, opts.MinIdle, opts.ConnectRetries = 1, 0, 0
-	p := pool.New(opts)
+	p := pool.New(key, opts)
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Pool.ConnectTimeout.D())
 	defer cancel()
