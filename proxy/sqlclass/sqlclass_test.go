@@ -290,12 +290,17 @@ func checkSplit(t *testing.T, sql string) {
 	pieces := Split(sql)
 	pos := 0
 	for _, p := range pieces {
-		if p == "" || strings.TrimSpace(p) != p {
-			t.Fatalf("Split(%q): untrimmed piece %q", sql, p)
+		if p == "" || strings.TrimLeft(p, " \t\n\r\f\v") != p {
+			t.Fatalf("Split(%q): empty or untrimmed piece %q", sql, p)
 		}
 		i := strings.Index(sql[pos:], p)
 		if i < 0 {
 			t.Fatalf("Split(%q): piece %q not found after offset %d", sql, p, pos)
+		}
+		// Only an unterminated quote or comment (which runs to the end of
+		// the input) may end in white space.
+		if strings.TrimRight(p, " \t\n\r\f\v") != p && pos+i+len(p) != len(sql) {
+			t.Fatalf("Split(%q): untrimmed piece %q", sql, p)
 		}
 		if gap := sql[pos : pos+i]; len(Split(gap)) != 0 {
 			t.Fatalf("Split(%q): gap %q holds statements %q", sql, gap, Split(gap))
