@@ -433,3 +433,27 @@ func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+func TestMockCredential(t *testing.T) {
+	for _, method := range []string{MethodSCRAM, MethodMD5} {
+		a, b := MockCredential(method, "ghost"), MockCredential(method, "ghost")
+		if method == MethodSCRAM && (a.SCRAM == nil || string(a.SCRAM.Salt) != string(b.SCRAM.Salt)) {
+			t.Fatalf("mock salt not stable: %+v %+v", a.SCRAM, b.SCRAM)
+		}
+		if method == MethodSCRAM && string(MockCredential(method, "other").SCRAM.Salt) == string(a.SCRAM.Salt) {
+			t.Fatal("mock salt does not depend on the user")
+		}
+		if method == MethodMD5 && !isMD5Hash(a.MD5) {
+			t.Fatalf("mock md5 %q", a.MD5)
+		}
+		srv := startServer(t, func(be *pgproto3.Backend, user string) error {
+			return Authenticate(be, method, user, a)
+		})
+		err := srv.connect(t, "ghost", "anything")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "28P01" || pe.Message != `password authentication failed for user "ghost"` {
+			t.Fatalf("%s: %v", method, err)
+		}
+		srv.result(t)
+	}
+}

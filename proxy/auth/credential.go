@@ -217,3 +217,34 @@ func plainVerifier(user, password string) (*SCRAMVerifier, error) {
 	verifierCache.mu.Unlock()
 	return v, nil
 }
+
+// mockSecret keys the salts of MockCredential; it lives as long as the
+// process.
+var mockSecret = func() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
+}()
+
+// MockCredential returns a credential for a user that does not exist, to
+// run an exchange that always fails (with 28P01) and looks like a real
+// user's: under method md5 an md5 hash, otherwise a SCRAM verifier whose
+// salt is derived from the user name and a per-process secret, so it stays
+// the same across attempts as a real user's does (PostgreSQL's "mock"
+// authentication does the same). It costs no PBKDF2.
+func MockCredential(method, user string) Credential {
+	m := hmac.New(sha256.New, mockSecret)
+	m.Write([]byte(user))
+	sum := m.Sum(nil)
+	if method == MethodMD5 {
+		return Credential{MD5: "md5" + hex.EncodeToString(sum[:16])}
+	}
+	keys := make([]byte, 2*sha256.Size)
+	rand.Read(keys)
+	return Credential{SCRAM: &SCRAMVerifier{
+		Iterations: DefaultSCRAMIterations,
+		Salt:       sum[:16],
+		StoredKey:  keys[:sha256.Size],
+		ServerKey:  keys[sha256.Size:],
+	}}
+}
