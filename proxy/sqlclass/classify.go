@@ -131,7 +131,7 @@ func classify(text string) Statement {
 	first := p.next()
 	if first.kind != tIdent {
 		// "(SELECT ...)", "VALUES" in parentheses, garbage: only scans.
-		p.scanCalls(&st, first)
+		p.scanCalls(&st, scanMentions(text))
 		return st
 	}
 	var w [16]byte
@@ -228,15 +228,16 @@ func classify(text string) Statement {
 			st.Kind = AdvisoryLock
 		}
 	case "select", "with":
-		p.scanCalls(&st, first)
-		if st.Kind == Other && containsFold(text, "into") {
+		m := scanMentions(text)
+		p.scanCalls(&st, m)
+		if st.Kind == Other && m.into {
 			p2 := parser{lx: lexer{s: text}}
 			if p2.selectIntoTemp() {
 				st.Kind = CreateTemp
 			}
 		}
 	default:
-		p.scanCalls(&st, first)
+		p.scanCalls(&st, scanMentions(text))
 	}
 	return st
 }

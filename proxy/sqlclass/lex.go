@@ -199,6 +199,19 @@ type span struct{ start, end int }
 // dropped. Semicolons split only outside parentheses and outside the
 // BEGIN ... END body of CREATE FUNCTION/PROCEDURE (as psql splits).
 func splitSpans(sql string, dst []span) []span {
+	if simple(sql) {
+		start, end := 0, len(sql)
+		for start < end && isSpace(sql[start]) {
+			start++
+		}
+		for end > start && isSpace(sql[end-1]) {
+			end--
+		}
+		if start < end {
+			dst = append(dst, span{start, end})
+		}
+		return dst
+	}
 	lx := lexer{s: sql}
 	start, end := -1, -1 // first token, end of last significant token
 	depth := 0           // parentheses
@@ -288,14 +301,27 @@ func eqFold(s, w string) bool {
 	return true
 }
 
-// containsFold reports whether s contains the lower-case ASCII word w,
-// ignoring ASCII case.
-func containsFold(s, w string) bool {
-	first := w[0]
-	for i := 0; i+len(w) <= len(s); i++ {
-		if s[i]|0x20 == first && eqFold(s[i:i+len(w)], w) {
-			return true
+// simple reports whether sql has no quotes, comments, dollar quotes or
+// semicolons, so it is one statement (or none) whose extent is sql without
+// surrounding white space: the common case, decided in one cheap pass.
+func simple(sql string) bool {
+	for i := 0; i < len(sql); i++ {
+		switch sql[i] {
+		case ';', '\'', '"':
+			return false
+		case '$':
+			if i+1 >= len(sql) || !isDigit(sql[i+1]) {
+				return false
+			}
+		case '-':
+			if i+1 < len(sql) && sql[i+1] == '-' {
+				return false
+			}
+		case '/':
+			if i+1 < len(sql) && sql[i+1] == '*' {
+				return false
+			}
 		}
 	}
-	return false
+	return true
 }

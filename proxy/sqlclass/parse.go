@@ -388,10 +388,9 @@ func lockFunc(name string) Kind {
 // scanCalls looks through an ordinary statement for calls of advisory lock
 // functions and set_config. It is a no-op (and allocation-free) unless the
 // text mentions "advisory" or "set_config".
-func (p *parser) scanCalls(st *Statement, _ token) {
+func (p *parser) scanCalls(st *Statement, m mentions) {
 	text := p.lx.s
-	adv := containsFold(text, "advisory")
-	cfg := containsFold(text, "set_config")
+	adv, cfg := m.advisory, m.setConfig
 	if !adv && !cfg {
 		return
 	}
@@ -572,4 +571,30 @@ func RewritePreparedName(stmt Statement, newName string) string {
 		return stmt.Text
 	}
 	return stmt.Text[:t.start] + newName + stmt.Text[t.end:]
+}
+
+// mentions records which trigger words a statement's text contains
+// anywhere (strings and comments included), ignoring ASCII case.
+type mentions struct{ advisory, setConfig, into bool }
+
+// scanMentions finds the trigger words in one pass.
+func scanMentions(s string) mentions {
+	var m mentions
+	for i := 0; i < len(s); i++ {
+		switch s[i] | 0x20 {
+		case 'a':
+			if !m.advisory && i+8 <= len(s) && eqFold(s[i:i+8], "advisory") {
+				m.advisory = true
+			}
+		case 's':
+			if !m.setConfig && i+10 <= len(s) && eqFold(s[i:i+10], "set_config") {
+				m.setConfig = true
+			}
+		case 'i':
+			if !m.into && i+4 <= len(s) && eqFold(s[i:i+4], "into") {
+				m.into = true
+			}
+		}
+	}
+	return m
 }

@@ -313,8 +313,14 @@ func checkSplit(t *testing.T, sql string) {
 	if rest := sql[pos:]; len(Split(rest)) != 0 {
 		t.Fatalf("Split(%q): tail %q holds statements", sql, rest)
 	}
-	Classify(sql) // must not panic either
-	for _, st := range Classify(sql) {
+	stmts := Classify(sql)
+	if len(stmts) != len(pieces) {
+		t.Fatalf("Classify(%q): %d statements, Split %d", sql, len(stmts), len(pieces))
+	}
+	for i, st := range stmts {
+		if st.Text != pieces[i] {
+			t.Fatalf("Classify(%q)[%d].Text = %q, Split gave %q", sql, i, st.Text, pieces[i])
+		}
 		RewritePreparedName(st, "x")
 	}
 }
