@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/proxy"
+	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+)
+
+// runningProxy is an in-process shardproxy serving on a loopback port.
+type runningProxy struct {
+	srv  *proxy.Server
+	addr string
+	done chan error
+}
+
+// dsn is a connection string for user postgres through the proxy.
+func (p *runningProxy) dsn(db string) string {
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", p.addr, db)
+}
+
+// startProxy runs a proxy in front of every shard of c (trust on loopback),
+// adjusted by mutate, and shuts it down when the test ends.
+func startProxy(t *testing.T, c *pgcluster.Cluster, mutate func(*config.Config)) *runningProxy {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Auth.TrustLoopback = true
+	for _, sh := range c.Shards {
+		s := config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}}
+		for _, r := range sh.Replicas {
+			s.Replicas = append(s.Replicas, config.Endpoint{Host: r.Host, Port: r.Port})
+		}
+		cfg.Shards = append(cfg.Shards, s)
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("PROXY_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &runningProxy{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { p.done <- srv.Serve(ln) }()
+	t.Cleanup(func() { p.stop(t, 10*time.Second) })
+	return p
+}
+
+// stop shuts the proxy down (idempotent) and checks Serve's result.
+func (p *runningProxy) stop(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := p.srv.Shutdown(ctx)
+	select {
+	case serr, ok := <-p.done:
+		if ok {
+			if !errors.Is(serr, proxy.ErrServerClosed) {
+				t.Errorf("Serve returned %v, want ErrServerClosed", serr)
+			}
+			close(p.done)
+		}
+	case <-time.After(timeout):
+		t.Errorf("Serve did not return within %s of Shutdown", timeout)
+	}
+	return err
+}
+
+func connectPgx(t testing.TB, ctx context.Context, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// sqlState returns the SQLSTATE of err, or "".
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// waitFor polls cond until it returns true or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
