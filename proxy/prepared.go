@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 )
@@ -17,6 +18,8 @@ type stmtEntry struct {
 	name      string // server-side name, "sp_<hash>" (or "sps_<hash>" for SQL PREPARE)
 	key       string // query text + NUL + raw OID block (or the PREPARE text)
 	parseBody []byte // ready-made Parse body naming name (protocol-level entries only)
+
+	validated atomic.Bool // a server accepted the statement (its Parse succeeded)
 
 	classOnce sync.Once
 	class     []sqlclass.Statement

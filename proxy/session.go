@@ -427,7 +427,7 @@ func (ss *session) loop() error {
 			return err
 		}
 		if debugTrace {
-			fmt.Printf("C> %c %q skip=%v\n", typ, body, ss.skip)
+			fmt.Printf("%d C> %c %q skip=%v sc=%v tx=%c\n", ss.pid&0xfffff, typ, body, ss.skip, ss.sc != nil, ss.txStatus)
 		}
 		if ss.skip && typ != msgSync {
 			if typ == msgTerminate {
@@ -608,6 +608,9 @@ func (ss *session) failExtended(err error) error {
 	if errors.As(err, &sg) {
 		return err
 	}
+	if debugTrace {
+		fmt.Printf("%d failExtended: %v\n", ss.pid&0xfffff, err)
+	}
 	ss.push(expect{kind: expSynthError, err: toErrorFields(err)})
 	ss.skip = true
 	return nil
@@ -692,11 +695,6 @@ func (ss *session) handleParse(body []byte) error {
 		ss.skip = true
 		return nil
 	}
-	if err := ss.ensureServer(); err != nil {
-		return ss.failExtended(err)
-	}
-	ss.batch = true
-	ss.closeEvicted()
 	var e *stmtEntry
 	if prev != nil && len(prev.key) == len(pm.query)+1+len(pm.oids) &&
 		prev.key[:len(pm.query)] == string(pm.query) && prev.key[len(pm.query)+1:] == string(pm.oids) {
@@ -704,15 +702,30 @@ func (ss *session) handleParse(body []byte) error {
 	} else {
 		e = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
-	ss.stmts[name] = e
 	ss.notePinningParse(e, pm.query)
+	if ss.sc == nil && e.validated.Load() {
+		// A server accepted this statement before: answer without taking a
+		// server connection; it is prepared lazily at Bind/Describe. (A
+		// client that prepares synchronously while its other connections
+		// hold the pool's servers in transactions would otherwise wait on
+		// itself.) Errors from schema changes surface at Bind instead.
+		ss.stmts[name] = e
+		ss.push(expect{kind: expSynthParse, name: name, prev: prev})
+		return nil
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch = true
+	ss.closeEvicted()
+	ss.stmts[name] = e
 	if ss.sc.Prepared.Has(e.name) {
 		ss.push(expect{kind: expSynthParse, name: name, prev: prev})
 		return nil
 	}
 	ss.addServerStmt(e.name)
 	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-	ss.push(expect{kind: expParse, name: name, prev: prev, server: e.name})
+	ss.push(expect{kind: expParse, name: name, prev: prev, server: e.name, stmt: e})
 	return ss.maybeFlushBatch()
 }
 
@@ -732,7 +745,7 @@ func (ss *session) ensureServerStmt(e *stmtEntry) {
 	}
 	ss.addServerStmt(e.name)
 	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-	ss.push(expect{kind: expParseSwallow, server: e.name})
+	ss.push(expect{kind: expParseSwallow, server: e.name, stmt: e})
 }
 
 // handleBind rewrites the statement name of a Bind.
@@ -943,7 +956,7 @@ func (ss *session) drain() error {
 		}
 		e = &ss.fifo[ss.head]
 		if debugTrace {
-			fmt.Printf("S> %c %q head=%d\n", typ, body, e.kind)
+			fmt.Printf("%d S> %c %q head=%d\n", ss.pid&0xfffff, typ, body, e.kind)
 		}
 		switch typ {
 		case msgDataRow, msgNoticeResponse, msgNotification, msgCopyData, msgCopyDone, msgFuncCallResp:
@@ -952,6 +965,9 @@ func (ss *session) drain() error {
 			ss.noteParamStatus(body)
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgParseComplete:
+			if e.stmt != nil && !e.stmt.validated.Load() {
+				e.stmt.validated.Store(true)
+			}
 			if e.kind == expParseSwallow {
 				ss.pop()
 				continue
