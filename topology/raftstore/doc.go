@@ -1,0 +1,42 @@
+// Package raftstore implements topology.Store on hashicorp/raft, so every
+// proxy of a cluster routes by the same topology.
+//
+// # Writes
+//
+// The FSM is the only writer of topology. Every change is a Raft log entry
+// `[type byte][payload]`: entryCommand carries a topology.Command
+// (topology.EncodeCommand), entryInitial a whole snapshot that seeds a fresh
+// cluster (applied only while the topology is still at version 0). The FSM
+// applies a command with topology.ApplyCommand to the current snapshot; the
+// result is stored in an atomic pointer and handed to watchers. Business
+// errors (topology.ErrVersionMismatch, ErrInvalid, ErrNotFound) come back
+// through the ApplyFuture's response and leave the state unchanged on every
+// replica. A committed entry that cannot be decoded panics: a replica must
+// stop rather than diverge.
+//
+// Store.Apply acknowledges a write only after Raft committed and applied
+// it. On a follower it returns *NotLeaderError naming the leader (the admin
+// API forwards there). Without a quorum it fails within Config.ApplyTimeout
+// with a *NoQuorumError (errors.Is ErrNoQuorum) while Current keeps serving
+// the last snapshot: routing never depends on the quorum.
+//
+// # Membership
+//
+// A node started with Config.Bootstrap and an empty DataDir forms a
+// one-node cluster of itself and, once leader, seeds it with
+// Config.Initial. Other nodes start without Bootstrap and are added by the
+// leader with Join (up to Config.MaxVoters voters, then non-voters),
+// AddVoter or AddNonvoter. DataDir keeps the Raft log and stable store
+// (raft.db, BoltDB) and snapshots (snapshots/), so a restart resumes with
+// the same topology and membership.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Current is one atomic load and
+// never blocks. Watch channels never block the FSM: a slow reader skips to
+// the newest snapshot. Shutdown is idempotent; afterwards Current still
+// returns the last snapshot, writes fail with ErrClosed and watch channels
+// are closed.
+//
+// raftstore imports topology, hashicorp/*, bbolt and prometheus only.
+package raftstore
