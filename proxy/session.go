@@ -462,7 +462,13 @@ func (ss *session) loop() error {
 			return newSQLError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %d", typ))
 		}
 		if err != nil {
-			return err
+			var sg *errServerGone
+			if errors.As(err, &sg) && ss.sc != nil {
+				err = ss.lostServer(sg.err, errorFields{Code: codeConnectionFailure, Message: "server connection lost"})
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -574,11 +580,23 @@ func (ss *session) waitPinned() error {
 }
 
 // ensureServer makes sure a server connection is attached.
+//
+// A connection that turns out dead while its settings are applied (e.g.
+// the server restarted while it sat in the pool) is discarded and another
+// one tried: nothing of the client's ran yet.
 func (ss *session) ensureServer() error {
 	if ss.sc != nil {
 		return nil
 	}
-	return ss.attach()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = ss.attach()
+		var sg *errServerGone
+		if !errors.As(err, &sg) {
+			return err
+		}
+	}
+	return newSQLError(codeConnectionFailure, "server connection lost: "+err.Error())
 }
 
 // sendServer appends an outgoing message and flushes if the batch is big.
@@ -1029,6 +1047,12 @@ func (ss *session) drain() error {
 		case msgCopyOutResponse, msgCopyBothResp:
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgErrorResponse:
+			if isFatal(body) {
+				var er pgproto3.ErrorResponse
+				er.Decode(body)
+				return ss.lostServer(fmt.Errorf("server sent FATAL %s: %s", er.Code, er.Message),
+					errorFields{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint})
+			}
 			ss.srv.metrics.errors.WithLabelValues(errorCode(body)).Inc()
 			ss.out = appendMsg(ss.out, typ, body)
 			ss.serverError(e)
@@ -1060,19 +1084,42 @@ func (ss *session) desync(typ byte, kind expKind) error {
 
 // serverFailed handles a read error from the server connection.
 func (ss *session) serverFailed(err error) error {
+	return ss.lostServer(err, errorFields{Code: codeConnectionFailure, Message: "server connection lost"})
+}
+
+// lostServer handles a server connection that died (EOF, reset, or a FATAL
+// from the server, e.g. on restart). Inside a transaction the client is
+// told with f as FATAL and closed, since its transaction is gone. Between
+// transactions only the request in flight fails (f as ERROR) and the
+// client keeps its session; the next request gets another server.
+func (ss *session) lostServer(err error, f errorFields) error {
 	if ss.forced.Load() {
 		ss.abandonServer(err)
 		return newSQLError(codeAdminShutdown, "terminating connection due to administrator command")
 	}
 	inTx := ss.txStatus != 'I'
+	synced := false
+	for i := len(ss.fifo) - 1; i >= ss.head; i-- {
+		e := &ss.fifo[i]
+		if e.kind == expSync || e.kind == expQuery {
+			synced = true
+		}
+		ss.undo(e, false)
+	}
+	ss.pending = ss.pending[:0]
 	ss.abandonServer(err)
 	if inTx {
-		return &errServerGone{err}
+		f.Severity = "FATAL"
+		return &sqlError{f}
 	}
-	// Between transactions: the failed request gets an error, the client stays.
-	ss.sendError(errorFields{Code: codeConnectionFailure, Message: "server connection lost"})
-	ss.out = appendRFQ(ss.out, 'I')
-	ss.skip = false
+	f.Severity = "ERROR"
+	ss.sendError(f)
+	if synced {
+		ss.out = appendRFQ(ss.out, 'I')
+		ss.skip = false
+	} else {
+		ss.skip = true // the client's Sync gets the ReadyForQuery
+	}
 	return nil
 }
 

@@ -257,3 +257,20 @@ func errorCode(body []byte) string {
 	}
 	return ""
 }
+
+// isFatal reports whether an ErrorResponse body has severity FATAL or PANIC
+// (the server closes the connection after it).
+func isFatal(body []byte) bool {
+	for len(body) > 0 && body[0] != 0 {
+		k := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			return false
+		}
+		if k == 'V' || k == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		body = rest
+	}
+	return false
+}
