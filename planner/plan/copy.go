@@ -21,13 +21,13 @@ import (
 // shard's COPY skips or checks it). Rows are forwarded byte for byte,
 // including their line ending.
 type CopySplitter struct {
-	cs     *CopySplit
-	r      *router.Router
-	buf    []byte
-	pos    int // bytes of buf already scanned for the current row
-	esc    bool
-	inQ    bool
-	lastEs bool
+	cs      *CopySplit
+	r       *router.Router
+	buf     []byte
+	pos     int // bytes of buf already scanned for the current row
+	esc     bool
+	inQ     bool
+	lastEs  bool
 	rows    int
 	hdrDone bool
 	done    bool
