@@ -48,6 +48,9 @@ type Server struct {
 	wg       sync.WaitGroup
 	done     chan struct{} // closed when Shutdown starts
 
+	forceCtx    context.Context // cancelled when Shutdown's deadline passes (ends pool waits)
+	forceCancel context.CancelFunc
+
 	params  sync.Map // pool.Key → map[string]string: server params of the pool's first connection
 	checked sync.Map // settingsSignature → true: startup settings the server accepted
 
@@ -73,6 +76,7 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 		done:      make(chan struct{}),
 		passwords: make(map[string]string),
 	}
+	s.forceCtx, s.forceCancel = context.WithCancel(context.Background())
 	s.cfg.Store(&cfg)
 	if err := s.loadTLS(&cfg); err != nil {
 		return nil, err
@@ -265,6 +269,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if !forced {
 				forced = true
 				err = ctx.Err()
+				s.forceCancel()
 				continue
 			}
 			// Give forced sessions a moment to write their goodbye.
@@ -275,6 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			done = true
 		}
 	}
+	s.forceCancel()
 	s.pools.Close()
 	return err
 }

@@ -221,7 +221,7 @@ func (ss *session) flushClient() error {
 		return nil
 	}
 	_, err := ss.conn.Write(ss.out)
-	if cap(ss.out) > 1<<20 {
+	if cap(ss.out) > 32<<10 { // don't let idle sessions keep big buffers
 		ss.out = nil
 	} else {
 		ss.out = ss.out[:0]
@@ -265,7 +265,7 @@ func (ss *session) pop() {
 // line with the client's.
 func (ss *session) attach() error {
 	ss.srv.metrics.clientsWaiting.Inc()
-	sc, err := ss.pool.Acquire(context.Background())
+	sc, err := ss.pool.Acquire(ss.srv.forceCtx)
 	ss.srv.metrics.clientsWaiting.Dec()
 	if err != nil {
 		return err

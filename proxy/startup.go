@@ -29,7 +29,7 @@ const (
 	codeGSSEncRequest  = 80877104
 	codeCancelRequest  = 80877102
 	protocolVersion30  = 3 << 16
-	clientReadBufSize  = 8192
+	clientReadBufSize  = 4096
 	serverReadBufSize  = 16384
 	reportedParamsHint = 16
 )
