@@ -204,6 +204,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 
 	report := e.report(selected, results, mem)
+	if o.out != "" {
+		report = keepNotes(report, o.out)
+	}
 	fmt.Print(report)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
