@@ -7,7 +7,10 @@
 #
 # Environment: BENCH_SECONDS (default 15), BENCH_ROUNDS (2), BENCH_CLIENTS (50),
 # BENCH_POOL (20), BENCH_IDLE_CLIENTS (10000), BENCH_ONLY (comma-separated
-# workloads, e.g. select-simple,connect), BENCH_OUT (docs/benchmarks.md).
+# workloads, e.g. select-simple,connect), BENCH_TARGETS (direct,pgbouncer,shardproxy),
+# BENCH_OUT (docs/benchmarks.md), BENCH_CPUPROFILE (a directory: save a Go CPU
+# profile of shardproxy for each of its runs; look at one with
+# `go tool pprof -top bin/shardproxy DIR/shardproxy-select-simple-r1.pprof`).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -42,6 +45,8 @@ exec bin/bench-driver \
 	-pool "${BENCH_POOL:-20}" \
 	-idle-clients "${BENCH_IDLE_CLIENTS:-10000}" \
 	-only "${BENCH_ONLY:-}" \
+	-targets "${BENCH_TARGETS:-direct,pgbouncer,shardproxy}" \
+	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-shardproxy bin/shardproxy \
 	-out "${BENCH_OUT:-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/pgbench.sh   # the pgbench part of make bench"

@@ -35,6 +35,7 @@ type options struct {
 	only       string
 	pinCPU     string
 	targets    string
+	profileDir string
 }
 
 func main() {
@@ -52,6 +53,7 @@ func main() {
 	flag.StringVar(&o.command, "command", "", "command line to record in the report")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
 	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "directory for a Go CPU profile of shardproxy during each of its runs (\"\" = none)")
 	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
 	flag.Parse()
 

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -55,7 +59,9 @@ func (e *env) runPgbench(ctx context.Context, w workload, t target, round int) r
 		pooler0 = cpuSeconds(t.pooler)
 	}
 	pg0 := treeCPUSeconds(e.postmaster)
+	profiled := e.startProfile(ctx, t, w, round)
 	out, err := cmd.CombinedOutput()
+	<-profiled
 	waitQuiet(e.postmaster, 10*time.Second)
 	pg1 := treeCPUSeconds(e.postmaster)
 	if t.pooler > 0 {
@@ -115,4 +121,41 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// startProfile fetches a CPU profile of shardproxy covering most of the run
+// into -cpuprofile DIR; the returned channel closes when it is saved (at
+// once when not profiling).
+func (e *env) startProfile(ctx context.Context, t target, w workload, round int) <-chan struct{} {
+	done := make(chan struct{})
+	if t.admin == "" || e.o.profileDir == "" {
+		close(done)
+		return done
+	}
+	secs := max(e.o.seconds-2, 1)
+	path := filepath.Join(e.o.profileDir, fmt.Sprintf("shardproxy-%s-r%d.pprof", w.name, round))
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, secs)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			e.log.Warn("cpu profile", "err", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			e.log.Warn("cpu profile", "err", err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			e.log.Warn("cpu profile", "err", err)
+		}
+	}()
+	return done
 }

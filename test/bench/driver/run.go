@@ -42,7 +42,8 @@ var workloads = []workload{
 type target struct {
 	name   string
 	port   int
-	pooler int // PID of the pooler process; 0 for direct
+	pooler int    // PID of the pooler process; 0 for direct
+	admin  string // shardproxy's admin address when profiling, else ""
 }
 
 // env is everything started for the run.
@@ -148,7 +149,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		defer proxy.stop()
 		children = append(children, proxy)
-		e.targets = append(e.targets, target{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid})
+		e.targets = append(e.targets, target{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid, admin: proxy.admin})
 	}
 	for _, t := range e.targets {
 		if err := waitReady(ctx, t.port, 30*time.Second); err != nil {
@@ -270,11 +271,12 @@ func waitReady(ctx context.Context, port int, timeout time.Duration) error {
 
 // child is a pooler process we started.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	port int
-	log  string // file with its output
-	done chan struct{}
+	name  string
+	cmd   *exec.Cmd
+	port  int
+	log   string // file with its output
+	done  chan struct{}
+	admin string // admin listener (shardproxy with -cpuprofile)
 }
 
 func (c *child) stop() {
@@ -388,7 +390,19 @@ func (e *env) startShardproxy(ctx context.Context) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
+	admin := ""
+	if e.o.profileDir != "" {
+		if err := os.MkdirAll(e.o.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		ap, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		admin = fmt.Sprintf("127.0.0.1:%d", ap)
+	}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+admin_listen: "%s"
 log_level: warn
 auth:
   trust_loopback: true
@@ -399,12 +413,16 @@ pool:
 shards:
   - name: shard0
     primary: {host: %s, port: %d}
-`, port, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
+`, port, admin, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
 	path := filepath.Join(e.workDir, "shardproxy.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return e.startChild("shardproxy", exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	c, err := e.startChild("shardproxy", exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	if c != nil {
+		c.admin = admin
+	}
+	return c, err
 }
 
 // freePort returns a loopback port in 61000-65000 that is free now.
