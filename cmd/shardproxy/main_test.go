@@ -494,3 +494,28 @@ func TestDevInterruptedDuringStart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDevWithConfigFile: dev takes pool settings from --config and replaces
+// the file's shards with its own servers.
+func TestDevWithConfigFile(t *testing.T) {
+	port := freePort(t)
+	cfg := writeFile(t, "dev.yaml", fmt.Sprintf(`listen: 127.0.0.1:%d
+pool:
+  size: 3
+shards:
+  - name: elsewhere
+    primary: {host: 127.0.0.1, port: 1}
+`, port))
+	p := startBinary(t, "dev", "--data", dataDir(t), "--config", cfg, "--admin", "")
+	conn := connect(t, p, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), 2*time.Minute)
+	defer conn.Close(context.Background())
+	if !strings.Contains(p.out.String(), "pool_size=3") {
+		t.Errorf("pool.size from the file not in effect; output:\n%s", p.out.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGINT; output:\n%s", code, p.out.String())
+	}
+}
