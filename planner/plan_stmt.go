@@ -1,0 +1,558 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Plan turns an analysis into a plan for one execution over snap with the
+// execution's Bind values. It is cheap: the topology-dependent part of the
+// analysis is computed once per snapshot and reused; per call only key
+// values are routed (and, for multi-row INSERTs, the parts' SQL built).
+//
+// Statements that would need several shards and more than concatenating
+// their rows, or that cannot be routed correctly, fail with
+// *plan.Unsupported (0A000). A hint or params.ForcedShard naming an unknown
+// shard fails with 42704.
+func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (plan.Operator, error) {
+	switch len(a.Statements) {
+	case 0:
+		return &plan.Session{Kind: "empty", SQL: a.SQL}, nil
+	case 1:
+		return p.planStmt(snap, a, a.Statements[0].info, &params)
+	}
+	seq := &plan.Sequence{}
+	for _, s := range a.Statements {
+		op, err := p.planStmt(snap, a, s.info, &params)
+		if err != nil {
+			return nil, err
+		}
+		seq.Statements = append(seq.Statements, op)
+	}
+	return seq, nil
+}
+
+func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, params *Params) (plan.Operator, error) {
+	sql := a.SQL[st.start:st.end]
+	if st.session != nil {
+		return &plan.Session{Kind: st.session.kind, Name: st.session.name, Value: st.session.value, SQL: sql, Proxy: st.session.proxy}, nil
+	}
+	if st.kind == KindExplain && st.explain != nil {
+		inner, err := p.planStmt(snap, a, st.explain, params)
+		if err != nil {
+			return nil, err
+		}
+		return &plan.Explain{Inner: inner, Prefix: st.explainPre, Analyze: st.explainAnlz}, nil
+	}
+	forced, why := a.Hint, "hint comment"
+	if forced == "" {
+		forced, why = params.ForcedShard, "SET shardproxy.shard"
+	}
+	if forced != "" {
+		if !snap.HasShard(forced) {
+			return nil, &plan.Error{Code: "42704", Message: fmt.Sprintf("shard %q does not exist", forced),
+				Hint: "shards: " + strings.Join(snap.ShardNames(), ", ")}
+		}
+		return &plan.Route{Shard: forced, SQL: sql, Reason: why, ReadOnly: st.readOnly}, nil
+	}
+	if st.unsupported != nil {
+		return nil, st.unsupported
+	}
+	if snap.DefaultShard() == "" {
+		return nil, &plan.Error{Code: "08006", Message: "the topology has no shards"}
+	}
+	b := st.bind(snap)
+	if b.err != nil {
+		return nil, b.err
+	}
+	switch {
+	case st.ddl != nil:
+		return p.planDDL(st, b, sql)
+	case st.kind == KindInsert:
+		return p.planInsert(a, st, b, sql, params)
+	case st.kind == KindCopy:
+		return p.planCopy(st, b, sql, params)
+	case st.kind == KindUpdate || st.kind == KindDelete || st.kind == KindMerge:
+		return p.planWrite(st, b, sql, params)
+	case st.kind == KindSelect || st.kind == KindCursor:
+		return p.planRead(st, b, sql, params, st.nestedWrite || st.kind == KindCursor, false)
+	}
+	return &plan.Route{Shard: snap.DefaultShard(), SQL: sql, Reason: "default shard: " + string(st.kind) + " statement"}, nil
+}
+
+// placement is where a statement's data is.
+type placement struct {
+	single  string   // one shard serves everything ("" if not)
+	reason  string   // why
+	scatter []string // one class over these shards (single == "")
+	class   int      // the scattered class
+	err     error
+}
+
+// place decides where the tables of st (other than skip) must be read.
+func (p *Planner) place(st *stmtInfo, b *binding, params *Params) placement {
+	def := b.snap.DefaultShard()
+	type need struct {
+		ci     int
+		shards []string
+		all    bool
+	}
+	var needs []need
+	for ci := range b.classes {
+		s, all, err := b.shardSet(ci, params)
+		if err != nil {
+			return placement{err: err}
+		}
+		if len(s) > 0 {
+			needs = append(needs, need{ci, s, all})
+		}
+	}
+	if len(b.classes) == 0 {
+		switch {
+		case len(b.others) > 0:
+			return placement{single: def, reason: "default shard: " + strings.Join(b.others, ", ") + " not in topology"}
+		case b.hasRef:
+			return placement{single: def, reason: "reference tables: any shard"}
+		}
+		return placement{single: def, reason: "default shard: no distributed tables"}
+	}
+	if len(needs) == 0 {
+		return placement{single: def, reason: "key matches no shard: " + b.classes[0].reason}
+	}
+	one := needs[0].shards[0]
+	singleOK := true
+	for _, n := range needs {
+		if len(n.shards) != 1 || n.shards[0] != one {
+			singleOK = false
+		}
+	}
+	if singleOK && (len(b.others) == 0 || one == def) {
+		var rs []string
+		for _, n := range needs {
+			rs = append(rs, b.classes[n.ci].reason)
+		}
+		return placement{single: one, reason: strings.Join(rs, " AND ")}
+	}
+	if len(b.others) > 0 {
+		c := &b.classes[needs[0].ci]
+		return placement{err: unsupported(
+			fmt.Sprintf("table %s is not in the topology and lives only on the default shard %s, but the statement also reads distributed table %s on other shards",
+				strings.Join(b.others, ", "), def, strings.TrimSuffix(c.label, "."+b.rels[c.members[0]].key)),
+			fmt.Sprintf("declare %s as a reference table, or add a condition on %s that routes to shard %s", strings.Join(b.others, ", "), c.label, def))}
+	}
+	if len(needs) == 1 {
+		return placement{scatter: needs[0].shards, class: needs[0].ci, reason: b.classes[needs[0].ci].reason}
+	}
+	var labels []string
+	for _, n := range needs {
+		labels = append(labels, b.classes[n.ci].label)
+	}
+	return placement{err: unsupported(
+		fmt.Sprintf("the statement reads %s, which are not joined on their distribution keys and are not all on one shard", strings.Join(labels, " and ")),
+		"join distributed tables on their keys (e.g. ON posts.author_id = users.id), or add key conditions that put every table on the same shard")}
+}
+
+func (p *Planner) planRead(st *stmtInfo, b *binding, sql string, params *Params, mustSingle bool, copyHeader bool) (plan.Operator, error) {
+	pl := p.place(st, b, params)
+	if pl.err != nil {
+		return nil, pl.err
+	}
+	if pl.single != "" {
+		anyShard := len(b.classes) == 0 && len(b.others) == 0 && b.hasRef && st.readOnly
+		return &plan.Route{Shard: pl.single, SQL: sql, Reason: pl.reason, ReadOnly: st.readOnly, ReadAnyShard: anyShard}, nil
+	}
+	c := &b.classes[pl.class]
+	hint := fmt.Sprintf("add a condition on %s that selects one shard, such as WHERE %s = ...", c.label, c.label)
+	if mustSingle {
+		return nil, unsupported(fmt.Sprintf("%s needs shards %s; this statement can run on one shard only", scatterWhy(c), strings.Join(pl.scatter, ",")), hint)
+	}
+	if len(st.mergeNeeds) > 0 {
+		return nil, unsupported(fmt.Sprintf("%s across shards is not supported yet (%s needs shards %s)",
+			strings.Join(st.mergeNeeds, ", "), scatterWhy(c), strings.Join(pl.scatter, ",")), hint)
+	}
+	if len(st.groupNeeds) > 0 && !p.groupedByKey(st, b, pl.class) {
+		return nil, unsupported(fmt.Sprintf("%s across shards is not supported yet (%s needs shards %s)",
+			strings.Join(st.groupNeeds, ", "), scatterWhy(c), strings.Join(pl.scatter, ",")),
+			hint+", or GROUP BY "+c.label)
+	}
+	return &plan.Scatter{Shards: pl.scatter, SQL: sql, Reason: scatterWhy(c), ReadOnly: st.readOnly, CopyHeader: copyHeader}, nil
+}
+
+func scatterWhy(c *class) string {
+	if c.reason == "" {
+		return "no condition on " + c.label
+	}
+	return c.reason
+}
+
+func (p *Planner) groupedByKey(st *stmtInfo, b *binding, ci int) bool {
+	for _, g := range st.groupBy {
+		ri := b.resolve(st, g)
+		if ri >= 0 && b.relClass[ri] == ci && b.rels[ri].key == g.name {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Planner) broadcast(b *binding, sql, reason string, atomic bool) *plan.Broadcast {
+	return &plan.Broadcast{Shards: b.snap.ShardNames(), SQL: sql, Reason: reason, ReturnFrom: b.snap.DefaultShard(), NeedsAtomic: atomic}
+}
+
+// refWrite plans a write to a reference table: every shard, but only when
+// the statement reads nothing that differs between shards.
+func (p *Planner) refWrite(st *stmtInfo, b *binding, sql string) (plan.Operator, error) {
+	t := st.rels[st.target].name
+	if len(b.classes) > 0 || len(b.others) > 0 {
+		return nil, unsupported(fmt.Sprintf("a write to reference table %s may read only reference tables and catalogs", t),
+			"compute the values first, or write them with VALUES")
+	}
+	return p.broadcast(b, sql, "write to reference table "+t, true), nil
+}
+
+func (p *Planner) planWrite(st *stmtInfo, b *binding, sql string, params *Params) (plan.Operator, error) {
+	t := st.target
+	switch b.rels[t].kind {
+	case rbRef:
+		return p.refWrite(st, b, sql)
+	case rbDist:
+		if st.kind == KindMerge {
+			return nil, unsupported("MERGE into distributed table "+st.rels[t].name+" is not supported yet", "use INSERT ... ON CONFLICT")
+		}
+		op, err := p.planRead(st, b, sql, params, true, false)
+		if err != nil {
+			if u, ok := err.(*plan.Unsupported); ok {
+				c := &b.classes[b.relClass[t]]
+				u.Message = fmt.Sprintf("%s on %s: %s", strings.ToUpper(string(st.kind)), st.rels[t].name, u.Message)
+				u.Hint = fmt.Sprintf("add WHERE %s = ... (a condition on the distribution key that selects one shard)", c.label)
+			}
+			return nil, err
+		}
+		return op, nil
+	}
+	return p.planRead(st, b, sql, params, true, false)
+}
+
+func (p *Planner) planDDL(st *stmtInfo, b *binding, sql string) (plan.Operator, error) {
+	d := st.ddl
+	atomic := !d.noTxn && d.description != "LOCK"
+	if d.dropIndex {
+		return p.broadcast(b, sql, "DROP INDEX: the index may belong to a distributed or reference table", atomic), nil
+	}
+	if len(d.tables) == 1 && d.tables[0] == "*" {
+		return p.broadcast(b, sql, d.description+" of every table", false), nil
+	}
+	var sharded, other []string
+	seen := map[string]bool{}
+	for _, t := range d.tables {
+		if seen[t] || t == "" {
+			continue
+		}
+		seen[t] = true
+		if tb, ok := b.snap.Table(t); ok {
+			sharded = append(sharded, string(tb.Kind)+" table "+t)
+		} else {
+			other = append(other, t)
+		}
+	}
+	if len(sharded) == 0 {
+		return &plan.Route{Shard: b.snap.DefaultShard(), SQL: sql, Reason: "default shard: " + d.description + " of objects not in the topology"}, nil
+	}
+	if len(other) > 0 {
+		return nil, unsupported(fmt.Sprintf("%s names %s and tables not in the topology (%s), which live on different shards",
+			d.description, strings.Join(sharded, ", "), strings.Join(other, ", ")), "run it separately for each kind of table")
+	}
+	return p.broadcast(b, sql, d.description+" of "+strings.Join(sharded, ", "), atomic), nil
+}
+
+func (p *Planner) planCopy(st *stmtInfo, b *binding, sql string, params *Params) (plan.Operator, error) {
+	ci := st.cp
+	def := b.snap.DefaultShard()
+	if ci.target < 0 {
+		if ci.format == "binary" {
+			op, err := p.planRead(st, b, sql, params, true, false)
+			if err != nil {
+				return nil, unsupported("COPY (query) TO in binary format over several shards is not supported", "use text or csv format, or a key condition")
+			}
+			return op, nil
+		}
+		return p.planRead(st, b, sql, params, false, ci.header && ci.format == "csv")
+	}
+	r := &st.rels[ci.target]
+	rb := b.rels[ci.target]
+	switch rb.kind {
+	case rbDist:
+		if !ci.stdio {
+			return nil, unsupported("COPY of distributed table "+r.name+" with a server file or program cannot be split across shards", "use COPY ... FROM STDIN / TO STDOUT")
+		}
+		if ci.format == "binary" {
+			return nil, unsupported("COPY of distributed table "+r.name+" in binary format is not supported yet", "use FORMAT text or csv")
+		}
+		if !ci.from {
+			return &plan.Scatter{Shards: b.r.ShardsOf(rb.dist), SQL: sql, Reason: "COPY TO of distributed table " + r.name,
+				ReadOnly: true, CopyHeader: ci.header && ci.format == "csv"}, nil
+		}
+		idx := -1
+		for i, c := range ci.cols {
+			if c == rb.key {
+				idx = i
+			}
+		}
+		if len(ci.cols) > 0 && idx < 0 {
+			return nil, unsupported(fmt.Sprintf("COPY into %s must include the distribution key column %s", r.name, rb.key), "add "+rb.key+" to the column list")
+		}
+		if len(ci.cols) == 0 && p.opts.Columns != nil {
+			for i, c := range p.opts.Columns(r.name) {
+				if strings.ToLower(c) == rb.key {
+					idx = i
+				}
+			}
+		}
+		return &plan.CopySplit{Table: r.name, Distribution: rb.dist, KeyColumn: rb.key, KeyType: rb.kt, KeyColumnIndex: idx,
+			Format: ci.format, Delimiter: ci.delim, Quote: ci.quote, Escape: ci.escape, Null: ci.null, Header: ci.header,
+			SQL: sql, Shards: b.r.ShardsOf(rb.dist), NeedsAtomic: true}, nil
+	case rbRef:
+		if ci.from {
+			if !ci.stdio {
+				return nil, unsupported("COPY into reference table "+r.name+" from a server file is not supported", "use COPY ... FROM STDIN")
+			}
+			op := p.broadcast(b, sql, "COPY into reference table "+r.name, true)
+			op.Copy = true
+			return op, nil
+		}
+		return &plan.Route{Shard: def, SQL: sql, Reason: "reference table " + r.name + ": any shard", ReadOnly: true, ReadAnyShard: true}, nil
+	}
+	return &plan.Route{Shard: def, SQL: sql, Reason: "default shard: " + r.name + " not in topology", ReadOnly: !ci.from}, nil
+}
+
+func (p *Planner) planInsert(a *Analysis, st *stmtInfo, b *binding, sql string, params *Params) (plan.Operator, error) {
+	ii := st.ins
+	t := st.target
+	r := &st.rels[t]
+	rb := b.rels[t]
+	switch rb.kind {
+	case rbRef:
+		return p.refWrite(st, b, sql)
+	case rbDist:
+	default:
+		return p.planRead(st, b, sql, params, true, false)
+	}
+	hint := fmt.Sprintf("use INSERT INTO %s (%s, ...) VALUES (...) with constants or parameters for %s", r.relname, rb.key, rb.key)
+	if ii.fromSelect {
+		return nil, unsupported("INSERT ... SELECT into distributed table "+r.name+" is not supported yet", hint)
+	}
+	if ii.defaultValues {
+		return nil, unsupported("INSERT ... DEFAULT VALUES into distributed table "+r.name+" is not supported", hint)
+	}
+	if len(b.classes) > 1 || len(b.others) > 0 {
+		return nil, unsupported("INSERT into distributed table "+r.name+" with subqueries over other distributed or unlisted tables is not supported yet", hint)
+	}
+	cols := ii.cols
+	if cols == nil && p.opts.Columns != nil {
+		cols = p.opts.Columns(r.name)
+		for i := range cols {
+			cols[i] = strings.ToLower(cols[i])
+		}
+	}
+	if cols == nil {
+		return nil, unsupported("INSERT into distributed table "+r.name+" needs a column list to find the distribution key "+rb.key, hint)
+	}
+	keyIdx := -1
+	for i, c := range cols {
+		if c == rb.key {
+			keyIdx = i
+		}
+	}
+	generated := p.opts.GeneratedKeys != nil && p.opts.GeneratedKeys(r.name)
+	// Rows whose key the allocator must supply.
+	var alloc []int
+	for i, row := range ii.rows {
+		if keyIdx < 0 || (keyIdx < len(row) && row[keyIdx].kind == vDefault) {
+			alloc = append(alloc, i)
+		}
+	}
+	if len(alloc) > 0 {
+		if !generated {
+			return nil, unsupported(fmt.Sprintf("INSERT into distributed table %s must supply the distribution key column %s", r.name, rb.key),
+				"give "+rb.key+" a value in every row (or configure it as a generated key)")
+		}
+		return p.allocateKeys(st, b, a.SQL, sql, params, keyIdx, alloc)
+	}
+	label := r.name + "." + rb.key
+	shardOf := make([]string, len(ii.rows))
+	for i, row := range ii.rows {
+		if keyIdx >= len(row) {
+			return nil, &plan.Error{Code: "42601", Message: "INSERT has more target columns than expressions"}
+		}
+		v := row[keyIdx]
+		var key router.Value
+		switch v.kind {
+		case vConst:
+			k, err := router.KeyFromText(rb.kt, v.text)
+			if err != nil {
+				return nil, err
+			}
+			key = k
+		case vParam:
+			k, null, err := paramKey(params, v.param, rb.kt)
+			if err == errUnknownKey {
+				return nil, &plan.Error{Code: "42804", Message: fmt.Sprintf("parameter $%d for distribution key %s cannot be read as a %s key", v.param+1, label, rb.kt)}
+			}
+			if err != nil {
+				return nil, err
+			}
+			if null {
+				return nil, nullKey(label)
+			}
+			key = k
+		case vNull:
+			return nil, nullKey(label)
+		default:
+			return nil, unsupported(fmt.Sprintf("the value of distribution key %s in VALUES row %d must be a constant or a parameter", label, i+1), hint)
+		}
+		s, err := b.r.ShardForKey(rb.dist, key)
+		if err != nil {
+			return nil, err
+		}
+		shardOf[i] = s
+	}
+	same := true
+	for _, s := range shardOf {
+		if s != shardOf[0] {
+			same = false
+		}
+	}
+	if same {
+		reason := label + " = " + valString(ii.rows[0][keyIdx])
+		if len(ii.rows) > 1 {
+			reason = fmt.Sprintf("%d rows of %s on one shard", len(ii.rows), label)
+		}
+		return &plan.Route{Shard: shardOf[0], SQL: sql, Reason: reason}, nil
+	}
+	if ii.rowSpans == nil {
+		return nil, unsupported("cannot split this multi-row INSERT into "+r.name+" by shard", "insert the rows of each key separately")
+	}
+	return splitInsert(a.SQL, st, r.name, shardOf), nil
+}
+
+func nullKey(label string) error {
+	return &plan.Error{Code: "23502", Message: "null value in distribution key column " + label}
+}
+
+// splitInsert builds one INSERT per shard holding that shard's rows, with
+// parameters renumbered in order of appearance.
+func splitInsert(full string, st *stmtInfo, table string, shardOf []string) *plan.SplitInsert {
+	ii := st.ins
+	var shards []string
+	rowsOf := map[string][]int{}
+	for i, s := range shardOf {
+		if _, ok := rowsOf[s]; !ok {
+			shards = append(shards, s)
+		}
+		rowsOf[s] = append(rowsOf[s], i)
+	}
+	sort.Strings(shards)
+	out := &plan.SplitInsert{Table: table, Returning: ii.returning, NeedsAtomic: true}
+	first, last := ii.rowSpans[0][0], ii.rowSpans[len(ii.rowSpans)-1][1]
+	for _, s := range shards {
+		w := paramWriter{full: full, toks: st.params, renumber: len(st.params) > 0}
+		w.copy(st.start, first)
+		for j, ri := range rowsOf[s] {
+			if j > 0 {
+				w.b.WriteString(", ")
+			}
+			w.copy(ii.rowSpans[ri][0], ii.rowSpans[ri][1])
+		}
+		w.copy(last, st.end)
+		route := &plan.Route{Shard: s, SQL: w.b.String(), Reason: fmt.Sprintf("%d of %d rows", len(rowsOf[s]), len(shardOf))}
+		if w.renumber {
+			route.ParamIndexes = w.indexes
+			if route.ParamIndexes == nil {
+				route.ParamIndexes = []int{}
+			}
+		}
+		out.Parts = append(out.Parts, route)
+	}
+	return out
+}
+
+// paramWriter copies ranges of SQL text, renumbering $n tokens.
+type paramWriter struct {
+	full     string
+	toks     []paramTok
+	renumber bool
+	b        strings.Builder
+	newOf    map[int]int
+	indexes  []int
+}
+
+func (w *paramWriter) copy(from, to int) {
+	pos := from
+	for _, t := range w.toks {
+		if t.start < from || t.end > to || !w.renumber {
+			continue
+		}
+		w.b.WriteString(w.full[pos:t.start])
+		if w.newOf == nil {
+			w.newOf = map[int]int{}
+		}
+		n, ok := w.newOf[t.n]
+		if !ok {
+			w.indexes = append(w.indexes, t.n-1)
+			n = len(w.indexes)
+			w.newOf[t.n] = n
+		}
+		w.b.WriteString("$" + strconv.Itoa(n))
+		pos = t.end
+	}
+	w.b.WriteString(w.full[pos:to])
+}
+
+// allocateKeys rewrites the INSERT so the key column takes parameters the
+// executor fills from the allocator (see plan.AllocateKeys).
+func (p *Planner) allocateKeys(st *stmtInfo, b *binding, full, sql string, params *Params, keyIdx int, alloc []int) (plan.Operator, error) {
+	ii := st.ins
+	r := &st.rels[st.target]
+	rb := b.rels[st.target]
+	if ii.rowSpans == nil || (keyIdx < 0 && ii.colsClose < 0) {
+		return nil, unsupported("cannot add generated keys to this INSERT into "+r.name, "list the columns explicitly")
+	}
+	if st.maxParam > len(params.Values) {
+		return nil, &plan.Error{Code: "08P01", Message: fmt.Sprintf("bind message supplies %d parameters, but the statement uses $%d", len(params.Values), st.maxParam)}
+	}
+	first := len(params.Values) + 1
+	type edit struct {
+		at, del int
+		text    string
+	}
+	var edits []edit
+	if keyIdx < 0 {
+		edits = append(edits, edit{at: ii.colsClose, text: ", " + quoteIdent(rb.key)})
+	}
+	for j, ri := range alloc {
+		ph := "$" + strconv.Itoa(first+j)
+		if keyIdx < 0 {
+			edits = append(edits, edit{at: ii.rowSpans[ri][1] - 1, text: ", " + ph})
+		} else {
+			v := ii.rows[ri][keyIdx]
+			edits = append(edits, edit{at: v.loc, del: len("DEFAULT"), text: ph})
+		}
+	}
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].at < edits[j].at })
+	var sb strings.Builder
+	pos := st.start
+	for _, e := range edits {
+		sb.WriteString(full[pos:e.at])
+		sb.WriteString(e.text)
+		pos = e.at + e.del
+	}
+	sb.WriteString(full[pos:st.end])
+	return &plan.AllocateKeys{Table: r.name, Column: rb.key, Distribution: rb.dist, KeyType: rb.kt,
+		Count: len(alloc), FirstParam: first, SQL: sb.String()}, nil
+}

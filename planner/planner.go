@@ -1,0 +1,73 @@
+package planner
+
+// Options configures a Planner.
+type Options struct {
+	// CacheSize bounds the number of analyses cached by SQL text (LRU).
+	// 0 means 10000; negative disables the cache.
+	CacheSize int
+	// CacheShards is the number of independently locked LRU shards
+	// (default 16; 1 gives one exact LRU under one mutex).
+	CacheShards int
+	// GeneratedKeys reports whether the key column of a distributed table
+	// (qualified name) has a generated default (bigserial, identity), so an
+	// INSERT that omits it gets keys from the cluster-wide allocator (an
+	// AllocateKeys plan). nil: no table has generated keys. A topology
+	// field will replace this.
+	GeneratedKeys func(table string) bool
+	// Columns returns a table's column names in order (as the catalog
+	// has them), used for INSERT without a column list. nil, or a nil
+	// result, makes such INSERTs into distributed tables fail with 0A000.
+	Columns func(table string) []string
+}
+
+// Planner analyses and plans statements. It is safe for concurrent use;
+// its only state is the analysis cache.
+type Planner struct {
+	opts  Options
+	cache *lruCache
+}
+
+// New returns a Planner.
+func New(opts Options) *Planner {
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 10000
+	}
+	if opts.CacheShards == 0 {
+		opts.CacheShards = 16
+	}
+	p := &Planner{opts: opts}
+	if opts.CacheSize > 0 {
+		p.cache = newLRU(opts.CacheSize, opts.CacheShards)
+	}
+	return p
+}
+
+// Analyze parses sql (PostgreSQL 17 grammar, pg_query) and returns its
+// analysis, from the cache when the same text was analysed before. The
+// result is shared and immutable.
+//
+// A syntax error is a *plan.Error with SQLSTATE 42601, PostgreSQL's
+// message and the error position. The grammar is PostgreSQL's own, so the
+// proxy can answer the client directly instead of forwarding the text to a
+// shard; statements that only a newer server accepts are rejected the same
+// way a 17 server would. Errors are cached too.
+func (p *Planner) Analyze(sql string) (*Analysis, error) {
+	if p.cache != nil {
+		if a, err, ok := p.cache.get(sql); ok {
+			return a, err
+		}
+	}
+	a, err := analyze(sql)
+	if p.cache != nil {
+		p.cache.put(sql, a, err)
+	}
+	return a, err
+}
+
+// CacheLen returns the number of cached analyses.
+func (p *Planner) CacheLen() int {
+	if p.cache == nil {
+		return 0
+	}
+	return p.cache.len()
+}
