@@ -32,6 +32,10 @@ func analyze(sql string) (*Analysis, error) {
 		}
 		if single {
 			start, end = 0, len(sql)
+		} else {
+			for start < end && strings.ContainsRune(" \t\r\n", rune(sql[start])) {
+				start++
+			}
 		}
 		st := analyzeStmt(sql, raw.Stmt, start, end)
 		sa := &StatementAnalysis{Kind: st.kind, SQL: sql[start:end], ReadOnly: st.readOnly, info: st}
@@ -316,7 +320,7 @@ func (a *analyzer) ddlStmt(n *pg_query.Node) bool {
 		*pg_query.Node_RuleStmt, *pg_query.Node_ClusterStmt, *pg_query.Node_ReindexStmt,
 		*pg_query.Node_CreateStatsStmt, *pg_query.Node_AlterOwnerStmt, *pg_query.Node_AlterObjectSchemaStmt,
 		*pg_query.Node_RefreshMatViewStmt:
-		d.description = strings.ToUpper(strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", x), "*pg_query.Node_"), "Stmt"))
+		d.description = stmtTypeName(x)
 		if r, ok := x.(*pg_query.Node_ReindexStmt); ok && r.ReindexStmt.Params != nil {
 			d.noTxn = true
 		}
@@ -332,7 +336,7 @@ func (a *analyzer) ddlStmt(n *pg_query.Node) bool {
 		*pg_query.Node_AlterEnumStmt, *pg_query.Node_CreateRoleStmt, *pg_query.Node_AlterRoleStmt,
 		*pg_query.Node_DropRoleStmt, *pg_query.Node_CreatedbStmt, *pg_query.Node_DropdbStmt,
 		*pg_query.Node_AlterFunctionStmt, *pg_query.Node_AlterDomainStmt:
-		d.description = strings.ToUpper(strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", x), "*pg_query.Node_"), "Stmt"))
+		d.description = stmtTypeName(x)
 	default:
 		return false
 	}
@@ -1289,10 +1293,15 @@ func walkExpr(n *pg_query.Node, fn func(*pg_query.Node) bool) {
 }
 
 func walkMsg(m protoreflect.Message, fn func(*pg_query.Node) bool, _ bool) {
-	if node, ok := m.Interface().(*pg_query.Node); ok {
-		if !fn(node) {
+	switch x := m.Interface().(type) {
+	case *pg_query.Node:
+		if !fn(x) {
 			return
 		}
+	case *pg_query.RangeVar:
+		// Embedded directly (not in a Node) in many statements.
+		fn(&pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: x}})
+		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
@@ -1310,4 +1319,18 @@ func walkMsg(m protoreflect.Message, fn func(*pg_query.Node) bool, _ bool) {
 		}
 		return true
 	})
+}
+
+// stmtTypeName turns a node type such as *pg_query.Node_AlterTableStmt into
+// "ALTER TABLE".
+func stmtTypeName(x any) string {
+	name := strings.TrimSuffix(strings.TrimPrefix(fmt.Sprintf("%T", x), "*pg_query.Node_"), "Stmt")
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
 }
