@@ -2,13 +2,13 @@ package planner
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
@@ -1275,50 +1275,69 @@ func (a *analyzer) explainStmt(e *pg_query.ExplainStmt) {
 	st.writes = st.explain.writes && st.explainAnlz
 }
 
-// scanAllNodes is used for statements we only need the tables of.
+// walkNodes calls fn for every Node under n (n included), depth first;
+// fn returning false skips that node's children. RangeVars embedded
+// directly in statements (not wrapped in a Node) are passed wrapped.
 func walkNodes(n *pg_query.Node, fn func(*pg_query.Node) bool) {
 	if n == nil {
 		return
 	}
-	walkMsg(n.ProtoReflect(), fn, false)
+	walkValue(reflect.ValueOf(n), fn)
 }
 
-// walkExpr walks like walkNodes but does not enter nested statements on
-// its own: fn sees them and decides.
-func walkExpr(n *pg_query.Node, fn func(*pg_query.Node) bool) {
-	if n == nil {
-		return
-	}
-	walkMsg(n.ProtoReflect(), fn, false)
-}
+// walkExpr is walkNodes for expressions: fn sees nested statements and
+// decides whether to descend.
+func walkExpr(n *pg_query.Node, fn func(*pg_query.Node) bool) { walkNodes(n, fn) }
 
-func walkMsg(m protoreflect.Message, fn func(*pg_query.Node) bool, _ bool) {
-	switch x := m.Interface().(type) {
-	case *pg_query.Node:
-		if !fn(x) {
+var (
+	nodeType     = reflect.TypeOf((*pg_query.Node)(nil))
+	rangeVarType = reflect.TypeOf((*pg_query.RangeVar)(nil))
+)
+
+// walkValue walks the generated parse-tree structs with the standard
+// reflect package (exported fields only: pointers, slices, oneof
+// interfaces). The tree is a few dozen nodes and analyses are cached, so
+// reflection's cost does not matter here.
+func walkValue(v reflect.Value, fn func(*pg_query.Node) bool) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
 			return
 		}
-	case *pg_query.RangeVar:
-		// Embedded directly (not in a Node) in many statements.
-		fn(&pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: x}})
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList():
-			if fd.Message() == nil {
-				return true
+		switch v.Type() {
+		case nodeType:
+			if !fn(v.Interface().(*pg_query.Node)) {
+				return
 			}
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				walkMsg(l.Get(i).Message(), fn, false)
-			}
-		case fd.IsMap():
-		case fd.Message() != nil:
-			walkMsg(v.Message(), fn, false)
+		case rangeVarType:
+			fn(&pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: v.Interface().(*pg_query.RangeVar)}})
+			return
 		}
-		return true
-	})
+		walkValue(v.Elem(), fn)
+	case reflect.Interface:
+		if !v.IsNil() {
+			walkValue(v.Elem(), fn)
+		}
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.Pointer {
+			return
+		}
+		for i := 0; i < v.Len(); i++ {
+			walkValue(v.Index(i), fn)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			switch f.Type.Kind() {
+			case reflect.Pointer, reflect.Interface, reflect.Slice:
+				walkValue(v.Field(i), fn)
+			}
+		}
+	}
 }
 
 // stmtTypeName turns a node type such as *pg_query.Node_AlterTableStmt into

@@ -2,5 +2,80 @@
 // with pg_query_go, caches analyses by SQL text, finds shard keys and emits a
 // tree of planner/plan operators. It does no I/O.
 //
-// planner may import router, topology and pg_query_go; never proxy.
+// # Two steps
+//
+// Analyze(sql) parses once per distinct text (bounded LRU, shared,
+// immutable *Analysis) and records only what the SQL says: statement kinds,
+// tables, column = value / IN / = ANY predicates combined through AND and
+// OR, column = column equalities, VALUES rows and their text positions.
+// It does not know the topology, so a cached analysis stays valid when the
+// topology changes.
+//
+// Plan(snapshot, analysis, params) binds the analysis to the snapshot (once
+// per snapshot per statement, memoised) — which tables are distributed,
+// their key columns, which references are joined on their keys — and then,
+// per execution, routes the key values. Uncached parse of a pgbench select
+// costs ~40 µs here; a cache hit ~80 ns; Plan of a point select ~0.5 µs.
+//
+// # Routing rules
+//
+//   - Distributed tables joined on their keys (same distribution; equality
+//     of the key columns in ON or WHERE, also correlated in subqueries)
+//     form a colocation class. A class is restricted by the key predicates
+//     of its outermost scope: WHERE and inner-join ON, never the ON of an
+//     outer join or anything under NOT. IN, OR and = ANY give the union of
+//     their keys' shards, AND the intersection. Unqualified columns count
+//     as a key only when exactly one distributed table of their own scope
+//     has a key of that name.
+//   - One shard for every class → Route. One class over several shards →
+//     Scatter, but only when concatenating rows is the exact answer (no
+//     ORDER BY, LIMIT/OFFSET, DISTINCT, window functions, set operations,
+//     and aggregates/GROUP BY/HAVING only when grouped by the class key);
+//     otherwise *plan.Unsupported (0A000) saying which condition to add.
+//     Several classes on different shards → 0A000. Writes (UPDATE, DELETE,
+//     data-modifying CTEs, DECLARE CURSOR) must land on one shard (0A000
+//     otherwise, until cross-shard writes exist). UPDATE of the key column
+//     → 0A000.
+//   - Tables not in the topology live on the default shard: statements on
+//     them (and catalog queries, and statements without tables) → Route to
+//     DefaultShard; combined with distributed tables they must route there.
+//     Reference tables alone → Route with ReadAnyShard; writes to them →
+//     Broadcast (NeedsAtomic) and may read only reference tables.
+//   - INSERT ... VALUES into a distributed table: the key of each row must
+//     be a constant or $n; rows on one shard → Route with the original
+//     text, else SplitInsert, one INSERT per shard spliced from the
+//     original text (comments, ON CONFLICT, RETURNING kept; $n renumbered).
+//     An omitted or DEFAULT key of a table with a generated key
+//     (Options.GeneratedKeys) → AllocateKeys (see its contract). No column
+//     list: Options.Columns, else 0A000. INSERT ... SELECT → 0A000.
+//   - DDL naming distributed or reference tables (CREATE/ALTER/DROP TABLE,
+//     CREATE INDEX, TRUNCATE, views, triggers, grants, VACUUM/ANALYZE,
+//     LOCK) → Broadcast; DROP INDEX always broadcasts (an index name does
+//     not say its table); other DDL → Route to DefaultShard.
+//   - COPY FROM STDIN into a distributed table → CopySplit (text and CSV;
+//     binary and server files → 0A000); COPY TO → Scatter; COPY (query) TO
+//     → planned like the query.
+//   - A leading /* shardproxy: shard=NAME */ or Params.ForcedShard (from
+//     SET shardproxy.shard) → Route to that shard (42704 if unknown); the
+//     comment wins. EXPLAIN → plan.Explain around the inner plan.
+//   - Transaction control, SET/RESET/SHOW, DISCARD, LISTEN/NOTIFY,
+//     PREPARE/EXECUTE/DEALLOCATE, FETCH/CLOSE → plan.Session: the proxy
+//     handles them with its session rules (shardproxy.* settings are the
+//     proxy's own). Other utility statements (DO, CALL, ...) → Route to
+//     DefaultShard.
+//
+// Functions that write or hold session state are detected only for a fixed
+// list (nextval, setval, set_config, advisory locks, ...); ReadOnly of a
+// SELECT calling a user function that writes is wrong, so the proxy should
+// not send such calls to replicas by default.
+//
+// Errors a client can see are *plan.Error or *plan.Unsupported (or router
+// errors), all with a SQLState method.
+//
+// # Concurrency
+//
+// A Planner is safe for concurrent use. Analyses and plans are immutable.
+//
+// planner may import router, topology, pg_query_go and pgx/v5/pgtype; never
+// proxy, and it does no I/O.
 package planner
