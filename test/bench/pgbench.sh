@@ -8,7 +8,7 @@
 # Environment: BENCH_SECONDS (default 15), BENCH_ROUNDS (2), BENCH_CLIENTS (50),
 # BENCH_POOL (20), BENCH_IDLE_CLIENTS (10000), BENCH_ONLY (comma-separated
 # workloads, e.g. select-simple,connect), BENCH_TARGETS (direct,pgbouncer,shardproxy),
-# BENCH_OUT (docs/benchmarks.md), BENCH_CPUPROFILE (a directory: save a Go CPU
+# BENCH_OUT (docs/benchmarks.md), BENCH_SHARDPROXY (prebuilt binary), BENCH_CPUPROFILE (a directory: save a Go CPU
 # profile of shardproxy for each of its runs; look at one with
 # `go tool pprof -top bin/shardproxy DIR/shardproxy-select-simple-r1.pprof`).
 set -euo pipefail
@@ -32,7 +32,12 @@ if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 && ! command -v pgbenc
 fi
 
 mkdir -p bin
-$GO build -o bin/shardproxy ./cmd/shardproxy
+# BENCH_SHARDPROXY: a prebuilt binary to measure (e.g. one built from a clean
+# export of HEAD); by default the working tree is built.
+SHARDPROXY=${BENCH_SHARDPROXY:-bin/shardproxy}
+if [ -z "${BENCH_SHARDPROXY:-}" ]; then
+	$GO build -o bin/shardproxy ./cmd/shardproxy
+fi
 $GO build -o bin/bench-driver ./test/bench/driver
 
 # 10,000 idle clients need as many descriptors in the driver and in each pooler.
@@ -47,6 +52,6 @@ exec bin/bench-driver \
 	-only "${BENCH_ONLY:-}" \
 	-targets "${BENCH_TARGETS:-direct,pgbouncer,shardproxy}" \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
-	-shardproxy bin/shardproxy \
+	-shardproxy "$SHARDPROXY" \
 	-out "${BENCH_OUT:-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/pgbench.sh   # the pgbench part of make bench"

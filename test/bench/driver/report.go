@@ -200,8 +200,8 @@ func (e *env) report(ws []workload, rs []result, mem []memResult) string {
 	p("- CPU: %s, %d logical CPUs (`nproc`), shared with other jobs\n", cpuModel(), runtime.NumCPU())
 	p("- Memory: %s; kernel %s\n", memTotal(), strings.TrimSpace(cmdOut("uname", "-r")))
 	p("- PostgreSQL %s, %s, %s\n", e.pgVersion, e.bouncerVer, runtime.Version())
-	if rev := strings.TrimSpace(cmdOut("git", "rev-parse", "--short", "HEAD")); rev != "" {
-		p("- shardproxy at commit %s\n", rev)
+	if e.revision != "" {
+		p("- shardproxy at commit %s (`%s`)\n", e.revision, e.o.shardproxy)
 	}
 	return b.String()
 }

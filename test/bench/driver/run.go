@@ -59,6 +59,7 @@ type env struct {
 	postgresUID, postgresGID uint32
 	pgVersion                string
 	bouncerVer               string
+	revision                 string // git HEAD when the run started
 }
 
 func run(ctx context.Context, o options, log *slog.Logger) error {
@@ -66,6 +67,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return errors.New("-seconds, -rounds and -clients must be positive")
 	}
 	e := &env{o: o, log: log}
+	e.revision = strings.TrimSpace(cmdOut("git", "rev-parse", "--short", "HEAD"))
 	var err error
 	if e.pgbench, err = findPgbench(); err != nil {
 		return err
