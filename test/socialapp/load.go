@@ -503,12 +503,12 @@ func (v *vuser) remember(posts []Post) {
 }
 
 func (v *vuser) do(ctx context.Context, op Op) error {
-	if (op == OpLike || op == OpUnlike || op == OpComment) && len(v.seen) == 0 {
-		op = OpTimeline // nothing seen yet to react to: read first
-	}
 	// Occasionally switch accounts, so a long run touches many users.
 	if v.r.IntN(20) == 0 {
 		v.me, v.seen = v.randomUser(), v.seen[:0]
+	}
+	if (op == OpLike || op == OpUnlike || op == OpComment) && len(v.seen) == 0 {
+		op = OpTimeline // nothing seen yet to react to: read first
 	}
 	switch op {
 	case OpTimeline:
