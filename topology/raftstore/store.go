@@ -448,10 +448,11 @@ func (s *Store) Join(ctx context.Context, id, addr string) (string, error) {
 	if id == "" || addr == "" {
 		return "", errors.New("raftstore: join needs a node ID and a Raft address")
 	}
-	if !s.IsLeader() {
-		if err := s.waitLeader(ctx); err != nil {
-			return "", err
-		}
+	wctx, cancel := context.WithTimeoutCause(ctx, s.cfg.ApplyTimeout, errApplyTimeout)
+	err := s.waitLeader(wctx)
+	cancel()
+	if err != nil {
+		return "", err
 	}
 	servers, err := s.Servers()
 	if err != nil {
