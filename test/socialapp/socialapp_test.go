@@ -61,6 +61,9 @@ func TestSeedAndLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("seeded %+v", res)
+	if res.AnalyzeErr != nil {
+		t.Errorf("ANALYZE after seeding: %v", res.AnalyzeErr)
+	}
 	for _, st := range []string{"users", "follows", "posts", "comments"} {
 		if stages[st] == 0 {
 			t.Errorf("no progress reported for %s: %v", st, stages)

@@ -119,6 +119,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if res.AnalyzeErr != nil {
+			fmt.Fprintf(stderr, "warning: ANALYZE after seeding failed: %v\n", res.AnalyzeErr)
+		}
 		fmt.Fprintf(stdout, "seeded %d users, %d follows, %d posts, %d likes, %d comments in %s\n",
 			res.Users, res.Follows, res.Posts, res.Likes, res.Comments, res.Elapsed.Round(time.Millisecond))
 		return nil
