@@ -27,8 +27,10 @@
 // Config.Initial. Other nodes start without Bootstrap and are added by the
 // leader with Join (up to Config.MaxVoters voters, then non-voters),
 // AddVoter or AddNonvoter. DataDir keeps the Raft log and stable store
-// (raft.db, BoltDB) and snapshots (snapshots/), so a restart resumes with
-// the same topology and membership.
+// (raft.db, BoltDB), snapshots (snapshots/) and the last applied topology
+// (topology.json, a cache), so a restart resumes with the same topology
+// and membership, and serves the topology it had even before it reaches a
+// quorum again.
 //
 // # Concurrency
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -30,13 +31,49 @@ type fsmSnapshotFile struct {
 	Topology json.RawMessage `json:"topology"`
 }
 
-// fsm is the only writer of the topology. Raft calls Apply, Snapshot and
-// Restore from one goroutine (Persist may run concurrently with Apply).
+// fsm is the only writer of the topology. Raft calls Apply, ApplyBatch,
+// Snapshot and Restore from one goroutine (Persist may run concurrently
+// with Apply).
+//
+// state is the FSM's own state, the input of the next command. What the
+// node serves (hub) is the same once the FSM has caught up; right after
+// Open the hub may serve the newer last-applied cache instead (see
+// lastApplied), and offer keeps it from going back.
 type fsm struct {
-	hub *hub
+	state atomic.Pointer[topology.Snapshot]
+	hub   *hub
+	cache *lastApplied // nil: no cache (tests)
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var _ raft.BatchingFSM = (*fsm)(nil)
+
+func newFSM(h *hub, cache *lastApplied) *fsm {
+	f := &fsm{hub: h, cache: cache}
+	f.state.Store(topology.Empty())
+	return f
+}
+
+// set makes next the FSM state and offers it to the hub.
+func (f *fsm) set(next *topology.Snapshot) {
+	f.state.Store(next)
+	f.hub.offer(next)
+}
+
+// ApplyBatch implements raft.BatchingFSM: entries are applied one by one,
+// the last-applied cache is written once per batch.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	before := f.state.Load()
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = f.apply(l)
+		}
+	}
+	if now := f.state.Load(); now != before && f.cache != nil {
+		f.cache.store(now)
+	}
+	return out
+}
 
 // applyHandlers dispatches entries by type byte. Each returns the value
 // the ApplyFuture's Response yields: the new *topology.Snapshot, or an
@@ -46,9 +83,14 @@ var applyHandlers = map[byte]func(f *fsm, index uint64, payload []byte) any{
 	entryInitial: (*fsm).applyInitial,
 }
 
-// Apply implements raft.FSM. An entry that cannot be decoded panics: a
-// replica that cannot interpret a committed entry must stop, not diverge.
-func (f *fsm) Apply(l *raft.Log) any {
+// Apply implements raft.FSM (raft uses ApplyBatch; Apply is the same for
+// one entry).
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// apply applies one command entry. An entry that cannot be decoded panics:
+// a replica that cannot interpret a committed entry must stop, not
+// diverge.
+func (f *fsm) apply(l *raft.Log) any {
 	if len(l.Data) == 0 {
 		panic(fmt.Sprintf("raftstore: empty log entry at index %d", l.Index))
 	}
@@ -64,11 +106,11 @@ func (f *fsm) applyCommand(index uint64, payload []byte) any {
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: cannot decode topology command at index %d: %v", index, err))
 	}
-	next, err := topology.ApplyCommand(f.hub.cur.Load(), cmd)
+	next, err := topology.ApplyCommand(f.state.Load(), cmd)
 	if err != nil {
 		return err // business error: state unchanged on every replica
 	}
-	f.hub.publish(next)
+	f.set(next)
 	return next
 }
 
@@ -77,17 +119,17 @@ func (f *fsm) applyInitial(index uint64, payload []byte) any {
 	if err != nil {
 		panic(fmt.Sprintf("raftstore: cannot decode initial topology at index %d: %v", index, err))
 	}
-	if f.hub.cur.Load().Version() != 0 {
+	if f.state.Load().Version() != 0 {
 		return ErrAlreadyInitialized
 	}
-	f.hub.publish(snap)
+	f.set(snap)
 	return snap
 }
 
 // Snapshot implements raft.FSM: it captures the current pointer; Persist
 // does the I/O.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.hub.cur.Load()}, nil
+	return &fsmSnapshot{snap: f.state.Load()}, nil
 }
 
 // Restore implements raft.FSM: it replaces the state with a persisted
@@ -98,7 +140,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return err
 	}
-	f.hub.publish(snap)
+	f.set(snap)
+	if f.cache != nil {
+		f.cache.store(snap)
+	}
 	return nil
 }
 

@@ -614,10 +614,43 @@ func TestNoQuorum(t *testing.T) {
 	waitVersion(t, snap.Version(), n1, n2)
 }
 
+// TestRestartWithoutQuorum: a node restarted while the rest of the
+// cluster is down serves the last topology it applied at once (not its
+// older Raft snapshot), and refuses writes.
+func TestRestartWithoutQuorum(t *testing.T) {
+	nodes := cluster3(t, func(c *Config) { c.ApplyTimeout = time.Second })
+	leader := waitLeader(t, nodes...)
+	var last *topology.Snapshot
+	for i := 1; i <= 5; i++ {
+		last = apply(t, leader, addShard(i))
+	}
+	waitVersion(t, last.Version(), nodes...)
+	for _, n := range nodes {
+		n.stop()
+	}
+	n2 := nodes[1]
+	n2.start()
+	if got := n2.s.Current().Version(); got != last.Version() {
+		t.Fatalf("restarted alone: serving version %d, want %d", got, last.Version())
+	}
+	sameTopology(t, last, n2)
+	if _, err := n2.s.Apply(context.Background(), addShard(9)); !errors.Is(err, ErrNoQuorum) {
+		t.Fatalf("apply without quorum: %v", err)
+	}
+	// Quorum back: the FSM replays behind the served version and goes on.
+	nodes[2].start()
+	l := waitLeader(t, n2, nodes[2])
+	snap := apply(t, l, addShard(10))
+	if snap.Version() != last.Version()+1 {
+		t.Fatalf("version after restart %d, want %d", snap.Version(), last.Version()+1)
+	}
+	waitVersion(t, snap.Version(), n2, nodes[2])
+}
+
 // TestFSM covers the FSM directly: snapshot round trip and the panic on an
 // undecodable entry.
 func TestFSM(t *testing.T) {
-	f := &fsm{hub: newHub(topology.Empty())}
+	f := newFSM(newHub(topology.Empty()), nil)
 	init := initialTopology(t)
 	b, _ := json.Marshal(init)
 	if r := f.Apply(&raft.Log{Index: 1, Data: append([]byte{entryInitial}, b...)}); r != nil {
@@ -637,11 +670,11 @@ func TestFSM(t *testing.T) {
 	if err := fs.Persist(sink); err != nil || !sink.closed {
 		t.Fatalf("persist: %v", err)
 	}
-	g := &fsm{hub: newHub(topology.Empty())}
+	g := newFSM(newHub(topology.Empty()), nil)
 	if err := g.Restore(sink); err != nil {
 		t.Fatal(err)
 	}
-	if snapJSON(t, g.hub.cur.Load()) != snapJSON(t, f.hub.cur.Load()) {
+	if snapJSON(t, g.hub.cur.Load()) != snapJSON(t, f.hub.cur.Load()) || g.state.Load() != g.hub.cur.Load() {
 		t.Fatal("restore differs")
 	}
 	if err := g.Restore(&memSink{Buffer: *bytes.NewBufferString(`{"format":1,"topology":{"version":3,"shards":[{"name":"a"}]}}`)}); err == nil {

@@ -58,9 +58,11 @@ type Server struct {
 // store and snapshots in cfg.DataDir, listens on cfg.BindAddr, restores the
 // latest snapshot, and bootstraps a one-node cluster when cfg.Bootstrap is
 // set and DataDir has no Raft state. It does not wait for an election:
-// Current is usable at once (the restored snapshot, or topology.Empty()),
-// and committed entries after the snapshot are applied as soon as this
-// node learns the commit index from a leader (or becomes one).
+// Current is usable at once — the last topology this node applied before
+// it stopped (DataDir/topology.json), else the restored Raft snapshot, else
+// topology.Empty() — and Raft replays the log behind it as soon as this
+// node learns the commit index from a leader (or becomes one), never
+// serving an older version than the one it started with.
 func Open(cfg Config) (_ *Store, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -137,18 +139,25 @@ func Open(cfg Config) (_ *Store, err error) {
 		return nil, fmt.Errorf("raftstore: read state: %w", err)
 	}
 
+	cache := newLastApplied(cfg.DataDir, logger)
+	served := topology.Empty()
+	if existing {
+		if c := cache.load(); c != nil {
+			served = c
+		}
+	}
 	s := &Store{
 		cfg:      cfg,
 		log:      logger,
 		trans:    trans,
 		bolt:     bolt,
-		hub:      newHub(topology.Empty()),
+		hub:      newHub(served),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		leadSubs: map[chan bool]struct{}{},
 		obsCh:    make(chan raft.Observation, 64),
 	}
-	r, err := raft.NewRaft(rc, &fsm{hub: s.hub}, bolt, bolt, snaps, trans)
+	r, err := raft.NewRaft(rc, newFSM(s.hub, cache), bolt, bolt, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: start raft: %w", err)
 	}

@@ -8,12 +8,12 @@ import (
 	"github.com/shardproxy/shardproxy/topology"
 )
 
-// hub holds the current snapshot and the watchers. Only the FSM (through
-// publish) changes cur; readers load it without locks.
+// hub holds the served snapshot and the watchers. Only the FSM (through
+// offer) changes cur; readers load it without locks.
 type hub struct {
 	cur atomic.Pointer[topology.Snapshot]
 
-	mu       sync.Mutex // guards watchers and closed; publish sends under it
+	mu       sync.Mutex // guards watchers and closed; offer sends under it
 	watchers map[chan *topology.Snapshot]struct{}
 	closed   bool
 }
@@ -48,12 +48,17 @@ func (h *hub) watch(ctx context.Context) <-chan *topology.Snapshot {
 	return ch
 }
 
-// publish stores next and offers it to every watcher without blocking: a
-// watcher's slot keeps only the newest unread snapshot. Sends happen only
-// here, under mu, so after draining a full slot the send cannot block.
-func (h *hub) publish(next *topology.Snapshot) {
+// offer serves next unless the hub already serves a newer version (the
+// last-applied cache while the FSM replays after a restart), and hands it
+// to every watcher without blocking: a watcher's slot keeps only the
+// newest unread snapshot. Sends happen only here, under mu, so after
+// draining a full slot the send cannot block.
+func (h *hub) offer(next *topology.Snapshot) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if next.Version() <= h.cur.Load().Version() {
+		return
+	}
 	h.cur.Store(next)
 	for ch := range h.watchers {
 		select {
