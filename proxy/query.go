@@ -52,34 +52,64 @@ const namePlaceholder = "\x01"
 // can change session state, prepared statements or pinning, so only that
 // SQL is classified.
 func mayTrack(sql []byte) bool {
-	for _, w := range trackWords {
-		if containsFold(sql, w) {
-			return true
+	for i := 0; i < len(sql); i++ {
+		var words []string
+		switch sql[i] | 0x20 {
+		case 's':
+			words = trackS
+		case 'd':
+			words = trackD
+		case 'p':
+			words = trackP
+		case 'e':
+			words = trackE
+		case 'l':
+			words = trackL
+		case 't':
+			words = trackT
+		case 'h':
+			words = trackH
+		default:
+			continue
+		}
+		for _, w := range words {
+			if hasPrefixFold(sql[i:], w) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-var trackWords = []string{"set", "discard", "prepare", "execute", "deallocate", "listen", "lock", "temp", "hold"}
+// Words that make a statement worth classifying, by first letter. "set"
+// also covers RESET, set_config and SETs inside other words (harmless: a
+// false positive only costs a classification).
+var (
+	trackS = []string{"set"}
+	trackD = []string{"discard", "deallocate"}
+	trackP = []string{"prepare"}
+	trackE = []string{"execute"}
+	trackL = []string{"listen", "lock"}
+	trackT = []string{"temp"}
+	trackH = []string{"hold"}
+)
 
-// containsFold reports whether s contains the lower-case ASCII word w,
+// hasPrefixFold reports whether s starts with the lower-case ASCII word w,
 // ignoring ASCII case.
-func containsFold(s []byte, w string) bool {
-	n := len(w)
-outer:
-	for i := 0; i+n <= len(s); i++ {
-		for j := 0; j < n; j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != w[j] {
-				continue outer
-			}
-		}
-		return true
+func hasPrefixFold(s []byte, w string) bool {
+	if len(s) < len(w) {
+		return false
 	}
-	return false
+	for j := 0; j < len(w); j++ {
+		c := s[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // prepareQuery classifies a simple Query when needed and rewrites SQL-level

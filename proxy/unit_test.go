@@ -1,0 +1,53 @@
+package proxy
+
+import "testing"
+
+func TestMayTrack(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 1": false,
+		"select 1":                                false,
+		"SET search_path = x":                     true,
+		"reset all":                               true,
+		"select set_config('a','b',false)":        true,
+		"DISCARD ALL":                             true,
+		"PREPARE p AS SELECT 1":                   true,
+		"EXECUTE p":                               true,
+		"DEALLOCATE p":                            true,
+		"LISTEN c":                                true,
+		"SELECT pg_advisory_lock(1)":              true,
+		"CREATE TEMP TABLE x()":                   true,
+		"DECLARE c CURSOR WITH HOLD FOR SELECT 1": true,
+		"UPDATE t SET a = 1":                      true, // false positive, fine
+	} {
+		if got := mayTrack([]byte(sql)); got != want {
+			t.Errorf("mayTrack(%q) = %v", sql, got)
+		}
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	got, err := parseOptions(`-c search_path=a,b --statement-timeout=5s -c x.y=hello\ world`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["search_path"] != "a,b" || got["statement_timeout"] != "5s" || got["x.y"] != "hello world" {
+		t.Fatalf("%v", got)
+	}
+	if _, err := parseOptions("-X"); err == nil {
+		t.Fatal("want error")
+	}
+}
+
+func TestStmtIntern(t *testing.T) {
+	in := newStmtIntern()
+	a := in.protocol([]byte("SELECT 1"), []byte{0, 0})
+	b := in.protocol([]byte("SELECT 1"), []byte{0, 0})
+	c := in.protocol([]byte("SELECT 1"), []byte{0, 1, 0, 0, 0, 23})
+	if a != b || a == c || a.name == c.name || !isServerStmtName(a.name) {
+		t.Fatalf("%s %s %s", a.name, b.name, c.name)
+	}
+	s := in.sql("PREPARE \x01 AS SELECT 1")
+	if s.name[:4] != "sps_" || !isServerStmtName(s.name) {
+		t.Fatal(s.name)
+	}
+}
