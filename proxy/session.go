@@ -427,7 +427,7 @@ func (ss *session) loop() error {
 			return err
 		}
 		if debugTrace {
-			fmt.Printf("%d C> %c %q skip=%v sc=%v tx=%c\n", ss.pid&0xfffff, typ, body, ss.skip, ss.sc != nil, ss.txStatus)
+			ss.srv.log.Debug("wire trace: client", "pid", ss.pid, "type", string(rune(typ)), "body", fmt.Sprintf("%q", body), "skip", ss.skip, "attached", ss.sc != nil, "tx", string(rune(ss.txStatus)))
 		}
 		if ss.skip && typ != msgSync {
 			if typ == msgTerminate {
@@ -627,7 +627,7 @@ func (ss *session) failExtended(err error) error {
 		return err
 	}
 	if debugTrace {
-		fmt.Printf("%d failExtended: %v\n", ss.pid&0xfffff, err)
+		ss.srv.log.Debug("wire trace: request failed", "pid", ss.pid, "err", err)
 	}
 	ss.push(expect{kind: expSynthError, err: toErrorFields(err)})
 	ss.skip = true
@@ -974,7 +974,7 @@ func (ss *session) drain() error {
 		}
 		e = &ss.fifo[ss.head]
 		if debugTrace {
-			fmt.Printf("%d S> %c %q head=%d\n", ss.pid&0xfffff, typ, body, e.kind)
+			ss.srv.log.Debug("wire trace: server", "pid", ss.pid, "type", string(rune(typ)), "body", fmt.Sprintf("%q", body), "expecting", e.kind)
 		}
 		switch typ {
 		case msgDataRow, msgNoticeResponse, msgNotification, msgCopyData, msgCopyDone, msgFuncCallResp:
@@ -1257,4 +1257,6 @@ func (ss *session) closeEvicted() {
 	ss.evicted = ss.evicted[:0]
 }
 
-var debugTrace = os.Getenv("PROXY_TRACE") != ""
+// debugTrace (environment SHARDPROXY_WIRE_TRACE=1) logs every message at
+// debug level: a development aid, far too slow for production.
+var debugTrace = os.Getenv("SHARDPROXY_WIRE_TRACE") != ""
