@@ -311,12 +311,8 @@ func TestSingleNode(t *testing.T) {
 			t.Fatal("watch channel not closed by Shutdown")
 		}
 	}
-	if err := n.s; err != nil {
-		t.Fatal("stop did not clear the store")
-	}
 
 	// Restart: same data dir; a different Initial must be ignored.
-	n.cfg.Initial = topology.Empty()
 	n.cfg.Initial, _ = topology.NewBuilder(7).Build()
 	n.start()
 	waitVersion(t, 22, n)
@@ -358,10 +354,12 @@ func TestShutdownIdempotent(t *testing.T) {
 	if s.Current() == nil {
 		t.Fatal("Current nil after Shutdown")
 	}
-	if _, ok := <-s.LeadershipChanges(context.Background()); ok {
-		if _, ok := <-s.LeadershipChanges(context.Background()); !ok {
-			// first value then closed: fine
-		}
+	lc := s.LeadershipChanges(context.Background())
+	if v, ok := <-lc; !ok || v {
+		t.Fatalf("LeadershipChanges after Shutdown: first value %v, %v; want false", v, ok)
+	}
+	if _, ok := <-lc; ok {
+		t.Fatal("LeadershipChanges channel not closed after Shutdown")
 	}
 	// The data dir can be opened again.
 	n.start()
@@ -427,9 +425,24 @@ func TestCluster(t *testing.T) {
 	snap = apply(t, n1, topology.AddShard{Shard: topology.Shard{Name: "cas", Primary: "h:1"}, ExpectVersion: v})
 	waitVersion(t, v+1, nodes...)
 	sameTopology(t, snap, nodes...)
+	if st := n2.s.Status(); st.State != "Follower" || st.LeaderID != "n1" || st.TopologyVersion != v+1 || len(st.Servers) != 3 || st.AppliedIndex == 0 {
+		t.Fatalf("n2 status %+v", st)
+	}
 	read, err := n1.s.ReadIndex(context.Background())
 	if err != nil || read.Version() != v+1 {
 		t.Fatalf("ReadIndex: %v, %v", read, err)
+	}
+
+	// Leadership notifications: n1 is the ready leader; the followers are
+	// not, until one of them takes over.
+	if v := <-n1.s.LeadershipChanges(ctx); !v {
+		t.Fatal("leader's LeadershipChanges starts with false")
+	}
+	lc := map[*node]<-chan bool{n2: n2.s.LeadershipChanges(ctx), n3: n3.s.LeadershipChanges(ctx)}
+	for n, ch := range lc {
+		if v := <-ch; v {
+			t.Fatalf("follower %s's LeadershipChanges starts with true", n.cfg.NodeID)
+		}
 	}
 
 	// Leader loss.
@@ -438,6 +451,14 @@ func TestCluster(t *testing.T) {
 	newLeader := waitLeader(t, n2, n3)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("re-election took %s", d)
+	}
+	select {
+	case v := <-lc[newLeader]:
+		if !v {
+			t.Fatalf("new leader %s got LeadershipChanges false", newLeader.cfg.NodeID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("new leader %s got no LeadershipChanges true", newLeader.cfg.NodeID)
 	}
 	for i := 10; i < 15; i++ {
 		snap = apply(t, newLeader, addShard(i))

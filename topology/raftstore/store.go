@@ -650,3 +650,41 @@ func (s *Store) Shutdown() error {
 	})
 	return s.shutErr
 }
+
+// Status is a point-in-time view of this node for status pages (shardctl
+// status, the admin API).
+type Status struct {
+	NodeID          string        `json:"node_id"`
+	Addr            string        `json:"addr"`
+	State           string        `json:"state"` // Follower, Candidate, Leader, Shutdown
+	LeaderID        string        `json:"leader_id"`
+	LeaderAddr      string        `json:"leader_addr"`
+	Term            uint64        `json:"term"`
+	LastIndex       uint64        `json:"last_index"`
+	CommitIndex     uint64        `json:"commit_index"`
+	AppliedIndex    uint64        `json:"applied_index"`
+	LastContact     time.Duration `json:"last_contact_ns"` // since the leader was last heard; 0 on the leader or if never
+	TopologyVersion uint64        `json:"topology_version"`
+	Servers         []Server      `json:"servers"`
+}
+
+// Status returns this node's Raft status. Servers is left empty when the
+// configuration cannot be read (after Shutdown).
+func (s *Store) Status() Status {
+	st := Status{
+		NodeID:          s.cfg.NodeID,
+		Addr:            s.Addr(),
+		State:           s.State(),
+		Term:            s.raft.CurrentTerm(),
+		LastIndex:       s.raft.LastIndex(),
+		CommitIndex:     s.raft.CommitIndex(),
+		AppliedIndex:    s.raft.AppliedIndex(),
+		TopologyVersion: s.Current().Version(),
+	}
+	st.LeaderID, st.LeaderAddr = s.Leader()
+	if lc := s.raft.LastContact(); !lc.IsZero() && s.raft.State() != raft.Leader {
+		st.LastContact = time.Since(lc)
+	}
+	st.Servers, _ = s.Servers()
+	return st
+}
