@@ -363,3 +363,52 @@ COMMIT;
 		t.Fatalf("\\copy out: %q", got)
 	}
 }
+
+// TestPipelinedBatch sends many statements before one Sync (pgx batch) on
+// a pool of one while another client interleaves.
+func TestPipelinedBatch(t *testing.T) {
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 })
+	ctx := ctx10(t)
+	a := connect(t, tp.dsn, pgx.QueryExecModeCacheStatement)
+	b := connect(t, tp.dsn, pgx.QueryExecModeCacheDescribe)
+	for round := 0; round < 3; round++ {
+		for _, c := range []*pgx.Conn{a, b} {
+			batch := &pgx.Batch{}
+			for i := 0; i < 200; i++ {
+				batch.Queue("SELECT $1::int * 2, repeat('x', $2::int)", i, i*10)
+			}
+			br := c.SendBatch(ctx, batch)
+			for i := 0; i < 200; i++ {
+				var n int
+				var s string
+				if err := br.QueryRow().Scan(&n, &s); err != nil || n != 2*i || len(s) != i*10 {
+					t.Fatalf("batch item %d: %v %d", i, err, n)
+				}
+			}
+			if err := br.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// An error in the middle of a batch fails the rest, like PostgreSQL.
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT 1")
+	batch.Queue("SELECT 1/0")
+	batch.Queue("SELECT 3")
+	br := a.SendBatch(ctx, batch)
+	var n int
+	if err := br.QueryRow().Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if err := br.QueryRow().Scan(&n); !errors.As(err, &pe) || pe.Code != "22012" {
+		t.Fatalf("want 22012, got %v", err)
+	}
+	if err := br.QueryRow().Scan(&n); err == nil {
+		t.Fatal("statement after the error ran")
+	}
+	br.Close()
+	if err := a.QueryRow(ctx, "SELECT $1::int", 4).Scan(&n); err != nil || n != 4 {
+		t.Fatalf("after failed batch: %v", err)
+	}
+}

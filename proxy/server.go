@@ -51,8 +51,9 @@ type Server struct {
 	forceCtx    context.Context // cancelled when Shutdown's deadline passes (ends pool waits)
 	forceCancel context.CancelFunc
 
-	params  sync.Map // pool.Key → map[string]string: server params of the pool's first connection
-	checked sync.Map // settingsSignature → true: startup settings the server accepted
+	params   sync.Map // pool.Key → map[string]string: server params of the pool's first connection
+	checked  sync.Map // settingsSignature → true: startup settings the server accepted
+	nchecked atomic.Int64
 
 	pwMu      sync.Mutex
 	passwords map[string]string // passthrough-verified plain passwords by user

@@ -22,16 +22,18 @@ import (
 )
 
 const (
-	startupTimeout     = 10 * time.Second
-	maxStartupPacket   = 10000
-	maxClientMessage   = 64 << 20 // larger client messages get 08P01
-	codeSSLRequest     = 80877103
-	codeGSSEncRequest  = 80877104
-	codeCancelRequest  = 80877102
-	protocolVersion30  = 3 << 16
-	clientReadBufSize  = 4096
-	serverReadBufSize  = 16384
-	reportedParamsHint = 16
+	startupTimeout    = 10 * time.Second
+	maxStartupPacket  = 10000
+	maxClientMessage  = 64 << 20 // larger client messages get 08P01
+	codeSSLRequest    = 80877103
+	codeGSSEncRequest = 80877104
+	codeCancelRequest = 80877102
+	protocolVersion30 = 3 << 16
+	clientReadBufSize = 4096
+	serverReadBufSize = 16384
+	// maxCheckedSignatures bounds the cache of startup-parameter sets the
+	// server accepted.
+	maxCheckedSignatures = 10000
 )
 
 // paramsToReport are the ParameterStatus names sent to a client at startup
@@ -313,6 +315,10 @@ func (ss *session) handshake(params map[string]string) bool {
 			}
 			srv.params.Store(ss.key, p)
 			cached = p
+		}
+		if srv.nchecked.Add(1) > maxCheckedSignatures { // bound memory for clients with unique parameters
+			srv.checked.Clear()
+			srv.nchecked.Store(0)
 		}
 		srv.checked.Store(check, true)
 		if !ss.sessionMode {
