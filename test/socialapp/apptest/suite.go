@@ -110,9 +110,19 @@ func (s *suite) callErr(t *testing.T, method, path string, in any, want int, sub
 	}
 }
 
-// send performs a request without recording it (safe for concurrent use).
+// send performs a request without recording it; it fails the test on a
+// transport error, so call it only from the test's goroutine.
 func (s *suite) send(t *testing.T, method, path string, in any) (int, []byte) {
 	t.Helper()
+	status, data, err := s.do(method, path, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, data
+}
+
+// do performs a request without recording it. Safe for concurrent use.
+func (s *suite) do(method, path string, in any) (int, []byte, error) {
 	var body io.Reader
 	switch v := in.(type) {
 	case nil:
@@ -121,27 +131,27 @@ func (s *suite) send(t *testing.T, method, path string, in any) (int, []byte) {
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
-			t.Fatal(err)
+			return 0, nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(s.ctx, method, s.url+path, body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q", method, path, ct)
+		return 0, nil, fmt.Errorf("%s %s: Content-Type %q", method, path, ct)
 	}
-	return resp.StatusCode, data
+	return resp.StatusCode, data, nil
 }
 
 // rawBody is sent as is (for malformed JSON tests).
@@ -639,8 +649,8 @@ func (s *suite) concurrency(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if st, body := s.send(t, "POST", s.likePath(target, f), nil); st != 200 {
-					errs <- fmt.Sprintf("like by %s: %d %s", f, st, body)
+				if st, body, err := s.do("POST", s.likePath(target, f), nil); err != nil || st != 200 {
+					errs <- fmt.Sprintf("like by %s: %d %s %v", f, st, body, err)
 				}
 			}()
 		}
@@ -648,8 +658,8 @@ func (s *suite) concurrency(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if st, body := s.send(t, "POST", s.followPath(f, "dave"), nil); st != 200 {
-					errs <- fmt.Sprintf("follow by %s: %d %s", f, st, body)
+				if st, body, err := s.do("POST", s.followPath(f, "dave"), nil); err != nil || st != 200 {
+					errs <- fmt.Sprintf("follow by %s: %d %s %v", f, st, body, err)
 				}
 			}()
 		}
@@ -675,8 +685,8 @@ func (s *suite) concurrency(t *testing.T) {
 				if i%2 == 0 {
 					method = "DELETE"
 				}
-				if st, body := s.send(t, method, s.likePath(target, f), nil); st != 200 {
-					errs <- fmt.Sprintf("%s like by %s: %d %s", method, f, st, body)
+				if st, body, err := s.do(method, s.likePath(target, f), nil); err != nil || st != 200 {
+					errs <- fmt.Sprintf("%s like by %s: %d %s %v", method, f, st, body, err)
 				}
 			}()
 		}
