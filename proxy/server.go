@@ -16,6 +16,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/topology"
 )
 
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
@@ -23,9 +24,15 @@ var ErrServerClosed = errors.New("proxy: server closed")
 
 // Deps are the collaborators of a Server. Registerer may be nil (no metrics
 // are registered then); the global registry is never used.
+//
+// Topology is where routing reads the shard layout (one atomic load per
+// statement). nil means a topology.StaticStore built from the config's
+// shards and sharding section; cmd/shardproxy passes a Raft-replicated
+// store (topology/raftstore) instead.
 type Deps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	Topology   topology.Store
 }
 
 // Server accepts client connections and runs one session per client.
@@ -37,6 +44,8 @@ type Server struct {
 	tlsConf atomic.Pointer[tls.Config]
 	pools   *pool.Set
 	intern  *stmtIntern
+	topo    topology.Store
+	static  *topology.StaticStore // the store built from the config (nil when Deps.Topology is set)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -79,6 +88,15 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 	}
 	s.forceCtx, s.forceCancel = context.WithCancel(context.Background())
 	s.cfg.Store(&cfg)
+	s.topo = deps.Topology
+	if s.topo == nil {
+		snap, err := cfg.Topology()
+		if err != nil {
+			return nil, err
+		}
+		s.static = topology.NewStaticStore(snap)
+		s.topo = s.static
+	}
 	if err := s.loadTLS(&cfg); err != nil {
 		return nil, err
 	}

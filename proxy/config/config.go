@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/shardproxy/shardproxy/topology"
 )
 
 // Config is the whole proxy configuration. Zero values are filled by
@@ -39,6 +41,10 @@ type Config struct {
 	// Server holds the credentials the proxy uses towards the shards.
 	Server ServerAuth `yaml:"server"`
 	Shards []Shard    `yaml:"shards"`
+	// Sharding says which tables are distributed (and how) or reference
+	// tables; see topology.Spec. Empty: every statement goes to the default
+	// shard (the first one), the proxy is a pooler.
+	Sharding topology.Spec `yaml:"sharding"`
 }
 
 // TLS for client connections. Both files set → SSLRequest answered 'S'.
@@ -325,7 +331,29 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if _, err := c.Topology(); err != nil {
+		return bad("sharding", "%v", err)
+	}
 	return nil
+}
+
+// ShardSpecs converts the shard entries to topology form.
+func (c *Config) ShardSpecs() []topology.ShardSpec {
+	out := make([]topology.ShardSpec, 0, len(c.Shards))
+	for _, s := range c.Shards {
+		ss := topology.ShardSpec{Name: s.Name, Primary: s.Primary.Addr(), Region: s.Region}
+		for _, r := range s.Replicas {
+			ss.Replicas = append(ss.Replicas, r.Addr())
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+// Topology builds the initial topology snapshot (version 1) from the shards
+// and the sharding section. Errors name the offending entry.
+func (c *Config) Topology() (*topology.Snapshot, error) {
+	return topology.Build(c.ShardSpecs(), c.Sharding)
 }
 
 func validatePoolMode(key, mode string) error {
