@@ -28,6 +28,7 @@ type devOptions struct {
 	listen, admin    string
 	configPath       string
 	cpuQuota         float64
+	cluster          clusterFlags
 }
 
 const pidFileName = "shardproxy.pid"
@@ -60,6 +61,7 @@ shards are replaced by the local servers.`,
 	f.StringVar(&o.admin, "admin", "127.0.0.1:9930", `metrics/admin HTTP address ("" = off)`)
 	f.StringVar(&o.configPath, "config", "", "config file for users, auth and pool settings (shards are replaced)")
 	f.Float64Var(&o.cpuQuota, "cpu-quota", 0, "CPU quota per PostgreSQL instance in cores, e.g. 0.25 (0 = none; needs cgroup v1)")
+	addClusterFlags(f, &o.cluster)
 	return cmd
 }
 
@@ -93,6 +95,7 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		cfg.AdminListen = o.admin
 	}
 	cfg.Auth.TrustLoopback = true
+	o.cluster.apply(cmd, &cfg)
 
 	pidPath := filepath.Join(dataDir, pidFileName)
 	if err := claimPIDFile(pidPath); err != nil {
@@ -139,6 +142,7 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 			return config.Config{}, err
 		}
 		next.Listen, next.AdminListen = cfg.Listen, cfg.AdminListen
+		next.Raft, next.AdminToken = cfg.Raft, cfg.AdminToken
 		next.Auth.TrustLoopback = true
 		next.Shards = shards
 		next.ApplyDefaults()
@@ -254,6 +258,7 @@ func printDevBanner(w io.Writer, mode string, client, admin net.Addr, c *pgclust
 	fmt.Fprintf(&b, "  url:       postgres://postgres@%s/postgres?sslmode=disable\n", client)
 	if admin != nil {
 		fmt.Fprintf(&b, "  metrics:   http://%s/metrics\n", admin)
+		fmt.Fprintf(&b, "  admin:     shardctl --server http://%s status\n", admin)
 	}
 	fmt.Fprintf(&b, "\n  shards (direct, bypassing the proxy):\n")
 	for _, s := range c.Shards {

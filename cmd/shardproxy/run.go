@@ -10,6 +10,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,7 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shardproxy/shardproxy/proxy"
+	adminapi "github.com/shardproxy/shardproxy/proxy/admin"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/topology"
+	"github.com/shardproxy/shardproxy/topology/raftstore"
 )
 
 // listening reports the bound addresses once the proxy accepts clients.
@@ -48,7 +53,30 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Registerer: reg})
+	// The topology: Raft-replicated with raft.dir, else built from the
+	// config. The admin API and the proxy share the one store.
+	var store topology.Store
+	var rstore *raftstore.Store
+	if cfg.Raft.Enabled() {
+		st, err := openRaft(cfg, log, reg)
+		if err != nil {
+			return err
+		}
+		rstore, store = st, st
+		defer func() {
+			if err := st.Shutdown(); err != nil {
+				log.Warn("raft shutdown", "err", err)
+			}
+		}()
+	} else {
+		snap, err := cfg.Topology()
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		store = topology.NewStaticStore(snap)
+	}
+
+	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Registerer: reg, Topology: store})
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
@@ -57,6 +85,9 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		return fmt.Errorf("listen: %w", err)
 	}
 
+	var serving atomic.Bool // accepting clients and not shutting down: /readyz
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
 	var admin *http.Server
 	var adminAddr net.Addr
 	if cfg.AdminListen != "" {
@@ -75,6 +106,39 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		opts := adminapi.Options{
+			Store:        store,
+			AdvertiseURL: cfg.AdvertisedAdminURL(adminAddr.String()),
+			Token:        cfg.AdminToken,
+			Ready: func() error {
+				if !serving.Load() {
+					return errors.New("the proxy is not accepting clients (starting or shutting down)")
+				}
+				return nil
+			},
+			ShardConn:  shardConn(cfg),
+			Logger:     log,
+			Registerer: reg,
+		}
+		if rstore != nil {
+			opts.Cluster = rstore
+			opts.PeersFile = filepath.Join(cfg.Raft.Dir, "admin-peers.json")
+		}
+		api, err := adminapi.New(opts)
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return fmt.Errorf("admin API: %w", err)
+		}
+		api.Register(mux)
+		go api.Run(adminCtx)
+		if targets := joinTargets(cfg); rstore != nil && len(targets) > 0 {
+			go func() {
+				if err := api.JoinCluster(adminCtx, targets); err != nil && adminCtx.Err() == nil {
+					log.Error("could not join the Raft cluster", "err", err)
+				}
+			}()
+		}
 		admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := admin.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -85,8 +149,10 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	serving.Store(true)
 	log.Info("shardproxy listening", "addr", ln.Addr().String(), "admin", addrString(adminAddr),
-		"pool_mode", cfg.Pool.Mode, "pool_size", cfg.Pool.Size, "shards", len(cfg.Shards), "version", version)
+		"pool_mode", cfg.Pool.Mode, "pool_size", cfg.Pool.Size, "shards", len(store.Current().ShardNames()),
+		"topology_version", store.Current().Version(), "raft", cfg.Raft.Enabled(), "version", version)
 	if ready != nil {
 		ready(ln.Addr(), adminAddr)
 	}
@@ -101,9 +167,11 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 			}
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
+			serving.Store(false)
 			return shutdown(srv, admin, current, serveErr, sigs, log, "context done")
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
+				serving.Store(false)
 				return shutdown(srv, admin, current, serveErr, sigs, log, sig.String())
 			}
 			next, err := reload()

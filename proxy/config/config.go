@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -25,6 +26,17 @@ type Config struct {
 	NodeID int `yaml:"node_id"`
 	// AdminListen is the HTTP address for metrics and the admin API ("" = off).
 	AdminListen string `yaml:"admin_listen"`
+	// AdminToken is the bearer token the admin API (/v1/...) requires.
+	// Empty: the admin API answers loopback clients only.
+	AdminToken string `yaml:"admin_token"`
+	// AdminAdvertise is the base URL other proxies use to reach this
+	// node's admin API (joins, writes forwarded to the leader), e.g.
+	// "http://10.0.0.5:9930". Empty: derived from admin_listen, or from
+	// raft.advertise's host when admin_listen has an unspecified host.
+	AdminAdvertise string `yaml:"admin_advertise"`
+	// Raft replicates the topology between proxies; off when Raft.Dir is
+	// empty (the topology is then the one built from this file).
+	Raft Raft `yaml:"raft"`
 	// ShutdownTimeout bounds how long SIGTERM waits for transactions to finish.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// LogLevel is debug, info, warn or error.
@@ -46,6 +58,31 @@ type Config struct {
 	// shard (the first one), the proxy is a pooler.
 	Sharding topology.Spec `yaml:"sharding"`
 }
+
+// Raft settings: with Dir set the topology lives in a Raft log shared by
+// every proxy of the cluster (topology/raftstore). The shards and sharding
+// section of this file then only seed a brand-new cluster.
+type Raft struct {
+	// Dir holds the Raft log, snapshots and the node ID ("" = Raft off).
+	Dir string `yaml:"dir"`
+	// NodeID names this node in the Raft configuration. Empty: the ID
+	// stored in Dir/node-id, generated on first start.
+	NodeID string `yaml:"node_id"`
+	// Bind is the host:port of the Raft transport.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other nodes dial ("" = Bind).
+	Advertise string `yaml:"advertise"`
+	// Join lists admin API addresses (host:port or URL) of existing
+	// nodes; empty means this node bootstraps a cluster of its own when Dir
+	// has no Raft state yet.
+	Join []string `yaml:"join"`
+	// MaxVoters: joining nodes become voters while the cluster has fewer,
+	// then non-voters.
+	MaxVoters int `yaml:"max_voters"`
+}
+
+// Enabled reports whether Raft is configured.
+func (r Raft) Enabled() bool { return r.Dir != "" }
 
 // TLS for client connections. Both files set → SSLRequest answered 'S'.
 type TLS struct {
@@ -185,6 +222,8 @@ func (c *Config) ApplyDefaults() {
 	}
 	def(&c.Listen, "127.0.0.1:6432")
 	defI(&c.NodeID, 1)
+	def(&c.Raft.Bind, "127.0.0.1:9931")
+	defI(&c.Raft.MaxVoters, 5)
 	defD(&c.ShutdownTimeout, 30*time.Second)
 	def(&c.LogLevel, "info")
 	def(&c.LogFormat, "text")
@@ -230,6 +269,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 			return bad("admin_listen", "%q is not host:port", c.AdminListen)
 		}
+	}
+	if err := c.validateAdmin(); err != nil {
+		return err
 	}
 	if c.NodeID < 1 || c.NodeID > 4095 {
 		return bad("node_id", "must be between 1 and 4095, got %d", c.NodeID)
@@ -335,6 +377,112 @@ func (c *Config) Validate() error {
 		return bad("sharding", "%v", err)
 	}
 	return nil
+}
+
+func (c *Config) validateAdmin() error {
+	bad := func(key, format string, args ...any) error {
+		return &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)}
+	}
+	if c.AdminAdvertise != "" {
+		u, err := url.Parse(c.AdminAdvertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("admin_advertise", "%q is not an http(s)://host:port URL", c.AdminAdvertise)
+		}
+	}
+	if strings.ContainsAny(c.AdminToken, " \t\r\n") {
+		return bad("admin_token", "must not contain whitespace")
+	}
+	r := c.Raft
+	if !r.Enabled() {
+		if len(r.Join) > 0 {
+			return bad("raft.join", "needs raft.dir (joining a cluster means keeping a Raft log)")
+		}
+		return nil
+	}
+	if c.AdminListen == "" {
+		return bad("admin_listen", "must be set when raft.dir is: proxies join and forward topology writes through the admin API")
+	}
+	if strings.ContainsAny(r.NodeID, " \t\r\n/") {
+		return bad("raft.node_id", "%q must not contain whitespace or '/'", r.NodeID)
+	}
+	host, port, err := net.SplitHostPort(r.Bind)
+	if err != nil || port == "" || port == "0" {
+		return bad("raft.bind", "%q is not host:port with a fixed port", r.Bind)
+	}
+	if r.Advertise == "" && unspecifiedHost(host) {
+		return bad("raft.advertise", "must be set when raft.bind (%s) listens on all interfaces: other nodes need an address they can dial", r.Bind)
+	}
+	if r.Advertise != "" {
+		h, p, err := net.SplitHostPort(r.Advertise)
+		if err != nil || p == "" || p == "0" || unspecifiedHost(h) {
+			return bad("raft.advertise", "%q is not a host:port other nodes can dial", r.Advertise)
+		}
+	}
+	for i, j := range r.Join {
+		if _, err := AdminURL(j); err != nil {
+			return bad(fmt.Sprintf("raft.join[%d]", i), "%v", err)
+		}
+	}
+	if r.MaxVoters < 1 || r.MaxVoters > 9 {
+		return bad("raft.max_voters", "must be between 1 and 9, got %d", r.MaxVoters)
+	}
+	return nil
+}
+
+func unspecifiedHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// AdminURL turns an admin address as written in raft.join or on the command
+// line ("host:port", or an http(s) URL) into a base URL without a trailing
+// slash.
+func AdminURL(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return "", fmt.Errorf("%q is not host:port or an http(s) URL", s)
+		}
+		return "http://" + s, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not host:port or an http(s) URL", s)
+	}
+	return strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/"), nil
+}
+
+// AdvertisedAdminURL returns the base URL other nodes use for this node's
+// admin API: AdminAdvertise, else admin_listen (with raft.advertise's host,
+// else raft.bind's, when admin_listen listens on all interfaces). adminAddr is
+// the bound admin listener address (it resolves port 0); "" uses
+// AdminListen.
+func (c *Config) AdvertisedAdminURL(adminAddr string) string {
+	if c.AdminAdvertise != "" {
+		return strings.TrimRight(c.AdminAdvertise, "/")
+	}
+	if adminAddr == "" {
+		adminAddr = c.AdminListen
+	}
+	host, port, err := net.SplitHostPort(adminAddr)
+	if err != nil {
+		return ""
+	}
+	if unspecifiedHost(host) {
+		src := c.Raft.Advertise
+		if src == "" {
+			src = c.Raft.Bind
+		}
+		if h, _, err := net.SplitHostPort(src); err == nil && !unspecifiedHost(h) {
+			host = h
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // ShardSpecs converts the shard entries to topology form.
