@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/auth"
 	"github.com/shardproxy/shardproxy/proxy/pool"
 )
@@ -45,6 +46,18 @@ func toErrorFields(err error) errorFields {
 	var sqe *sqlError
 	if errors.As(err, &sqe) {
 		return sqe.f
+	}
+	var pe2 *plan.Error
+	if errors.As(err, &pe2) {
+		return errorFields{Code: pe2.Code, Message: pe2.Message, Detail: pe2.Detail, Hint: pe2.Hint, Position: pe2.Position}
+	}
+	var un *plan.Unsupported
+	if errors.As(err, &un) {
+		return errorFields{Code: un.SQLState(), Message: un.Message, Hint: un.Hint}
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		return errorFields{Code: coded.SQLState(), Message: err.Error()}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errorFields{Code: codeConnectionFailure, Message: "server connection lost: " + err.Error()}

@@ -23,6 +23,9 @@ type stmtEntry struct {
 
 	classOnce sync.Once
 	class     []sqlclass.Statement
+
+	routeOnce sync.Once
+	route     *routeInfo // planner analysis and parameter types (sharded topologies)
 }
 
 // classes returns the classification of the statement text, computed once.

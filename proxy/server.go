@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/topology"
@@ -46,6 +47,9 @@ type Server struct {
 	intern  *stmtIntern
 	topo    topology.Store
 	static  *topology.StaticStore // the store built from the config (nil when Deps.Topology is set)
+	planner *planner.Planner
+	catalog catalog
+	ids     idAllocator
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -97,6 +101,7 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 		s.static = topology.NewStaticStore(snap)
 		s.topo = s.static
 	}
+	s.planner = planner.New(s.catalog.plannerOptions())
 	if err := s.loadTLS(&cfg); err != nil {
 		return nil, err
 	}
@@ -365,9 +370,15 @@ func sameShards(a, b []config.Shard) bool {
 	return true
 }
 
-// backendFor returns the server address a session's pool points at. All
-// sessions use the first shard's primary until routing lands.
-func (s *Server) backendFor(cfg *config.Config) string { return cfg.Shards[0].Primary.Addr() }
+// backendFor returns the server address a session's first pool points at:
+// the default shard's primary.
+func (s *Server) backendFor(cfg *config.Config) string {
+	snap := s.topo.Current()
+	if addr, ok := infoOf(snap).primary[snap.DefaultShard()]; ok {
+		return addr
+	}
+	return cfg.Shards[0].Primary.Addr()
+}
 
 // poolFor returns the pool for key, creating it on first use.
 func (s *Server) poolFor(key pool.Key) *pool.Pool {

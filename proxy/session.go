@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/topology"
 )
 
 // expKind says what the session expects next from the server (or has to
@@ -102,6 +103,25 @@ type session struct {
 	rawConn   net.Conn     // the accepted connection (for the watchdog's peek)
 	busySince atomic.Int64 // UnixNano when the session started waiting for the server; 0 when not
 	cancelled atomic.Bool  // the watchdog already cancelled the current query
+
+	// Routing over several shards (route.go, exec.go).
+	shard       string                  // shard of sc / pool
+	scTx        bool                    // sc is inside the client's transaction block
+	scBatch     bool                    // extended messages went to sc since its last Sync
+	scStatus    byte                    // sc's last ReadyForQuery status
+	held        []heldConn              // other shards' connections of this transaction or batch
+	portals     map[string]string       // portal → shard it was bound on
+	multi       map[string]*multiPortal // portal → plan the proxy runs itself
+	cursors     map[string]string       // cursor → shard it was declared on
+	forcedShard string                  // SET shardproxy.shard
+	showRoutes  bool                    // SET shardproxy.show_routes = on
+	txBegin     string                  // BEGIN statement of the open transaction
+	txReplay    []string                // savepoint statements to replay on shards joining it
+	txWriter    string                  // the shard written in this transaction or batch
+	txAborted   bool                    // the proxy raised an error inside the transaction
+	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
+	lastSnap    *topology.Snapshot      // snapshot() cache
+	lastSharded bool
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -158,6 +178,16 @@ func (ss *session) cleanup() {
 	if ss.sc != nil {
 		ss.releaseOnExit()
 	}
+	for _, h := range ss.held {
+		h.br.Reset(nil)
+		if h.inTx || h.needSync {
+			h.sc.MarkBroken()
+			h.pool.Discard(h.sc)
+		} else {
+			h.pool.Release(h.sc, ss.sessionMode || len(ss.pinReasons) > 0)
+		}
+	}
+	ss.held = nil
 	if len(ss.pinReasons) > 0 {
 		ss.srv.metrics.pinned.Dec()
 	}
@@ -295,6 +325,17 @@ func (ss *session) attach() error {
 		}
 		return err
 	}
+	ss.scStatus, ss.scTx, ss.scBatch = 'I', false, false
+	if ss.txStatus != 'I' {
+		// A shard joins the client's open transaction.
+		if err := ss.runRaw(appendQuery(nil, ss.beginOnJoin())); err != nil {
+			var sg *errServerGone
+			if errors.As(err, &sg) {
+				ss.abandonServer(err)
+			}
+			return err
+		}
+	}
 	return nil
 }
 
@@ -391,6 +432,9 @@ func (ss *session) runInternal(sql string) error {
 		case msgNotification:
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgReadyForQuery:
+			if len(body) == 1 {
+				ss.scStatus = body[0]
+			}
 			return first
 		}
 	}
@@ -494,8 +538,13 @@ func (ss *session) idlePoint() error {
 		}
 		return nil
 	}
-	if ss.sc != nil && ss.releasable() {
-		ss.detach()
+	if ss.releasable() {
+		if ss.sc != nil {
+			ss.detach()
+		}
+		if len(ss.held) > 0 {
+			ss.releaseHeld()
+		}
 	}
 	if err := ss.flushClient(); err != nil {
 		return err
@@ -634,8 +683,9 @@ func (ss *session) failExtended(err error) error {
 	return nil
 }
 
-// handleQuery forwards a simple Query and relays its results.
-func (ss *session) handleQuery(body []byte) error {
+// relayQuery forwards a simple Query to the active (or the pool's)
+// server connection and relays its results.
+func (ss *session) relayQuery(body []byte) error {
 	ss.start = time.Now()
 	if err := ss.ensureServer(); err != nil {
 		var sg *errServerGone
@@ -721,6 +771,20 @@ func (ss *session) handleParse(body []byte) error {
 		e = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
 	ss.notePinningParse(e, pm.query)
+	if snap, sharded := ss.snapshot(); sharded {
+		synth, err := ss.routeParse(snap, e)
+		if err != nil {
+			return ss.failExtendedTx(err)
+		}
+		if ss.skip {
+			return nil
+		}
+		if synth {
+			ss.stmts[name] = e
+			ss.push(expect{kind: expSynthParse, name: name, prev: prev})
+			return nil
+		}
+	}
 	if ss.sc == nil && e.validated.Load() {
 		// A server accepted this statement before: answer without taking a
 		// server connection; it is prepared lazily at Bind/Describe. (A
@@ -734,7 +798,7 @@ func (ss *session) handleParse(body []byte) error {
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
-	ss.batch = true
+	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
 	ss.stmts[name] = e
 	if ss.sc.Prepared.Has(e.name) {
@@ -776,12 +840,22 @@ func (ss *session) handleBind(body []byte) error {
 	if !ok {
 		return newSQLError(codeProtocolViolation, "invalid Bind message format")
 	}
+	e := ss.stmts[string(stmt)]
+	if snap, sharded := ss.snapshot(); sharded {
+		handled, err := ss.routeBind(snap, string(portal), e, rest)
+		if handled || err != nil || ss.skip {
+			if len(portal) == 0 {
+				ss.portalStmt = e
+			}
+			ss.batch = true
+			return err
+		}
+	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
-	ss.batch = true
+	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
-	e := ss.stmts[string(stmt)]
 	if len(portal) == 0 {
 		ss.portalStmt = e
 	}
@@ -814,10 +888,33 @@ func (ss *session) handleDescribe(body []byte) error {
 	if len(body) < 2 {
 		return newSQLError(codeProtocolViolation, "invalid Describe message format")
 	}
+	if snap, sharded := ss.snapshot(); sharded {
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return newSQLError(codeProtocolViolation, "invalid Describe message format")
+		}
+		ss.batch = true
+		if body[0] == 'P' {
+			mp, err := ss.portalShard(snap, string(name))
+			if err != nil {
+				return ss.failExtendedTx(err)
+			}
+			if mp != nil {
+				return ss.describeMulti(snap, mp)
+			}
+		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
+			if err := ss.useShard(snap, ss.parseShard(snap, ss.route(e).analysis)); err != nil {
+				return ss.failExtendedTx(err)
+			}
+		}
+		if ss.skip {
+			return nil
+		}
+	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
-	ss.batch = true
+	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
 	if body[0] == 'S' {
 		name, _, ok := cstring(body[1:])
@@ -852,10 +949,27 @@ func putLen(b []byte, n int) {
 }
 
 func (ss *session) handleExecute(body []byte) error {
+	if snap, sharded := ss.snapshot(); sharded {
+		name, _, ok := cstring(body)
+		if !ok {
+			return newSQLError(codeProtocolViolation, "invalid Execute message format")
+		}
+		ss.batch = true
+		mp, err := ss.portalShard(snap, string(name))
+		if err != nil {
+			return ss.failExtendedTx(err)
+		}
+		if mp != nil {
+			return ss.executeMulti(snap, mp)
+		}
+		if ss.skip {
+			return nil
+		}
+	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
-	ss.batch = true
+	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
 	var st *stmtEntry
 	if len(body) > 0 && body[0] == 0 {
@@ -883,10 +997,27 @@ func (ss *session) handleClose(body []byte) error {
 		ss.push(expect{kind: expSynthClose, name: n, prev: prev})
 		return nil
 	}
+	if snap, sharded := ss.snapshot(); sharded {
+		name, _, _ := cstring(body[1:])
+		if _, ok := ss.multi[string(name)]; ok {
+			delete(ss.multi, string(name))
+			ss.push(expect{kind: expSynthClose})
+			return nil
+		}
+		if shard, ok := ss.portals[string(name)]; ok {
+			delete(ss.portals, string(name))
+			if err := ss.useShard(snap, shard); err != nil {
+				return ss.failExtendedTx(err)
+			}
+			if ss.skip {
+				return nil
+			}
+		}
+	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
-	ss.batch = true
+	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
 	ss.sout = appendMsg(ss.sout, msgClose, body)
 	ss.push(expect{kind: expClose})
@@ -909,7 +1040,28 @@ func (ss *session) handleSync() error {
 	if ss.start.IsZero() {
 		ss.start = time.Now()
 	}
-	if ss.sc == nil {
+	if len(ss.held) > 0 {
+		if err := ss.settle(); err != nil {
+			return err
+		}
+		if err := ss.syncHeld(); err != nil {
+			return err
+		}
+		ss.skip = false
+	}
+	clear(ss.multi)
+	if ss.sc == nil || !ss.scBatch {
+		if ss.sc != nil && ss.pendingCount() > 0 {
+			// Only synthetic answers can be pending here.
+			if err := ss.drain(); err != nil {
+				return err
+			}
+		}
+		if ss.txStatus == 'I' {
+			ss.resetTx()
+		}
+	}
+	if ss.sc == nil || (!ss.scBatch && ss.pendingCount() == 0) {
 		// Nothing reached a server: answer from here.
 		if err := ss.drain(); err != nil {
 			return err
@@ -1060,8 +1212,14 @@ func (ss *session) drain() error {
 			if len(body) != 1 || (e.kind != expSync && e.kind != expQuery) {
 				return ss.desync(typ, e.kind)
 			}
-			ss.out = appendMsg(ss.out, typ, body)
-			ss.readyForQuery(body[0])
+			ss.noteServerStatus(body[0])
+			ss.scBatch = false
+			status := body[0]
+			if ss.txAborted && status == 'T' {
+				status = 'E' // the proxy failed the transaction; the server does not know
+			}
+			ss.out = appendRFQ(ss.out, status)
+			ss.readyForQuery(status)
 			ss.pop()
 			if !ss.start.IsZero() {
 				ss.srv.metrics.observe(ss.start)
@@ -1213,6 +1371,11 @@ func (ss *session) readyForQuery(status byte) {
 	if status == 'I' {
 		ss.commitPending()
 		ss.batch = false
+		if ss.txBegin != "" || ss.txWriter != "" || ss.txAborted {
+			ss.resetTx()
+		}
+	} else if ss.txBegin == "" {
+		ss.txBegin = "BEGIN"
 	}
 }
 

@@ -291,6 +291,7 @@ func (ss *session) handshake(params map[string]string) bool {
 	ss.sessionMode = cfg.PoolModeFor(user) == "session"
 	ss.key = pool.Key{User: user, Database: db, Backend: srv.backendFor(cfg)}
 	ss.pool = srv.poolFor(ss.key)
+	ss.shard = srv.topo.Current().DefaultShard()
 	ss.startupValues = settings
 	ss.settings = make(map[string]string, len(settings))
 	for k, v := range settings {

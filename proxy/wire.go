@@ -226,6 +226,7 @@ type errorFields struct {
 	Message  string
 	Detail   string
 	Hint     string
+	Position int // 1-based character position in the query, 0 = none
 }
 
 func appendError(dst []byte, e errorFields) []byte {
@@ -239,6 +240,7 @@ func appendError(dst []byte, e errorFields) []byte {
 		Message:             e.Message,
 		Detail:              e.Detail,
 		Hint:                e.Hint,
+		Position:            int32(e.Position),
 	})
 }
 
@@ -273,4 +275,25 @@ func isFatal(body []byte) bool {
 		body = rest
 	}
 	return false
+}
+
+// appendNotice appends a NoticeResponse (severity NOTICE, SQLSTATE 00000).
+func appendNotice(dst []byte, msg string) []byte {
+	return appendEncoded(dst, &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg})
+}
+
+// decodeError turns an ErrorResponse body into errorFields.
+func decodeError(body []byte) errorFields {
+	var er pgproto3.ErrorResponse
+	er.Decode(body)
+	return errorFields{Severity: er.Severity, Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint, Position: int(er.Position)}
+}
+
+// appendFrontend appends a frontend message (towards a server).
+func appendFrontend(dst []byte, msg pgproto3.FrontendMessage) []byte {
+	out, err := msg.Encode(dst)
+	if err != nil {
+		panic("proxy: encoding " + fmt.Sprintf("%T", msg) + ": " + err.Error())
+	}
+	return out
 }

@@ -1,0 +1,419 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Routing over several shards.
+//
+// A topology with one shard needs none of this: every statement goes to
+// that shard's pool exactly as a pooler would send it. With more shards
+// each statement is planned (planner.Plan) and:
+//
+//   - a Route whose SQL is the client's text goes the normal relay path on
+//     that shard's server connection (useShard makes it the active one);
+//   - everything else (Scatter, Broadcast, SplitInsert, AllocateKeys,
+//     CopySplit, Explain, a Route with rewritten SQL) is run by the proxy
+//     itself (exec.go), one shard at a time, after everything the client
+//     sent earlier has been answered (settle);
+//   - transaction control is the proxy's: BEGIN is answered without a
+//     server and sent to each shard when the transaction first touches it,
+//     COMMIT and ROLLBACK end every shard's part (the shard that wrote
+//     last), savepoints are replayed on shards that join later. A second
+//     shard written in one transaction is refused with 0A000 until
+//     two-phase commit exists, and the transaction is then aborted, so
+//     nothing of it commits.
+//
+// The session keeps the active server connection in sc/sr/pool/shard and
+// parks the others of its transaction (or open extended-protocol batch) in
+// held.
+
+// heldConn is a server connection of the session that is not the active
+// one.
+type heldConn struct {
+	shard    string
+	pool     *pool.Pool
+	sc       *pool.ServerConn
+	br       *bufio.Reader
+	inTx     bool // the client's transaction block is open on it
+	needSync bool // extended-protocol messages were sent since its last Sync
+}
+
+// snapInfo is what routing needs from a snapshot, computed once per
+// snapshot.
+type snapInfo struct {
+	sharded bool
+	primary map[string]string // shard → primary host:port
+}
+
+type snapInfoKey struct{}
+
+func infoOf(snap *topology.Snapshot) *snapInfo {
+	return snap.Memo(snapInfoKey{}, func(s *topology.Snapshot) any {
+		in := &snapInfo{primary: make(map[string]string)}
+		shards := s.Shards()
+		for _, sh := range shards {
+			in.primary[sh.Name] = sh.Primary
+		}
+		in.sharded = len(shards) > 1
+		return in
+	}).(*snapInfo)
+}
+
+// snapshot returns the topology in effect and whether routing applies.
+func (ss *session) snapshot() (*topology.Snapshot, bool) {
+	snap := ss.srv.topo.Current()
+	if snap != ss.lastSnap {
+		ss.lastSnap, ss.lastSharded = snap, infoOf(snap).sharded
+	}
+	return snap, ss.lastSharded
+}
+
+// shardPool returns the session's pool for shard's primary.
+func (ss *session) shardPool(snap *topology.Snapshot, shard string) (*pool.Pool, error) {
+	addr, ok := infoOf(snap).primary[shard]
+	if !ok {
+		return nil, &plan.Error{Code: "42704", Message: fmt.Sprintf("shard %q does not exist", shard)}
+	}
+	if ss.pool != nil && ss.pool.Key().Backend == addr {
+		return ss.pool, nil
+	}
+	return ss.srv.poolFor(pool.Key{User: ss.key.User, Database: ss.key.Database, Backend: addr}), nil
+}
+
+// useShard makes shard's server connection the active one: the current
+// one is settled and parked (or released when nothing holds it), a held
+// one is taken back, or a new one is acquired (and joins the open
+// transaction). After an error in what was settled, ss.skip is set and the
+// caller must not send anything.
+func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
+	if ss.shard == shard && ss.sc != nil {
+		return nil
+	}
+	if ss.sc != nil {
+		if err := ss.settle(); err != nil {
+			return err
+		}
+		if ss.skip {
+			return nil
+		}
+		if ss.sc != nil {
+			if ss.releasable() && !ss.scTx && !ss.execing {
+				ss.detach()
+			} else {
+				ss.park()
+			}
+		}
+	}
+	for i := range ss.held {
+		if ss.held[i].shard == shard {
+			ss.unpark(i)
+			return nil
+		}
+	}
+	p, err := ss.shardPool(snap, shard)
+	if err != nil {
+		return err
+	}
+	ss.pool, ss.shard = p, shard
+	return ss.ensureServer()
+}
+
+// settle sends what is queued for the active server connection and relays
+// every pending response, so nothing is in flight on it.
+func (ss *session) settle() error {
+	if ss.pendingCount() == 0 && len(ss.sout) == 0 {
+		return nil
+	}
+	if ss.sc != nil && ss.batch {
+		ss.sout = appendEmpty(ss.sout, msgFlush)
+	}
+	if ss.sc != nil {
+		if err := ss.flushServer(); err != nil {
+			return err
+		}
+	}
+	return ss.drain()
+}
+
+// park moves the settled active connection to held.
+func (ss *session) park() {
+	ss.held = append(ss.held, heldConn{shard: ss.shard, pool: ss.pool, sc: ss.sc, br: ss.sr.br,
+		inTx: ss.scTx, needSync: ss.batch && ss.scBatch})
+	ss.sr.br = nil
+	ss.sc = nil
+	ss.scTx = false
+	ss.scBatch = false
+	ss.current.Store(nil)
+}
+
+// unpark makes held[i] the active connection.
+func (ss *session) unpark(i int) {
+	h := ss.held[i]
+	ss.held = append(ss.held[:i], ss.held[i+1:]...)
+	ss.sc, ss.pool, ss.shard, ss.scTx, ss.scBatch = h.sc, h.pool, h.shard, h.inTx, h.needSync
+	ss.sr = msgReader{br: h.br, maxLen: 1 << 30}
+	ss.current.Store(h.sc)
+}
+
+// releaseHeld gives back held connections once the transaction and batch
+// are over (idlePoint); one still inside a transaction is discarded.
+func (ss *session) releaseHeld() {
+	for _, h := range ss.held {
+		h.br.Reset(nil)
+		readerPool.Put(h.br)
+		if h.inTx || h.needSync {
+			h.sc.MarkBroken()
+			h.pool.Discard(h.sc)
+			continue
+		}
+		h.pool.Release(h.sc, false)
+	}
+	ss.held = ss.held[:0]
+}
+
+// syncHeld sends Sync to held connections with an open extended batch and
+// consumes their ReadyForQuery (the active connection's goes to the client).
+func (ss *session) syncHeld() error {
+	for i := range ss.held {
+		h := &ss.held[i]
+		if !h.needSync {
+			continue
+		}
+		status, err := ss.exchangeHeld(h, appendEmpty(nil, msgSync))
+		var sg *errServerGone
+		if errors.As(err, &sg) {
+			return err
+		}
+		h.needSync = false
+		h.inTx = status != 'I'
+	}
+	return nil
+}
+
+// exchangeHeld runs msgs (ending in Sync or a Query) on a held connection
+// and consumes everything up to ReadyForQuery. A lost connection is
+// dropped from held and returned as *errServerGone.
+func (ss *session) exchangeHeld(h *heldConn, msgs []byte) (byte, error) {
+	r := msgReader{br: h.br, maxLen: 1 << 30}
+	status, err := ss.exchange(h.sc.Conn, &r, msgs)
+	var sg *errServerGone
+	if errors.As(err, &sg) {
+		for i := range ss.held {
+			if &ss.held[i] == h {
+				h.sc.MarkBroken()
+				h.pool.Discard(h.sc)
+				h.br.Reset(nil)
+				ss.held = append(ss.held[:i], ss.held[i+1:]...)
+				break
+			}
+		}
+	}
+	return status, err
+}
+
+// runRaw runs msgs (ending in Sync or a Query) on the active connection and
+// consumes everything up to ReadyForQuery.
+func (ss *session) runRaw(msgs []byte) error {
+	if len(ss.sout) > 0 {
+		msgs = append(ss.sout, msgs...)
+		ss.sout = ss.sout[:0]
+	}
+	status, err := ss.exchange(ss.sc.Conn, &ss.sr, msgs)
+	var sg *errServerGone
+	if errors.As(err, &sg) {
+		return err
+	}
+	ss.noteServerStatus(status)
+	return err
+}
+
+// exchange writes msgs to a server connection and reads up to
+// ReadyForQuery, relaying notices and notifications to the client. It
+// returns the ReadyForQuery status and the first server error as a
+// *sqlError, or *errServerGone when the connection failed.
+func (ss *session) exchange(c interface{ Write([]byte) (int, error) }, r *msgReader, msgs []byte) (byte, error) {
+	if _, err := c.Write(msgs); err != nil {
+		return 0, &errServerGone{err}
+	}
+	var first error
+	for {
+		typ, body, err := r.next()
+		if err != nil {
+			return 0, &errServerGone{err}
+		}
+		switch typ {
+		case msgErrorResponse:
+			if isFatal(body) {
+				return 0, &errServerGone{&sqlError{decodeError(body)}}
+			}
+			if first == nil {
+				first = &sqlError{decodeError(body)}
+			}
+		case msgNotification, msgNoticeResponse:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgReadyForQuery:
+			if len(body) != 1 {
+				return 0, &errServerGone{fmt.Errorf("malformed ReadyForQuery")}
+			}
+			return body[0], first
+		}
+	}
+}
+
+// noteServerStatus records the transaction status the active server
+// connection reported.
+func (ss *session) noteServerStatus(status byte) {
+	ss.scStatus = status
+	ss.scTx = status != 'I'
+}
+
+// parseShard is where a Parse or statement Describe of a goes: the shard a
+// hint names, the default shard when it names tables the topology does not
+// list (catalogs, unsharded tables live there), else the active shard.
+func (ss *session) parseShard(snap *topology.Snapshot, a *planner.Analysis) string {
+	if a.Hint != "" && snap.HasShard(a.Hint) {
+		return a.Hint
+	}
+	if ss.forcedShard != "" && snap.HasShard(ss.forcedShard) {
+		return ss.forcedShard
+	}
+	for _, st := range a.Statements {
+		for _, t := range st.Tables {
+			if _, ok := snap.Table(t); !ok {
+				return snap.DefaultShard()
+			}
+		}
+	}
+	if ss.sc != nil && snap.HasShard(ss.shard) {
+		return ss.shard
+	}
+	return snap.DefaultShard()
+}
+
+// checkWrite enforces one written shard per transaction (and per
+// extended-protocol batch, which PostgreSQL runs as one implicit
+// transaction) until two-phase commit exists.
+func (ss *session) checkWrite(shards []string) error {
+	if ss.txStatus == 'I' && !ss.batch {
+		return nil
+	}
+	for _, s := range shards {
+		switch ss.txWriter {
+		case "":
+			ss.txWriter = s
+		case s:
+		default:
+			what := "transaction"
+			if ss.txStatus == 'I' {
+				what = "pipelined batch (one implicit transaction)"
+			}
+			return &plan.Unsupported{
+				Message: fmt.Sprintf("this %s already wrote on shard %s and would now write on shard %s; writes to several shards in one transaction are not supported yet", what, ss.txWriter, s),
+				Hint:    "write to one shard per transaction (keys of one distribution group hash together), or commit between the writes",
+			}
+		}
+	}
+	return nil
+}
+
+// abortedError is PostgreSQL's answer to statements in a failed transaction.
+var abortedError = errorFields{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}
+
+// failInTx reports a proxy-raised error inside a transaction block: like
+// PostgreSQL, the transaction is aborted, so nothing of it commits.
+func (ss *session) failInTx() {
+	if ss.txStatus != 'I' {
+		ss.txAborted = true
+		ss.txStatus = 'E'
+	}
+}
+
+// blockedByAbort reports whether a statement for shard must get 25P02
+// because the transaction failed somewhere other than on that shard's
+// server connection (whose own server would answer 25P02 itself).
+func (ss *session) blockedByAbort(shard string) bool {
+	if ss.txStatus != 'E' {
+		return false
+	}
+	if ss.txAborted {
+		return true
+	}
+	if ss.sc != nil && ss.shard == shard {
+		return ss.scStatus != 'E'
+	}
+	for _, h := range ss.held {
+		if h.shard == shard {
+			return true // a held connection is never the failed one: failures happen on the active one
+		}
+	}
+	return true
+}
+
+// txShards returns the shards whose connections are inside the client's
+// transaction block.
+func (ss *session) txShards() []string {
+	var out []string
+	if ss.sc != nil && ss.scTx {
+		out = append(out, ss.shard)
+	}
+	for _, h := range ss.held {
+		if h.inTx {
+			out = append(out, h.shard)
+		}
+	}
+	return out
+}
+
+// resetTx forgets the state of a finished transaction.
+func (ss *session) resetTx() {
+	ss.txBegin = ""
+	ss.txReplay = ss.txReplay[:0]
+	ss.txWriter = ""
+	ss.txAborted = false
+}
+
+// beginOnJoin is the SQL that brings a connection joining an open
+// transaction into it: BEGIN (as the client wrote it) and the savepoints
+// made so far.
+func (ss *session) beginOnJoin() string {
+	b := ss.txBegin
+	if b == "" {
+		b = "BEGIN"
+	}
+	if len(ss.txReplay) == 0 {
+		return b
+	}
+	return b + ";\n" + strings.Join(ss.txReplay, ";\n")
+}
+
+// routeNotice sends the shardproxy.show_routes NOTICE for op.
+func (ss *session) routeNotice(op plan.Operator) {
+	if !ss.showRoutes {
+		return
+	}
+	ss.out = appendNotice(ss.out, "shardproxy: "+strings.Join(plan.Lines(op), "; "))
+}
+
+// sessionStatementShard is where a statement the planner leaves to the
+// session rules goes (SET, SHOW, LISTEN ...): the active shard, else the
+// default shard.
+func (ss *session) sessionStatementShard(snap *topology.Snapshot) string {
+	if ss.forcedShard != "" && snap.HasShard(ss.forcedShard) {
+		return ss.forcedShard
+	}
+	if ss.sc != nil && snap.HasShard(ss.shard) {
+		return ss.shard
+	}
+	return snap.DefaultShard()
+}
+
+var errNotRoutable = errors.New("not routable")

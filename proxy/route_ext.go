@@ -1,0 +1,349 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Extended protocol over several shards.
+//
+// Parse and a statement Describe go to the shard that has the statement's
+// tables (parseShard); a statement some server already accepted is answered
+// without a server and prepared lazily wherever its Bind goes. Bind is where
+// the shard is decided: the statement is planned with the Bind values. A
+// Route of the statement's own text is bound on that shard (the portal
+// remembers it for Describe, Execute and Close); any other plan is kept as
+// a multiPortal: Bind is answered by the proxy and Execute runs the plan.
+
+// routeInfo is what routing caches on an interned statement.
+type routeInfo struct {
+	analysis *planner.Analysis
+	err      error
+	oids     []uint32
+}
+
+// route returns e's analysis and parameter types, computed once.
+func (ss *session) route(e *stmtEntry) *routeInfo {
+	e.routeOnce.Do(func() {
+		q, oidBlock := e.key, ""
+		if i := strings.IndexByte(q, 0); i >= 0 {
+			q, oidBlock = q[:i], q[i+1:]
+		}
+		ri := &routeInfo{}
+		ri.analysis, ri.err = ss.srv.planner.Analyze(q)
+		if len(oidBlock) >= 2 {
+			n := int(binary.BigEndian.Uint16([]byte(oidBlock[:2])))
+			for i := 0; i < n && 2+4*i+4 <= len(oidBlock); i++ {
+				ri.oids = append(ri.oids, binary.BigEndian.Uint32([]byte(oidBlock[2+4*i:2+4*i+4])))
+			}
+		}
+		e.route = ri
+	})
+	return e.route
+}
+
+// failExtendedTx reports a proxy-raised error for an extended-protocol
+// message: skipped to Sync, and inside a transaction block the
+// transaction is aborted.
+func (ss *session) failExtendedTx(err error) error {
+	if isServerGone(err) {
+		return err
+	}
+	ss.failInTx()
+	return ss.failExtended(err)
+}
+
+// routeParse picks the connection for a Parse over a sharded topology.
+// synth reports that the Parse is answered without a server.
+func (ss *session) routeParse(snap *topology.Snapshot, e *stmtEntry) (synth bool, err error) {
+	ri := ss.route(e)
+	if ri.err != nil {
+		return false, ri.err
+	}
+	if e.validated.Load() {
+		return true, nil
+	}
+	return false, ss.useShard(snap, ss.parseShard(snap, ri.analysis))
+}
+
+// bindValues decodes the parameter part of a Bind body (after the portal
+// and statement names).
+func bindValues(rest []byte) (planner.Params, []int16, bool) {
+	var b pgproto3.Bind
+	// Decode needs the whole body; rebuild the two empty names in front.
+	body := make([]byte, 0, len(rest)+2)
+	body = append(body, 0, 0)
+	body = append(body, rest...)
+	if err := b.Decode(body); err != nil {
+		return planner.Params{}, nil, false
+	}
+	return planner.Params{Values: b.Parameters, Formats: b.ParameterFormatCodes}, b.ResultFormatCodes, true
+}
+
+// routeBind plans a Bind over a sharded topology. It returns handled=true
+// when the proxy answered the Bind itself (a multiPortal, or an error);
+// otherwise the active connection is the portal's shard and the caller
+// forwards the Bind.
+func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntry, rest []byte) (bool, error) {
+	delete(ss.multi, portal)
+	if e == nil {
+		return false, ss.useShard(snap, ss.sessionStatementShard(snap))
+	}
+	ri := ss.route(e)
+	if ri.err != nil {
+		return true, ss.failExtendedTx(ri.err)
+	}
+	params, rf, ok := bindValues(rest)
+	if !ok {
+		return true, newSQLError(codeProtocolViolation, "invalid Bind message format")
+	}
+	params.OIDs = ri.oids
+	params.ForcedShard = ss.forcedShard
+	if err := ss.loadCatalog(snap, ri.analysis); err != nil {
+		return true, ss.failExtendedTx(err)
+	}
+	op, err := ss.srv.planner.Plan(snap, ri.analysis, params)
+	if err != nil {
+		return true, ss.failExtendedTx(err)
+	}
+	shard := ""
+	switch o := op.(type) {
+	case *plan.Route:
+		if o.SQL == ri.analysis.SQL && o.ParamIndexes == nil {
+			shard = o.Shard
+			if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
+				shard = ss.shard
+			}
+			if ss.blockedByAbort(shard) {
+				return true, ss.failExtendedTx(&sqlError{abortedError})
+			}
+			if !o.ReadOnly {
+				if err := ss.checkWrite([]string{shard}); err != nil {
+					return true, ss.failExtendedTx(err)
+				}
+			}
+		}
+	case *plan.Session:
+		if o.Proxy {
+			return true, ss.failExtendedTx(&plan.Unsupported{Message: "SET shardproxy.* is only supported as a simple query", Hint: "send it with the simple query protocol (e.g. Exec without arguments)"})
+		}
+		switch o.Kind {
+		case "transaction":
+			switch o.Name {
+			case "begin":
+				if ss.txStatus == 'I' {
+					ss.txBegin = o.SQL
+				}
+			case "commit", "rollback":
+				// Finish the other shards first; the portal's shard answers.
+				shards := ss.txShards()
+				if len(shards) > 1 {
+					if err := ss.settle(); err != nil {
+						return true, err
+					}
+					if ss.skip {
+						return true, nil
+					}
+					last := shards[0]
+					for _, s := range shards {
+						if s == ss.txWriter {
+							last = s
+						}
+					}
+					verb := "ROLLBACK"
+					if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
+						verb = "COMMIT"
+					}
+					for _, s := range shards {
+						if s != last {
+							if err := ss.runOnShard(snap, s, verb); err != nil {
+								return true, ss.failExtendedTx(err)
+							}
+						}
+					}
+					shard = last
+				} else if len(shards) == 1 {
+					shard = shards[0]
+				}
+			}
+		case "listen", "unlisten", "notify":
+			shard = snap.DefaultShard()
+		case "fetch", "close":
+			shard = ss.cursors[strings.ToLower(o.Name)]
+		}
+		if shard == "" {
+			shard = ss.sessionStatementShard(snap)
+		}
+	default:
+		if err := ss.settle(); err != nil {
+			return true, err
+		}
+		if ss.skip {
+			return true, nil
+		}
+		if ss.multi == nil {
+			ss.multi = make(map[string]*multiPortal)
+		}
+		// The values alias the client's read buffer: keep copies.
+		vals := make([][]byte, len(params.Values))
+		for i, v := range params.Values {
+			if v != nil {
+				vals[i] = append([]byte{}, v...)
+			}
+		}
+		params.Values = vals
+		ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf}
+		ss.routeNotice(op)
+		ss.out = appendEmpty(ss.out, msgBindComplete)
+		return true, nil
+	}
+	if shard == "" {
+		shard = ss.sessionStatementShard(snap)
+	}
+	if err := ss.useShard(snap, shard); err != nil {
+		return true, ss.failExtendedTx(err)
+	}
+	if ss.skip {
+		return true, nil
+	}
+	if ss.portals == nil {
+		ss.portals = make(map[string]string)
+	}
+	ss.portals[portal] = shard
+	ss.routeNotice(op)
+	return false, nil
+}
+
+// portalShard moves to the shard a portal was bound on. handled reports
+// that the portal is a multiPortal (mp) the proxy runs itself.
+func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPortal, error) {
+	if mp := ss.multi[portal]; mp != nil {
+		return mp, nil
+	}
+	shard, ok := ss.portals[portal]
+	if !ok {
+		shard = ss.sessionStatementShard(snap)
+	}
+	return nil, ss.useShard(snap, shard)
+}
+
+// executeMulti runs a multiPortal for Execute.
+func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if ss.skip {
+		return nil
+	}
+	ss.execing = true
+	tag, err := ss.execPlan(snap, mp.op, mp.params, mp.resultFormats, &execOut{})
+	ss.execing = false
+	if err != nil {
+		return ss.failExtendedTx(err)
+	}
+	ss.out = appendCommandComplete(ss.out, tag)
+	return nil
+}
+
+// describeMulti answers Describe of a multiPortal: EXPLAIN's own row
+// shape, else the shape the first shard reports for its part.
+func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if ss.skip {
+		return nil
+	}
+	if _, ok := mp.op.(*plan.Explain); ok {
+		ss.out = appendEncoded(ss.out, explainRowDesc())
+		return nil
+	}
+	shard, sql, idx := "", "", []int(nil)
+	for _, leaf := range plan.Leaves(mp.op) {
+		switch l := leaf.(type) {
+		case *plan.Route:
+			shard, sql, idx = l.Shard, l.SQL, l.ParamIndexes
+		case *plan.Scatter:
+			shard, sql = l.Shards[0], l.SQL
+		case *plan.Broadcast:
+			shard, sql = l.ReturnFrom, l.SQL
+		case *plan.AllocateKeys:
+			// The rewritten INSERT has the same result shape; describe it
+			// with placeholder keys.
+			shard, sql = snap.DefaultShard(), l.SQL
+		}
+		if shard != "" {
+			break
+		}
+	}
+	if shard == "" {
+		ss.out = appendEmpty(ss.out, msgNoData)
+		return nil
+	}
+	args := argsFor(mp.params, idx, mp.resultFormats, false)
+	if err := ss.useShard(snap, shard); err != nil {
+		return ss.failExtendedTx(err)
+	}
+	ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
+	ss.sout = appendFrontend(ss.sout, &pgproto3.Describe{ObjectType: 'S'})
+	ss.sout = appendEmpty(ss.sout, msgSync)
+	if err := ss.flushServer(); err != nil {
+		return err
+	}
+	var first error
+	for {
+		typ, body, err := ss.sr.next()
+		if err != nil {
+			return &errServerGone{err}
+		}
+		switch typ {
+		case msgRowDescription, msgNoData:
+			if first == nil {
+				ss.out = appendMsg(ss.out, typ, applyResultFormats(typ, body, mp.resultFormats))
+			}
+		case msgErrorResponse:
+			if first == nil {
+				first = &sqlError{decodeError(body)}
+			}
+		case msgReadyForQuery:
+			if len(body) == 1 {
+				ss.noteServerStatus(body[0])
+			}
+			if first != nil {
+				return ss.failExtendedTx(first)
+			}
+			return nil
+		}
+	}
+}
+
+// applyResultFormats sets the format codes of a statement's RowDescription
+// to what the portal's Bind asked for.
+func applyResultFormats(typ byte, body []byte, rf []int16) []byte {
+	if typ != msgRowDescription || len(rf) == 0 {
+		return body
+	}
+	var rd pgproto3.RowDescription
+	if err := rd.Decode(body); err != nil {
+		return body
+	}
+	for i := range rd.Fields {
+		switch {
+		case len(rf) == 1:
+			rd.Fields[i].Format = rf[0]
+		case i < len(rf):
+			rd.Fields[i].Format = rf[i]
+		}
+	}
+	out, err := rd.Encode(nil)
+	if err != nil || len(out) < 5 {
+		return body
+	}
+	return out[5:]
+}
