@@ -194,6 +194,9 @@ type stmtInfo struct {
 	mergeNeeds []string // need merging whatever the grouping
 	groupNeeds []string // fine when grouped by the key
 	groupBy    []colRef
+	topScope   int               // scope of the top-level SELECT (-1 none)
+	shapes     map[int]*selShape // SELECT scopes (any depth) that need more than concatenation
+	arms       map[int][]int     // set-operation scope → scopes of its leaf SELECTs
 
 	writes       bool // the statement (or a CTE of it) writes
 	nestedWrite  bool // a data-modifying CTE

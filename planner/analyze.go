@@ -73,7 +73,7 @@ type analyzer struct {
 }
 
 func newStmt(kind Kind, start, end int, node *pg_query.Node) *stmtInfo {
-	return &stmtInfo{kind: kind, start: start, end: end, target: -1, node: node}
+	return &stmtInfo{kind: kind, start: start, end: end, target: -1, topScope: -1, node: node}
 }
 
 func analyzeStmt(sql string, n *pg_query.Node, start, end int) *stmtInfo {
@@ -476,13 +476,29 @@ func (a *analyzer) nested(n *pg_query.Node, parent int) {
 func (a *analyzer) selectStmt(sel *pg_query.SelectStmt, parent int) int {
 	s := a.newScope(parent)
 	a.withClause(sel.WithClause, s)
+	if sh := shapeOf(sel, s); !sh.empty() {
+		if a.st.shapes == nil {
+			a.st.shapes = map[int]*selShape{}
+		}
+		a.st.shapes[s] = &sh
+	}
 	if sel.Op != pg_query.SetOperation_SETOP_NONE {
-		if sel.Larg != nil {
-			a.selectStmt(sel.Larg, s)
+		var arms []int
+		for _, arm := range []*pg_query.SelectStmt{sel.Larg, sel.Rarg} {
+			if arm == nil {
+				continue
+			}
+			as := a.selectStmt(arm, s)
+			if arm.Op != pg_query.SetOperation_SETOP_NONE {
+				arms = append(arms, a.st.arms[as]...)
+			} else {
+				arms = append(arms, as)
+			}
 		}
-		if sel.Rarg != nil {
-			a.selectStmt(sel.Rarg, s)
+		if a.st.arms == nil {
+			a.st.arms = map[int][]int{}
 		}
+		a.st.arms[s] = arms
 		a.scanList(sel.SortClause, s)
 		a.scanAll(sel.LimitCount, s)
 		a.scanAll(sel.LimitOffset, s)
@@ -508,53 +524,83 @@ func (a *analyzer) selectStmt(sel *pg_query.SelectStmt, parent int) int {
 // when it is scattered.
 func (a *analyzer) selectShape(sel *pg_query.SelectStmt, s int) {
 	st := a.st
+	st.topScope = s
+	sh := shapeOf(sel, s)
+	st.mergeNeeds = append(st.mergeNeeds, sh.merge...)
+	st.groupNeeds = append(st.groupNeeds, sh.group...)
+	st.groupBy = append(st.groupBy, sh.groupBy...)
+}
+
+// selShape is what one SELECT (top-level or nested) needs beyond
+// concatenating rows when its tables are scattered.
+type selShape struct {
+	merge   []string // need merging whatever the grouping
+	group   []string // fine when grouped by the key
+	groupBy []colRef
+}
+
+func (sh *selShape) empty() bool { return len(sh.merge) == 0 && len(sh.group) == 0 }
+
+// shapeOf computes the shape of sel, analysed in scope s. Aggregates and
+// window functions inside sublinks belong to the sublink's own SELECT.
+func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
+	var sh selShape
 	if sel.Op != pg_query.SetOperation_SETOP_NONE {
 		name := strings.TrimPrefix(sel.Op.String(), "SETOP_")
 		if sel.All {
 			name += " ALL"
 		}
-		st.mergeNeeds = append(st.mergeNeeds, name)
+		sh.merge = append(sh.merge, name)
 	}
 	if len(sel.SortClause) > 0 {
-		st.mergeNeeds = append(st.mergeNeeds, "ORDER BY")
+		sh.merge = append(sh.merge, "ORDER BY")
 	}
 	if sel.LimitCount != nil || sel.LimitOffset != nil {
-		st.mergeNeeds = append(st.mergeNeeds, "LIMIT/OFFSET")
+		sh.merge = append(sh.merge, "LIMIT/OFFSET")
 	}
 	if len(sel.DistinctClause) > 0 {
-		st.mergeNeeds = append(st.mergeNeeds, "DISTINCT")
+		sh.merge = append(sh.merge, "DISTINCT")
 	}
 	if len(sel.WindowClause) > 0 {
-		st.mergeNeeds = append(st.mergeNeeds, "window functions")
+		sh.merge = append(sh.merge, "window functions")
 	}
 	for _, t := range sel.TargetList {
 		walkExpr(t, func(c *pg_query.Node) bool {
+			if c.GetSubLink() != nil || c.GetSelectStmt() != nil {
+				return false
+			}
 			fc := c.GetFuncCall()
 			if fc == nil {
 				return true
 			}
 			name := funcName(fc)
 			if fc.Over != nil {
-				st.mergeNeeds = append(st.mergeNeeds, "window function "+name+"()")
-			} else if fc.AggStar || fc.AggDistinct || len(fc.AggOrder) > 0 || fc.AggFilter != nil || aggregateNames[name] {
-				st.groupNeeds = append(st.groupNeeds, "aggregate "+name+"()")
+				sh.merge = append(sh.merge, "window function "+name+"()")
+			} else if isAggCall(fc) {
+				sh.group = append(sh.group, "aggregate "+name+"()")
 			}
 			return true
 		})
 	}
 	if len(sel.GroupClause) > 0 {
-		st.groupNeeds = append(st.groupNeeds, "GROUP BY")
+		sh.group = append(sh.group, "GROUP BY")
 		for _, g := range sel.GroupClause {
 			if cr := g.GetColumnRef(); cr != nil {
 				if c, ok := colRefOf(cr, s); ok {
-					st.groupBy = append(st.groupBy, c)
+					sh.groupBy = append(sh.groupBy, c)
 				}
 			}
 		}
 	}
 	if sel.HavingClause != nil {
-		st.groupNeeds = append(st.groupNeeds, "HAVING")
+		sh.group = append(sh.group, "HAVING")
 	}
+	return sh
+}
+
+// isAggCall reports whether fc is an aggregate call (not a window call).
+func isAggCall(fc *pg_query.FuncCall) bool {
+	return fc.Over == nil && (fc.AggStar || fc.AggDistinct || len(fc.AggOrder) > 0 || fc.AggFilter != nil || fc.AggWithinGroup || aggregateNames[funcName(fc)])
 }
 
 var aggregateNames = map[string]bool{

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/shardproxy/shardproxy/router"
@@ -39,6 +40,7 @@ type class struct {
 	members []int
 	pred    *kpred // restriction on the class key from its home scope; nil = none
 	label   string // "public.users.id"
+	home    int    // the scope of its outermost member
 	reason  string // pred as text
 }
 
@@ -59,6 +61,9 @@ type binding struct {
 	others   []string // tables not in the topology (sorted)
 	hasRef   bool
 	err      error
+
+	mu    sync.Mutex
+	merge [2]*mergeTmpl // scatter rewrites: [grouped by the class key]
 }
 
 func (st *stmtInfo) bind(snap *topology.Snapshot) *binding {
@@ -160,6 +165,7 @@ func newBinding(st *stmtInfo, snap *topology.Snapshot) *binding {
 				tie = true
 			}
 		}
+		c.home = home
 		if !tie && home >= 0 {
 			c.pred = b.project(st, st.scopes[home].pred, ci)
 		}

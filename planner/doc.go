@@ -28,14 +28,34 @@
 //     as a key only when exactly one distributed table of their own scope
 //     has a key of that name.
 //   - One shard for every class → Route. One class over several shards →
-//     Scatter, but only when concatenating rows is the exact answer (no
-//     ORDER BY, LIMIT/OFFSET, DISTINCT, window functions, set operations,
-//     and aggregates/GROUP BY/HAVING only when grouped by the class key);
-//     otherwise *plan.Unsupported (0A000) saying which condition to add.
-//     Several classes on different shards → 0A000. Writes (UPDATE, DELETE,
-//     data-modifying CTEs, DECLARE CURSOR) must land on one shard (0A000
-//     otherwise, until cross-shard writes exist). UPDATE of the key column
-//     → 0A000.
+//     Scatter. When concatenating the shards' rows is not the answer, the
+//     SELECT is rewritten for the shards (re-parsed and deparsed with
+//     pg_query, once per statement and topology snapshot) and merge
+//     operators go above the Scatter (see planner/plan/merge.go):
+//     ORDER BY → MergeSort (shards keep the ORDER BY; keys not in the
+//     select list become hidden columns, dropped by Project); LIMIT/OFFSET
+//     and FETCH FIRST (constants or $n) → Limit, shards get LIMIT
+//     count+offset; DISTINCT and DISTINCT ON → Distinct (shards keep it);
+//     aggregates, GROUP BY and HAVING not grouped by the class key →
+//     partial aggregates on the shards (avg = sum and count, count(DISTINCT
+//     x) pushes x into the shards' GROUP BY, ordered string_agg/array_agg
+//     send arrays of values and of sort keys) and Aggregate → Having →
+//     Sort above them; grouped by the key the shards' groups are final.
+//     UNION [ALL] whose every part reads one class (or, under UNION, none)
+//     → every shard runs the whole statement, Distinct for UNION. Stays
+//     0A000, with a message saying what to change: window functions,
+//     INTERSECT/EXCEPT, aggregates inside expressions, aggregates other
+//     than count/sum/avg/min/max/bool_and/bool_or/every/string_agg/
+//     array_agg, DISTINCT aggregates of two different expressions,
+//     GROUPING SETS, HAVING beyond AND/OR/NOT of comparisons, LIMIT
+//     expressions, WITH TIES, SELECT * with aggregates, and subqueries,
+//     CTEs or UNION parts that need LIMIT/DISTINCT/aggregation over rows of
+//     several shards (unless correlated with the outer query on the key).
+//     Several classes on different shards → 0A000. UPDATE/DELETE without a
+//     key condition selecting one shard → Scatter with Write (the executor
+//     sums command tags). Other writes (data-modifying CTEs, DECLARE
+//     CURSOR, MERGE) must land on one shard (0A000 otherwise). UPDATE of the
+//     key column → 0A000. COPY (query) TO that needs a merge → 0A000.
 //   - Tables not in the topology live on the default shard: statements on
 //     them (and catalog queries, and statements without tables) → Route to
 //     DefaultShard; combined with distributed tables they must route there.

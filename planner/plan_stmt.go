@@ -2,6 +2,8 @@ package planner
 
 import (
 	"fmt"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,14 +97,66 @@ type placement struct {
 	err     error
 }
 
+type need struct {
+	ci     int
+	shards []string
+	all    bool
+}
+
+// placeArms places a top-level set operation whose parts are on several
+// shards: every shard runs the whole statement, which is right when each
+// part reads exactly one class (its rows are split between the shards, so
+// the shards' results together are the part's result), or, below a UNION
+// that removes duplicates, no distributed table at all.
+func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
+	arms := st.arms[st.topScope]
+	per := make([][]int, len(arms))
+	for ci := range b.classes {
+		ai := -1
+		for i, a := range arms {
+			if st.within(b.classes[ci].home, a) {
+				ai = i
+			}
+		}
+		if ai < 0 {
+			return placement{err: unsupported("the set operation reads "+b.classes[ci].label+" outside its parts, on several shards",
+				"add key conditions that put every part on the same shard")}
+		}
+		per[ai] = append(per[ai], ci)
+	}
+	distinct := false
+	if sel := st.node.GetSelectStmt(); sel != nil {
+		distinct = sel.Op == pg_query.SetOperation_SETOP_UNION && !sel.All
+	}
+	for ai := range arms {
+		switch {
+		case len(per[ai]) > 1:
+			var labels []string
+			for _, ci := range per[ai] {
+				labels = append(labels, b.classes[ci].label)
+			}
+			return placement{err: unsupported(fmt.Sprintf("part %d of the set operation reads %s, which are not joined on their distribution keys and are not all on one shard", ai+1, strings.Join(labels, " and ")),
+				"join distributed tables on their keys, or add key conditions that put every table on the same shard")}
+		case len(per[ai]) == 0 && !distinct:
+			return placement{err: unsupported(fmt.Sprintf("part %d of UNION ALL reads no distributed table, so every shard would return its rows", ai+1),
+				"use UNION, or add key conditions that put every part on one shard")}
+		}
+	}
+	var shards, reasons []string
+	for _, n := range needs {
+		for _, s := range n.shards {
+			shards = addShard(shards, s)
+		}
+	}
+	for ci := range b.classes {
+		reasons = append(reasons, scatterWhy(&b.classes[ci]))
+	}
+	return placement{scatter: shards, class: -1, reason: strings.Join(reasons, " UNION ")}
+}
+
 // place decides where the tables of st (other than skip) must be read.
 func (p *Planner) place(st *stmtInfo, b *binding, params *Params) placement {
 	def := b.snap.DefaultShard()
-	type need struct {
-		ci     int
-		shards []string
-		all    bool
-	}
 	var needs []need
 	for ci := range b.classes {
 		s, all, err := b.shardSet(ci, params)
@@ -146,6 +200,9 @@ func (p *Planner) place(st *stmtInfo, b *binding, params *Params) placement {
 				strings.Join(b.others, ", "), def, strings.TrimSuffix(c.label, "."+b.rels[c.members[0]].key)),
 			fmt.Sprintf("declare %s as a reference table, or add a condition on %s that routes to shard %s", strings.Join(b.others, ", "), c.label, def))}
 	}
+	if st.topScope >= 0 && len(st.arms[st.topScope]) > 0 {
+		return p.placeArms(st, b, needs)
+	}
 	if len(needs) == 1 {
 		return placement{scatter: needs[0].shards, class: needs[0].ci, reason: b.classes[needs[0].ci].reason}
 	}
@@ -167,21 +224,111 @@ func (p *Planner) planRead(st *stmtInfo, b *binding, sql string, params *Params,
 		anyShard := len(b.classes) == 0 && len(b.others) == 0 && b.hasRef && st.readOnly
 		return &plan.Route{Shard: pl.single, SQL: sql, Reason: pl.reason, ReadOnly: st.readOnly, ReadAnyShard: anyShard}, nil
 	}
-	c := &b.classes[pl.class]
-	hint := fmt.Sprintf("add a condition on %s that selects one shard, such as WHERE %s = ...", c.label, c.label)
+	why := pl.reason
+	hint := "add conditions on the distribution keys that select one shard"
+	if pl.class >= 0 {
+		c := &b.classes[pl.class]
+		why = scatterWhy(c)
+		hint = fmt.Sprintf("add a condition on %s that selects one shard, such as WHERE %s = ...", c.label, c.label)
+	}
+	needs := fmt.Sprintf("%s needs shards %s", why, strings.Join(pl.scatter, ","))
 	if mustSingle {
-		return nil, unsupported(fmt.Sprintf("%s needs shards %s; this statement can run on one shard only", scatterWhy(c), strings.Join(pl.scatter, ",")), hint)
+		return nil, unsupported(needs+"; this statement can run on one shard only", hint)
 	}
-	if len(st.mergeNeeds) > 0 {
-		return nil, unsupported(fmt.Sprintf("%s across shards is not supported yet (%s needs shards %s)",
-			strings.Join(st.mergeNeeds, ", "), scatterWhy(c), strings.Join(pl.scatter, ",")), hint)
+	if err := p.nestedCheck(st, b, needs, hint); err != nil {
+		return nil, err
 	}
-	if len(st.groupNeeds) > 0 && !p.groupedByKey(st, b, pl.class) {
-		return nil, unsupported(fmt.Sprintf("%s across shards is not supported yet (%s needs shards %s)",
-			strings.Join(st.groupNeeds, ", "), scatterWhy(c), strings.Join(pl.scatter, ",")),
-			hint+", or GROUP BY "+c.label)
+	grouped := pl.class >= 0 && p.groupedByKey(st.groupBy, b, st, pl.class)
+	sc := &plan.Scatter{Shards: pl.scatter, SQL: sql, Reason: why, ReadOnly: st.readOnly, CopyHeader: copyHeader}
+	if len(st.mergeNeeds) == 0 && (len(st.groupNeeds) == 0 || grouped) {
+		return sc, nil
 	}
-	return &plan.Scatter{Shards: pl.scatter, SQL: sql, Reason: scatterWhy(c), ReadOnly: st.readOnly, CopyHeader: copyHeader}, nil
+	if st.kind != KindSelect {
+		what := append(append([]string(nil), st.mergeNeeds...), st.groupNeeds...)
+		return nil, unsupported(fmt.Sprintf("%s across shards is not supported in this statement (%s)", strings.Join(what, ", "), needs), hint)
+	}
+	m := b.mergeTemplate(st, sql, grouped)
+	if m.err != nil {
+		if u, ok := m.err.(*plan.Unsupported); ok {
+			h := u.Hint
+			if h == "" {
+				h = hint
+			}
+			return nil, &plan.Unsupported{Message: u.Message + " (" + needs + ")", Hint: h}
+		}
+		return nil, m.err
+	}
+	if m.none {
+		return sc, nil
+	}
+	sc.SQL = m.sql
+	return m.ops(sc, params)
+}
+
+// nestedCheck refuses subqueries, CTEs and UNION parts that need more than
+// concatenation (LIMIT, DISTINCT, aggregates not grouped by the key, ...)
+// over scattered tables, unless they are correlated with the outer query
+// on the distribution key (then each shard has all the rows they see).
+func (p *Planner) nestedCheck(st *stmtInfo, b *binding, needs, hint string) error {
+	for s, sh := range st.shapes {
+		if s == st.topScope || p.inTopSetOp(st, s) {
+			continue
+		}
+		var what []string
+		for _, m := range sh.merge {
+			if m != "UNION ALL" {
+				what = append(what, m)
+			}
+		}
+		for ri := range st.rels {
+			if b.rels[ri].kind != rbDist || !st.within(st.rels[ri].scope, s) {
+				continue
+			}
+			ci := b.relClass[ri]
+			anchored := false
+			for _, m := range b.classes[ci].members {
+				if !st.within(st.rels[m].scope, s) {
+					anchored = true
+				}
+			}
+			if anchored {
+				continue
+			}
+			w := what
+			if len(sh.group) > 0 && !p.groupedByKey(sh.groupBy, b, st, ci) {
+				w = append(append([]string(nil), w...), sh.group...)
+			}
+			if len(w) > 0 {
+				return unsupported(fmt.Sprintf("a subquery with %s over %s needs rows from several shards (%s)", strings.Join(w, ", "), b.classes[ci].label, needs),
+					"correlate the subquery with the outer query on the distribution key, move the "+w[0]+" to the outer query, or "+hint)
+			}
+		}
+	}
+	return nil
+}
+
+// inTopSetOp reports whether scope s is a set operation inside the
+// top-level set operation (its arms are checked as a whole by the merge).
+func (p *Planner) inTopSetOp(st *stmtInfo, s int) bool {
+	for ; s >= 0; s = st.scopes[s].parent {
+		if _, ok := st.arms[s]; !ok {
+			return false
+		}
+		if s == st.topScope {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether scope s is anc or nested in it.
+func (st *stmtInfo) within(s, anc int) bool {
+	for ; s >= 0; s = st.scopes[s].parent {
+		if s == anc {
+			return true
+		}
+	}
+	return false
 }
 
 func scatterWhy(c *class) string {
@@ -191,8 +338,8 @@ func scatterWhy(c *class) string {
 	return c.reason
 }
 
-func (p *Planner) groupedByKey(st *stmtInfo, b *binding, ci int) bool {
-	for _, g := range st.groupBy {
+func (p *Planner) groupedByKey(groupBy []colRef, b *binding, st *stmtInfo, ci int) bool {
+	for _, g := range groupBy {
 		ri := b.resolve(st, g)
 		if ri >= 0 && b.relClass[ri] == ci && b.rels[ri].key == g.name {
 			return true
@@ -225,14 +372,15 @@ func (p *Planner) planWrite(st *stmtInfo, b *binding, sql string, params *Params
 		if st.kind == KindMerge {
 			return nil, unsupported("MERGE into distributed table "+st.rels[t].name+" is not supported yet", "use INSERT ... ON CONFLICT")
 		}
-		op, err := p.planRead(st, b, sql, params, true, false)
+		op, err := p.planRead(st, b, sql, params, false, false)
 		if err != nil {
 			if u, ok := err.(*plan.Unsupported); ok {
-				c := &b.classes[b.relClass[t]]
-				u.Message = fmt.Sprintf("%s on %s: %s", strings.ToUpper(string(st.kind)), st.rels[t].name, u.Message)
-				u.Hint = fmt.Sprintf("add WHERE %s = ... (a condition on the distribution key that selects one shard)", c.label)
+				err = &plan.Unsupported{Message: fmt.Sprintf("%s on %s: %s", strings.ToUpper(string(st.kind)), st.rels[t].name, u.Message), Hint: u.Hint}
 			}
 			return nil, err
+		}
+		if sc, ok := op.(*plan.Scatter); ok {
+			sc.Write, sc.ReadOnly = true, false
 		}
 		return op, nil
 	}

@@ -105,21 +105,31 @@ type Route struct {
 	ReadAnyShard bool
 }
 
-// Scatter sends the same statement to several shards and concatenates
-// their results in unspecified order. The planner emits it only when the
-// concatenation is exactly what one server holding all the data would
-// return (no ORDER BY, LIMIT, aggregates, DISTINCT ...). Merge operators
-// (MergeSort, Limit, Aggregate) will take a Scatter as their input.
+// Scatter sends the same statement to several shards. Alone (the root of
+// a plan) its results are concatenated in unspecified order: the planner
+// emits it bare only when that is exactly what one server holding all the
+// data would return. Under merge operators (MergeSort, Aggregate, Limit,
+// ... see merge.go) SQL is the statement rewritten for the shards (sort
+// keys kept, LIMIT count+offset, partial aggregates, hidden columns
+// appended) and the operators above it say how to combine the streams.
 //
 // Bind values go with SQL unchanged to every shard. For a COPY ... TO the
 // client gets one CopyOutResponse; CopyHeader means each shard sends a CSV
 // header line and only the first shard's must be passed on.
+//
+// Write marks an UPDATE or DELETE (without a key condition selecting one
+// shard) run on every listed shard: the client gets one command tag with
+// the shards' row counts summed (UPDATE 42) and the RETURNING rows of all
+// shards concatenated. All shards must commit or none (two-phase commit's
+// job); until the executor has it, it must run such a Scatter only
+// outside an explicit transaction block, or refuse it.
 type Scatter struct {
 	Shards     []string
 	SQL        string
 	Reason     string
 	ReadOnly   bool
 	CopyHeader bool
+	Write      bool
 }
 
 // Broadcast runs the same statement on every listed shard (writes to
@@ -280,6 +290,9 @@ func (o *Scatter) Describe() Description {
 	}
 	if o.CopyHeader {
 		f["copy_header"] = true
+	}
+	if o.Write {
+		f["write"] = true
 	}
 	return Description{Name: "Scatter", Shards: append([]string(nil), o.Shards...), Fields: f}
 }

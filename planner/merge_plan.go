@@ -1,0 +1,1189 @@
+package planner
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+)
+
+// mergeTmpl is the rewrite of a scattered SELECT into per-shard SQL and the
+// merge operators above the Scatter, computed once per statement and
+// binding (it depends on the topology only through "grouped by the key").
+// Limit values that come from parameters are filled in per execution.
+type mergeTmpl struct {
+	none     bool // concatenating the shards' rows is exact: bare Scatter, original SQL
+	sql      string
+	keys     []plan.SortKey
+	agg      *plan.Aggregate // nil: no Aggregate
+	having   *plan.Cond
+	distinct *plan.Distinct
+	limit    *limitSpec
+	hidden   int
+	err      error
+}
+
+type limitSpec struct {
+	count, offset           int64 // constants; count -1 = none
+	countParam, offsetParam int   // 0-based Bind index, -1 = constant
+}
+
+// ops builds the operator tree over a Scatter for one execution.
+func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error) {
+	var op plan.Operator = sc
+	if m.agg != nil {
+		a := *m.agg
+		a.Input = op
+		op = &a
+		if m.having != nil {
+			op = &plan.Having{Input: op, Cond: m.having}
+		}
+		if len(m.keys) > 0 {
+			op = &plan.Sort{Input: op, Keys: m.keys}
+		}
+	} else if len(m.keys) > 0 {
+		op = &plan.MergeSort{Input: op, Keys: m.keys}
+	}
+	if m.distinct != nil {
+		d := *m.distinct
+		d.Input = op
+		op = &d
+	}
+	if l := m.limit; l != nil {
+		lim := &plan.Limit{Input: op, Count: l.count, Offset: l.offset, CountParam: l.countParam, OffsetParam: l.offsetParam}
+		if l.countParam >= 0 {
+			v, null, err := limitParam(params, l.countParam)
+			if err != nil {
+				return nil, err
+			}
+			if !null && v < 0 {
+				return nil, &plan.Error{Code: "2201W", Message: "LIMIT must not be negative"}
+			}
+			lim.Count = v
+			if null {
+				lim.Count = -1
+			}
+		}
+		if l.offsetParam >= 0 {
+			v, _, err := limitParam(params, l.offsetParam)
+			if err != nil {
+				return nil, err
+			}
+			if v < 0 {
+				return nil, &plan.Error{Code: "2201X", Message: "OFFSET must not be negative"}
+			}
+			lim.Offset = v
+		}
+		op = lim
+	}
+	if m.hidden > 0 {
+		op = &plan.Project{Input: op, Hidden: m.hidden}
+	}
+	return op, nil
+}
+
+// limitParam reads Bind value i as an integer (text, or binary int2/4/8).
+// A NULL value returns null=true and 0.
+func limitParam(params *Params, i int) (int64, bool, error) {
+	if params == nil || i >= len(params.Values) {
+		n := 0
+		if params != nil {
+			n = len(params.Values)
+		}
+		return 0, false, &plan.Error{Code: "08P01", Message: fmt.Sprintf("bind message supplies %d parameters, but LIMIT/OFFSET uses $%d", n, i+1)}
+	}
+	v := params.Values[i]
+	if v == nil {
+		return 0, true, nil
+	}
+	if params.format(i) == 1 {
+		switch len(v) {
+		case 2:
+			return int64(int16(binary.BigEndian.Uint16(v))), false, nil
+		case 4:
+			return int64(int32(binary.BigEndian.Uint32(v))), false, nil
+		case 8:
+			return int64(binary.BigEndian.Uint64(v)), false, nil
+		}
+		return 0, false, &plan.Error{Code: "22P03", Message: fmt.Sprintf("incorrect binary data format in LIMIT/OFFSET parameter $%d", i+1)}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
+	if err != nil {
+		return 0, false, &plan.Error{Code: "22P02", Message: fmt.Sprintf("invalid input syntax for type bigint: %q", string(v))}
+	}
+	return n, false, nil
+}
+
+// mergeTemplate returns the (memoised) rewrite of st for class ci.
+func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped bool) *mergeTmpl {
+	key := 0
+	if grouped {
+		key = 1
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := b.merge[key]; m != nil {
+		return m
+	}
+	m := buildMerge(sql, grouped)
+	b.merge[key] = m
+	return m
+}
+
+// buildMerge parses sql again (the cached tree is shared and must not be
+// modified) and rewrites its top-level SELECT for scattering. grouped
+// means the query groups by the scattered class's key, so each group is
+// on one shard and aggregates/HAVING are final on the shards.
+func buildMerge(sql string, grouped bool) *mergeTmpl {
+	tree, err := pg_query.Parse(sql)
+	if err != nil || len(tree.Stmts) != 1 {
+		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
+	}
+	var sel *pg_query.SelectStmt
+	switch x := tree.Stmts[0].Stmt.Node.(type) {
+	case *pg_query.Node_SelectStmt:
+		sel = x.SelectStmt
+	case *pg_query.Node_ExplainStmt:
+		sel = x.ExplainStmt.Query.GetSelectStmt()
+	}
+	if sel == nil {
+		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
+	}
+	mb := &mergeBuilder{sel: sel, grouped: grouped}
+	m, err := mb.build()
+	if err != nil {
+		return &mergeTmpl{err: err}
+	}
+	if m.none {
+		return m
+	}
+	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}})
+	if err != nil {
+		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards: "+err.Error(), "")}
+	}
+	m.sql = out
+	return m
+}
+
+// colIdx is a column of the shard rows while building: a visible position
+// (hidden=false) or the j-th appended hidden column.
+type colIdx struct {
+	hidden bool
+	j      int
+}
+
+type mergeBuilder struct {
+	sel     *pg_query.SelectStmt
+	grouped bool
+
+	visible int  // original select-list entries (not columns when star)
+	star    bool // the select list has * (width unknown)
+	starAt  int  // first * entry; positions from it on are unknown
+	hidden  []*pg_query.Node
+	exprs   map[string]colIdx // deparsed expression → column
+	names   map[string]colIdx // output name → column (-1 j when ambiguous)
+
+	// aggregate mode
+	agg       bool
+	cols      []plan.AggColumn // per visible entry, then per hidden
+	distinctX string           // deparsed argument of DISTINCT aggregates
+	groupKeys map[string]bool
+}
+
+func (mb *mergeBuilder) build() (*mergeTmpl, error) {
+	sel := mb.sel
+	if sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return mb.setOp()
+	}
+	if len(sel.WindowClause) > 0 {
+		return nil, unsupported("window functions across shards are not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
+	}
+	if sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
+		return nil, unsupported("FETCH FIRST ... WITH TIES across shards is not supported yet", "use FETCH FIRST ... ROWS ONLY or LIMIT")
+	}
+	if len(sel.LockingClause) > 0 && (len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0) {
+		return nil, unsupported("FOR UPDATE/SHARE with ORDER BY, LIMIT or DISTINCT across shards is not supported", "lock the rows of each shard with a key condition")
+	}
+	mb.exprs = map[string]colIdx{}
+	mb.names = map[string]colIdx{}
+	mb.starAt = -1
+	hasAgg := false
+	for i, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil {
+			continue
+		}
+		if isStar(rt.Val) {
+			if !mb.star {
+				mb.star, mb.starAt = true, i
+			}
+			continue
+		}
+		if w := windowIn(rt.Val); w != "" {
+			return nil, unsupported("window function "+w+"() across shards is not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
+		}
+		if containsAgg(rt.Val) {
+			hasAgg = true
+		}
+	}
+	mb.visible = len(sel.TargetList)
+	if containsAgg(sel.HavingClause) || len(sel.GroupClause) > 0 || sel.HavingClause != nil {
+		hasAgg = true
+	}
+	for _, s := range sel.SortClause {
+		if sb := s.GetSortBy(); sb != nil && containsAgg(sb.Node) {
+			hasAgg = true
+		}
+	}
+	mb.agg = hasAgg && !mb.grouped
+	if mb.agg {
+		return mb.aggregate()
+	}
+	return mb.plain()
+}
+
+// plain rewrites a SELECT without cross-shard aggregation: shards sort and
+// limit; the proxy merges, removes duplicates and limits again.
+func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
+	sel := mb.sel
+	m := &mergeTmpl{}
+	for i, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil || (mb.star && i >= mb.starAt) {
+			continue
+		}
+		mb.noteTarget(i, rt)
+	}
+	keys, err := mb.sortKeys(false)
+	if err != nil {
+		return nil, err
+	}
+	m.keys = keys
+	if len(sel.DistinctClause) > 0 {
+		d, err := mb.distinctOp(false)
+		if err != nil {
+			return nil, err
+		}
+		m.distinct = d
+	}
+	lim, err := limitOf(sel)
+	if err != nil {
+		return nil, err
+	}
+	if lim != nil {
+		m.limit = lim
+		pushLimit(sel, lim)
+	}
+	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
+		return &mergeTmpl{none: true}, nil
+	}
+	mb.appendHidden()
+	m.hidden = len(mb.hidden)
+	m.keys = mb.resolveKeys(m.keys)
+	if m.distinct != nil {
+		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
+	}
+	return m, nil
+}
+
+// aggregate rewrites a SELECT with aggregates or GROUP BY that is not
+// grouped by the key: shards compute partial aggregates per group, the
+// proxy combines them.
+func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
+	sel := mb.sel
+	if mb.star {
+		return nil, unsupported("SELECT * with aggregates or GROUP BY across shards is not supported", "list the columns")
+	}
+	for _, g := range sel.GroupClause {
+		if g.GetGroupingSet() != nil {
+			return nil, unsupported("GROUPING SETS, ROLLUP and CUBE across shards are not supported yet", "GROUP BY the distribution key, or add a key condition")
+		}
+	}
+	if sel.GroupDistinct {
+		return nil, unsupported("GROUP BY DISTINCT across shards is not supported yet", "")
+	}
+	m := &mergeTmpl{}
+	mb.cols = make([]plan.AggColumn, len(sel.TargetList))
+	mb.groupKeys = map[string]bool{}
+	scalar := len(sel.GroupClause) == 0
+	// Note every entry (by its original text) before rewriting partials.
+	for i, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		mb.noteTarget(i, rt)
+		if !containsAgg(rt.Val) {
+			mb.cols[i] = plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: outputName(rt)}
+		}
+	}
+	var groupCols []int
+	for _, g := range sel.GroupClause {
+		c, err := mb.groupCol(g)
+		if err != nil {
+			return nil, err
+		}
+		groupCols = append(groupCols, c)
+		mb.groupKeys[deparseExpr(g)] = true
+	}
+	for i, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		if !containsAgg(rt.Val) {
+			continue
+		}
+		fc := rt.Val.GetFuncCall()
+		if fc == nil || !isAggCall(fc) {
+			return nil, unsupported("an aggregate inside an expression ("+deparseExpr(rt.Val)+") across shards is not supported yet",
+				"select the aggregate itself and compute the expression in the application, or add a key condition")
+		}
+		name := outputName(rt)
+		col, extra, err := mb.partial(fc, name)
+		if err != nil {
+			return nil, err
+		}
+		rt.Name = name
+		rt.Val = extra.val
+		mb.cols[i] = col
+		if extra.hiddenArg != nil {
+			j := mb.addHidden(extra.hiddenArg, plan.AggColumn{Func: extra.hiddenFunc, Arg: -1, Name: extra.hiddenFunc})
+			mb.cols[i].Arg = -1000 - j // resolved below
+		}
+	}
+	if sel.HavingClause != nil {
+		c, err := mb.cond(sel.HavingClause)
+		if err != nil {
+			return nil, err
+		}
+		m.having = c
+		sel.HavingClause = nil
+	}
+	keys, err := mb.sortKeys(true)
+	if err != nil {
+		return nil, err
+	}
+	m.keys = keys
+	sel.SortClause = nil
+	if len(sel.DistinctClause) > 0 {
+		d, err := mb.distinctOp(true)
+		if err != nil {
+			return nil, err
+		}
+		m.distinct = d
+		sel.DistinctClause = nil
+	}
+	lim, err := limitOf(sel)
+	if err != nil {
+		return nil, err
+	}
+	m.limit = lim
+	sel.LimitCount, sel.LimitOffset, sel.LimitOption = nil, nil, pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	mb.appendHidden()
+	m.hidden = len(mb.hidden)
+	for i := range mb.cols {
+		if mb.cols[i].Arg <= -1000 {
+			mb.cols[i].Arg = len(sel.TargetList) - len(mb.hidden) + (-1000 - mb.cols[i].Arg)
+		}
+	}
+	agg := &plan.Aggregate{Columns: mb.cols, Scalar: scalar}
+	for _, c := range groupCols {
+		agg.GroupBy = append(agg.GroupBy, mb.resolve(colIdxOf(c)))
+	}
+	m.agg = agg
+	m.keys = mb.resolveKeys(m.keys)
+	if m.distinct != nil {
+		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
+	}
+	if m.having != nil {
+		mb.resolveCond(m.having)
+	}
+	return m, nil
+}
+
+// encodeCol packs a colIdx into an int for the operator fields while
+// building (hidden j → -1-j); resolve turns it into the final index.
+func encodeCol(c colIdx) int {
+	if c.hidden {
+		return -1 - c.j
+	}
+	return c.j
+}
+
+func colIdxOf(i int) colIdx {
+	if i < 0 {
+		return colIdx{hidden: true, j: -1 - i}
+	}
+	return colIdx{j: i}
+}
+
+func (mb *mergeBuilder) resolve(c colIdx) int {
+	if !c.hidden {
+		return c.j
+	}
+	if mb.star {
+		return -(len(mb.hidden) - c.j)
+	}
+	return mb.visible + c.j
+}
+
+func (mb *mergeBuilder) resolveKeys(keys []plan.SortKey) []plan.SortKey {
+	for i := range keys {
+		keys[i].Column = mb.resolve(colIdxOf(keys[i].Column))
+	}
+	return keys
+}
+
+func (mb *mergeBuilder) resolveCols(cols []int) []int {
+	for i := range cols {
+		cols[i] = mb.resolve(colIdxOf(cols[i]))
+	}
+	return cols
+}
+
+func (mb *mergeBuilder) resolveCond(c *plan.Cond) {
+	if c.Op == "column" {
+		c.Column = mb.resolve(colIdxOf(c.Column))
+	}
+	for _, a := range c.Args {
+		mb.resolveCond(a)
+	}
+}
+
+func (mb *mergeBuilder) appendHidden() {
+	for _, h := range mb.hidden {
+		mb.sel.TargetList = append(mb.sel.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: h, Location: -1}}})
+	}
+}
+
+// addHidden appends an expression as a hidden column (aggregate mode: with
+// its merge function) and returns its hidden index.
+func (mb *mergeBuilder) addHidden(n *pg_query.Node, col plan.AggColumn) int {
+	mb.hidden = append(mb.hidden, n)
+	if mb.agg {
+		mb.cols = append(mb.cols, col)
+	}
+	return len(mb.hidden) - 1
+}
+
+// noteTarget records select-list entry i for lookups by expression and
+// by output name.
+func (mb *mergeBuilder) noteTarget(i int, rt *pg_query.ResTarget) {
+	c := colIdx{j: i}
+	k := deparseExpr(rt.Val)
+	if _, ok := mb.exprs[k]; !ok {
+		mb.exprs[k] = c
+	}
+	if name := outputName(rt); name != "" {
+		if _, ok := mb.names[name]; ok {
+			mb.names[name] = colIdx{j: -1}
+		} else {
+			mb.names[name] = c
+		}
+	}
+}
+
+// column finds the shard column of an ORDER BY / GROUP BY / DISTINCT ON
+// item: a position, an output name (preferOutput), or an equal
+// expression; ok=false when it must be added as a hidden column.
+func (mb *mergeBuilder) column(n *pg_query.Node, preferOutput bool, what string) (colIdx, bool, error) {
+	if c := n.GetAConst(); c != nil {
+		if iv, ok := c.Val.(*pg_query.A_Const_Ival); ok {
+			p := int(iv.Ival.Ival)
+			if p < 1 || p > mb.visible {
+				return colIdx{}, false, nil // the shard reports the error
+			}
+			if mb.star && p-1 >= mb.starAt {
+				return colIdx{}, false, unsupported(what+" by position after * across shards is not supported", "name the column")
+			}
+			return colIdx{j: p - 1}, true, nil
+		}
+	}
+	name := ""
+	if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
+		if s := cr.Fields[0].GetString_(); s != nil {
+			name = s.Sval
+		}
+	}
+	if preferOutput && name != "" {
+		if c, ok := mb.names[name]; ok && c.j >= 0 {
+			return c, true, nil
+		}
+	}
+	if c, ok := mb.exprs[deparseExpr(n)]; ok {
+		return c, true, nil
+	}
+	if !preferOutput && name != "" {
+		if c, ok := mb.names[name]; ok && c.j >= 0 {
+			return c, true, nil
+		}
+	}
+	return colIdx{}, false, nil
+}
+
+func (mb *mergeBuilder) groupCol(g *pg_query.Node) (int, error) {
+	c, ok, err := mb.column(g, false, "GROUP BY")
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		if mb.agg && !c.hidden {
+			mb.cols[c.j].Func = plan.AggKey
+		}
+		return encodeCol(c), nil
+	}
+	j := mb.addHidden(g, plan.AggColumn{Func: plan.AggKey, Arg: -1})
+	mb.exprs[deparseExpr(g)] = colIdx{hidden: true, j: j}
+	return encodeCol(colIdx{hidden: true, j: j}), nil
+}
+
+// sortKeys turns ORDER BY into keys, adding hidden columns as needed.
+func (mb *mergeBuilder) sortKeys(agg bool) ([]plan.SortKey, error) {
+	var keys []plan.SortKey
+	for _, s := range mb.sel.SortClause {
+		sb := s.GetSortBy()
+		if sb == nil {
+			continue
+		}
+		if sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return nil, unsupported("ORDER BY ... USING across shards is not supported", "use ASC or DESC")
+		}
+		k := plan.SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+		k.NullsFirst = k.Desc
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			k.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+			k.NullsFirst = false
+		}
+		expr := sb.Node
+		if cc := expr.GetCollateClause(); cc != nil {
+			var parts []string
+			for _, p := range cc.Collname {
+				if str := p.GetString_(); str != nil {
+					parts = append(parts, str.Sval)
+				}
+			}
+			k.Collation = strings.Join(parts, ".")
+		}
+		c, ok, err := mb.column(expr, true, "ORDER BY")
+		if err != nil {
+			return nil, err
+		}
+		if !ok && expr.GetCollateClause() != nil {
+			c, ok, err = mb.column(expr.GetCollateClause().Arg, true, "ORDER BY")
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !ok {
+			if isIntConst(expr) {
+				return nil, unsupported("ORDER BY position out of range", "")
+			}
+			if agg {
+				col, err := mb.aggExprCol(expr, "ORDER BY")
+				if err != nil {
+					return nil, err
+				}
+				c = col
+			} else {
+				j := mb.addHidden(expr, plan.AggColumn{})
+				c = colIdx{hidden: true, j: j}
+				mb.exprs[deparseExpr(expr)] = c
+			}
+		}
+		k.Column = encodeCol(c)
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// aggExprCol makes a hidden column for an expression in ORDER BY or
+// HAVING of an aggregate query: an aggregate call (partial + merge
+// function) or an expression of the group keys (any value of the group).
+func (mb *mergeBuilder) aggExprCol(n *pg_query.Node, what string) (colIdx, error) {
+	k := deparseExpr(n)
+	if c, ok := mb.exprs[k]; ok {
+		return c, nil
+	}
+	if !containsAgg(n) {
+		j := mb.addHidden(n, plan.AggColumn{Func: plan.AggAny, Arg: -1})
+		mb.exprs[k] = colIdx{hidden: true, j: j}
+		return colIdx{hidden: true, j: j}, nil
+	}
+	fc := n.GetFuncCall()
+	if fc == nil || !isAggCall(fc) {
+		return colIdx{}, unsupported("an aggregate inside an expression in "+what+" ("+k+") across shards is not supported yet",
+			"compare or sort by the aggregate itself, or add a key condition")
+	}
+	col, extra, err := mb.partial(fc, funcName(fc))
+	if err != nil {
+		return colIdx{}, err
+	}
+	j := mb.addHidden(extra.val, col)
+	if extra.hiddenArg != nil {
+		a := mb.addHidden(extra.hiddenArg, plan.AggColumn{Func: extra.hiddenFunc, Arg: -1})
+		mb.cols[len(mb.cols)-2].Arg = -1000 - a
+	}
+	mb.exprs[k] = colIdx{hidden: true, j: j}
+	return colIdx{hidden: true, j: j}, nil
+}
+
+type partialExtra struct {
+	val        *pg_query.Node // the shard's expression at the column
+	hiddenArg  *pg_query.Node // a second partial (avg's count, ordered agg's keys)
+	hiddenFunc string
+}
+
+// partial rewrites one aggregate call into its per-shard partial and the
+// merge function.
+func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggColumn, partialExtra, error) {
+	fn := funcName(fc)
+	col := plan.AggColumn{Arg: -1, Name: name}
+	self := &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}
+	ex := partialExtra{val: self}
+	if fc.AggWithinGroup {
+		return col, ex, unsupported(fn+"() WITHIN GROUP across shards is not supported", "add a key condition")
+	}
+	if len(fc.Funcname) > 1 {
+		if s := fc.Funcname[0].GetString_(); s == nil || s.Sval != "pg_catalog" {
+			return col, ex, unsupported("aggregate "+deparseFuncName(fc)+"() across shards is not supported", "add a key condition")
+		}
+	}
+	withName := func(newName string, args []*pg_query.Node, order []*pg_query.Node) *pg_query.Node {
+		c := &pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode(newName)}, Args: args, AggOrder: order,
+			AggFilter: fc.AggFilter, AggStar: fc.AggStar, Funcformat: fc.Funcformat, Location: -1}
+		return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: c}}
+	}
+	if fc.AggDistinct {
+		if fn == "min" || fn == "max" {
+			fc.AggDistinct = false
+		} else {
+			if fn != "count" && fn != "sum" && fn != "avg" {
+				return col, ex, unsupported(fn+"(DISTINCT ...) across shards is not supported yet", "use count, sum or avg with DISTINCT, or add a key condition")
+			}
+			if len(fc.Args) != 1 || fc.AggFilter != nil {
+				return col, ex, unsupported(fn+"(DISTINCT ...) with several arguments or FILTER across shards is not supported", "add a key condition")
+			}
+			x := fc.Args[0]
+			k := deparseExpr(x)
+			if mb.distinctX != "" && mb.distinctX != k {
+				return col, ex, unsupported("DISTINCT aggregates of different expressions ("+mb.distinctX+", "+k+") across shards are not supported", "use one DISTINCT expression per query, or add a key condition")
+			}
+			if mb.distinctX == "" {
+				mb.distinctX = k
+				if !mb.groupKeys[k] {
+					mb.sel.GroupClause = append(mb.sel.GroupClause, x)
+				}
+			}
+			ex.val = x
+			col.Func = map[string]string{"count": plan.AggCountDst, "sum": plan.AggSumDst, "avg": plan.AggAvgDst}[fn]
+			return col, ex, nil
+		}
+	}
+	switch fn {
+	case "count":
+		col.Func = plan.AggCount
+	case "sum":
+		col.Func = plan.AggSum
+	case "min":
+		col.Func = plan.AggMin
+	case "max":
+		col.Func = plan.AggMax
+	case "bool_and", "every":
+		col.Func = plan.AggBoolAnd
+	case "bool_or":
+		col.Func = plan.AggBoolOr
+	case "avg":
+		if len(fc.Args) != 1 {
+			return col, ex, unsupported("avg() needs one argument", "")
+		}
+		col.Func = plan.AggAvg
+		ex.val = withName("sum", fc.Args, nil)
+		ex.hiddenArg = withName("count", fc.Args, nil)
+		ex.hiddenFunc = plan.AggCount
+	case "string_agg", "array_agg":
+		if fn == "string_agg" {
+			if len(fc.Args) != 2 {
+				return col, ex, unsupported("string_agg() needs two arguments", "")
+			}
+			sep := fc.Args[1]
+			if tc := sep.GetTypeCast(); tc != nil {
+				sep = tc.Arg
+			}
+			c := sep.GetAConst()
+			sv, ok := c.GetVal().(*pg_query.A_Const_Sval)
+			if c == nil || !ok {
+				return col, ex, unsupported("string_agg() across shards needs a constant delimiter", "use a string literal as the delimiter")
+			}
+			col.Sep = sv.Sval.Sval
+		}
+		if len(fc.AggOrder) == 0 {
+			col.Func = plan.AggStringAgg
+			if fn == "array_agg" {
+				col.Func = plan.AggArrayAgg
+			}
+			return col, ex, nil
+		}
+		if len(fc.AggOrder) != 1 {
+			return col, ex, unsupported(fn+"() with several ORDER BY keys across shards is not supported yet", "order by one expression")
+		}
+		sb := fc.AggOrder[0].GetSortBy()
+		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return col, ex, unsupported(fn+"(... ORDER BY ... USING) across shards is not supported", "")
+		}
+		col.Func = plan.AggOrderedStringAgg
+		if fn == "array_agg" {
+			col.Func = plan.AggOrderedArrayAgg
+		}
+		col.Desc = sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC
+		col.NullsFirst = col.Desc
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			col.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+			col.NullsFirst = false
+		}
+		ex.val = withName("array_agg", fc.Args[:1], fc.AggOrder)
+		ex.hiddenArg = withName("array_agg", []*pg_query.Node{sb.Node}, fc.AggOrder)
+		ex.hiddenFunc = plan.AggAny
+	default:
+		return col, ex, unsupported("aggregate "+fn+"() across shards is not supported yet",
+			"use count, sum, avg, min, max, bool_and, bool_or, string_agg or array_agg, GROUP BY the distribution key, or add a key condition")
+	}
+	return col, ex, nil
+}
+
+// cond translates HAVING into a Cond over (possibly hidden) columns.
+func (mb *mergeBuilder) cond(n *pg_query.Node) (*plan.Cond, error) {
+	bad := func() (*plan.Cond, error) {
+		return nil, unsupported("this HAVING condition ("+deparseExpr(n)+") cannot be evaluated across shards yet",
+			"use AND/OR/NOT of comparisons (=, <>, <, <=, >, >=, IS [NOT] NULL) between aggregates, grouped columns and constants, or add a key condition")
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_BoolExpr:
+		op := map[pg_query.BoolExprType]string{pg_query.BoolExprType_AND_EXPR: "and", pg_query.BoolExprType_OR_EXPR: "or", pg_query.BoolExprType_NOT_EXPR: "not"}[x.BoolExpr.Boolop]
+		if op == "" {
+			return bad()
+		}
+		c := &plan.Cond{Op: op}
+		for _, a := range x.BoolExpr.Args {
+			ac, err := mb.cond(a)
+			if err != nil {
+				return nil, err
+			}
+			c.Args = append(c.Args, ac)
+		}
+		return c, nil
+	case *pg_query.Node_AExpr:
+		if x.AExpr.Kind != pg_query.A_Expr_Kind_AEXPR_OP || x.AExpr.Lexpr == nil {
+			return bad()
+		}
+		op := opName(x.AExpr)
+		if op == "!=" {
+			op = "<>"
+		}
+		switch op {
+		case "=", "<>", "<", "<=", ">", ">=":
+		default:
+			return bad()
+		}
+		l, err := mb.operand(x.AExpr.Lexpr)
+		if err != nil {
+			return nil, err
+		}
+		r, err := mb.operand(x.AExpr.Rexpr)
+		if err != nil {
+			return nil, err
+		}
+		if l.Op == "const" && r.Op == "const" {
+			return bad()
+		}
+		return &plan.Cond{Op: op, Args: []*plan.Cond{l, r}}, nil
+	case *pg_query.Node_NullTest:
+		a, err := mb.operand(x.NullTest.Arg)
+		if err != nil {
+			return nil, err
+		}
+		op := "is_null"
+		if x.NullTest.Nulltesttype == pg_query.NullTestType_IS_NOT_NULL {
+			op = "is_not_null"
+		}
+		return &plan.Cond{Op: op, Args: []*plan.Cond{a}}, nil
+	}
+	return bad()
+}
+
+func (mb *mergeBuilder) operand(n *pg_query.Node) (*plan.Cond, error) {
+	v := valueOf(n)
+	switch v.kind {
+	case vConst:
+		return &plan.Cond{Op: "const", Value: v.text}, nil
+	case vNull:
+		return &plan.Cond{Op: "const", Null: true}, nil
+	case vParam:
+		return nil, unsupported("parameters in HAVING across shards are not supported yet", "use a constant, or add a key condition")
+	}
+	c, err := mb.aggExprCol(n, "HAVING")
+	if err != nil {
+		return nil, err
+	}
+	return &plan.Cond{Op: "column", Column: encodeCol(c)}, nil
+}
+
+// distinctOp builds Distinct for DISTINCT / DISTINCT ON. Plain DISTINCT is
+// parsed as one nil item.
+func (mb *mergeBuilder) distinctOp(agg bool) (*plan.Distinct, error) {
+	sel := mb.sel
+	if len(sel.DistinctClause) == 1 && sel.DistinctClause[0].GetNode() == nil {
+		if mb.star {
+			return &plan.Distinct{}, nil // all columns (hidden ones depend on them)
+		}
+		d := &plan.Distinct{}
+		for i := 0; i < mb.visible; i++ {
+			d.Columns = append(d.Columns, i)
+		}
+		return d, nil
+	}
+	d := &plan.Distinct{On: true}
+	for _, n := range sel.DistinctClause {
+		c, ok, err := mb.column(n, false, "DISTINCT ON")
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if agg {
+				c, err = mb.aggExprCol(n, "DISTINCT ON")
+				if err != nil {
+					return nil, err
+				}
+			} else {
+				j := mb.addHidden(n, plan.AggColumn{})
+				c = colIdx{hidden: true, j: j}
+				mb.exprs[deparseExpr(n)] = c
+			}
+		}
+		d.Columns = append(d.Columns, encodeCol(c))
+	}
+	return d, nil
+}
+
+// setOp rewrites UNION [ALL] of scattered SELECTs: every shard runs the
+// whole statement over its rows; UNION removes duplicates again after
+// the merge.
+func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
+	sel := mb.sel
+	distinct, err := checkSetOps(sel, true)
+	if err != nil {
+		return nil, err
+	}
+	m := &mergeTmpl{}
+	mb.exprs = map[string]colIdx{}
+	mb.names = map[string]colIdx{}
+	left := sel
+	for left.Op != pg_query.SetOperation_SETOP_NONE {
+		left = left.Larg
+	}
+	mb.visible = len(left.TargetList)
+	mb.starAt = -1
+	for i, t := range left.TargetList {
+		rt := t.GetResTarget()
+		if isStar(rt.Val) {
+			if !mb.star {
+				mb.star, mb.starAt = true, i
+			}
+			continue
+		}
+		if !mb.star {
+			if name := outputName(rt); name != "" {
+				mb.names[name] = colIdx{j: i}
+			}
+		}
+	}
+	for _, s := range sel.SortClause {
+		sb := s.GetSortBy()
+		if sb == nil {
+			continue
+		}
+		if sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return nil, unsupported("ORDER BY ... USING across shards is not supported", "use ASC or DESC")
+		}
+		k := plan.SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+		k.NullsFirst = k.Desc
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			k.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+			k.NullsFirst = false
+		}
+		expr := sb.Node
+		if cc := expr.GetCollateClause(); cc != nil {
+			var parts []string
+			for _, p := range cc.Collname {
+				if str := p.GetString_(); str != nil {
+					parts = append(parts, str.Sval)
+				}
+			}
+			k.Collation = strings.Join(parts, ".")
+			expr = cc.Arg
+		}
+		c, ok, err := mb.column(expr, true, "ORDER BY")
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, unsupported("ORDER BY of a UNION across shards must name an output column or its position", "")
+		}
+		k.Column = c.j
+		m.keys = append(m.keys, k)
+	}
+	if distinct {
+		m.distinct = &plan.Distinct{}
+	}
+	if sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
+		return nil, unsupported("FETCH FIRST ... WITH TIES across shards is not supported yet", "use FETCH FIRST ... ROWS ONLY or LIMIT")
+	}
+	lim, err := limitOf(sel)
+	if err != nil {
+		return nil, err
+	}
+	if lim != nil {
+		m.limit = lim
+		pushLimit(sel, lim)
+	}
+	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
+		return &mergeTmpl{none: true}, nil
+	}
+	return m, nil
+}
+
+// checkSetOps accepts UNION ALL trees, and any UNION/UNION ALL tree whose
+// top is UNION (the final duplicate removal covers the inner ones). It
+// returns whether duplicates must be removed.
+func checkSetOps(sel *pg_query.SelectStmt, top bool) (bool, error) {
+	switch sel.Op {
+	case pg_query.SetOperation_SETOP_NONE:
+		return false, nil
+	case pg_query.SetOperation_SETOP_UNION:
+	default:
+		return false, unsupported(strings.TrimPrefix(sel.Op.String(), "SETOP_")+" across shards is not supported", "use UNION, or add key conditions that put every part on one shard")
+	}
+	distinct := !sel.All
+	for _, arm := range []*pg_query.SelectStmt{sel.Larg, sel.Rarg} {
+		d, err := checkSetOps(arm, false)
+		if err != nil {
+			return false, err
+		}
+		if d && !(top && distinct) && !distinct {
+			return false, unsupported("UNION inside UNION ALL across shards is not supported", "use UNION ALL throughout, or UNION at the top")
+		}
+	}
+	return distinct, nil
+}
+
+// limitOf reads LIMIT/OFFSET (and FETCH FIRST): constants or $n.
+func limitOf(sel *pg_query.SelectStmt) (*limitSpec, error) {
+	if sel.LimitCount == nil && sel.LimitOffset == nil {
+		return nil, nil
+	}
+	l := &limitSpec{count: -1, countParam: -1, offsetParam: -1}
+	read := func(n *pg_query.Node, what string) (int64, int, bool, error) {
+		if n == nil {
+			return 0, -1, true, nil
+		}
+		v := valueOf(n)
+		switch v.kind {
+		case vNull:
+			return 0, -1, true, nil
+		case vParam:
+			return 0, v.param, false, nil
+		case vConst:
+			x, err := strconv.ParseInt(v.text, 10, 64)
+			if err == nil {
+				return x, -1, false, nil
+			}
+			if f, ferr := strconv.ParseFloat(v.text, 64); ferr == nil && f == math.Round(f) && !v.str {
+				return int64(f), -1, false, nil
+			}
+		}
+		return 0, -1, false, unsupported(what+" with an expression across shards is not supported", "use a constant or a parameter")
+	}
+	c, cp, cnull, err := read(sel.LimitCount, "LIMIT")
+	if err != nil {
+		return nil, err
+	}
+	o, op, _, err := read(sel.LimitOffset, "OFFSET")
+	if err != nil {
+		return nil, err
+	}
+	if !cnull {
+		l.count = c
+	}
+	l.countParam, l.offset, l.offsetParam = cp, o, op
+	if cp < 0 && !cnull && c < 0 {
+		return nil, &plan.Error{Code: "2201W", Message: "LIMIT must not be negative"}
+	}
+	if op < 0 && o < 0 {
+		return nil, &plan.Error{Code: "2201X", Message: "OFFSET must not be negative"}
+	}
+	return l, nil
+}
+
+// pushLimit makes the shards' statement return at most count+offset rows
+// and no offset.
+func pushLimit(sel *pg_query.SelectStmt, l *limitSpec) {
+	sel.LimitOffset = nil
+	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_COUNT
+	switch {
+	case l.count < 0 && l.countParam < 0:
+		sel.LimitCount = nil
+		sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	case l.countParam < 0 && l.offsetParam < 0:
+		if l.count > math.MaxInt64-l.offset {
+			sel.LimitCount = nil
+			sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+			return
+		}
+		sel.LimitCount = pg_query.MakeAConstIntNode(l.count+l.offset, -1)
+		if l.count+l.offset > math.MaxInt32 {
+			sel.LimitCount = &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Fval{Fval: &pg_query.Float{Fval: strconv.FormatInt(l.count+l.offset, 10)}}, Location: -1}}}
+		}
+	default:
+		term := func(v int64, p int) *pg_query.Node {
+			if p < 0 {
+				return pg_query.MakeAConstIntNode(v, -1)
+			}
+			return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
+				Arg:      pg_query.MakeParamRefNode(int32(p+1), -1),
+				TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1, Location: -1},
+				Location: -1}}}
+		}
+		if l.offset == 0 && l.offsetParam < 0 {
+			sel.LimitCount = term(l.count, l.countParam)
+			return
+		}
+		sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
+			term(l.count, l.countParam), term(l.offset, l.offsetParam), -1)
+	}
+}
+
+func isStar(n *pg_query.Node) bool {
+	cr := n.GetColumnRef()
+	if cr == nil || len(cr.Fields) == 0 {
+		return false
+	}
+	return cr.Fields[len(cr.Fields)-1].GetAStar() != nil
+}
+
+func isIntConst(n *pg_query.Node) bool {
+	if c := n.GetAConst(); c != nil {
+		_, ok := c.Val.(*pg_query.A_Const_Ival)
+		return ok
+	}
+	return false
+}
+
+// containsAgg reports an aggregate call in n outside sublinks.
+func containsAgg(n *pg_query.Node) bool {
+	found := false
+	walkExpr(n, func(c *pg_query.Node) bool {
+		if found || c.GetSubLink() != nil || c.GetSelectStmt() != nil {
+			return false
+		}
+		if fc := c.GetFuncCall(); fc != nil && isAggCall(fc) {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// windowIn returns the name of a window function call in n (outside
+// sublinks), "" if none.
+func windowIn(n *pg_query.Node) string {
+	name := ""
+	walkExpr(n, func(c *pg_query.Node) bool {
+		if name != "" || c.GetSubLink() != nil || c.GetSelectStmt() != nil {
+			return false
+		}
+		if fc := c.GetFuncCall(); fc != nil && fc.Over != nil {
+			name = funcName(fc)
+			return false
+		}
+		return true
+	})
+	return name
+}
+
+// outputName is the column name PostgreSQL gives a select-list entry
+// (FigureColname for the common cases), "" when it would be ?column?.
+func outputName(rt *pg_query.ResTarget) string {
+	if rt.Name != "" {
+		return rt.Name
+	}
+	return figureName(rt.Val)
+}
+
+func figureName(n *pg_query.Node) string {
+	switch x := n.Node.(type) {
+	case *pg_query.Node_ColumnRef:
+		f := x.ColumnRef.Fields
+		if len(f) > 0 {
+			if s := f[len(f)-1].GetString_(); s != nil {
+				return s.Sval
+			}
+		}
+	case *pg_query.Node_FuncCall:
+		return funcName(x.FuncCall)
+	case *pg_query.Node_TypeCast:
+		if name := figureName(x.TypeCast.Arg); name != "" {
+			return name
+		}
+		if tn := x.TypeCast.TypeName; tn != nil && len(tn.Names) > 0 {
+			if s := tn.Names[len(tn.Names)-1].GetString_(); s != nil {
+				return s.Sval
+			}
+		}
+	case *pg_query.Node_CollateClause:
+		return figureName(x.CollateClause.Arg)
+	}
+	return ""
+}
+
+func deparseFuncName(fc *pg_query.FuncCall) string {
+	var parts []string
+	for _, p := range fc.Funcname {
+		if s := p.GetString_(); s != nil {
+			parts = append(parts, s.Sval)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// deparseExpr returns n as SQL text (comparable: equal expressions give
+// equal text whatever their spacing or positions).
+func deparseExpr(n *pg_query.Node) string {
+	if n == nil {
+		return ""
+	}
+	rt := &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{Val: n}}}
+	sel := &pg_query.SelectStmt{TargetList: []*pg_query.Node{rt}, Op: pg_query.SetOperation_SETOP_NONE, LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: parseTreeVersion(), Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}})
+	if err != nil {
+		return fmt.Sprintf("%p", n) // equal only to itself
+	}
+	return strings.TrimPrefix(out, "SELECT ")
+}
+
+var treeVersion = sync.OnceValue(func() int32 {
+	t, err := pg_query.Parse("SELECT 1")
+	if err != nil {
+		return 0
+	}
+	return t.Version
+})
+
+// parseTreeVersion is the protobuf tree version Deparse expects.
+func parseTreeVersion() int32 { return treeVersion() }

@@ -1,0 +1,323 @@
+package plan
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Merge operators sit above a Scatter (directly or through each other) and
+// turn the shards' result streams into the rows one server holding all the
+// data would return. They are evaluated by package proxy/merge; see its
+// doc for the runtime contract. Every column index in them is a position
+// in the rows of the operator's input, which (because no merge operator
+// reorders columns) is a position in the rows the Scatter's SQL returns on
+// each shard:
+//
+//   - an index ≥ 0 counts from the first column;
+//   - an index < 0 counts from the last (-1 is the last column). The
+//     planner uses these for hidden columns it appended to a select list
+//     whose width it cannot know (SELECT *).
+//
+// Resolve turns an index into a position once the width is known (from the
+// shards' RowDescription).
+//
+// The order of operators from the Scatter up is fixed, any of them may be
+// absent:
+//
+//	Scatter → MergeSort → Distinct → Limit → Project            (no Aggregate)
+//	Scatter → Aggregate → Having → Sort → Distinct → Limit → Project
+//
+// MergeSort merges streams the shards sorted; after an Aggregate rows
+// must be sorted again, so Sort buffers them.
+
+// Resolve returns the position of column index i in rows of width n (see
+// the package comment on merge operators), or -1 when it is out of range.
+func Resolve(i, n int) int {
+	if i < 0 {
+		i += n
+	}
+	if i < 0 || i >= n {
+		return -1
+	}
+	return i
+}
+
+// SortKey is one ORDER BY key.
+type SortKey struct {
+	// Column is the input column holding the key value (see Resolve).
+	Column int
+	// Desc sorts descending.
+	Desc bool
+	// NullsFirst places NULLs before non-NULL values. The planner sets it
+	// from NULLS FIRST/LAST, defaulting like PostgreSQL: NULLs are larger
+	// than every value, so first with DESC and last with ASC.
+	NullsFirst bool
+	// Collation is the collation named by an explicit COLLATE on the key
+	// ("" when none: the column's or database's collation). Text is
+	// compared bytewise, which is right for "C", "POSIX" and "C.UTF-8"
+	// only; the executor must refuse other collations (see proxy/merge).
+	Collation string
+}
+
+func (k SortKey) String() string {
+	s := strconv.Itoa(k.Column)
+	if k.Desc {
+		s += " desc"
+	}
+	if k.NullsFirst {
+		s += " nulls first"
+	} else {
+		s += " nulls last"
+	}
+	if k.Collation != "" {
+		s += " collate " + k.Collation
+	}
+	return s
+}
+
+// MergeSort merges its input's streams, each already sorted by Keys on the
+// shard (the Scatter's SQL has the ORDER BY), into one stream sorted by
+// Keys: a k-way heap merge that sends a row as soon as it is the smallest
+// head. Ties keep no particular order (as on PostgreSQL).
+type MergeSort struct {
+	Input Operator
+	Keys  []SortKey
+}
+
+// Sort buffers all input rows and sorts them by Keys (a stable sort). It
+// is used above an Aggregate, whose output is not in any order. Buffered
+// rows count against the memory limit.
+type Sort struct {
+	Input Operator
+	Keys  []SortKey
+}
+
+// Limit skips Offset rows and then passes at most Count rows (Count < 0:
+// no limit). When the statement took them from Bind parameters,
+// CountParam and OffsetParam are their 0-based indexes (-1 otherwise) and
+// Count and Offset hold the values the planner read from the execution's
+// parameters (a NULL parameter is no limit / offset 0, like PostgreSQL).
+// The Scatter below asks each shard for at most Count+Offset rows, unless
+// an Aggregate or Having sits between them. The executor may stop reading
+// (and cancel the shards) once Count rows are out.
+type Limit struct {
+	Input       Operator
+	Count       int64
+	Offset      int64
+	CountParam  int
+	OffsetParam int
+}
+
+// Aggregate functions of AggColumn.Func.
+const (
+	AggKey              = "key"                // a GROUP BY column: the group's value
+	AggAny              = "any"                // an expression of the group keys: any (the first) value
+	AggCount            = "count"              // partial count(...) per shard: the sum, bigint
+	AggSum              = "sum"                // partial sum: the sum, exact; NULL when all partials are NULL
+	AggAvg              = "avg"                // partial sum (this column) and partial count (Arg): sum/count
+	AggMin              = "min"                // partial min: the smallest non-NULL
+	AggMax              = "max"                // partial max: the largest non-NULL
+	AggBoolAnd          = "bool_and"           // partial bool_and: AND of non-NULL partials
+	AggBoolOr           = "bool_or"            // partial bool_or: OR of non-NULL partials
+	AggCountDst         = "count_distinct"     // the shards return the argument's values (pushed into GROUP BY): count distinct non-NULL
+	AggSumDst           = "sum_distinct"       // as count_distinct: sum of distinct non-NULL values
+	AggAvgDst           = "avg_distinct"       // as count_distinct: avg of distinct non-NULL values
+	AggStringAgg        = "string_agg"         // partial string_agg(x, Sep): concatenation with Sep between non-NULL partials
+	AggArrayAgg         = "array_agg"          // partial array_agg(x): concatenation of the arrays
+	AggOrderedStringAgg = "string_agg_ordered" // see AggColumn.Arg/OrderArg
+	AggOrderedArrayAgg  = "array_agg_ordered"  // see AggColumn.Arg/OrderArg
+)
+
+// AggColumn says how one output column of an Aggregate is computed from
+// the rows of a group. The output column has the same position as the
+// input column it reads (Aggregate keeps the row layout).
+type AggColumn struct {
+	// Func is one of the Agg* constants.
+	Func string
+	// Arg is a second input column: for avg/avg_distinct... the partial
+	// count (avg only); for the ordered aggregates the column holding
+	// array_agg(<order key> ORDER BY ...) of the same rows; -1 otherwise.
+	Arg int
+	// Sep is string_agg's delimiter (a constant in the statement).
+	Sep string
+	// Desc, NullsFirst: the ORDER BY inside an ordered string_agg/array_agg.
+	Desc       bool
+	NullsFirst bool
+	// Name is the output column name the client sees (the planner aliases
+	// the partials with it, so it is also the shard's column name).
+	Name string
+}
+
+func (c AggColumn) String() string {
+	s := c.Func
+	if c.Arg >= 0 {
+		s += "(" + strconv.Itoa(c.Arg) + ")"
+	}
+	if c.Sep != "" {
+		s += " sep " + strconv.Quote(c.Sep)
+	}
+	if c.Func == AggOrderedStringAgg || c.Func == AggOrderedArrayAgg {
+		s += SortKey{Column: c.Arg, Desc: c.Desc, NullsFirst: c.NullsFirst}.String()[len(strconv.Itoa(c.Arg)):]
+	}
+	return s
+}
+
+// Aggregate groups its input rows by the GroupBy columns (NULLs equal,
+// values compared decoded, so the same value in text or binary form is
+// one group) and emits one row per group: column i is Columns[i] applied
+// to the group's values of column i (len(Columns) is the input width).
+// Scalar (no GROUP BY) means exactly one output row, even with no input
+// rows (count gives 0, other aggregates NULL). Groups are emitted in the
+// order they first appear. Group state counts against the memory limit.
+type Aggregate struct {
+	Input   Operator
+	GroupBy []int
+	Columns []AggColumn
+	Scalar  bool
+}
+
+// Having filters rows by Cond (kept when it is true; false and NULL drop
+// the row), evaluated on the output of an Aggregate.
+type Having struct {
+	Input Operator
+	Cond  *Cond
+}
+
+// Cond is a boolean expression over the columns of a row: Op "and", "or",
+// "not" over Args; a comparison ("=", "<>", "<", "<=", ">", ">=") of
+// Args[0] and Args[1]; "is_null" / "is_not_null" of Args[0]; or a leaf:
+// "column" (Column) or "const" (Value as text, Null for NULL). Comparing
+// a column with a constant decodes the constant as the column's type;
+// comparisons follow SQL three-valued logic.
+type Cond struct {
+	Op     string
+	Args   []*Cond
+	Column int
+	Value  string
+	Null   bool
+}
+
+func (c *Cond) String() string {
+	switch c.Op {
+	case "column":
+		return "$" + strconv.Itoa(c.Column)
+	case "const":
+		if c.Null {
+			return "NULL"
+		}
+		return "'" + strings.ReplaceAll(c.Value, "'", "''") + "'"
+	case "and", "or":
+		parts := make([]string, len(c.Args))
+		for i, a := range c.Args {
+			parts[i] = a.String()
+		}
+		return "(" + strings.Join(parts, " "+strings.ToUpper(c.Op)+" ") + ")"
+	case "not":
+		return "NOT " + c.Args[0].String()
+	case "is_null", "is_not_null":
+		return c.Args[0].String() + " " + strings.ToUpper(strings.ReplaceAll(c.Op, "_", " "))
+	}
+	if len(c.Args) == 2 {
+		return c.Args[0].String() + " " + c.Op + " " + c.Args[1].String()
+	}
+	return c.Op
+}
+
+// Distinct passes the first row of each distinct combination of Columns
+// (nil: all columns; values compared decoded; NULLs equal) and drops later
+// ones, so a sorted input stays sorted. For SELECT DISTINCT and UNION, Columns are all
+// visible columns; for DISTINCT ON the ON expressions (the input is
+// sorted by them first, so the first row is the one PostgreSQL keeps).
+// Seen keys count against the memory limit.
+type Distinct struct {
+	Input   Operator
+	Columns []int
+	On      bool
+}
+
+// Project drops the last Hidden columns of every row and of the
+// RowDescription: columns the planner appended for sorting, grouping or
+// HAVING that the client did not ask for.
+type Project struct {
+	Input  Operator
+	Hidden int
+}
+
+var (
+	_ Operator = (*MergeSort)(nil)
+	_ Operator = (*Sort)(nil)
+	_ Operator = (*Limit)(nil)
+	_ Operator = (*Aggregate)(nil)
+	_ Operator = (*Having)(nil)
+	_ Operator = (*Distinct)(nil)
+	_ Operator = (*Project)(nil)
+)
+
+func keysToAny(keys []SortKey) []any {
+	out := make([]any, len(keys))
+	for i, k := range keys {
+		out[i] = k.String()
+	}
+	return out
+}
+
+func (o *MergeSort) Inputs() []Operator { return []Operator{o.Input} }
+func (o *MergeSort) Describe() Description {
+	return Description{Name: "MergeSort", Fields: map[string]any{"keys": keysToAny(o.Keys)}}
+}
+
+func (o *Sort) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Sort) Describe() Description {
+	return Description{Name: "Sort", Fields: map[string]any{"keys": keysToAny(o.Keys)}}
+}
+
+func (o *Limit) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Limit) Describe() Description {
+	f := map[string]any{"count": o.Count, "offset": o.Offset}
+	if o.CountParam >= 0 {
+		f["count_param"] = o.CountParam
+	}
+	if o.OffsetParam >= 0 {
+		f["offset_param"] = o.OffsetParam
+	}
+	return Description{Name: "Limit", Fields: f}
+}
+
+func (o *Aggregate) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Aggregate) Describe() Description {
+	cols := make([]any, len(o.Columns))
+	for i, c := range o.Columns {
+		cols[i] = fmt.Sprintf("%d %s: %s", i, c.Name, c.String())
+	}
+	f := map[string]any{"columns": cols}
+	if len(o.GroupBy) > 0 {
+		f["group_by"] = intsToAny(o.GroupBy)
+	}
+	if o.Scalar {
+		f["scalar"] = true
+	}
+	return Description{Name: "Aggregate", Fields: f}
+}
+
+func (o *Having) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Having) Describe() Description {
+	return Description{Name: "Having", Fields: map[string]any{"cond": o.Cond.String()}}
+}
+
+func (o *Distinct) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Distinct) Describe() Description {
+	f := map[string]any{"columns": "all"}
+	if o.Columns != nil {
+		f["columns"] = intsToAny(o.Columns)
+	}
+	if o.On {
+		f["on"] = true
+	}
+	return Description{Name: "Distinct", Fields: f}
+}
+
+func (o *Project) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Project) Describe() Description {
+	return Description{Name: "Project", Fields: map[string]any{"hidden": o.Hidden}}
+}
