@@ -1067,6 +1067,10 @@ func (ss *session) handleSync() error {
 			return err
 		}
 		ss.skip = false
+		ss.batch = false
+		if ss.txStatus == 'I' && (ss.txWriter != "" || ss.txBegin != "") {
+			ss.resetTx()
+		}
 		ss.out = appendRFQ(ss.out, ss.txStatus)
 		ss.srv.metrics.observe(ss.start)
 		ss.start = time.Time{}
