@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/pool"
@@ -315,6 +317,7 @@ func (ss *session) checkWrite(shards []string) error {
 			what := "transaction"
 			if ss.txStatus == 'I' {
 				what = "pipelined batch (one implicit transaction)"
+				ss.abortBatchWrite()
 			}
 			return &plan.Unsupported{
 				Message: fmt.Sprintf("this %s already wrote on shard %s and would now write on shard %s; writes to several shards in one transaction are not supported yet", what, ss.txWriter, s),
@@ -323,6 +326,38 @@ func (ss *session) checkWrite(shards []string) error {
 		}
 	}
 	return nil
+}
+
+// abortBatchWrite rolls back what the shard written so far in an open
+// extended-protocol batch has not committed yet (PostgreSQL would roll the
+// whole implicit transaction back on the error that follows): an Execute
+// of a portal that cannot exist makes the server abort the implicit
+// transaction, and the Sync after it ends it. The server's error is not
+// shown; the client gets the proxy's.
+func (ss *session) abortBatchWrite() {
+	if ss.txWriter == "" || ss.txWriter == multiShardWriter {
+		return
+	}
+	msgs := appendFrontend(nil, &pgproto3.Execute{Portal: "shardproxy_abort_batch"})
+	msgs = appendEmpty(msgs, msgSync)
+	if ss.sc != nil && ss.shard == ss.txWriter {
+		if err := ss.settle(); err != nil || ss.sc == nil {
+			return
+		}
+		if ss.scBatch {
+			ss.runRaw(msgs)
+			ss.scBatch = false
+		}
+		return
+	}
+	for i := range ss.held {
+		if h := &ss.held[i]; h.shard == ss.txWriter && h.needSync {
+			if _, err := ss.exchangeHeld(h, msgs); err == nil || !isServerGone(err) {
+				h.needSync = false
+			}
+			return
+		}
+	}
 }
 
 // abortedError is PostgreSQL's answer to statements in a failed transaction.

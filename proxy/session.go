@@ -842,6 +842,7 @@ func (ss *session) handleBind(body []byte) error {
 	}
 	e := ss.stmts[string(stmt)]
 	if snap, sharded := ss.snapshot(); sharded {
+		ss.batch = true
 		handled, err := ss.routeBind(snap, string(portal), e, rest)
 		if handled || err != nil || ss.skip {
 			if len(portal) == 0 {

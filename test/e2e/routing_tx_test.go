@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// twoKeysOnDifferentShards returns user keys a < b that hash to different
+// shards.
+func (e *shardedEnv) twoKeysOnDifferentShards(t *testing.T, start int64) (int64, int64) {
+	a, b := start, start+1
+	for e.shardOf(t, b) == e.shardOf(t, a) {
+		b++
+	}
+	return a, b
+}
+
+func (e *shardedEnv) nameOnShard(t *testing.T, ctx context.Context, k int64) string {
+	t.Helper()
+	var name string
+	if err := e.direct[e.shardOf(t, k)].QueryRow(ctx, "SELECT name FROM users WHERE id = $1", k).Scan(&name); err != nil {
+		t.Fatalf("user %d on its shard: %v", k, err)
+	}
+	return name
+}
+
+func TestShardedTransactions(t *testing.T) {
+	env := startSharded(t)
+	ctx := testCtx(t, 2*time.Minute)
+	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
+	for _, stmt := range strings.Split(routingSchema, ";") {
+		mustExec(t, ctx, app, stmt)
+	}
+	for k := int64(1); k <= 40; k++ {
+		mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES ($1, 'orig')", k)
+	}
+
+	t.Run("savepoints span the shards a transaction touches", func(t *testing.T) {
+		a, b := env.twoKeysOnDifferentShards(t, 1)
+		mustExec(t, ctx, app, "BEGIN")
+		mustExec(t, ctx, app, "UPDATE users SET name = 'before-sp' WHERE id = $1", a)
+		mustExec(t, ctx, app, "SAVEPOINT sp1")
+		mustExec(t, ctx, app, "UPDATE users SET name = 'after-sp' WHERE id = $1", a)
+		// A shard joins after the savepoint: ROLLBACK TO must work there too.
+		var n string
+		if err := app.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", b).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, ctx, app, "ROLLBACK TO SAVEPOINT sp1")
+		mustExec(t, ctx, app, "RELEASE SAVEPOINT sp1")
+		mustExec(t, ctx, app, "COMMIT")
+		if got := env.nameOnShard(t, ctx, a); got != "before-sp" {
+			t.Errorf("after ROLLBACK TO and COMMIT: %q, want before-sp", got)
+		}
+	})
+
+	t.Run("a server error aborts the transaction; ROLLBACK recovers", func(t *testing.T) {
+		a, b := env.twoKeysOnDifferentShards(t, 3)
+		mustExec(t, ctx, app, "BEGIN")
+		mustExec(t, ctx, app, "UPDATE users SET name = 'lost' WHERE id = $1", a)
+		if _, err := app.Exec(ctx, "SELECT 1/0 FROM users WHERE id = $1", b); sqlState(err) != "22012" {
+			t.Fatalf("division by zero: %v", err)
+		}
+		if _, err := app.Exec(ctx, "SELECT name FROM users WHERE id = $1", a); sqlState(err) != "25P02" {
+			t.Errorf("statement on another shard after the error: %v, want 25P02", err)
+		}
+		mustExec(t, ctx, app, "ROLLBACK")
+		if got := env.nameOnShard(t, ctx, a); got != "orig" {
+			t.Errorf("rolled-back update is visible: %q", got)
+		}
+		var n int
+		if err := app.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = $1", a).Scan(&n); err != nil || n != 1 {
+			t.Errorf("session after ROLLBACK: %d, %v", n, err)
+		}
+	})
+
+	t.Run("a batch writing two shards is refused and rolled back", func(t *testing.T) {
+		a, b := env.twoKeysOnDifferentShards(t, 5)
+		batch := &pgx.Batch{}
+		batch.Queue("UPDATE users SET name = 'batched' WHERE id = $1", a)
+		batch.Queue("UPDATE users SET name = 'batched' WHERE id = $1", b)
+		br := app.SendBatch(ctx, batch)
+		_, err1 := br.Exec()
+		_, err2 := br.Exec()
+		err := br.Close()
+		if err == nil {
+			err = err1
+		}
+		if err == nil {
+			err = err2
+		}
+		if sqlState(err) != "0A000" {
+			t.Fatalf("batch over two shards: %v, want 0A000", err)
+		}
+		for _, k := range []int64{a, b} {
+			if got := env.nameOnShard(t, ctx, k); got != "orig" {
+				t.Errorf("user %d after the refused batch: %q, want orig (nothing committed)", k, got)
+			}
+		}
+	})
+
+	t.Run("a batch of reads over several shards works", func(t *testing.T) {
+		batch := &pgx.Batch{}
+		for k := int64(1); k <= 12; k++ {
+			batch.Queue("SELECT id FROM users WHERE id = $1", k)
+		}
+		br := app.SendBatch(ctx, batch)
+		for k := int64(1); k <= 12; k++ {
+			var id int64
+			if err := br.QueryRow().Scan(&id); err != nil || id != k {
+				t.Errorf("batched read %d: %d, %v", k, id, err)
+			}
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a query string on one shard runs as written", func(t *testing.T) {
+		a := int64(9)
+		shard := env.shardOf(t, a)
+		b := int64(10)
+		for env.shardOf(t, b) != shard {
+			b++
+		}
+		_, err := app.PgConn().Exec(ctx, "BEGIN; UPDATE users SET name = 'multi' WHERE id = "+itoa(a)+"; UPDATE users SET name = 'multi' WHERE id = "+itoa(b)+"; COMMIT").ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.nameOnShard(t, ctx, a) != "multi" || env.nameOnShard(t, ctx, b) != "multi" {
+			t.Errorf("multi-statement string did not apply")
+		}
+		c, d := env.twoKeysOnDifferentShards(t, 20)
+		_, err = app.PgConn().Exec(ctx, "UPDATE users SET name = 'x' WHERE id = "+itoa(c)+"; UPDATE users SET name = 'x' WHERE id = "+itoa(d)).ReadAll()
+		if sqlState(err) != "0A000" {
+			t.Errorf("string over two shards: %v, want 0A000", err)
+		}
+	})
+
+	t.Run("multi-shard writes inside a transaction block are refused", func(t *testing.T) {
+		mustExec(t, ctx, app, "BEGIN")
+		_, err := app.Exec(ctx, "INSERT INTO users (id, name) VALUES (501, 'a'), (502, 'b'), (503, 'c'), (504, 'd')")
+		if sqlState(err) != "0A000" {
+			t.Errorf("split INSERT in a transaction: %v, want 0A000", err)
+		}
+		mustExec(t, ctx, app, "ROLLBACK")
+		// Outside a transaction the same INSERT is atomic over the shards:
+		// a duplicate on one shard fails it everywhere.
+		mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES (601, 'x')")
+		_, err = app.Exec(ctx, "INSERT INTO users (id, name) VALUES (602, 'a'), (603, 'b'), (604, 'c'), (605, 'd'), (601, 'dup')")
+		if sqlState(err) != "23505" {
+			t.Fatalf("split INSERT with a duplicate: %v, want 23505", err)
+		}
+		var n int
+		if err := app.QueryRow(ctx, "SELECT count(*) FROM users WHERE id IN (602, 603, 604, 605)").Scan(&n); err != nil {
+			if sqlState(err) != "0A000" {
+				t.Fatal(err)
+			}
+		}
+		for k := int64(602); k <= 605; k++ {
+			var c int
+			env.direct[env.shardOf(t, k)].QueryRow(ctx, "SELECT count(*) FROM users WHERE id = $1", k).Scan(&c)
+			if c != 0 {
+				t.Errorf("user %d committed although the split INSERT failed", k)
+			}
+		}
+	})
+
+	t.Run("cursors stay on their shard", func(t *testing.T) {
+		mustExec(t, ctx, app, "BEGIN")
+		mustExec(t, ctx, app, "DECLARE c1 CURSOR FOR SELECT id FROM users WHERE id = 7")
+		var id int64
+		if err := app.QueryRow(ctx, "FETCH NEXT FROM c1").Scan(&id); err != nil || id != 7 {
+			t.Errorf("FETCH: %d, %v", id, err)
+		}
+		mustExec(t, ctx, app, "CLOSE c1")
+		mustExec(t, ctx, app, "COMMIT")
+	})
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
