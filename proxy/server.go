@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -341,6 +342,10 @@ func (s *Server) Reload(cfg config.Config) error {
 	if !sameShards(old.Shards, cfg.Shards) {
 		s.log.Warn("reload: shard changes need a restart")
 		cfg.Shards = old.Shards
+	}
+	if !reflect.DeepEqual(old.Sharding, cfg.Sharding) {
+		s.log.Warn("reload: sharding changes need a restart (with Raft, change the topology with shardctl)")
+		cfg.Sharding = old.Sharding
 	}
 	if err := s.loadTLS(&cfg); err != nil {
 		return err
