@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -232,7 +233,7 @@ func (a *aggregator) keep(raw []byte) ([]byte, error) {
 	if err := a.mem.grow(int64(len(raw))); err != nil {
 		return nil, err
 	}
-	return append([]byte(nil), raw...), nil
+	return append(make([]byte, 0, len(raw)), raw...), nil
 }
 
 var errBigintRange = &Error{Code: "22003", Message: "bigint out of range"}
@@ -503,7 +504,11 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 				out = append(out, c.sep...)
 			}
 			n++
-			if ec.kind == kBytea || ec.kind == kText || ec.kind == kBpchar {
+			switch ec.kind {
+			case kBpchar: // string_agg takes text: bpchar loses its padding
+				out = append(out, bytes.TrimRight(p.val.b, " ")...)
+				continue
+			case kBytea, kText:
 				out = append(out, p.val.b...)
 				continue
 			}
