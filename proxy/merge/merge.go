@@ -133,7 +133,8 @@ func New(root plan.Operator, shardDesc *pgproto3.RowDescription, streams []Strea
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{it: it, mem: mem, desc: &pgproto3.RowDescription{}}
+	// buf is never nil, so an empty value stays non-NULL after conversion.
+	r := &Result{it: it, mem: mem, desc: &pgproto3.RowDescription{}, buf: make([]byte, 0, 256)}
 	need := false
 	convs := make([]conv, len(lay.fields))
 	for i, f := range lay.fields {

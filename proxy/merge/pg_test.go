@@ -285,9 +285,13 @@ func TestAgainstPostgres(t *testing.T) {
 	snap := topo(t)
 	params := [][]byte{[]byte("5"), []byte("3")}
 
+	converted, skipped := 0, 0
 	for _, q := range corpus {
-		for _, format := range []int16{0, 1} {
-			name := fmt.Sprintf("%s/%d", q, format)
+		// shard format, client format: text, binary, and binary shard
+		// results converted to text for the client.
+		for _, fm := range [][2]int16{{0, 0}, {1, 1}, {1, 0}} {
+			format, client := fm[0], fm[1]
+			name := fmt.Sprintf("%s/%d→%d", q, format, client)
 			a, err := p.Analyze(q)
 			if err != nil {
 				t.Errorf("%s: analyze: %v", name, err)
@@ -323,7 +327,7 @@ func TestAgainstPostgres(t *testing.T) {
 			if failed {
 				continue
 			}
-			m, err := merge.New(op, desc, streams, merge.Options{ResultFormats: []int16{format}, Collation: collation})
+			m, err := merge.New(op, desc, streams, merge.Options{ResultFormats: []int16{client}, Collation: collation})
 			if err != nil {
 				t.Errorf("%s: merge.New: %v\n%s", name, err, plan.String(op))
 				continue
@@ -335,7 +339,12 @@ func TestAgainstPostgres(t *testing.T) {
 					break
 				}
 				if err != nil {
-					t.Errorf("%s: merge: %v", name, err)
+					var st interface{ SQLState() string }
+					if format != client && asState(err, &st) && st.SQLState() == "0A000" {
+						skipped++ // conversion of date/time types is the executor's to avoid
+					} else {
+						t.Errorf("%s: merge: %v", name, err)
+					}
 					failed = true
 					break
 				}
@@ -350,7 +359,10 @@ func TestAgainstPostgres(t *testing.T) {
 			if failed {
 				continue
 			}
-			want, err := run(ctx, single, q, qp, format)
+			if format != client {
+				converted++
+			}
+			want, err := run(ctx, single, q, qp, client)
 			if err != nil {
 				t.Errorf("%s: single server: %v", name, err)
 				continue
@@ -371,7 +383,19 @@ func TestAgainstPostgres(t *testing.T) {
 			t.Errorf("%s: want 0A000, got %v", q, err)
 		}
 	}
-	t.Logf("%d queries × 2 formats compared, %d refused", len(corpus), len(refused))
+	t.Logf("%d queries × 3 format combinations compared (%d binary→text conversions, %d skipped as unconvertible), %d refused",
+		len(corpus), converted, skipped, len(refused))
+	// numeric division scale (avg) against the server
+	for _, d := range [][2]string{{"10", "3"}, {"2", "3"}, {"100000", "3"}, {"1", "8"}, {"-7", "2"}, {"12.50", "4"}, {"0", "5"},
+		{"123456789012345678", "7"}, {"0.001", "3"}, {"99999", "10001"}, {"1", "30000"}} {
+		var want string
+		if err := single.QueryRow(ctx, "SELECT ($1::numeric / $2::numeric)::text", d[0], d[1]).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if got := merge.DivNumericText(d[0], d[1]); got != want {
+			t.Errorf("%s / %s = %s, PostgreSQL says %s", d[0], d[1], got, want)
+		}
+	}
 }
 
 func asState(err error, st *interface{ SQLState() string }) bool {
