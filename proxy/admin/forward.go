@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,12 +94,43 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, leaderID, base 
 			Hint: hint}
 	}
 	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &APIError{Status: http.StatusBadGateway, Code: CodeUnavailable,
+			Msg:  fmt.Sprintf("reading the leader's answer failed: %v", err),
+			Hint: "the change may or may not have been applied; check shardctl status before retrying"}
+	}
+	if resp.StatusCode/100 == 2 {
+		// Read your writes through this node: answer once it applied the
+		// version the leader committed.
+		var res struct {
+			Version uint64 `json:"version"`
+		}
+		if json.Unmarshal(out, &res) == nil && res.Version > 0 {
+			s.waitVersion(r.Context(), res.Version, 2*time.Second)
+		}
+	}
 	for _, h := range []string{"Content-Type", hdrServedBy} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	_, _ = w.Write(out)
 	return nil
+}
+
+// waitVersion waits until this node serves topology version v (or newer),
+// at most max.
+func (s *Server) waitVersion(ctx context.Context, v uint64, max time.Duration) {
+	if s.store.Current().Version() >= v {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	for snap := range s.store.Watch(ctx) {
+		if snap.Version() >= v {
+			return
+		}
+	}
 }

@@ -61,7 +61,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 			n := st.Nodes[i]
 			st.Leader = &n
 		}
-		if st.Nodes[i].AdminURL == "" {
+		if s.cluster != nil && st.Nodes[i].AdminURL == "" {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("admin address of node %s not known yet; writes sent here cannot be forwarded to it while it leads", st.Nodes[i].ID))
 		}
 	}
