@@ -96,6 +96,12 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	}
 	cfg.Auth.TrustLoopback = true
 	o.cluster.apply(cmd, &cfg)
+	// Judge the flags before starting servers (dev supplies the shards).
+	probe := cfg
+	probe.Shards = []config.Shard{{Name: "dev", Primary: config.Endpoint{Host: "127.0.0.1", Port: 5432}}}
+	if err := probe.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 
 	pidPath := filepath.Join(dataDir, pidFileName)
 	if err := claimPIDFile(pidPath); err != nil {
