@@ -86,6 +86,7 @@ type nodeOpts struct {
 	token     string
 	initial   *topology.Snapshot
 	shardConn ShardConnFunc
+	maxVoters int
 }
 
 func startNode(t *testing.T, id string, bootstrap bool, o nodeOpts) *testNode {
@@ -102,6 +103,9 @@ func startNode(t *testing.T, id string, bootstrap bool, o nodeOpts) *testNode {
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 200 * time.Millisecond
 	cfg.CommitTimeout = 10 * time.Millisecond
+	if o.maxVoters > 0 {
+		cfg.MaxVoters = o.maxVoters
+	}
 	st, err := raftstore.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +161,7 @@ func startCluster(t *testing.T, size int, o nodeOpts) []*testNode {
 		return nodes[0].store.IsLeader() && nodes[0].store.Current().Version() >= 1
 	})
 	for i := 1; i < size; i++ {
-		n := startNode(t, fmt.Sprintf("n%d", i), false, nodeOpts{token: o.token, shardConn: o.shardConn})
+		n := startNode(t, fmt.Sprintf("n%d", i), false, nodeOpts{token: o.token, shardConn: o.shardConn, maxVoters: o.maxVoters})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := n.api.JoinCluster(ctx, []string{nodes[0].url}); err != nil {
 			cancel()
@@ -555,4 +559,29 @@ func newTestServer(t *testing.T, api *Server) string {
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// Past max voters, proxies join as non-voters: they get every change but
+// do not count for the quorum.
+func TestJoinBeyondMaxVotersIsNonvoter(t *testing.T) {
+	nodes := startCluster(t, 3, nodeOpts{maxVoters: 2})
+	var ns Nodes
+	if err := nodes[2].client("").Get(context.Background(), "/v1/nodes", nil, &ns); err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]string{}
+	for _, n := range ns.Nodes {
+		roles[n.ID] = n.Suffrage
+	}
+	if roles["n0"] != "voter" || roles["n1"] != "voter" || roles["n2"] != "nonvoter" {
+		t.Fatalf("suffrage: %v", roles)
+	}
+	// A write through the non-voter reaches the leader and comes back.
+	if err := nodes[2].client("").Do(context.Background(), http.MethodPut, "/v1/directory",
+		DirectoryRequest{Table: "users", Key: "8", Shard: "s1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ans := keyOwner(t, nodes[2], "8"); ans.Shard != "s1" || ans.Reason != "override" {
+		t.Fatalf("non-voter after write: %+v", ans)
+	}
 }
