@@ -182,6 +182,9 @@ func (ss *session) runPart(snap *topology.Snapshot, shard, sql string, args *par
 
 // execPlan runs op and returns the command tag for the client.
 func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params planner.Params, rf []int16, out *execOut) (string, error) {
+	if isMergeOp(op) {
+		return ss.execMerge(snap, op, params, rf, out)
+	}
 	switch o := op.(type) {
 	case *plan.Route:
 		shard := o.Shard
@@ -200,6 +203,18 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 	case *plan.Scatter:
 		if ss.txStatus == 'E' {
 			return "", &sqlError{abortedError}
+		}
+		if o.Write {
+			// UPDATE/DELETE without a key: every shard, atomically.
+			parts := make([]writePart, len(o.Shards))
+			for i, s := range o.Shards {
+				parts[i] = writePart{shard: s, sql: o.SQL, args: argsFor(params, nil, rf, out.simple), pass: true}
+			}
+			tags, err := ss.runWrite(snap, parts, true, out)
+			if err != nil {
+				return "", err
+			}
+			return sumTags(tags), nil
 		}
 		out.copyHeader = o.CopyHeader
 		var tags []string
@@ -350,39 +365,36 @@ func (ss *session) runWrite(snap *topology.Snapshot, parts []writePart, atomic b
 		}
 		tags[i] = tag
 	}
-	for i, s := range begun {
-		if err := ss.useShard(snap, s); err != nil {
+	if len(begun) > 1 {
+		if err := ss.commitWrapped(snap, begun); err != nil {
 			return nil, err
-		}
-		if err := ss.runRaw(appendQuery(nil, "COMMIT")); err != nil {
-			if i == 0 {
-				ss.rollbackShards(snap, begun[1:])
-				return nil, err
-			}
-			ss.srv.log.Error("multi-shard write: COMMIT failed after other shards committed", "shard", s, "committed", begun[:i], "err", err)
-			return nil, &sqlError{errorFields{Code: "40003", Message: "COMMIT failed on shard " + s + " after shards " + strings.Join(begun[:i], ", ") + " committed: " + err.Error()}}
 		}
 	}
 	return tags, nil
 }
 
-// checkMultiWrite applies checkWrite to a write over shards: several shards
-// are allowed only outside a transaction block and before any other write
-// of an extended-protocol batch.
+// commitWrapped commits the transactions runWrite or copyFanout opened
+// on shards with two-phase commit.
+func (ss *session) commitWrapped(snap *topology.Snapshot, shards []string) error {
+	saved := ss.txStatus
+	ss.txStatus = 'T' // the shards are inside transaction blocks of the proxy's
+	err := ss.twoPhaseCommit(snap, shards)
+	ss.txStatus = saved
+	return err
+}
+
+// checkMultiWrite applies checkWrite to a write over shards. Outside a
+// transaction block a write over several shards is allowed before any
+// other write of an extended-protocol batch (runWrite makes it atomic on
+// its own).
 func (ss *session) checkMultiWrite(shards []string) error {
-	if len(shards) <= 1 {
+	if len(shards) <= 1 || ss.txStatus != 'I' {
 		return ss.checkWrite(shards)
-	}
-	if ss.txStatus != 'I' {
-		return &plan.Unsupported{
-			Message: "a write to several shards (" + strings.Join(shards, ", ") + ") inside a transaction block is not supported yet",
-			Hint:    "run it outside BEGIN … COMMIT: the proxy then commits it on every shard together",
-		}
 	}
 	if ss.txWriter != "" {
 		return &plan.Unsupported{
-			Message: "a write to several shards after another write in the same pipelined batch is not supported yet",
-			Hint:    "send a Sync between the writes (don't batch them)",
+			Message: "a write to several shards after another write in the same pipelined batch is not supported",
+			Hint:    "wrap the batch in BEGIN … COMMIT, or send a Sync between the writes",
 		}
 	}
 	if ss.batch {
@@ -587,11 +599,8 @@ func (ss *session) copyFanout(snap *topology.Snapshot, sql string, shards []stri
 		ss.rollbackShards(snap, begun)
 		return "", first
 	}
-	for _, s := range begun {
-		if err := ss.useShard(snap, s); err != nil {
-			return "", err
-		}
-		if err := ss.runRaw(appendQuery(nil, "COMMIT")); err != nil {
+	if len(begun) > 1 {
+		if err := ss.commitWrapped(snap, begun); err != nil {
 			return "", err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -29,10 +30,10 @@ import (
 //   - transaction control is the proxy's: BEGIN is answered without a
 //     server and sent to each shard when the transaction first touches it,
 //     COMMIT and ROLLBACK end every shard's part (the shard that wrote
-//     last), savepoints are replayed on shards that join later. A second
-//     shard written in one transaction is refused with 0A000 until
-//     two-phase commit exists, and the transaction is then aborted, so
-//     nothing of it commits.
+//     last), savepoints are replayed on shards that join later. A
+//     transaction that wrote on several shards commits with two-phase
+//     commit (twophase.go); an implicit extended-protocol batch may write
+//     on one shard only.
 //
 // The session keeps the active server connection in sc/sr/pool/shard and
 // parks the others of its transaction (or open extended-protocol batch) in
@@ -301,28 +302,30 @@ func (ss *session) parseShard(snap *topology.Snapshot, a *planner.Analysis) stri
 	return snap.DefaultShard()
 }
 
-// checkWrite enforces one written shard per transaction (and per
-// extended-protocol batch, which PostgreSQL runs as one implicit
-// transaction) until two-phase commit exists.
+// checkWrite records the shards a transaction writes on. Inside a
+// transaction block any number may be written (COMMIT uses two-phase
+// commit when there are several). An extended-protocol batch outside one
+// (which PostgreSQL runs as one implicit transaction) may write on one
+// shard only: its parts commit at Sync, so a second shard is refused and
+// the first shard's part rolled back.
 func (ss *session) checkWrite(shards []string) error {
 	if ss.txStatus == 'I' && !ss.batch {
 		return nil
 	}
 	for _, s := range shards {
-		switch ss.txWriter {
-		case "":
+		if ss.txWriter == "" {
 			ss.txWriter = s
-		case s:
-		default:
-			what := "transaction"
-			if ss.txStatus == 'I' {
-				what = "pipelined batch (one implicit transaction)"
-				ss.abortBatchWrite()
-			}
-			return &plan.Unsupported{
-				Message: fmt.Sprintf("this %s already wrote on shard %s and would now write on shard %s; writes to several shards in one transaction are not supported yet", what, ss.txWriter, s),
-				Hint:    "write to one shard per transaction (keys of one distribution group hash together), or commit between the writes",
-			}
+		}
+		if !slices.Contains(ss.txWriters, s) {
+			ss.txWriters = append(ss.txWriters, s)
+		}
+		if ss.txStatus != 'I' || ss.txWriter == s {
+			continue
+		}
+		ss.abortBatchWrite()
+		return &plan.Unsupported{
+			Message: fmt.Sprintf("this pipelined batch (one implicit transaction) already wrote on shard %s and would now write on shard %s; a batch outside a transaction block may write on one shard only", ss.txWriter, s),
+			Hint:    "wrap the batch in BEGIN … COMMIT (two-phase commit makes it atomic), or send a Sync between the writes",
 		}
 	}
 	return nil
@@ -413,6 +416,7 @@ func (ss *session) resetTx() {
 	ss.txBegin = ""
 	ss.txReplay = ss.txReplay[:0]
 	ss.txWriter = ""
+	ss.txWriters = ss.txWriters[:0]
 	ss.txAborted = false
 }
 

@@ -304,9 +304,21 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 		}
 		switch typ {
 		case msgRowDescription, msgNoData:
-			if first == nil {
-				ss.out = appendMsg(ss.out, typ, applyResultFormats(typ, body, mp.resultFormats))
+			if first != nil {
+				break
 			}
+			if typ == msgRowDescription && isMergeOp(mp.op) {
+				// The shards' columns are partials or carry hidden sort
+				// keys: describe what the merge gives the client.
+				rd, err := mergedDescription(mp.op, body, mp.resultFormats)
+				if err != nil {
+					first = err
+					break
+				}
+				ss.out = appendEncoded(ss.out, rd)
+				break
+			}
+			ss.out = appendMsg(ss.out, typ, applyResultFormats(typ, body, mp.resultFormats))
 		case msgErrorResponse:
 			if first == nil {
 				first = &sqlError{decodeError(body)}

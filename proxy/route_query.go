@@ -301,6 +301,9 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 		ss.batch = false
 		return ss.querySynthetic(tag)
 	}
+	if writers := ss.writersIn(shards); commit && !failed && len(writers) > 1 {
+		return ss.endTwoPhase(snap, shards, writers)
+	}
 	last := shards[0]
 	for _, s := range shards {
 		if s == ss.txWriter {
@@ -336,6 +339,12 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 	if errors.As(err, &sg) {
 		return err
 	}
+	return ss.finishTx("ROLLBACK", failure)
+}
+
+// finishTx ends the client's transaction after the proxy ended it on the
+// shards: the error when failure is set, else the command tag.
+func (ss *session) finishTx(tag string, failure error) error {
 	ss.txStatus = 'I'
 	ss.resetTx()
 	ss.batch = false
@@ -345,7 +354,41 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 		ss.start = time.Time{}
 		return nil
 	}
-	return ss.querySynthetic("ROLLBACK")
+	return ss.querySynthetic(tag)
+}
+
+// writersIn returns the shards of shards the transaction wrote on, in the
+// order it first wrote them.
+func (ss *session) writersIn(shards []string) []string {
+	in := map[string]bool{}
+	for _, s := range shards {
+		in[s] = true
+	}
+	var out []string
+	for _, w := range ss.txWriters {
+		if in[w] {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// endTwoPhase answers COMMIT of a transaction that wrote on several
+// shards: the shards only read are committed, the writers go through
+// two-phase commit.
+func (ss *session) endTwoPhase(snap *topology.Snapshot, shards, writers []string) error {
+	isWriter := map[string]bool{}
+	for _, w := range writers {
+		isWriter[w] = true
+	}
+	for _, s := range shards {
+		if !isWriter[s] {
+			if err := ss.runOnShard(snap, s, "COMMIT"); err != nil && isServerGone(err) {
+				return err
+			}
+		}
+	}
+	return ss.finishTx("COMMIT", ss.twoPhaseCommit(snap, writers))
 }
 
 // runOnShard runs one internal statement on shard's connection in the
@@ -364,7 +407,11 @@ func (ss *session) runOnShard(snap *topology.Snapshot, shard, sql string) error 
 			return err
 		}
 	}
-	return nil
+	// Not attached (lost, or finishing after PREPARE): a fresh connection.
+	if err := ss.useShard(snap, shard); err != nil {
+		return err
+	}
+	return ss.runRaw(appendQuery(nil, sql))
 }
 
 func isServerGone(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -50,7 +51,11 @@ type Server struct {
 	static  *topology.StaticStore // the store built from the config (nil when Deps.Topology is set)
 	planner *planner.Planner
 	catalog catalog
-	ids     idAllocator
+	// collations caches each shard database's collation for merges.
+	collations sync.Map
+	ids        idAllocator
+
+	twoPhase *twoPhase
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -103,6 +108,18 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 		s.topo = s.static
 	}
 	s.planner = planner.New(s.catalog.plannerOptions())
+	s.twoPhase = newTwoPhase()
+	if spec := os.Getenv("SHARDPROXY_CRASH_AT"); spec != "" {
+		h := crashHook(spec, func(msg string) { log.Error(msg) })
+		s.twoPhase.hook.Store(&h)
+	}
+	if deps.Registerer != nil {
+		for _, c := range s.twoPhase.collectors() {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := s.loadTLS(&cfg); err != nil {
 		return nil, err
 	}
@@ -164,6 +181,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	close(s.lnReady)
+	recoverCtx, stopRecovery := context.WithCancel(context.Background())
+	go func() {
+		<-s.done
+		stopRecovery()
+	}()
+	go s.recoverLoop(recoverCtx)
 	s.mu.Unlock()
 	go s.watchdog()
 
@@ -436,3 +459,8 @@ func isPlainPassword(p string) bool {
 	}
 	return true
 }
+
+// SetCommitHook installs a function called at the named points of every
+// two-phase commit ("prepared-N", "decided", "committed-N"); it may block
+// to simulate a coordinator that dies there. For tests only.
+func (s *Server) SetCommitHook(hook func(stage string)) { s.twoPhase.hook.Store(&hook) }

@@ -117,7 +117,8 @@ type session struct {
 	showRoutes  bool                    // SET shardproxy.show_routes = on
 	txBegin     string                  // BEGIN statement of the open transaction
 	txReplay    []string                // savepoint statements to replay on shards joining it
-	txWriter    string                  // the shard written in this transaction or batch
+	txWriter    string                  // the first shard written in this transaction or batch
+	txWriters   []string                // every shard written in this transaction, in order
 	txAborted   bool                    // the proxy raised an error inside the transaction
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
 	lastSnap    *topology.Snapshot      // snapshot() cache

@@ -57,6 +57,17 @@ type Config struct {
 	// tables; see topology.Spec. Empty: every statement goes to the default
 	// shard (the first one), the proxy is a pooler.
 	Sharding topology.Spec `yaml:"sharding"`
+	// Merge bounds cross-shard reads the proxy merges itself.
+	Merge Merge `yaml:"merge"`
+}
+
+// Merge settings for cross-shard reads (ORDER BY, aggregates, DISTINCT
+// over several shards).
+type Merge struct {
+	// MemoryLimit is how many bytes one statement's sort, aggregate or
+	// DISTINCT state may buffer before it fails with SQLSTATE 53200
+	// (0 = 64 MiB, -1 = no limit).
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
 // Raft settings: with Dir set the topology lives in a Raft log shared by
@@ -350,6 +361,9 @@ func (c *Config) Validate() error {
 		if u.Password == "" && c.Auth.Method != "trust" && !c.Auth.TrustLoopback {
 			return bad(key+".password", "must be set when auth.method is %s", c.Auth.Method)
 		}
+	}
+	if c.Merge.MemoryLimit < -1 {
+		return bad("merge.memory_limit", "must be a byte count, 0 (64 MiB) or -1 (no limit), got %d", c.Merge.MemoryLimit)
 	}
 	if len(c.Shards) == 0 {
 		return bad("shards", "at least one shard is required")

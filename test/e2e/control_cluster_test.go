@@ -83,6 +83,7 @@ type ctlProxy struct {
 	name             string
 	bin, config      string
 	args             []string
+	env              []string // extra environment (KEY=value)
 	listen, adminURL string
 	cmd              *exec.Cmd
 	out              *ctlBuf
@@ -94,6 +95,9 @@ func (p *ctlProxy) start(t *testing.T) {
 	p.out, p.done = &ctlBuf{}, make(chan struct{})
 	p.cmd = exec.Command(p.bin, append([]string{"--config", p.config}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if p.env != nil {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

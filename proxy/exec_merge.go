@@ -1,0 +1,366 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/merge"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Cross-shard reads that need more than concatenation: the planner puts
+// merge operators (MergeSort, Sort, Limit, Aggregate, Having, Distinct,
+// Project) over a Scatter whose SQL it rewrote. The statement is sent to
+// every shard at once; each shard's connection becomes a row stream read
+// as the merge needs it (proxy/merge), and the merged rows go to the
+// client as they are decided.
+
+// isMergeOp reports whether op is a merge operator.
+func isMergeOp(op plan.Operator) bool {
+	switch op.(type) {
+	case *plan.MergeSort, *plan.Sort, *plan.Limit, *plan.Aggregate, *plan.Having, *plan.Distinct, *plan.Project:
+		return true
+	}
+	return false
+}
+
+// mergeScatter returns the Scatter under a tree of merge operators.
+func mergeScatter(op plan.Operator) (*plan.Scatter, bool) {
+	for {
+		if sc, ok := op.(*plan.Scatter); ok {
+			return sc, true
+		}
+		if !isMergeOp(op) || len(op.Inputs()) != 1 {
+			return nil, false
+		}
+		op = op.Inputs()[0]
+	}
+}
+
+// hasAggregate reports whether the merge tree aggregates (then the shards'
+// columns are partials, not the client's columns).
+func hasAggregate(op plan.Operator) bool {
+	for isMergeOp(op) {
+		if _, ok := op.(*plan.Aggregate); ok {
+			return true
+		}
+		op = op.Inputs()[0]
+	}
+	return false
+}
+
+// hiddenColumns is the number of columns a Project drops.
+func hiddenColumns(op plan.Operator) int {
+	for isMergeOp(op) {
+		if p, ok := op.(*plan.Project); ok {
+			return p.Hidden
+		}
+		op = op.Inputs()[0]
+	}
+	return 0
+}
+
+// shardStream reads one shard's rows of a merged read.
+type shardStream struct {
+	ss    *session
+	shard string
+	r     *msgReader
+	desc  []byte // RowDescription body, when read
+	done  bool
+	err   error
+	vals  [][]byte
+	onRFQ func(status byte)
+}
+
+// next reads the shard's next message of interest: a row, the end, or
+// the RowDescription (when wantDesc).
+func (st *shardStream) read(wantDesc bool) ([][]byte, error) {
+	for !st.done {
+		typ, body, err := st.r.next()
+		if err != nil {
+			st.done = true
+			st.err = &errServerGone{err}
+			return nil, st.err
+		}
+		switch typ {
+		case msgRowDescription:
+			st.desc = append([]byte(nil), body...)
+			if wantDesc {
+				return nil, nil
+			}
+		case msgNoData:
+			if wantDesc {
+				return nil, nil
+			}
+		case msgDataRow:
+			if wantDesc {
+				// Rows before a description cannot happen; keep reading.
+				continue
+			}
+			vals, ok := splitDataRow(body, st.vals[:0])
+			if !ok {
+				st.done = true
+				st.err = &errServerGone{errors.New("malformed DataRow from shard " + st.shard)}
+				return nil, st.err
+			}
+			st.vals = vals
+			return vals, nil
+		case msgErrorResponse:
+			f := decodeError(body)
+			if isFatal(body) {
+				st.done = true
+				st.err = &errServerGone{&sqlError{f}}
+				return nil, st.err
+			}
+			if st.err == nil {
+				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + st.shard + ")")
+				st.err = &sqlError{f}
+			}
+		case msgNoticeResponse:
+			st.ss.out = appendMsg(st.ss.out, typ, body)
+		case msgReadyForQuery:
+			st.done = true
+			if len(body) == 1 && st.onRFQ != nil {
+				st.onRFQ(body[0])
+			}
+		}
+	}
+	if st.err != nil {
+		return nil, st.err
+	}
+	return nil, io.EOF
+}
+
+// Next implements merge.Stream.
+func (st *shardStream) Next() ([][]byte, error) { return st.read(false) }
+
+// drain reads up to ReadyForQuery, dropping rows.
+func (st *shardStream) drain() error {
+	for {
+		_, err := st.read(false)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if isServerGone(err) {
+				return err
+			}
+			if st.done {
+				return nil
+			}
+		}
+	}
+}
+
+// splitDataRow splits a DataRow body into its values (aliasing body).
+func splitDataRow(body []byte, dst [][]byte) ([][]byte, bool) {
+	if len(body) < 2 {
+		return nil, false
+	}
+	n := int(body[0])<<8 | int(body[1])
+	p := 2
+	for i := 0; i < n; i++ {
+		if p+4 > len(body) {
+			return nil, false
+		}
+		l := int(int32(uint32(body[p])<<24 | uint32(body[p+1])<<16 | uint32(body[p+2])<<8 | uint32(body[p+3])))
+		p += 4
+		if l < 0 {
+			dst = append(dst, nil)
+			continue
+		}
+		if p+l > len(body) {
+			return nil, false
+		}
+		dst = append(dst, body[p:p+l:p+l])
+		p += l
+	}
+	return dst, true
+}
+
+// appendDataRow appends a DataRow message.
+func appendDataRow(dst []byte, vals [][]byte) []byte {
+	start := len(dst)
+	dst = append(dst, msgDataRow, 0, 0, 0, 0, byte(len(vals)>>8), byte(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			dst = append(dst, 0xff, 0xff, 0xff, 0xff)
+			continue
+		}
+		n := len(v)
+		dst = append(dst, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		dst = append(dst, v...)
+	}
+	putLen(dst[start+1:], len(dst)-start-1)
+	return dst
+}
+
+// execMerge runs a merged cross-shard read.
+func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params planner.Params, rf []int16, out *execOut) (string, error) {
+	sc, ok := mergeScatter(root)
+	if !ok {
+		return "", &plan.Unsupported{Message: "this cross-shard plan shape is not supported (" + root.Describe().Name + ")"}
+	}
+	if ss.txStatus == 'E' {
+		return "", &sqlError{abortedError}
+	}
+	// What the shards are asked for: the client's formats when the shard
+	// columns are the client's (plus hidden ones), else text.
+	var shardRF []int16
+	switch {
+	case len(rf) <= 1:
+		shardRF = rf
+	case !hasAggregate(root):
+		shardRF = append(append([]int16(nil), rf...), make([]int16, hiddenColumns(root))...)
+	}
+	args := argsFor(params, nil, shardRF, out.simple)
+	// Start the statement on every shard, then read them side by side.
+	for _, s := range sc.Shards {
+		if err := ss.useShard(snap, s); err != nil {
+			return "", err
+		}
+		ss.sout = appendPart(ss.sout, sc.SQL, args)
+		if err := ss.flushServer(); err != nil {
+			return "", err
+		}
+	}
+	streams := make([]*shardStream, 0, len(sc.Shards))
+	for _, s := range sc.Shards {
+		t := ss.copyTargetFor(s)
+		st := &shardStream{ss: ss, shard: s, r: t.r}
+		if h := t.held; h != nil {
+			st.onRFQ = func(status byte) { h.inTx = status != 'I' }
+		} else {
+			st.onRFQ = func(status byte) { ss.noteServerStatus(status) }
+		}
+		streams = append(streams, st)
+	}
+	drainAll := func() error {
+		for _, st := range streams {
+			if err := st.drain(); err != nil && isServerGone(err) {
+				return err
+			}
+		}
+		return nil
+	}
+	fail := func(err error) (string, error) {
+		if derr := drainAll(); derr != nil {
+			return "", derr
+		}
+		return "", err
+	}
+	// The shards' row shape, from the first shard that describes it.
+	var desc pgproto3.RowDescription
+	for _, st := range streams {
+		if _, err := st.read(true); err != nil && err != io.EOF {
+			return fail(err)
+		}
+	}
+	for _, st := range streams {
+		if st.err != nil {
+			return fail(st.err)
+		}
+		if st.desc != nil && desc.Fields == nil {
+			if err := desc.Decode(st.desc); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if desc.Fields == nil {
+		return fail(&plan.Unsupported{Message: "the shards returned no rows description for a merged read"})
+	}
+	collation, err := ss.shardCollation(snap, sc.Shards[0])
+	if err != nil {
+		return fail(err)
+	}
+	ms := make([]merge.Stream, len(streams))
+	for i, st := range streams {
+		ms[i] = st
+	}
+	res, err := merge.New(root, &desc, ms, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit})
+	if err != nil {
+		return fail(err)
+	}
+	if out.simple {
+		ss.out = appendEncoded(ss.out, res.RowDescription())
+	}
+	rows := 0
+	for {
+		row, err := res.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(err)
+		}
+		ss.out = appendDataRow(ss.out, row)
+		rows++
+		if len(ss.out) > 64<<10 {
+			if err := ss.flushClient(); err != nil {
+				return "", err
+			}
+		}
+	}
+	if err := drainAll(); err != nil {
+		return "", err
+	}
+	for _, st := range streams {
+		if st.err != nil && st.err != io.EOF {
+			return "", st.err
+		}
+	}
+	return "SELECT " + strconv.Itoa(rows), nil
+}
+
+// appendPart appends one self-contained request for sql: a simple Query,
+// or Parse/Bind/Describe/Execute/Sync on the unnamed statement.
+func appendPart(dst []byte, sql string, args *partArgs) []byte {
+	if args == nil {
+		return appendQuery(dst, sql)
+	}
+	dst = appendFrontend(dst, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
+	dst = appendFrontend(dst, &pgproto3.Bind{ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
+	dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P'})
+	dst = appendFrontend(dst, &pgproto3.Execute{})
+	return appendEmpty(dst, msgSync)
+}
+
+// shardCollation returns the collation of the session's database on shard
+// (cached per shard and database).
+func (ss *session) shardCollation(snap *topology.Snapshot, shard string) (string, error) {
+	key := shard + "/" + ss.key.Database
+	if v, ok := ss.srv.collations.Load(key); ok {
+		return v.(string), nil
+	}
+	rows, err := ss.defaultShardQuery(snap, "SELECT datcollate FROM pg_database WHERE datname = current_database()")
+	if err != nil {
+		return "", err
+	}
+	c := ""
+	if len(rows) == 1 {
+		c = rows[0][0]
+	}
+	ss.srv.collations.Store(key, c)
+	return c, nil
+}
+
+// mergedDescription turns the shards' description of a merge plan's
+// Scatter (a statement Describe: text formats) into the RowDescription the
+// merge gives the client with result formats rf.
+func mergedDescription(root plan.Operator, shardDesc []byte, rf []int16) (*pgproto3.RowDescription, error) {
+	var desc pgproto3.RowDescription
+	if err := desc.Decode(shardDesc); err != nil {
+		return nil, err
+	}
+	res, err := merge.New(root, &desc, nil, merge.Options{ResultFormats: rf})
+	if err != nil {
+		return nil, err
+	}
+	return res.RowDescription(), nil
+}

@@ -1,0 +1,429 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Two-phase commit of transactions that wrote on several shards.
+//
+// At COMMIT the shards that were only read are committed first. Then the
+// decision record — a row in shardproxy.commit_decisions — is written on
+// the first written shard inside the client's transaction, every written
+// shard runs PREPARE TRANSACTION '<gid>', and COMMIT PREPARED follows on
+// the first shard (the commit point: the decision row commits with it) and
+// then on the others. A failed PREPARE rolls everything back and the
+// client gets the shard's error.
+//
+// The gid is shardproxy:<node>:<boot>:<seq>:<decision shard>. The recovery
+// loop (recoverLoop) looks for prepared transactions with that prefix on
+// every shard and finishes those no live coordinator owns: ones of this
+// process that are not in flight, of an earlier run of this node (another
+// boot id), or of any node when older than recoveryGrace. A transaction
+// whose decision shard still holds it prepared has not reached the commit
+// point and is rolled back (the decision shard first); otherwise the
+// decision row says commit, its absence says roll back.
+
+const (
+	gidPrefix      = "shardproxy:"
+	decisionTable  = "shardproxy.commit_decisions"
+	recoveryGrace  = 2 * time.Minute
+	recoveryPeriod = 10 * time.Second
+)
+
+// twoPhase is the server-wide state of two-phase commit.
+type twoPhase struct {
+	boot     string // random per process: tells this run's transactions apart
+	seq      atomic.Uint64
+	inflight sync.Map // gid → true while its coordinator runs here
+	tables   sync.Map // "shard/database" → true: the decision table exists there
+
+	// hook, when set (tests), is called at the named points of a commit;
+	// it may block or exit to simulate a coordinator that dies there.
+	hook atomic.Pointer[func(stage string)]
+
+	commits  prometheus.Counter
+	duration prometheus.Histogram
+	resolved *prometheus.CounterVec
+	inDoubt  prometheus.Counter
+}
+
+func newTwoPhase() *twoPhase {
+	var b [4]byte
+	rand.Read(b[:])
+	return &twoPhase{
+		boot: hex.EncodeToString(b[:]),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardproxy_twophase_commits_total", Help: "Transactions committed with two-phase commit."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "shardproxy_twophase_commit_duration_seconds", Help: "Time from the first PREPARE to the last COMMIT PREPARED.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}),
+		inDoubt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardproxy_twophase_in_doubt_found_total", Help: "Prepared transactions found by the recovery loop without a live coordinator."}),
+		resolved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardproxy_twophase_in_doubt_resolved_total", Help: "In-doubt prepared transactions finished by the recovery loop, by outcome."}, []string{"outcome"}),
+	}
+}
+
+func (tp *twoPhase) collectors() []prometheus.Collector {
+	return []prometheus.Collector{tp.commits, tp.duration, tp.inDoubt, tp.resolved}
+}
+
+func (tp *twoPhase) at(stage string) {
+	if h := tp.hook.Load(); h != nil {
+		(*h)(stage)
+	}
+}
+
+// crashHook is the fault injection of SHARDPROXY_CRASH_AT=<stage>[:<n>]:
+// the process exits (like a kill -9: connections are dropped, nothing is
+// cleaned up) the n-th time (default 1) a two-phase commit reaches stage.
+// End-to-end tests use it to check recovery; it is never set otherwise.
+func crashHook(spec string, log func(string)) func(string) {
+	stage, nth := spec, 1
+	if i := strings.LastIndexByte(spec, ':'); i >= 0 {
+		if n, err := strconv.Atoi(spec[i+1:]); err == nil {
+			stage, nth = spec[:i], n
+		}
+	}
+	var count atomic.Int64
+	return func(at string) {
+		if at == stage && count.Add(1) == int64(nth) {
+			log("SHARDPROXY_CRASH_AT reached " + spec + ": exiting")
+			os.Exit(3)
+		}
+	}
+}
+
+// newGID names a distributed transaction coordinated by this process.
+func (s *Server) newGID(decisionShard string) string {
+	return fmt.Sprintf("%s%d:%s:%d:%s", gidPrefix, s.config().NodeID, s.twoPhase.boot, s.twoPhase.seq.Add(1), decisionShard)
+}
+
+// parsedGID is a gid taken apart.
+type parsedGID struct {
+	node          int
+	boot          string
+	decisionShard string
+}
+
+func parseGID(gid string) (parsedGID, bool) {
+	if !strings.HasPrefix(gid, gidPrefix) {
+		return parsedGID{}, false
+	}
+	f := strings.SplitN(strings.TrimPrefix(gid, gidPrefix), ":", 4)
+	if len(f) != 4 {
+		return parsedGID{}, false
+	}
+	node, err := strconv.Atoi(f[0])
+	if err != nil {
+		return parsedGID{}, false
+	}
+	return parsedGID{node: node, boot: f[1], decisionShard: f[3]}, true
+}
+
+// twoPhaseCommit commits the open transaction on writers (two or more
+// shards, each inside the client's transaction block) with two-phase
+// commit. nil means committed (notices about participants recovery must
+// finish are queued for the client). An error before the commit point
+// comes after everything was rolled back; a lost commit point is a 08006
+// saying recovery decides. Either way the transaction is over on every
+// writer afterwards.
+func (ss *session) twoPhaseCommit(snap *topology.Snapshot, writers []string) error {
+	tp := ss.srv.twoPhase
+	if err := ss.ensureDecisionTable(snap, writers[0]); err != nil {
+		return ss.abortTwoPhase(snap, writers, nil, "", err)
+	}
+	gid := ss.srv.newGID(writers[0])
+	tp.inflight.Store(gid, true)
+	defer tp.inflight.Delete(gid)
+	start := time.Now()
+	if err := ss.runOnShard(snap, writers[0], "INSERT INTO "+decisionTable+" (gid) VALUES ("+quoteLiteral(gid)+")"); err != nil {
+		return ss.abortTwoPhase(snap, writers, nil, gid, err)
+	}
+	var prepared []string
+	for i, w := range writers {
+		if err := ss.runOnShard(snap, w, "PREPARE TRANSACTION "+quoteLiteral(gid)); err != nil {
+			return ss.abortTwoPhase(snap, writers, prepared, gid, err)
+		}
+		prepared = append(prepared, w)
+		tp.at(fmt.Sprintf("prepared-%d", i+1))
+	}
+	// Every participant is prepared; no connection is inside a
+	// transaction block any more.
+	saved := ss.txStatus
+	ss.txStatus = 'I'
+	defer func() { ss.txStatus = saved }()
+	for i, w := range writers {
+		err := ss.runOnShard(snap, w, "COMMIT PREPARED "+quoteLiteral(gid))
+		if err != nil && i == 0 {
+			return &sqlError{errorFields{Code: codeConnectionFailure, Message: "COMMIT PREPARED failed on shard " + w + " (" + err.Error() + ") for a transaction over shards " +
+				strings.Join(writers, ", ") + "; its outcome is decided by recovery (transaction " + gid + ")"}}
+		}
+		if err != nil {
+			ss.out = appendEncoded(ss.out, &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
+				Message: "transaction " + gid + " is committed; COMMIT PREPARED is pending on shard " + w + " and will be finished by recovery: " + err.Error()})
+		}
+		if i == 0 {
+			tp.at("decided")
+		} else {
+			tp.at(fmt.Sprintf("committed-%d", i+1))
+		}
+	}
+	tp.commits.Inc()
+	tp.duration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// abortTwoPhase rolls back a two-phase commit that failed before its
+// commit point and returns the error for the client.
+func (ss *session) abortTwoPhase(snap *topology.Snapshot, writers, prepared []string, gid string, err error) error {
+	isPrepared := map[string]bool{}
+	for _, p := range prepared {
+		isPrepared[p] = true
+	}
+	saved := ss.txStatus
+	ss.txStatus = 'I'
+	for _, w := range writers {
+		sql := "ROLLBACK"
+		if isPrepared[w] {
+			sql = "ROLLBACK PREPARED " + quoteLiteral(gid)
+		}
+		if rerr := ss.runOnShard(snap, w, sql); rerr != nil {
+			ss.srv.log.Warn("two-phase commit: rollback failed; recovery will finish it", "shard", w, "gid", gid, "err", rerr)
+		}
+	}
+	ss.txStatus = saved
+	if isServerGone(err) {
+		ss.srv.log.Warn("two-phase commit: shard connection lost before the commit point; rolled back", "gid", gid, "err", err)
+		return &sqlError{errorFields{Code: codeConnectionFailure, Message: "a shard connection was lost during COMMIT; the transaction was rolled back"}}
+	}
+	return err
+}
+
+// ensureDecisionTable creates shardproxy.commit_decisions on shard (in the
+// session's database) once per process.
+func (ss *session) ensureDecisionTable(snap *topology.Snapshot, shard string) error {
+	key := shard + "/" + ss.key.Database
+	if _, ok := ss.srv.twoPhase.tables.Load(key); ok {
+		return nil
+	}
+	p, err := ss.shardPool(snap, shard)
+	if err != nil {
+		return err
+	}
+	sc, err := p.Acquire(ss.srv.forceCtx)
+	if err != nil {
+		return err
+	}
+	_, err = simpleQuery(sc, "CREATE SCHEMA IF NOT EXISTS shardproxy; CREATE TABLE IF NOT EXISTS "+decisionTable+
+		" (gid text PRIMARY KEY, created timestamptz NOT NULL DEFAULT now())")
+	if err != nil && !isServerGone(err) {
+		// Concurrent creators race on the catalog; the table exists then.
+		var se *sqlError
+		if errors.As(err, &se) && (se.f.Code == "23505" || se.f.Code == "42P07" || se.f.Code == "42P06") {
+			err = nil
+		}
+	}
+	if isServerGone(err) {
+		sc.MarkBroken()
+		p.Discard(sc)
+		return err
+	}
+	p.Release(sc, false)
+	if err != nil {
+		return err
+	}
+	ss.srv.twoPhase.tables.Store(key, true)
+	return nil
+}
+
+// recoverLoop finishes in-doubt prepared transactions until ctx ends.
+func (s *Server) recoverLoop(ctx context.Context) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	first := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.recoverOnce(ctx, first)
+		first = false
+		t.Reset(recoveryPeriod)
+	}
+}
+
+// RecoverPreparedNow runs one recovery pass (for tests and shardctl).
+func (s *Server) RecoverPreparedNow(ctx context.Context) { s.recoverOnce(ctx, false) }
+
+// recoverOnce scans every shard's prepared transactions once.
+func (s *Server) recoverOnce(ctx context.Context, startup bool) {
+	snap := s.topo.Current()
+	if !infoOf(snap).sharded {
+		return
+	}
+	for _, sh := range snap.Shards() {
+		c, err := s.adminConnect(ctx, sh.Primary, "postgres")
+		if err != nil {
+			s.log.Debug("two-phase recovery: cannot reach shard", "shard", sh.Name, "err", err)
+			continue
+		}
+		if startup {
+			if res, err := c.Exec(ctx, "SHOW max_prepared_transactions").ReadAll(); err == nil && len(res) == 1 && len(res[0].Rows) == 1 &&
+				string(res[0].Rows[0][0]) == "0" {
+				s.log.Error("shard has max_prepared_transactions = 0: transactions that write on several shards will fail to commit",
+					"shard", sh.Name, "fix", "set max_prepared_transactions (e.g. 100) in postgresql.conf and restart the shard")
+			}
+		}
+		res, err := c.Exec(ctx, "SELECT gid, database, extract(epoch FROM now() - prepared)::float8::text FROM pg_prepared_xacts WHERE gid LIKE 'shardproxy:%'").ReadAll()
+		c.Close(ctx)
+		if err != nil || len(res) != 1 {
+			continue
+		}
+		for _, row := range res[0].Rows {
+			gid, db := string(row[0]), string(row[1])
+			age, _ := strconv.ParseFloat(string(row[2]), 64)
+			if !s.ownsNoLonger(gid, time.Duration(age*float64(time.Second))) {
+				continue
+			}
+			s.twoPhase.inDoubt.Inc()
+			if err := s.resolve(ctx, snap, sh.Name, gid, db); err != nil {
+				s.log.Warn("two-phase recovery: cannot resolve", "shard", sh.Name, "gid", gid, "err", err)
+			}
+		}
+	}
+}
+
+// ownsNoLonger reports whether no live coordinator can still finish gid.
+func (s *Server) ownsNoLonger(gid string, age time.Duration) bool {
+	p, ok := parseGID(gid)
+	if !ok {
+		return false
+	}
+	if p.node == s.config().NodeID {
+		if p.boot != s.twoPhase.boot {
+			return true // an earlier run of this proxy
+		}
+		if _, running := s.twoPhase.inflight.Load(gid); running {
+			return false
+		}
+		return age > 5*time.Second
+	}
+	return age > recoveryGrace
+}
+
+// resolve finishes gid on shard (database db) from the decision record.
+func (s *Server) resolve(ctx context.Context, snap *topology.Snapshot, shard, gid, db string) error {
+	p, _ := parseGID(gid)
+	dsh, ok := snap.Shard(p.decisionShard)
+	if !ok {
+		return fmt.Errorf("decision shard %q is not in the topology", p.decisionShard)
+	}
+	dc, err := s.adminConnect(ctx, dsh.Primary, db)
+	if err != nil {
+		return err
+	}
+	defer dc.Close(ctx)
+	commit := false
+	res, err := dc.Exec(ctx, "SELECT 1 FROM pg_prepared_xacts WHERE gid = "+quoteLiteral(gid)).ReadAll()
+	if err != nil {
+		return err
+	}
+	if len(res) == 1 && len(res[0].Rows) == 1 {
+		// The commit point was not reached: roll back, the decision shard
+		// first so no later pass can see a commit.
+		if _, err := dc.Exec(ctx, "ROLLBACK PREPARED "+quoteLiteral(gid)).ReadAll(); err != nil {
+			return err
+		}
+	} else {
+		res, err := dc.Exec(ctx, "SELECT 1 FROM "+decisionTable+" WHERE gid = "+quoteLiteral(gid)).ReadAll()
+		if err != nil {
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "42P01" {
+				return err
+			}
+		} else {
+			commit = len(res) == 1 && len(res[0].Rows) == 1
+		}
+	}
+	if shard != p.decisionShard {
+		sh, ok := snap.Shard(shard)
+		if !ok {
+			return fmt.Errorf("shard %q is not in the topology", shard)
+		}
+		c, err := s.adminConnect(ctx, sh.Primary, db)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		verb := "ROLLBACK PREPARED "
+		if commit {
+			verb = "COMMIT PREPARED "
+		}
+		if _, err := c.Exec(ctx, verb+quoteLiteral(gid)).ReadAll(); err != nil {
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "42704" { // already finished
+				return err
+			}
+		}
+	}
+	outcome := "rollback"
+	if commit {
+		outcome = "commit"
+	}
+	s.twoPhase.resolved.WithLabelValues(outcome).Inc()
+	s.log.Info("two-phase recovery: finished an in-doubt transaction", "gid", gid, "shard", shard, "outcome", outcome)
+	// Decision rows are needed until every participant is finished; an
+	// hour is far beyond any recovery pass.
+	dc.Exec(ctx, "DELETE FROM "+decisionTable+" WHERE created < now() - interval '1 hour'").ReadAll()
+	return nil
+}
+
+// adminConnect opens a connection of the proxy's own to a shard server
+// with the configured server credentials (or the first user with a plain
+// password, or postgres).
+func (s *Server) adminConnect(ctx context.Context, addr, db string) (*pgconn.PgConn, error) {
+	cfg := s.config()
+	user, password := cfg.Server.User, cfg.Server.Password
+	if user == "" {
+		user = "postgres"
+		for _, u := range cfg.Users {
+			if isPlainPassword(u.Password) {
+				user, password = u.Name, u.Password
+				break
+			}
+		}
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		host, port = addr[:i], addr[i+1:]
+	}
+	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable connect_timeout=5", host, port, quoteConnValue(user), quoteConnValue(db))
+	if password != "" {
+		dsn += " password=" + quoteConnValue(password)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return pgconn.Connect(cctx, dsn)
+}
+
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}

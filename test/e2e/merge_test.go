@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// mergeQueries are cross-shard reads the proxy merges itself; each must
+// give the rows one PostgreSQL gives for the same data (in order when the
+// query orders them).
+var mergeQueries = []string{
+	"SELECT id, name FROM users ORDER BY id",
+	"SELECT id, name FROM users ORDER BY id DESC LIMIT 7",
+	"SELECT id, name FROM users ORDER BY id LIMIT 5 OFFSET 11",
+	"SELECT name, id FROM users ORDER BY name, id DESC LIMIT 20",
+	"SELECT id FROM users ORDER BY country NULLS FIRST, id LIMIT 15",
+	"SELECT count(*) FROM users",
+	"SELECT count(*), sum(id), min(id), max(id) FROM users",
+	"SELECT avg(id) FROM users",
+	"SELECT count(*) FROM users WHERE id < 0",
+	"SELECT sum(id) FROM users WHERE id < 0",
+	"SELECT country, count(*) FROM users GROUP BY country ORDER BY country NULLS LAST",
+	"SELECT country, count(*) AS n FROM users GROUP BY country HAVING count(*) > 30 ORDER BY n DESC, country",
+	"SELECT author_id, count(*), max(id) FROM posts GROUP BY author_id ORDER BY count(*) DESC, author_id LIMIT 10",
+	"SELECT DISTINCT country FROM users ORDER BY country",
+	"SELECT count(DISTINCT country) FROM users",
+	"SELECT author_id, length(body) FROM posts ORDER BY length(body) DESC, author_id, id LIMIT 12",
+	"SELECT u.id, u.name, p.body FROM users u JOIN posts p ON p.author_id = u.id ORDER BY p.body, u.id LIMIT 9",
+	"SELECT sum(score) FROM posts",
+	"SELECT id FROM users WHERE id IN (3, 17, 25, 99, 140) ORDER BY id",
+}
+
+// fillMergeData creates users and posts through conn (the proxy or a
+// plain database) with the same deterministic content.
+func fillMergeData(t *testing.T, ctx context.Context, c *pgx.Conn) {
+	t.Helper()
+	for _, stmt := range []string{
+		"CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, country text)",
+		"CREATE TABLE posts (author_id bigint NOT NULL, id bigint, body text, score numeric(12,2), PRIMARY KEY (author_id, id))",
+	} {
+		mustExec(t, ctx, c, stmt)
+	}
+	countries := []string{"de", "fr", "it", "nl", ""}
+	for id := 1; id <= 160; id++ {
+		var country any
+		if cc := countries[id%5]; cc != "" {
+			country = cc
+		}
+		mustExec(t, ctx, c, "INSERT INTO users (id, name, country) VALUES ($1, $2, $3)", id, fmt.Sprintf("user-%03d", (id*37)%160), country)
+		for j := 0; j < id%4; j++ {
+			mustExec(t, ctx, c, "INSERT INTO posts (author_id, id, body, score) VALUES ($1, $2, $3, $4)",
+				id, j, strings.Repeat("x", (id*7+j)%23)+fmt.Sprint(id), fmt.Sprintf("%d.%02d", id*j, (id+j)%100))
+		}
+	}
+}
+
+// rowsText runs sql and returns its rows as text (simple protocol when
+// simple, else extended with pgx's binary formats).
+func rowsText(ctx context.Context, c *pgx.Conn, sql string, simple bool) ([]string, error) {
+	var rows pgx.Rows
+	var err error
+	if simple {
+		rows, err = c.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	} else {
+		rows, err = c.Query(ctx, sql)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fmt.Sprint(vals...))
+	}
+	return out, rows.Err()
+}
+
+func TestShardedMergedReads(t *testing.T) {
+	env := startSharded(t)
+	ctx := testCtx(t, 3*time.Minute)
+	app, notices := connectWithNotices(t, ctx, env.proxy.dsn("postgres"))
+	// The reference: one plain PostgreSQL database with the same rows.
+	mustExec(t, ctx, env.direct[env.names[0]], "CREATE DATABASE merge_reference")
+	ref := connectPgx(t, ctx, env.cluster.Shards[0].Primary.DSN("merge_reference"))
+	fillMergeData(t, ctx, app)
+	fillMergeData(t, ctx, ref)
+
+	// The rows really are spread: every shard holds some users.
+	for _, name := range env.names {
+		var n int
+		if err := env.direct[name].QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n == 0 {
+			t.Fatalf("shard %s holds %d users (%v); want some", name, n, err)
+		}
+	}
+
+	mustExec(t, ctx, app, "SET shardproxy.show_routes = on")
+	for _, q := range mergeQueries {
+		for _, simple := range []bool{true, false} {
+			notices.take()
+			want, err := rowsText(ctx, ref, q, simple)
+			if err != nil {
+				t.Fatalf("reference %q: %v", q, err)
+			}
+			got, err := rowsText(ctx, app, q, simple)
+			if err != nil {
+				t.Errorf("%q (simple=%v) through the proxy: %v", q, simple, err)
+				continue
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%q (simple=%v):\n got %q\nwant %q", q, simple, got, want)
+			}
+			if !strings.HasPrefix(q, "SELECT id FROM users WHERE id IN") {
+				routed := strings.Join(notices.take(), " ")
+				for _, name := range env.names {
+					if !strings.Contains(routed, "Scatter") || !strings.Contains(routed, name) {
+						t.Errorf("%q: route notice %q does not say it ran on every shard", q, routed)
+						break
+					}
+				}
+			}
+		}
+	}
+	mustExec(t, ctx, app, "SET shardproxy.show_routes = off")
+
+	// Prepared statements describe the merged shape (not the shards'
+	// partial aggregates).
+	var n, total int64
+	var avg float64
+	if err := app.QueryRow(ctx, "SELECT count(*), sum(id), avg(id) FROM users WHERE id > $1", 10).Scan(&n, &total, &avg); err != nil {
+		t.Fatal(err)
+	}
+	if n != 150 || total != 160*161/2-55 || avg != float64(total)/150 {
+		t.Fatalf("count/sum/avg over id > 10 = %d/%d/%v", n, total, avg)
+	}
+
+	// What the merge cannot compute is refused with 0A000, never
+	// answered wrongly.
+	if _, err := rowsText(ctx, app, "SELECT avg(length(body))::numeric(10,4) FROM posts", false); sqlState(err) != "0A000" {
+		t.Fatalf("aggregate inside an expression across shards: %v, want SQLSTATE 0A000", err)
+	}
+
+	// Keyless UPDATE and DELETE run on every shard, atomically, and
+	// report the total.
+	tag := mustExec(t, ctx, app, "UPDATE users SET country = 'xx' WHERE country IS NULL")
+	if tag.String() != "UPDATE 32" {
+		t.Fatalf("keyless UPDATE tag %q, want UPDATE 32", tag)
+	}
+	rows, err := rowsText(ctx, app, "UPDATE users SET name = name || '!' WHERE id % 40 = 0 RETURNING id", true)
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("keyless UPDATE … RETURNING: %v %v", rows, err)
+	}
+	// A keyless write that fails on some shards (only the names ending
+	// in '!' grow too long) changes nothing anywhere.
+	mustExec(t, ctx, app, "ALTER TABLE users ADD CONSTRAINT short_name CHECK (length(name) < 13)")
+	_, err = app.Exec(ctx, "UPDATE users SET name = name || 'abcd' WHERE id % 10 = 0")
+	if err == nil {
+		t.Fatal("keyless UPDATE violating a CHECK on some shards succeeded")
+	}
+	var changed int
+	for _, name := range env.names {
+		var c int
+		if err := env.direct[name].QueryRow(ctx, "SELECT count(*) FROM users WHERE name LIKE '%abcd'").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		changed += c
+	}
+	if changed != 0 {
+		t.Fatalf("a failed keyless UPDATE left %d rows changed", changed)
+	}
+	tag = mustExec(t, ctx, app, "DELETE FROM posts WHERE score < 10")
+	var left int64
+	if err := app.QueryRow(ctx, "SELECT count(*) FROM posts WHERE score < 10").Scan(&left); err != nil || left != 0 {
+		t.Fatalf("after keyless DELETE (%s): %d rows left (%v)", tag, left, err)
+	}
+	var prepared int
+	for _, name := range env.names {
+		var c int
+		if err := env.direct[name].QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		prepared += c
+	}
+	if prepared != 0 {
+		t.Fatalf("%d prepared transactions left on the shards", prepared)
+	}
+}
