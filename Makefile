@@ -7,7 +7,7 @@ PKGS := ./...
 RACE_PKGS := ./proxy/... ./topology/... ./router/... ./rebalance/... ./test/pgcluster/...
 DATA ?= $(CURDIR)/data
 
-.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench deps pg clean
+.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench bench-scaleout deps pg clean
 
 all: build
 
@@ -53,6 +53,13 @@ demo-stop:
 bench: pg build
 	$(GO) test -run '^$$' -bench . -benchmem ./planner/... ./router/... ./proxy/...
 	bash test/bench/pgbench.sh
+	bash test/bench/scaleout.sh
+
+# bench-scaleout: 1, 2 and 4 shards at 0.25 core each, point selects and
+# single-row updates by key through one shardproxy vs straight at the shards
+# (the "Scale-out" section of docs/benchmarks.md; needs root for cgroups).
+bench-scaleout: pg build
+	bash test/bench/scaleout.sh
 
 clean:
 	rm -rf $(BIN)

@@ -36,6 +36,15 @@ type options struct {
 	pinCPU     string
 	targets    string
 	profileDir string
+
+	// -mode scaleout (see scaleout.go)
+	mode            string
+	shardCounts     string
+	rowsPerShard    int
+	clientsPerShard int
+	cpuQuota        float64
+	protocols       string
+	scaleoutPool    int
 }
 
 func main() {
@@ -55,12 +64,28 @@ func main() {
 	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "directory for a Go CPU profile of shardproxy during each of its runs (\"\" = none)")
 	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
+	flag.StringVar(&o.mode, "mode", "compare", "compare (direct vs PgBouncer vs shardproxy on one server) or scaleout (1, 2, 4 shards through one shardproxy)")
+	flag.StringVar(&o.shardCounts, "shard-counts", "1,2,4", "scaleout: ascending shard counts to measure")
+	flag.IntVar(&o.rowsPerShard, "rows-per-shard", 100000, "scaleout: pgbench_accounts rows per shard")
+	flag.IntVar(&o.clientsPerShard, "clients-per-shard", 8, "scaleout: pgbench clients per shard")
+	flag.Float64Var(&o.cpuQuota, "cpu-quota", 0.25, "scaleout: CPU quota of each PostgreSQL server in cores (cgroup v1; 0 = none)")
+	flag.StringVar(&o.protocols, "protocols", "prepared", "scaleout: pgbench -M modes to run, comma-separated")
+	flag.IntVar(&o.scaleoutPool, "scaleout-pool", 0, "scaleout: shardproxy pool.size per shard (0 = -clients-per-shard)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	runMode := run
+	switch o.mode {
+	case "compare":
+	case "scaleout":
+		runMode = runScaleout
+	default:
+		fmt.Fprintf(os.Stderr, "bench: -mode %q: want compare or scaleout\n", o.mode)
+		os.Exit(2)
+	}
+	if err := runMode(ctx, o, log); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
 		os.Exit(1)

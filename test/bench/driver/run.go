@@ -208,7 +208,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 	report := e.report(selected, results, mem)
 	if o.out != "" {
-		report = keepNotes(report, o.out)
+		report = keepScaleout(keepNotes(report, o.out), o.out)
 	}
 	fmt.Print(report)
 	if o.out != "" {
