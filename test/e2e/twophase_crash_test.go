@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,14 +15,14 @@ import (
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
 
-// A bank over three shards: transfers between accounts on different
+// A bank over four shards: transfers between accounts on different
 // shards commit with two-phase commit. The proxy process is made to die
 // (SHARDPROXY_CRASH_AT) at each stage of a commit; after a restart its
 // recovery finishes or undoes the in-doubt transaction, so the total
 // balance never changes, every transfer is in the ledger whole or not at
 // all, and a commit that reached its commit point is kept.
 
-const bankAccounts = 24
+const bankAccounts = 32
 
 type bank struct {
 	t       *testing.T
@@ -32,7 +33,7 @@ type bank struct {
 }
 
 func startBank(t *testing.T) *bank {
-	pg := pgcluster.StartT(t, pgcluster.Options{Shards: 3})
+	pg := pgcluster.StartT(t, pgcluster.Options{Shards: 4})
 	dir := t.TempDir()
 	proxyBin, _ := ctlBuild(t, dir)
 	var shardsYAML strings.Builder
@@ -53,6 +54,7 @@ shards:
   tables:
     - {name: accounts, key: id, distribution: accounts}
     - {name: ledger, key: account_id, distribution: accounts}
+    - {name: branches, kind: reference}
 `, listen, shardsYAML.String())
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -281,6 +283,161 @@ func TestTwoPhaseCommitSurvivesCoordinatorCrash(t *testing.T) {
 		wantKept := stage == "decided" || stage == "committed-2"
 		if done[crashed] != wantKept {
 			t.Fatalf("stage %s: in-doubt transfer %d kept=%v, want %v", stage, crashed, done[crashed], wantKept)
+		}
+	}
+}
+
+// bankLoad runs concurrent transfer clients until stopped, remembering
+// which transfers were acknowledged.
+type bankLoad struct {
+	b     *bank
+	next  *int64
+	mu    sync.Mutex
+	acked []int64
+	errs  int
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func (b *bank) startLoad(ctx context.Context, clients int, next *int64) *bankLoad {
+	l := &bankLoad{b: b, next: next, stop: make(chan struct{})}
+	var mu sync.Mutex
+	for c := 0; c < clients; c++ {
+		l.wg.Add(1)
+		go func(c int) {
+			defer l.wg.Done()
+			var conn *pgx.Conn
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					if conn != nil {
+						conn.Close(ctx)
+					}
+					return
+				default:
+				}
+				if conn == nil || conn.IsClosed() {
+					cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					var err error
+					conn, err = pgx.Connect(cctx, b.proxy.dsn())
+					cancel()
+					if err != nil {
+						conn = nil
+						select {
+						case <-l.stop:
+							return
+						case <-time.After(50 * time.Millisecond): // the proxy restarts
+						}
+						continue
+					}
+				}
+				mu.Lock()
+				*l.next++
+				xfer := *l.next
+				mu.Unlock()
+				pair := b.pairs(1, int64(c*13+i))[0]
+				tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := transfer(tctx, conn, xfer, pair)
+				cancel()
+				l.mu.Lock()
+				if err == nil {
+					l.acked = append(l.acked, xfer)
+				} else {
+					l.errs++
+					conn.Close(ctx)
+					conn = nil
+				}
+				l.mu.Unlock()
+			}
+		}(c)
+	}
+	return l
+}
+
+// count returns how many transfers were acknowledged so far.
+func (l *bankLoad) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
+func (l *bankLoad) finish() []int64 {
+	close(l.stop)
+	l.wg.Wait()
+	return l.acked
+}
+
+func TestTwoPhaseCommitUnderConcurrentLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and proxy processes")
+	}
+	b := startBank(t)
+	ctx := testCtx(t, 4*time.Minute)
+	var next int64 = 1_000_000
+
+	// 1. Three clients transfer at once while the proxy dies between the
+	// PREPAREs of its tenth two-phase commit, then restarts.
+	b.proxy.stop()
+	b.proxy.env = []string{"SHARDPROXY_CRASH_AT=prepared-1:10"}
+	b.proxy.start(t)
+	load := b.startLoad(ctx, 3, &next)
+	ctlWait(t, 60*time.Second, "the proxy to die at its tenth commit", func() bool { return !b.proxy.running() })
+	b.proxy.env = nil
+	b.proxy.start(t)
+	before := load.count()
+	ctlWait(t, 60*time.Second, "transfers to resume after the restart", func() bool { return load.count() >= before+10 })
+	acked := load.finish()
+	b.waitNoPrepared(ctx)
+	done := b.check(ctx)
+	for _, x := range acked {
+		if !done[x] {
+			t.Fatalf("transfer %d was acknowledged but is not in the ledger", x)
+		}
+	}
+
+	// 2. A participant shard crashes and restarts under the same load,
+	// with the proxy alive: clients get errors for what was in flight,
+	// nothing acknowledged is lost, nothing is half applied.
+	load = b.startLoad(ctx, 3, &next)
+	ctlWait(t, 60*time.Second, "transfers to run", func() bool { return load.count() >= 10 })
+	victim := b.cluster.Shards[2].Primary
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.direct[2] = connectPgx(t, ctx, victim.DSN("postgres"))
+	before = load.count()
+	ctlWait(t, 60*time.Second, "transfers to resume after the shard restart", func() bool { return load.count() >= before+10 })
+	acked = load.finish()
+	b.waitNoPrepared(ctx)
+	done = b.check(ctx)
+	for _, x := range acked {
+		if !done[x] {
+			t.Fatalf("transfer %d was acknowledged but is not in the ledger", x)
+		}
+	}
+	if len(acked) == 0 {
+		t.Fatal("no transfer was acknowledged")
+	}
+
+	// 3. A reference-table write that one shard refuses leaves no shard
+	// changed.
+	app := b.connect(ctx)
+	defer app.Close(ctx)
+	mustExec(t, ctx, app, "CREATE TABLE branches (code text PRIMARY KEY, city text NOT NULL)")
+	if _, err := b.direct[1].Exec(ctx, "INSERT INTO branches VALUES ('zz', 'only on one shard')"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.Exec(ctx, "INSERT INTO branches VALUES ('aa', 'Amsterdam'), ('zz', 'Zurich')")
+	if sqlState(err) != "23505" {
+		t.Fatalf("reference write conflicting on one shard: %v, want 23505", err)
+	}
+	for i, c := range b.direct {
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM branches WHERE code = 'aa'").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("shard %d kept %d rows of the failed reference write (%v)", i, n, err)
 		}
 	}
 }
