@@ -34,7 +34,8 @@ import (
 // loop (recoverLoop) looks for prepared transactions with that prefix on
 // every shard and finishes those no live coordinator owns: ones of this
 // process that are not in flight, of an earlier run of this node (another
-// boot id), or of any node when older than recoveryGrace. A transaction
+// boot id), or — on the Raft leader only — of any node when older than
+// recoveryGrace. A transaction
 // whose decision shard still holds it prepared has not reached the commit
 // point and is rolled back (the decision shard first); otherwise the
 // decision row says commit, its absence says roll back.
@@ -326,7 +327,18 @@ func (s *Server) ownsNoLonger(gid string, age time.Duration) bool {
 		}
 		return age > 5*time.Second
 	}
-	return age > recoveryGrace
+	// Another node's: only the Raft leader finishes those (any node when
+	// the topology is not replicated), after the grace period.
+	return age > recoveryGrace && s.leadsRecovery()
+}
+
+// leadsRecovery reports whether this proxy finishes other nodes' in-doubt
+// transactions: the Raft leader, or every proxy without Raft.
+func (s *Server) leadsRecovery() bool {
+	if l, ok := s.topo.(interface{ IsLeader() bool }); ok {
+		return l.IsLeader()
+	}
+	return true
 }
 
 // resolve finishes gid on shard (database db) from the decision record.

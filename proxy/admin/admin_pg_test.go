@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -132,7 +133,7 @@ func TestRangeStatsAndHealthOnPostgres(t *testing.T) {
 			t.Fatalf("shard %s health: %+v", sh.Name, sh.Health)
 		}
 		for _, h := range sh.Health {
-			if !h.Up || h.InRecovery == nil || *h.InRecovery != (h.Role == "replica") {
+			if !h.Up || h.InRecovery == nil || *h.InRecovery != (h.Role == "replica") || h.MaxPreparedTransactions == nil || *h.MaxPreparedTransactions == 0 {
 				t.Errorf("shard %s %s %s: %+v", sh.Name, h.Role, h.Addr, h)
 			}
 		}
@@ -150,5 +151,25 @@ func TestRangeStatsAndHealthOnPostgres(t *testing.T) {
 	}
 	if h := st.Shards[1].Health[1]; h.Up || h.InRecovery != nil || len(st.Warnings) != 1 {
 		t.Errorf("stopped replica: %+v, warnings %v", h, st.Warnings)
+	}
+	// A primary without prepared transactions is reported: two-phase
+	// commit cannot work there.
+	direct, err := pgx.Connect(ctx, c.Shards[0].Primary.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exec(ctx, "ALTER SYSTEM SET max_prepared_transactions = 0"); err != nil {
+		t.Fatal(err)
+	}
+	direct.Close(ctx)
+	if err := c.Shards[0].Primary.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = Status{}
+	if err := cl.Get(ctx, "/v1/status", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(st.Warnings, "\n"), "max_prepared_transactions = 0") {
+		t.Errorf("no warning for a primary with max_prepared_transactions = 0: %v", st.Warnings)
 	}
 }

@@ -83,8 +83,11 @@ type Health struct {
 	// InRecovery is what the server itself says (pg_is_in_recovery), when
 	// the admin API could log in; a primary in recovery or a replica that
 	// is not means a failover happened behind the topology's back.
-	InRecovery *bool  `json:"in_recovery,omitempty"`
-	Error      string `json:"error,omitempty"`
+	InRecovery *bool `json:"in_recovery,omitempty"`
+	// MaxPreparedTransactions is the server's setting, when the admin API
+	// could log in; 0 on a primary means two-phase commit cannot work.
+	MaxPreparedTransactions *int   `json:"max_prepared_transactions,omitempty"`
+	Error                   string `json:"error,omitempty"`
 }
 
 // ShardRequest is POST /v1/shards.

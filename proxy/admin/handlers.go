@@ -106,6 +106,8 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 				st.Warnings = append(st.Warnings, fmt.Sprintf("shard %s: primary %s is in recovery (a replica?); if a failover happened, promote the new primary in the topology", sh.Name, h.Addr))
 			case h.InRecovery != nil && !*h.InRecovery && h.Role == "replica":
 				st.Warnings = append(st.Warnings, fmt.Sprintf("shard %s: replica %s is not in recovery (promoted?); reads sent there may see a diverged copy", sh.Name, h.Addr))
+			case h.MaxPreparedTransactions != nil && *h.MaxPreparedTransactions == 0 && h.Role == "primary":
+				st.Warnings = append(st.Warnings, fmt.Sprintf("shard %s: primary %s has max_prepared_transactions = 0, so transactions writing on several shards cannot commit; set it (e.g. 100) in postgresql.conf and restart the server", sh.Name, h.Addr))
 			}
 		}
 	}

@@ -35,11 +35,13 @@ func (s *Server) probe(ctx context.Context, addr, role string) Health {
 	}
 	defer conn.Close(context.Background())
 	var rec bool
-	if err := conn.QueryRow(lctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+	var maxPrepared int
+	if err := conn.QueryRow(lctx, "SELECT pg_is_in_recovery(), current_setting('max_prepared_transactions')::int").Scan(&rec, &maxPrepared); err != nil {
 		h.Error = "reachable, but pg_is_in_recovery() failed: " + err.Error()
 		return h
 	}
 	h.InRecovery = &rec
+	h.MaxPreparedTransactions = &maxPrepared
 	return h
 }
 
