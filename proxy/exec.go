@@ -18,8 +18,10 @@ import (
 // text. Each part runs on its shard's connection (made active with
 // useShard) as a self-contained request — a simple Query, or
 // Parse/Bind/Describe/Execute/Sync on the unnamed statement when there are
-// parameters or result formats to honour — one shard after another, rows
-// streamed to the client as they arrive. Writes to several shards outside
+// parameters or result formats to honour. Reads over several shards run on
+// all of them at once (exec_scatter.go, exec_merge.go); writes and COPY …
+// TO STDOUT run one shard after another, rows streamed to the client as
+// they arrive. Writes to several shards outside
 // a transaction block run inside BEGIN … COMMIT on each shard and commit
 // only when every part succeeded (a failure rolls all back); inside a
 // transaction block they are refused until two-phase commit exists.
@@ -216,6 +218,10 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 			}
 			return sumTags(tags), nil
 		}
+		if !isCopySQL(o.SQL) {
+			return ss.execScatterRead(snap, o, params, rf, out)
+		}
+		// COPY … TO STDOUT: shard after shard, one COPY stream.
 		out.copyHeader = o.CopyHeader
 		var tags []string
 		for i, s := range o.Shards {
@@ -269,7 +275,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		if ss.txStatus == 'E' {
 			return "", &sqlError{abortedError}
 		}
-		keys, err := ss.allocateKeys(snap, o.Table, o.Column, o.Count)
+		keys, err := ss.allocateFor(snap, o)
 		if err != nil {
 			return "", err
 		}

@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -64,98 +62,6 @@ func hiddenColumns(op plan.Operator) int {
 		op = op.Inputs()[0]
 	}
 	return 0
-}
-
-// shardStream reads one shard's rows of a merged read.
-type shardStream struct {
-	ss    *session
-	shard string
-	r     *msgReader
-	desc  []byte // RowDescription body, when read
-	done  bool
-	err   error
-	vals  [][]byte
-	onRFQ func(status byte)
-}
-
-// next reads the shard's next message of interest: a row, the end, or
-// the RowDescription (when wantDesc).
-func (st *shardStream) read(wantDesc bool) ([][]byte, error) {
-	for !st.done {
-		typ, body, err := st.r.next()
-		if err != nil {
-			st.done = true
-			st.err = &errServerGone{err}
-			return nil, st.err
-		}
-		switch typ {
-		case msgRowDescription:
-			st.desc = append([]byte(nil), body...)
-			if wantDesc {
-				return nil, nil
-			}
-		case msgNoData:
-			if wantDesc {
-				return nil, nil
-			}
-		case msgDataRow:
-			if wantDesc {
-				// Rows before a description cannot happen; keep reading.
-				continue
-			}
-			vals, ok := splitDataRow(body, st.vals[:0])
-			if !ok {
-				st.done = true
-				st.err = &errServerGone{errors.New("malformed DataRow from shard " + st.shard)}
-				return nil, st.err
-			}
-			st.vals = vals
-			return vals, nil
-		case msgErrorResponse:
-			f := decodeError(body)
-			if isFatal(body) {
-				st.done = true
-				st.err = &errServerGone{&sqlError{f}}
-				return nil, st.err
-			}
-			if st.err == nil {
-				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + st.shard + ")")
-				st.err = &sqlError{f}
-			}
-		case msgNoticeResponse:
-			st.ss.out = appendMsg(st.ss.out, typ, body)
-		case msgReadyForQuery:
-			st.done = true
-			if len(body) == 1 && st.onRFQ != nil {
-				st.onRFQ(body[0])
-			}
-		}
-	}
-	if st.err != nil {
-		return nil, st.err
-	}
-	return nil, io.EOF
-}
-
-// Next implements merge.Stream.
-func (st *shardStream) Next() ([][]byte, error) { return st.read(false) }
-
-// drain reads up to ReadyForQuery, dropping rows.
-func (st *shardStream) drain() error {
-	for {
-		_, err := st.read(false)
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if isServerGone(err) {
-				return err
-			}
-			if st.done {
-				return nil
-			}
-		}
-	}
 }
 
 // splitDataRow splits a DataRow body into its values (aliasing body).
@@ -220,54 +126,24 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 		shardRF = append(append([]int16(nil), rf...), make([]int16, hiddenColumns(root))...)
 	}
 	args := argsFor(params, nil, shardRF, out.simple)
-	// Start the statement on every shard, then read them side by side.
-	for _, s := range sc.Shards {
-		if err := ss.useShard(snap, s); err != nil {
-			return "", err
-		}
-		ss.sout = appendPart(ss.sout, sc.SQL, args)
-		if err := ss.flushServer(); err != nil {
-			return "", err
-		}
-	}
-	streams := make([]*shardStream, 0, len(sc.Shards))
-	for _, s := range sc.Shards {
-		t := ss.copyTargetFor(s)
-		st := &shardStream{ss: ss, shard: s, r: t.r}
-		if h := t.held; h != nil {
-			st.onRFQ = func(status byte) { h.inTx = status != 'I' }
-		} else {
-			st.onRFQ = func(status byte) { ss.noteServerStatus(status) }
-		}
-		streams = append(streams, st)
-	}
-	drainAll := func() error {
-		for _, st := range streams {
-			if err := st.drain(); err != nil && isServerGone(err) {
-				return err
-			}
-		}
-		return nil
+	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, args, false)
+	if err != nil {
+		return "", err
 	}
 	fail := func(err error) (string, error) {
-		if derr := drainAll(); derr != nil {
-			return "", derr
+		if serr := run.stop(true); serr != nil && (isServerGone(serr) || err == nil) {
+			return "", serr
 		}
 		return "", err
 	}
 	// The shards' row shape, from the first shard that describes it.
 	var desc pgproto3.RowDescription
-	for _, st := range streams {
-		if _, err := st.read(true); err != nil && err != io.EOF {
+	for _, f := range run.feeds {
+		if err := f.readDesc(); err != nil && err != io.EOF {
 			return fail(err)
 		}
-	}
-	for _, st := range streams {
-		if st.err != nil {
-			return fail(st.err)
-		}
-		if st.desc != nil && desc.Fields == nil {
-			if err := desc.Decode(st.desc); err != nil {
+		if f.desc != nil && desc.Fields == nil {
+			if err := desc.Decode(f.desc); err != nil {
 				return fail(err)
 			}
 		}
@@ -279,9 +155,9 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 	if err != nil {
 		return fail(err)
 	}
-	ms := make([]merge.Stream, len(streams))
-	for i, st := range streams {
-		ms[i] = st
+	ms := make([]merge.Stream, len(run.feeds))
+	for i, f := range run.feeds {
+		ms[i] = f
 	}
 	res, err := merge.New(root, &desc, ms, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit})
 	if err != nil {
@@ -303,17 +179,13 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 		rows++
 		if len(ss.out) > 64<<10 {
 			if err := ss.flushClient(); err != nil {
+				run.stop(true)
 				return "", err
 			}
 		}
 	}
-	if err := drainAll(); err != nil {
+	if err := run.stop(false); err != nil {
 		return "", err
-	}
-	for _, st := range streams {
-		if st.err != nil && st.err != io.EOF {
-			return "", st.err
-		}
 	}
 	return "SELECT " + strconv.Itoa(rows), nil
 }

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // mergeQueries are cross-shard reads the proxy merges itself; each must
@@ -147,6 +150,68 @@ func TestShardedMergedReads(t *testing.T) {
 	if _, err := rowsText(ctx, app, "SELECT avg(length(body))::numeric(10,4) FROM posts", false); sqlState(err) != "0A000" {
 		t.Fatalf("aggregate inside an expression across shards: %v, want SQLSTATE 0A000", err)
 	}
+
+	t.Run("first shard error cancels the others", func(t *testing.T) {
+		// One user per shard; the shard holding failing's row fails at
+		// once, the others would sleep for a minute.
+		var ids []string
+		failing, failShard := int64(0), ""
+		seen := map[string]bool{}
+		for id := int64(1); id <= 160 && len(seen) < len(env.names); id++ {
+			s := env.shardOf(t, id)
+			if seen[s] {
+				continue
+			}
+			seen[s] = true
+			ids = append(ids, fmt.Sprint(id))
+			if failing == 0 {
+				failing, failShard = id, s
+			}
+		}
+		q := fmt.Sprintf("SELECT id, CASE WHEN id = %d THEN (1/(id-%d))::text ELSE pg_sleep(60)::text END FROM users WHERE id IN (%s)",
+			failing, failing, strings.Join(ids, ", "))
+		cancelled := map[string]int{}
+		for _, simple := range []bool{true, false} {
+			_, err := rowsText(ctx, app, q, simple)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "22012" {
+				t.Fatalf("simple=%v: %v, want division_by_zero (22012)", simple, err)
+			}
+			if !strings.Contains(pe.Detail, "on shard "+failShard) {
+				t.Errorf("simple=%v: error detail %q does not name shard %s", simple, pe.Detail, failShard)
+			}
+			// The error came back only after the other shards stopped:
+			// each was cancelled (its log says so) and none still runs
+			// the statement.
+			for _, sh := range env.cluster.Shards {
+				if sh.Name == failShard {
+					continue
+				}
+				logText, err := os.ReadFile(sh.Primary.LogPath())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := strings.Count(string(logText), "canceling statement due to user request"), cancelled[sh.Name]+1; got != want {
+					t.Errorf("simple=%v: shard %s logged %d cancellations, want %d", simple, sh.Name, got, want)
+				}
+				cancelled[sh.Name]++
+			}
+			for _, name := range env.names {
+				var running int
+				if err := env.direct[name].QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()").Scan(&running); err != nil {
+					t.Fatal(err)
+				}
+				if running != 0 {
+					t.Errorf("simple=%v: shard %s still runs the scatter statement after the error", simple, name)
+				}
+			}
+			// The session keeps serving.
+			var n int64
+			if err := app.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 160 {
+				t.Fatalf("after the failed scatter: count = %d, %v", n, err)
+			}
+		}
+	})
 
 	// Keyless UPDATE and DELETE run on every shard, atomically, and
 	// report the total.

@@ -1,0 +1,476 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Scatter reads run on every shard at once. startScatter sends the part to
+// each shard's connection and gives each a feed: a goroutine that reads the
+// shard's answer and hands its messages over in batches (copied, so the
+// connection's buffer can move on), at most feedDepth batches ahead of the
+// consumer, so memory stays bounded while every shard keeps working.
+//
+// The session goroutine stays the only one touching the session: feeds
+// only read their connection and fill batches. The first shard error
+// closes scatterRun.failed; the consumer then calls stop, which sends a
+// CancelRequest to every shard still running, waits for all of them to
+// reach ReadyForQuery (rows dropped) and applies their transaction status.
+// A scatterRun is finished only by stop (also on success), after which the
+// session may use the connections again.
+
+// feedBatchSize is the size at which a feed hands a batch over.
+const feedBatchSize = 32 << 10
+
+// feedDepth is how many batches a feed may have waiting per shard.
+const feedDepth = 4
+
+// feedBatch is a run of backend messages from one shard (type byte, length,
+// body each); end marks the shard's ReadyForQuery.
+type feedBatch struct {
+	feed *shardFeed
+	buf  []byte
+	end  bool
+}
+
+// scatterRun is one scatter part running on several shards.
+type scatterRun struct {
+	ss    *session
+	feeds []*shardFeed
+	free  chan []byte // recycled batch buffers
+
+	failOnce sync.Once
+	failed   chan struct{} // closed at the first shard error
+	firstErr error         // set before failed is closed
+	dropRows atomic.Bool   // feeds drop rows (the run is being stopped)
+	stopped  bool
+}
+
+// shardFeed is one shard's side of a scatterRun. The fields after ch are
+// the consumer's (session goroutine) except status, tag and err, which the
+// feed goroutine sets before sending its end batch.
+type shardFeed struct {
+	run   *scatterRun
+	shard string
+	sc    *pool.ServerConn
+	r     *msgReader
+	held  *heldConn // nil for the session's active connection
+	ch    chan feedBatch
+	done  atomic.Bool // ReadyForQuery (or a broken connection) seen
+
+	status byte
+	tag    string
+	err    error // the shard's first ErrorResponse (*sqlError) or *errServerGone
+
+	ended bool   // end batch consumed
+	cur   []byte // batch being consumed
+	pos   int
+	desc  []byte // RowDescription body (copied)
+	noRow bool   // NoData seen
+	vals  [][]byte
+}
+
+// startScatter sends sql (with args) to every shard in shards and starts a
+// feed per shard. shared puts every feed on one channel (concatenation);
+// otherwise each feed has its own (merge).
+func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql string, args *partArgs, shared bool) (*scatterRun, error) {
+	for _, s := range shards {
+		if err := ss.useShard(snap, s); err != nil {
+			return nil, err
+		}
+		ss.sout = appendPart(ss.sout, sql, args)
+		if err := ss.flushServer(); err != nil {
+			return nil, err
+		}
+	}
+	run := &scatterRun{ss: ss, failed: make(chan struct{}), free: make(chan []byte, (feedDepth+2)*len(shards))}
+	var common chan feedBatch
+	if shared {
+		common = make(chan feedBatch, feedDepth*len(shards))
+	}
+	for _, s := range shards {
+		f := &shardFeed{run: run, shard: s, ch: common}
+		if f.ch == nil {
+			f.ch = make(chan feedBatch, feedDepth)
+		}
+		if ss.sc != nil && ss.shard == s {
+			f.sc, f.r = ss.sc, &ss.sr
+		} else {
+			for i := range ss.held {
+				if h := &ss.held[i]; h.shard == s {
+					f.sc, f.r, f.held = h.sc, &msgReader{br: h.br, maxLen: 1 << 30}, h
+				}
+			}
+		}
+		if f.sc == nil {
+			// Cannot happen: useShard kept every connection (execing).
+			run.feeds = append(run.feeds, f)
+			f.done.Store(true)
+			f.err = &errServerGone{errors.New("no connection to shard " + s + " for a scatter read")}
+			run.fail(f.err)
+			go func() { f.ch <- feedBatch{feed: f, end: true} }()
+			continue
+		}
+		run.feeds = append(run.feeds, f)
+		go f.pump()
+	}
+	return run, nil
+}
+
+// fail records the run's first error and wakes the consumer.
+func (run *scatterRun) fail(err error) {
+	run.failOnce.Do(func() {
+		run.firstErr = err
+		close(run.failed)
+	})
+}
+
+// buffer returns an empty batch buffer.
+func (run *scatterRun) buffer() []byte {
+	select {
+	case b := <-run.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, feedBatchSize+feedBatchSize/4)
+	}
+}
+
+// recycle gives a consumed batch buffer back.
+func (run *scatterRun) recycle(b []byte) {
+	if cap(b) > 4*feedBatchSize {
+		return
+	}
+	select {
+	case run.free <- b:
+	default:
+	}
+}
+
+// pump is the feed goroutine: it reads the shard's answer up to
+// ReadyForQuery and sends it in batches.
+func (f *shardFeed) pump() {
+	run := f.run
+	buf := run.buffer()
+	send := func() {
+		if len(buf) > 0 {
+			f.ch <- feedBatch{feed: f, buf: buf}
+			buf = run.buffer()
+		}
+	}
+	for {
+		typ, body, err := f.r.next()
+		if err != nil {
+			f.err = &errServerGone{err}
+			run.fail(f.err)
+			break
+		}
+		switch typ {
+		case msgDataRow, msgCopyData:
+			if !run.dropRows.Load() {
+				buf = appendMsg(buf, typ, body)
+			}
+		case msgRowDescription, msgNoData, msgCopyOutResponse:
+			buf = appendMsg(buf, typ, body)
+			send() // the consumer may be waiting for the row shape
+		case msgNoticeResponse, msgNotification, msgParamStatus:
+			buf = appendMsg(buf, typ, body)
+		case msgCommandComplete:
+			t, _, _ := cstring(body)
+			f.tag = string(t)
+		case msgErrorResponse:
+			fe := decodeError(body)
+			if isFatal(body) {
+				f.err = &errServerGone{&sqlError{fe}}
+			} else if f.err == nil {
+				fe.Detail = strings.TrimSpace(fe.Detail + "\n(on shard " + f.shard + ")")
+				f.err = &sqlError{fe}
+			}
+			run.fail(f.err)
+		case msgReadyForQuery:
+			if len(body) == 1 {
+				f.status = body[0]
+			}
+		}
+		if typ == msgReadyForQuery || isServerGone(f.err) {
+			break
+		}
+		if len(buf) >= feedBatchSize || (len(buf) > 0 && f.r.br.Buffered() == 0) {
+			send()
+		}
+	}
+	send()
+	f.done.Store(true)
+	f.ch <- feedBatch{feed: f, end: true}
+}
+
+// take handles a message the consumer does not pass on as a row: notices
+// go to the client, ParameterStatus to the connection's parameters, the
+// row shape is remembered. It reports whether the message was handled.
+func (f *shardFeed) take(typ byte, body []byte) bool {
+	ss := f.run.ss
+	switch typ {
+	case msgNoticeResponse, msgNotification:
+		ss.out = appendMsg(ss.out, typ, body)
+	case msgParamStatus:
+		name, rest, ok := cstring(body)
+		if val, _, ok2 := cstring(rest); ok && ok2 && f.sc.Params != nil {
+			f.sc.Params[string(name)] = string(val)
+		}
+	case msgRowDescription:
+		f.desc = append([]byte(nil), body...)
+	case msgNoData:
+		f.noRow = true
+	default:
+		return false
+	}
+	return true
+}
+
+// nextMsg returns the feed's next message (aliasing its batch until the
+// next call), or io.EOF after its end, or the run's first error.
+func (f *shardFeed) nextMsg() (byte, []byte, error) {
+	for {
+		if f.pos+5 <= len(f.cur) {
+			typ := f.cur[f.pos]
+			n := int(uint32(f.cur[f.pos+1])<<24 | uint32(f.cur[f.pos+2])<<16 | uint32(f.cur[f.pos+3])<<8 | uint32(f.cur[f.pos+4]))
+			body := f.cur[f.pos+5 : f.pos+1+n]
+			f.pos += 1 + n
+			return typ, body, nil
+		}
+		if f.cur != nil {
+			f.run.recycle(f.cur)
+			f.cur, f.pos = nil, 0
+		}
+		if f.ended {
+			if f.err != nil {
+				return 0, nil, f.err
+			}
+			return 0, nil, io.EOF
+		}
+		select {
+		case b := <-f.ch:
+			if b.end {
+				f.ended = true
+				continue
+			}
+			f.cur, f.pos = b.buf, 0
+		case <-f.run.failed:
+			return 0, nil, f.run.firstErr
+		}
+	}
+}
+
+// readDesc consumes messages up to the shard's RowDescription or NoData.
+func (f *shardFeed) readDesc() error {
+	for f.desc == nil && !f.noRow {
+		typ, body, err := f.nextMsg()
+		if err != nil {
+			return err
+		}
+		f.take(typ, body)
+	}
+	return nil
+}
+
+// Next implements merge.Stream over a feed with its own channel.
+func (f *shardFeed) Next() ([][]byte, error) {
+	for {
+		typ, body, err := f.nextMsg()
+		if err != nil {
+			return nil, err
+		}
+		if f.take(typ, body) || typ != msgDataRow {
+			continue
+		}
+		vals, ok := splitDataRow(body, f.vals[:0])
+		if !ok {
+			err := &errServerGone{errors.New("malformed DataRow from shard " + f.shard)}
+			f.run.fail(err)
+			return nil, err
+		}
+		f.vals = vals
+		return vals, nil
+	}
+}
+
+// stop ends the run: on failure (or when cancel is set) the shards still
+// running get a CancelRequest; every feed is read to its end, rows
+// dropped; the connections' transaction status is applied. It returns a
+// lost connection's error, else the run's first error (nil on success).
+func (run *scatterRun) stop(cancel bool) error {
+	if run.stopped {
+		return run.firstErr
+	}
+	run.stopped = true
+	ss := run.ss
+	failed := false
+	select {
+	case <-run.failed:
+		failed = true
+	default:
+	}
+	var cancels sync.WaitGroup
+	if failed || cancel {
+		run.dropRows.Store(true)
+		for _, f := range run.feeds {
+			if f.done.Load() || f.sc == nil {
+				continue
+			}
+			cancels.Add(1)
+			go func(sc *pool.ServerConn) {
+				defer cancels.Done()
+				ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+				defer done()
+				_ = sc.Cancel(ctx)
+			}(f.sc)
+		}
+	}
+	// Read every feed to its end batch. Feeds of a shared channel end in
+	// any order.
+	remaining := 0
+	for _, f := range run.feeds {
+		if !f.ended {
+			remaining++
+		}
+	}
+	for _, f := range run.feeds {
+		for f.pos+5 <= len(f.cur) {
+			typ, body, _ := f.nextMsg()
+			f.take(typ, body)
+		}
+	}
+	for remaining > 0 {
+		var b feedBatch
+		if ch := run.sharedChannel(); ch != nil {
+			b = <-ch
+		} else {
+			for _, f := range run.feeds {
+				if !f.ended {
+					b = <-f.ch
+					break
+				}
+			}
+		}
+		if b.end {
+			b.feed.ended = true
+			remaining--
+			continue
+		}
+		run.takeAll(b)
+	}
+	cancels.Wait()
+	var gone error
+	for _, f := range run.feeds {
+		if isServerGone(f.err) {
+			if gone == nil {
+				gone = f.err
+			}
+			continue
+		}
+		if f.held != nil {
+			f.held.inTx = f.status != 'I'
+		} else if f.sc != nil {
+			ss.noteServerStatus(f.status)
+		}
+	}
+	if gone != nil {
+		return gone
+	}
+	return run.firstErr
+}
+
+// sharedChannel returns the feeds' common channel, or nil when each has its
+// own.
+func (run *scatterRun) sharedChannel() chan feedBatch {
+	if len(run.feeds) > 1 && run.feeds[0].ch == run.feeds[1].ch {
+		return run.feeds[0].ch
+	}
+	if len(run.feeds) == 1 {
+		return run.feeds[0].ch
+	}
+	return nil
+}
+
+// takeAll passes on what a batch holds besides rows (notices) and
+// recycles it.
+func (run *scatterRun) takeAll(b feedBatch) {
+	for p := 0; p+5 <= len(b.buf); {
+		n := int(uint32(b.buf[p+1])<<24 | uint32(b.buf[p+2])<<16 | uint32(b.buf[p+3])<<8 | uint32(b.buf[p+4]))
+		b.feed.take(b.buf[p], b.buf[p+5:p+1+n])
+		p += 1 + n
+	}
+	run.recycle(b.buf)
+}
+
+// execScatterRead runs a read Scatter without merge operators: the part
+// runs on every shard at once and the rows go to the client in the order
+// they arrive (no order is promised without ORDER BY). The command tags
+// are summed.
+func (ss *session) execScatterRead(snap *topology.Snapshot, sc *plan.Scatter, params planner.Params, rf []int16, out *execOut) (string, error) {
+	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, argsFor(params, nil, rf, out.simple), true)
+	if err != nil {
+		return "", err
+	}
+	ch := run.sharedChannel()
+	for remaining := len(run.feeds); remaining > 0; {
+		select {
+		case b := <-ch:
+			if b.end {
+				b.feed.ended = true
+				remaining--
+				continue
+			}
+			for p := 0; p+5 <= len(b.buf); {
+				typ := b.buf[p]
+				n := int(uint32(b.buf[p+1])<<24 | uint32(b.buf[p+2])<<16 | uint32(b.buf[p+3])<<8 | uint32(b.buf[p+4]))
+				msg := b.buf[p : p+1+n]
+				p += 1 + n
+				switch typ {
+				case msgDataRow:
+					ss.out = append(ss.out, msg...)
+				case msgRowDescription:
+					if out.simple && !out.descSent {
+						ss.out = append(ss.out, msg...)
+						out.descSent = true
+					}
+				default:
+					b.feed.take(typ, msg[5:])
+				}
+			}
+			run.recycle(b.buf)
+			if len(ss.out) > 64<<10 {
+				if err := ss.flushClient(); err != nil {
+					run.stop(true)
+					return "", err
+				}
+			}
+		case <-run.failed:
+			return "", run.stop(true)
+		}
+	}
+	if err := run.stop(false); err != nil {
+		return "", err
+	}
+	tags := make([]string, len(run.feeds))
+	for i, f := range run.feeds {
+		tags[i] = f.tag
+	}
+	return sumTags(tags), nil
+}
+
+// isCopySQL reports whether a Scatter's SQL is a COPY (COPY … TO STDOUT
+// runs shard after shard through runPart).
+func isCopySQL(sql string) bool {
+	s := strings.TrimLeft(sql, " \t\r\n(")
+	return len(s) >= 4 && strings.EqualFold(s[:4], "copy")
+}
