@@ -30,6 +30,10 @@ const (
 	TypeSetOverride        CommandType = "set_override"
 	TypeClearOverride      CommandType = "clear_override"
 	TypeSetListValue       CommandType = "set_list_value"
+	TypeStartMove          CommandType = "start_move"
+	TypeSetMoveState       CommandType = "set_move_state"
+	TypeFlipMove           CommandType = "flip_move"
+	TypeEndMove            CommandType = "end_move"
 )
 
 // Command is one change to the topology. Commands are plain data: they
@@ -256,6 +260,10 @@ func (MergeRanges) Type() CommandType        { return TypeMergeRanges }
 func (SetOverride) Type() CommandType        { return TypeSetOverride }
 func (ClearOverride) Type() CommandType      { return TypeClearOverride }
 func (SetListValue) Type() CommandType       { return TypeSetListValue }
+func (StartMove) Type() CommandType          { return TypeStartMove }
+func (SetMoveState) Type() CommandType       { return TypeSetMoveState }
+func (FlipMove) Type() CommandType           { return TypeFlipMove }
+func (EndMove) Type() CommandType            { return TypeEndMove }
 
 // ExpectedVersion implementations.
 func (c AddShard) ExpectedVersion() uint64           { return c.ExpectVersion }
@@ -273,6 +281,10 @@ func (c MergeRanges) ExpectedVersion() uint64        { return c.ExpectVersion }
 func (c SetOverride) ExpectedVersion() uint64        { return c.ExpectVersion }
 func (c ClearOverride) ExpectedVersion() uint64      { return c.ExpectVersion }
 func (c SetListValue) ExpectedVersion() uint64       { return c.ExpectVersion }
+func (c StartMove) ExpectedVersion() uint64          { return c.ExpectVersion }
+func (c SetMoveState) ExpectedVersion() uint64       { return c.ExpectVersion }
+func (c FlipMove) ExpectedVersion() uint64           { return c.ExpectVersion }
+func (c EndMove) ExpectedVersion() uint64            { return c.ExpectVersion }
 
 func (c AddShard) mutate(d *draft) error {
 	if _, err := d.shard(c.Shard.Name); err == nil {
@@ -534,6 +546,182 @@ func (c SetListValue) mutate(d *draft) error {
 	return nil
 }
 
+// Move states, in the order a move passes through them. A move is recorded
+// by StartMove (pending), advanced by SetMoveState, flipped by FlipMove
+// (cutover → cleanup: its ranges change owner in the same command) and
+// forgotten by EndMove (from cleanup or cancelling).
+const (
+	MovePending    MoveState = "pending"    // recorded; nothing done on the shards yet
+	MoveCopying    MoveState = "copying"    // schema on the target, subscription copying rows
+	MoveCatchup    MoveState = "catchup"    // initial copy done, changes streaming
+	MoveCutover    MoveState = "cutover"    // proxies hold writes to the ranges; target catching up, verifying
+	MoveCleanup    MoveState = "cleanup"    // flipped: To owns the ranges; replication dropped, source rows deleted
+	MoveCancelling MoveState = "cancelling" // rolling back before the flip: replication dropped, target rows deleted
+)
+
+// moveTransitions lists the states SetMoveState may go to from each state.
+// cutover → catchup is an aborted hold (the writes go on to the source).
+var moveTransitions = map[MoveState][]MoveState{
+	MovePending: {MoveCopying, MoveCancelling},
+	MoveCopying: {MoveCatchup, MoveCancelling},
+	MoveCatchup: {MoveCutover, MoveCancelling},
+	MoveCutover: {MoveCatchup, MoveCancelling},
+}
+
+// StartMove records Move in state pending. Each of its ranges must be
+// exactly one range of the distribution's integer range table owned by
+// Move.From, and no other move may hold any of them; To must be another
+// existing shard that is not offline.
+type StartMove struct {
+	Move          Move   `json:"move"`
+	ExpectVersion uint64 `json:"expect_version,omitempty"`
+}
+
+// SetMoveState moves move ID from state From (compare-and-swap) to To along
+// the allowed transitions; Error records why when rolling back.
+type SetMoveState struct {
+	ID            string    `json:"id"`
+	From          MoveState `json:"from"`
+	To            MoveState `json:"to"`
+	Error         string    `json:"error,omitempty"`
+	ExpectVersion uint64    `json:"expect_version,omitempty"`
+}
+
+// FlipMove assigns the ranges of move ID (in state cutover) to its target
+// and puts the move in state cleanup, in one step.
+type FlipMove struct {
+	ID            string `json:"id"`
+	ExpectVersion uint64 `json:"expect_version,omitempty"`
+}
+
+// EndMove forgets move ID once it is in state cleanup or cancelling.
+type EndMove struct {
+	ID            string `json:"id"`
+	ExpectVersion uint64 `json:"expect_version,omitempty"`
+}
+
+func (d *draft) move(id string) (*Move, error) {
+	for i := range d.Moves {
+		if d.Moves[i].ID == id {
+			return &d.Moves[i], nil
+		}
+	}
+	return nil, notFoundf("move %q does not exist", id)
+}
+
+func (c StartMove) mutate(d *draft) error {
+	m := c.Move.clone()
+	if m.ID == "" {
+		return invalidf("a move needs an id")
+	}
+	if _, err := d.move(m.ID); err == nil {
+		return invalidf("move %q already exists", m.ID)
+	}
+	x, err := d.hashDist(m.Distribution)
+	if err != nil {
+		return err
+	}
+	to, err := d.shard(m.To)
+	if err != nil {
+		return err
+	}
+	if to.State == ShardOffline {
+		return invalidf("move %s: target shard %s is offline", m.ID, m.To)
+	}
+	if m.To == m.From {
+		return invalidf("move %s: source and target are both %s", m.ID, m.From)
+	}
+	if len(m.Ranges) == 0 {
+		return invalidf("move %s: no ranges", m.ID)
+	}
+	for _, sp := range m.Ranges {
+		i := FindRange(x.Ranges, sp.Lo)
+		if i < 0 || x.Ranges[i].Lo != sp.Lo || x.Ranges[i].Hi != sp.Hi {
+			return invalidf("move %s: [%d, %d] is not a range of distribution %s (split it first)", m.ID, sp.Lo, sp.Hi, x.Name)
+		}
+		if x.Ranges[i].Shard != m.From {
+			return invalidf("move %s: range [%d, %d] belongs to %s, not %s", m.ID, sp.Lo, sp.Hi, x.Ranges[i].Shard, m.From)
+		}
+		for _, o := range d.Moves {
+			if o.Distribution == m.Distribution && (o.Covers(sp.Lo) || o.Covers(sp.Hi)) {
+				return invalidf("move %s: range [%d, %d] is already moving in move %s", m.ID, sp.Lo, sp.Hi, o.ID)
+			}
+		}
+	}
+	m.State, m.Error = MovePending, ""
+	d.Moves = append(d.Moves, m)
+	return nil
+}
+
+func (c SetMoveState) mutate(d *draft) error {
+	m, err := d.move(c.ID)
+	if err != nil {
+		return err
+	}
+	if m.State != c.From {
+		return invalidf("move %s is %s, not %s", m.ID, m.State, c.From)
+	}
+	for _, to := range moveTransitions[m.State] {
+		if to == c.To {
+			m.State, m.Error = c.To, c.Error
+			return nil
+		}
+	}
+	return invalidf("move %s: cannot go from %s to %s", m.ID, m.State, c.To)
+}
+
+func (c FlipMove) mutate(d *draft) error {
+	m, err := d.move(c.ID)
+	if err != nil {
+		return err
+	}
+	if m.State != MoveCutover {
+		return invalidf("move %s is %s; only a move in cutover can flip", m.ID, m.State)
+	}
+	x, err := d.hashDist(m.Distribution)
+	if err != nil {
+		return err
+	}
+	for _, sp := range m.Ranges {
+		x.Ranges = ReassignRange(x.Ranges, sp.Lo, sp.Hi, m.To)
+	}
+	m.State = MoveCleanup
+	return nil
+}
+
+func (c EndMove) mutate(d *draft) error {
+	m, err := d.move(c.ID)
+	if err != nil {
+		return err
+	}
+	if m.State != MoveCleanup && m.State != MoveCancelling {
+		return invalidf("move %s is %s; cancel it first", m.ID, m.State)
+	}
+	for i := range d.Moves {
+		if d.Moves[i].ID == c.ID {
+			d.Moves = append(d.Moves[:i], d.Moves[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// validateMove checks one recorded move's own fields (shards and
+// distribution are checked by Validate).
+func validateMove(m Move) error {
+	switch m.State {
+	case MovePending, MoveCopying, MoveCatchup, MoveCutover, MoveCleanup, MoveCancelling:
+	default:
+		return invalidf("move %s: unknown state %q", m.ID, m.State)
+	}
+	for _, sp := range m.Ranges {
+		if sp.Lo > sp.Hi {
+			return invalidf("move %s: empty range [%d, %d]", m.ID, sp.Lo, sp.Hi)
+		}
+	}
+	return nil
+}
+
 // commandTypes maps each tag to its Go type, for decoding.
 var commandTypes = map[CommandType]reflect.Type{}
 
@@ -542,6 +730,7 @@ func init() {
 		AddShard{}, RemoveShard{}, AddReplica{}, RemoveReplica{}, PromoteReplica{},
 		SetDefaultShard{}, CreateDistribution{}, DistributeTable{}, ReferenceTable{},
 		AssignRange{}, SplitRange{}, MergeRanges{}, SetOverride{}, ClearOverride{}, SetListValue{},
+		StartMove{}, SetMoveState{}, FlipMove{}, EndMove{},
 	} {
 		commandTypes[c.Type()] = reflect.TypeOf(c)
 	}

@@ -46,7 +46,13 @@ func (d *data) clone() data {
 	for i, x := range d.Distributions {
 		out.Distributions[i] = x.clone()
 	}
-	out.Moves = append([]Move(nil), d.Moves...)
+	out.Moves = make([]Move, len(d.Moves))
+	for i, m := range d.Moves {
+		out.Moves[i] = m.clone()
+	}
+	if len(out.Moves) == 0 {
+		out.Moves = nil
+	}
 	return out
 }
 
@@ -192,8 +198,24 @@ func (s *Snapshot) Distributions() []Distribution {
 	return out
 }
 
-// Moves returns the recorded moves.
-func (s *Snapshot) Moves() []Move { return append([]Move(nil), s.d.Moves...) }
+// Moves returns copies of the recorded moves.
+func (s *Snapshot) Moves() []Move {
+	out := make([]Move, len(s.d.Moves))
+	for i, m := range s.d.Moves {
+		out[i] = m.clone()
+	}
+	return out
+}
+
+// Move returns a copy of the move with the given ID.
+func (s *Snapshot) Move(id string) (Move, bool) {
+	for _, m := range s.d.Moves {
+		if m.ID == id {
+			return m.clone(), true
+		}
+	}
+	return Move{}, false
+}
 
 // Memo returns the value cached on this snapshot under key, calling build
 // once to create it on first use (concurrent first callers may each call
@@ -276,7 +298,7 @@ func (b *Builder) AddDistribution(d Distribution) *Builder {
 }
 
 // AddMove records a move.
-func (b *Builder) AddMove(m Move) *Builder { b.d.Moves = append(b.d.Moves, m); return b }
+func (b *Builder) AddMove(m Move) *Builder { b.d.Moves = append(b.d.Moves, m.clone()); return b }
 
 // Build validates and returns the snapshot. The Builder may be reused; the
 // snapshot does not share memory with it.

@@ -336,6 +336,10 @@ func TestCommandEncodingRoundTrip(t *testing.T) {
 		topology.SetOverride{Distribution: "d", Key: "k", Shard: "a"},
 		topology.ClearOverride{Distribution: "d", Key: "k"},
 		topology.SetListValue{Distribution: "r", Value: "v", Shard: "a"},
+		topology.StartMove{Move: topology.Move{ID: "m", Distribution: "d", Ranges: []topology.Span{{Lo: 1, Hi: 2}}, From: "a", To: "b", HoldTimeoutMS: 250}},
+		topology.SetMoveState{ID: "m", From: topology.MovePending, To: topology.MoveCopying},
+		topology.FlipMove{ID: "m"},
+		topology.EndMove{ID: "m"},
 	}
 	if len(cmds) != len(topology.CommandTypes()) {
 		t.Fatalf("test covers %d of %d command types", len(cmds), len(topology.CommandTypes()))

@@ -172,20 +172,46 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 // MoveState is the state of a range move. The state machine itself belongs to
-// package rebalance; topology only records it.
+// package rebalance; topology only records it (see the Move* commands).
 type MoveState string
 
-// Move is a placeholder for an in-flight move of a hash range of a
-// distribution from one shard to another. Its fields and states will grow
-// with the rebalance issue.
+// Span is an inclusive interval [Lo, Hi] of an integer range table.
+type Span struct {
+	Lo int64 `json:"lo"`
+	Hi int64 `json:"hi"`
+}
+
+// Move is an in-flight online move of some ranges of a distribution from one
+// shard to another (rebalance drives it; see MoveState for the phases).
+// Ranges were each exactly one range owned by From when the move started;
+// until the move flips they stay From's, afterwards they are To's.
 type Move struct {
 	ID           string    `json:"id"`
 	Distribution string    `json:"distribution"`
-	Lo           int64     `json:"lo"`
-	Hi           int64     `json:"hi"`
+	Ranges       []Span    `json:"ranges"`
 	From         string    `json:"from"`
 	To           string    `json:"to"`
 	State        MoveState `json:"state"`
+	// HoldTimeoutMS bounds how long proxies hold writes to Ranges during
+	// cutover before the move gives up (0 = the rebalancer's default).
+	HoldTimeoutMS int64 `json:"hold_timeout_ms,omitempty"`
+	// Error says why a move is being cancelled when it was not asked to.
+	Error string `json:"error,omitempty"`
+}
+
+// Covers reports whether hash (or key) value v lies in one of m's ranges.
+func (m Move) Covers(v int64) bool {
+	for _, r := range m.Ranges {
+		if r.Lo <= v && v <= r.Hi {
+			return true
+		}
+	}
+	return false
+}
+
+func (m Move) clone() Move {
+	m.Ranges = append([]Span(nil), m.Ranges...)
+	return m
 }
 
 // QualifyName returns the form tables are stored under: lower-case and

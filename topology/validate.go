@@ -93,8 +93,8 @@ func (s *Snapshot) Validate() error {
 		if err := shard("move "+m.ID+" target", m.To); err != nil {
 			return err
 		}
-		if m.Lo > m.Hi {
-			return invalidf("move %s: empty range [%d, %d]", m.ID, m.Lo, m.Hi)
+		if err := validateMove(m); err != nil {
+			return err
 		}
 	}
 	return nil
