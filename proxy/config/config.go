@@ -59,6 +59,9 @@ type Config struct {
 	Sharding topology.Spec `yaml:"sharding"`
 	// Merge bounds cross-shard reads the proxy merges itself.
 	Merge Merge `yaml:"merge"`
+	// Replicas configures read/write splitting, health checks and
+	// failover (replicas.go).
+	Replicas Replicas `yaml:"replicas"`
 }
 
 // Merge settings for cross-shard reads (ORDER BY, aggregates, DISTINCT
@@ -250,6 +253,7 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Pool.HealthCheckInterval, 30*time.Second)
 	def(&c.Pool.ResetQuery, "DISCARD ALL")
 	defI(&c.Pool.MaxPreparedStatements, 1000)
+	c.Replicas.applyDefaults()
 	for i := range c.Shards {
 		for j := range c.Shards[i].Replicas {
 			def(&c.Shards[i].Replicas[j].Host, "127.0.0.1")
@@ -364,6 +368,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Merge.MemoryLimit < -1 {
 		return bad("merge.memory_limit", "must be a byte count, 0 (64 MiB) or -1 (no limit), got %d", c.Merge.MemoryLimit)
+	}
+	if err := c.Replicas.validate(); err != nil {
+		return err
 	}
 	if len(c.Shards) == 0 {
 		return bad("shards", "at least one shard is required")
