@@ -525,12 +525,16 @@ func (p *Planner) planInsert(a *Analysis, st *stmtInfo, b *binding, sql string, 
 			alloc = append(alloc, i)
 		}
 	}
-	if len(alloc) > 0 {
-		if !generated {
-			return nil, unsupported(fmt.Sprintf("INSERT into distributed table %s must supply the distribution key column %s", r.name, rb.key),
-				"give "+rb.key+" a value in every row (or configure it as a generated key)")
-		}
-		return p.allocateKeys(st, b, a.SQL, sql, params, keyIdx, alloc)
+	if len(alloc) > 0 && !generated {
+		return nil, unsupported(fmt.Sprintf("INSERT into distributed table %s must supply the distribution key column %s", r.name, rb.key),
+			"give "+rb.key+" a value in every row (or configure it as a generated key)")
+	}
+	extra, err := p.omittedGenerated(r.name, cols, ii)
+	if err != nil {
+		return nil, err
+	}
+	if len(alloc) > 0 || len(extra) > 0 {
+		return p.allocateKeys(st, b, a.SQL, sql, params, keyIdx, alloc, extra)
 	}
 	label := r.name + "." + rb.key
 	shardOf := make([]string, len(ii.rows))
@@ -662,13 +666,61 @@ func (w *paramWriter) copy(from, to int) {
 	w.b.WriteString(w.full[pos:to])
 }
 
-// allocateKeys rewrites the INSERT so the key column takes parameters the
-// executor fills from the allocator (see plan.AllocateKeys).
-func (p *Planner) allocateKeys(st *stmtInfo, b *binding, full, sql string, params *Params, keyIdx int, alloc []int) (plan.Operator, error) {
+// omittedColumn is a generated non-key column an INSERT leaves to its
+// default: absent from the column list (idx -1, every row) or DEFAULT in
+// the listed rows.
+type omittedColumn struct {
+	name string
+	idx  int
+	rows []int
+}
+
+// omittedGenerated lists the generated non-key columns of table
+// (Options.GeneratedColumns) whose values the INSERT leaves to the
+// default, which on a shard would come from that shard's own sequence.
+func (p *Planner) omittedGenerated(table string, cols []string, ii *insertInfo) ([]omittedColumn, error) {
+	if p.opts.GeneratedColumns == nil {
+		return nil, nil
+	}
+	var out []omittedColumn
+	for _, g := range p.opts.GeneratedColumns(table) {
+		oc := omittedColumn{name: g, idx: -1}
+		for i, c := range cols {
+			if c == g {
+				oc.idx = i
+			}
+		}
+		for ri, row := range ii.rows {
+			switch {
+			case oc.idx < 0:
+				oc.rows = append(oc.rows, ri)
+			case oc.idx >= len(row) && ii.cols != nil:
+				return nil, &plan.Error{Code: "42601", Message: "INSERT has more target columns than expressions"}
+			case oc.idx >= len(row):
+				return nil, unsupported("cannot supply generated column "+g+" of "+table+" in this INSERT", "list the columns explicitly")
+			case row[oc.idx].kind == vDefault:
+				oc.rows = append(oc.rows, ri)
+			}
+		}
+		if len(oc.rows) > 0 {
+			out = append(out, oc)
+		}
+	}
+	return out, nil
+}
+
+// allocateKeys rewrites the INSERT so the key column (rows alloc) and the
+// omitted generated columns take parameters the executor fills from the
+// allocator (see plan.AllocateKeys).
+func (p *Planner) allocateKeys(st *stmtInfo, b *binding, full, sql string, params *Params, keyIdx int, alloc []int, extra []omittedColumn) (plan.Operator, error) {
 	ii := st.ins
 	r := &st.rels[st.target]
 	rb := b.rels[st.target]
-	if ii.rowSpans == nil || (keyIdx < 0 && ii.colsClose < 0) {
+	needList := len(alloc) > 0 && keyIdx < 0
+	for _, e := range extra {
+		needList = needList || e.idx < 0
+	}
+	if ii.rowSpans == nil || (needList && ii.colsClose < 0) {
 		return nil, unsupported("cannot add generated keys to this INSERT into "+r.name, "list the columns explicitly")
 	}
 	if st.maxParam > len(params.Values) {
@@ -680,17 +732,30 @@ func (p *Planner) allocateKeys(st *stmtInfo, b *binding, full, sql string, param
 		text    string
 	}
 	var edits []edit
-	if keyIdx < 0 {
-		edits = append(edits, edit{at: ii.colsClose, text: ", " + quoteIdent(rb.key)})
-	}
-	for j, ri := range alloc {
-		ph := "$" + strconv.Itoa(first+j)
-		if keyIdx < 0 {
-			edits = append(edits, edit{at: ii.rowSpans[ri][1] - 1, text: ", " + ph})
-		} else {
-			v := ii.rows[ri][keyIdx]
-			edits = append(edits, edit{at: v.loc, del: len("DEFAULT"), text: ph})
+	next := first
+	// fill makes column (at idx in the rows, or appended when idx < 0)
+	// take the next parameters in the given rows. Edits at one position
+	// keep this order (stable sort): key first, then extra columns.
+	fill := func(column string, idx int, rows []int) {
+		if idx < 0 && len(rows) > 0 {
+			edits = append(edits, edit{at: ii.colsClose, text: ", " + quoteIdent(column)})
 		}
+		for _, ri := range rows {
+			ph := "$" + strconv.Itoa(next)
+			next++
+			if idx < 0 {
+				edits = append(edits, edit{at: ii.rowSpans[ri][1] - 1, text: ", " + ph})
+			} else {
+				v := ii.rows[ri][idx]
+				edits = append(edits, edit{at: v.loc, del: len("DEFAULT"), text: ph})
+			}
+		}
+	}
+	fill(rb.key, keyIdx, alloc)
+	var extraCols []plan.AllocColumn
+	for _, e := range extra {
+		fill(e.name, e.idx, e.rows)
+		extraCols = append(extraCols, plan.AllocColumn{Column: e.name, Count: len(e.rows)})
 	}
 	sort.SliceStable(edits, func(i, j int) bool { return edits[i].at < edits[j].at })
 	var sb strings.Builder
@@ -702,5 +767,5 @@ func (p *Planner) allocateKeys(st *stmtInfo, b *binding, full, sql string, param
 	}
 	sb.WriteString(full[pos:st.end])
 	return &plan.AllocateKeys{Table: r.name, Column: rb.key, Distribution: rb.dist, KeyType: rb.kt,
-		Count: len(alloc), FirstParam: first, SQL: sb.String()}, nil
+		Count: len(alloc), FirstParam: first, SQL: sb.String(), Extra: extraCols}, nil
 }

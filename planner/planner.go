@@ -20,6 +20,13 @@ type Options struct {
 	// AllocateKeys plan). nil: no table has generated keys. A topology
 	// field will replace this.
 	GeneratedKeys func(table string) bool
+	// GeneratedColumns returns the columns of a distributed table
+	// (qualified name) other than its key that have a sequence default
+	// (bigserial, identity BY DEFAULT), lower-case. An INSERT that omits
+	// one (or gives DEFAULT) gets its values from the cluster-wide
+	// allocator as well (AllocateKeys.Extra), so they are unique across
+	// shards as on one server. nil: no such columns.
+	GeneratedColumns func(table string) []string
 	// Columns returns a table's column names in order (as the catalog
 	// has them), used for INSERT without a column list. nil, or a nil
 	// result, makes such INSERTs into distributed tables fail with 0A000.

@@ -9,15 +9,16 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
 // catalog caches, per distributed table, what the planner needs from the
 // database schema: the column order (INSERT and COPY without a column
-// list) and whether the key column has a generated default (bigserial,
-// identity), which makes INSERTs that omit it take keys from the
-// cluster-wide allocator. It is read from the default shard (every shard
+// list) and which columns have a generated default (bigserial, identity),
+// which makes INSERTs that omit them take values from the cluster-wide
+// allocator, so they are unique across shards. It is read from the default shard (every shard
 // has the same schema for distributed tables) the first time a statement
 // needs it and dropped after DDL the proxy broadcasts.
 type catalog struct {
@@ -27,7 +28,8 @@ type catalog struct {
 
 type tableCatalog struct {
 	cols      []string
-	generated bool // the distribution key column has a sequence or identity default
+	generated bool     // the distribution key column has a sequence or identity default
+	others    []string // other columns (lower-case) with a sequence or identity BY DEFAULT default
 }
 
 func (c *catalog) get(table string) *tableCatalog {
@@ -66,6 +68,12 @@ func (c *catalog) plannerOptions() planner.Options {
 			}
 			return append([]string(nil), t.cols...)
 		},
+		GeneratedColumns: func(table string) []string {
+			if t := c.get(table); t != nil {
+				return t.others
+			}
+			return nil
+		},
 	}
 }
 
@@ -90,7 +98,10 @@ func (ss *session) loadCatalog(snap *topology.Snapshot, a *planner.Analysis) err
 }
 
 func (ss *session) readTableCatalog(snap *topology.Snapshot, table, key string) error {
-	q := fmt.Sprintf(`SELECT a.attname, (a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false))::text
+	// Column 3: a non-key column may take an allocated value (GENERATED
+	// ALWAYS identity columns refuse one).
+	q := fmt.Sprintf(`SELECT a.attname, (a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false))::text,
+  (a.attidentity = 'd' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false))::text
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, quoteLiteral(table))
 	rows, err := ss.defaultShardQuery(snap, q)
@@ -103,8 +114,11 @@ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER
 	t := &tableCatalog{}
 	for _, r := range rows {
 		t.cols = append(t.cols, r[0])
-		if strings.EqualFold(r[0], key) && r[1] == "true" {
-			t.generated = true
+		switch {
+		case strings.EqualFold(r[0], key):
+			t.generated = r[1] == "true"
+		case r[2] == "true":
+			t.others = append(t.others, strings.ToLower(r[0]))
 		}
 	}
 	ss.srv.catalog.put(table, t)
@@ -168,7 +182,7 @@ func simpleQuery(sc *pool.ServerConn, sql string) ([][]string, error) {
 	}
 }
 
-// idAllocator hands out keys for generated key columns of distributed
+// idAllocator hands out values for generated columns of distributed
 // tables. Every shard has the column's sequence (the DDL was broadcast);
 // the one on the default shard is the cluster-wide source, so keys are
 // unique across shards and proxies. Keys are fetched in blocks.
@@ -179,8 +193,29 @@ type idAllocator struct {
 
 const idBlock = 64
 
-// allocateKeys returns n new keys for table.column as text.
+// allocateFor returns the values an AllocateKeys plan needs, in parameter
+// order: o.Count keys for o.Column, then each Extra column's values.
+func (ss *session) allocateFor(snap *topology.Snapshot, o *plan.AllocateKeys) ([]string, error) {
+	keys, err := ss.allocateKeys(snap, o.Table, o.Column, o.Count)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range o.Extra {
+		more, err := ss.allocateKeys(snap, o.Table, e.Column, e.Count)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, more...)
+	}
+	return keys, nil
+}
+
+// allocateKeys returns n new values for the generated column table.column
+// as text.
 func (ss *session) allocateKeys(snap *topology.Snapshot, table, column string, n int) ([]string, error) {
+	if n == 0 {
+		return nil, nil
+	}
 	a := &ss.srv.ids
 	k := table + "." + column
 	a.mu.Lock()

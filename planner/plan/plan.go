@@ -178,6 +178,13 @@ type SplitInsert struct {
 //
 // The original Bind values keep their positions, so ParamIndexes of the
 // resulting plan refer to the extended list.
+//
+// Count is 0 when the key was given and only Extra columns need values.
+// Extra are other generated columns of Table (e.g. posts.id beside the key
+// author_id) that the statement omitted: for each, in order, the executor
+// allocates its Count values from the allocator for Table.Column too; they
+// follow the key's values as parameters $FirstParam+Count, ... (column by
+// column, in VALUES-row order within a column).
 type AllocateKeys struct {
 	Table        string
 	Column       string
@@ -186,6 +193,13 @@ type AllocateKeys struct {
 	Count        int
 	FirstParam   int
 	SQL          string
+	Extra        []AllocColumn
+}
+
+// AllocColumn is a generated non-key column AllocateKeys fills.
+type AllocColumn struct {
+	Column string
+	Count  int
 }
 
 // CopySplit is COPY <distributed table> FROM STDIN: the executor sends SQL
@@ -332,10 +346,18 @@ func (o *SplitInsert) Describe() Description {
 
 func (*AllocateKeys) Inputs() []Operator { return nil }
 func (o *AllocateKeys) Describe() Description {
-	return Description{Name: "AllocateKeys", Fields: map[string]any{
+	f := map[string]any{
 		"table": o.Table, "column": o.Column, "distribution": o.Distribution,
 		"key_type": string(o.KeyType), "count": o.Count, "first_param": o.FirstParam, "sql": o.SQL,
-	}}
+	}
+	if len(o.Extra) > 0 {
+		extra := make([]string, len(o.Extra))
+		for i, e := range o.Extra {
+			extra[i] = fmt.Sprintf("%s×%d", e.Column, e.Count)
+		}
+		f["extra"] = extra
+	}
+	return Description{Name: "AllocateKeys", Fields: f}
 }
 
 func (*CopySplit) Inputs() []Operator { return nil }
