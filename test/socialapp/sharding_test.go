@@ -1,13 +1,9 @@
 package socialapp_test
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 	"github.com/shardproxy/shardproxy/test/socialapp"
@@ -19,15 +15,9 @@ import (
 // (and of every unique constraint) in the real schema, so every constraint
 // can be enforced on one shard.
 func TestShardingSpec(t *testing.T) {
-	data, err := os.ReadFile("sharding.yaml")
+	spec, err := socialapp.ShardingSpec()
 	if err != nil {
 		t.Fatal(err)
-	}
-	var spec topology.Spec
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&spec); err != nil {
-		t.Fatalf("sharding.yaml: %v", err)
 	}
 	var shards []topology.ShardSpec
 	for _, n := range []string{"s0", "s1", "s2", "s3"} {
