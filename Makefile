@@ -52,6 +52,7 @@ demo-stop:
 # bench: side-by-side pgbench (direct PostgreSQL, PgBouncer, shardproxy) and Go benchmarks.
 bench: pg build
 	$(GO) test -run '^$$' -bench . -benchmem ./planner/... ./router/... ./proxy/...
+	$(GO) test -run '^$$' -bench TransactionCommit -benchtime 3s -count 3 ./test/e2e/
 	bash test/bench/pgbench.sh
 	bash test/bench/scaleout.sh
 

@@ -208,19 +208,23 @@ func (ss *session) syncHeld() error {
 func (ss *session) exchangeHeld(h *heldConn, msgs []byte) (byte, error) {
 	r := msgReader{br: h.br, maxLen: 1 << 30}
 	status, err := ss.exchange(h.sc.Conn, &r, msgs)
-	var sg *errServerGone
-	if errors.As(err, &sg) {
-		for i := range ss.held {
-			if &ss.held[i] == h {
-				h.sc.MarkBroken()
-				h.pool.Discard(h.sc)
-				h.br.Reset(nil)
-				ss.held = append(ss.held[:i], ss.held[i+1:]...)
-				break
-			}
-		}
+	if isServerGone(err) {
+		ss.dropHeld(h)
 	}
 	return status, err
+}
+
+// dropHeld discards a held connection whose server is gone.
+func (ss *session) dropHeld(h *heldConn) {
+	for i := range ss.held {
+		if &ss.held[i] == h {
+			h.sc.MarkBroken()
+			h.pool.Discard(h.sc)
+			h.br.Reset(nil)
+			ss.held = append(ss.held[:i], ss.held[i+1:]...)
+			return
+		}
+	}
 }
 
 // runRaw runs msgs (ending in Sync or a Query) on the active connection and

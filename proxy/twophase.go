@@ -154,38 +154,55 @@ func (ss *session) twoPhaseCommit(snap *topology.Snapshot, writers []string) err
 	tp.inflight.Store(gid, true)
 	defer tp.inflight.Delete(gid)
 	start := time.Now()
-	if err := ss.runOnShard(snap, writers[0], "INSERT INTO "+decisionTable+" (gid) VALUES ("+quoteLiteral(gid)+")"); err != nil {
-		return ss.abortTwoPhase(snap, writers, nil, gid, err)
+	// Phase one, on every writer at once: the decision row and PREPARE on
+	// the decision shard, PREPARE on the others.
+	sqls := make([]string, len(writers))
+	for i := range writers {
+		sqls[i] = "PREPARE TRANSACTION " + quoteLiteral(gid)
 	}
+	sqls[0] = "INSERT INTO " + decisionTable + " (gid) VALUES (" + quoteLiteral(gid) + "); " + sqls[0]
 	var prepared []string
-	for i, w := range writers {
-		if err := ss.runOnShard(snap, w, "PREPARE TRANSACTION "+quoteLiteral(gid)); err != nil {
-			return ss.abortTwoPhase(snap, writers, prepared, gid, err)
+	var first error
+	errs := ss.runOnShards(snap, writers, sqls, func(i int, err error) {
+		if err == nil {
+			prepared = append(prepared, writers[i])
+			tp.at(fmt.Sprintf("prepared-%d", len(prepared)))
 		}
-		prepared = append(prepared, w)
-		tp.at(fmt.Sprintf("prepared-%d", i+1))
+	})
+	for _, err := range errs {
+		if err != nil && (first == nil || isServerGone(first) && !isServerGone(err)) {
+			first = err // a shard's own error explains more than a lost one
+		}
+	}
+	if first != nil {
+		return ss.abortTwoPhase(snap, writers, prepared, gid, first)
 	}
 	// Every participant is prepared; no connection is inside a
 	// transaction block any more.
 	saved := ss.txStatus
 	ss.txStatus = 'I'
 	defer func() { ss.txStatus = saved }()
-	for i, w := range writers {
-		err := ss.runOnShard(snap, w, "COMMIT PREPARED "+quoteLiteral(gid))
-		if err != nil && i == 0 {
-			return &sqlError{errorFields{Code: codeConnectionFailure, Message: "COMMIT PREPARED failed on shard " + w + " (" + err.Error() + ") for a transaction over shards " +
-				strings.Join(writers, ", ") + "; its outcome is decided by recovery (transaction " + gid + ")"}}
-		}
+	// The commit point: the decision shard commits (with its decision row).
+	if err := ss.runOnShard(snap, writers[0], "COMMIT PREPARED "+quoteLiteral(gid)); err != nil {
+		return &sqlError{errorFields{Code: codeConnectionFailure, Message: "COMMIT PREPARED failed on shard " + writers[0] + " (" + err.Error() + ") for a transaction over shards " +
+			strings.Join(writers, ", ") + "; its outcome is decided by recovery (transaction " + gid + ")"}}
+	}
+	tp.at("decided")
+	// Then every other participant at once.
+	rest := writers[1:]
+	commits := make([]string, len(rest))
+	for i := range rest {
+		commits[i] = "COMMIT PREPARED " + quoteLiteral(gid)
+	}
+	done := 1
+	ss.runOnShards(snap, rest, commits, func(i int, err error) {
 		if err != nil {
 			ss.out = appendEncoded(ss.out, &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
-				Message: "transaction " + gid + " is committed; COMMIT PREPARED is pending on shard " + w + " and will be finished by recovery: " + err.Error()})
+				Message: "transaction " + gid + " is committed; COMMIT PREPARED is pending on shard " + rest[i] + " and will be finished by recovery: " + err.Error()})
 		}
-		if i == 0 {
-			tp.at("decided")
-		} else {
-			tp.at(fmt.Sprintf("committed-%d", i+1))
-		}
-	}
+		done++
+		tp.at(fmt.Sprintf("committed-%d", done))
+	})
 	tp.commits.Inc()
 	tp.duration.Observe(time.Since(start).Seconds())
 	return nil
@@ -438,4 +455,73 @@ func (s *Server) adminConnect(ctx context.Context, addr, db string) (*pgconn.PgC
 
 func quoteConnValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// runOnShards runs sqls[i] on shards[i]'s connection in the transaction,
+// all at once: every request is sent before any answer is read. Shards
+// without a connection here run one after another, last. each, when set,
+// is called as each answer arrives. It returns each shard's
+// error (nil for success).
+func (ss *session) runOnShards(snap *topology.Snapshot, shards, sqls []string, each func(i int, err error)) []error {
+	errs := make([]error, len(shards))
+	targets := make([]*copyTarget, len(shards))
+	for i, sh := range shards {
+		t := ss.copyTargetFor(sh)
+		if t == nil {
+			continue
+		}
+		if t.held == nil && len(ss.sout) > 0 {
+			t.buf = append(t.buf, ss.sout...)
+			ss.sout = ss.sout[:0]
+		}
+		t.buf = appendQuery(t.buf, sqls[i])
+		if _, err := t.w.Write(t.buf); err != nil {
+			errs[i] = &errServerGone{err}
+			continue
+		}
+		t.buf = t.buf[:0]
+		targets[i] = t
+	}
+	var gone []string // held connections to drop once all are read
+	for i, t := range targets {
+		switch {
+		case t != nil:
+			status, _, err := ss.finishCopy(t)
+			errs[i] = err
+			switch {
+			case isServerGone(err) && t.held != nil:
+				gone = append(gone, t.shard)
+			case isServerGone(err):
+			case t.held != nil:
+				t.held.inTx = status != 'I'
+			default:
+				ss.noteServerStatus(status)
+			}
+		default:
+			continue // not sent
+		}
+		if each != nil {
+			each(i, errs[i])
+		}
+	}
+	for _, sh := range gone {
+		for j := range ss.held {
+			if ss.held[j].shard == sh {
+				ss.dropHeld(&ss.held[j])
+				break
+			}
+		}
+	}
+	// Shards without a connection here (pointers into held are not used
+	// past this point: useShard may reorder it).
+	for i, t := range targets {
+		if t != nil || errs[i] != nil {
+			continue
+		}
+		errs[i] = ss.runOnShard(snap, shards[i], sqls[i])
+		if each != nil {
+			each(i, errs[i])
+		}
+	}
+	return errs
 }

@@ -32,7 +32,7 @@ func (p *runningProxy) dsn(db string) string {
 
 // startProxy runs a proxy in front of every shard of c (trust on loopback),
 // adjusted by mutate, and shuts it down when the test ends.
-func startProxy(t *testing.T, c *pgcluster.Cluster, mutate func(*config.Config)) *runningProxy {
+func startProxy(t testing.TB, c *pgcluster.Cluster, mutate func(*config.Config)) *runningProxy {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
@@ -69,7 +69,7 @@ func startProxy(t *testing.T, c *pgcluster.Cluster, mutate func(*config.Config))
 }
 
 // stop shuts the proxy down (idempotent) and checks Serve's result.
-func (p *runningProxy) stop(t *testing.T, timeout time.Duration) error {
+func (p *runningProxy) stop(t testing.TB, timeout time.Duration) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
