@@ -194,6 +194,7 @@ type stmtInfo struct {
 	mergeNeeds []string // need merging whatever the grouping
 	groupNeeds []string // fine when grouped by the key
 	groupBy    []colRef
+	windows    []windowUse       // window function calls of the top-level SELECT
 	topScope   int               // scope of the top-level SELECT (-1 none)
 	shapes     map[int]*selShape // SELECT scopes (any depth) that need more than concatenation
 	arms       map[int][]int     // set-operation scope → scopes of its leaf SELECTs

@@ -476,7 +476,12 @@ func (a *analyzer) nested(n *pg_query.Node, parent int) {
 func (a *analyzer) selectStmt(sel *pg_query.SelectStmt, parent int) int {
 	s := a.newScope(parent)
 	a.withClause(sel.WithClause, s)
-	if sh := shapeOf(sel, s); !sh.empty() {
+	sh := shapeOf(sel, s)
+	for _, w := range sh.windows {
+		// Nested windows are checked like other nested merges.
+		sh.merge = append(sh.merge, "window function "+w.name+"()")
+	}
+	if !sh.empty() {
 		if a.st.shapes == nil {
 			a.st.shapes = map[int]*selShape{}
 		}
@@ -529,6 +534,7 @@ func (a *analyzer) selectShape(sel *pg_query.SelectStmt, s int) {
 	st.mergeNeeds = append(st.mergeNeeds, sh.merge...)
 	st.groupNeeds = append(st.groupNeeds, sh.group...)
 	st.groupBy = append(st.groupBy, sh.groupBy...)
+	st.windows = append(st.windows, sh.windows...)
 }
 
 // selShape is what one SELECT (top-level or nested) needs beyond
@@ -537,6 +543,15 @@ type selShape struct {
 	merge   []string // need merging whatever the grouping
 	group   []string // fine when grouped by the key
 	groupBy []colRef
+	windows []windowUse // window function calls of the top-level SELECT
+}
+
+// windowUse is one window function call and the columns its window is
+// partitioned by; when they include the scattered class's key, every
+// partition is on one shard and the shards compute it completely.
+type windowUse struct {
+	name      string
+	partition []colRef
 }
 
 func (sh *selShape) empty() bool { return len(sh.merge) == 0 && len(sh.group) == 0 }
@@ -561,8 +576,34 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 	if len(sel.DistinctClause) > 0 {
 		sh.merge = append(sh.merge, "DISTINCT")
 	}
-	if len(sel.WindowClause) > 0 {
-		sh.merge = append(sh.merge, "window functions")
+	named := map[string]*pg_query.WindowDef{}
+	for _, w := range sel.WindowClause {
+		if wd := w.GetWindowDef(); wd != nil && wd.Name != "" {
+			named[wd.Name] = wd
+		}
+	}
+	partitionOf := func(over *pg_query.WindowDef) []colRef {
+		var cols []colRef
+		for over != nil {
+			for _, p := range over.PartitionClause {
+				if cr := p.GetColumnRef(); cr != nil {
+					if c, ok := colRefOf(cr, s); ok {
+						cols = append(cols, c)
+					}
+				}
+			}
+			// OVER w names a WINDOW clause entry; OVER (w ORDER BY ...)
+			// copies w's partition.
+			ref := over.Refname
+			if ref == "" {
+				ref = over.Name
+			}
+			if ref == "" || named[ref] == over {
+				break
+			}
+			over = named[ref]
+		}
+		return cols
 	}
 	for _, t := range sel.TargetList {
 		walkExpr(t, func(c *pg_query.Node) bool {
@@ -575,7 +616,7 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 			}
 			name := funcName(fc)
 			if fc.Over != nil {
-				sh.merge = append(sh.merge, "window function "+name+"()")
+				sh.windows = append(sh.windows, windowUse{name: name, partition: partitionOf(fc.Over)})
 			} else if isAggCall(fc) {
 				sh.group = append(sh.group, "aggregate "+name+"()")
 			}

@@ -63,7 +63,7 @@ type binding struct {
 	err      error
 
 	mu    sync.Mutex
-	merge [2]*mergeTmpl // scatter rewrites: [grouped by the class key]
+	merge [4]*mergeTmpl // scatter rewrites: [grouped by the class key + 2 × windows partitioned by it]
 }
 
 func (st *stmtInfo) bind(snap *topology.Snapshot) *binding {

@@ -121,17 +121,20 @@ func limitParam(params *Params, i int) (int64, bool, error) {
 }
 
 // mergeTemplate returns the (memoised) rewrite of st for class ci.
-func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped bool) *mergeTmpl {
+func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped, localWindows bool) *mergeTmpl {
 	key := 0
 	if grouped {
 		key = 1
+	}
+	if localWindows {
+		key += 2
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if m := b.merge[key]; m != nil {
 		return m
 	}
-	m := buildMerge(sql, grouped)
+	m := buildMerge(sql, grouped, localWindows)
 	b.merge[key] = m
 	return m
 }
@@ -140,7 +143,9 @@ func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped bool) *mergeTm
 // modified) and rewrites its top-level SELECT for scattering. grouped
 // means the query groups by the scattered class's key, so each group is
 // on one shard and aggregates/HAVING are final on the shards.
-func buildMerge(sql string, grouped bool) *mergeTmpl {
+// localWindows means every window function is partitioned by that key, so
+// the shards compute them completely.
+func buildMerge(sql string, grouped, localWindows bool) *mergeTmpl {
 	tree, err := pg_query.Parse(sql)
 	if err != nil || len(tree.Stmts) != 1 {
 		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
@@ -155,7 +160,7 @@ func buildMerge(sql string, grouped bool) *mergeTmpl {
 	if sel == nil {
 		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
 	}
-	mb := &mergeBuilder{sel: sel, grouped: grouped}
+	mb := &mergeBuilder{sel: sel, grouped: grouped, localWindows: localWindows}
 	m, err := mb.build()
 	if err != nil {
 		return &mergeTmpl{err: err}
@@ -179,8 +184,9 @@ type colIdx struct {
 }
 
 type mergeBuilder struct {
-	sel     *pg_query.SelectStmt
-	grouped bool
+	sel          *pg_query.SelectStmt
+	grouped      bool
+	localWindows bool // window functions are partitioned by the key: plain columns
 
 	visible int  // original select-list entries (not columns when star)
 	star    bool // the select list has * (width unknown)
@@ -201,7 +207,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	if sel.Op != pg_query.SetOperation_SETOP_NONE {
 		return mb.setOp()
 	}
-	if len(sel.WindowClause) > 0 {
+	if len(sel.WindowClause) > 0 && !mb.localWindows {
 		return nil, unsupported("window functions across shards are not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	if sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
@@ -225,7 +231,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 			}
 			continue
 		}
-		if w := windowIn(rt.Val); w != "" {
+		if w := windowIn(rt.Val); w != "" && !mb.localWindows {
 			return nil, unsupported("window function "+w+"() across shards is not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
 		}
 		if containsAgg(rt.Val) {

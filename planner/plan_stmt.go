@@ -240,14 +240,22 @@ func (p *Planner) planRead(st *stmtInfo, b *binding, sql string, params *Params,
 	}
 	grouped := pl.class >= 0 && p.groupedByKey(st.groupBy, b, st, pl.class)
 	sc := &plan.Scatter{Shards: pl.scatter, SQL: sql, Reason: why, ReadOnly: st.readOnly, CopyHeader: copyHeader}
-	if len(st.mergeNeeds) == 0 && (len(st.groupNeeds) == 0 || grouped) {
+	localWindows := len(st.windows) > 0 && pl.class >= 0 && p.windowsByKey(st.windows, b, st, pl.class) &&
+		(len(st.groupNeeds) == 0 || grouped)
+	mergeNeeds := st.mergeNeeds
+	if !localWindows {
+		for _, w := range st.windows {
+			mergeNeeds = append(mergeNeeds[:len(mergeNeeds):len(mergeNeeds)], "window function "+w.name+"()")
+		}
+	}
+	if len(mergeNeeds) == 0 && (len(st.groupNeeds) == 0 || grouped) {
 		return sc, nil
 	}
 	if st.kind != KindSelect {
-		what := append(append([]string(nil), st.mergeNeeds...), st.groupNeeds...)
+		what := append(append([]string(nil), mergeNeeds...), st.groupNeeds...)
 		return nil, unsupported(fmt.Sprintf("%s across shards is not supported in this statement (%s)", strings.Join(what, ", "), needs), hint)
 	}
-	m := b.mergeTemplate(st, sql, grouped)
+	m := b.mergeTemplate(st, sql, grouped, localWindows)
 	if m.err != nil {
 		if u, ok := m.err.(*plan.Unsupported); ok {
 			h := u.Hint
@@ -346,6 +354,17 @@ func (p *Planner) groupedByKey(groupBy []colRef, b *binding, st *stmtInfo, ci in
 		}
 	}
 	return false
+}
+
+// windowsByKey reports whether every window function's partition includes
+// the key of class ci (then each partition lies on one shard).
+func (p *Planner) windowsByKey(ws []windowUse, b *binding, st *stmtInfo, ci int) bool {
+	for _, w := range ws {
+		if !p.groupedByKey(w.partition, b, st, ci) {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Planner) broadcast(b *binding, sql, reason string, atomic bool) *plan.Broadcast {

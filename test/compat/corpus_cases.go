@@ -1,0 +1,414 @@
+package compat
+
+func buildCorpus() []Case {
+	b := &corpusBuilder{}
+
+	b.section("Single-shard statements (key equality)")
+	b.ok(
+		"SELECT id, name, email FROM users WHERE id = 42",
+		"SELECT * FROM users WHERE id = 7",
+		"SELECT * FROM posts WHERE author_id = 42 ORDER BY id",
+		"SELECT count(*), max(like_count) FROM posts WHERE author_id = 42",
+		"SELECT follower_id, followee_id FROM follows WHERE follower_id = 10 ORDER BY followee_id",
+		"SELECT p.id, p.body, c.id, c.body FROM posts p JOIN comments c ON c.post_author_id = p.author_id AND c.post_id = p.id WHERE p.author_id = 12 ORDER BY p.id, c.id",
+		"SELECT u.name, cn.name FROM users u LEFT JOIN countries cn ON cn.code = u.country_code WHERE u.id = 99",
+		"SELECT author_id, avg(like_count), string_agg(body, '|' ORDER BY id) FROM posts WHERE author_id = 33 GROUP BY author_id",
+		"SELECT * FROM likes WHERE post_author_id = 5 ORDER BY post_id, user_id",
+		"SELECT id, row_number() OVER (ORDER BY created_at, id) FROM posts WHERE author_id = 21 ORDER BY id",
+		"SELECT id FROM users WHERE id = 100 AND active",
+		"SELECT * FROM emails WHERE email = 'user5@example.org'",
+		"SELECT user_id FROM emails WHERE email = 'nobody@example.com'",
+		"SELECT DISTINCT followee_id % 7 FROM follows WHERE follower_id = 3 ORDER BY 1",
+		"SELECT count(*) FROM comments WHERE post_author_id = 8 AND author_id <> 8",
+	)
+	b.args("SELECT id, name FROM users WHERE id = $1", "17")
+	b.args("SELECT id, body FROM posts WHERE author_id = $1 ORDER BY id LIMIT $2", "40", "2")
+	b.args("SELECT count(*) FROM likes WHERE post_author_id = $1", "77")
+
+	b.section("Reference table")
+	b.ok(
+		"SELECT * FROM countries ORDER BY code",
+		"SELECT continent, count(*), sum(population) FROM countries GROUP BY continent ORDER BY continent",
+		"SELECT code FROM countries WHERE population IS NULL ORDER BY code",
+		"SELECT name FROM countries WHERE code IN ('DE', 'FR', 'JP') ORDER BY name DESC",
+		"SELECT count(DISTINCT continent) FROM countries",
+	)
+
+	b.section("Scatter without merge (concatenated rows)")
+	b.ok(
+		"SELECT id, name FROM users",
+		"SELECT * FROM users",
+		"SELECT id, karma FROM users WHERE karma > 5000",
+		"SELECT id FROM users WHERE country_code IS NULL",
+		"SELECT id, email FROM users WHERE email LIKE '%.org' AND active",
+		"SELECT author_id, id, body FROM posts WHERE body LIKE 'hello%'",
+		"SELECT id, upper(name), length(email), karma * 2, rating / 2 FROM users WHERE level > 7",
+		"SELECT id, birthday, wake_up, last_login, created_at, session_len FROM users WHERE id % 10 = 3",
+		"SELECT id, external_id, avatar FROM users WHERE avatar IS NOT NULL AND id < 40",
+		"SELECT id, flags, level::int2, level::numeric / 3 FROM users WHERE flags < -90",
+		"SELECT post_author_id, post_id, user_id FROM likes WHERE user_id = 13",
+		"SELECT follower_id FROM follows WHERE followee_id = 42",
+		"SELECT * FROM comments WHERE author_id = 99",
+		"SELECT id, CASE WHEN karma IS NULL THEN 'none' WHEN karma < 0 THEN 'neg' ELSE 'pos' END FROM users",
+		"SELECT id FROM users WHERE id IN (3, 17, 25, 99, 140, 299)",
+		"SELECT id FROM users WHERE id = ANY('{1,2,3,250}'::bigint[])",
+		"SELECT id FROM users WHERE id BETWEEN 10 AND 30",
+		"SELECT id FROM users WHERE false",
+		"SELECT id, name FROM users WHERE name = 'Dup Name'",
+		"SELECT * FROM posts WHERE score IS NULL",
+		"SELECT author_id, id, coalesce(score, -1) FROM posts WHERE like_count = 0",
+		"SELECT id, created_at AT TIME ZONE 'UTC' FROM users WHERE id < 20",
+		"SELECT id, date_trunc('month', last_login) FROM users WHERE last_login IS NOT NULL AND id > 280",
+		"SELECT id, extract(year FROM birthday) FROM users WHERE birthday < '1960-01-01'",
+		"SELECT u.id, u.name, p.id FROM users u JOIN posts p ON p.author_id = u.id WHERE p.like_count > 45",
+	)
+	b.args("SELECT id, name FROM users WHERE level = $1", "3")
+	b.args("SELECT id FROM users WHERE karma > $1 AND active = $2", "1000", "true")
+	b.args("SELECT id FROM users WHERE id = ANY($1::bigint[])", "{5,6,7,8,9,200}")
+
+	b.section("ORDER BY and LIMIT across shards")
+	b.ok(
+		"SELECT id, name FROM users ORDER BY id",
+		"SELECT id, name FROM users ORDER BY id DESC",
+		"SELECT id, name FROM users ORDER BY name, id",
+		"SELECT id, name FROM users ORDER BY name DESC, id DESC",
+		"SELECT id, email FROM users ORDER BY email",
+		"SELECT id, karma FROM users ORDER BY karma, id",
+		"SELECT id, karma FROM users ORDER BY karma DESC, id",
+		"SELECT id, karma FROM users ORDER BY karma NULLS FIRST, id",
+		"SELECT id, karma FROM users ORDER BY karma DESC NULLS LAST, id",
+		"SELECT id, rating FROM users ORDER BY rating, id",
+		"SELECT id, rating FROM users ORDER BY rating DESC NULLS LAST, id",
+		"SELECT id, active FROM users ORDER BY active, id",
+		"SELECT id, birthday FROM users ORDER BY birthday, id",
+		"SELECT id, wake_up FROM users ORDER BY wake_up DESC, id",
+		"SELECT id, last_login FROM users ORDER BY last_login NULLS FIRST, id",
+		"SELECT id, created_at FROM users ORDER BY created_at DESC",
+		"SELECT id, session_len FROM users ORDER BY session_len, id",
+		"SELECT id, external_id FROM users ORDER BY external_id",
+		"SELECT id, avatar FROM users ORDER BY avatar, id",
+		"SELECT id, flags FROM users ORDER BY flags, id",
+		"SELECT id, level FROM users ORDER BY level DESC, id",
+		"SELECT id, country_code FROM users ORDER BY country_code NULLS FIRST, id",
+		"SELECT author_id, id, score FROM posts ORDER BY score DESC NULLS LAST, id",
+		"SELECT id, name FROM users ORDER BY id LIMIT 10",
+		"SELECT id, name FROM users ORDER BY id DESC LIMIT 10",
+		"SELECT id, name FROM users ORDER BY id LIMIT 10 OFFSET 25",
+		"SELECT id, name FROM users ORDER BY id OFFSET 290",
+		"SELECT id FROM users ORDER BY id LIMIT 0",
+		"SELECT id FROM users ORDER BY id LIMIT ALL",
+		"SELECT id FROM users ORDER BY id OFFSET 1000",
+		"SELECT id, name FROM users ORDER BY id FETCH FIRST 5 ROWS ONLY",
+		"SELECT id, name FROM users ORDER BY id OFFSET 3 ROWS FETCH NEXT 4 ROWS ONLY",
+		"SELECT id FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 15",
+		"SELECT name FROM users ORDER BY id LIMIT 12",
+		"SELECT email FROM users ORDER BY karma NULLS LAST, id DESC LIMIT 7",
+		"SELECT id, length(name) FROM users ORDER BY length(name) DESC, id LIMIT 20",
+		"SELECT id FROM users ORDER BY lower(name), id LIMIT 20",
+		"SELECT id, karma FROM users ORDER BY karma * -1 NULLS LAST, id LIMIT 10",
+		"SELECT author_id, id, like_count FROM posts ORDER BY like_count DESC, id LIMIT 25",
+		"SELECT author_id, id FROM posts ORDER BY created_at, id LIMIT 30",
+		"SELECT author_id, id, created_at FROM posts WHERE like_count > 10 ORDER BY created_at DESC LIMIT 20",
+		"SELECT post_author_id, post_id, id FROM comments ORDER BY id DESC LIMIT 50",
+		"SELECT post_author_id, post_id, user_id FROM likes ORDER BY post_id, user_id LIMIT 40",
+		"SELECT follower_id, followee_id FROM follows ORDER BY followee_id, follower_id LIMIT 40",
+		"SELECT id, name AS n FROM users ORDER BY n, id LIMIT 8",
+		"SELECT id, name FROM users ORDER BY 2, 1 LIMIT 8",
+		"SELECT id FROM users WHERE country_code = 'DE' ORDER BY id",
+		"SELECT u.id, u.name, p.id, p.body FROM users u JOIN posts p ON p.author_id = u.id ORDER BY p.id LIMIT 30",
+		"SELECT u.id, c.name FROM users u JOIN countries c ON c.code = u.country_code ORDER BY c.name, u.id LIMIT 30",
+		"SELECT id, name FROM users ORDER BY created_at, id LIMIT 5",
+		"SELECT id, session_len FROM users ORDER BY session_len DESC NULLS LAST, id LIMIT 12",
+		"SELECT id, external_id FROM users ORDER BY external_id DESC LIMIT 9",
+	)
+	b.args("SELECT id, name FROM users ORDER BY id LIMIT $1", "6")
+	b.args("SELECT id, name FROM users ORDER BY id LIMIT $1 OFFSET $2", "6", "100")
+	b.args("SELECT id FROM users WHERE level >= $1 ORDER BY karma NULLS FIRST, id LIMIT $2", "5", "11")
+	b.args("SELECT author_id, id FROM posts WHERE like_count < $1 ORDER BY id DESC FETCH FIRST 5 ROWS ONLY", "3")
+
+	b.section("Aggregates across shards")
+	b.ok(
+		"SELECT count(*) FROM users",
+		"SELECT count(*) FROM posts",
+		"SELECT count(*) FROM comments",
+		"SELECT count(*) FROM likes",
+		"SELECT count(*) FROM follows",
+		"SELECT count(karma), count(rating), count(birthday) FROM users",
+		"SELECT count(*) FROM users WHERE id < 0",
+		"SELECT sum(karma) FROM users",
+		"SELECT sum(level), sum(flags) FROM users",
+		"SELECT sum(like_count) FROM posts",
+		"SELECT sum(karma) FROM users WHERE id < 0",
+		"SELECT min(id), max(id) FROM users",
+		"SELECT min(karma), max(karma) FROM users",
+		"SELECT min(name), max(name) FROM users",
+		"SELECT min(email), max(email) FROM users",
+		"SELECT min(birthday), max(birthday) FROM users",
+		"SELECT min(wake_up), max(wake_up) FROM users",
+		"SELECT min(last_login), max(last_login) FROM users",
+		"SELECT min(created_at), max(created_at) FROM users",
+		"SELECT min(session_len), max(session_len) FROM users",
+		"SELECT min(rating), max(rating) FROM users",
+		"SELECT min(score), max(score) FROM posts",
+		"SELECT min(flags), max(flags), min(level), max(level) FROM users",
+		"SELECT max(id) FROM users WHERE id < 0",
+		"SELECT avg(karma) FROM users",
+		"SELECT avg(level) FROM users",
+		"SELECT avg(flags) FROM users",
+		"SELECT avg(like_count) FROM posts",
+		"SELECT avg(id) FROM users",
+		"SELECT avg(karma) FROM users WHERE id < 0",
+		"SELECT bool_and(active), bool_or(active) FROM users",
+		"SELECT bool_and(karma > -6000), bool_or(karma > 14000) FROM users",
+		"SELECT every(level < 10) FROM users",
+		"SELECT count(DISTINCT country_code) FROM users",
+		"SELECT count(DISTINCT author_id) FROM posts",
+		"SELECT sum(DISTINCT level) FROM users",
+		"SELECT avg(DISTINCT level) FROM users",
+		"SELECT string_agg(name, ',' ORDER BY id) FROM users WHERE id < 30",
+		"SELECT array_agg(id ORDER BY id) FROM users WHERE level = 0",
+		"SELECT count(*), sum(karma), min(karma), max(karma), avg(karma) FROM users WHERE active",
+		"SELECT count(*) AS n, max(created_at) AS latest FROM posts",
+		"SELECT count(*) FROM users u JOIN posts p ON p.author_id = u.id",
+		"SELECT count(*) FROM posts p JOIN comments c ON c.post_author_id = p.author_id AND c.post_id = p.id",
+		"SELECT sum(p.like_count) FROM users u JOIN posts p ON p.author_id = u.id WHERE u.country_code = 'US'",
+		"SELECT count(*) FROM users u JOIN countries c ON c.code = u.country_code WHERE c.continent = 'Europe'",
+		"SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE NOT active) FROM users",
+	)
+	b.args("SELECT count(*), sum(id), avg(id) FROM users WHERE id > $1", "10")
+	b.args("SELECT max(like_count) FROM posts WHERE created_at < $1", "2024-01-20 00:00:00+00")
+
+	b.section("GROUP BY and HAVING across shards")
+	b.ok(
+		"SELECT country_code, count(*) FROM users GROUP BY country_code ORDER BY country_code",
+		"SELECT country_code, count(*) FROM users GROUP BY country_code",
+		"SELECT country_code, count(*) FROM users GROUP BY country_code ORDER BY count(*) DESC, country_code",
+		"SELECT country_code, count(*) AS n FROM users GROUP BY country_code ORDER BY n DESC, country_code NULLS FIRST",
+		"SELECT level, sum(karma), avg(karma), min(karma), max(karma) FROM users GROUP BY level ORDER BY level",
+		"SELECT active, count(*), avg(level) FROM users GROUP BY active ORDER BY active",
+		"SELECT level, active, count(*) FROM users GROUP BY level, active ORDER BY level, active",
+		"SELECT level, count(*) FROM users GROUP BY level HAVING count(*) > 30 ORDER BY level",
+		"SELECT level, count(*) FROM users GROUP BY level HAVING count(*) > 30",
+		"SELECT country_code, sum(karma) FROM users GROUP BY country_code HAVING sum(karma) > 10000 ORDER BY 1",
+		"SELECT country_code, max(karma) FROM users GROUP BY country_code HAVING min(karma) < -4000 ORDER BY country_code",
+		"SELECT level FROM users GROUP BY level HAVING avg(karma) > 2000 ORDER BY level",
+		"SELECT author_id, count(*) FROM posts GROUP BY author_id ORDER BY author_id",
+		"SELECT author_id, count(*), max(like_count) FROM posts GROUP BY author_id ORDER BY count(*) DESC, author_id LIMIT 10",
+		"SELECT author_id, sum(like_count) FROM posts GROUP BY author_id HAVING sum(like_count) > 150 ORDER BY author_id",
+		"SELECT followee_id, count(*) FROM follows GROUP BY followee_id ORDER BY count(*) DESC, followee_id LIMIT 10",
+		"SELECT followee_id, count(*) FROM follows GROUP BY followee_id HAVING count(*) >= 8 ORDER BY followee_id",
+		"SELECT user_id, count(*) FROM likes GROUP BY user_id ORDER BY 2 DESC, 1 LIMIT 10",
+		"SELECT author_id, count(*) FROM comments GROUP BY author_id ORDER BY count(*) DESC, author_id LIMIT 5",
+		"SELECT level % 3, count(*) FROM users GROUP BY level % 3 ORDER BY 1",
+		"SELECT date_trunc('day', created_at) AS day, count(*) FROM posts GROUP BY 1 ORDER BY 1",
+		"SELECT extract(month FROM birthday) AS m, count(*) FROM users GROUP BY m ORDER BY m NULLS FIRST",
+		"SELECT length(body), count(*) FROM posts GROUP BY length(body) ORDER BY length(body)",
+		"SELECT upper(country_code), count(*) FROM users GROUP BY upper(country_code) ORDER BY 1 NULLS LAST",
+		"SELECT country_code, string_agg(name, ';' ORDER BY id) FROM users GROUP BY country_code ORDER BY country_code",
+		"SELECT level, array_agg(id ORDER BY id) FROM users GROUP BY level ORDER BY level",
+		"SELECT level, bool_and(active), bool_or(active) FROM users GROUP BY level ORDER BY level",
+		"SELECT level, count(DISTINCT country_code) FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, count(*) FROM users GROUP BY country_code ORDER BY country_code LIMIT 5",
+		"SELECT country_code, count(*) FROM users GROUP BY country_code ORDER BY country_code LIMIT 5 OFFSET 5",
+		"SELECT c.continent, count(*) FROM users u JOIN countries c ON c.code = u.country_code GROUP BY c.continent ORDER BY c.continent",
+		"SELECT u.country_code, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id GROUP BY u.country_code ORDER BY 1 NULLS FIRST",
+		"SELECT u.id, count(p.id) FROM users u LEFT JOIN posts p ON p.author_id = u.id GROUP BY u.id ORDER BY count(p.id) DESC, u.id LIMIT 10",
+		"SELECT u.id, u.name, count(*) FROM users u JOIN follows f ON f.follower_id = u.id GROUP BY u.id, u.name ORDER BY 3 DESC, 1 LIMIT 10",
+		"SELECT id, count(*) FROM users GROUP BY id HAVING count(*) > 1",
+		"SELECT active, level, max(karma) FROM users GROUP BY active, level HAVING max(karma) IS NOT NULL ORDER BY 1, 2",
+		"SELECT level, count(*) FILTER (WHERE active) FROM users GROUP BY level ORDER BY level",
+		"SELECT continent, count(*) FROM countries GROUP BY continent ORDER BY 2 DESC, 1",
+		"SELECT flags / 50, min(flags), max(flags) FROM users GROUP BY flags / 50 ORDER BY 1",
+		"SELECT active, min(created_at), max(last_login) FROM users GROUP BY active ORDER BY active",
+		"SELECT level, min(session_len), max(session_len) FROM users GROUP BY level ORDER BY level",
+		"SELECT level, min(wake_up), max(birthday) FROM users GROUP BY level ORDER BY level",
+	)
+
+	b.section("DISTINCT and DISTINCT ON across shards")
+	b.ok(
+		"SELECT DISTINCT country_code FROM users ORDER BY country_code",
+		"SELECT DISTINCT country_code FROM users",
+		"SELECT DISTINCT level FROM users ORDER BY level DESC",
+		"SELECT DISTINCT level, active FROM users ORDER BY level, active",
+		"SELECT DISTINCT active FROM users",
+		"SELECT DISTINCT author_id FROM comments ORDER BY author_id LIMIT 20",
+		"SELECT DISTINCT followee_id FROM follows ORDER BY followee_id",
+		"SELECT DISTINCT user_id FROM likes WHERE post_id < 100 ORDER BY user_id",
+		"SELECT DISTINCT length(body) FROM posts ORDER BY 1",
+		"SELECT DISTINCT name FROM users WHERE name = 'Dup Name'",
+		"SELECT DISTINCT ON (level) level, id, name FROM users ORDER BY level, id",
+		"SELECT DISTINCT ON (level) level, id FROM users ORDER BY level, karma DESC NULLS LAST, id",
+		"SELECT DISTINCT ON (country_code) country_code, id FROM users ORDER BY country_code, id DESC",
+		"SELECT DISTINCT ON (author_id) author_id, id, like_count FROM posts ORDER BY author_id, like_count DESC, id",
+		"SELECT DISTINCT ON (active) active, id FROM users ORDER BY active, created_at DESC",
+		"SELECT DISTINCT country_code FROM users ORDER BY country_code LIMIT 4",
+		"SELECT DISTINCT level FROM users ORDER BY level LIMIT 3 OFFSET 2",
+		"SELECT DISTINCT c.continent FROM users u JOIN countries c ON c.code = u.country_code ORDER BY 1",
+	)
+
+	b.section("UNION across shards")
+	b.ok(
+		"SELECT id FROM users WHERE level = 1 UNION ALL SELECT id FROM users WHERE level = 2",
+		"SELECT id FROM users WHERE level = 1 UNION SELECT id FROM users WHERE level < 3",
+		"SELECT country_code FROM users UNION SELECT code FROM countries",
+		"SELECT id FROM users WHERE level = 1 UNION ALL SELECT id FROM users WHERE level = 2 ORDER BY id",
+		"SELECT id FROM users WHERE level = 1 UNION SELECT id FROM users WHERE level = 2 ORDER BY id DESC LIMIT 10",
+		"SELECT author_id FROM posts UNION SELECT follower_id FROM follows ORDER BY 1",
+		"SELECT author_id AS uid FROM posts UNION ALL SELECT user_id FROM likes ORDER BY uid LIMIT 20",
+		"SELECT level FROM users UNION SELECT flags FROM users WHERE flags > 95 ORDER BY 1",
+		"SELECT id, 'user' AS kind FROM users WHERE id < 10 UNION ALL SELECT id, 'post' FROM posts WHERE id < 10 ORDER BY kind, id",
+		"SELECT name FROM users WHERE id = 1 UNION ALL SELECT name FROM users WHERE id = 2",
+	)
+
+	b.section("Colocated joins and reference joins (pushed down)")
+	b.ok(
+		"SELECT u.id, p.id FROM users u JOIN posts p ON p.author_id = u.id WHERE u.level = 3",
+		"SELECT u.id, p.id, c.id FROM users u JOIN posts p ON p.author_id = u.id JOIN comments c ON c.post_author_id = p.author_id AND c.post_id = p.id WHERE u.id < 30",
+		"SELECT p.author_id, p.id, count(l.user_id) FROM posts p LEFT JOIN likes l ON l.post_author_id = p.author_id AND l.post_id = p.id GROUP BY p.author_id, p.id ORDER BY 3 DESC, 2 LIMIT 15",
+		"SELECT u.id FROM users u LEFT JOIN posts p ON p.author_id = u.id WHERE p.id IS NULL ORDER BY u.id",
+		"SELECT u.id, f.followee_id FROM users u JOIN follows f ON f.follower_id = u.id WHERE u.country_code = 'FR' ORDER BY 1, 2",
+		"SELECT u.name, c.name, c.continent FROM users u JOIN countries c ON u.country_code = c.code WHERE u.karma > 9000",
+		"SELECT u.name, c.name FROM users u LEFT JOIN countries c ON u.country_code = c.code ORDER BY u.id LIMIT 20",
+		"SELECT c.code, u.id FROM countries c JOIN users u ON u.country_code = c.code WHERE c.code = 'JP' ORDER BY u.id",
+		"SELECT u.id, p.id, l.user_id FROM users u JOIN posts p ON p.author_id = u.id JOIN likes l ON l.post_author_id = p.author_id AND l.post_id = p.id WHERE l.user_id = 5",
+		"SELECT u.id FROM users u, posts p WHERE p.author_id = u.id AND p.like_count = 49 ORDER BY u.id, p.id",
+		"SELECT u.id, x.n FROM users u JOIN LATERAL (SELECT count(*) AS n FROM posts p WHERE p.author_id = u.id) x ON true WHERE u.id < 20 ORDER BY u.id",
+		"SELECT u.id, c.continent FROM users u JOIN countries c ON c.code = u.country_code ORDER BY c.continent, u.id LIMIT 25",
+		"SELECT count(*) FROM follows f JOIN users u ON u.id = f.follower_id WHERE u.active",
+	)
+
+	b.section("Subqueries and CTEs that stay on each shard")
+	b.ok(
+		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM posts p WHERE p.author_id = u.id AND p.like_count > 40) ORDER BY id",
+		"SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.author_id = u.id) ORDER BY id",
+		"SELECT id, (SELECT count(*) FROM posts p WHERE p.author_id = u.id) AS posts FROM users u ORDER BY id LIMIT 20",
+		"SELECT id FROM users u WHERE id IN (SELECT follower_id FROM follows f WHERE f.follower_id = u.id AND f.followee_id = 1)",
+		"SELECT id, name FROM users WHERE country_code IN (SELECT code FROM countries WHERE continent = 'Asia') ORDER BY id",
+		"SELECT id FROM users WHERE country_code = (SELECT code FROM countries WHERE name = 'Germany') ORDER BY id",
+		"SELECT * FROM (SELECT id, karma FROM users WHERE karma > 0) s WHERE s.karma < 100",
+		"SELECT s.id FROM (SELECT id, level FROM users) s WHERE s.level = 9 ORDER BY s.id",
+		"WITH active_users AS (SELECT id, name FROM users WHERE active) SELECT id, name FROM active_users ORDER BY id LIMIT 10",
+		"WITH c AS (SELECT code FROM countries WHERE continent = 'Europe') SELECT count(*) FROM users WHERE country_code IN (SELECT code FROM c)",
+		"SELECT id FROM users u WHERE karma > (SELECT avg(karma) FROM users u2 WHERE u2.id = u.id) ORDER BY id",
+		"SELECT author_id, n FROM (SELECT author_id, count(*) AS n FROM posts GROUP BY author_id) s WHERE n > 5 ORDER BY author_id",
+	)
+
+	b.section("Window functions partitioned by the key")
+	b.ok(
+		"SELECT author_id, id, row_number() OVER (PARTITION BY author_id ORDER BY id) FROM posts",
+		"SELECT author_id, id, rank() OVER (PARTITION BY author_id ORDER BY like_count DESC) FROM posts ORDER BY author_id, id",
+		"SELECT author_id, id, sum(like_count) OVER (PARTITION BY author_id) FROM posts ORDER BY id LIMIT 30",
+		"SELECT post_author_id, id, count(*) OVER (PARTITION BY post_author_id, post_id) FROM comments ORDER BY id LIMIT 30",
+		"SELECT follower_id, followee_id, lag(followee_id) OVER (PARTITION BY follower_id ORDER BY followee_id) FROM follows ORDER BY 1, 2 LIMIT 40",
+		"SELECT author_id, id, row_number() OVER w, first_value(id) OVER w FROM posts WINDOW w AS (PARTITION BY author_id ORDER BY created_at, id) ORDER BY id",
+		"SELECT u.id, p.id, dense_rank() OVER (PARTITION BY u.id ORDER BY p.like_count) FROM users u JOIN posts p ON p.author_id = u.id ORDER BY p.id LIMIT 25",
+		"SELECT author_id, count(*), rank() OVER (PARTITION BY author_id ORDER BY count(*)) FROM posts GROUP BY author_id ORDER BY author_id",
+		"SELECT id, row_number() OVER (PARTITION BY id) FROM users WHERE level = 2",
+	)
+
+	b.section("Cross-shard shapes that are refused")
+	b.refused("a join of distributed tables not on their distribution keys would need rows from several shards; join on the keys or add a key condition that selects one shard",
+		"SELECT f.follower_id, u.name FROM follows f JOIN users u ON u.id = f.followee_id",
+		"SELECT count(*) FROM likes l JOIN users u ON u.id = l.user_id",
+		"SELECT c.id, u.name FROM comments c JOIN users u ON u.id = c.author_id ORDER BY c.id LIMIT 5",
+		"SELECT u.id, e.email FROM users u JOIN emails e ON e.user_id = u.id",
+		"SELECT u.id, p.id FROM users u JOIN posts p USING (id) WHERE false",
+	)
+	b.refused("a subquery that needs rows from other shards (not correlated on the distribution key) is not supported; correlate it on the key or run it separately",
+		"SELECT id FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = 3)",
+		"SELECT id FROM users WHERE karma > (SELECT avg(karma) FROM users)",
+		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
+		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST LIMIT 5) SELECT p.id FROM posts p JOIN top ON top.id = p.author_id",
+		"SELECT * FROM (SELECT id FROM users ORDER BY id LIMIT 10) s",
+		"SELECT count(*) FROM (SELECT DISTINCT level FROM users) s",
+	)
+	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
+		"SELECT id, row_number() OVER (ORDER BY id) FROM users",
+		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users",
+		"SELECT id, sum(karma) OVER () FROM users",
+	)
+	b.refused("an aggregate inside an expression cannot be combined from per-shard partials; select the aggregate itself and compute the expression in the application",
+		"SELECT avg(length(body))::numeric(10,4) FROM posts",
+		"SELECT sum(like_count) * 2 FROM posts",
+		"SELECT round(avg(karma), 1) FROM users",
+		"SELECT count(*) + 1 FROM users",
+	)
+	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application",
+		"SELECT stddev(karma) FROM users",
+		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
+		"SELECT json_agg(id) FROM users",
+	)
+	b.refused("this form of a DISTINCT or ordered aggregate has no cross-shard combine step yet; aggregate one DISTINCT expression per statement, order string_agg/array_agg by one key, or aggregate in the application",
+		"SELECT count(DISTINCT level), count(DISTINCT active) FROM users",
+		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
+		"SELECT array_agg(id ORDER BY karma NULLS FIRST, id) FROM users WHERE level = 1",
+	)
+	b.refused("parameters in HAVING across shards are not supported yet; write the value as a literal or filter the groups in the application",
+		"SELECT level, count(*) FROM users WHERE karma > $1 GROUP BY level HAVING count(*) > $2 ORDER BY level",
+	)
+	b.refused("a CTE, derived table or IN subquery joined to a distributed table is not yet recognised as colocated; join the tables directly on their keys",
+		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id",
+		"SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE level = 4) ORDER BY id",
+		"SELECT u.id, t.total FROM users u JOIN (SELECT author_id, sum(like_count) AS total FROM posts GROUP BY author_id) t ON t.author_id = u.id ORDER BY t.total DESC, u.id LIMIT 10",
+	)
+	b.refused("a row comparison is not recognised as a join on the distribution keys; write one equality per column (ON c.post_author_id = p.author_id AND c.post_id = p.id)",
+		"SELECT p.id, c.body FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id) WHERE c.author_id = 7 ORDER BY c.id",
+	)
+	b.refused("GROUPING SETS, ROLLUP and CUBE are not supported across shards",
+		"SELECT level, active, count(*) FROM users GROUP BY ROLLUP (level, active)",
+	)
+	b.refused("INTERSECT and EXCEPT across shards are not supported",
+		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows",
+		"SELECT id FROM users EXCEPT SELECT author_id FROM posts",
+	)
+
+	b.section("Errors are the server's")
+	b.fails(
+		"SELECT id / 0 FROM users",
+		"SELECT no_such_column FROM users",
+		"SELECT * FROM no_such_table",
+		"SELECT id FROM users ORDER BY id LIMIT -1",
+		"SELECT id::text::int FROM users WHERE name = 'x' AND 1/0 = 1",
+		"SELECT sum(level::smallint) FROM users GROUP BY 1/0",
+		"SELECT 'abc'::int",
+		"SELEC 1",
+	)
+
+	b.section("Keyless writes on every shard")
+	b.ok(
+		"UPDATE users SET karma = karma + 1 WHERE level = 9",
+		"UPDATE users SET karma = karma - 1 WHERE level = 9",
+		"UPDATE posts SET like_count = like_count + 1 WHERE like_count = 0",
+		"UPDATE posts SET like_count = like_count WHERE id % 10 = 1",
+		"UPDATE users SET active = NOT active WHERE id % 50 = 7 RETURNING id, active",
+		"UPDATE users SET active = NOT active WHERE id % 50 = 7 RETURNING id",
+		"DELETE FROM likes WHERE user_id = 299 RETURNING post_author_id, post_id, user_id",
+		"DELETE FROM comments WHERE body LIKE 'rain 3%'",
+		"UPDATE users SET level = level WHERE false",
+		"DELETE FROM follows WHERE follower_id = followee_id",
+		"UPDATE users SET name = name || '' WHERE country_code = 'IT'",
+		"UPDATE posts SET score = score + 1 WHERE score > 98 RETURNING author_id, id, score",
+		"UPDATE posts SET score = score - 1 WHERE score > 99 RETURNING author_id, id, score",
+		"UPDATE users SET karma = 0 WHERE id = 5 RETURNING id, karma",
+	)
+	b.fails(
+		"UPDATE users SET level = level / 0 WHERE level = 5",
+	)
+	b.refused("INSERT … SELECT into a distributed table is not supported yet; select the rows and insert them with VALUES or COPY",
+		"INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT author_id, id, 1, created_at FROM posts WHERE author_id = 2 ON CONFLICT DO NOTHING",
+	)
+	b.refused("UPDATE of the distribution key would move rows between shards, which is not supported yet; delete and insert the row instead",
+		"UPDATE users SET id = NULL WHERE id = 6",
+		"UPDATE posts SET author_id = author_id + 1 WHERE id = 3",
+	)
+
+	b.section("Reads after the writes")
+	b.ok(
+		"SELECT count(*), sum(like_count) FROM posts",
+		"SELECT id, active FROM users WHERE id % 50 = 7 ORDER BY id",
+		"SELECT count(*) FROM likes",
+		"SELECT count(*) FROM comments",
+		"SELECT level, sum(karma) FROM users GROUP BY level ORDER BY level",
+	)
+	return b.cases
+}
