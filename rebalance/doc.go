@@ -1,6 +1,35 @@
 // Package rebalance plans and runs online data moves between shards: the
 // copy → catch-up → cutover → cleanup state machine and the controller that
-// runs it on the Raft leader only.
+// runs it on the Raft leader only (DESIGN.md decision 8, docs/rebalance.md).
 //
-// rebalance may import topology, router and pgconn; never proxy or planner.
+// A move (topology.Move) takes some hash ranges of a distribution from one
+// shard to another. Its state is recorded in the topology, so every proxy
+// sees it and a new leader resumes it:
+//
+//	pending → copying → catchup → cutover → cleanup → (ended)
+//	   └──────────┴─────────┴─────────┴──→ cancelling → (ended)
+//
+// pending: the tables of the distribution are described on the source
+// (tables whose replica identity does not cover the key are refused before
+// anything is created), created on the target, a publication with a row
+// filter on the ranges (HashExpr: the router's own hash in SQL) is created
+// on the source and a subscription (copy_data, streaming) on the target.
+// copying: until every table finished its initial copy. catchup: until the
+// slot lags less than Options.LagThreshold. cutover: proxies hold writes to
+// the ranges (proxy/movehold.go); the controller fences the source (waits
+// for transactions already writing), waits until the target confirmed the
+// source's WAL position, verifies row counts and checksums per table, and
+// flips the owner (topology.FlipMove) — or, past the hold timeout or on any
+// failure, goes back to catchup so the held writes go to the source.
+// cleanup: subscription, slot and publication dropped, moved rows deleted
+// from the source in batches. cancelling: the same drops, and the copied
+// rows deleted from the target; the source is never changed.
+//
+// Every step is idempotent, so a worker that restarts (a new leader) simply
+// runs the step of the recorded state again; a move found in cutover by a
+// worker that did not start that cutover is rolled back to catchup.
+//
+// Concurrency: Controller methods are safe for concurrent use; Run must run
+// on the Raft leader only (RunWhileLeader). rebalance may import topology,
+// router and pgx; never proxy or planner.
 package rebalance

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Online range moves (package rebalance, DESIGN.md decision 8) need two
+// things from the routing path, both decided here per statement:
+//
+//   - Hold. While a move is in cutover, a write whose shard would change
+//     if the move's ranges already belonged to the target waits until the
+//     topology changes (the move flips, or aborts back to catchup), then
+//     is planned again on the new topology: after a flip it goes to the
+//     target, after an abort to the source. Reads are not held; they go to
+//     the source until the flip. Writes whose rows are only known at run
+//     time (COPY into, INSERT with generated keys of a distribution in
+//     cutover) are held whole. A hold longer than the move's timeout plus
+//     moveHoldGrace (the leader died mid-cutover and no new one rolled it
+//     back) fails with 55P03 rather than risk a write on the wrong shard.
+//   - Refusal. While a move copies rows to a target that already owns other
+//     ranges of the distribution, or deletes moved rows from a source that
+//     still owns others, those rows exist on two scanned shards. A
+//     statement that fans out over such a distribution would count them
+//     twice, so it gets 0A000 until the move is done; statements routed by
+//     key are unaffected.
+
+// moveHoldGrace is added to a move's hold timeout before a held write
+// gives up.
+const moveHoldGrace = 10 * time.Second
+
+// defaultMoveHold is the hold timeout of moves that do not carry one (the
+// rebalance controller's default).
+const defaultMoveHold = 2 * time.Second
+
+// moveInfo is what routing needs to know about a snapshot's moves,
+// computed once per snapshot.
+type moveInfo struct {
+	cutoverDists map[string]bool    // distributions with a move in cutover
+	flipped      *topology.Snapshot // the snapshot with every cutover move flipped
+	dual         map[string]string  // distribution → move whose rows are on two scanned shards
+	limit        time.Duration      // longest hold
+}
+
+type moveInfoKey struct{}
+
+// moveInfoOf returns nil when snap records no moves (the hot path).
+func moveInfoOf(snap *topology.Snapshot) *moveInfo {
+	v := snap.Memo(moveInfoKey{}, func(s *topology.Snapshot) any {
+		moves := s.Moves()
+		if len(moves) == 0 {
+			return (*moveInfo)(nil)
+		}
+		mi := &moveInfo{cutoverDists: map[string]bool{}, dual: map[string]string{}}
+		r := router.For(s)
+		flipped := s
+		for _, m := range moves {
+			owners := r.ShardsOf(m.Distribution)
+			switch m.State {
+			case topology.MoveCutover:
+				mi.cutoverDists[m.Distribution] = true
+				hold := defaultMoveHold
+				if m.HoldTimeoutMS > 0 {
+					hold = time.Duration(m.HoldTimeoutMS) * time.Millisecond
+				}
+				mi.limit = max(mi.limit, hold+moveHoldGrace)
+				for _, sp := range m.Ranges {
+					if next, err := topology.ApplyCommand(flipped, topology.AssignRange{Distribution: m.Distribution, Lo: sp.Lo, Hi: sp.Hi, Shard: m.To}); err == nil {
+						flipped = next
+					}
+				}
+				fallthrough
+			case topology.MovePending, topology.MoveCopying, topology.MoveCatchup, topology.MoveCancelling:
+				if slices.Contains(owners, m.To) {
+					mi.dual[m.Distribution] = m.ID
+				}
+			case topology.MoveCleanup:
+				if slices.Contains(owners, m.From) {
+					mi.dual[m.Distribution] = m.ID
+				}
+			}
+		}
+		if len(mi.cutoverDists) > 0 {
+			mi.flipped = flipped
+		}
+		return mi
+	})
+	return v.(*moveInfo)
+}
+
+// planHeld plans a statement with planFn on snap and applies the move
+// rules above; it returns the snapshot the plan was made on (a later one
+// after a hold), which the caller must use from then on.
+func (ss *session) planHeld(snap *topology.Snapshot, a *planner.Analysis, planFn func(*topology.Snapshot) (plan.Operator, error)) (*topology.Snapshot, plan.Operator, error) {
+	var held time.Time
+	for {
+		op, err := planFn(snap)
+		mi := moveInfoOf(snap)
+		if err != nil || mi == nil {
+			return snap, op, err
+		}
+		if err := mi.refuseDual(snap, a, op); err != nil {
+			return snap, nil, err
+		}
+		if !mi.mustHold(op, planFn) {
+			return snap, op, nil
+		}
+		if held.IsZero() {
+			held = time.Now()
+		} else if time.Since(held) > mi.limit {
+			return snap, nil, &plan.Error{Code: "55P03",
+				Message: fmt.Sprintf("a write to a range being moved was held for %s and the move did not finish its cutover", mi.limit.Round(time.Second)),
+				Hint:    "retry the statement; check the move with shardctl rebalance status"}
+		}
+		for snap == ss.srv.topo.Current() {
+			time.Sleep(time.Millisecond)
+			if time.Since(held) > mi.limit {
+				break
+			}
+		}
+		snap = ss.srv.topo.Current()
+	}
+}
+
+// mustHold reports whether op writes somewhere a cutover would change.
+func (mi *moveInfo) mustHold(op plan.Operator, planFn func(*topology.Snapshot) (plan.Operator, error)) bool {
+	if mi.flipped == nil || !writes(op) {
+		return false
+	}
+	if d := runtimeRouted(op); d != "" {
+		return mi.cutoverDists[d]
+	}
+	other, err := planFn(mi.flipped)
+	if err != nil {
+		return true
+	}
+	return !slices.Equal(plan.Lines(op), plan.Lines(other))
+}
+
+// refuseDual returns 0A000 for a statement that fans out over a
+// distribution whose rows are on two scanned shards during a move.
+func (mi *moveInfo) refuseDual(snap *topology.Snapshot, a *planner.Analysis, op plan.Operator) error {
+	if len(mi.dual) == 0 || !fansOut(op) || a == nil {
+		return nil
+	}
+	for _, st := range a.Statements {
+		for _, name := range st.Tables {
+			t, ok := snap.Table(name)
+			if !ok || t.Kind != topology.Distributed {
+				continue
+			}
+			if id, ok := mi.dual[t.Distribution]; ok {
+				return &plan.Unsupported{
+					Message: fmt.Sprintf("%s is being moved between shards (move %s) and its rows are briefly on two shards, so a statement over every shard of it cannot be answered correctly now", t.Name, id),
+					Hint:    "retry after the move (shardctl rebalance status), or restrict the statement to one key of " + t.KeyColumn,
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// writes reports whether op may change data.
+func writes(op plan.Operator) bool {
+	switch o := op.(type) {
+	case *plan.Route:
+		return !o.ReadOnly
+	case *plan.Scatter:
+		return o.Write
+	case *plan.SplitInsert, *plan.AllocateKeys, *plan.CopySplit:
+		return true
+	case *plan.Broadcast, *plan.Session:
+		return false
+	case *plan.Explain:
+		return o.Analyze && writes(o.Inner)
+	case *plan.Sequence:
+		return slices.ContainsFunc(o.Statements, writes)
+	}
+	return slices.ContainsFunc(op.Inputs(), writes)
+}
+
+// runtimeRouted returns the distribution of a write whose rows are routed
+// at run time (not visible in the plan), or "".
+func runtimeRouted(op plan.Operator) string {
+	switch o := op.(type) {
+	case *plan.AllocateKeys:
+		return o.Distribution
+	case *plan.CopySplit:
+		return o.Distribution
+	}
+	return ""
+}
+
+// fansOut reports whether op runs a statement on several shards of a
+// distribution (a Scatter anywhere in it).
+func fansOut(op plan.Operator) bool {
+	switch o := op.(type) {
+	case *plan.Scatter:
+		return len(o.Shards) > 1
+	case *plan.Sequence:
+		return slices.ContainsFunc(o.Statements, fansOut)
+	case *plan.Explain:
+		return o.Analyze && fansOut(o.Inner)
+	}
+	return slices.ContainsFunc(op.Inputs(), fansOut)
+}

@@ -1,0 +1,861 @@
+package rebalance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// permanentError marks a failure that retrying cannot fix (a table without
+// a usable replica identity, a server too old): a move that has not flipped
+// is cancelled with its message.
+type permanentError struct{ msg string }
+
+func (e *permanentError) Error() string { return e.msg }
+
+func permanentf(format string, args ...any) error {
+	return &permanentError{msg: fmt.Sprintf(format, args...)}
+}
+
+// dbPart is the part of a move in one database: the tables of the
+// distribution that exist there, and the publication/subscription/slot
+// name (all three share it).
+type dbPart struct {
+	DB      string
+	Name    string // publication = subscription = slot
+	Tables  []tableDef
+	Filters map[string]string // table → row filter over the moving ranges
+	Total   map[string]int64  // table → rows in the ranges on the source at start
+}
+
+// worker runs one move. It is owned by one goroutine.
+type worker struct {
+	c     *Controller
+	id    string
+	parts []dbPart // nil until setup
+	// cutoverAt is when this worker put the move into cutover, and at which
+	// topology version; a move found in cutover without it was left there
+	// by another leader (or an earlier worker) and is rolled back to
+	// catchup first.
+	cutoverAt      time.Time
+	cutoverVersion uint64
+	attempts       int       // failed cutovers
+	notBefore      time.Time // next cutover attempt
+	warnings       []string
+}
+
+// move returns the current record of the move, or ok false once it is gone.
+func (w *worker) move() (topology.Move, bool) { return w.c.opts.Store.Current().Move(w.id) }
+
+// run drives the move until it ends (EndMove) or ctx is done.
+func (w *worker) run(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		m, ok := w.move()
+		if !ok {
+			return
+		}
+		w.c.setPhase(w.id, m)
+		var err error
+		switch m.State {
+		case topology.MovePending:
+			err = w.prepare(ctx, m)
+		case topology.MoveCopying:
+			err = w.waitCopied(ctx, m)
+		case topology.MoveCatchup:
+			err = w.waitCaughtUp(ctx, m)
+		case topology.MoveCutover:
+			err = w.cutover(ctx, m)
+		case topology.MoveCleanup:
+			err = w.cleanup(ctx, m)
+		case topology.MoveCancelling:
+			err = w.rollback(ctx, m)
+		default:
+			err = fmt.Errorf("unknown move state %q", m.State)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			backoff = 200 * time.Millisecond
+			continue
+		}
+		w.c.noteError(w.id, err)
+		var pe *permanentError
+		if errors.As(err, &pe) && preFlip(m.State) && m.State != topology.MoveCancelling {
+			w.c.log.Error("move failed; cancelling it", "move", w.id, "err", err)
+			if _, aerr := w.c.opts.Store.Apply(ctx, topology.SetMoveState{ID: w.id, From: m.State, To: topology.MoveCancelling, Error: err.Error()}); aerr != nil {
+				w.c.log.Warn("could not record the cancel", "move", w.id, "err", aerr)
+			}
+			continue
+		}
+		w.c.log.Warn("move step failed; retrying", "move", w.id, "state", m.State, "err", err, "retry_in", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func preFlip(s topology.MoveState) bool { return s != topology.MoveCleanup }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// advance records the move's next state; an error from a concurrent
+// change (cancel) is not a failure: the loop re-reads the state.
+func (w *worker) advance(ctx context.Context, from, to topology.MoveState) (*topology.Snapshot, error) {
+	snap, err := w.c.opts.Store.Apply(ctx, topology.SetMoveState{ID: w.id, From: from, To: to})
+	if err != nil && errors.Is(err, topology.ErrInvalid) {
+		if m, ok := w.move(); !ok || m.State != from {
+			return nil, nil // someone else moved it on (a cancel)
+		}
+	}
+	return snap, err
+}
+
+// sourceAddr and targetAddr are the primaries of the move's shards.
+func (w *worker) addrs(m topology.Move) (src, dst string, err error) {
+	snap := w.c.opts.Store.Current()
+	s, ok1 := snap.Shard(m.From)
+	d, ok2 := snap.Shard(m.To)
+	if !ok1 || !ok2 {
+		return "", "", permanentf("move %s: shard %s or %s no longer exists", m.ID, m.From, m.To)
+	}
+	return s.Primary, d.Primary, nil
+}
+
+// setup finds the databases and tables the move covers (once per worker).
+func (w *worker) setup(ctx context.Context, m topology.Move) error {
+	if w.parts != nil {
+		return nil
+	}
+	snap := w.c.opts.Store.Current()
+	dist, ok := snap.Distribution(m.Distribution)
+	if !ok {
+		return permanentf("move %s: distribution %s does not exist", m.ID, m.Distribution)
+	}
+	var tables []topology.Table
+	for _, t := range snap.Tables() {
+		if t.Kind == topology.Distributed && t.Distribution == m.Distribution {
+			tables = append(tables, t)
+		}
+	}
+	src, _, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	dbs, err := w.c.databases(ctx, src)
+	if err != nil {
+		return err
+	}
+	var parts []dbPart
+	var problems []string
+	for _, db := range dbs {
+		conn, err := w.c.opts.Connect(ctx, src, db)
+		if err != nil {
+			return fmt.Errorf("source %s database %s: %w", m.From, db, err)
+		}
+		p := dbPart{DB: db, Name: replicationName(m.ID, db), Filters: map[string]string{}, Total: map[string]int64{}}
+		for _, t := range tables {
+			def, ok, err := describeTable(ctx, conn, t.Name, t.KeyColumn)
+			if err != nil {
+				conn.Close(ctx)
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if def.IdentityOK != "" {
+				problems = append(problems, fmt.Sprintf("%s (database %s): %s", t.Name, db, def.IdentityOK))
+			}
+			f, err := RangeFilter(dist.Scheme, dist.KeyType, quoteIdent(t.KeyColumn), m.Ranges)
+			if err != nil {
+				conn.Close(ctx)
+				return permanentf("%v", err)
+			}
+			p.Tables = append(p.Tables, def)
+			p.Filters[t.Name] = f
+		}
+		conn.Close(ctx)
+		if len(p.Tables) > 0 {
+			parts = append(parts, p)
+		}
+	}
+	if len(problems) > 0 {
+		return permanentf("tables that cannot move online (logical replication needs the key column in the replica identity): %s; add the key column to the primary key, or run ALTER TABLE ... REPLICA IDENTITY FULL, then start the move again",
+			strings.Join(problems, "; "))
+	}
+	w.parts = parts
+	return nil
+}
+
+// CheckTables reports, for distribution dist on the server at addr, the
+// tables that cannot move online, one line each (empty when all can).
+func (c *Controller) CheckTables(ctx context.Context, addr, dist string) ([]string, error) {
+	w := &worker{c: c, id: "check"}
+	m := topology.Move{ID: "check", Distribution: dist, Ranges: []topology.Span{{Lo: 0, Hi: 0}}}
+	snap := c.opts.Store.Current()
+	for _, name := range snap.ShardNames() {
+		if sh, _ := snap.Shard(name); sh.Primary == addr {
+			m.From, m.To = name, name
+		}
+	}
+	err := w.setup(ctx, m)
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return []string{pe.msg}, nil
+	}
+	return nil, err
+}
+
+// databases lists the databases on the server at addr that may hold data.
+func (c *Controller) databases(ctx context.Context, addr string) ([]string, error) {
+	if len(c.opts.Databases) > 0 {
+		return c.opts.Databases, nil
+	}
+	conn, err := c.opts.Connect(ctx, addr, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// prepare (pending → copying): schema on the target, publication on the
+// source, subscription on the target.
+func (w *worker) prepare(ctx context.Context, m topology.Move) error {
+	if err := w.setup(ctx, m); err != nil {
+		return err
+	}
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	for i := range w.parts {
+		p := &w.parts[i]
+		if err := w.c.checkSource(ctx, src, p.DB); err != nil {
+			return err
+		}
+		if err := w.c.ensureDatabase(ctx, dst, p.DB); err != nil {
+			return err
+		}
+		sconn, err := w.c.opts.Connect(ctx, src, p.DB)
+		if err != nil {
+			return err
+		}
+		tconn, err := w.c.opts.Connect(ctx, dst, p.DB)
+		if err != nil {
+			sconn.Close(ctx)
+			return err
+		}
+		err = w.prepareDB(ctx, sconn, tconn, src, p)
+		sconn.Close(ctx)
+		tconn.Close(ctx)
+		if err != nil {
+			return err
+		}
+	}
+	_, err = w.advance(ctx, topology.MovePending, topology.MoveCopying)
+	return err
+}
+
+func (w *worker) prepareDB(ctx context.Context, sconn, tconn *pgx.Conn, src string, p *dbPart) error {
+	warnings, err := createOnTarget(ctx, tconn, p.Tables)
+	if err != nil {
+		return err
+	}
+	w.warnings = append(w.warnings, warnings...)
+	for _, t := range p.Tables {
+		var n int64
+		if err := sconn.QueryRow(ctx, "SELECT count(*) FROM "+qualified(t.Name)+" WHERE "+p.Filters[t.Name]).Scan(&n); err != nil {
+			return err
+		}
+		p.Total[t.Name] = n
+	}
+	w.c.setTotal(w.id, w.parts)
+	var subExists bool
+	if err := tconn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)", p.Name).Scan(&subExists); err != nil {
+		return err
+	}
+	if subExists {
+		return nil // an earlier attempt got this far
+	}
+	// Rows of the ranges on the target are leftovers of an attempt that
+	// died before its subscription existed: the copy starts from nothing.
+	if err := deleteRange(ctx, tconn, deleteOrder(p.Tables), p.Filters, 0, 0, nil); err != nil {
+		return err
+	}
+	if err := dropSlot(ctx, sconn, p.Name); err != nil {
+		return err
+	}
+	var pubExists bool
+	if err := sconn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", p.Name).Scan(&pubExists); err != nil {
+		return err
+	}
+	if !pubExists {
+		var items []string
+		for _, t := range p.Tables {
+			items = append(items, qualified(t.Name)+" WHERE "+p.Filters[t.Name])
+		}
+		// No truncate: a TRUNCATE on the source must never empty the
+		// target's table, which holds other ranges too.
+		sql := "CREATE PUBLICATION " + quoteIdent(p.Name) + " FOR TABLE " + strings.Join(items, ", ") + " WITH (publish = 'insert, update, delete')"
+		if _, err := sconn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("creating the publication on the source: %w", err)
+		}
+	}
+	sql := "CREATE SUBSCRIPTION " + quoteIdent(p.Name) + " CONNECTION " + quoteLiteral(w.c.opts.Conninfo(src, p.DB)) +
+		" PUBLICATION " + quoteIdent(p.Name) + " WITH (slot_name = " + quoteLiteral(p.Name) + ", copy_data = true, create_slot = true, streaming = on)"
+	if _, err := tconn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("creating the subscription on the target: %w", err)
+	}
+	w.c.log.Info("move copying", "move", w.id, "database", p.DB, "tables", len(p.Tables))
+	return nil
+}
+
+// checkSource refuses servers that cannot publish with row filters.
+func (c *Controller) checkSource(ctx context.Context, addr, db string) error {
+	conn, err := c.opts.Connect(ctx, addr, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var version int
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, current_setting('wal_level')").Scan(&version, &walLevel); err != nil {
+		return err
+	}
+	if version < 150000 {
+		return permanentf("the source server %s runs PostgreSQL %d; online moves need 15 or later (publication row filters)", addr, version/10000)
+	}
+	if walLevel != "logical" {
+		return permanentf("the source server %s has wal_level=%s; set wal_level=logical and restart it", addr, walLevel)
+	}
+	return nil
+}
+
+// ensureDatabase creates db on the server at addr when it is missing.
+func (c *Controller) ensureDatabase(ctx context.Context, addr, db string) error {
+	conn, err := c.opts.Connect(ctx, addr, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+quoteIdent(db)); err != nil {
+			return fmt.Errorf("creating database %s on the target: %w", db, err)
+		}
+	}
+	return nil
+}
+
+// waitCopied (copying → catchup) waits until every table of every
+// subscription finished its initial copy.
+func (w *worker) waitCopied(ctx context.Context, m topology.Move) error {
+	if err := w.setup(ctx, m); err != nil {
+		return err
+	}
+	_, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	conns, err := w.c.connectAll(ctx, dst, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+	for {
+		if cur, ok := w.move(); !ok || cur.State != topology.MoveCopying {
+			return nil
+		}
+		allReady := true
+		var copied int64
+		for i, p := range w.parts {
+			var total, notReady int
+			var inProgress int64
+			err := conns[i].QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE r.srsubstate NOT IN ('r', 's')),
+					coalesce((SELECT sum(pc.tuples_processed) FROM pg_stat_progress_copy pc
+						WHERE pc.relid IN (SELECT srrelid FROM pg_subscription_rel WHERE srsubid = s.oid)), 0)::int8
+				FROM pg_subscription s LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid
+				WHERE s.subname = $1 GROUP BY s.oid`, p.Name).Scan(&total, &notReady, &inProgress)
+			if err == pgx.ErrNoRows {
+				return permanentf("the subscription %s is missing on the target shard %s", p.Name, m.To)
+			}
+			if err != nil {
+				return err
+			}
+			if notReady > 0 || total < len(p.Tables) {
+				allReady = false
+			}
+			copied += inProgress
+			// Tables whose copy finished count whole.
+			rows, err := conns[i].Query(ctx, `SELECT c.relnamespace::regnamespace::text || '.' || c.relname FROM pg_subscription_rel r
+				JOIN pg_subscription s ON s.oid = r.srsubid JOIN pg_class c ON c.oid = r.srrelid
+				WHERE s.subname = $1 AND r.srsubstate IN ('f', 's', 'r')`, p.Name)
+			if err != nil {
+				return err
+			}
+			done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				return err
+			}
+			for _, t := range done {
+				copied += p.Total[strings.Trim(t, `"`)]
+			}
+		}
+		w.c.setCopied(w.id, copied)
+		if allReady {
+			_, err := w.advance(ctx, topology.MoveCopying, topology.MoveCatchup)
+			return err
+		}
+		if !sleepCtx(ctx, w.c.opts.Poll) {
+			return ctx.Err()
+		}
+	}
+}
+
+// slotLag returns how far (bytes) the slot's confirmed position is behind
+// the source's current WAL position, and the current position.
+func slotLag(ctx context.Context, sconn *pgx.Conn, slot string) (lag int64, err error) {
+	err = sconn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
+	if err == pgx.ErrNoRows {
+		return 0, permanentf("the replication slot %s is missing on the source", slot)
+	}
+	return lag, err
+}
+
+// waitCaughtUp (catchup → cutover) waits until the subscriptions are close
+// behind the source, then starts the cutover.
+func (w *worker) waitCaughtUp(ctx context.Context, m topology.Move) error {
+	if err := w.setup(ctx, m); err != nil {
+		return err
+	}
+	src, _, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	conns, err := w.c.connectAll(ctx, src, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(conns)
+	for {
+		if cur, ok := w.move(); !ok || cur.State != topology.MoveCatchup {
+			return nil
+		}
+		var maxLag int64
+		for i, p := range w.parts {
+			lag, err := slotLag(ctx, conns[i], p.Name)
+			if err != nil {
+				return err
+			}
+			maxLag = max(maxLag, lag)
+		}
+		w.c.setLag(w.id, maxLag)
+		if maxLag <= w.c.opts.LagThreshold && time.Now().After(w.notBefore) {
+			snap, err := w.advance(ctx, topology.MoveCatchup, topology.MoveCutover)
+			if err != nil || snap == nil {
+				return err
+			}
+			w.cutoverAt, w.cutoverVersion = time.Now(), snap.Version()
+			return nil
+		}
+		if !sleepCtx(ctx, w.c.opts.Poll) {
+			return ctx.Err()
+		}
+	}
+}
+
+// holdTimeout is the move's write-hold bound.
+func (w *worker) holdTimeout(m topology.Move) time.Duration {
+	if m.HoldTimeoutMS > 0 {
+		return time.Duration(m.HoldTimeoutMS) * time.Millisecond
+	}
+	return w.c.opts.HoldTimeout
+}
+
+// cutover (cutover → cleanup): with the proxies holding writes to the
+// ranges, fence the source (wait for writers already in flight), wait until
+// the target has applied everything up to the source's WAL position, verify
+// counts and checksums, and flip the owner. Anything failing or taking
+// longer than the hold timeout aborts back to catchup, releasing the held
+// writes to the source.
+func (w *worker) cutover(ctx context.Context, m topology.Move) error {
+	if w.cutoverAt.IsZero() {
+		// Left in cutover by another leader or worker: release the held
+		// writes and try again from catchup.
+		w.c.log.Info("move found in cutover after a restart; rolling back to catchup", "move", w.id)
+		_, err := w.advance(ctx, topology.MoveCutover, topology.MoveCatchup)
+		return err
+	}
+	started, version := w.cutoverAt, w.cutoverVersion
+	w.cutoverAt = time.Time{}
+	deadline := started.Add(w.holdTimeout(m))
+	err := w.cutoverSteps(ctx, m, version, deadline)
+	if err == nil && time.Now().After(deadline) {
+		err = fmt.Errorf("the cutover took longer than the hold timeout %s", w.holdTimeout(m))
+	}
+	if err == nil {
+		if _, err = w.c.opts.Store.Apply(ctx, topology.FlipMove{ID: w.id}); err == nil {
+			hold := time.Since(started)
+			w.c.met.hold.Observe(hold.Seconds())
+			w.c.setHold(w.id, hold)
+			w.c.log.Info("move flipped", "move", w.id, "hold", hold)
+			return nil
+		}
+	}
+	// Abort: release the writes to the source.
+	w.attempts++
+	w.c.met.aborts.Inc()
+	w.notBefore = time.Now().Add(time.Duration(w.attempts) * time.Second)
+	w.c.log.Warn("cutover aborted; the held writes go to the source", "move", w.id, "attempt", w.attempts, "err", err)
+	if cur, ok := w.move(); ok && cur.State == topology.MoveCutover {
+		if _, aerr := w.c.opts.Store.Apply(context.WithoutCancel(ctx), topology.SetMoveState{ID: w.id, From: topology.MoveCutover, To: topology.MoveCatchup}); aerr != nil {
+			return aerr
+		}
+	}
+	if w.attempts >= w.c.opts.MaxCutoverAttempts {
+		return permanentf("cutover failed %d times, last: %v", w.attempts, err)
+	}
+	return nil
+}
+
+func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint64, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	if w.c.opts.AwaitObserved != nil {
+		if err := w.c.opts.AwaitObserved(ctx, version); err != nil {
+			return fmt.Errorf("waiting for every proxy to hold the writes: %w", err)
+		}
+	}
+	sconns, err := w.c.connectAll(ctx, src, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(sconns)
+	tconns, err := w.c.connectAll(ctx, dst, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(tconns)
+	for i, p := range w.parts {
+		lsn, err := fence(ctx, sconns[i], p.Tables, time.Until(deadline))
+		if err != nil {
+			return fmt.Errorf("fencing the source: %w", err)
+		}
+		for {
+			var caught bool
+			err := sconns[i].QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, p.Name, lsn).Scan(&caught)
+			if err != nil {
+				return fmt.Errorf("waiting for the target to catch up: %w", err)
+			}
+			if caught {
+				break
+			}
+			if !sleepCtx(ctx, 2*time.Millisecond) {
+				return fmt.Errorf("waiting for the target to replay past %s: %w", lsn, ctx.Err())
+			}
+		}
+		if err := verify(ctx, sconns[i], tconns[i], p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fence waits until no transaction that may have written the tables before
+// the hold is still open on the source (LOCK ... IN SHARE MODE conflicts
+// with every writer), then returns the source's WAL position: everything
+// written to the moving ranges is before it.
+func fence(ctx context.Context, conn *pgx.Conn, tables []tableDef, budget time.Duration) (string, error) {
+	var names []string
+	for _, t := range tables {
+		names = append(names, qualified(t.Name))
+	}
+	ms := max(budget.Milliseconds(), 1)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", ms)); err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN SHARE MODE"); err != nil {
+		return "", err
+	}
+	var lsn string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		return "", err
+	}
+	return lsn, tx.Commit(ctx)
+}
+
+// checksumSQL computes the row count and two order-independent checksums of
+// the rows in filter: their text forms hashed, summed and xor-ed.
+func checksumSQL(table, filter string) string {
+	return `SELECT count(*), coalesce(sum(h), 0)::text, coalesce(bit_xor(h), 0) FROM (SELECT hashtextextended(t::text, 0) AS h FROM ` +
+		qualified(table) + ` t WHERE ` + filter + `) s`
+}
+
+// stableOutput makes the text form of rows the same on both servers.
+const stableOutput = "SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'"
+
+type checksum struct {
+	rows int64
+	sum  string
+	xor  int64
+}
+
+// verify compares count and checksums of every table over the ranges on
+// source and target (run concurrently on both).
+func verify(ctx context.Context, sconn, tconn *pgx.Conn, p dbPart) error {
+	for _, c := range []*pgx.Conn{sconn, tconn} {
+		if _, err := c.Exec(ctx, stableOutput); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tables {
+		q := checksumSQL(t.Name, p.Filters[t.Name])
+		var a, b checksum
+		var errA, errB error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errA = sconn.QueryRow(ctx, q).Scan(&a.rows, &a.sum, &a.xor)
+		}()
+		errB = tconn.QueryRow(ctx, q).Scan(&b.rows, &b.sum, &b.xor)
+		wg.Wait()
+		if err := errors.Join(errA, errB); err != nil {
+			return fmt.Errorf("verifying %s: %w", t.Name, err)
+		}
+		if a != b {
+			return fmt.Errorf("verification of %s failed: source has %d rows (checksum %s/%d), target %d (%s/%d)", t.Name, a.rows, a.sum, a.xor, b.rows, b.sum, b.xor)
+		}
+	}
+	return nil
+}
+
+// cleanup (after the flip): drop the replication, delete the moved rows
+// from the source in batches, forget the move.
+func (w *worker) cleanup(ctx context.Context, m topology.Move) error {
+	if err := w.setup(ctx, m); err != nil {
+		return err
+	}
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	for _, p := range w.parts {
+		if err := w.c.dropReplication(ctx, src, dst, p); err != nil {
+			return err
+		}
+	}
+	for _, p := range w.parts {
+		conn, err := w.c.opts.Connect(ctx, src, p.DB)
+		if err != nil {
+			return err
+		}
+		err = deleteRange(ctx, conn, deleteOrder(p.Tables), p.Filters, w.c.opts.DeleteBatch, w.c.opts.DeletePause, func(n int64) {
+			w.c.addDeleted(w.id, n)
+		})
+		conn.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("deleting moved rows from the source: %w", err)
+		}
+	}
+	return w.end(ctx, m, "done")
+}
+
+// rollback (cancelling): drop the replication and the rows copied to the
+// target; the source was never changed.
+func (w *worker) rollback(ctx context.Context, m topology.Move) error {
+	if err := w.setup(ctx, m); err != nil {
+		var pe *permanentError
+		if !errors.As(err, &pe) || w.parts == nil {
+			// A move refused by setup has created nothing; forget it.
+			if errors.As(err, &pe) {
+				return w.end(ctx, m, "cancelled")
+			}
+			return err
+		}
+	}
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	for _, p := range w.parts {
+		if err := w.c.dropReplication(ctx, src, dst, p); err != nil {
+			return err
+		}
+		conn, err := w.c.opts.Connect(ctx, dst, p.DB)
+		if err != nil {
+			return err
+		}
+		err = deleteRange(ctx, conn, deleteOrder(p.Tables), p.Filters, w.c.opts.DeleteBatch, 0, nil)
+		conn.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("deleting copied rows from the target: %w", err)
+		}
+	}
+	return w.end(ctx, m, "cancelled")
+}
+
+func (w *worker) end(ctx context.Context, m topology.Move, outcome string) error {
+	if _, err := w.c.opts.Store.Apply(ctx, topology.EndMove{ID: w.id}); err != nil {
+		return err
+	}
+	w.c.finish(w.id, m, outcome)
+	return nil
+}
+
+// dropReplication removes the subscription (target), then the slot and the
+// publication (source). Both servers must be reachable: dropping the
+// subscription while the source is down would leave its slots behind, so
+// the caller retries until they are.
+func (c *Controller) dropReplication(ctx context.Context, src, dst string, p dbPart) error {
+	sconn, err := c.opts.Connect(ctx, src, p.DB)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer sconn.Close(ctx)
+	tconn, err := c.opts.Connect(ctx, dst, p.DB)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	defer tconn.Close(ctx)
+	if _, err := tconn.Exec(ctx, "DROP SUBSCRIPTION IF EXISTS "+quoteIdent(p.Name)); err != nil {
+		return fmt.Errorf("dropping the subscription: %w", err)
+	}
+	if err := dropSlot(ctx, sconn, p.Name); err != nil {
+		return err
+	}
+	if _, err := sconn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+quoteIdent(p.Name)); err != nil {
+		return fmt.Errorf("dropping the publication: %w", err)
+	}
+	return nil
+}
+
+// dropSlot drops the replication slot (ending its walsender first) if it
+// exists.
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	for attempt := 0; ; attempt++ {
+		var exists bool
+		var pid *int32
+		err := conn.QueryRow(ctx, `SELECT true, active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&exists, &pid)
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if pid != nil {
+			if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", *pid); err != nil {
+				return err
+			}
+		}
+		_, err = conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot)
+		if err == nil {
+			return nil
+		}
+		if attempt > 50 {
+			return fmt.Errorf("dropping replication slot %s: %w", slot, err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// deleteRange deletes the rows of filters from tables (in the given order),
+// batch rows at a time with pause between batches (batch 0: one
+// statement per table).
+func deleteRange(ctx context.Context, conn *pgx.Conn, tables []tableDef, filters map[string]string, batch int, pause time.Duration, progress func(int64)) error {
+	for _, t := range tables {
+		if batch <= 0 {
+			if _, err := conn.Exec(ctx, "DELETE FROM "+qualified(t.Name)+" WHERE "+filters[t.Name]); err != nil {
+				return err
+			}
+			continue
+		}
+		q := fmt.Sprintf("DELETE FROM %s WHERE ctid = ANY(ARRAY(SELECT ctid FROM %s WHERE %s LIMIT %d))", qualified(t.Name), qualified(t.Name), filters[t.Name], batch)
+		for {
+			tag, err := conn.Exec(ctx, q)
+			if err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(tag.RowsAffected())
+			}
+			if tag.RowsAffected() == 0 {
+				break
+			}
+			if pause > 0 && !sleepCtx(ctx, pause) {
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// connectAll opens one connection per part's database on addr.
+func (c *Controller) connectAll(ctx context.Context, addr string, parts []dbPart) ([]*pgx.Conn, error) {
+	out := make([]*pgx.Conn, 0, len(parts))
+	for _, p := range parts {
+		conn, err := c.opts.Connect(ctx, addr, p.DB)
+		if err != nil {
+			closeAll(out)
+			return nil, err
+		}
+		out = append(out, conn)
+	}
+	return out, nil
+}
+
+func closeAll(conns []*pgx.Conn) {
+	for _, c := range conns {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+}
+
+// sortedSpans returns spans sorted by Lo.
+func sortedSpans(s []topology.Span) []topology.Span {
+	out := append([]topology.Span(nil), s...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Lo < out[j].Lo })
+	return out
+}
