@@ -108,7 +108,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	if err := ss.loadCatalog(snap, ri.analysis); err != nil {
 		return true, ss.failExtendedTx(err)
 	}
-	op, err := ss.srv.planner.Plan(snap, ri.analysis, params)
+	snap, op, err := ss.planHeld(snap, ri.analysis, func(s *topology.Snapshot) (plan.Operator, error) {
+		return ss.srv.planner.Plan(s, ri.analysis, params)
+	})
 	if err != nil {
 		return true, ss.failExtendedTx(err)
 	}
