@@ -188,7 +188,7 @@ func simpleQuery(sc *pool.ServerConn, sql string) ([][]string, error) {
 // unique across shards and proxies. Keys are fetched in blocks.
 type idAllocator struct {
 	mu    sync.Mutex
-	spare map[string][]int64 // table.column → unused keys, ascending
+	spare map[string][]int64 // table.column → unused keys
 }
 
 const idBlock = 64
@@ -222,37 +222,42 @@ func (ss *session) allocateKeys(snap *topology.Snapshot, table, column string, n
 	if a.spare == nil {
 		a.spare = make(map[string][]int64)
 	}
-	have := a.spare[k]
-	a.mu.Unlock()
-	if len(have) < n {
-		want := n - len(have) + idBlock
-		q := fmt.Sprintf("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %d)",
-			quoteLiteral(table), quoteLiteral(column), want)
-		rows, err := ss.defaultShardQuery(snap, q)
-		if err != nil {
-			return nil, err
-		}
-		a.mu.Lock()
-		for _, r := range rows {
-			v, err := strconv.ParseInt(r[0], 10, 64)
-			if err != nil {
-				a.mu.Unlock()
-				return nil, fmt.Errorf("key allocator: sequence of %s returned %q", k, r[0])
-			}
-			a.spare[k] = append(a.spare[k], v)
-		}
+	if have := a.spare[k]; len(have) >= n {
+		a.spare[k] = have[n:]
 		a.mu.Unlock()
+		return formatKeys(have[:n]), nil
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	have = a.spare[k]
-	if len(have) < n {
+	a.mu.Unlock()
+	// Fetch enough for this call plus a block for later ones, and take
+	// this call's keys from its own fetch: sessions fetching at the same
+	// time cannot take them away.
+	q := fmt.Sprintf("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %d)",
+		quoteLiteral(table), quoteLiteral(column), n+idBlock)
+	rows, err := ss.defaultShardQuery(snap, q)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]int64, len(rows))
+	for i, r := range rows {
+		v, err := strconv.ParseInt(r[0], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("key allocator: sequence of %s returned %q", k, r[0])
+		}
+		vals[i] = v
+	}
+	if len(vals) < n {
 		return nil, fmt.Errorf("key allocator: not enough keys for %s", k)
 	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = strconv.FormatInt(have[i], 10)
+	a.mu.Lock()
+	a.spare[k] = append(a.spare[k], vals[n:]...)
+	a.mu.Unlock()
+	return formatKeys(vals[:n]), nil
+}
+
+func formatKeys(keys []int64) []string {
+	out := make([]string, len(keys))
+	for i, v := range keys {
+		out[i] = strconv.FormatInt(v, 10)
 	}
-	a.spare[k] = have[n:]
-	return out, nil
+	return out
 }
