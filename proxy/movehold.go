@@ -18,7 +18,8 @@ import (
 //     if the move's ranges already belonged to the target waits until the
 //     topology changes (the move flips, or aborts back to catchup), then
 //     is planned again on the new topology: after a flip it goes to the
-//     target, after an abort to the source. Reads are not held; they go to
+//     target, after an abort to the source. A transaction that already
+//     wrote on the shard is not held (writesInOpenTx). Reads are not held; they go to
 //     the source until the flip. Writes whose rows are only known at run
 //     time (COPY into, INSERT with generated keys of a distribution in
 //     cutover) are held whole. A hold longer than the move's timeout plus
@@ -108,7 +109,7 @@ func (ss *session) planHeld(snap *topology.Snapshot, a *planner.Analysis, planFn
 		if err := mi.refuseDual(snap, a, op); err != nil {
 			return snap, nil, err
 		}
-		if !mi.mustHold(op, planFn) {
+		if !mi.mustHold(op, planFn) || ss.writesInOpenTx(op) {
 			return snap, op, nil
 		}
 		if held.IsZero() {
@@ -126,6 +127,35 @@ func (ss *session) planHeld(snap *topology.Snapshot, a *planner.Analysis, planFn
 		}
 		snap = ss.srv.topo.Current()
 	}
+}
+
+// writesInOpenTx reports whether op writes only on shards the session's
+// open transaction (or implicit batch) already wrote on. Such a write is
+// not held: the cutover waits for every transaction that was open on the
+// source when the hold began (rebalance's fence), so it lands before the
+// position the target must reach — and holding it would deadlock with that
+// wait.
+func (ss *session) writesInOpenTx(op plan.Operator) bool {
+	if (ss.txStatus == 'I' && !ss.batch) || len(ss.txWriters) == 0 {
+		return false
+	}
+	var shards []string
+	switch o := op.(type) {
+	case *plan.Route:
+		shards = []string{o.Shard}
+	case *plan.SplitInsert:
+		for _, p := range o.Parts {
+			shards = append(shards, p.Shard)
+		}
+	default:
+		return false
+	}
+	for _, s := range shards {
+		if !slices.Contains(ss.txWriters, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // mustHold reports whether op writes somewhere a cutover would change.

@@ -209,12 +209,7 @@ func (c *Controller) Run(ctx context.Context) {
 func (c *Controller) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	active := 0
-	for id := range c.running {
-		if m, ok := c.opts.Store.Current().Move(id); ok && m.State != topology.MovePending {
-			active++
-		}
-	}
+	active := len(c.running)
 	for _, m := range c.opts.Store.Current().Moves() {
 		if c.running[m.ID] {
 			continue

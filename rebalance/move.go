@@ -595,32 +595,36 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 	return nil
 }
 
-// fence waits until no transaction that may have written the tables before
-// the hold is still open on the source (LOCK ... IN SHARE MODE conflicts
-// with every writer), then returns the source's WAL position: everything
-// written to the moving ranges is before it.
+// fence waits until every transaction that was running on the source when
+// it was called has ended, then returns the source's WAL position. With the
+// proxies already holding new writes to the ranges (a transaction that
+// wrote on the source before the hold may go on writing: it is one of those
+// waited for), every write to the moving ranges is before that position.
 func fence(ctx context.Context, conn *pgx.Conn, tables []tableDef, budget time.Duration) (string, error) {
-	var names []string
-	for _, t := range tables {
-		names = append(names, qualified(t.Name))
-	}
-	ms := max(budget.Milliseconds(), 1)
-	tx, err := conn.Begin(ctx)
-	if err != nil {
+	var running []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x`).Scan(&running); err != nil {
 		return "", err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", ms)); err != nil {
-		return "", err
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN SHARE MODE"); err != nil {
-		return "", err
+	deadline := time.Now().Add(budget)
+	for len(running) > 0 {
+		var still []string
+		if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(x::text), '{}') FROM unnest($1::xid8[]) x WHERE pg_xact_status(x) = 'in progress'`, running).Scan(&still); err != nil {
+			return "", err
+		}
+		running = still
+		if len(running) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%d transactions still open on the source (e.g. xid %s)", len(running), running[0])
+		}
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return "", ctx.Err()
+		}
 	}
 	var lsn string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		return "", err
-	}
-	return lsn, tx.Commit(ctx)
+	err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn)
+	return lsn, err
 }
 
 // checksumSQL computes the row count and two order-independent checksums of

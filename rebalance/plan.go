@@ -209,6 +209,18 @@ func planDistribution(out *Plan, dist string, rs []RangeStat, active, draining [
 			}
 		}
 		gap := load[hi] - load[lo]
+		var total float64
+		for _, s := range active {
+			total += load[s]
+		}
+		avg := total / float64(len(active))
+		if load[hi] <= avg || load[lo] >= avg {
+			break
+		}
+		// Aim at what the donor has above the average or the receiver
+		// lacks, whichever is less: shards never swap their way through
+		// the average (no chains of moves between old shards).
+		want := math.Min(load[hi]-avg, avg-load[lo])
 		best, bestScore := -1, math.Inf(1)
 		for i, u := range units {
 			if owner[i] != hi {
@@ -218,7 +230,7 @@ func planDistribution(out *Plan, dist string, rs []RangeStat, active, draining [
 			if w <= 0 || w >= gap {
 				continue // would not narrow the gap
 			}
-			if score := math.Abs(gap/2 - w); score < bestScore {
+			if score := math.Abs(want - w); score < bestScore {
 				best, bestScore = i, score
 			}
 		}
