@@ -1,6 +1,9 @@
 package planner
 
-import "runtime"
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // Options configures a Planner.
 type Options struct {
@@ -38,6 +41,8 @@ type Options struct {
 type Planner struct {
 	opts  Options
 	cache *lruCache
+
+	hits, misses atomic.Uint64 // cache lookups, for CacheStats
 }
 
 // New returns a Planner.
@@ -70,8 +75,10 @@ func New(opts Options) *Planner {
 func (p *Planner) Analyze(sql string) (*Analysis, error) {
 	if p.cache != nil {
 		if a, err, ok := p.cache.get(sql); ok {
+			p.hits.Add(1)
 			return a, err
 		}
+		p.misses.Add(1)
 	}
 	a, err := analyze(sql)
 	if p.cache != nil {
@@ -79,6 +86,10 @@ func (p *Planner) Analyze(sql string) (*Analysis, error) {
 	}
 	return a, err
 }
+
+// CacheStats returns how many Analyze calls the cache answered (hits) and
+// how many had to parse (misses), since New. Both stay 0 without a cache.
+func (p *Planner) CacheStats() (hits, misses uint64) { return p.hits.Load(), p.misses.Load() }
 
 // CacheLen returns the number of cached analyses.
 func (p *Planner) CacheLen() int {

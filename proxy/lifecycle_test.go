@@ -176,7 +176,7 @@ func TestTLSAndMetrics(t *testing.T) {
 		for _, m := range mf.GetMetric() {
 			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "sqlstate" {
+				if l.GetName() == "class" {
 					mf.Name = new(string)
 					*mf.Name = "errors_" + l.GetValue()
 				}
@@ -184,7 +184,7 @@ func TestTLSAndMetrics(t *testing.T) {
 			got[mf.GetName()] += v
 		}
 	}
-	if got["shardproxy_pinned_sessions"] != 1 || got["shardproxy_clients_active"] != 1 || got["errors_22012"] != 1 {
+	if got["shardproxy_pinned_sessions"] != 1 || got["shardproxy_clients_active"] != 1 || got["errors_22"] != 1 {
 		t.Fatalf("metrics: %v", got)
 	}
 }

@@ -5,20 +5,58 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/topology"
 )
 
-// metrics of the client side. All fields are usable when no Registerer was
-// given (they are then simply not exported).
+// Metrics of the data path. Every label has a bounded set of values:
+// shard names and endpoint roles come from the topology, route kinds and
+// states are fixed words, SQLSTATE classes are two characters. No SQL
+// text, user, database or client address is ever a label.
+//
+//	shardproxy_clients_active                    gauge      client connections open
+//	shardproxy_clients_waiting                   gauge      clients waiting for a server connection
+//	shardproxy_pinned_sessions                   gauge      clients pinned to a server connection
+//	shardproxy_pins_total                        counter
+//	shardproxy_queries_total                     counter    requests answered (simple queries, syncs)
+//	shardproxy_query_duration_seconds{kind,shard} histogram request → ReadyForQuery; kind single|multi|broadcast|session, shard "*" unless single
+//	shardproxy_errors_total{class}               counter    ErrorResponses sent, by SQLSTATE class ("42", "23", "08", …)
+//	shardproxy_server_connections{shard,role,state} gauge   server connections (state active|idle|connecting)
+//	shardproxy_pool_waiting_clients{shard,role}  gauge      callers queued in pools
+//	shardproxy_pool_wait_seconds{shard,role}     histogram  time to get a server connection from a pool
+//	shardproxy_pool_wait_timeouts_total{shard,role} counter pool waits that ended in 53300
+//	shardproxy_parse_cache_hits_total            counter    planner analyses served from the cache
+//	shardproxy_parse_cache_misses_total          counter    planner analyses that parsed
+//	shardproxy_parse_cache_entries               gauge
+//	shardproxy_replica_lag_seconds{shard,replica} gauge     set by whoever polls replica lag (setReplicaLag)
+//	shardproxy_paused                            gauge      1 while the admin console's PAUSE holds queries
+//
+// Role is primary, replica or "unknown" (an address no longer in the
+// topology). All fields are usable when no Registerer was given (they are
+// then simply not exported).
 type metrics struct {
 	clientsActive  prometheus.Gauge
 	clientsWaiting prometheus.Gauge
 	pinned         prometheus.Gauge
 	pinsTotal      prometheus.Counter
 	queries        prometheus.Counter
-	queryDuration  prometheus.Histogram
+	queryDuration  *prometheus.HistogramVec
 	errors         *prometheus.CounterVec
+	poolWait       *prometheus.HistogramVec
+	replicaLag     *prometheus.GaugeVec
 }
+
+// Route kinds of shardproxy_query_duration_seconds.
+const (
+	routeSingle    = "single"    // one shard
+	routeMulti     = "multi"     // several shards, results merged or summed (scatter, split insert, COPY split)
+	routeBroadcast = "broadcast" // every shard (reference writes, DDL)
+	routeSession   = "session"   // transaction control and settings
+	routeAnyShard  = "*"         // shard label of requests that are not single-shard
+)
+
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
 
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
@@ -32,17 +70,40 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "shardproxy_pins_total", Help: "Times a client was pinned to its server connection."}),
 		queries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardproxy_queries_total", Help: "Client requests (simple queries and extended-protocol syncs) served."}),
-		queryDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "shardproxy_query_duration_seconds", Help: "Time from a client request to its ReadyForQuery.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}}),
+		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "shardproxy_query_duration_seconds", Help: "Time from a client request to its ReadyForQuery, by route kind (single, multi, broadcast, session) and shard (\"*\" unless single).",
+			Buckets: latencyBuckets}, []string{"kind", "shard"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "shardproxy_errors_total", Help: "ErrorResponses sent to clients, by SQLSTATE."}, []string{"sqlstate"}),
+			Name: "shardproxy_errors_total", Help: "ErrorResponses sent to clients, by SQLSTATE class (first two characters)."}, []string{"class"}),
+		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "shardproxy_pool_wait_seconds", Help: "Time a client waited for a server connection (including connecting a new one), by shard and role.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30}}, []string{"shard", "role"}),
+		replicaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shardproxy_replica_lag_seconds", Help: "Replay lag of each replica as last measured by the proxy."}, []string{"shard", "replica"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
+	hits := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "shardproxy_parse_cache_hits_total", Help: "Statement analyses answered from the planner's cache (keyed by SQL text)."},
+		func() float64 { h, _ := s.planner.CacheStats(); return float64(h) })
+	misses := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "shardproxy_parse_cache_misses_total", Help: "Statement analyses that had to parse the SQL text."},
+		func() float64 { _, mi := s.planner.CacheStats(); return float64(mi) })
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shardproxy_parse_cache_entries", Help: "Analyses held in the planner's cache."},
+		func() float64 { return float64(s.planner.CacheLen()) })
+	paused := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shardproxy_paused", Help: "1 while the admin console's PAUSE holds new queries (also while it waits for transactions to end)."},
+		func() float64 {
+			if s.console.gate.engaged() {
+				return 1
+			}
+			return 0
+		})
 	for _, c := range []prometheus.Collector{m.clientsActive, m.clientsWaiting, m.pinned, m.pinsTotal,
-		m.queries, m.queryDuration, m.errors, &poolCollector{s: s}} {
+		m.queries, m.queryDuration, m.errors, m.poolWait, m.replicaLag, hits, misses, entries, paused,
+		&poolCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -50,31 +111,200 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(start time.Time) {
-	m.queries.Inc()
-	m.queryDuration.Observe(time.Since(start).Seconds())
+// countError counts one ErrorResponse with SQLSTATE code.
+func (m *metrics) countError(code string) {
+	m.errors.WithLabelValues(sqlstateClass(code)).Inc()
 }
 
-// poolCollector exports pool.Stats of every pool at scrape time.
+// sqlstateClass returns the class of a SQLSTATE ("42P01" → "42"); anything
+// that is not five digits or upper-case letters is "XX".
+func sqlstateClass(code string) string {
+	if len(code) != 5 {
+		return "XX"
+	}
+	for i := 0; i < 5; i++ {
+		if c := code[i]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return "XX"
+		}
+	}
+	return code[:2]
+}
+
+// setReplicaLag records the replay lag measured for a replica (host:port)
+// of shard. The replica health poller calls it; clearReplicaLag removes the
+// series when the replica leaves the topology.
+func (m *metrics) setReplicaLag(shard, replica string, lag time.Duration) {
+	m.replicaLag.WithLabelValues(shard, replica).Set(lag.Seconds())
+}
+
+func (m *metrics) clearReplicaLag(shard, replica string) {
+	m.replicaLag.DeleteLabelValues(shard, replica)
+}
+
+// observePoolWait records how long an Acquire on the pool for backend took.
+func (m *metrics) observePoolWait(s *Server, backend string, d time.Duration) {
+	ep := endpointsOf(s.topo.Current()).get(backend)
+	m.poolWait.WithLabelValues(ep.shard, ep.role).Observe(d.Seconds())
+}
+
+// routeNote is where the statements of the current request went: the kind
+// and shard of the first plan, widened as more statements of the same
+// request (a query string, a pipelined batch) are planned.
+type routeNote struct {
+	start time.Time // ss.start of the request the note belongs to
+	kind  string
+	shard string
+}
+
+// noteRoute records a plan of the current request for the query duration
+// histogram.
+func (ss *session) noteRoute(op plan.Operator) {
+	kind, shard := routeKindOf(op)
+	if ss.start.IsZero() { // a Bind without Parse: the request starts here
+		ss.start = time.Now()
+	}
+	n := &ss.reqRoute
+	if n.kind == "" || !n.start.Equal(ss.start) || n.kind == routeSession {
+		*n = routeNote{start: ss.start, kind: kind, shard: shard}
+		return
+	}
+	if kind == routeSession || (kind == n.kind && shard == n.shard) {
+		return
+	}
+	if kind == routeBroadcast || n.kind == routeBroadcast {
+		n.kind = routeBroadcast
+	} else {
+		n.kind = routeMulti
+	}
+	n.shard = routeAnyShard
+}
+
+// routeKindOf classifies a plan for metrics.
+func routeKindOf(op plan.Operator) (kind, shard string) {
+	switch o := op.(type) {
+	case *plan.Route:
+		return routeSingle, o.Shard
+	case *plan.Broadcast:
+		return routeBroadcast, routeAnyShard
+	case *plan.Session:
+		return routeSession, routeAnyShard
+	case *plan.Explain:
+		return routeKindOf(o.Inner)
+	case *plan.Sequence:
+		kind, shard = routeSession, routeAnyShard
+		for _, st := range o.Statements {
+			k, sh := routeKindOf(st)
+			switch {
+			case k == routeSession:
+			case kind == routeSession:
+				kind, shard = k, sh
+			case k == kind && sh == shard:
+			case k == routeBroadcast || kind == routeBroadcast:
+				kind, shard = routeBroadcast, routeAnyShard
+			default:
+				kind, shard = routeMulti, routeAnyShard
+			}
+		}
+		return kind, shard
+	default: // Scatter, SplitInsert, CopySplit, AllocateKeys, merge operators
+		return routeMulti, routeAnyShard
+	}
+}
+
+// observeRequest records a finished request (its ReadyForQuery is queued):
+// the query duration histogram by route kind and shard, and the console's
+// SHOW STATS totals. A request that was never planned (pooler mode, no
+// sharding) counts as single-shard on the session's shard.
+func (ss *session) observeRequest() {
+	kind, shard := routeSingle, ss.shard
+	if n := ss.reqRoute; n.kind != "" && n.start.Equal(ss.start) {
+		kind, shard = n.kind, n.shard
+	}
+	ss.reqRoute = routeNote{}
+	d := time.Since(ss.start)
+	m := ss.srv.metrics
+	m.queries.Inc()
+	m.queryDuration.WithLabelValues(kind, shard).Observe(d.Seconds())
+	ss.srv.console.stats.add(ss.database, kind, shard, d)
+}
+
+// endpoint says which shard a server address belongs to and in which role.
+type endpoint struct{ shard, role string }
+
+type endpointsKey struct{}
+
+// endpointsOf maps every server address of snap to its shard and role.
+// Addresses not in the map (a shard removed since a pool was made) are
+// reported as shard "unknown", role "unknown" by lookups on the zero value.
+func endpointsOf(snap *topology.Snapshot) endpointMap {
+	return snap.Memo(endpointsKey{}, func(s *topology.Snapshot) any {
+		out := make(endpointMap)
+		for _, sh := range s.Shards() {
+			out[sh.Primary] = endpoint{sh.Name, "primary"}
+			for _, r := range sh.Replicas {
+				out[r] = endpoint{sh.Name, "replica"}
+			}
+		}
+		return out
+	}).(endpointMap)
+}
+
+type endpointMap map[string]endpoint
+
+func (em endpointMap) get(addr string) endpoint {
+	if ep, ok := em[addr]; ok {
+		return ep
+	}
+	return endpoint{"unknown", "unknown"}
+}
+
+// poolCollector exports pool.Stats of every pool at scrape time, summed
+// per shard and role.
 type poolCollector struct{ s *Server }
 
 var (
-	poolStatDesc = prometheus.NewDesc("shardproxy_pool_connections",
-		"Server connections per pool by state.", []string{"user", "database", "backend", "state"}, nil)
-	poolWaitDesc = prometheus.NewDesc("shardproxy_pool_waiting_clients",
-		"Clients queued for a server connection.", []string{"user", "database", "backend"}, nil)
+	serverConnDesc = prometheus.NewDesc("shardproxy_server_connections",
+		"Server connections by shard, role (primary, replica) and state (active: held by a client; idle: in the pool; connecting: being opened for the pool).",
+		[]string{"shard", "role", "state"}, nil)
+	poolWaitingDesc = prometheus.NewDesc("shardproxy_pool_waiting_clients",
+		"Callers queued for a server connection, by shard and role.", []string{"shard", "role"}, nil)
+	poolTimeoutsDesc = prometheus.NewDesc("shardproxy_pool_wait_timeouts_total",
+		"Pool waits that gave up after pool.wait_timeout (53300), by shard and role, over the pools that exist now.", []string{"shard", "role"}, nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- poolStatDesc
-	ch <- poolWaitDesc
+	ch <- serverConnDesc
+	ch <- poolWaitingDesc
+	ch <- poolTimeoutsDesc
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	type sums struct{ active, idle, connecting, waiting, timeouts float64 }
+	eps := endpointsOf(c.s.topo.Current())
+	by := make(map[endpoint]*sums)
+	// Every endpoint of the topology is reported, with zeros before the first pool.
+	for _, ep := range eps {
+		by[ep] = &sums{}
+	}
 	c.s.pools.Each(func(k pool.Key, p *pool.Pool) {
+		ep := eps.get(k.Backend)
+		sm := by[ep]
+		if sm == nil {
+			sm = &sums{}
+			by[ep] = sm
+		}
 		st := p.Stats()
-		ch <- prometheus.MustNewConstMetric(poolStatDesc, prometheus.GaugeValue, float64(st.Idle), k.User, k.Database, k.Backend, "idle")
-		ch <- prometheus.MustNewConstMetric(poolStatDesc, prometheus.GaugeValue, float64(st.Active), k.User, k.Database, k.Backend, "active")
-		ch <- prometheus.MustNewConstMetric(poolWaitDesc, prometheus.GaugeValue, float64(st.Waiting), k.User, k.Database, k.Backend)
+		sm.active += float64(st.Active)
+		sm.idle += float64(st.Idle)
+		sm.connecting += float64(max(st.Total-st.Active-st.Idle, 0))
+		sm.waiting += float64(st.Waiting)
+		sm.timeouts += float64(st.WaitTimeouts)
 	})
+	for ep, sm := range by {
+		ch <- prometheus.MustNewConstMetric(serverConnDesc, prometheus.GaugeValue, sm.active, ep.shard, ep.role, "active")
+		ch <- prometheus.MustNewConstMetric(serverConnDesc, prometheus.GaugeValue, sm.idle, ep.shard, ep.role, "idle")
+		ch <- prometheus.MustNewConstMetric(serverConnDesc, prometheus.GaugeValue, sm.connecting, ep.shard, ep.role, "connecting")
+		ch <- prometheus.MustNewConstMetric(poolWaitingDesc, prometheus.GaugeValue, sm.waiting, ep.shard, ep.role)
+		ch <- prometheus.MustNewConstMetric(poolTimeoutsDesc, prometheus.CounterValue, sm.timeouts, ep.shard, ep.role)
+	}
 }

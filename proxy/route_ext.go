@@ -114,6 +114,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	if err != nil {
 		return true, ss.failExtendedTx(err)
 	}
+	ss.noteRoute(op)
 	shard := ""
 	switch o := op.(type) {
 	case *plan.Route:

@@ -38,6 +38,7 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 	if err != nil {
 		return ss.queryFailed(err)
 	}
+	ss.noteRoute(op)
 	switch o := op.(type) {
 	case *plan.Route:
 		if o.SQL == sql && o.ParamIndexes == nil {
@@ -81,7 +82,7 @@ func (ss *session) queryFailed(err error) error {
 func (ss *session) querySynthetic(tag string) error {
 	ss.out = appendCommandComplete(ss.out, tag)
 	ss.out = appendRFQ(ss.out, ss.txStatus)
-	ss.srv.metrics.observe(ss.start)
+	ss.observeRequest()
 	ss.start = time.Time{}
 	return nil
 }

@@ -32,10 +32,16 @@ var ErrServerClosed = errors.New("proxy: server closed")
 // statement). nil means a topology.StaticStore built from the config's
 // shards and sharding section; cmd/shardproxy passes a Raft-replicated
 // store (topology/raftstore) instead.
+//
+// ReloadConfig re-reads the configuration file for the admin console's
+// RELOAD (nil: RELOAD answers that there is no file to read); Version is
+// what SHOW VERSION reports.
 type Deps struct {
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-	Topology   topology.Store
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	Topology     topology.Store
+	ReloadConfig func() (config.Config, error)
+	Version      string
 }
 
 // Server accepts client connections and runs one session per client.
@@ -56,6 +62,8 @@ type Server struct {
 	ids        idAllocator
 
 	twoPhase *twoPhase
+
+	console consoleState // admin console: PAUSE gate, RELOAD, SHOW STATS (console.go)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -108,6 +116,7 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 		s.topo = s.static
 	}
 	s.planner = planner.New(s.catalog.plannerOptions())
+	s.console.init(deps)
 	s.twoPhase = newTwoPhase()
 	if spec := os.Getenv("SHARDPROXY_CRASH_AT"); spec != "" {
 		h := crashHook(spec, func(msg string) { log.Error(msg) })

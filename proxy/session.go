@@ -123,17 +123,23 @@ type session struct {
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
 	lastSnap    *topology.Snapshot      // snapshot() cache
 	lastSharded bool
+
+	// Admin console and metrics (console.go, metrics.go).
+	connectedAt time.Time
+	holdSince   atomic.Int64 // UnixNano since the session is held by PAUSE; 0 when not
+	reqRoute    routeNote    // where the current request went (query duration by route kind)
 }
 
 func newSession(s *Server, c net.Conn) *session {
 	return &session{
-		srv:      s,
-		conn:     c,
-		rawConn:  c,
-		cr:       msgReader{br: bufio.NewReaderSize(c, clientReadBufSize), maxLen: maxClientMessage},
-		txStatus: 'I',
-		stmts:    make(map[string]*stmtEntry),
-		sqlStmts: make(map[string]*stmtEntry),
+		srv:         s,
+		conn:        c,
+		rawConn:     c,
+		cr:          msgReader{br: bufio.NewReaderSize(c, clientReadBufSize), maxLen: maxClientMessage},
+		txStatus:    'I',
+		connectedAt: time.Now(),
+		stmts:       make(map[string]*stmtEntry),
+		sqlStmts:    make(map[string]*stmtEntry),
 	}
 }
 
@@ -296,8 +302,10 @@ func (ss *session) pop() {
 // line with the client's.
 func (ss *session) attach() error {
 	ss.srv.metrics.clientsWaiting.Inc()
+	waitStart := time.Now()
 	sc, err := ss.pool.Acquire(ss.srv.forceCtx)
 	ss.srv.metrics.clientsWaiting.Dec()
+	ss.srv.metrics.observePoolWait(ss.srv, ss.pool.Key().Backend, time.Since(waitStart))
 	if err != nil {
 		return err
 	}
@@ -479,6 +487,11 @@ func (ss *session) loop() error {
 				return nil
 			}
 			continue
+		}
+		if ss.srv.console.gate.engaged() && ss.startsRequest(typ) {
+			if err := ss.holdWhilePaused(); err != nil {
+				return err
+			}
 		}
 		switch typ {
 		case msgQuery:
@@ -706,7 +719,7 @@ func (ss *session) relayQuery(body []byte) error {
 			ss.out = appendCommandComplete(ss.out, q.synthetic)
 			ss.out = appendRFQ(ss.out, ss.txStatus)
 		}
-		ss.srv.metrics.observe(ss.start)
+		ss.observeRequest()
 		ss.start = time.Time{}
 		return nil
 	}
@@ -743,7 +756,7 @@ func (ss *session) handleFuncCall(body []byte) error {
 
 // sendError queues an ErrorResponse for the client.
 func (ss *session) sendError(f errorFields) {
-	ss.srv.metrics.errors.WithLabelValues(f.Code).Inc()
+	ss.srv.metrics.countError(f.Code)
 	ss.out = appendError(ss.out, f)
 }
 
@@ -1074,7 +1087,7 @@ func (ss *session) handleSync() error {
 			ss.resetTx()
 		}
 		ss.out = appendRFQ(ss.out, ss.txStatus)
-		ss.srv.metrics.observe(ss.start)
+		ss.observeRequest()
 		ss.start = time.Time{}
 		return nil
 	}
@@ -1211,7 +1224,7 @@ func (ss *session) drain() error {
 				return ss.lostServer(fmt.Errorf("server sent FATAL %s: %s", er.Code, er.Message),
 					errorFields{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint})
 			}
-			ss.srv.metrics.errors.WithLabelValues(errorCode(body)).Inc()
+			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)
 			ss.serverError(e)
 		case msgReadyForQuery:
@@ -1228,7 +1241,7 @@ func (ss *session) drain() error {
 			ss.readyForQuery(status)
 			ss.pop()
 			if !ss.start.IsZero() {
-				ss.srv.metrics.observe(ss.start)
+				ss.observeRequest()
 				ss.start = time.Time{}
 			}
 		default:

@@ -81,7 +81,7 @@ func (ss *session) startupPacket() (code uint32, body []byte, err error) {
 // fatal writes a FATAL ErrorResponse to the client and flushes it.
 func (ss *session) fatal(f errorFields) {
 	f.Severity = "FATAL"
-	ss.srv.metrics.errors.WithLabelValues(f.Code).Inc()
+	ss.srv.metrics.countError(f.Code)
 	ss.out = appendError(ss.out, f)
 	ss.flushClient()
 }
@@ -284,6 +284,10 @@ func (ss *session) handshake(params map[string]string) bool {
 
 	if err := ss.authenticate(cfg, user, db); err != nil {
 		ss.fatal(toErrorFields(err))
+		return false
+	}
+	if db == consoleDatabase {
+		ss.runConsole(cfg, user, settings)
 		return false
 	}
 

@@ -76,7 +76,7 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		store = topology.NewStaticStore(snap)
 	}
 
-	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Registerer: reg, Topology: store})
+	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Registerer: reg, Topology: store, ReloadConfig: reload, Version: version})
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}

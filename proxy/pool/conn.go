@@ -109,6 +109,9 @@ func (sc *ServerConn) Cancel(ctx context.Context) error {
 
 // close closes the network connection, telling the server politely.
 func (sc *ServerConn) close() {
+	if sc.pool != nil {
+		sc.pool.live.Delete(sc)
+	}
 	_ = sc.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = sc.Conn.Write([]byte{'X', 0, 0, 0, 4})
 	_ = sc.Conn.Close()
@@ -172,6 +175,7 @@ func (p *Pool) dial(ctx context.Context, opts *Options) (*ServerConn, error) {
 		p.dials.Add(1)
 		sc, err := p.dialOnce(ctx, opts)
 		if err == nil {
+			p.live.Store(sc, struct{}{})
 			return sc, nil
 		}
 		p.dialErrors.Add(1)

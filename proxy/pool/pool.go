@@ -150,6 +150,8 @@ type Pool struct {
 
 	dials, dialErrors, hcFailures atomic.Uint64
 
+	live sync.Map // *ServerConn → struct{}: every open connection, for Conns
+
 	ctx    context.Context // cancelled by Close; bounds background dials
 	cancel context.CancelFunc
 	kick   chan struct{}
