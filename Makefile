@@ -42,17 +42,31 @@ test: pg build lint
 test-long: pg build
 	SHARDPROXY_LONG=1 $(GO) test -count=1 -timeout 60m ./test/...
 
-# demo: a local cluster, the proxy in front, and how to connect.
+# demo: 4 shards x 1 streaming replica under .demo (PostgreSQL on ports
+# DEMO_PG_PORT..+7), single-node Raft, the proxy on 127.0.0.1:6432, admin and
+# metrics on 127.0.0.1:9930, the social app seeded through the proxy (once;
+# a rerun reuses the data) and serving on 127.0.0.1:8080. Ctrl-C stops it all.
+DEMO_DIR ?= $(CURDIR)/.demo
+DEMO_PG_PORT ?= 6440
 demo: pg build
-	$(BIN)/shardproxy dev --shards 2 --replicas 1 --data $(DATA)
+	$(GO) build -o $(BIN)/socialapp ./test/socialapp/cmd/socialapp
+	$(BIN)/shardproxy dev --socialapp --shards 4 --replicas 1 --data $(DEMO_DIR) --pg-port $(DEMO_PG_PORT) \
+		--raft-dir $(DEMO_DIR)/raft --listen 127.0.0.1:6432 --admin 127.0.0.1:9930 --app-listen 127.0.0.1:8080
 
+# demo-stop: stop a demo started elsewhere and wait until it (with its
+# PostgreSQL servers) has exited.
 demo-stop:
-	@if [ -f $(DATA)/shardproxy.pid ]; then kill $$(cat $(DATA)/shardproxy.pid) && echo stopped; else echo "no demo running"; fi
+	@pidfile=$(DEMO_DIR)/shardproxy.pid; \
+	if [ ! -f $$pidfile ] || ! kill -0 $$(cat $$pidfile) 2>/dev/null; then echo "no demo running"; exit 0; fi; \
+	pid=$$(cat $$pidfile); kill $$pid; \
+	for i in $$(seq 1 600); do kill -0 $$pid 2>/dev/null || { echo "demo stopped"; exit 0; }; sleep 0.1; done; \
+	echo "demo (pid $$pid) still running after 60s"; exit 1
 
 # bench: side-by-side pgbench (direct PostgreSQL, PgBouncer, shardproxy) and Go benchmarks.
 bench: pg build
 	$(GO) test -run '^$$' -bench . -benchmem ./planner/... ./router/... ./proxy/...
 	$(GO) test -run '^$$' -bench TransactionCommit -benchtime 3s -count 3 ./test/e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./test/compat/
 	bash test/bench/pgbench.sh
 	bash test/bench/scaleout.sh
 

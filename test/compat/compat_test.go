@@ -52,7 +52,7 @@ func TestCorpusSize(t *testing.T) {
 
 // startProxy runs an in-process shardproxy over every shard of c with the
 // social app's sharding.
-func startProxy(t *testing.T, c *pgcluster.Cluster) string {
+func startProxy(t testing.TB, c *pgcluster.Cluster) string {
 	t.Helper()
 	spec, err := socialapp.ShardingSpec()
 	if err != nil {
@@ -88,7 +88,7 @@ func startProxy(t *testing.T, c *pgcluster.Cluster) string {
 	return ln.Addr().String()
 }
 
-func connect(t *testing.T, ctx context.Context, dsn string) *pgconn.PgConn {
+func connect(t testing.TB, ctx context.Context, dsn string) *pgconn.PgConn {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
