@@ -15,10 +15,11 @@ import (
 // handleQuery serves a simple Query: planned and routed over a sharded
 // topology, relayed as it is otherwise.
 func (ss *session) handleQuery(body []byte) error {
-	if snap, sharded := ss.snapshot(); sharded {
+	snap, sharded := ss.snapshot()
+	if sharded {
 		return ss.routeQuery(snap, body)
 	}
-	return ss.relayQuery(body)
+	return ss.splitQuery(snap, body)
 }
 
 // routeQuery plans a simple Query and runs it.
@@ -97,7 +98,7 @@ func (ss *session) relayRouted(snap *topology.Snapshot, shard string, write bool
 			return ss.queryFailed(err)
 		}
 	}
-	if err := ss.useShard(snap, shard); err != nil {
+	if err := ss.useShardFor(snap, shard, write, op); err != nil {
 		return ss.queryFailed(err)
 	}
 	ss.routeNotice(op)
@@ -219,9 +220,13 @@ func (ss *session) proxySetting(snap *topology.Snapshot, o *plan.Session) error 
 				return ss.queryFailed(&plan.Error{Code: "22023", Message: "parameter \"shardproxy.show_routes\" requires a Boolean value"})
 			}
 			ss.showRoutes = on
+		case "shardproxy.target_role":
+			if err := ss.setTargetRole(val); err != nil {
+				return ss.queryFailed(err)
+			}
 		default:
 			return ss.queryFailed(&plan.Error{Code: "42704", Message: "unrecognized configuration parameter \"" + o.Name + "\"",
-				Hint: "shardproxy settings: shardproxy.shard, shardproxy.show_routes"})
+				Hint: "shardproxy settings: shardproxy.shard, shardproxy.show_routes, shardproxy.target_role"})
 		}
 		return ss.querySynthetic(strings.ToUpper(o.Kind))
 	case "show":
@@ -234,6 +239,8 @@ func (ss *session) proxySetting(snap *topology.Snapshot, o *plan.Session) error 
 			if ss.showRoutes {
 				val = "on"
 			}
+		case "shardproxy.target_role":
+			val = ss.targetRole()
 		default:
 			return ss.queryFailed(&plan.Error{Code: "42704", Message: "unrecognized configuration parameter \"" + o.Name + "\""})
 		}

@@ -62,6 +62,7 @@ type Server struct {
 	ids        idAllocator
 
 	twoPhase *twoPhase
+	health   *healthMonitor // replica and primary health checks (health.go)
 
 	console consoleState // admin console: PAUSE gate, RELOAD, SHOW STATS (console.go)
 
@@ -118,6 +119,7 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 	s.planner = planner.New(s.catalog.plannerOptions())
 	s.console.init(deps)
 	s.twoPhase = newTwoPhase()
+	s.health = newHealthMonitor(s)
 	if spec := os.Getenv("SHARDPROXY_CRASH_AT"); spec != "" {
 		h := crashHook(spec, func(msg string) { log.Error(msg) })
 		s.twoPhase.hook.Store(&h)
@@ -196,6 +198,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		stopRecovery()
 	}()
 	go s.recoverLoop(recoverCtx)
+	go s.health.run(recoverCtx)
 	s.mu.Unlock()
 	go s.watchdog()
 

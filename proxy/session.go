@@ -123,6 +123,7 @@ type session struct {
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
 	lastSnap    *topology.Snapshot      // snapshot() cache
 	lastSharded bool
+	rep         replicaState // read/write splitting (replica.go)
 
 	// Admin console and metrics (console.go, metrics.go).
 	connectedAt time.Time
@@ -651,6 +652,7 @@ func (ss *session) ensureServer() error {
 	if ss.sc != nil {
 		return nil
 	}
+	ss.pickServer()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		err = ss.attach()
@@ -809,6 +811,9 @@ func (ss *session) handleParse(body []byte) error {
 		ss.push(expect{kind: expSynthParse, name: name, prev: prev})
 		return nil
 	}
+	if err := ss.splitStatement(e); err != nil || ss.skip {
+		return ss.failSplit(err)
+	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
@@ -865,6 +870,9 @@ func (ss *session) handleBind(body []byte) error {
 			ss.batch = true
 			return err
 		}
+	}
+	if err := ss.splitStatement(e); err != nil || ss.skip {
+		return ss.failSplit(err)
 	}
 	if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
@@ -924,6 +932,12 @@ func (ss *session) handleDescribe(body []byte) error {
 		}
 		if ss.skip {
 			return nil
+		}
+	} else if body[0] == 'S' {
+		if name, _, ok := cstring(body[1:]); ok {
+			if err := ss.splitStatement(ss.stmts[string(name)]); err != nil || ss.skip {
+				return ss.failSplit(err)
+			}
 		}
 	}
 	if err := ss.ensureServer(); err != nil {
