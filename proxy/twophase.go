@@ -22,12 +22,13 @@ import (
 
 // Two-phase commit of transactions that wrote on several shards.
 //
-// At COMMIT the shards that were only read are committed first. Then the
-// decision record — a row in shardproxy.commit_decisions — is written on
-// the first written shard inside the client's transaction, every written
-// shard runs PREPARE TRANSACTION '<gid>', and COMMIT PREPARED follows on
-// the first shard (the commit point: the decision row commits with it) and
-// then on the others. A failed PREPARE rolls everything back and the
+// At COMMIT the shards that were only read are committed first. The first
+// shard written is the decision shard; every other written shard runs
+// PREPARE TRANSACTION '<gid>' (all at once). When all are prepared, the
+// decision shard inserts the decision row (shardproxy.commit_decisions)
+// and COMMITs in one ordinary transaction — the commit point — and then
+// the others run COMMIT PREPARED (all at once). A failed PREPARE, or a
+// decision shard that refuses its COMMIT, rolls everything back and the
 // client gets the shard's error.
 //
 // The gid is shardproxy:<node>:<boot>:<seq>:<decision shard>. The recovery
@@ -35,10 +36,12 @@ import (
 // every shard and finishes those no live coordinator owns: ones of this
 // process that are not in flight, of an earlier run of this node (another
 // boot id), or — on the Raft leader only — of any node when older than
-// recoveryGrace. A transaction
-// whose decision shard still holds it prepared has not reached the commit
-// point and is rolled back (the decision shard first); otherwise the
-// decision row says commit, its absence says roll back.
+// recoveryGrace. To decide, recovery inserts an abort record for the gid
+// on the decision shard: if the decision row is there (or arrives while the
+// insert waits for the decision shard's transaction) the insert conflicts
+// and the transaction commits; otherwise the abort record stands and the
+// transaction is rolled back, and a late COMMIT of the decision shard
+// could no longer insert its row.
 
 const (
 	gidPrefix      = "shardproxy:"
@@ -154,18 +157,17 @@ func (ss *session) twoPhaseCommit(snap *topology.Snapshot, writers []string) err
 	tp.inflight.Store(gid, true)
 	defer tp.inflight.Delete(gid)
 	start := time.Now()
-	// Phase one, on every writer at once: the decision row and PREPARE on
-	// the decision shard, PREPARE on the others.
-	sqls := make([]string, len(writers))
-	for i := range writers {
-		sqls[i] = "PREPARE TRANSACTION " + quoteLiteral(gid)
+	decision, others := writers[0], writers[1:]
+	// Phase one: every other writer prepares, all at once.
+	prepareSQL := make([]string, len(others))
+	for i := range others {
+		prepareSQL[i] = "PREPARE TRANSACTION " + quoteLiteral(gid)
 	}
-	sqls[0] = "INSERT INTO " + decisionTable + " (gid) VALUES (" + quoteLiteral(gid) + "); " + sqls[0]
 	var prepared []string
 	var first error
-	errs := ss.runOnShards(snap, writers, sqls, func(i int, err error) {
+	errs := ss.runOnShards(snap, others, prepareSQL, func(i int, err error) {
 		if err == nil {
-			prepared = append(prepared, writers[i])
+			prepared = append(prepared, others[i])
 			tp.at(fmt.Sprintf("prepared-%d", len(prepared)))
 		}
 	})
@@ -177,28 +179,37 @@ func (ss *session) twoPhaseCommit(snap *topology.Snapshot, writers []string) err
 	if first != nil {
 		return ss.abortTwoPhase(snap, writers, prepared, gid, first)
 	}
-	// Every participant is prepared; no connection is inside a
-	// transaction block any more.
-	saved := ss.txStatus
-	ss.txStatus = 'I'
-	defer func() { ss.txStatus = saved }()
-	// The commit point: the decision shard commits (with its decision row).
-	if err := ss.runOnShard(snap, writers[0], "COMMIT PREPARED "+quoteLiteral(gid)); err != nil {
-		return &sqlError{errorFields{Code: codeConnectionFailure, Message: "COMMIT PREPARED failed on shard " + writers[0] + " (" + err.Error() + ") for a transaction over shards " +
+	// The commit point: the decision shard commits its part together with
+	// the decision row, in one ordinary transaction.
+	// It must be durable before any participant commits, so an
+	// asynchronous commit (synchronous_commit = off) is raised to a local
+	// flush; stronger settings are kept.
+	if err := ss.runOnShard(snap, decision, "SELECT set_config('synchronous_commit', 'on', true) WHERE current_setting('synchronous_commit') = 'off'; "+
+		"INSERT INTO "+decisionTable+" (gid) VALUES ("+quoteLiteral(gid)+"); COMMIT"); err != nil {
+		if !isServerGone(err) {
+			// The shard refused its part (a deferred constraint, the
+			// decision insert): nothing committed anywhere.
+			ss.runOnShard(snap, decision, "ROLLBACK")
+			return ss.abortTwoPhase(snap, others, prepared, gid, err)
+		}
+		return &sqlError{errorFields{Code: codeConnectionFailure, Message: "COMMIT failed on shard " + decision + " (" + err.Error() + ") for a transaction over shards " +
 			strings.Join(writers, ", ") + "; its outcome is decided by recovery (transaction " + gid + ")"}}
 	}
 	tp.at("decided")
-	// Then every other participant at once.
-	rest := writers[1:]
-	commits := make([]string, len(rest))
-	for i := range rest {
+	// Every participant is decided; no connection is inside a transaction
+	// block any more.
+	saved := ss.txStatus
+	ss.txStatus = 'I'
+	defer func() { ss.txStatus = saved }()
+	commits := make([]string, len(others))
+	for i := range others {
 		commits[i] = "COMMIT PREPARED " + quoteLiteral(gid)
 	}
 	done := 1
-	ss.runOnShards(snap, rest, commits, func(i int, err error) {
+	ss.runOnShards(snap, others, commits, func(i int, err error) {
 		if err != nil {
 			ss.out = appendEncoded(ss.out, &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: "01000",
-				Message: "transaction " + gid + " is committed; COMMIT PREPARED is pending on shard " + rest[i] + " and will be finished by recovery: " + err.Error()})
+				Message: "transaction " + gid + " is committed; COMMIT PREPARED is pending on shard " + others[i] + " and will be finished by recovery: " + err.Error()})
 		}
 		done++
 		tp.at(fmt.Sprintf("committed-%d", done))
@@ -250,7 +261,8 @@ func (ss *session) ensureDecisionTable(snap *topology.Snapshot, shard string) er
 		return err
 	}
 	_, err = simpleQuery(sc, "CREATE SCHEMA IF NOT EXISTS shardproxy; CREATE TABLE IF NOT EXISTS "+decisionTable+
-		" (gid text PRIMARY KEY, created timestamptz NOT NULL DEFAULT now())")
+		" (gid text PRIMARY KEY, committed boolean NOT NULL DEFAULT true, created timestamptz NOT NULL DEFAULT now()); "+
+		"ALTER TABLE "+decisionTable+" ADD COLUMN IF NOT EXISTS committed boolean NOT NULL DEFAULT true")
 	if err != nil && !isServerGone(err) {
 		// Concurrent creators race on the catalog; the table exists then.
 		var se *sqlError
@@ -376,20 +388,27 @@ func (s *Server) resolve(ctx context.Context, snap *topology.Snapshot, shard, gi
 		return err
 	}
 	if len(res) == 1 && len(res[0].Rows) == 1 {
-		// The commit point was not reached: roll back, the decision shard
-		// first so no later pass can see a commit.
+		// Prepared on the decision shard too (older coordinators prepared
+		// it): the commit point was not reached. Roll back there first so
+		// no later pass can see a commit.
 		if _, err := dc.Exec(ctx, "ROLLBACK PREPARED "+quoteLiteral(gid)).ReadAll(); err != nil {
 			return err
 		}
 	} else {
-		res, err := dc.Exec(ctx, "SELECT 1 FROM "+decisionTable+" WHERE gid = "+quoteLiteral(gid)).ReadAll()
+		// The decision shard's ordinary transaction carries the decision
+		// row. Inserting an abort record with the same key waits for that
+		// transaction if it is still finishing, and then either conflicts
+		// (it committed: the row decides) or stands (it never will).
+		res, err := dc.Exec(ctx, "SET statement_timeout = '10s'; INSERT INTO "+decisionTable+" (gid, committed) VALUES ("+quoteLiteral(gid)+
+			", false) ON CONFLICT (gid) DO NOTHING RETURNING 1; SELECT committed FROM "+decisionTable+" WHERE gid = "+quoteLiteral(gid)).ReadAll()
 		if err != nil {
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "42P01" {
 				return err
 			}
-		} else {
-			commit = len(res) == 1 && len(res[0].Rows) == 1
+			// No decision table: no transaction ever committed there.
+		} else if len(res) == 3 && len(res[1].Rows) == 0 && len(res[2].Rows) == 1 {
+			commit = string(res[2].Rows[0][0]) == "t"
 		}
 	}
 	if shard != p.decisionShard {

@@ -229,7 +229,7 @@ func TestTwoPhaseCommitSurvivesCoordinatorCrash(t *testing.T) {
 	b := startBank(t)
 	ctx := testCtx(t, 4*time.Minute)
 	xfer := int64(0)
-	for round, stage := range []string{"prepared-1", "prepared-2", "decided", "committed-2"} {
+	for round, stage := range []string{"prepared-1", "decided", "committed-2"} {
 		// The third two-phase commit of this run dies at stage.
 		b.proxy.stop()
 		b.proxy.env = []string{"SHARDPROXY_CRASH_AT=" + stage + ":3"}
@@ -281,6 +281,14 @@ func TestTwoPhaseCommitSurvivesCoordinatorCrash(t *testing.T) {
 			t.Fatalf("stage %s: the restarted proxy did not log its recovery:\n%s", stage, b.proxy.out.String())
 		}
 		wantKept := stage == "decided" || stage == "committed-2"
+		if stage == "prepared-1" {
+			// The abort record recovery left on the decision shard.
+			var committed bool
+			if err := b.direct[b.shardOf[b.pairs(3, int64(round*5))[2][0]]].QueryRow(ctx,
+				"SELECT committed FROM shardproxy.commit_decisions ORDER BY created DESC LIMIT 1").Scan(&committed); err != nil || committed {
+				t.Fatalf("stage %s: latest decision record committed=%v (%v), want an abort record", stage, committed, err)
+			}
+		}
 		if done[crashed] != wantKept {
 			t.Fatalf("stage %s: in-doubt transfer %d kept=%v, want %v", stage, crashed, done[crashed], wantKept)
 		}
