@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
+	"github.com/shardproxy/shardproxy/test/socialapp"
 )
 
 // devOptions are the flags of "shardproxy dev".
@@ -28,7 +30,9 @@ type devOptions struct {
 	listen, admin    string
 	configPath       string
 	cpuQuota         float64
+	pgPort           int
 	cluster          clusterFlags
+	demo             demoOptions
 }
 
 const pidFileName = "shardproxy.pid"
@@ -47,7 +51,14 @@ Data lives under --data and survives a restart with the same directory.
 Ctrl-C or SIGTERM stops the proxy and every server it started.
 
 With --config, users, auth and pool settings come from that file; its
-shards are replaced by the local servers.`,
+shards are replaced by the local servers.
+
+With --socialapp, the reference social app runs too (what "make demo"
+does): the proxy gets the app's sharding section (unless the config has
+one), the app creates its schema and, when its database is empty, seeds
+--seed-users users and --seed-posts posts through the proxy, then serves its
+HTTP API on --app-listen. Ctrl-C stops the app first, then the proxy and
+the servers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDev(cmd, o)
@@ -60,8 +71,10 @@ shards are replaced by the local servers.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:6432", "client address of the proxy")
 	f.StringVar(&o.admin, "admin", "127.0.0.1:9930", `metrics/admin HTTP address ("" = off)`)
 	f.StringVar(&o.configPath, "config", "", "config file for users, auth and pool settings (shards are replaced)")
+	f.IntVar(&o.pgPort, "pg-port", 0, "first PostgreSQL port: the servers get N, N+1, ... (shard0, its replicas, shard1, ...); 0 = free ports from 61000 up, the same again on a rerun when free. Fixed ports keep a Raft topology's shard addresses valid across runs")
 	f.Float64Var(&o.cpuQuota, "cpu-quota", 0, "CPU quota per PostgreSQL instance in cores, e.g. 0.25 (0 = none; needs cgroup v1)")
 	addClusterFlags(f, &o.cluster)
+	addDemoFlags(f, &o.demo)
 	return cmd
 }
 
@@ -74,6 +87,12 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	}
 	if o.cpuQuota < 0 {
 		return fmt.Errorf("--cpu-quota must not be negative, got %g", o.cpuQuota)
+	}
+	if last := o.pgPort + o.shards*(1+o.replicas) - 1; o.pgPort < 0 || o.pgPort > 0 && (o.pgPort < 1024 || last > 65535) {
+		return fmt.Errorf("--pg-port %d: the servers need ports %d-%d, which must lie in 1024-65535", o.pgPort, o.pgPort, last)
+	}
+	if err := o.demo.validate(); err != nil {
+		return err
 	}
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
@@ -96,6 +115,13 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 	}
 	cfg.Auth.TrustLoopback = true
 	o.cluster.apply(cmd, &cfg)
+	if o.demo.enabled && len(cfg.Sharding.Tables) == 0 {
+		spec, err := socialapp.ShardingSpec()
+		if err != nil {
+			return err
+		}
+		cfg.Sharding = spec
+	}
 	// Judge the flags before starting servers (dev supplies the shards).
 	probe := cfg
 	probe.Shards = []config.Shard{{Name: "dev", Primary: config.Endpoint{Host: "127.0.0.1", Port: 5432}}}
@@ -119,6 +145,7 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		Replicas: o.replicas,
 		DataDir:  dataDir,
 		CPUQuota: o.cpuQuota,
+		BasePort: o.pgPort,
 		Logger:   log,
 	})
 	if errors.Is(err, errInterrupted) {
@@ -151,6 +178,9 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		next.Raft, next.AdminToken = cfg.Raft, cfg.AdminToken
 		next.Auth.TrustLoopback = true
 		next.Shards = shards
+		if len(next.Sharding.Tables) == 0 {
+			next.Sharding = cfg.Sharding
+		}
 		next.ApplyDefaults()
 		if err := next.Validate(); err != nil {
 			return config.Config{}, fmt.Errorf("config: %w", err)
@@ -159,9 +189,57 @@ func runDev(cmd *cobra.Command, o devOptions) error {
 		return next, nil
 	}
 	out := cmd.OutOrStdout()
-	return runProxy(context.Background(), cfg, log, sigs, reload, func(client, admin net.Addr) {
+	if !o.demo.enabled {
+		return runProxy(context.Background(), cfg, log, sigs, reload, func(client, admin net.Addr) {
+			printDevBanner(out, cfg.Pool.Mode, client, admin, cluster, pidPath)
+		})
+	}
+
+	// With the app: a stop signal stops the app before the proxy sees it,
+	// and an app that cannot run stops everything.
+	var app *demoApp
+	var appMu sync.Mutex
+	stopApp := func() {
+		appMu.Lock()
+		a := app
+		appMu.Unlock()
+		if a != nil {
+			a.stop()
+		}
+	}
+	relay := make(chan os.Signal, 4)
+	relayDone := make(chan struct{})
+	defer close(relayDone)
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					stopApp()
+				}
+				relay <- sig
+			case <-relayDone:
+				return
+			}
+		}
+	}()
+	err = runProxy(context.Background(), cfg, log, relay, reload, func(client, admin net.Addr) {
 		printDevBanner(out, cfg.Pool.Mode, client, admin, cluster, pidPath)
+		appMu.Lock()
+		env := demoEnv{proxy: client, admin: admin, adminToken: cfg.AdminToken, raft: cfg.Raft.Enabled()}
+		app = startDemoApp(o.demo, env, out, log, func() {
+			select {
+			case relay <- syscall.SIGTERM:
+			default:
+			}
+		})
+		appMu.Unlock()
 	})
+	stopApp()
+	if err == nil && app != nil && app.err != nil {
+		err = fmt.Errorf("social app: %w", app.err)
+	}
+	return err
 }
 
 var errInterrupted = errors.New("interrupted")

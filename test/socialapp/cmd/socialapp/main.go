@@ -112,10 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		bar := newProgressBar(stderr)
-		o.Progress = bar.update
+		bar := socialapp.NewProgressBar(stderr)
+		o.Progress = bar.Update
 		res, err := store.Seed(ctx, o)
-		bar.finish()
+		bar.Finish()
 		if err != nil {
 			return err
 		}
@@ -211,43 +211,4 @@ func serve(ctx context.Context, dsn, listen string, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
-}
-
-// progressBar draws "users  [#####.....]  45%  4500/10000" on one line of
-// stderr, redrawn at most every 100 ms and at each stage's end.
-type progressBar struct {
-	w     io.Writer
-	stage string
-	last  time.Time
-	start time.Time
-}
-
-func newProgressBar(w io.Writer) *progressBar { return &progressBar{w: w} }
-
-func (p *progressBar) update(stage string, done, total int) {
-	now := time.Now()
-	if stage != p.stage {
-		if p.stage != "" {
-			fmt.Fprintln(p.w)
-		}
-		p.stage, p.start = stage, now
-	} else if done < total && now.Sub(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = now
-	const width = 30
-	frac := 1.0
-	if total > 0 {
-		frac = float64(done) / float64(total)
-	}
-	n := int(frac * width)
-	rate := float64(done) / max(now.Sub(p.start).Seconds(), 1e-3)
-	fmt.Fprintf(p.w, "\r%-9s [%s%s] %3.0f%%  %d/%d  %.0f rows/s ", stage,
-		strings.Repeat("#", n), strings.Repeat(".", width-n), 100*frac, done, total, rate)
-}
-
-func (p *progressBar) finish() {
-	if p.stage != "" {
-		fmt.Fprintln(p.w)
-	}
 }
