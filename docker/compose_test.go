@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -301,41 +302,87 @@ func TestProxyConfigs(t *testing.T) {
 			t.Errorf("%s and %s both have node_id %d", other, p.name, p.cfg.NodeID)
 		}
 		nodeIDs[p.cfg.NodeID] = p.name
-		// Raft: advertise this service's own name; join another proxy's admin port.
-		adv := flagValue(p.svc.Command, "--raft-advertise")
-		if h, _, err := net.SplitHostPort(adv); err != nil || h != p.name {
-			t.Errorf("%s: --raft-advertise %q must be %s:<port>", p.name, adv, p.name)
-		} else if bind := flagValue(p.svc.Command, "--raft-bind"); bind == "" || port(t, bind) != port(t, adv) {
-			t.Errorf("%s: --raft-bind %q and --raft-advertise %q use different ports", p.name, bind, adv)
-		} else if !exposed[port(t, adv)] {
-			t.Errorf("Dockerfile does not EXPOSE the Raft port %d", port(t, adv))
-		}
-		if j := flagValue(p.svc.Command, "--join"); j == "" {
+		checkRaft(t, c, ps, p, exposed)
+		if j := p.cfg.Raft.Join; len(j) == 0 {
 			leaders++
-		} else {
-			u, err := url.Parse(j)
-			if err != nil || u.Host == "" {
-				t.Errorf("%s: --join %q is not a URL", p.name, j)
-				continue
+		}
+		// The admin console works: admin users are users with a password.
+		if len(p.cfg.AdminUsers) == 0 {
+			t.Errorf("%s: no admin_users, so the admin console (database shardproxy) is closed", p.file)
+		}
+		for _, a := range p.cfg.AdminUsers {
+			if u, ok := p.cfg.LookupUser(a); !ok || u.Password == "" {
+				t.Errorf("%s: admin user %q is not a user with a password", p.file, a)
 			}
-			i := slices.IndexFunc(ps, func(q proxyService) bool { return q.name == u.Hostname() })
-			if i < 0 || i >= 0 && ps[i].name == p.name {
-				t.Errorf("%s: --join %s is not another proxy service", p.name, j)
-			} else if u.Port() != strconv.Itoa(port(t, ps[i].cfg.AdminListen)) {
-				t.Errorf("%s: --join %s does not use %s's admin port (%s)", p.name, j, ps[i].name, ps[i].cfg.AdminListen)
-			} else if !slices.Contains(p.svc.DependsOn, ps[i].name) {
-				t.Errorf("%s joins %s but does not depend on it", p.name, ps[i].name)
-			}
+		}
+		if p.cfg.AdminToken == "" || p.cfg.AdminToken != ps[0].cfg.AdminToken {
+			t.Errorf("%s: admin_token must be set and the same on every proxy (forwarded writes carry it)", p.file)
+		}
+		if len(p.cfg.Sharding.Tables) == 0 {
+			t.Errorf("%s: no sharding section: the app's tables would all live on one shard", p.file)
 		}
 		checkShards(t, c, p)
 		shardsOf = append(shardsOf, p.cfg.Shards)
 	}
 	if leaders != 1 {
-		t.Errorf("%d proxies bootstrap Raft (no --join), want exactly 1", leaders)
+		t.Errorf("%d proxies bootstrap Raft (no raft.join), want exactly 1", leaders)
+	}
+	for i := 1; i < len(ps); i++ {
+		if fmt.Sprint(ps[i].cfg.Sharding) != fmt.Sprint(ps[0].cfg.Sharding) {
+			t.Errorf("%s and %s have different sharding sections", ps[0].name, ps[i].name)
+		}
 	}
 	for i := 1; i < len(shardsOf); i++ {
 		if fmt.Sprint(shardsOf[i]) != fmt.Sprint(shardsOf[0]) {
 			t.Errorf("%s and %s list different shards: %v vs %v", ps[0].name, ps[i].name, shardsOf[0], shardsOf[i])
+		}
+	}
+}
+
+// checkRaft checks a proxy's raft section: its log is on a volume, it
+// advertises its own service name on the port it binds (exposed by the
+// image), its admin API is advertised under its own name, and it joins
+// another proxy's admin port (and starts after it).
+func checkRaft(t *testing.T, c composeFile, ps []proxyService, p proxyService, exposed map[int]bool) {
+	t.Helper()
+	r := p.cfg.Raft
+	if !r.Enabled() {
+		t.Errorf("%s: no raft.dir: the proxies would not share a topology", p.file)
+		return
+	}
+	onVolume := false
+	for _, m := range mounts(t, p.name, p.svc) {
+		if !m.bind && strings.HasPrefix(r.Dir+"/", strings.TrimSuffix(m.target, "/")+"/") {
+			onVolume = true
+		}
+	}
+	if !onVolume {
+		t.Errorf("%s: raft.dir %s is not on a named volume of %s (the topology would not survive a restart)", p.file, r.Dir, p.name)
+	}
+	if h, _, err := net.SplitHostPort(r.Advertise); err != nil || h != p.name {
+		t.Errorf("%s: raft.advertise %q must be %s:<port>", p.file, r.Advertise, p.name)
+	} else if r.Bind == "" || port(t, r.Bind) != port(t, r.Advertise) {
+		t.Errorf("%s: raft.bind %q and raft.advertise %q use different ports", p.file, r.Bind, r.Advertise)
+	} else if !exposed[port(t, r.Advertise)] {
+		t.Errorf("Dockerfile does not EXPOSE the Raft port %d", port(t, r.Advertise))
+	}
+	if u, err := url.Parse(p.cfg.AdminAdvertise); err != nil || u.Hostname() != p.name || u.Port() != strconv.Itoa(port(t, p.cfg.AdminListen)) {
+		t.Errorf("%s: admin_advertise %q must be http://%s:<admin port>", p.file, p.cfg.AdminAdvertise, p.name)
+	}
+	for _, j := range r.Join {
+		u, err := url.Parse(j)
+		if err != nil || u.Host == "" {
+			t.Errorf("%s: raft.join %q is not a URL", p.file, j)
+			continue
+		}
+		i := slices.IndexFunc(ps, func(q proxyService) bool { return q.name == u.Hostname() })
+		switch {
+		case i < 0 || ps[i].name == p.name:
+			t.Errorf("%s: raft.join %s is not another proxy service", p.file, j)
+		case u.Port() != strconv.Itoa(port(t, ps[i].cfg.AdminListen)):
+			t.Errorf("%s: raft.join %s does not use %s's admin port (%s)", p.file, j, ps[i].name, ps[i].cfg.AdminListen)
+		case !slices.Contains(p.svc.DependsOn, ps[i].name):
+			t.Errorf("%s joins %s but does not depend on it", p.name, ps[i].name)
 		}
 	}
 }
@@ -570,13 +617,64 @@ func TestMonitoring(t *testing.T) {
 			exprs.WriteString(q.Expr + "\n")
 		}
 	}
-	// The dashboard covers what the issue asks for.
-	for _, m := range []string{"shardproxy_clients_active", "shardproxy_pool_connections", "shardproxy_query_duration_seconds_bucket",
-		"shardproxy_route_duration_seconds_bucket", "shardproxy_errors_total", "shardproxy_replica_lag_seconds", "shardproxy_moves"} {
+	// The dashboard covers what the issue asks for: connections, pools,
+	// latency by route kind, errors, replica lag, moves.
+	for _, m := range []string{"shardproxy_clients_active", "shardproxy_server_connections", "shardproxy_pool_wait_seconds_bucket",
+		"shardproxy_query_duration_seconds_bucket", "sum by (le, kind)", "shardproxy_errors_total",
+		"shardproxy_replica_lag_seconds", "shardproxy_rebalance_moves_in_phase"} {
 		if !strings.Contains(exprs.String(), m) {
 			t.Errorf("dashboard has no panel using %s", m)
 		}
 	}
+	// Every metric the dashboard queries is one the code registers.
+	registered := registeredMetrics(t)
+	for _, m := range regexp.MustCompile(`\bshardproxy_[a-z0-9_]+`).FindAllString(exprs.String(), -1) {
+		if !registered[m] {
+			t.Errorf("dashboard queries %s, which no package of shardproxy registers", m)
+		}
+	}
+}
+
+// registeredMetrics returns the metric names found as string literals in
+// the non-test Go sources of the shardproxy binary's packages and of
+// package rebalance (whose controller runs inside the proxy on the Raft
+// leader), each with the _bucket, _count and _sum series a histogram adds.
+func registeredMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", "../cmd/shardproxy", "../rebalance").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lit := regexp.MustCompile(`"(shardproxy_[a-z0-9_]+)"`)
+	names := map[string]bool{}
+	for _, dir := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(dir, root+string(filepath.Separator)) {
+			continue // dependencies outside the module
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range lit.FindAllStringSubmatch(string(src), -1) {
+				for _, suffix := range []string{"", "_bucket", "_count", "_sum"} {
+					names[m[1]+suffix] = true
+				}
+			}
+		}
+	}
+	if !names["shardproxy_clients_active"] || !names["shardproxy_raft_term"] {
+		t.Fatalf("found no proxy or Raft metrics in the sources (%d names)", len(names))
+	}
+	return names
 }
 
 func readYAML(t *testing.T, path string, v any) {
