@@ -36,7 +36,7 @@ type backendHealth struct {
 	addr       string
 	up         atomic.Bool
 	inRecovery atomic.Bool
-	lsn        atomic.Uint64 // primary: pg_current_wal_lsn; replica: pg_last_wal_replay_lsn
+	lsn        atomic.Uint64 // primary: pg_current_wal_insert_lsn (covers asynchronous commits); replica: pg_last_wal_replay_lsn
 	receiveLSN atomic.Uint64 // replica: pg_last_wal_receive_lsn
 	replayAge  atomic.Int64  // replica: nanoseconds since the last replayed commit (0 if unknown)
 	sample     atomic.Pointer[lsnSample]
@@ -189,7 +189,7 @@ func (m *healthMonitor) check(ctx context.Context, b *backendHealth) {
 }
 
 const healthQuery = `SELECT pg_is_in_recovery(),
-	CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,
+	CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,
 	COALESCE(pg_last_wal_receive_lsn()::text, ''),
 	COALESCE((EXTRACT(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000000)::bigint, 0)`
 

@@ -30,6 +30,45 @@ func replicaConfig(mutate func(*config.Replicas)) func(*config.Config) {
 
 func noPrimaryReads(r *config.Replicas) { f := false; r.PrimaryReads = &f }
 
+// waitReplayed waits until every replica of sh replayed all WAL the
+// primary had inserted when called. (pgcluster's WaitReplicasCaughtUp
+// targets pg_current_wal_lsn after a commit that, writing no WAL of its
+// own, is not flushed synchronously; with synchronous_commit=off it can
+// return before replicas have asynchronous commits.)
+func waitReplayed(t testing.TB, ctx context.Context, sh *pgcluster.Shard) {
+	t.Helper()
+	pc, err := pgx.Connect(ctx, sh.Primary.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(context.Background())
+	var target string
+	if err := pc.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sh.Replicas {
+		rc, err := pgx.Connect(ctx, r.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var done bool
+			if err := rc.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", target).Scan(&done); err != nil {
+				t.Fatal(err)
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not replay up to %s within 30s", r.Name, target)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		rc.Close(context.Background())
+	}
+}
+
 // execOn runs sql on one server directly.
 func execOn(t testing.TB, ctx context.Context, in *pgcluster.Instance, sql string) {
 	t.Helper()
@@ -77,9 +116,7 @@ func TestReplicaReadWriteSplit(t *testing.T) {
 	sh := cl.Shards[0]
 	execOn(t, ctx, sh.Primary, `CREATE TABLE items (id int PRIMARY KEY, v text); CREATE SEQUENCE seq;
 		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g`)
-	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	waitReplayed(t, ctx, sh)
 	p := startProxy(t, cl, replicaConfig(noPrimaryReads))
 	c := connectPgx(t, ctx, p.dsn("postgres"))
 	waitReplicaReads(t, ctx, c, sh)
@@ -224,4 +261,161 @@ func replicaScans(t testing.TB, ctx context.Context, sh *pgcluster.Shard) []int6
 		c.Close(ctx)
 	}
 	return out
+}
+
+func TestReplicaLagAndReadYourWrites(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	cl := pgcluster.StartT(t, pgcluster.Options{Replicas: 2})
+	sh := cl.Shards[0]
+	execOn(t, ctx, sh.Primary, `CREATE TABLE notes (id int PRIMARY KEY, body text)`)
+	waitReplayed(t, ctx, sh)
+	ports := portsOf(sh)
+	lagging, healthy := sh.Replicas[0], sh.Replicas[1]
+
+	t.Run("a replica with replay paused gets no reads once it lags", func(t *testing.T) {
+		p := startProxy(t, cl, replicaConfig(func(r *config.Replicas) {
+			noPrimaryReads(r)
+			r.MaxLagBytes = 64 << 10
+		}))
+		c := connectPgx(t, ctx, p.dsn("postgres"))
+		waitReplicaReads(t, ctx, c, sh)
+		execOn(t, ctx, lagging, "SELECT pg_wal_replay_pause()")
+		defer execOn(t, ctx, lagging, "SELECT pg_wal_replay_resume()")
+		execOn(t, ctx, sh.Primary, "INSERT INTO notes SELECT g, repeat('x', 500) FROM generate_series(1, 2000) g")
+		streak := 0
+		waitFor(t, 10*time.Second, "40 reads in a row away from the paused replica", func() bool {
+			if serverPort(t, ctx, c, "SELECT inet_server_port()") == lagging.Port {
+				streak = 0
+			} else {
+				streak++
+			}
+			return streak >= 40
+		})
+		for range 20 {
+			if port := serverPort(t, ctx, c, "SELECT inet_server_port()"); port != healthy.Port {
+				t.Fatalf("read on %s, want %s", ports[port], healthy.Name)
+			}
+		}
+		execOn(t, ctx, lagging, "SELECT pg_wal_replay_resume()")
+		waitFor(t, 10*time.Second, "reads back on the caught-up replica", func() bool {
+			return serverPort(t, ctx, c, "SELECT inet_server_port()") == lagging.Port
+		})
+	})
+
+	t.Run("read-your-writes holds while replay is paused on every replica", func(t *testing.T) {
+		p := startProxy(t, cl, replicaConfig(func(r *config.Replicas) {
+			noPrimaryReads(r)
+			r.MaxLagBytes, r.MaxLag = -1, config.Duration(-time.Second) // lag alone never excludes
+		}))
+		writer := connectPgx(t, ctx, p.dsn("postgres"))
+		other := connectPgx(t, ctx, p.dsn("postgres"))
+		waitReplicaReads(t, ctx, writer, sh)
+		for _, r := range sh.Replicas {
+			execOn(t, ctx, r, "SELECT pg_wal_replay_pause()")
+			defer execOn(t, ctx, r, "SELECT pg_wal_replay_resume()")
+		}
+		for k := 10000; k < 10040; k++ {
+			mode := pgx.QueryExecModeCacheStatement
+			if k%2 == 1 {
+				mode = pgx.QueryExecModeSimpleProtocol
+			}
+			if _, err := writer.Exec(ctx, "INSERT INTO notes VALUES ($1, 'mine')", mode, k); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := writer.QueryRow(ctx, "SELECT count(*) FROM notes WHERE id = $1", mode, k).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("read after write of %d: count %d, err %v: the session did not read its own write", k, n, err)
+			}
+		}
+		// A session that did not write still reads from the (stale) replicas.
+		var n, port int
+		if err := other.QueryRow(ctx, "SELECT count(*), inet_server_port() FROM notes WHERE id >= 10000").Scan(&n, &port); err != nil {
+			t.Fatal(err)
+		}
+		if port == sh.Primary.Port || n != 0 {
+			t.Errorf("other session: %d rows from %s, want 0 rows from a paused replica", n, ports[port])
+		}
+	})
+}
+
+func TestReplicaKilledUnderReadLoad(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	cl := pgcluster.StartT(t, pgcluster.Options{Replicas: 2})
+	sh := cl.Shards[0]
+	execOn(t, ctx, sh.Primary, `CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv SELECT g, g FROM generate_series(1, 1000) g`)
+	waitReplayed(t, ctx, sh)
+	p := startProxy(t, cl, replicaConfig(noPrimaryReads))
+	c := connectPgx(t, ctx, p.dsn("postgres"))
+	waitReplicaReads(t, ctx, c, sh)
+	victim := sh.Replicas[0]
+
+	const clients = 6
+	var ok, failed [clients]int
+	var afterKill [clients]int
+	killed := make(chan struct{})
+	stop := make(chan struct{})
+	done := make(chan struct{}, clients)
+	for i := range clients {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			conn, err := pgx.Connect(ctx, p.dsn("postgres"))
+			if err != nil {
+				failed[i]++
+				return
+			}
+			defer conn.Close(context.Background())
+			for k := 1; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var v int
+				err := conn.QueryRow(ctx, "SELECT v FROM kv WHERE k = $1", k%1000+1).Scan(&v)
+				switch {
+				case err != nil:
+					failed[i]++
+				default:
+					ok[i]++
+					select {
+					case <-killed:
+						afterKill[i]++
+					default:
+					}
+				}
+			}
+		}()
+	}
+	waitFor(t, 10*time.Second, "read load running", func() bool { return ok[0] > 20 })
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	close(killed)
+	waitFor(t, 20*time.Second, "200 more reads per client after the kill", func() bool {
+		for i := range clients {
+			if afterKill[i] < 200 {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	for range clients {
+		<-done
+	}
+	totalFailed := 0
+	for i := range clients {
+		totalFailed += failed[i]
+	}
+	t.Logf("reads ok per client %v, failed %v", ok, failed)
+	if totalFailed > clients {
+		t.Errorf("%d failed reads; at most one in flight per client (%d) may fail when a replica dies", totalFailed, clients)
+	}
+	// Restarted, the replica is put back into rotation.
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "reads on the restarted replica", func() bool {
+		return serverPort(t, ctx, c, "SELECT inet_server_port()") == victim.Port
+	})
 }
