@@ -29,7 +29,9 @@ import (
 //	shardproxy_parse_cache_hits_total            counter    planner analyses served from the cache
 //	shardproxy_parse_cache_misses_total          counter    planner analyses that parsed
 //	shardproxy_parse_cache_entries               gauge
-//	shardproxy_replica_lag_seconds{shard,replica} gauge     set by whoever polls replica lag (setReplicaLag)
+//	shardproxy_replica_up{shard,replica}         gauge      1 while the health monitor finds the replica reachable
+//	shardproxy_replica_lag_seconds{shard,replica} gauge     age of the last transaction the replica replayed (health.go)
+//	shardproxy_replica_lag_bytes{shard,replica}  gauge      primary WAL position minus the replica's replay position
 //	shardproxy_paused                            gauge      1 while the admin console's PAUSE holds queries
 //
 // Role is primary, replica or "unknown" (an address no longer in the
@@ -44,7 +46,6 @@ type metrics struct {
 	queryDuration  *prometheus.HistogramVec
 	errors         *prometheus.CounterVec
 	poolWait       *prometheus.HistogramVec
-	replicaLag     *prometheus.GaugeVec
 }
 
 // Route kinds of shardproxy_query_duration_seconds.
@@ -78,8 +79,6 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "shardproxy_pool_wait_seconds", Help: "Time a client waited for a server connection (including connecting a new one), by shard and role.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30}}, []string{"shard", "role"}),
-		replicaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "shardproxy_replica_lag_seconds", Help: "Replay lag of each replica as last measured by the proxy."}, []string{"shard", "replica"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -102,8 +101,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			return 0
 		})
 	for _, c := range []prometheus.Collector{m.clientsActive, m.clientsWaiting, m.pinned, m.pinsTotal,
-		m.queries, m.queryDuration, m.errors, m.poolWait, m.replicaLag, hits, misses, entries, paused,
-		&poolCollector{s: s}} {
+		m.queries, m.queryDuration, m.errors, m.poolWait, hits, misses, entries, paused,
+		&poolCollector{s: s}, &replicaCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -128,17 +127,6 @@ func sqlstateClass(code string) string {
 		}
 	}
 	return code[:2]
-}
-
-// setReplicaLag records the replay lag measured for a replica (host:port)
-// of shard. The replica health poller calls it; clearReplicaLag removes the
-// series when the replica leaves the topology.
-func (m *metrics) setReplicaLag(shard, replica string, lag time.Duration) {
-	m.replicaLag.WithLabelValues(shard, replica).Set(lag.Seconds())
-}
-
-func (m *metrics) clearReplicaLag(shard, replica string) {
-	m.replicaLag.DeleteLabelValues(shard, replica)
 }
 
 // observePoolWait records how long an Acquire on the pool for backend took.
@@ -306,5 +294,53 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(serverConnDesc, prometheus.GaugeValue, sm.connecting, ep.shard, ep.role, "connecting")
 		ch <- prometheus.MustNewConstMetric(poolWaitingDesc, prometheus.GaugeValue, sm.waiting, ep.shard, ep.role)
 		ch <- prometheus.MustNewConstMetric(poolTimeoutsDesc, prometheus.CounterValue, sm.timeouts, ep.shard, ep.role)
+	}
+}
+
+// replicaCollector exports what the health monitor (health.go) last found
+// about each replica of the topology, at scrape time.
+type replicaCollector struct{ s *Server }
+
+var (
+	replicaUpDesc = prometheus.NewDesc("shardproxy_replica_up",
+		"1 while the health monitor reaches the replica, else 0.", []string{"shard", "replica"}, nil)
+	replicaLagDesc = prometheus.NewDesc("shardproxy_replica_lag_seconds",
+		"Age of the last transaction the replica replayed, as the health monitor last measured it.", []string{"shard", "replica"}, nil)
+	replicaLagBytesDesc = prometheus.NewDesc("shardproxy_replica_lag_bytes",
+		"WAL bytes between the primary's insert position and the replica's replay position (last health checks).", []string{"shard", "replica"}, nil)
+)
+
+func (c *replicaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- replicaUpDesc
+	ch <- replicaLagDesc
+	ch <- replicaLagBytesDesc
+}
+
+func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.s.health
+	if h == nil {
+		return
+	}
+	for _, sh := range c.s.topo.Current().Shards() {
+		var primaryLSN uint64
+		if pb := h.get(sh.Primary); pb != nil && pb.up.Load() {
+			primaryLSN = pb.lsn.Load()
+		}
+		for _, r := range sh.Replicas {
+			b := h.get(r)
+			up := b != nil && b.up.Load()
+			ch <- prometheus.MustNewConstMetric(replicaUpDesc, prometheus.GaugeValue, map[bool]float64{true: 1}[up], sh.Name, r)
+			if !up {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(replicaLagDesc, prometheus.GaugeValue, time.Duration(b.replayAge.Load()).Seconds(), sh.Name, r)
+			if replay := b.lsn.Load(); primaryLSN != 0 && replay != 0 {
+				lag := 0.0
+				if primaryLSN > replay {
+					lag = float64(primaryLSN - replay)
+				}
+				ch <- prometheus.MustNewConstMetric(replicaLagBytesDesc, prometheus.GaugeValue, lag, sh.Name, r)
+			}
+		}
 	}
 }

@@ -481,6 +481,20 @@ func TestAdminConsoleAndMetrics(t *testing.T) {
 		if v, ok := m[`shardproxy_server_connections{role="replica",shard="shard1",state="idle"}`]; !ok || v != 0 {
 			t.Errorf("replica series (no replica pools yet) = %v present %v, want 0", v, ok)
 		}
+		// The health monitor reaches both replicas; their lag is exported.
+		waitFor(t, 10*time.Second, "both replicas up with a lag in bytes", func() bool {
+			m = scrape(t, p.adminURL)
+			for _, sh := range pg.Shards {
+				labels := fmt.Sprintf(`{replica="%s",shard="%s"}`, sh.Replicas[0].Addr(), sh.Name)
+				if _, ok := m["shardproxy_replica_lag_bytes"+labels]; !ok || m["shardproxy_replica_up"+labels] != 1 {
+					return false
+				}
+				if _, ok := m["shardproxy_replica_lag_seconds"+labels]; !ok {
+					return false
+				}
+			}
+			return true
+		})
 		if m["shardproxy_clients_waiting"] != 0 || m["shardproxy_paused"] != 0 {
 			t.Errorf("clients_waiting %v, paused %v, want 0", m["shardproxy_clients_waiting"], m["shardproxy_paused"])
 		}
@@ -498,7 +512,7 @@ func TestAdminConsoleAndMetrics(t *testing.T) {
 			t.Errorf("single-shard request count grew by %v, want 2", after-before)
 		}
 		for k := range m {
-			if strings.Contains(k, "console_users") || strings.Contains(k, "127.0.0.1:") && strings.HasPrefix(k, "shardproxy_") {
+			if strings.Contains(k, "console_users") || strings.Contains(k, "127.0.0.1:") && strings.HasPrefix(k, "shardproxy_") && !strings.HasPrefix(k, "shardproxy_replica_") {
 				t.Errorf("unbounded label value in %s", k)
 			}
 		}
