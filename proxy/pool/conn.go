@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -297,7 +298,13 @@ func retryable(err error) bool {
 func (p *Pool) dialError(opts *Options, err error) *Error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return &Error{Severity: pgErr.Severity, Code: pgErr.Code, Message: pgErr.Message,
+		sev := pgErr.Severity
+		if c := pgErr.Code; strings.HasPrefix(c, "57P") || strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") {
+			// A server shutting down, starting up or full refused this
+			// connection attempt; the client's session goes on.
+			sev = "ERROR"
+		}
+		return &Error{Severity: sev, Code: pgErr.Code, Message: pgErr.Message,
 			Detail: pgErr.Detail, Hint: pgErr.Hint, cause: err}
 	}
 	return &Error{
