@@ -31,6 +31,9 @@ type multiPortal struct {
 	op            plan.Operator
 	params        planner.Params
 	resultFormats []int16
+	live          *rowSource // running read suspended by an Execute row limit (exec_portal.go)
+	ended         bool       // its suspended read was ended by another statement, or failed
+	done          bool       // its suspended read ran to the end
 }
 
 // execOut is how a proxy-run statement answers the client.

@@ -109,12 +109,23 @@ func appendDataRow(dst []byte, vals [][]byte) []byte {
 
 // execMerge runs a merged cross-shard read.
 func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params planner.Params, rf []int16, out *execOut) (string, error) {
+	src, err := ss.openMerge(snap, root, params, rf, out)
+	if err != nil {
+		return "", err
+	}
+	return ss.pumpRows(src, 0)
+}
+
+// openMerge starts a merged cross-shard read on every shard and returns
+// its row source; for a simple Query the RowDescription is already in
+// ss.out.
+func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params planner.Params, rf []int16, out *execOut) (*rowSource, error) {
 	sc, ok := mergeScatter(root)
 	if !ok {
-		return "", &plan.Unsupported{Message: "this cross-shard plan shape is not supported (" + root.Describe().Name + ")"}
+		return nil, &plan.Unsupported{Message: "this cross-shard plan shape is not supported (" + root.Describe().Name + ")"}
 	}
 	if ss.txStatus == 'E' {
-		return "", &sqlError{abortedError}
+		return nil, &sqlError{abortedError}
 	}
 	// What the shards are asked for: the client's formats when the shard
 	// columns are the client's (plus hidden ones), else text.
@@ -128,13 +139,13 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 	args := argsFor(params, nil, shardRF, out.simple)
 	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, args, false)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	fail := func(err error) (string, error) {
+	fail := func(err error) (*rowSource, error) {
 		if serr := run.stop(true); serr != nil && (isServerGone(serr) || err == nil) {
-			return "", serr
+			return nil, serr
 		}
-		return "", err
+		return nil, err
 	}
 	// The shards' row shape, from the first shard that describes it.
 	var desc pgproto3.RowDescription
@@ -166,28 +177,17 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 	if out.simple {
 		ss.out = appendEncoded(ss.out, res.RowDescription())
 	}
-	rows := 0
-	for {
+	src := &rowSource{run: run}
+	src.next = func() error {
 		row, err := res.Next()
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		ss.out = appendDataRow(ss.out, row)
-		rows++
-		if len(ss.out) > 64<<10 {
-			if err := ss.flushClient(); err != nil {
-				run.stop(true)
-				return "", err
-			}
-		}
+		return nil
 	}
-	if err := run.stop(false); err != nil {
-		return "", err
-	}
-	return "SELECT " + strconv.Itoa(rows), nil
+	src.tag = func() string { return "SELECT " + strconv.Itoa(src.rows) }
+	return src, nil
 }
 
 // appendPart appends one self-contained request for sql: a simple Query,

@@ -35,6 +35,10 @@ const feedBatchSize = 32 << 10
 // feedDepth is how many batches a feed may have waiting per shard.
 const feedDepth = 4
 
+// cancelRetry is how long stop waits for a cancelled shard to answer
+// before sending its CancelRequest again.
+const cancelRetry = 200 * time.Millisecond
+
 // feedBatch is a run of backend messages from one shard (type byte, length,
 // body each); end marks the shard's ReadyForQuery.
 type feedBatch struct {
@@ -60,13 +64,14 @@ type scatterRun struct {
 // the consumer's (session goroutine) except status, tag and err, which the
 // feed goroutine sets before sending its end batch.
 type shardFeed struct {
-	run   *scatterRun
-	shard string
-	sc    *pool.ServerConn
-	r     *msgReader
-	held  *heldConn // nil for the session's active connection
-	ch    chan feedBatch
-	done  atomic.Bool // ReadyForQuery (or a broken connection) seen
+	run      *scatterRun
+	shard    string
+	sc       *pool.ServerConn
+	r        *msgReader
+	held     *heldConn // nil for the session's active connection
+	ch       chan feedBatch
+	done     atomic.Bool   // ReadyForQuery (or a broken connection) seen
+	finished chan struct{} // closed with done
 
 	status byte
 	tag    string
@@ -99,7 +104,7 @@ func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql st
 		common = make(chan feedBatch, feedDepth*len(shards))
 	}
 	for _, s := range shards {
-		f := &shardFeed{run: run, shard: s, ch: common}
+		f := &shardFeed{run: run, shard: s, ch: common, finished: make(chan struct{})}
 		if f.ch == nil {
 			f.ch = make(chan feedBatch, feedDepth)
 		}
@@ -116,6 +121,7 @@ func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql st
 			// Cannot happen: useShard kept every connection (execing).
 			run.feeds = append(run.feeds, f)
 			f.done.Store(true)
+			close(f.finished)
 			f.err = &errServerGone{errors.New("no connection to shard " + s + " for a scatter read")}
 			run.fail(f.err)
 			go func() { f.ch <- feedBatch{feed: f, end: true} }()
@@ -210,6 +216,7 @@ func (f *shardFeed) pump() {
 	}
 	send()
 	f.done.Store(true)
+	close(f.finished)
 	f.ch <- feedBatch{feed: f, end: true}
 }
 
@@ -327,12 +334,21 @@ func (run *scatterRun) stop(cancel bool) error {
 				continue
 			}
 			cancels.Add(1)
-			go func(sc *pool.ServerConn) {
+			go func(f *shardFeed) {
 				defer cancels.Done()
-				ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-				defer done()
-				_ = sc.Cancel(ctx)
-			}(f.sc)
+				// A cancel that reaches the backend before it starts the
+				// statement is ignored, so repeat it until the shard answers.
+				for attempt := 0; attempt < 40; attempt++ {
+					ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+					_ = f.sc.Cancel(ctx)
+					done()
+					select {
+					case <-f.finished:
+						return
+					case <-time.After(cancelRetry):
+					}
+				}
+			}(f)
 		}
 	}
 	// Read every feed to its end batch. Feeds of a shared channel end in
@@ -417,55 +433,115 @@ func (run *scatterRun) takeAll(b feedBatch) {
 // they arrive (no order is promised without ORDER BY). The command tags
 // are summed.
 func (ss *session) execScatterRead(snap *topology.Snapshot, sc *plan.Scatter, params planner.Params, rf []int16, out *execOut) (string, error) {
-	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, argsFor(params, nil, rf, out.simple), true)
+	src, err := ss.openScatterRead(snap, sc, params, rf, out)
 	if err != nil {
 		return "", err
 	}
+	return ss.pumpRows(src, 0)
+}
+
+// openScatterRead starts a read Scatter on every shard and returns its
+// row source (rows concatenated as they arrive).
+func (ss *session) openScatterRead(snap *topology.Snapshot, sc *plan.Scatter, params planner.Params, rf []int16, out *execOut) (*rowSource, error) {
+	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, argsFor(params, nil, rf, out.simple), true)
+	if err != nil {
+		return nil, err
+	}
 	ch := run.sharedChannel()
-	for remaining := len(run.feeds); remaining > 0; {
-		select {
-		case b := <-ch:
-			if b.end {
-				b.feed.ended = true
-				remaining--
-				continue
-			}
-			for p := 0; p+5 <= len(b.buf); {
-				typ := b.buf[p]
-				n := int(uint32(b.buf[p+1])<<24 | uint32(b.buf[p+2])<<16 | uint32(b.buf[p+3])<<8 | uint32(b.buf[p+4]))
-				msg := b.buf[p : p+1+n]
-				p += 1 + n
+	src := &rowSource{run: run}
+	var cur []byte
+	var curFeed *shardFeed
+	pos := 0
+	remaining := len(run.feeds)
+	src.next = func() error {
+		for {
+			for pos+5 <= len(cur) {
+				typ := cur[pos]
+				n := int(uint32(cur[pos+1])<<24 | uint32(cur[pos+2])<<16 | uint32(cur[pos+3])<<8 | uint32(cur[pos+4]))
+				msg := cur[pos : pos+1+n]
+				pos += 1 + n
 				switch typ {
 				case msgDataRow:
 					ss.out = append(ss.out, msg...)
+					return nil
 				case msgRowDescription:
 					if out.simple && !out.descSent {
 						ss.out = append(ss.out, msg...)
 						out.descSent = true
 					}
 				default:
-					b.feed.take(typ, msg[5:])
+					curFeed.take(typ, msg[5:])
 				}
 			}
-			run.recycle(b.buf)
-			if len(ss.out) > 64<<10 {
-				if err := ss.flushClient(); err != nil {
-					run.stop(true)
-					return "", err
-				}
+			if cur != nil {
+				run.recycle(cur)
+				cur, pos = nil, 0
 			}
-		case <-run.failed:
-			return "", run.stop(true)
+			if remaining == 0 {
+				return io.EOF
+			}
+			select {
+			case b := <-ch:
+				if b.end {
+					b.feed.ended = true
+					remaining--
+					continue
+				}
+				cur, curFeed, pos = b.buf, b.feed, 0
+			case <-run.failed:
+				return run.firstErr
+			}
 		}
 	}
-	if err := run.stop(false); err != nil {
-		return "", err
+	src.tag = func() string {
+		tags := make([]string, len(run.feeds))
+		for i, f := range run.feeds {
+			tags[i] = f.tag
+		}
+		return sumTags(tags)
 	}
-	tags := make([]string, len(run.feeds))
-	for i, f := range run.feeds {
-		tags[i] = f.tag
+	return src, nil
+}
+
+// rowSource is a running cross-shard read: next appends the next DataRow
+// to ss.out (io.EOF after the last); tag is the command tag once done.
+// The run must be stopped (pumpRows does) before the session uses the
+// shards' connections again.
+type rowSource struct {
+	run  *scatterRun
+	next func() error
+	tag  func() string
+	rows int
+}
+
+// pumpRows sends up to limit rows (0: all) of src to the client. It
+// returns the command tag when src is done ("" when suspended at the
+// limit), and on an error stops the run (cancelling the shards still
+// running).
+func (ss *session) pumpRows(src *rowSource, limit int) (string, error) {
+	for limit <= 0 || src.rows < limit {
+		err := src.next()
+		if err == io.EOF {
+			if err := src.run.stop(false); err != nil {
+				return "", err
+			}
+			return src.tag(), nil
+		}
+		if err != nil {
+			if serr := src.run.stop(true); serr != nil && isServerGone(serr) {
+				return "", serr
+			}
+			return "", err
+		}
+		src.rows++
+		if len(ss.out) > 64<<10 {
+			if err := ss.flushClient(); err != nil {
+				src.run.stop(true)
+				return "", err
+			}
+		}
 	}
-	return sumTags(tags), nil
+	return "", nil
 }
 
 // isCopySQL reports whether a Scatter's SQL is a COPY (COPY … TO STDOUT

@@ -98,6 +98,9 @@ func (ss *session) shardPool(snap *topology.Snapshot, shard string) (*pool.Pool,
 // transaction). After an error in what was settled, ss.skip is set and the
 // caller must not send anything.
 func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
+	if err := ss.endSuspended(); err != nil { // it holds shards' connections
+		return err
+	}
 	if err := ss.leaveReplicaFor(snap); err != nil || ss.skip {
 		return err
 	}

@@ -236,24 +236,6 @@ func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPo
 	return nil, ss.useShard(snap, shard)
 }
 
-// executeMulti runs a multiPortal for Execute.
-func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal) error {
-	if err := ss.settle(); err != nil {
-		return err
-	}
-	if ss.skip {
-		return nil
-	}
-	ss.execing = true
-	tag, err := ss.execPlan(snap, mp.op, mp.params, mp.resultFormats, &execOut{})
-	ss.execing = false
-	if err != nil {
-		return ss.failExtendedTx(err)
-	}
-	ss.out = appendCommandComplete(ss.out, tag)
-	return nil
-}
-
 // describeMulti answers Describe of a multiPortal: EXPLAIN's own row
 // shape, else the shape the first shard reports for its part.
 func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error {

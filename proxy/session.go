@@ -121,6 +121,7 @@ type session struct {
 	txWriters   []string                // every shard written in this transaction, in order
 	txAborted   bool                    // the proxy raised an error inside the transaction
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
+	suspended   *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
 	lastSnap    *topology.Snapshot      // snapshot() cache
 	lastSharded bool
 	rep         replicaState // read/write splitting (replica.go)
@@ -212,6 +213,7 @@ func (ss *session) cleanup() {
 // releaseOnExit gives the server connection back when the client is gone:
 // work still in flight is cancelled and the connection discarded.
 func (ss *session) releaseOnExit() {
+	ss.endSuspended()
 	sc := ss.sc
 	busy := ss.pendingCount() > 0 || ss.txStatus != 'I' || ss.batch || len(ss.sout) > 0 || ss.sr.buffered() > 0
 	ss.dropServerReader()
@@ -989,7 +991,7 @@ func (ss *session) handleExecute(body []byte) error {
 			return ss.failExtendedTx(err)
 		}
 		if mp != nil {
-			return ss.executeMulti(snap, mp)
+			return ss.executeMulti(snap, mp, body)
 		}
 		if ss.skip {
 			return nil
@@ -1065,6 +1067,9 @@ func (ss *session) handleFlush() error {
 }
 
 func (ss *session) handleSync() error {
+	if err := ss.endSuspended(); err != nil {
+		return err
+	}
 	ss.skip = false
 	if ss.start.IsZero() {
 		ss.start = time.Now()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // mergeQueries are cross-shard reads the proxy merges itself; each must
@@ -210,6 +211,91 @@ func TestShardedMergedReads(t *testing.T) {
 			if err := app.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 160 {
 				t.Fatalf("after the failed scatter: count = %d, %v", n, err)
 			}
+		}
+	})
+
+	t.Run("Execute with a row limit suspends a cross-shard portal", func(t *testing.T) {
+		pc, err := pgconn.Connect(ctx, env.proxy.dsn("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hj, err := pc.Hijack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hj.Conn.Close()
+		fe := hj.Frontend
+		// run sends msgs and reads up to ReadyForQuery: the rows' first
+		// column, and the other messages by type.
+		run := func(msgs ...pgproto3.FrontendMessage) (rows []string, kinds []string) {
+			for _, m := range msgs {
+				fe.Send(m)
+			}
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				msg, err := fe.Receive()
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch m := msg.(type) {
+				case *pgproto3.DataRow:
+					rows = append(rows, string(m.Values[0]))
+				case *pgproto3.PortalSuspended:
+					kinds = append(kinds, fmt.Sprintf("suspended@%d", len(rows)))
+				case *pgproto3.CommandComplete:
+					kinds = append(kinds, string(m.CommandTag))
+				case *pgproto3.ErrorResponse:
+					kinds = append(kinds, "error "+m.Code)
+				case *pgproto3.ReadyForQuery:
+					kinds = append(kinds, "ready "+string(m.TxStatus))
+					return rows, kinds
+				}
+			}
+		}
+		exec := &pgproto3.Execute{MaxRows: 50}
+		rows, kinds := run(&pgproto3.Parse{Query: "SELECT id FROM users ORDER BY id"}, &pgproto3.Bind{},
+			exec, exec, exec, exec, exec, &pgproto3.Sync{})
+		want := []string{"suspended@50", "suspended@100", "suspended@150", "SELECT 160", "SELECT 0", "ready I"}
+		if strings.Join(kinds, " ") != strings.Join(want, " ") || len(rows) != 160 {
+			t.Fatalf("merged portal: %d rows, %v; want 160 rows, %v", len(rows), kinds, want)
+		}
+		for i, r := range rows {
+			if r != fmt.Sprint(i+1) {
+				t.Fatalf("row %d = %s, want %d", i, r, i+1)
+			}
+		}
+		// A concatenated scatter (no ORDER BY) suspends too.
+		exec = &pgproto3.Execute{MaxRows: 25}
+		rows, kinds = run(&pgproto3.Parse{Query: "SELECT id FROM users WHERE id > 100"}, &pgproto3.Bind{},
+			exec, exec, exec, &pgproto3.Sync{})
+		want = []string{"suspended@25", "suspended@50", "SELECT 60", "ready I"}
+		seen := map[string]bool{}
+		for _, r := range rows {
+			seen[r] = true
+		}
+		if strings.Join(kinds, " ") != strings.Join(want, " ") || len(rows) != 60 || len(seen) != 60 {
+			t.Fatalf("scatter portal: %d rows (%d distinct), %v; want 60, %v", len(rows), len(seen), kinds, want)
+		}
+		// Sync ends a suspended portal; another statement after it works.
+		rows, kinds = run(&pgproto3.Parse{Query: "SELECT id FROM users ORDER BY id DESC"}, &pgproto3.Bind{},
+			&pgproto3.Execute{MaxRows: 5}, &pgproto3.Sync{})
+		if strings.Join(kinds, " ") != "suspended@5 ready I" || strings.Join(rows, ",") != "160,159,158,157,156" {
+			t.Fatalf("suspended then Sync: %v %v", rows, kinds)
+		}
+		rows, kinds = run(&pgproto3.Query{String: "SELECT count(*) FROM users"})
+		if strings.Join(rows, ",") != "160" || strings.Join(kinds, " ") != "SELECT 1 ready I" {
+			t.Fatalf("after an ended portal: %v %v", rows, kinds)
+		}
+		// Another statement in the same batch ends the suspended portal;
+		// executing it again is refused (0A000), never answered wrongly.
+		rows, kinds = run(&pgproto3.Parse{Query: "SELECT id FROM users ORDER BY id"}, &pgproto3.Bind{PreparedStatement: "", DestinationPortal: "p1"},
+			&pgproto3.Execute{Portal: "p1", MaxRows: 3},
+			&pgproto3.Parse{Name: "s2", Query: "SELECT count(*) FROM users"}, &pgproto3.Bind{PreparedStatement: "s2", DestinationPortal: "p2"},
+			&pgproto3.Execute{Portal: "p2"}, &pgproto3.Execute{Portal: "p1", MaxRows: 3}, &pgproto3.Sync{})
+		if strings.Join(kinds, " ") != "suspended@3 SELECT 1 error 0A000 ready I" || strings.Join(rows, ",") != "1,2,3,160" {
+			t.Fatalf("interleaved portals: %v %v", rows, kinds)
 		}
 	})
 
