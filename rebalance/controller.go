@@ -336,6 +336,23 @@ func (c *Controller) finish(id string, m topology.Move, outcome string) {
 	}
 }
 
+// Report is the admin API's answer about moves (GET
+// /v1/rebalance/status): Status at a topology version.
+type Report struct {
+	Version uint64     `json:"version"`
+	Time    time.Time  `json:"time"`
+	Moves   []Progress `json:"moves"`
+}
+
+// Report returns Status with the topology version and time it was taken.
+func (c *Controller) Report() Report {
+	r := Report{Version: c.opts.Store.Current().Version(), Time: time.Now().UTC(), Moves: c.Status()}
+	if r.Moves == nil {
+		r.Moves = []Progress{}
+	}
+	return r
+}
+
 // Status lists the recorded moves with their progress, and recently
 // finished ones, sorted by start.
 func (c *Controller) Status() []Progress {

@@ -76,6 +76,9 @@ The server and token come from --server/--token or SHARDCTL_SERVER/SHARDCTL_TOKE
 		a.keyCommand(),
 		a.directoryCommand(),
 		a.nodesCommand(),
+		a.failoverCommand(),
+		a.rebalanceCommand(),
+		a.moveCommand(),
 	)
 	return root
 }

@@ -148,22 +148,9 @@ func joinTargets(cfg config.Config) []string {
 	return out
 }
 
-// shardConn returns how the admin API logs in to shards: as server.user
-// (else the first configured user, else postgres) with server.password
-// (else that user's plain password).
+// shardConn returns how the admin API logs in to shards (shardLogin).
 func shardConn(cfg config.Config) admin.ShardConnFunc {
-	user, password := cfg.Server.User, cfg.Server.Password
-	if user == "" && len(cfg.Users) > 0 {
-		user = cfg.Users[0].Name
-	}
-	if user == "" {
-		user = "postgres"
-	}
-	if password == "" {
-		if u, ok := cfg.LookupUser(user); ok && !strings.HasPrefix(u.Password, "SCRAM-SHA-256$") && !(len(u.Password) == 35 && strings.HasPrefix(u.Password, "md5")) {
-			password = u.Password
-		}
-	}
+	user, password := shardLogin(cfg)
 	timeout := cfg.Pool.ConnectTimeout.D()
 	return func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
 		u := url.URL{Scheme: "postgres", Host: addr, Path: "/" + database,
@@ -180,4 +167,23 @@ func shardConn(cfg config.Config) admin.ShardConnFunc {
 		pc.ConnectTimeout = timeout
 		return pgx.ConnectConfig(ctx, pc)
 	}
+}
+
+// shardLogin is how the admin API and the rebalance controller log in to
+// shards: as server.user (else the first configured user, else postgres)
+// with server.password (else that user's plain password).
+func shardLogin(cfg config.Config) (user, password string) {
+	user, password = cfg.Server.User, cfg.Server.Password
+	if user == "" && len(cfg.Users) > 0 {
+		user = cfg.Users[0].Name
+	}
+	if user == "" {
+		user = "postgres"
+	}
+	if password == "" {
+		if u, ok := cfg.LookupUser(user); ok && !strings.HasPrefix(u.Password, "SCRAM-SHA-256$") && !(len(u.Password) == 35 && strings.HasPrefix(u.Password, "md5")) {
+			password = u.Password
+		}
+	}
+	return user, password
 }

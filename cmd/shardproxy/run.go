@@ -22,6 +22,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy"
 	adminapi "github.com/shardproxy/shardproxy/proxy/admin"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/rebalance"
 	"github.com/shardproxy/shardproxy/topology"
 	"github.com/shardproxy/shardproxy/topology/raftstore"
 )
@@ -80,20 +81,16 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 	if err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 
 	var serving atomic.Bool // accepting clients and not shutting down: /readyz
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	var admin *http.Server
 	var adminAddr net.Addr
+	var moveCtrl *rebalance.Controller // built with the admin API, which starts and follows moves
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
-			ln.Close()
 			return fmt.Errorf("admin_listen: %w", err)
 		}
 		adminAddr = aln.Addr()
@@ -126,12 +123,21 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		}
 		api, err := adminapi.New(opts)
 		if err != nil {
-			ln.Close()
 			aln.Close()
 			return fmt.Errorf("admin API: %w", err)
 		}
 		api.Register(mux)
+		ctrl, err := newMoveController(cfg, store, api.AwaitVersion, log, reg)
+		if err != nil {
+			aln.Close()
+			return fmt.Errorf("rebalance: %w", err)
+		}
+		moveCtrl = ctrl
+		api.RegisterMoves(mux, movesAPI{ctrl: ctrl, store: store})
 		go api.Run(adminCtx)
+		// Automatic failover (replicas.failover_timeout > 0) promotes
+		// through the admin API's failover, on the Raft leader only.
+		srv.SetFailoverFunc(api.AutoFailover)
 		if targets := joinTargets(cfg); rstore != nil && len(targets) > 0 {
 			go func() {
 				if err := api.JoinCluster(adminCtx, targets); err != nil && adminCtx.Err() == nil {
@@ -147,6 +153,41 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		}()
 	}
 
+	if moveCtrl == nil {
+		// No admin API: moves recorded in the topology still run (and end);
+		// this must be the only proxy, as no other can be asked whether it
+		// holds the writes of a cutover.
+		ctrl, err := newMoveController(cfg, store, nil, log, reg)
+		if err != nil {
+			closeAdmin(admin)
+			return fmt.Errorf("rebalance: %w", err)
+		}
+		moveCtrl = ctrl
+	}
+	moveCtx, stopMoves := context.WithCancel(context.Background())
+	movesDone := make(chan struct{})
+	go func() { defer close(movesDone); runMoveController(moveCtx, moveCtrl, rstore) }()
+	defer func() { stopMoves(); <-movesDone }()
+
+	if rstore != nil {
+		if err := awaitFirstTopology(ctx, store, sigs, topologyWait, log); err != nil {
+			closeAdmin(admin)
+			if errors.Is(err, errStoppedWaiting) {
+				log.Info("shardproxy stopped before it had a topology", "reason", err.Error())
+				return nil
+			}
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		closeAdmin(admin)
+		return fmt.Errorf("listen: %w", err)
+	}
+
+	if admin == nil && cfg.Replicas.FailoverTimeout.D() > 0 {
+		log.Warn("replicas.failover_timeout is set but admin_listen is not: automatic failover needs the admin API and stays off")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	serving.Store(true)
@@ -237,4 +278,51 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// errStoppedWaiting: a shutdown was asked for while awaitFirstTopology waited.
+var errStoppedWaiting = errors.New("stopped while waiting for the Raft topology")
+
+// topologyWait bounds how long a Raft node waits for its first topology
+// before it gives up starting.
+const topologyWait = 2 * time.Minute
+
+// awaitFirstTopology returns once store holds a topology (version ≥ 1): a
+// freshly bootstrapped node seeds it after its first election, a joining
+// node receives it once it is a member. Until then the proxy does not
+// listen for clients: with an empty topology every table would look
+// unsharded and, for example, DDL would reach one shard only. It gives up
+// after max, on ctx or on SIGTERM/SIGINT.
+func awaitFirstTopology(ctx context.Context, store topology.Store, sigs <-chan os.Signal, max time.Duration, log *slog.Logger) error {
+	if store.Current().Version() > 0 {
+		return nil
+	}
+	log.Info("waiting for the Raft topology before accepting clients (version 0: not elected or not joined yet)", "max_wait", max.String())
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	watch := store.Watch(wctx)
+	remind := time.NewTicker(10 * time.Second)
+	defer remind.Stop()
+	for {
+		select {
+		case snap, ok := <-watch:
+			if !ok {
+				if ctx.Err() != nil {
+					return fmt.Errorf("%w (%v)", errStoppedWaiting, ctx.Err())
+				}
+				return fmt.Errorf("no Raft topology after %s: this node was neither elected nor joined to a cluster with a leader; check raft.join and that a majority of the voters is up", max)
+			}
+			if snap.Version() > 0 {
+				log.Info("Raft topology received", "version", snap.Version(), "waited", time.Since(start).Round(time.Millisecond).String())
+				return nil
+			}
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return fmt.Errorf("%w (%s)", errStoppedWaiting, sig)
+			}
+		case <-remind.C:
+			log.Warn("still waiting for the Raft topology; not accepting clients yet", "waited", time.Since(start).Round(time.Second).String())
+		}
+	}
 }
