@@ -56,7 +56,9 @@ func replaceScaleout(doc, section string) string {
 }
 
 // keepScaleout appends the scale-out block of the previous report at path
-// (if any) to a freshly generated comparison report.
+// (if any) to a freshly generated comparison report, and everything after
+// it: the sections other benchmarks write at the end of the file (e.g.
+// the cross-shard merge section) are theirs to keep.
 func keepScaleout(report, path string) string {
 	old, err := os.ReadFile(path)
 	if err != nil {
@@ -66,7 +68,15 @@ func keepScaleout(report, path string) string {
 	if !ok {
 		return report
 	}
-	return strings.TrimRight(report, "\n") + "\n\n" + b + "\n"
+	rest := ""
+	if i := strings.Index(string(old), scaleoutEnd); i >= 0 {
+		rest = strings.TrimSpace(string(old)[i+len(scaleoutEnd):])
+	}
+	out := strings.TrimRight(report, "\n") + "\n\n" + b + "\n"
+	if rest != "" {
+		out += "\n" + rest + "\n"
+	}
+	return out
 }
 
 // soAgg is the mean over the good rounds of one (shards, workload, protocol, target).
