@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -65,8 +66,7 @@ type healthMonitor struct {
 	snap *topology.Snapshot
 	// rr is the round-robin counter per shard.
 	rr sync.Map // shard → *atomic.Uint64
-	// primaryDown is when each shard's primary was first seen down (for
-	// automatic failover).
+	// failover is the automatic failover watcher.
 	failover failoverState
 }
 
@@ -123,6 +123,7 @@ func (m *healthMonitor) align(ctx context.Context) {
 		if !want[addr] {
 			b.cancel()
 			delete(m.by, addr)
+			go m.closePools(addr) // not under m.mu: closing may wait for the network
 		}
 	}
 	for addr := range want {
@@ -134,6 +135,18 @@ func (m *healthMonitor) align(ctx context.Context) {
 		m.by[addr] = b
 		go m.check(cctx, b)
 	}
+}
+
+// closePools closes the proxy's pools to a server that left the topology
+// (a failed-over primary, a removed replica): no new work goes there, and
+// busy connections close when their sessions release them.
+func (m *healthMonitor) closePools(addr string) {
+	m.s.pools.Each(func(k pool.Key, p *pool.Pool) {
+		if k.Backend == addr {
+			m.s.pools.Remove(k)
+		}
+	})
+	m.s.log.Info("server left the topology; closed its pools", "server", addr)
 }
 
 // check is the checker goroutine of one server.
@@ -277,9 +290,11 @@ func parseLSN(s string) (uint64, error) {
 // formatLSN is the inverse of parseLSN.
 func formatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, uint32(v)) }
 
-// FailoverFunc promotes a replica of shard (cmd wires it to the admin
-// API's failover, which acts only on the Raft leader).
-type FailoverFunc func(ctx context.Context, shard string) error
+// FailoverFunc promotes a replica of shard whose primary (the address the
+// watcher saw down) is unreachable. cmd wires it to the admin API's
+// AutoFailover, which acts only on the Raft leader and only while primary
+// is still the shard's primary.
+type FailoverFunc func(ctx context.Context, shard, primary string) error
 
 // failoverState runs automatic failover (replicas.failover_timeout > 0):
 // when a shard's primary has failed every check for that long, fn is
@@ -318,7 +333,7 @@ func (f *failoverState) check(ctx context.Context, m *healthMonitor) {
 		go func() {
 			defer f.running.Store(false)
 			m.s.log.Warn("primary unreachable for failover_timeout; failing over", "shard", shard, "primary", b.addr, "timeout", timeout)
-			if err := (*fn)(ctx, shard); err != nil {
+			if err := (*fn)(ctx, shard, b.addr); err != nil {
 				m.s.log.Error("automatic failover failed", "shard", shard, "err", err)
 			}
 		}()

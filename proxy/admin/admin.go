@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,6 +88,8 @@ type Server struct {
 	client  *http.Client
 	met     *metrics
 	syncNow chan struct{}
+	// failoverMu runs one failover at a time (failover.go).
+	failoverMu sync.Mutex
 }
 
 // New checks opts and builds a Server.
@@ -155,6 +158,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	v1("GET /v1/shards", s.getShards)
 	write("POST /v1/shards", s.postShard)
 	write("DELETE /v1/shards/{name}", s.deleteShard)
+	write("POST /v1/shards/{name}/failover", s.postFailover)
 	v1("GET /v1/tables", s.getTables)
 	write("POST /v1/tables/distribute", s.postDistribute)
 	write("POST /v1/tables/reference", s.postReference)

@@ -30,45 +30,6 @@ func replicaConfig(mutate func(*config.Replicas)) func(*config.Config) {
 
 func noPrimaryReads(r *config.Replicas) { f := false; r.PrimaryReads = &f }
 
-// waitReplayed waits until every replica of sh replayed all WAL the
-// primary had inserted when called. (pgcluster's WaitReplicasCaughtUp
-// targets pg_current_wal_lsn after a commit that, writing no WAL of its
-// own, is not flushed synchronously; with synchronous_commit=off it can
-// return before replicas have asynchronous commits.)
-func waitReplayed(t testing.TB, ctx context.Context, sh *pgcluster.Shard) {
-	t.Helper()
-	pc, err := pgx.Connect(ctx, sh.Primary.DSN("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(context.Background())
-	var target string
-	if err := pc.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&target); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range sh.Replicas {
-		rc, err := pgx.Connect(ctx, r.DSN("postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var done bool
-			if err := rc.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", target).Scan(&done); err != nil {
-				t.Fatal(err)
-			}
-			if done {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not replay up to %s within 30s", r.Name, target)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		rc.Close(context.Background())
-	}
-}
-
 // execOn runs sql on one server directly.
 func execOn(t testing.TB, ctx context.Context, in *pgcluster.Instance, sql string) {
 	t.Helper()
@@ -116,7 +77,9 @@ func TestReplicaReadWriteSplit(t *testing.T) {
 	sh := cl.Shards[0]
 	execOn(t, ctx, sh.Primary, `CREATE TABLE items (id int PRIMARY KEY, v text); CREATE SEQUENCE seq;
 		INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 100) g`)
-	waitReplayed(t, ctx, sh)
+	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	p := startProxy(t, cl, replicaConfig(noPrimaryReads))
 	c := connectPgx(t, ctx, p.dsn("postgres"))
 	waitReplicaReads(t, ctx, c, sh)
@@ -268,7 +231,9 @@ func TestReplicaLagAndReadYourWrites(t *testing.T) {
 	cl := pgcluster.StartT(t, pgcluster.Options{Replicas: 2})
 	sh := cl.Shards[0]
 	execOn(t, ctx, sh.Primary, `CREATE TABLE notes (id int PRIMARY KEY, body text)`)
-	waitReplayed(t, ctx, sh)
+	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	ports := portsOf(sh)
 	lagging, healthy := sh.Replicas[0], sh.Replicas[1]
 
@@ -343,7 +308,9 @@ func TestReplicaKilledUnderReadLoad(t *testing.T) {
 	cl := pgcluster.StartT(t, pgcluster.Options{Replicas: 2})
 	sh := cl.Shards[0]
 	execOn(t, ctx, sh.Primary, `CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv SELECT g, g FROM generate_series(1, 1000) g`)
-	waitReplayed(t, ctx, sh)
+	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	p := startProxy(t, cl, replicaConfig(noPrimaryReads))
 	c := connectPgx(t, ctx, p.dsn("postgres"))
 	waitReplicaReads(t, ctx, c, sh)

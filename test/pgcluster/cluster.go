@@ -269,9 +269,10 @@ func (c *Cluster) Stop() error {
 }
 
 // WaitReplicasCaughtUp waits until every replica has replayed all WAL its
-// primary had written when the call began (so every transaction committed
+// primary had inserted when the call began (so every transaction committed
 // before the call, synchronous_commit=off included, is visible on every
-// replica), or ctx ends. Every instance must be running.
+// replica), or ctx ends. Every instance must be running. It writes a small
+// WAL record (a logical message) on each primary.
 func (c *Cluster) WaitReplicasCaughtUp(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.Shards))
@@ -294,16 +295,21 @@ func (s *Shard) waitCaughtUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pgcluster: %s: %w", s.Primary.Name, err)
 	}
-	// A transaction with an xid, committed synchronously, flushes all WAL
-	// inserted before it (earlier asynchronous commits included); the write
-	// position after it is then a record boundary every replica will reach.
-	res, err := conn.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT; "+
-		"SELECT pg_current_wal_lsn()::text").ReadAll()
+	// The target is the WAL insert position (which covers asynchronous
+	// commits not yet written out), read after a WAL record of our own
+	// (a transactional logical message) and before that transaction's
+	// commit record. The commit, synchronous because the transaction wrote
+	// WAL, flushes everything up to and past the target, and a replica that
+	// replayed the commit record is past the target (even when the target
+	// falls at a page boundary, where no record ends).
+	res, err := conn.Exec(ctx, "BEGIN; SET LOCAL synchronous_commit = on; "+
+		"SELECT pg_logical_emit_message(true, 'pgcluster', 'caught-up'); "+
+		"SELECT pg_current_wal_insert_lsn()::text; COMMIT").ReadAll()
 	conn.Close(context.Background())
 	if err != nil {
 		return fmt.Errorf("pgcluster: %s: current WAL position: %w", s.Primary.Name, err)
 	}
-	last := res[len(res)-1]
+	last := res[len(res)-2]
 	if len(last.Rows) != 1 {
 		return fmt.Errorf("pgcluster: %s: no WAL position returned", s.Primary.Name)
 	}

@@ -575,3 +575,32 @@ wait:
 		t.Errorf("stale root %s not removed: %v", root, err)
 	}
 }
+
+// TestWaitReplicasCaughtUpAsyncCommits: after each asynchronous commit
+// (temporary clusters run with synchronous_commit=off), WaitReplicasCaughtUp
+// returns only once the replica shows the row — at once, every round.
+func TestWaitReplicasCaughtUpAsyncCommits(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 2*time.Minute)
+	c := StartT(t, Options{Replicas: 1})
+	p := connect(t, ctx, c.Shards[0].Primary.DSN("postgres"))
+	r := connect(t, ctx, c.Shards[0].Replicas[0].DSN("postgres"))
+	if _, err := p.Exec(ctx, "CREATE TABLE async_rows (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 40; n++ {
+		if _, err := p.Exec(ctx, "INSERT INTO async_rows VALUES ($1)", n); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitReplicasCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := r.QueryRow(ctx, "SELECT count(*) FROM async_rows").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != n {
+			t.Fatalf("round %d: the replica has %d rows right after WaitReplicasCaughtUp", n, got)
+		}
+	}
+}
