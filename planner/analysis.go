@@ -2,6 +2,8 @@ package planner
 
 import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
 )
 
 // Kind is the kind of one SQL statement.
@@ -211,6 +213,7 @@ type stmtInfo struct {
 	explainPre   string
 	explainAnlz  bool
 	cursor       bool // DECLARE CURSOR: planned like its query
+	declare      *declareInfo
 	unsupported  error
 	readOnly     bool
 	node         *pg_query.Node
@@ -222,4 +225,5 @@ type stmtInfo struct {
 type sessionInfo struct {
 	kind, name, value string
 	proxy             bool
+	fetch             *plan.Fetch // FETCH/MOVE
 }

@@ -143,6 +143,7 @@ func (a *analyzer) top(n *pg_query.Node) {
 	case *pg_query.Node_DeclareCursorStmt:
 		st.kind = KindCursor
 		st.cursor = true
+		st.declare = declareOf(x.DeclareCursorStmt, a.sql[st.start:st.end])
 		if sel := x.DeclareCursorStmt.Query.GetSelectStmt(); sel != nil {
 			s := a.selectStmt(sel, -1)
 			a.selectShape(sel, s)
@@ -205,7 +206,7 @@ func (a *analyzer) top(n *pg_query.Node) {
 		st.session = &sessionInfo{kind: "deallocate", name: x.DeallocateStmt.Name}
 	case *pg_query.Node_FetchStmt:
 		st.kind = KindCursor
-		st.session = &sessionInfo{kind: "fetch", name: x.FetchStmt.Portalname}
+		st.session = &sessionInfo{kind: "fetch", name: x.FetchStmt.Portalname, fetch: fetchOf(x.FetchStmt)}
 	case *pg_query.Node_ClosePortalStmt:
 		st.kind = KindCursor
 		st.session = &sessionInfo{kind: "close", name: x.ClosePortalStmt.Portalname}

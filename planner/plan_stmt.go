@@ -43,7 +43,7 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, params *Params) (plan.Operator, error) {
 	sql := a.SQL[st.start:st.end]
 	if st.session != nil {
-		return &plan.Session{Kind: st.session.kind, Name: st.session.name, Value: st.session.value, SQL: sql, Proxy: st.session.proxy}, nil
+		return &plan.Session{Kind: st.session.kind, Name: st.session.name, Value: st.session.value, SQL: sql, Proxy: st.session.proxy, Fetch: st.session.fetch}, nil
 	}
 	if st.kind == KindExplain && st.explain != nil {
 		inner, err := p.planStmt(snap, a, st.explain, params)
@@ -82,6 +82,8 @@ func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, p
 		return p.planCopy(st, b, sql, params)
 	case st.kind == KindUpdate || st.kind == KindDelete || st.kind == KindMerge:
 		return p.planWrite(st, b, sql, params)
+	case st.declare != nil:
+		return p.planDeclare(snap, st, b, sql, params)
 	case st.kind == KindSelect || st.kind == KindCursor:
 		return p.planRead(st, b, sql, params, st.nestedWrite || st.kind == KindCursor, false)
 	}

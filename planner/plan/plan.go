@@ -254,6 +254,7 @@ type Session struct {
 	Value string
 	SQL   string
 	Proxy bool
+	Fetch *Fetch // FETCH/MOVE (Kind "fetch"): direction and count
 }
 
 // Sequence is a query string with several statements (simple query
