@@ -308,6 +308,10 @@ type failoverState struct {
 // SetFailoverFunc installs the function automatic failover calls.
 func (s *Server) SetFailoverFunc(fn FailoverFunc) { s.health.failover.fn.Store(&fn) }
 
+// Topology returns the store the server routes by (Deps.Topology, or the
+// static store built from the config), for wiring an admin API to it.
+func (s *Server) Topology() topology.Store { return s.topo }
+
 func (f *failoverState) check(ctx context.Context, m *healthMonitor) {
 	timeout := m.s.config().Replicas.FailoverTimeout.D()
 	fn := f.fn.Load()
