@@ -235,6 +235,9 @@ func (s *Server) Failover(ctx context.Context, shard string, req FailoverRequest
 		return nil, fmt.Errorf("%s was promoted, but recording it in the topology failed (retry the failover with --to %s): %w", c.Addr, c.Addr, err)
 	}
 	res.Version = next.Version()
+	if s.cluster == nil {
+		res.Warnings = append(res.Warnings, "static topology (no raft.dir): the new primary lives only in this proxy's memory until it restarts; update the config's shards before restarting")
+	}
 
 	// 4. Repoint the other replicas.
 	var others []candidate
