@@ -10,7 +10,11 @@
 # workloads, e.g. select-simple,connect), BENCH_TARGETS (direct,pgbouncer,shardproxy),
 # BENCH_OUT (docs/benchmarks.md), BENCH_SHARDPROXY (prebuilt binary), BENCH_CPUPROFILE (a directory: save a Go CPU
 # profile of shardproxy for each of its runs; look at one with
-# `go tool pprof -top bin/shardproxy DIR/shardproxy-select-simple-r1.pprof`).
+# `go tool pprof -top bin/shardproxy DIR/shardproxy-select-simple-r1.pprof`),
+# BENCH_BASELINE (a second shardproxy binary, e.g. built from the last commit,
+# run as target "baseline": add it to BENCH_TARGETS, e.g.
+# BENCH_TARGETS=baseline,shardproxy, to compare two builds in one run; its
+# figures are in the log and in the "Every run" table).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -53,5 +57,6 @@ exec bin/bench-driver \
 	-targets "${BENCH_TARGETS:-direct,pgbouncer,shardproxy}" \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-shardproxy "$SHARDPROXY" \
+	-baseline "${BENCH_BASELINE:-}" \
 	-out "${BENCH_OUT:-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/pgbench.sh   # the pgbench part of make bench"

@@ -16,7 +16,10 @@
 # BENCH_SHARDPROXY (prebuilt binary; default: build the working tree into
 # bin/shardproxy), BENCH_CPUPROFILE (a directory: save a Go CPU profile of
 # shardproxy for each of its runs, e.g.
-# `go tool pprof -top bin/shardproxy DIR/shardproxy-scaleout-4shards-select-prepared-r1.pprof`).
+# `go tool pprof -top bin/shardproxy DIR/shardproxy-scaleout-4shards-select-prepared-r1.pprof`),
+# BENCH_BASELINE (a second shardproxy binary on the same cluster, run as
+# target "baseline" next to "shardproxy" in every round, to compare two
+# builds side by side; its runs are in the log and the every-run table).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -45,6 +48,7 @@ exec bin/bench-driver -mode scaleout \
 	-scaleout-pool "${BENCH_SCALEOUT_POOL:-0}" \
 	-threads 2 \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
+	-baseline "${BENCH_BASELINE:-}" \
 	-shardproxy "$SHARDPROXY" \
 	-out "${BENCH_OUT-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/scaleout.sh   # make bench-scaleout"

@@ -29,6 +29,7 @@ type options struct {
 	scale      int
 	idle       int
 	shardproxy string
+	baseline   string // a second shardproxy binary, target "baseline"
 	pgbouncer  string
 	out        string
 	command    string
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor (-i -s)")
 	flag.IntVar(&o.idle, "idle-clients", 10000, "idle client connections for the memory measurement (0 = skip)")
 	flag.StringVar(&o.shardproxy, "shardproxy", "bin/shardproxy", "shardproxy binary")
+	flag.StringVar(&o.baseline, "baseline", "", "a second shardproxy binary measured as target \"baseline\" (compare two builds in one run)")
 	flag.StringVar(&o.pgbouncer, "pgbouncer", "", "pgbouncer binary (default: from PATH or /usr/sbin)")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "report file to write (\"\" = stdout only)")
 	flag.StringVar(&o.command, "command", "", "command line to record in the report")

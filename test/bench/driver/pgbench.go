@@ -133,7 +133,7 @@ func (e *env) startProfile(ctx context.Context, t target, w workload, round int)
 		return done
 	}
 	secs := max(e.o.seconds-2, 1)
-	path := filepath.Join(e.o.profileDir, fmt.Sprintf("shardproxy-%s-r%d.pprof", w.name, round))
+	path := filepath.Join(e.o.profileDir, fmt.Sprintf("%s-%s-r%d.pprof", t.name, w.name, round))
 	go func() {
 		defer close(done)
 		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, secs)

@@ -84,6 +84,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if _, err := os.Stat(o.shardproxy); err != nil && strings.Contains(o.targets, "shardproxy") {
 		return fmt.Errorf("shardproxy binary: %v (run make build)", err)
 	}
+	if _, err := os.Stat(o.baseline); err != nil && strings.Contains(o.targets, "baseline") {
+		return fmt.Errorf("-baseline binary %q: %v", o.baseline, err)
+	}
 	if u, err := user.Lookup("postgres"); err == nil {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -125,10 +128,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	want := map[string]bool{}
 	for _, n := range strings.Split(o.targets, ",") {
 		switch n = strings.TrimSpace(n); n {
-		case "direct", "pgbouncer", "shardproxy":
+		case "direct", "pgbouncer", "shardproxy", "baseline":
 			want[n] = true
 		default:
-			return fmt.Errorf("-targets: unknown target %q (direct, pgbouncer, shardproxy)", n)
+			return fmt.Errorf("-targets: unknown target %q (direct, pgbouncer, shardproxy, baseline)", n)
 		}
 	}
 	var children []*child
@@ -144,14 +147,19 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		children = append(children, bouncer)
 		e.targets = append(e.targets, target{name: "pgbouncer", port: bouncer.port, pooler: bouncer.cmd.Process.Pid})
 	}
-	if want["shardproxy"] {
-		proxy, err := e.startShardproxy(ctx)
+	// "baseline" is a second shardproxy binary (-baseline), e.g. the last
+	// commit, measured in the same run to compare two builds side by side.
+	for _, sp := range []struct{ name, binary string }{{"baseline", o.baseline}, {"shardproxy", o.shardproxy}} {
+		if !want[sp.name] {
+			continue
+		}
+		proxy, err := e.startShardproxy(ctx, sp.name, sp.binary)
 		if err != nil {
 			return err
 		}
 		defer proxy.stop()
 		children = append(children, proxy)
-		e.targets = append(e.targets, target{name: "shardproxy", port: proxy.port, pooler: proxy.cmd.Process.Pid, admin: proxy.admin})
+		e.targets = append(e.targets, target{name: sp.name, port: proxy.port, pooler: proxy.cmd.Process.Pid, admin: proxy.admin})
 	}
 	for _, t := range e.targets {
 		if err := waitReady(ctx, t.port, 30*time.Second); err != nil {
@@ -387,7 +395,7 @@ pidfile = %s/pgbouncer.pid
 	return e.startChild("pgbouncer", cmd, port)
 }
 
-func (e *env) startShardproxy(ctx context.Context) (*child, error) {
+func (e *env) startShardproxy(ctx context.Context, name, binary string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -416,11 +424,11 @@ shards:
   - name: shard0
     primary: {host: %s, port: %d}
 `, port, admin, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
-	path := filepath.Join(e.workDir, "shardproxy.yaml")
+	path := filepath.Join(e.workDir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	c, err := e.startChild("shardproxy", exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	c, err := e.startChild(name, exec.CommandContext(ctx, binary, "--config", path), port)
 	if c != nil {
 		c.admin = admin
 	}

@@ -228,13 +228,27 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 		return err
 	}
 
-	proxy, admin, err := e.startProxy(ctx, cluster, n)
+	proxy, admin, err := e.startProxy(ctx, cluster, n, "shardproxy", e.o.shardproxy)
 	if err != nil {
 		return err
 	}
 	defer proxy.stop()
 	if err := waitReady(ctx, proxy.port, 30*time.Second); err != nil {
 		return fmt.Errorf("shardproxy not ready: %w\n%s", err, tail(proxy))
+	}
+	// -baseline: a second shardproxy binary on the same cluster, measured
+	// as target "baseline" right after "shardproxy" (log and every-run
+	// table only), to compare two builds side by side.
+	var baseline *child
+	baselineAdmin := ""
+	if e.o.baseline != "" {
+		if baseline, baselineAdmin, err = e.startProxy(ctx, cluster, n, "baseline", e.o.baseline); err != nil {
+			return err
+		}
+		defer baseline.stop()
+		if err := waitReady(ctx, baseline.port, 30*time.Second); err != nil {
+			return fmt.Errorf("baseline shardproxy not ready: %w\n%s", err, tail(baseline))
+		}
 	}
 
 	t0 := time.Now()
@@ -254,12 +268,16 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 	for _, r := range rows {
 		total += r
 	}
-	rc := soRunContext{n: n, cluster: cluster, proxy: proxy, admin: admin, postmasters: postmasters, rows: rows, total: total}
+	rc := soRunContext{n: n, cluster: cluster, proxy: proxy, admin: admin, baseline: baseline, baselineAdmin: baselineAdmin,
+		postmasters: postmasters, rows: rows, total: total}
 
 	// Warm up: server connections, plan caches, shared buffers.
 	for _, proto := range e.protocols {
 		warm := min(3, e.o.seconds)
-		_ = e.runProxy(ctx, rc, soWorkloads[0], proto, 0, warm)
+		_ = e.runProxy(ctx, rc, "shardproxy", soWorkloads[0], proto, 0, warm)
+		if baseline != nil {
+			_ = e.runProxy(ctx, rc, "baseline", soWorkloads[0], proto, 0, warm)
+		}
 		_ = e.runDirect(ctx, rc, soWorkloads[0], proto, 0, warm)
 	}
 
@@ -272,6 +290,12 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 				if round%2 == 0 {
 					order[0], order[1] = order[1], order[0]
 				}
+				if baseline != nil {
+					order = append(order, "baseline")
+					if round%2 == 0 {
+						order[1], order[2] = order[2], order[1]
+					}
+				}
 				for _, t := range order {
 					if err := ctx.Err(); err != nil {
 						return err
@@ -283,7 +307,7 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 					if t == "direct" {
 						r = e.runDirect(ctx, rc, w, proto, round, e.o.seconds)
 					} else {
-						r = e.runProxy(ctx, rc, w, proto, round, e.o.seconds)
+						r = e.runProxy(ctx, rc, t, w, proto, round, e.o.seconds)
 					}
 					log.Info("run", "round", round, "workload", w.name, "protocol", proto, "target", t,
 						"tps", fmt.Sprintf("%.0f", r.tps), "lat_ms", fmt.Sprintf("%.2f", r.latencyMs),
@@ -298,16 +322,19 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 }
 
 type soRunContext struct {
-	n           int
-	cluster     *pgcluster.Cluster
-	proxy       *child
-	admin       string
-	postmasters []int
-	rows        []int64 // rows of soTable on each shard
-	total       int64
+	n        int
+	cluster  *pgcluster.Cluster
+	proxy    *child
+	admin    string
+	baseline *child // -baseline proxy, or nil
+	// baselineAdmin is the baseline proxy's admin address when profiling.
+	baselineAdmin string
+	postmasters   []int
+	rows          []int64 // rows of soTable on each shard
+	total         int64
 }
 
-func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n int) (*child, string, error) {
+func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n int, name, binary string) (*child, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -331,12 +358,12 @@ func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n in
 	for _, line := range strings.Split(strings.TrimRight(soShardingYAML, "\n"), "\n") {
 		b.WriteString("  " + line + "\n")
 	}
-	path := filepath.Join(e.workDir, fmt.Sprintf("shardproxy-%d.yaml", n))
+	path := filepath.Join(e.workDir, fmt.Sprintf("%s-%d.yaml", name, n))
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return nil, "", err
 	}
 	env := &env{workDir: e.workDir}
-	c, err := env.startChild(fmt.Sprintf("shardproxy-%d", n), exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	c, err := env.startChild(fmt.Sprintf("%s-%d", name, n), exec.CommandContext(ctx, binary, "--config", path), port)
 	if err != nil {
 		return nil, "", err
 	}
@@ -564,17 +591,21 @@ func waitQuietAll(postmasters []int) {
 
 // runProxy drives the whole cluster through shardproxy with
 // clientsPerShard × n clients. Round 0 is a warm-up.
-func (e *soEnv) runProxy(ctx context.Context, rc soRunContext, w soWorkload, proto string, round, seconds int) soResult {
+func (e *soEnv) runProxy(ctx context.Context, rc soRunContext, targetName string, w soWorkload, proto string, round, seconds int) soResult {
 	clients := e.o.clientsPerShard * rc.n
-	r := soResult{shards: rc.n, round: round, workload: w.name, protocol: proto, target: "shardproxy", clients: clients}
+	r := soResult{shards: rc.n, round: round, workload: w.name, protocol: proto, target: targetName, clients: clients}
+	proxy, admin := rc.proxy, rc.admin
+	if targetName == "baseline" {
+		proxy, admin = rc.baseline, rc.baselineAdmin
+	}
 	script, err := e.scriptFile(w, soTable, rc.total)
 	if err != nil {
 		r.failure = err.Error()
 		return r
 	}
-	args := e.pgbenchArgs(rc.proxy.port, clients, min(e.o.threads, clients), seconds, proto, script)
+	args := e.pgbenchArgs(proxy.port, clients, min(e.o.threads, clients), seconds, proto, script)
 	waitQuietAll(rc.postmasters)
-	proxy0, pg0 := cpuSeconds(rc.proxy.cmd.Process.Pid), postgresCPU(rc.postmasters)
+	proxy0, pg0 := cpuSeconds(proxy.cmd.Process.Pid), postgresCPU(rc.postmasters)
 	wait, err := e.startPgbench(ctx, args, seconds)
 	if err != nil {
 		r.failure = err.Error()
@@ -583,13 +614,13 @@ func (e *soEnv) runProxy(ctx context.Context, rc soRunContext, w soWorkload, pro
 	var profiled <-chan struct{} = closedChan()
 	if round > 0 {
 		env := &env{o: e.o, log: e.log}
-		profiled = env.startProfile(ctx, target{name: "shardproxy", admin: rc.admin},
+		profiled = env.startProfile(ctx, target{name: r.target, admin: admin},
 			workload{name: fmt.Sprintf("scaleout-%dshards-%s-%s", rc.n, w.name, proto)}, round)
 	}
 	pr := wait()
 	<-profiled
 	waitQuietAll(rc.postmasters)
-	r.proxyCPU = cpuSeconds(rc.proxy.cmd.Process.Pid) - proxy0
+	r.proxyCPU = cpuSeconds(proxy.cmd.Process.Pid) - proxy0
 	r.postgresCPU = postgresCPU(rc.postmasters) - pg0
 	r.tps, r.latencyMs, r.processed, r.pgbenchCPU, r.failure = pr.tps, pr.latencyMs, pr.processed, pr.cpu, pr.failure
 	return r
