@@ -7,7 +7,7 @@ PKGS := ./...
 RACE_PKGS := ./proxy/... ./topology/... ./router/... ./rebalance/... ./test/pgcluster/...
 DATA ?= $(CURDIR)/data
 
-.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench bench-scaleout deps pg clean
+.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench bench-scaleout bench-replicas deps pg clean
 
 all: build
 
@@ -69,12 +69,19 @@ bench: pg build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./test/compat/
 	bash test/bench/pgbench.sh
 	bash test/bench/scaleout.sh
+	bash test/bench/replicas.sh
 
 # bench-scaleout: 1, 2 and 4 shards at 0.25 core each, point selects and
 # single-row updates by key through one shardproxy vs straight at the shards
 # (the "Scale-out" section of docs/benchmarks.md; needs root for cgroups).
 bench-scaleout: pg build
 	bash test/bench/scaleout.sh
+
+# bench-replicas: pgbench -S on one shard through shardproxy with 0, 1 and 2
+# replicas, each server at 0.25 core (the "Read replicas" section of
+# docs/benchmarks.md; needs root for cgroups).
+bench-replicas: pg build
+	bash test/bench/replicas.sh
 
 clean:
 	rm -rf $(BIN)

@@ -66,7 +66,7 @@ func main() {
 	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "directory for a Go CPU profile of shardproxy during each of its runs (\"\" = none)")
 	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
-	flag.StringVar(&o.mode, "mode", "compare", "compare (direct vs PgBouncer vs shardproxy on one server) or scaleout (1, 2, 4 shards through one shardproxy)")
+	flag.StringVar(&o.mode, "mode", "compare", "compare (direct vs PgBouncer vs shardproxy on one server), scaleout (1, 2, 4 shards through one shardproxy) or replicas (pgbench -S over 0, 1, 2 replicas, see replicas.go)")
 	flag.StringVar(&o.shardCounts, "shard-counts", "1,2,4", "scaleout: ascending shard counts to measure")
 	flag.IntVar(&o.rowsPerShard, "rows-per-shard", 100000, "scaleout: pgbench_accounts rows per shard")
 	flag.IntVar(&o.clientsPerShard, "clients-per-shard", 8, "scaleout: pgbench clients per shard")
@@ -83,8 +83,10 @@ func main() {
 	case "compare":
 	case "scaleout":
 		runMode = runScaleout
+	case "replicas":
+		runMode = runReplicas
 	default:
-		fmt.Fprintf(os.Stderr, "bench: -mode %q: want compare or scaleout\n", o.mode)
+		fmt.Fprintf(os.Stderr, "bench: -mode %q: want compare, scaleout or replicas\n", o.mode)
 		os.Exit(2)
 	}
 	if err := runMode(ctx, o, log); err != nil {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+)
+
+// -mode replicas (test/bench/replicas.sh): read scaling over streaming
+// replicas. One shard with two replicas, every server capped at
+// -cpu-quota cores; three shardproxy processes in front of it listing 0, 1
+// and 2 of the replicas (primary_reads on, so the primary takes its share);
+// pgbench -S with -clients-per-shard clients per server through each,
+// interleaved over -rounds. Reads per server come from pg_stat_database.
+// The section between the replicas markers of docs/benchmarks.md is
+// replaced (or appended); the rest of the file is left alone, and the
+// comparison benchmark keeps it (it keeps everything after the scale-out
+// block).
+
+const (
+	replicasBegin = "<!-- replicas:begin (written by test/bench/replicas.sh) -->"
+	replicasEnd   = "<!-- replicas:end -->"
+	// replicasTarget is issue 6's target: tps with 2 replicas over none.
+	replicasTarget = 2.7
+)
+
+// rpResult is one pgbench run through the proxy listing some replicas.
+type rpResult struct {
+	replicas int
+	round    int
+	run      pgbenchRun
+	// xacts is how many transactions each server (primary, replica1, …)
+	// committed during the run.
+	xacts []int64
+	// proxyCPU and pgCPU are CPU seconds used during the run by the
+	// shardproxy process and by all three PostgreSQL servers.
+	proxyCPU, pgCPU float64
+}
+
+type rpEnv struct {
+	so      *soEnv // pgbench helpers
+	o       options
+	log     *slog.Logger
+	results []rpResult
+	scale   int
+	pg      string
+}
+
+func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
+	if o.seconds < 1 || o.rounds < 1 || o.clientsPerShard < 1 {
+		return errors.New("-seconds, -rounds and -clients-per-shard must be positive")
+	}
+	e := &rpEnv{o: o, log: log, scale: o.scale, so: &soEnv{o: o, log: log}}
+	var err error
+	if e.so.pgbench, err = findPgbench(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.shardproxy); err != nil {
+		return fmt.Errorf("shardproxy binary: %v (run make build)", err)
+	}
+	if e.so.workDir, err = os.MkdirTemp("", "shardproxy-replicas-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.so.workDir)
+	proto := strings.Split(o.protocols, ",")[0]
+
+	log.Info("starting PostgreSQL: 1 primary, 2 replicas", "cpu_quota", o.cpuQuota)
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{Replicas: 2, CPUQuota: o.cpuQuota, Logger: log,
+		Settings: map[string]string{"shared_buffers": "128MB"}})
+	if err != nil {
+		return fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	defer cluster.Stop()
+	sh := cluster.Shards[0]
+	servers := append([]*pgcluster.Instance{sh.Primary}, sh.Replicas...)
+	e.pg, _ = queryOne(ctx, sh.Primary.Port, "SHOW server_version")
+
+	init := exec.CommandContext(ctx, e.so.pgbench, "-i", "-q", "-s", strconv.Itoa(e.scale), "-h", "127.0.0.1",
+		"-p", strconv.Itoa(sh.Primary.Port), "-U", "postgres", "postgres")
+	if out, err := init.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
+	}
+	if err := cluster.WaitReplicasCaughtUp(ctx); err != nil {
+		return err
+	}
+
+	var proxies []*child
+	for n := 0; n <= 2; n++ {
+		p, err := e.startProxy(ctx, sh, n)
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		if err := waitReady(ctx, p.port, 30*time.Second); err != nil {
+			return fmt.Errorf("shardproxy with %d replicas not ready: %w\n%s", n, err, tail(p))
+		}
+		proxies = append(proxies, p)
+	}
+
+	// Warm up every server's cache and every proxy's connections.
+	for n, p := range proxies {
+		e.measure(ctx, p, servers, n, 0, proto, min(3, o.seconds))
+	}
+	for round := 1; round <= o.rounds; round++ {
+		for i := range proxies {
+			n := i
+			if round%2 == 0 {
+				n = len(proxies) - 1 - i // alternate the order between rounds
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r := e.measure(ctx, proxies[n], servers, n, round, proto, o.seconds)
+			log.Info("run", "round", round, "replicas", n, "tps", fmt.Sprintf("%.0f", r.run.tps),
+				"lat_ms", fmt.Sprintf("%.2f", r.run.latencyMs), "xacts_per_server", r.xacts,
+				"proxy_cpu_s", fmt.Sprintf("%.2f", r.proxyCPU), "postgres_cpu_s", fmt.Sprintf("%.2f", r.pgCPU), "failed", r.run.failure)
+			e.results = append(e.results, r)
+		}
+	}
+
+	cmd := o.command
+	if cmd == "" {
+		cmd = "bash test/bench/replicas.sh"
+	}
+	section := e.report(proto, cmd)
+	fmt.Print(section)
+	if o.out != "" {
+		old, err := os.ReadFile(o.out)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.WriteFile(o.out, []byte(replaceBlock(string(old), replicasBegin, replicasEnd, section)), 0o644); err != nil {
+			return err
+		}
+		log.Info("wrote report", "file", o.out)
+	}
+	return nil
+}
+
+// startProxy runs a shardproxy listing the first n replicas of sh.
+func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*child, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	clients := e.o.clientsPerShard * (n + 1)
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nlog_level: warn\nauth:\n  trust_loopback: true\n", port)
+	fmt.Fprintf(&b, "pool:\n  mode: transaction\n  size: %d\n  max_client_conn: %d\n", e.o.clientsPerShard, clients+100)
+	fmt.Fprintf(&b, "replicas:\n  primary_reads: true\n")
+	fmt.Fprintf(&b, "shards:\n  - name: %s\n    primary: {host: %s, port: %d}\n", sh.Name, sh.Primary.Host, sh.Primary.Port)
+	if n > 0 {
+		b.WriteString("    replicas:\n")
+		for _, r := range sh.Replicas[:n] {
+			fmt.Fprintf(&b, "      - {host: %s, port: %d}\n", r.Host, r.Port)
+		}
+	}
+	path := filepath.Join(e.so.workDir, fmt.Sprintf("shardproxy-replicas%d.yaml", n))
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	env := &env{workDir: e.so.workDir}
+	return env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+}
+
+// measure runs pgbench -S through p with clients-per-shard clients per
+// server in use, and counts each server's committed transactions.
+func (e *rpEnv) measure(ctx context.Context, p *child, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
+	var postmasters []int
+	for _, s := range servers {
+		postmasters = append(postmasters, s.PID())
+	}
+	waitQuietAll(postmasters)
+	before := xactCounts(ctx, servers)
+	proxyBefore, pgBefore := treeCPUSeconds(p.cmd.Process.Pid), postgresCPU(postmasters)
+	clients := e.o.clientsPerShard * (n + 1)
+	args := []string{"-n", "-S", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(e.o.threads), "-T", strconv.Itoa(seconds),
+		"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-U", "postgres", "postgres"}
+	r := rpResult{replicas: n, round: round}
+	wait, err := e.so.startPgbench(ctx, args, seconds)
+	if err != nil {
+		r.run.failure = err.Error()
+		return r
+	}
+	r.run = wait()
+	r.proxyCPU = treeCPUSeconds(p.cmd.Process.Pid) - proxyBefore
+	r.pgCPU = postgresCPU(postmasters) - pgBefore
+	after := xactCounts(ctx, servers)
+	for i := range servers {
+		r.xacts = append(r.xacts, after[i]-before[i])
+	}
+	return r
+}
+
+// xactCounts reads xact_commit of database postgres on every server.
+// Backends flush their statistics when idle (within about a second), so
+// counts trail a little: good enough for each server's share.
+func xactCounts(ctx context.Context, servers []*pgcluster.Instance) []int64 {
+	out := make([]int64, len(servers))
+	for i, s := range servers {
+		v, _ := queryOne(ctx, s.Port, "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'")
+		out[i], _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	}
+	return out
+}
+
+// report is the replicas block of docs/benchmarks.md, markers included.
+func (e *rpEnv) report(proto, command string) string {
+	type agg struct {
+		tps, lat        float64
+		proxyCPU, pgCPU float64
+		good            int
+		failure         string
+		xacts           []int64
+	}
+	aggs := make([]agg, 3)
+	runs := make([][]string, 3)
+	for _, r := range e.results {
+		a := &aggs[r.replicas]
+		runs[r.replicas] = append(runs[r.replicas], fmt.Sprintf("%.0f", r.run.tps))
+		if r.run.failure != "" {
+			a.failure = r.run.failure
+			continue
+		}
+		a.tps += r.run.tps
+		a.lat += r.run.latencyMs
+		a.proxyCPU += r.proxyCPU / float64(e.o.seconds)
+		a.pgCPU += r.pgCPU / float64(e.o.seconds)
+		a.good++
+		if a.xacts == nil {
+			a.xacts = make([]int64, len(r.xacts))
+		}
+		for i, x := range r.xacts {
+			a.xacts[i] += x
+		}
+	}
+	for i := range aggs {
+		if aggs[i].good > 0 {
+			aggs[i].tps /= float64(aggs[i].good)
+			aggs[i].lat /= float64(aggs[i].good)
+			aggs[i].proxyCPU /= float64(aggs[i].good)
+			aggs[i].pgCPU /= float64(aggs[i].good)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(replicasBegin + "\n## Read replicas\n\n")
+	fmt.Fprintf(&b, "Written by `test/bench/replicas.sh` on %s (commit %s):\n\n```\n%s\n```\n\n",
+		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(cmdOut("git", "rev-parse", "--short", "HEAD")), command)
+	fmt.Fprintf(&b, "One shard: a primary and two streaming replicas (`test/pgcluster`, PostgreSQL %s), each server capped at %.2f core "+
+		"(cgroup v1), `pgbench -i -s %d` data. Three shardproxy processes in front of it list 0, 1 and 2 of the replicas "+
+		"(`replicas.primary_reads: true`, pool.size %d per server, transaction pooling). `pgbench -S -M %s` with %d clients per "+
+		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). \"share\" is each server's part of the "+
+		"transactions committed during the runs (pg_stat_database; approximate, statistics trail). CPU columns are cores in use "+
+		"on average during the runs (shardproxy; the three PostgreSQL servers together).\n\n",
+		e.pg, e.o.cpuQuota, e.scale, e.o.clientsPerShard, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds)
+	b.WriteString("| replicas | clients | tps | ratio to 0 replicas | latency | share primary / replica1 / replica2 | shardproxy CPU | PostgreSQL CPU | runs (tps) | target |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---|---:|---:|---|---|\n")
+	for n, a := range aggs {
+		tps, ratioCell, lat, share, pcpu, gcpu := "failed: "+a.failure, "-", "-", "-", "-", "-"
+		if a.good > 0 {
+			tps, lat = fmt.Sprintf("%.0f", a.tps), fmt.Sprintf("%.2f ms", a.lat)
+			pcpu = fmt.Sprintf("%.2f", a.proxyCPU)
+			gcpu = fmt.Sprintf("%.2f (%.0f%% of the servers' quota)", a.pgCPU, 100*a.pgCPU/(e.o.cpuQuota*float64(n+1)))
+			if aggs[0].good > 0 && aggs[0].tps > 0 {
+				ratioCell = fmt.Sprintf("%.2f×", a.tps/aggs[0].tps)
+			}
+			var total int64
+			for _, x := range a.xacts {
+				total += x
+			}
+			var parts []string
+			for _, x := range a.xacts {
+				parts = append(parts, fmt.Sprintf("%.0f%%", 100*float64(x)/float64(max(total, 1))))
+			}
+			share = strings.Join(parts, " / ")
+		}
+		target := "—"
+		if n == 2 {
+			target = fmt.Sprintf("≥ %.1f×", replicasTarget)
+			if a.good > 0 && aggs[0].good > 0 && aggs[0].tps > 0 {
+				if a.tps/aggs[0].tps >= replicasTarget {
+					target += " met"
+				} else {
+					target += " **not met**"
+				}
+			}
+		}
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, e.o.clientsPerShard*(n+1), tps, ratioCell, lat, share,
+			pcpu, gcpu, strings.Join(runs[n], ", "), target)
+	}
+	load := loadAverage()
+	fmt.Fprintf(&b, "\nMachine: %d logical CPUs, shared with other jobs (1-minute load average when the report was written: %s); %s.\n",
+		runtime.NumCPU(), load, runtime.Version())
+	if l, err := strconv.ParseFloat(load, 64); err == nil && l > float64(runtime.NumCPU()) {
+		b.WriteString("**The machine was overloaded during this run**: where PostgreSQL used well under its quota, pgbench and " +
+			"shardproxy could not get CPU and the servers' caps were not what limited tps, so the ratios say little about " +
+			"read scaling. Rerun on a quiet machine.\n")
+	}
+	b.WriteString(replicasEnd + "\n")
+	return b.String()
+}
+
+// replaceBlock puts section (markers included) in place of doc's block
+// between begin and end, or appends it.
+func replaceBlock(doc, begin, end, section string) string {
+	old, ok := block(doc, begin, end)
+	if !ok {
+		if strings.TrimSpace(doc) == "" {
+			return "# Benchmarks\n\n" + section
+		}
+		return strings.TrimRight(doc, "\n") + "\n\n" + section
+	}
+	return strings.Replace(doc, old, strings.TrimRight(section, "\n"), 1)
+}
+
+// loadAverage is the 1-minute load average from /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
