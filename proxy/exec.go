@@ -31,9 +31,10 @@ type multiPortal struct {
 	op            plan.Operator
 	params        planner.Params
 	resultFormats []int16
-	live          *rowSource // running read suspended by an Execute row limit (exec_portal.go)
-	ended         bool       // its suspended read was ended by another statement, or failed
-	done          bool       // its suspended read ran to the end
+	live          *rowSource  // running read suspended by an Execute row limit (exec_portal.go)
+	ended         bool        // its suspended read was ended by another statement, or failed
+	done          bool        // its suspended read ran to the end
+	cursor        *cursorRead // inside a transaction block: the read behind an Execute with a row limit (exec_cursor.go)
 }
 
 // execOut is how a proxy-run statement answers the client.
@@ -321,6 +322,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.copyFanout(snap, cs.SQL, cs.Shards, split, cs.NeedsAtomic, "")
 	case *plan.Explain:
 		return ss.explain(snap, o, params, rf, out)
+	case *plan.DeclareCursor:
+		return ss.declareCursor(snap, o, params)
 	}
 	return "", &plan.Unsupported{Message: "this statement cannot be run across shards here (" + op.Describe().Name + ")",
 		Hint: "send it as a separate statement"}

@@ -21,6 +21,12 @@ import (
 // message's body: portal name, row limit).
 func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body []byte) error {
 	limit := executeLimit(body)
+	if s, ok := mp.op.(*plan.Session); ok {
+		return ss.executeCursorStatement(s, mp.resultFormats)
+	}
+	if mp.cursor != nil || (limit > 0 && rowsPlan(mp.op) && ss.inTxBlock() && !mp.done && mp.live == nil && !mp.ended) {
+		return ss.executeCursorPortal(snap, mp, limit)
+	}
 	if mp.done {
 		// Like PostgreSQL: a portal run to completion returns no more rows.
 		ss.out = appendCommandComplete(ss.out, "SELECT 0")

@@ -428,6 +428,7 @@ func (ss *session) resetTx() {
 	ss.txWriter = ""
 	ss.txWriters = ss.txWriters[:0]
 	ss.txAborted = false
+	ss.endCursorReads()
 }
 
 // beginOnJoin is the SQL that brings a connection joining an open

@@ -116,6 +116,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	}
 	ss.noteRoute(op)
 	shard := ""
+	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
+		return true, ss.bindMulti(portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
+	}
 	switch o := op.(type) {
 	case *plan.Route:
 		if o.SQL == ri.analysis.SQL && o.ParamIndexes == nil {
@@ -184,27 +187,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 			shard = ss.sessionStatementShard(snap)
 		}
 	default:
-		if err := ss.settle(); err != nil {
-			return true, err
-		}
-		if ss.skip {
-			return true, nil
-		}
-		if ss.multi == nil {
-			ss.multi = make(map[string]*multiPortal)
-		}
-		// The values alias the client's read buffer: keep copies.
-		vals := make([][]byte, len(params.Values))
-		for i, v := range params.Values {
-			if v != nil {
-				vals[i] = append([]byte{}, v...)
-			}
-		}
-		params.Values = vals
-		ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf}
-		ss.routeNotice(op)
-		ss.out = appendEmpty(ss.out, msgBindComplete)
-		return true, nil
+		return true, ss.bindMulti(portal, op, params, rf)
 	}
 	if shard == "" {
 		shard = ss.sessionStatementShard(snap)
@@ -221,6 +204,32 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	ss.portals[portal] = shard
 	ss.routeNotice(op)
 	return false, nil
+}
+
+// bindMulti answers a Bind whose plan the proxy runs itself: the portal
+// becomes a multiPortal.
+func (ss *session) bindMulti(portal string, op plan.Operator, params planner.Params, rf []int16) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if ss.skip {
+		return nil
+	}
+	if ss.multi == nil {
+		ss.multi = make(map[string]*multiPortal)
+	}
+	// The values alias the client's read buffer: keep copies.
+	vals := make([][]byte, len(params.Values))
+	for i, v := range params.Values {
+		if v != nil {
+			vals[i] = append([]byte{}, v...)
+		}
+	}
+	params.Values = vals
+	ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf}
+	ss.routeNotice(op)
+	ss.out = appendEmpty(ss.out, msgBindComplete)
+	return nil
 }
 
 // portalShard moves to the shard a portal was bound on. handled reports
@@ -247,6 +256,9 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 	}
 	if _, ok := mp.op.(*plan.Explain); ok {
 		ss.out = appendEncoded(ss.out, explainRowDesc())
+		return nil
+	}
+	if ss.describeCursorStatement(mp.op, mp.resultFormats) {
 		return nil
 	}
 	shard, sql, idx := "", "", []int(nil)

@@ -181,6 +181,9 @@ func (ss *session) sessionQuery(snap *topology.Snapshot, o *plan.Session, body [
 		ss.start = time.Time{}
 		return nil
 	case "fetch", "close":
+		if handled, err := ss.cursorQuery(o); handled {
+			return err
+		}
 		if shard, ok := ss.cursors[strings.ToLower(o.Name)]; ok {
 			if o.Kind == "close" {
 				delete(ss.cursors, strings.ToLower(o.Name))

@@ -113,6 +113,7 @@ type session struct {
 	portals     map[string]string       // portal → shard it was bound on
 	multi       map[string]*multiPortal // portal → plan the proxy runs itself
 	cursors     map[string]string       // cursor → shard it was declared on
+	multiCursor map[string]*cursorRead  // cross-shard cursors the proxy runs (exec_cursor.go)
 	forcedShard string                  // SET shardproxy.shard
 	showRoutes  bool                    // SET shardproxy.show_routes = on
 	txBegin     string                  // BEGIN statement of the open transaction
@@ -928,6 +929,9 @@ func (ss *session) handleDescribe(body []byte) error {
 				return ss.describeMulti(snap, mp)
 			}
 		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
+			if done, err := ss.describeCursorStmt(snap, ss.route(e).analysis); done {
+				return err
+			}
 			if err := ss.useShard(snap, ss.parseShard(snap, ss.route(e).analysis)); err != nil {
 				return ss.failExtendedTx(err)
 			}
@@ -1083,7 +1087,7 @@ func (ss *session) handleSync() error {
 		}
 		ss.skip = false
 	}
-	clear(ss.multi)
+	ss.multiAtSync()
 	if ss.sc == nil || !ss.scBatch {
 		if ss.sc != nil && ss.pendingCount() > 0 {
 			// Only synthetic answers can be pending here.

@@ -63,6 +63,7 @@ type Result struct {
 	out     [][]byte
 	buf     []byte
 	mem     *budget
+	lay     layout // the rows' shape before conversion
 }
 
 type conv struct {
@@ -134,14 +135,25 @@ func New(root plan.Operator, shardDesc *pgproto3.RowDescription, streams []Strea
 		return nil, err
 	}
 	// buf is never nil, so an empty value stays non-NULL after conversion.
-	r := &Result{it: it, mem: mem, desc: &pgproto3.RowDescription{}, buf: make([]byte, 0, 256)}
+	r := &Result{it: it, mem: mem, buf: make([]byte, 0, 256), lay: lay}
+	r.SetResultFormats(opts.ResultFormats)
+	return r, nil
+}
+
+// SetResultFormats sets the formats (format codes as in Bind) of the rows
+// Next returns from now on and of RowDescription; New sets
+// Options.ResultFormats. A cursor whose FETCH asks for other formats than
+// its DECLARE uses it between rows.
+func (r *Result) SetResultFormats(formats []int16) {
+	r.desc = &pgproto3.RowDescription{}
+	r.convert = nil
 	need := false
-	convs := make([]conv, len(lay.fields))
-	for i, f := range lay.fields {
-		want := resultFormat(opts.ResultFormats, i)
+	convs := make([]conv, len(r.lay.fields))
+	for i, f := range r.lay.fields {
+		want := resultFormat(formats, i)
 		if f.Format != want {
 			need = true
-			convs[i] = conv{from: f.Format, to: want, c: lay.codecs[i]}
+			convs[i] = conv{from: f.Format, to: want, c: r.lay.codecs[i]}
 			f.Format = want
 		}
 		r.desc.Fields = append(r.desc.Fields, f)
@@ -149,7 +161,6 @@ func New(root plan.Operator, shardDesc *pgproto3.RowDescription, streams []Strea
 	if need {
 		r.convert = convs
 	}
-	return r, nil
 }
 
 func resultFormat(formats []int16, i int) int16 {

@@ -344,3 +344,250 @@ func TestShardedMergedReads(t *testing.T) {
 		t.Fatalf("%d prepared transactions left on the shards", prepared)
 	}
 }
+
+// wireScript is a raw protocol connection that records every answer as a
+// transcript line, so one script can run against the proxy and against
+// plain PostgreSQL and the transcripts be compared.
+type wireScript struct {
+	t  *testing.T
+	fe *pgproto3.Frontend
+}
+
+func newWireScript(t *testing.T, ctx context.Context, dsn string) *wireScript {
+	t.Helper()
+	pc, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hj.Conn.Close() })
+	return &wireScript{t: t, fe: hj.Frontend}
+}
+
+// run sends msgs (the last must be Sync or Query) and returns the answers
+// up to ReadyForQuery.
+func (w *wireScript) run(msgs ...pgproto3.FrontendMessage) []string {
+	w.t.Helper()
+	for _, m := range msgs {
+		w.fe.Send(m)
+	}
+	if err := w.fe.Flush(); err != nil {
+		w.t.Fatal(err)
+	}
+	var out []string
+	for {
+		msg, err := w.fe.Receive()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			vals := make([]string, len(m.Values))
+			for i, v := range m.Values {
+				vals[i] = fmt.Sprintf("%q", v)
+			}
+			out = append(out, "row "+strings.Join(vals, ","))
+		case *pgproto3.RowDescription:
+			var names []string
+			for _, f := range m.Fields {
+				names = append(names, fmt.Sprintf("%s/%d/%d", f.Name, f.DataTypeOID, f.Format))
+			}
+			out = append(out, "desc "+strings.Join(names, ","))
+		case *pgproto3.CommandComplete:
+			out = append(out, "tag "+string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			out = append(out, "error "+m.Code)
+		case *pgproto3.ReadyForQuery:
+			return append(out, "ready "+string(m.TxStatus))
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		default:
+			out = append(out, fmt.Sprintf("%T", msg))
+		}
+	}
+}
+
+// failed reports whether a transcript holds an error.
+func failed(lines []string) bool {
+	for _, l := range lines {
+		if strings.HasPrefix(l, "error ") {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutRows drops the row lines of a transcript.
+func withoutRows(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "row ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestCrossShardCursors: DECLARE/FETCH/MOVE/CLOSE over scattered and
+// merged reads, and portals executed with a row limit across Syncs inside
+// a transaction block (the JDBC fetchSize pattern), answer exactly like
+// one PostgreSQL holding the same rows.
+func TestCrossShardCursors(t *testing.T) {
+	env := startSharded(t)
+	ctx := testCtx(t, 3*time.Minute)
+	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
+	mustExec(t, ctx, env.direct[env.names[0]], "CREATE DATABASE cursor_reference")
+	refDSN := env.cluster.Shards[0].Primary.DSN("cursor_reference")
+	ref := connectPgx(t, ctx, refDSN)
+	fillMergeData(t, ctx, app)
+	fillMergeData(t, ctx, ref)
+
+	q := func(sql string) pgproto3.FrontendMessage { return &pgproto3.Query{String: sql} }
+	exec := func(portal string, n uint32) pgproto3.FrontendMessage {
+		return &pgproto3.Execute{Portal: portal, MaxRows: n}
+	}
+	sync := &pgproto3.Sync{}
+	scripts := []struct {
+		name  string
+		steps [][]pgproto3.FrontendMessage
+	}{
+		{"portal fetched across Syncs in a transaction", [][]pgproto3.FrontendMessage{
+			{q("BEGIN")},
+			{&pgproto3.Parse{Name: "S_1", Query: "SELECT id, name FROM users ORDER BY name DESC, id"},
+				&pgproto3.Bind{PreparedStatement: "S_1", DestinationPortal: "C_1"},
+				&pgproto3.Describe{ObjectType: 'P', Name: "C_1"}, exec("C_1", 50), sync},
+			{exec("C_1", 50), sync},
+			// Another statement of the transaction between two fetches.
+			{&pgproto3.Parse{Query: "SELECT count(*), max(id) FROM users"}, &pgproto3.Bind{}, exec("", 0), sync},
+			{q("SELECT id FROM users ORDER BY id DESC LIMIT 2")},
+			{exec("C_1", 40), sync},
+			{exec("C_1", 40), sync},
+			{exec("C_1", 40), sync},
+			// An aggregate portal with binary results, fetched in pieces.
+			{&pgproto3.Parse{Name: "S_2", Query: "SELECT country, count(*), sum(id) FROM users GROUP BY country ORDER BY 2 DESC, 1 NULLS FIRST"},
+				&pgproto3.Bind{PreparedStatement: "S_2", DestinationPortal: "C_2", ResultFormatCodes: []int16{1}},
+				exec("C_2", 2), sync},
+			{exec("C_2", 2), sync},
+			{exec("C_2", 2), sync},
+			{q("COMMIT")},
+			// The portal ended with its transaction.
+			{exec("C_1", 10), sync},
+		}},
+		{"SQL cursors over merged reads", [][]pgproto3.FrontendMessage{
+			{q("DECLARE c CURSOR FOR SELECT id FROM users ORDER BY id")},
+			{q("BEGIN")},
+			{q("DECLARE c CURSOR FOR SELECT id, name FROM users ORDER BY name DESC, id")},
+			{q("FETCH 5 FROM c")},
+			{q("FETCH NEXT FROM c")},
+			{q("MOVE 10 IN c")},
+			{q("FETCH FORWARD 3 FROM c")},
+			{q("SELECT count(*) FROM posts")},
+			{q("UPDATE users SET name = name WHERE id = 3")},
+			{q("DECLARE g CURSOR FOR SELECT author_id, count(*), sum(score) FROM posts GROUP BY author_id ORDER BY 2 DESC, 1 LIMIT 30")},
+			{q("FETCH 4 FROM g")},
+			{q("FETCH ALL FROM c")},
+			{q("FETCH 1 FROM c")},
+			{q("FETCH ALL FROM g")},
+			{q("DECLARE b BINARY CURSOR FOR SELECT id, name FROM users ORDER BY id DESC LIMIT 3")},
+			{q("FETCH ALL FROM b")},
+			{q("CLOSE c")},
+			{q("FETCH 1 FROM c")},
+			{q("ROLLBACK")},
+			{q("BEGIN")},
+			{q("DECLARE d CURSOR FOR SELECT 100 / (id - 77) FROM users ORDER BY id")},
+			// When the error comes depends on each server's plan; that
+			// it comes is the same.
+			{q("FETCH ALL FROM d")},
+			{q("ROLLBACK")},
+		}},
+		{"SQL cursor through the extended protocol", [][]pgproto3.FrontendMessage{
+			{q("BEGIN")},
+			{&pgproto3.Parse{Query: "DECLARE e CURSOR FOR SELECT id, country FROM users WHERE id > $1 ORDER BY country NULLS FIRST, id"},
+				&pgproto3.Bind{Parameters: [][]byte{[]byte("100")}}, &pgproto3.Describe{ObjectType: 'P'}, exec("", 0), sync},
+			{&pgproto3.Parse{Name: "f", Query: "FETCH 7 FROM e"}, &pgproto3.Describe{ObjectType: 'S', Name: "f"},
+				&pgproto3.Bind{PreparedStatement: "f"}, &pgproto3.Describe{ObjectType: 'P'}, exec("", 0), sync},
+			{&pgproto3.Bind{PreparedStatement: "f"}, exec("", 0), sync},
+			{&pgproto3.Parse{Query: "CLOSE e"}, &pgproto3.Bind{}, exec("", 0), sync},
+			{q("COMMIT")},
+		}},
+	}
+	for _, s := range scripts {
+		t.Run(s.name, func(t *testing.T) {
+			proxy := newWireScript(t, ctx, env.proxy.dsn("postgres"))
+			plain := newWireScript(t, ctx, refDSN)
+			for i, step := range s.steps {
+				got, want := proxy.run(step...), plain.run(step...)
+				if failed(got) && failed(want) {
+					// Which rows come before an error depends on when each
+					// shard reaches it; the error must be the same.
+					got, want = withoutRows(got), withoutRows(want)
+				}
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Fatalf("step %d (%T …):\n got %s\nwant %s", i, step[0], strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+				}
+			}
+		})
+	}
+
+	t.Run("pgx reads a cross-shard cursor", func(t *testing.T) {
+		read := func(c *pgx.Conn) []string {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, "DECLARE p CURSOR FOR SELECT author_id, id, body FROM posts ORDER BY body, author_id, id"); err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for {
+				rows, err := tx.Query(ctx, "FETCH 25 FROM p")
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for rows.Next() {
+					vals, err := rows.Values()
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, fmt.Sprint(vals...))
+					n++
+				}
+				if err := rows.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					return out
+				}
+			}
+		}
+		got, want := read(app), read(ref)
+		if len(want) < 100 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("cursor rows differ: got %d, want %d", len(got), len(want))
+		}
+	})
+
+	t.Run("what a cross-shard cursor cannot do is refused with 0A000", func(t *testing.T) {
+		proxy := newWireScript(t, ctx, env.proxy.dsn("postgres"))
+		for _, step := range []struct{ sql, want string }{
+			{"BEGIN", "tag BEGIN|ready T"},
+			{"DECLARE h CURSOR WITH HOLD FOR SELECT id FROM users", "error 0A000|ready E"},
+			{"ROLLBACK", "tag ROLLBACK|ready I"},
+			{"BEGIN", "tag BEGIN|ready T"},
+			{"DECLARE s SCROLL CURSOR FOR SELECT id FROM users ORDER BY id", "error 0A000|ready E"},
+			{"ROLLBACK", "tag ROLLBACK|ready I"},
+			{"BEGIN", "tag BEGIN|ready T"},
+			{"DECLARE k CURSOR FOR SELECT id FROM users ORDER BY id", "tag DECLARE CURSOR|ready T"},
+			{"FETCH 2 FROM k", `desc id/20/0|row "1"|row "2"|tag FETCH 2|ready T`},
+			{"FETCH BACKWARD 1 FROM k", "error 0A000|ready E"},
+			{"ROLLBACK", "tag ROLLBACK|ready I"},
+		} {
+			if got := strings.Join(proxy.run(q(step.sql)), "|"); got != step.want {
+				t.Fatalf("%s: got %s, want %s", step.sql, got, step.want)
+			}
+		}
+	})
+}
