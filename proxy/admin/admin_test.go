@@ -99,9 +99,8 @@ func startNode(t *testing.T, id string, bootstrap bool, o nodeOpts) *testNode {
 	cfg.Initial = o.initial
 	cfg.Logger = testLogger()
 	cfg.ApplyTimeout = 2 * time.Second
-	cfg.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.ElectionTimeout = 300 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 200 * time.Millisecond
+	// The production timings (1 s heartbeats): shorter ones make leaders
+	// flap when the race detector and other tests load the machine.
 	cfg.CommitTimeout = 10 * time.Millisecond
 	if o.maxVoters > 0 {
 		cfg.MaxVoters = o.maxVoters
