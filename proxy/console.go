@@ -148,12 +148,21 @@ type routeStatsKey struct{ database, kind, shard string }
 type routeTotals struct{ count, micros atomic.Uint64 }
 
 func (r *routeStats) add(database, kind, shard string, d time.Duration) {
+	r.totals(database, kind, shard).add(d)
+}
+
+// totals returns the totals of one key, created on first use; entries are
+// never removed, so callers may keep the pointer.
+func (r *routeStats) totals(database, kind, shard string) *routeTotals {
 	k := routeStatsKey{database, kind, shard}
 	v, ok := r.m.Load(k)
 	if !ok {
 		v, _ = r.m.LoadOrStore(k, &routeTotals{})
 	}
-	t := v.(*routeTotals)
+	return v.(*routeTotals)
+}
+
+func (t *routeTotals) add(d time.Duration) {
 	t.count.Add(1)
 	t.micros.Add(uint64(d.Microseconds()))
 }

@@ -210,10 +210,34 @@ func (ss *session) observeRequest() {
 	}
 	ss.reqRoute = routeNote{}
 	d := time.Since(ss.start)
-	m := ss.srv.metrics
-	m.queries.Inc()
-	m.queryDuration.WithLabelValues(kind, shard).Observe(d.Seconds())
-	ss.srv.console.stats.add(ss.database, kind, shard, d)
+	ss.srv.metrics.queries.Inc()
+	o := ss.routeObserver(kind, shard)
+	o.hist.Observe(d.Seconds())
+	o.totals.add(d)
+}
+
+// routeObserver is where a request of one route kind and shard is
+// recorded: the query-duration histogram child and the SHOW STATS totals.
+// Neither changes once created, so a session keeps the last few it used
+// (a request costs no label hashing or map lookup on a hit).
+type routeObserver struct {
+	kind, shard string
+	hist        prometheus.Observer
+	totals      *routeTotals
+}
+
+func (ss *session) routeObserver(kind, shard string) *routeObserver {
+	for i := range ss.observers {
+		if o := &ss.observers[i]; o.hist != nil && o.kind == kind && o.shard == shard {
+			return o
+		}
+	}
+	o := &ss.observers[ss.nextObserver%uint8(len(ss.observers))]
+	ss.nextObserver++
+	*o = routeObserver{kind: kind, shard: shard,
+		hist:   ss.srv.metrics.queryDuration.WithLabelValues(kind, shard),
+		totals: ss.srv.console.stats.totals(ss.database, kind, shard)}
+	return o
 }
 
 // endpoint says which shard a server address belongs to and in which role.

@@ -42,7 +42,7 @@ type testProxy struct {
 	dsn string
 }
 
-func startProxy(t *testing.T, mutate func(*config.Config)) *testProxy {
+func startProxy(t testing.TB, mutate func(*config.Config)) *testProxy {
 	t.Helper()
 	p := testCluster.Shards[0].Primary
 	cfg := config.Default()

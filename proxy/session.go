@@ -131,6 +131,10 @@ type session struct {
 	connectedAt time.Time
 	holdSince   atomic.Int64 // UnixNano since the session is held by PAUSE; 0 when not
 	reqRoute    routeNote    // where the current request went (query duration by route kind)
+	// observers caches where requests are recorded, by route kind and
+	// shard (metrics.go); nextObserver is the slot the next miss replaces.
+	observers    [4]routeObserver
+	nextObserver uint8
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -391,6 +395,9 @@ func (ss *session) detach() {
 // server connection has, and resets the ones the client does not want.
 func (ss *session) syncSettings() error {
 	sc := ss.sc
+	if len(ss.settings) == 0 && len(sc.Applied) == 0 {
+		return nil // the common case: nothing set on either side
+	}
 	var b strings.Builder
 	for name, stmt := range ss.settings {
 		if sc.Applied[name] != stmt {
