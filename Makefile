@@ -40,7 +40,7 @@ test: pg build lint
 
 # test-long: soak and scale suites that take longer than make test may.
 test-long: pg build
-	SHARDPROXY_LONG=1 $(GO) test -count=1 -timeout 60m ./test/...
+	SHARDPROXY_LONG=1 $(GO) test -tags long -count=1 -timeout 60m ./test/...
 
 # demo: 4 shards x 1 streaming replica under .demo (PostgreSQL on ports
 # DEMO_PG_PORT..+7), single-node Raft, the proxy on 127.0.0.1:6432, admin and
