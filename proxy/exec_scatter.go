@@ -130,7 +130,33 @@ func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql st
 		run.feeds = append(run.feeds, f)
 		go f.pump()
 	}
+	ss.scatter.Store(run)
 	return run, nil
+}
+
+// cancelScatter sends a CancelRequest to every shard of the session's
+// running scatter read that has not answered yet, except the active
+// connection (the caller cancels that one). A client's CancelRequest
+// calls it from another goroutine: it reads only what startScatter set
+// before publishing the run.
+func (ss *session) cancelScatter(ctx context.Context) {
+	run := ss.scatter.Load()
+	if run == nil {
+		return
+	}
+	active := ss.current.Load()
+	var wg sync.WaitGroup
+	for _, f := range run.feeds {
+		if f.sc == nil || f.sc == active || f.done.Load() {
+			continue
+		}
+		wg.Add(1)
+		go func(f *shardFeed) {
+			defer wg.Done()
+			_ = f.sc.Cancel(ctx)
+		}(f)
+	}
+	wg.Wait()
 }
 
 // fail records the run's first error and wakes the consumer.
@@ -320,6 +346,7 @@ func (run *scatterRun) stop(cancel bool) error {
 	}
 	run.stopped = true
 	ss := run.ss
+	ss.scatter.CompareAndSwap(run, nil)
 	failed := false
 	select {
 	case <-run.failed:

@@ -287,12 +287,13 @@ func (s *Server) cancel(pid, secret uint32) {
 	if sess == nil || sess.secret != secret {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess.cancelScatter(ctx) // the other shards of a running cross-shard read
 	sc := sess.current.Load()
 	if sc == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := sc.Cancel(ctx); err != nil {
 		s.log.Warn("forwarding cancel failed", "err", err)
 	}

@@ -97,6 +97,7 @@ type session struct {
 	start time.Time
 
 	current atomic.Pointer[pool.ServerConn] // for CancelRequest
+	scatter atomic.Pointer[scatterRun]      // running cross-shard read, for CancelRequest (exec_scatter.go)
 	idle    atomic.Bool                     // blocked waiting for a new client request, no transaction open
 	forced  atomic.Bool                     // Shutdown's deadline passed
 

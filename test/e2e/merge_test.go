@@ -570,6 +570,46 @@ func TestCrossShardCursors(t *testing.T) {
 		}
 	})
 
+	t.Run("a client's cancel reaches every shard of a running scatter", func(t *testing.T) {
+		// Only rows on the first shard sleep; the proxy's active
+		// connection is another shard's, whose part ends at once. The
+		// client sends a CancelRequest once the statement sleeps there.
+		var sleeper int64
+		if err := env.direct[env.names[0]].QueryRow(ctx, "SELECT min(id) FROM users").Scan(&sleeper); err != nil {
+			t.Fatal(err)
+		}
+		conn := connectPgx(t, ctx, env.proxy.dsn("postgres"))
+		qctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			defer stop()
+			for qctx.Err() == nil {
+				var n int
+				_ = env.direct[env.names[0]].QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()").Scan(&n)
+				if n > 0 {
+					if err := conn.PgConn().CancelRequest(ctx); err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		_, err := rowsText(ctx, conn, fmt.Sprintf("SELECT id, pg_sleep(CASE WHEN id = %d THEN 120 ELSE 0 END) FROM users", sleeper), true)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+			t.Fatalf("cancelled scatter: %v, want SQLSTATE 57014", err)
+		}
+		// The sleeping shard's statement was cancelled: nothing runs there.
+		var running int
+		if err := env.direct[env.names[0]].QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()").Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if running != 0 {
+			t.Fatalf("the cancelled statement still runs on shard %s", env.names[0])
+		}
+	})
+
 	t.Run("what a cross-shard cursor cannot do is refused with 0A000", func(t *testing.T) {
 		proxy := newWireScript(t, ctx, env.proxy.dsn("postgres"))
 		for _, step := range []struct{ sql, want string }{
