@@ -1,7 +1,9 @@
 // Package admin is shardproxy's HTTP admin API, mounted on the admin
 // listener next to /metrics: cluster status with shard health, shards,
 // tables, range tables with per-range row counts, key lookups, the key
-// directory (overrides) and Raft membership. shardctl is its client
+// directory (overrides), Raft membership and replica failover
+// (failover.go: fence, promote, PromoteReplica, repoint; also the proxy's
+// automatic failover hook AutoFailover). shardctl is its client
 // (Client in this package); docs/admin.md describes the endpoints.
 //
 // # Writes and the leader
