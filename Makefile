@@ -69,6 +69,7 @@ bench: pg build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./test/compat/
 	bash test/bench/pgbench.sh
 	bash test/bench/scaleout.sh
+	bash test/bench/moves.sh
 	bash test/bench/replicas.sh
 
 # bench-scaleout: 1, 2 and 4 shards at 0.25 core each, point selects and

@@ -519,7 +519,8 @@ func (w *worker) cutover(ctx context.Context, m topology.Move) error {
 	started, version := w.cutoverAt, w.cutoverVersion
 	w.cutoverAt = time.Time{}
 	deadline := started.Add(w.holdTimeout(m))
-	err := w.cutoverSteps(ctx, m, version, deadline)
+	var steps cutoverTimes
+	err := w.cutoverSteps(ctx, m, version, deadline, &steps)
 	if err == nil && time.Now().After(deadline) {
 		err = fmt.Errorf("the cutover took longer than the hold timeout %s", w.holdTimeout(m))
 	}
@@ -528,7 +529,8 @@ func (w *worker) cutover(ctx context.Context, m topology.Move) error {
 			hold := time.Since(started)
 			w.c.met.hold.Observe(hold.Seconds())
 			w.c.setHold(w.id, hold)
-			w.c.log.Info("move flipped", "move", w.id, "hold", hold)
+			w.c.log.Info("move flipped", "move", w.id, "hold", hold, "await_proxies", steps.await, "connect", steps.connect,
+				"fence", steps.fence, "target_catchup", steps.catchup, "verify", steps.verify)
 			return nil
 		}
 	}
@@ -548,18 +550,31 @@ func (w *worker) cutover(ctx context.Context, m topology.Move) error {
 	return nil
 }
 
-func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint64, deadline time.Time) error {
+// cutoverTimes is how long each step of a cutover took (logged with the
+// flip, to see where a long write hold went).
+type cutoverTimes struct {
+	await, connect, fence, catchup, verify time.Duration
+}
+
+func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint64, deadline time.Time, took *cutoverTimes) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	src, dst, err := w.addrs(m)
 	if err != nil {
 		return err
 	}
+	step := time.Now()
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d += now.Sub(step)
+		step = now
+	}
 	if w.c.opts.AwaitObserved != nil {
 		if err := w.c.opts.AwaitObserved(ctx, version); err != nil {
 			return fmt.Errorf("waiting for every proxy to hold the writes: %w", err)
 		}
 	}
+	lap(&took.await)
 	sconns, err := w.c.connectAll(ctx, src, w.parts)
 	if err != nil {
 		return err
@@ -570,11 +585,13 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 		return err
 	}
 	defer closeAll(tconns)
+	lap(&took.connect)
 	for i, p := range w.parts {
 		lsn, err := fence(ctx, sconns[i], p.Tables, time.Until(deadline))
 		if err != nil {
 			return fmt.Errorf("fencing the source: %w", err)
 		}
+		lap(&took.fence)
 		for {
 			var caught bool
 			err := sconns[i].QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, p.Name, lsn).Scan(&caught)
@@ -588,9 +605,11 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 				return fmt.Errorf("waiting for the target to replay past %s: %w", lsn, ctx.Err())
 			}
 		}
+		lap(&took.catchup)
 		if err := verify(ctx, sconns[i], tconns[i], p); err != nil {
 			return err
 		}
+		lap(&took.verify)
 	}
 	return nil
 }
