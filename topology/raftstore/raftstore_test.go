@@ -63,9 +63,8 @@ func newNode(t *testing.T, id string, bootstrap bool, tune func(*Config)) *node 
 	cfg.Bootstrap = bootstrap
 	cfg.Logger = testLogger()
 	cfg.ApplyTimeout = 3 * time.Second
-	cfg.HeartbeatTimeout = 300 * time.Millisecond
-	cfg.ElectionTimeout = 300 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 200 * time.Millisecond
+	// The production timings (1 s heartbeats): shorter ones make leaders
+	// flap when the race detector and other tests load the machine.
 	cfg.CommitTimeout = 10 * time.Millisecond
 	if tune != nil {
 		tune(&cfg)
