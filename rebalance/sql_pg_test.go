@@ -107,4 +107,3 @@ func TestRangeFilterSelectsWhatTheRouterRoutes(t *testing.T) {
 		t.Error("text range distributions have no int span filter, want an error")
 	}
 }
-
