@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -387,9 +388,18 @@ func moveETA(p rebalance.Progress, now time.Time) string {
 	return left.Round(time.Second).String()
 }
 
+// spansString writes spans as LO:HI,…, adjacent spans merged.
 func spansString(spans []topology.Span) string {
-	var parts []string
+	var merged []topology.Span
 	for _, s := range spans {
+		if n := len(merged); n > 0 && merged[n-1].Hi != math.MaxInt64 && merged[n-1].Hi+1 == s.Lo {
+			merged[n-1].Hi = s.Hi
+			continue
+		}
+		merged = append(merged, s)
+	}
+	var parts []string
+	for _, s := range merged {
 		parts = append(parts, fmt.Sprintf("%d:%d", s.Lo, s.Hi))
 	}
 	return orDash(strings.Join(parts, ","))
