@@ -47,6 +47,10 @@ type worker struct {
 	// catchup first.
 	cutoverAt      time.Time
 	cutoverVersion uint64
+	// preSrc and preDst are connections to the source and target opened
+	// just before a cutover starts, so that opening them does not count
+	// against the write hold; cutoverSteps takes (and closes) them.
+	preSrc, preDst []*pgx.Conn
 	attempts       int       // failed cutovers
 	notBefore      time.Time // next cutover attempt
 	warnings       []string
@@ -57,6 +61,7 @@ func (w *worker) move() (topology.Move, bool) { return w.c.opts.Store.Current().
 
 // run drives the move until it ends (EndMove) or ctx is done.
 func (w *worker) run(ctx context.Context) {
+	defer w.closeCutoverConns()
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		m, ok := w.move()
@@ -481,8 +486,12 @@ func (w *worker) waitCaughtUp(ctx context.Context, m topology.Move) error {
 		}
 		w.c.setLag(w.id, maxLag)
 		if maxLag <= w.c.opts.LagThreshold && time.Now().After(w.notBefore) {
+			if err := w.openCutoverConns(ctx, m); err != nil {
+				return err
+			}
 			snap, err := w.advance(ctx, topology.MoveCatchup, topology.MoveCutover)
 			if err != nil || snap == nil {
+				w.closeCutoverConns()
 				return err
 			}
 			w.cutoverAt, w.cutoverVersion = time.Now(), snap.Version()
@@ -510,6 +519,7 @@ func (w *worker) holdTimeout(m topology.Move) time.Duration {
 // writes to the source.
 func (w *worker) cutover(ctx context.Context, m topology.Move) error {
 	if w.cutoverAt.IsZero() {
+		w.closeCutoverConns()
 		// Left in cutover by another leader or worker: release the held
 		// writes and try again from catchup.
 		w.c.log.Info("move found in cutover after a restart; rolling back to catchup", "move", w.id)
@@ -550,6 +560,30 @@ func (w *worker) cutover(ctx context.Context, m topology.Move) error {
 	return nil
 }
 
+// openCutoverConns opens the connections of the next cutover (preSrc,
+// preDst).
+func (w *worker) openCutoverConns(ctx context.Context, m topology.Move) error {
+	w.closeCutoverConns()
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	if w.preSrc, err = w.c.connectAll(ctx, src, w.parts); err != nil {
+		return err
+	}
+	if w.preDst, err = w.c.connectAll(ctx, dst, w.parts); err != nil {
+		w.closeCutoverConns()
+		return err
+	}
+	return nil
+}
+
+func (w *worker) closeCutoverConns() {
+	closeAll(w.preSrc)
+	closeAll(w.preDst)
+	w.preSrc, w.preDst = nil, nil
+}
+
 // cutoverTimes is how long each step of a cutover took (logged with the
 // flip, to see where a long write hold went).
 type cutoverTimes struct {
@@ -575,16 +609,20 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 		}
 	}
 	lap(&took.await)
-	sconns, err := w.c.connectAll(ctx, src, w.parts)
-	if err != nil {
-		return err
-	}
+	sconns, tconns := w.preSrc, w.preDst
+	w.preSrc, w.preDst = nil, nil
 	defer closeAll(sconns)
-	tconns, err := w.c.connectAll(ctx, dst, w.parts)
-	if err != nil {
-		return err
-	}
 	defer closeAll(tconns)
+	if sconns == nil {
+		if sconns, err = w.c.connectAll(ctx, src, w.parts); err != nil {
+			return err
+		}
+	}
+	if tconns == nil {
+		if tconns, err = w.c.connectAll(ctx, dst, w.parts); err != nil {
+			return err
+		}
+	}
 	lap(&took.connect)
 	for i, p := range w.parts {
 		lsn, err := fence(ctx, sconns[i], p.Tables, time.Until(deadline))

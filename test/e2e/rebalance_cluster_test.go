@@ -247,8 +247,10 @@ func TestRebalanceShardctlThreeProxies(t *testing.T) {
 	if err := json.Unmarshal([]byte(mc.mustShardctl(t, follower, "-o", "json", "rebalance", "start", "--max-move-bytes", "40000", "--hold-timeout", "3s")), &started); err != nil {
 		t.Fatal(err)
 	}
-	if len(started.Moves) != len(plan.Moves) {
-		t.Fatalf("started %v, planned %d moves", started.Moves, len(plan.Moves))
+	// start plans again (the load changes the sizes meanwhile), so its
+	// moves need not be the ones planned above.
+	if len(started.Moves) == 0 {
+		t.Fatalf("rebalance start started nothing: %+v", started)
 	}
 	watched := mc.mustShardctl(t, mc.other(follower), "rebalance", "status", "--watch", "--interval", "200ms")
 	for _, id := range started.Moves {
