@@ -322,6 +322,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.copyFanout(snap, cs.SQL, cs.Shards, split, cs.NeedsAtomic, "")
 	case *plan.Explain:
 		return ss.explain(snap, o, params, rf, out)
+	case *twoPhaseCommitOp:
+		return ss.commitExtended(snap)
 	case *plan.DeclareCursor:
 		return ss.declareCursor(snap, o, params)
 	}

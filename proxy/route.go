@@ -322,6 +322,7 @@ func (ss *session) checkWrite(shards []string) error {
 	if ss.txStatus == 'I' && !ss.batch {
 		return nil
 	}
+	explicit := ss.txStatus != 'I' || ss.txBegin != "" // a BEGIN earlier in this batch counts
 	for _, s := range shards {
 		if ss.txWriter == "" {
 			ss.txWriter = s
@@ -329,7 +330,7 @@ func (ss *session) checkWrite(shards []string) error {
 		if !slices.Contains(ss.txWriters, s) {
 			ss.txWriters = append(ss.txWriters, s)
 		}
-		if ss.txStatus != 'I' || ss.txWriter == s {
+		if explicit || ss.txWriter == s {
 			continue
 		}
 		ss.abortBatchWrite()

@@ -115,7 +115,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 		return true, ss.failExtendedTx(err)
 	}
 	ss.noteRoute(op)
-	shard := ""
+	shard, beginHere := "", ""
 	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
 		return true, ss.bindMulti(portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 	}
@@ -143,10 +143,23 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 		case "transaction":
 			switch o.Name {
 			case "begin":
-				if ss.txStatus == 'I' {
-					ss.txBegin = o.SQL
+				if ss.txStatus == 'I' && ss.txBegin == "" {
+					beginHere = o.SQL // the transaction opens in this batch
 				}
 			case "commit", "rollback":
+				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
+					if err := ss.settle(); err != nil {
+						return true, err
+					}
+					if ss.skip {
+						return true, nil
+					}
+					if len(ss.txWriters) > 1 {
+						// Written on several shards: the proxy commits with
+						// two-phase commit when the portal runs.
+						return true, ss.bindMulti(portal, &twoPhaseCommitOp{}, params, rf)
+					}
+				}
 				// Finish the other shards first; the portal's shard answers.
 				shards := ss.txShards()
 				if len(shards) > 1 {
@@ -197,6 +210,12 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	}
 	if ss.skip {
 		return true, nil
+	}
+	if beginHere != "" {
+		// The client's BEGIN runs on this connection; shards the batch
+		// touches next join the transaction (attach sends them BEGIN).
+		ss.txBegin = beginHere
+		ss.scTx = true
 	}
 	if ss.portals == nil {
 		ss.portals = make(map[string]string)

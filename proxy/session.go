@@ -344,8 +344,9 @@ func (ss *session) attach() error {
 		return err
 	}
 	ss.scStatus, ss.scTx, ss.scBatch = 'I', false, false
-	if ss.txStatus != 'I' {
-		// A shard joins the client's open transaction.
+	if ss.txStatus != 'I' || ss.txBegin != "" {
+		// A shard joins the client's open transaction (or the one a BEGIN
+		// earlier in this pipelined batch opened).
 		if err := ss.runRaw(appendQuery(nil, ss.beginOnJoin())); err != nil {
 			var sg *errServerGone
 			if errors.As(err, &sg) {
@@ -785,8 +786,11 @@ func (ss *session) handleParse(body []byte) error {
 	name := string(pm.name)
 	prev := ss.stmts[name]
 	if name != "" && prev != nil {
-		ss.push(expect{kind: expSynthError, err: errorFields{Code: codeDuplicatePrepared,
-			Message: fmt.Sprintf("prepared statement %q already exists", name)}})
+		f := errorFields{Code: codeDuplicatePrepared, Message: fmt.Sprintf("prepared statement %q already exists", name)}
+		if ss.txStatus == 'E' {
+			f = abortedError // PostgreSQL checks the transaction first
+		}
+		ss.push(expect{kind: expSynthError, err: f})
 		ss.skip = true
 		return nil
 	}

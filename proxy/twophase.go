@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -543,4 +544,41 @@ func (ss *session) runOnShards(snap *topology.Snapshot, shards, sqls []string, e
 		}
 	}
 	return errs
+}
+
+// twoPhaseCommitOp is the plan of an extended-protocol COMMIT of a
+// transaction that wrote on several shards: the proxy runs the two-phase
+// commit when the portal executes, in the batch's order.
+type twoPhaseCommitOp struct{}
+
+func (*twoPhaseCommitOp) Inputs() []plan.Operator { return nil }
+
+func (*twoPhaseCommitOp) Describe() plan.Description {
+	return plan.Description{Name: "TwoPhaseCommit"}
+}
+
+// commitExtended commits the client's transaction over several shards for
+// an extended-protocol COMMIT; the transaction is over afterwards either
+// way.
+func (ss *session) commitExtended(snap *topology.Snapshot) (string, error) {
+	shards := ss.txShards()
+	writers := ss.txWriters
+	isWriter := map[string]bool{}
+	for _, w := range writers {
+		isWriter[w] = true
+	}
+	for _, s := range shards {
+		if !isWriter[s] {
+			if err := ss.runOnShard(snap, s, "COMMIT"); err != nil && isServerGone(err) {
+				return "", err
+			}
+		}
+	}
+	err := ss.twoPhaseCommit(snap, append([]string(nil), writers...))
+	ss.txStatus = 'I'
+	ss.resetTx()
+	if err != nil {
+		return "", err
+	}
+	return "COMMIT", nil
 }
