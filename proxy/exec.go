@@ -103,6 +103,20 @@ func (ss *session) runPart(snap *topology.Snapshot, shard, sql string, args *par
 	if err := ss.useShard(snap, shard); err != nil {
 		return "", err
 	}
+	return ss.runPartHere(shard, sql, args, out, pass)
+}
+
+// runReadPart is runPart for a statement the planner marked read-only: it
+// may run on a replica of shard (replicaRead, docs/replicas.md).
+func (ss *session) runReadPart(snap *topology.Snapshot, shard, sql string, args *partArgs, out *execOut) (string, error) {
+	if err := ss.useShardAs(snap, shard, ss.replicaRead(snap, shard, sql)); err != nil {
+		return "", err
+	}
+	return ss.runPartHere(shard, sql, args, out, true)
+}
+
+// runPartHere is runPart on the active connection, which is shard's.
+func (ss *session) runPartHere(shard, sql string, args *partArgs, out *execOut, pass bool) (string, error) {
 	if args == nil {
 		ss.sout = appendQuery(ss.sout, sql)
 	} else {
@@ -205,7 +219,11 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 				return "", err
 			}
 		}
-		return ss.runPart(snap, shard, o.SQL, argsFor(params, o.ParamIndexes, rf, out.simple), out, true)
+		args := argsFor(params, o.ParamIndexes, rf, out.simple)
+		if o.ReadOnly {
+			return ss.runReadPart(snap, shard, o.SQL, args, out)
+		}
+		return ss.runPart(snap, shard, o.SQL, args, out, true)
 	case *plan.Scatter:
 		if ss.txStatus == 'E' {
 			return "", &sqlError{abortedError}

@@ -90,7 +90,7 @@ type shardFeed struct {
 // otherwise each feed has its own (merge).
 func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql string, args *partArgs, shared bool) (*scatterRun, error) {
 	for _, s := range shards {
-		if err := ss.useShard(snap, s); err != nil {
+		if err := ss.useShardAs(snap, s, ss.replicaRead(snap, s, sql)); err != nil {
 			return nil, err
 		}
 		ss.sout = appendPart(ss.sout, sql, args)

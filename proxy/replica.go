@@ -30,10 +30,15 @@ import (
 //     arrives while a replica connection is attached (pipelining) first
 //     leaves the replica: what was sent there is answered and synced, the
 //     connection released, and the write goes to a primary connection.
-//   - sharded topologies: useShardFor (simple-query Routes the planner
-//     marked ReadOnly and the classifier agrees with, and every shard of a
-//     BEGIN READ ONLY transaction); extended-protocol and proxy-executed
-//     (scatter) reads stay on the primaries.
+//   - sharded topologies: the same rules per shard (replicaRead,
+//     useShardAs): simple-query Routes (useShardFor), extended-protocol
+//     Routes (routeBind), and the parts of reads the proxy runs itself
+//     (runReadPart, startScatter), when the planner marked them ReadOnly
+//     and the classifier agrees, and every shard of a BEGIN READ ONLY
+//     transaction. A read keeps a connection the session already has on
+//     the shard. A non-read that needs a shard whose connection is a
+//     replica's leaves it first — the active one (leaveReplicaFor) or a
+//     held one (leaveHeldReplica) — so a write never runs there.
 //
 // Read-your-writes: every use of a primary that is not a read decision
 // marks its shard dirty. At the next read decision with nothing in flight
@@ -171,7 +176,10 @@ func (ss *session) onReplica(snap *topology.Snapshot) bool {
 // is in flight and no transaction is open: the writes have committed (or
 // rolled back) by now.
 func (ss *session) resolveDirty(snap *topology.Snapshot) {
-	if len(ss.rep.dirty) == 0 || ss.txStatus != 'I' || ss.batch || ss.pendingCount() > 0 {
+	// In an extended-protocol batch the writes commit at its Sync; a batch
+	// that has no server connection yet has sent nothing anywhere.
+	inBatch := ss.batch && (ss.sc != nil || len(ss.held) > 0)
+	if len(ss.rep.dirty) == 0 || ss.txStatus != 'I' || inBatch || ss.pendingCount() > 0 {
 		return
 	}
 	now := time.Now()
@@ -428,25 +436,46 @@ func (ss *session) readDecision(sql string) (sqlclass.Access, bool) {
 
 // useShardFor is useShard for a simple-query statement over a sharded
 // topology: autocommit reads (and every shard of a READ ONLY transaction)
-// may attach a replica.
+// may attach a replica. Inside an open extended-protocol batch a simple
+// query stays on the primary.
 func (ss *session) useShardFor(snap *topology.Snapshot, shard string, write bool, op plan.Operator) error {
 	read := false
-	if ss.splitting(snap, shard) {
-		switch {
-		case ss.txStatus == 'I' && !ss.batch && !write:
-			read = ss.access(operatorSQL(op)) == sqlclass.AccessRead
-		case ss.txStatus != 'I' && ss.txBegin != "":
-			st := sqlclass.ClassifyOne(ss.txBegin)
-			read = st.Kind == sqlclass.Begin && st.ReadOnly
-		}
+	if !write && (ss.txStatus != 'I' || !ss.batch) {
+		read = ss.replicaRead(snap, shard, operatorSQL(op))
 	}
-	if !read || (ss.sc != nil && ss.shard == shard) {
+	return ss.useShardAs(snap, shard, read)
+}
+
+// replicaRead reports whether a statement of sql on shard is a read
+// decision over a sharded topology (extended protocol and proxy-run
+// reads): splitting applies, and either no transaction is open and sql
+// only reads (sqlclass.ReplicaAccess), or the open transaction (also one
+// a BEGIN earlier in this batch opened) is READ ONLY. The caller checks
+// that the planner marked the statement read-only.
+func (ss *session) replicaRead(snap *topology.Snapshot, shard, sql string) bool {
+	if !ss.splitting(snap, shard) {
+		return false
+	}
+	if ss.txBegin != "" || ss.txStatus != 'I' {
+		if ss.txBegin == "" {
+			return false
+		}
+		st := sqlclass.ClassifyOne(ss.txBegin)
+		return st.Kind == sqlclass.Begin && st.ReadOnly
+	}
+	return ss.access(sql) == sqlclass.AccessRead
+}
+
+// useShardAs is useShard for a statement that is a read decision (read)
+// or not. A read keeps the connection the session already has on shard
+// (a replica's, or the primary's after a write earlier in the batch),
+// else attaches readTarget's choice.
+func (ss *session) useShardAs(snap *topology.Snapshot, shard string, read bool) error {
+	if !read {
 		return ss.useShard(snap, shard)
 	}
-	for _, h := range ss.held {
-		if h.shard == shard {
-			return ss.useShard(snap, shard)
-		}
+	if addr := ss.shardConnAddr(shard); addr != "" {
+		return ss.useShardKeeping(snap, shard, addr)
 	}
 	ss.resolveDirty(snap)
 	addr, err := ss.readTarget(snap, shard)
@@ -460,6 +489,85 @@ func (ss *session) useShardFor(snap *topology.Snapshot, shard string, write bool
 		ss.srv.health.markDown(addr, err)
 	}
 	return err
+}
+
+// useShardKeeping makes the session's connection to addr on shard (active
+// or held) the active one without the checks of leaveReplicaFor: readAddr
+// set marks the use as a read decision, and useShard returns before it
+// would attach.
+func (ss *session) useShardKeeping(snap *topology.Snapshot, shard, addr string) error {
+	ss.rep.readAddr = addr
+	err := ss.useShard(snap, shard)
+	ss.rep.readAddr = ""
+	return err
+}
+
+// usePortalShard makes the connection a portal was bound on active again
+// (Describe, Execute): a replica's stays in use; with none, useShard.
+func (ss *session) usePortalShard(snap *topology.Snapshot, shard string) error {
+	if addr := ss.shardConnAddr(shard); addr != "" {
+		return ss.useShardKeeping(snap, shard, addr)
+	}
+	return ss.useShard(snap, shard)
+}
+
+// useShardForStatement makes shard's connection active for a Parse or a
+// statement Describe, which only prepare: the session's connection there
+// (a replica's too) is kept, else the primary's is attached without
+// marking the shard dirty for read-your-writes.
+func (ss *session) useShardForStatement(snap *topology.Snapshot, shard string) error {
+	addr := ss.shardConnAddr(shard)
+	if addr == "" {
+		addr = infoOf(snap).primary[shard]
+	}
+	if addr == "" {
+		return ss.useShard(snap, shard) // unknown shard: its error
+	}
+	return ss.useShardKeeping(snap, shard, addr)
+}
+
+// shardConnAddr returns the server of the session's connection on shard,
+// active or held ("" = none).
+func (ss *session) shardConnAddr(shard string) string {
+	if ss.sc != nil && ss.pool != nil && ss.shard == shard {
+		return ss.pool.Key().Backend
+	}
+	for _, h := range ss.held {
+		if h.shard == shard {
+			return h.pool.Key().Backend
+		}
+	}
+	return ""
+}
+
+// leaveHeldReplica is useShard's check of a held connection about to be
+// taken back for something that is not a read decision: a replica's,
+// outside a transaction, is given back instead (its open batch synced:
+// it only read, and its answers were relayed when it was parked), so the
+// statement goes to the primary. It reports whether held[i] was left.
+func (ss *session) leaveHeldReplica(snap *topology.Snapshot, i int) bool {
+	h := &ss.held[i]
+	if ss.rep.readAddr != "" || ss.txStatus != 'I' || ss.txBegin != "" || h.pool.Key().Backend == primaryAddr(snap, h.shard) {
+		return false
+	}
+	if h.needSync {
+		status, err := ss.exchangeHeld(h, appendEmpty(nil, msgSync))
+		if isServerGone(err) {
+			return true // exchangeHeld dropped it
+		}
+		h.needSync, h.inTx = false, status != 'I'
+	}
+	ss.held = append(ss.held[:i], ss.held[i+1:]...)
+	h2 := *h
+	h2.br.Reset(nil)
+	readerPool.Put(h2.br)
+	if h2.inTx {
+		h2.sc.MarkBroken()
+		h2.pool.Discard(h2.sc)
+	} else {
+		h2.pool.Release(h2.sc, false)
+	}
+	return true
 }
 
 // operatorSQL is the SQL a relayed operator sends.

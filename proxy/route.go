@@ -124,6 +124,9 @@ func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
 	}
 	for i := range ss.held {
 		if ss.held[i].shard == shard {
+			if ss.leaveHeldReplica(snap, i) {
+				break // a replica's: not for this, the primary's is acquired
+			}
 			ss.unpark(i)
 			return nil
 		}

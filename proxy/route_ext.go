@@ -69,7 +69,7 @@ func (ss *session) routeParse(snap *topology.Snapshot, e *stmtEntry) (synth bool
 	if e.validated.Load() {
 		return true, nil
 	}
-	return false, ss.useShard(snap, ss.parseShard(snap, ri.analysis))
+	return false, ss.useShardForStatement(snap, ss.parseShard(snap, ri.analysis))
 }
 
 // bindValues decodes the parameter part of a Bind body (after the portal
@@ -115,7 +115,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 		return true, ss.failExtendedTx(err)
 	}
 	ss.noteRoute(op)
-	shard, beginHere := "", ""
+	shard, beginHere, read := "", "", false
 	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
 		return true, ss.bindMulti(portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 	}
@@ -133,6 +133,8 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 				if err := ss.checkWrite([]string{shard}); err != nil {
 					return true, ss.failExtendedTx(err)
 				}
+			} else {
+				read = ss.replicaRead(snap, shard, o.SQL)
 			}
 		}
 	case *plan.Session:
@@ -205,7 +207,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	if shard == "" {
 		shard = ss.sessionStatementShard(snap)
 	}
-	if err := ss.useShard(snap, shard); err != nil {
+	if err := ss.useShardAs(snap, shard, read); err != nil {
 		return true, ss.failExtendedTx(err)
 	}
 	if ss.skip {
@@ -261,7 +263,7 @@ func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPo
 	if !ok {
 		shard = ss.sessionStatementShard(snap)
 	}
-	return nil, ss.useShard(snap, shard)
+	return nil, ss.usePortalShard(snap, shard)
 }
 
 // describeMulti answers Describe of a multiPortal: EXPLAIN's own row

@@ -944,7 +944,7 @@ func (ss *session) handleDescribe(body []byte) error {
 			if done, err := ss.describeCursorStmt(snap, ss.route(e).analysis); done {
 				return err
 			}
-			if err := ss.useShard(snap, ss.parseShard(snap, ss.route(e).analysis)); err != nil {
+			if err := ss.useShardForStatement(snap, ss.parseShard(snap, ss.route(e).analysis)); err != nil {
 				return ss.failExtendedTx(err)
 			}
 		}

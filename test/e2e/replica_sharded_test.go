@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+)
+
+// Reads to replicas over several shards: prepared statements (pgx's
+// default extended protocol) and reads the proxy runs itself (scatter,
+// merged aggregates) follow the same rules as over one shard. Where a
+// statement ran is read back with inet_server_port() and the replicas'
+// own scan counters.
+
+func TestReplicaShardedReads(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	cl := pgcluster.StartT(t, pgcluster.Options{Shards: 2, Replicas: 1})
+	for _, sh := range cl.Shards {
+		execOn(t, ctx, sh.Primary, `CREATE TABLE users (id bigint PRIMARY KEY, name text)`)
+	}
+	var cfg config.Config
+	p := startProxy(t, cl, func(c *config.Config) {
+		c.Sharding = shardedSpec
+		replicaConfig(func(r *config.Replicas) {
+			noPrimaryReads(r)
+			r.MaxLagBytes, r.MaxLag = -1, config.Duration(-time.Second) // paused replay alone never excludes
+		})(c)
+		cfg = *c
+	})
+	snap, err := cfg.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shardOf := func(k int64) string {
+		s, err := router.For(snap).ShardForKey("users", router.IntKey(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	byName := map[string]*pgcluster.Shard{}
+	role := map[int]string{} // port → "primary s1" / "replica s1"
+	for _, sh := range cl.Shards {
+		byName[sh.Name] = sh
+		role[sh.Primary.Port] = "primary " + sh.Name
+		role[sh.Replicas[0].Port] = "replica " + sh.Name
+	}
+	c := connectPgx(t, ctx, p.dsn("postgres"))
+	mustExec(t, ctx, c, "INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 100) g", pgx.QueryExecModeSimpleProtocol)
+	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A key on each shard.
+	keyOn := map[string]int64{}
+	for k := int64(1); len(keyOn) < 2; k++ {
+		if _, ok := keyOn[shardOf(k)]; !ok {
+			keyOn[shardOf(k)] = k
+		}
+	}
+	pointRead := "SELECT inet_server_port() FROM users WHERE id = $1"
+	waitFor(t, 15*time.Second, "prepared point reads reaching the replicas of both shards", func() bool {
+		for s, k := range keyOn {
+			if serverPort(t, ctx, c, pointRead, k) != byName[s].Replicas[0].Port {
+				return false
+			}
+		}
+		return true
+	})
+	scansBefore := map[string]int64{}
+	for _, sh := range cl.Shards {
+		scansBefore[sh.Name] = userScans(t, ctx, sh.Replicas[0])
+	}
+
+	t.Run("prepared point reads go to their shard's replica", func(t *testing.T) {
+		got := map[string]int{}
+		for k := int64(1); k <= 60; k++ {
+			port := serverPort(t, ctx, c, pointRead, k)
+			if want := byName[shardOf(k)].Replicas[0].Port; port != want {
+				t.Errorf("key %d read on %s, want %s", k, role[port], role[want])
+			}
+			got[role[port]]++
+		}
+		t.Logf("point reads per server: %v", got)
+	})
+
+	t.Run("scatter reads and merged aggregates read the replicas", func(t *testing.T) {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			rows, err := c.Query(ctx, "SELECT inet_server_port() FROM users", mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+			if err != nil || len(ports) != 100 {
+				t.Fatalf("%v: %d rows, %v", mode, len(ports), err)
+			}
+			seen := map[string]int{}
+			for _, port := range ports {
+				seen[role[int(port)]]++
+			}
+			if len(seen) != 2 || seen["replica "+cl.Shards[0].Name] == 0 || seen["replica "+cl.Shards[1].Name] == 0 {
+				t.Errorf("%v: scatter read rows per server %v, want both replicas only", mode, seen)
+			}
+		}
+	})
+
+	t.Run("target_role primary keeps every read on the primaries", func(t *testing.T) {
+		mustExec(t, ctx, c, "SET shardproxy.target_role = primary", pgx.QueryExecModeSimpleProtocol)
+		defer mustExec(t, ctx, c, "RESET shardproxy.target_role", pgx.QueryExecModeSimpleProtocol)
+		for s, k := range keyOn {
+			if port := serverPort(t, ctx, c, pointRead, k); port != byName[s].Primary.Port {
+				t.Errorf("point read of %d on %s", k, role[port])
+			}
+		}
+		rows, err := c.Query(ctx, "SELECT inet_server_port() FROM users")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range ports {
+			if role[int(port)][:7] != "primary" {
+				t.Fatalf("scatter read row from %s", role[int(port)])
+			}
+		}
+	})
+
+	// From here on replay is paused on both replicas: only a replica read
+	// can return data older than the session's own writes.
+	for _, sh := range cl.Shards {
+		execOn(t, ctx, sh.Replicas[0], "SELECT pg_wal_replay_pause()")
+		defer execOn(t, ctx, sh.Replicas[0], "SELECT pg_wal_replay_resume()")
+	}
+
+	t.Run("a batch that reads then writes a shard writes on its primary", func(t *testing.T) {
+		sA, sB := cl.Shards[0].Name, cl.Shards[1].Name
+		kA, kB := keyOn[sA], keyOn[sB]
+		// Fresh sessions (no read-your-writes marks): the reads go to the
+		// paused replicas. The second batch reads shard B after A, so A's
+		// replica connection is held, not active, when the write arrives.
+		for i, reads := range [][]int64{{kA}, {kA, kB}} {
+			bc := connectPgx(t, ctx, p.dsn("postgres"))
+			b := &pgx.Batch{}
+			for _, k := range reads {
+				b.Queue(pointRead, k)
+			}
+			b.Queue("UPDATE users SET name = $2 WHERE id = $1 RETURNING inet_server_port()", kA, "batch")
+			br := bc.SendBatch(ctx, b)
+			for j, k := range reads {
+				var port int
+				if err := br.QueryRow().Scan(&port); err != nil {
+					t.Fatalf("batch %d read %d: %v", i, j, err)
+				}
+				if want := byName[shardOf(k)].Replicas[0].Port; port != want {
+					t.Errorf("batch %d: read of %d on %s, want %s", i, k, role[port], role[want])
+				}
+			}
+			var port int
+			if err := br.QueryRow().Scan(&port); err != nil {
+				t.Fatalf("batch %d: write after a replica read: %v", i, err)
+			}
+			if err := br.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if port != byName[sA].Primary.Port {
+				t.Errorf("batch %d: write ran on %s", i, role[port])
+			}
+			var name string
+			if err := bc.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", kA).Scan(&name); err != nil || name != "batch" {
+				t.Fatalf("batch %d: read after the batch: %q %v, want the batch's write", i, name, err)
+			}
+			mustExec(t, ctx, bc, "UPDATE users SET name = 'x' WHERE id = $1", kA)
+		}
+	})
+
+	t.Run("read-your-writes per shard with replay paused", func(t *testing.T) {
+		for k := int64(1000); k < 1020; k++ {
+			mode := pgx.QueryExecModeCacheStatement
+			if k%2 == 1 {
+				mode = pgx.QueryExecModeSimpleProtocol
+			}
+			mustExec(t, ctx, c, "INSERT INTO users VALUES ($1, 'mine')", mode, k)
+			var n int
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = $1", mode, k).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("point read after write of %d: %d, %v", k, n, err)
+			}
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM users WHERE id >= 1000", mode).Scan(&n); err != nil || n != int(k-999) {
+				t.Fatalf("scatter count after write of %d: %d, %v, want %d", k, n, err, k-999)
+			}
+		}
+		// Another session still reads the paused replicas: its scatter
+		// count(*) does not see the new rows.
+		other := connectPgx(t, ctx, p.dsn("postgres"))
+		var n int
+		if err := other.QueryRow(ctx, "SELECT count(*) FROM users WHERE id >= 1000").Scan(&n); err != nil || n != 0 {
+			t.Errorf("other session's scatter count: %d, %v; want 0 from the paused replicas", n, err)
+		}
+	})
+
+	// The replicas' own counters agree (a backend reports its statistics
+	// when it exits at the latest: stopping the proxy closes its server
+	// connections).
+	p.stop(t, 10*time.Second)
+	waitFor(t, 10*time.Second, "scan counters on both replicas", func() bool {
+		for _, sh := range cl.Shards {
+			if userScans(t, ctx, sh.Replicas[0])-scansBefore[sh.Name] < 20 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// userScans returns the scans (sequential and index) of users on in.
+func userScans(t testing.TB, ctx context.Context, in *pgcluster.Instance) int64 {
+	c, err := pgx.Connect(ctx, in.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int64
+	if err := c.QueryRow(ctx, "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables WHERE relname = 'users'").Scan(&n); err != nil {
+		t.Fatalf("%s: %v", in.Name, err)
+	}
+	return n
+}
