@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +54,11 @@ func TestReplicaShardedReads(t *testing.T) {
 		role[sh.Replicas[0].Port] = "replica " + sh.Name
 	}
 	c := connectPgx(t, ctx, p.dsn("postgres"))
-	mustExec(t, ctx, c, "INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 100) g", pgx.QueryExecModeSimpleProtocol)
+	values := make([]string, 100)
+	for i := range values {
+		values[i] = fmt.Sprintf("(%d, 'u%d')", i+1, i+1)
+	}
+	mustExec(t, ctx, c, "INSERT INTO users VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
 	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +116,7 @@ func TestReplicaShardedReads(t *testing.T) {
 	})
 
 	t.Run("target_role primary keeps every read on the primaries", func(t *testing.T) {
-		mustExec(t, ctx, c, "SET shardproxy.target_role = primary", pgx.QueryExecModeSimpleProtocol)
+		mustExec(t, ctx, c, "SET shardproxy.target_role = 'primary'", pgx.QueryExecModeSimpleProtocol) // PRIMARY is a reserved word
 		defer mustExec(t, ctx, c, "RESET shardproxy.target_role", pgx.QueryExecModeSimpleProtocol)
 		for s, k := range keyOn {
 			if port := serverPort(t, ctx, c, pointRead, k); port != byName[s].Primary.Port {
