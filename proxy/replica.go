@@ -478,17 +478,24 @@ func (ss *session) useShardAs(snap *topology.Snapshot, shard string, read bool) 
 		return ss.useShardKeeping(snap, shard, addr)
 	}
 	ss.resolveDirty(snap)
-	addr, err := ss.readTarget(snap, shard)
-	if err != nil {
-		return err
-	}
-	ss.rep.readAddr = addr
-	err = ss.useShard(snap, shard)
-	ss.rep.readAddr = ""
-	if err != nil && addr != primaryAddr(snap, shard) && unreachable(err) {
+	primary := primaryAddr(snap, shard)
+	for attempt := 0; ; attempt++ {
+		addr, err := ss.readTarget(snap, shard)
+		if err != nil {
+			return err
+		}
+		if attempt >= 3 {
+			addr = primary
+		}
+		ss.rep.readAddr = addr
+		err = ss.useShard(snap, shard)
+		ss.rep.readAddr = ""
+		if err == nil || addr == primary || !unreachable(err) || ss.sc != nil || ss.skip {
+			return err
+		}
+		// Nothing was sent to it: take it out of rotation, try the next.
 		ss.srv.health.markDown(addr, err)
 	}
-	return err
 }
 
 // useShardKeeping makes the session's connection to addr on shard (active
