@@ -51,9 +51,13 @@ type worker struct {
 	// just before a cutover starts, so that opening them does not count
 	// against the write hold; cutoverSteps takes (and closes) them.
 	preSrc, preDst []*pgx.Conn
-	attempts       int       // failed cutovers
-	notBefore      time.Time // next cutover attempt
-	warnings       []string
+	// prechecked holds, per part, the result of the verification run just
+	// before the cutover (precheck): table → buckets whose rows did not
+	// match yet. nil: not pre-checked, the hold compares everything.
+	prechecked []map[string][]int
+	attempts   int       // failed cutovers
+	notBefore  time.Time // next cutover attempt
+	warnings   []string
 }
 
 // move returns the current record of the move, or ok false once it is gone.
@@ -486,6 +490,14 @@ func (w *worker) waitCaughtUp(ctx context.Context, m topology.Move) error {
 		}
 		w.c.setLag(w.id, maxLag)
 		if maxLag <= w.c.opts.LagThreshold && time.Now().After(w.notBefore) {
+			if w.prechecked == nil {
+				// Compare outside the hold first; then look at the lag
+				// again, since the comparison took a while.
+				if err := w.precheck(ctx, m); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := w.openCutoverConns(ctx, m); err != nil {
 				return err
 			}
@@ -611,6 +623,8 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 	lap(&took.await)
 	sconns, tconns := w.preSrc, w.preDst
 	w.preSrc, w.preDst = nil, nil
+	prechecked := w.prechecked
+	w.prechecked = nil // valid for this cutover attempt only
 	defer closeAll(sconns)
 	defer closeAll(tconns)
 	if sconns == nil {
@@ -630,26 +644,40 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 			return fmt.Errorf("fencing the source: %w", err)
 		}
 		lap(&took.fence)
-		for {
-			var caught bool
-			err := sconns[i].QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, p.Name, lsn).Scan(&caught)
-			if err != nil {
-				return fmt.Errorf("waiting for the target to catch up: %w", err)
-			}
-			if caught {
-				break
-			}
-			if !sleepCtx(ctx, 2*time.Millisecond) {
-				return fmt.Errorf("waiting for the target to replay past %s: %w", lsn, ctx.Err())
-			}
+		if err := waitConfirmed(ctx, sconns[i], p.Name, lsn); err != nil {
+			return err
 		}
 		lap(&took.catchup)
-		if err := verify(ctx, sconns[i], tconns[i], p); err != nil {
+		// Pre-checked: counts, and checksums of the buckets that did not
+		// match before the hold; otherwise everything is compared here.
+		var suspects map[string][]int
+		if i < len(prechecked) {
+			suspects = prechecked[i]
+		}
+		if err := verify(ctx, sconns[i], tconns[i], p, suspects); err != nil {
 			return err
 		}
 		lap(&took.verify)
 	}
 	return nil
+}
+
+// waitConfirmed waits until the subscriber of slot has confirmed (applied
+// and flushed) everything up to the source's WAL position lsn.
+func waitConfirmed(ctx context.Context, sconn *pgx.Conn, slot, lsn string) error {
+	for {
+		var caught bool
+		err := sconn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, slot, lsn).Scan(&caught)
+		if err != nil {
+			return fmt.Errorf("waiting for the target to catch up: %w", err)
+		}
+		if caught {
+			return nil
+		}
+		if !sleepCtx(ctx, 2*time.Millisecond) {
+			return fmt.Errorf("waiting for the target to replay past %s: %w", lsn, ctx.Err())
+		}
+	}
 }
 
 // fence waits until every transaction that was running on the source when
@@ -684,43 +712,105 @@ func fence(ctx context.Context, conn *pgx.Conn, tables []tableDef, budget time.D
 	return lsn, err
 }
 
-// checksumSQL computes the row count and two order-independent checksums of
-// the rows in filter: their text forms hashed, summed and xor-ed.
-func checksumSQL(table, filter string) string {
-	return `SELECT count(*), coalesce(sum(h), 0)::text, coalesce(bit_xor(h), 0) FROM (SELECT hashtextextended(t::text, 0) AS h FROM ` +
-		qualified(table) + ` t WHERE ` + filter + `) s`
-}
-
 // stableOutput makes the text form of rows the same on both servers.
 const stableOutput = "SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'"
 
+// checksum is a row count and two order-independent checksums of rows:
+// their text forms hashed, summed and xor-ed.
 type checksum struct {
 	rows int64
 	sum  string
 	xor  int64
 }
 
-// verify compares count and checksums of every table over the ranges on
-// source and target (run concurrently on both).
-func verify(ctx context.Context, sconn, tconn *pgx.Conn, p dbPart) error {
-	for _, c := range []*pgx.Conn{sconn, tconn} {
-		if _, err := c.Exec(ctx, stableOutput); err != nil {
-			return err
+// verifyBuckets is how many buckets (by a hash of the key) the precheck
+// compares separately, so that rows changing while it runs make only their
+// buckets suspect, not the whole table.
+const verifyBuckets = 1024
+
+// bucketOf is the SQL bucket of a row of alias t (seed 1: independent of
+// the range filter's hash, which uses seed 0).
+func bucketOf(keyColumn string) string {
+	return fmt.Sprintf("(hashtextextended(t.%s::text, 1) & %d)", quoteIdent(keyColumn), verifyBuckets-1)
+}
+
+// rowHash is the SQL hash of the whole row of alias t.
+const rowHash = "hashtextextended(t::text, 0)"
+
+// checksumSQL computes the checksum of the rows of table in filter. With
+// suspects nil every row is hashed; otherwise every row is counted but only
+// rows in the suspect buckets are hashed (none: a plain count).
+func checksumSQL(t tableDef, filter string, suspects []int) string {
+	h := rowHash
+	if suspects != nil {
+		h = "NULL::int8"
+		if len(suspects) > 0 {
+			h = "CASE WHEN " + bucketOf(t.KeyColumn) + " = ANY('" + intArray(suspects) + "'::int[]) THEN " + rowHash + " END"
 		}
 	}
+	return `SELECT count(*), coalesce(sum(h), 0)::text, coalesce(bit_xor(h), 0) FROM (SELECT ` + h + ` AS h FROM ` +
+		qualified(t.Name) + ` t WHERE ` + filter + `) s`
+}
+
+// bucketChecksumSQL computes the checksum of every bucket of the rows of
+// table in filter (only the given buckets when only is not nil).
+func bucketChecksumSQL(t tableDef, filter string, only []int) string {
+	where := filter
+	if only != nil {
+		where = "(" + filter + ") AND " + bucketOf(t.KeyColumn) + " = ANY('" + intArray(only) + "'::int[])"
+	}
+	return `SELECT b, count(*), sum(h)::text, bit_xor(h) FROM (SELECT ` + bucketOf(t.KeyColumn) + ` AS b, ` + rowHash + ` AS h FROM ` +
+		qualified(t.Name) + ` t WHERE ` + where + `) s GROUP BY b`
+}
+
+func intArray(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprint(x)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// onBoth runs fn on the source and the target connection concurrently.
+func onBoth(sconn, tconn *pgx.Conn, fn func(conn *pgx.Conn) error) error {
+	var errA error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errA = fn(sconn)
+	}()
+	errB := fn(tconn)
+	wg.Wait()
+	return errors.Join(errA, errB)
+}
+
+// verify compares, for every table over the ranges, the source with the
+// target: with suspects nil count and checksums of all rows; otherwise
+// (after a precheck) the count, and the checksums of the rows in the
+// table's suspect buckets.
+func verify(ctx context.Context, sconn, tconn *pgx.Conn, p dbPart, suspects map[string][]int) error {
+	if err := onBoth(sconn, tconn, func(c *pgx.Conn) error { _, err := c.Exec(ctx, stableOutput); return err }); err != nil {
+		return err
+	}
 	for _, t := range p.Tables {
-		q := checksumSQL(t.Name, p.Filters[t.Name])
+		var only []int
+		if suspects != nil {
+			only = suspects[t.Name]
+			if only == nil {
+				only = []int{}
+			}
+		}
+		q := checksumSQL(t, p.Filters[t.Name], only)
 		var a, b checksum
-		var errA, errB error
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errA = sconn.QueryRow(ctx, q).Scan(&a.rows, &a.sum, &a.xor)
-		}()
-		errB = tconn.QueryRow(ctx, q).Scan(&b.rows, &b.sum, &b.xor)
-		wg.Wait()
-		if err := errors.Join(errA, errB); err != nil {
+		err := onBoth(sconn, tconn, func(c *pgx.Conn) error {
+			into := &a
+			if c == tconn {
+				into = &b
+			}
+			return c.QueryRow(ctx, q).Scan(&into.rows, &into.sum, &into.xor)
+		})
+		if err != nil {
 			return fmt.Errorf("verifying %s: %w", t.Name, err)
 		}
 		if a != b {
@@ -728,6 +818,121 @@ func verify(ctx context.Context, sconn, tconn *pgx.Conn, p dbPart) error {
 		}
 	}
 	return nil
+}
+
+// precheckPasses is how many times the precheck compares; every pass after
+// the first looks only at the buckets that did not match yet, after the
+// target has replayed past the source's position.
+const precheckPasses = 3
+
+// precheck compares source and target outside the write hold, bucket by
+// bucket (bucketChecksumSQL), while the subscription is close behind, and
+// records in w.prechecked the buckets that did not match (rows written
+// while it ran, or a real difference): the hold compares only those, plus
+// the counts. See docs/rebalance.md, "Verification", for why that loses no
+// acknowledged write.
+func (w *worker) precheck(ctx context.Context, m topology.Move) error {
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return err
+	}
+	sconns, err := w.c.connectAll(ctx, src, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(sconns)
+	tconns, err := w.c.connectAll(ctx, dst, w.parts)
+	if err != nil {
+		return err
+	}
+	defer closeAll(tconns)
+	started := time.Now()
+	result := make([]map[string][]int, len(w.parts))
+	var left int
+	for i, p := range w.parts {
+		sconn, tconn := sconns[i], tconns[i]
+		if err := onBoth(sconn, tconn, func(c *pgx.Conn) error { _, err := c.Exec(ctx, stableOutput); return err }); err != nil {
+			return err
+		}
+		result[i] = map[string][]int{}
+		for _, t := range p.Tables {
+			var only []int // nil: every bucket
+			for pass := 0; pass < precheckPasses && (pass == 0 || len(only) > 0); pass++ {
+				if pass > 0 {
+					if err := w.replayedNow(ctx, sconn, p.Name); err != nil {
+						return err
+					}
+				}
+				only, err = differingBuckets(ctx, sconn, tconn, t, p.Filters[t.Name], only)
+				if err != nil {
+					return fmt.Errorf("prechecking %s: %w", t.Name, err)
+				}
+			}
+			result[i][t.Name] = only
+			left += len(only)
+		}
+	}
+	w.prechecked = result
+	w.c.log.Info("move prechecked", "move", w.id, "took", time.Since(started), "buckets_left_for_the_hold", left)
+	return nil
+}
+
+// replayedNow waits (at most a second) until the target has replayed past
+// the source's current WAL position.
+func (w *worker) replayedNow(ctx context.Context, sconn *pgx.Conn, slot string) error {
+	var lsn string
+	if err := sconn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := waitConfirmed(wctx, sconn, slot, lsn); err != nil && ctx.Err() != nil {
+		return err
+	}
+	return nil // behind: the next pass just finds more buckets differing
+}
+
+// differingBuckets compares the bucket checksums of t on source and target
+// (the buckets in only; nil: all) and returns the buckets that differ,
+// sorted.
+func differingBuckets(ctx context.Context, sconn, tconn *pgx.Conn, t tableDef, filter string, only []int) ([]int, error) {
+	q := bucketChecksumSQL(t, filter, only)
+	var a, b map[int]checksum
+	err := onBoth(sconn, tconn, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, q)
+		if err != nil {
+			return err
+		}
+		got := map[int]checksum{}
+		var bucket int
+		var cs checksum
+		_, err = pgx.ForEachRow(rows, []any{&bucket, &cs.rows, &cs.sum, &cs.xor}, func() error {
+			got[bucket] = cs
+			return nil
+		})
+		if c == tconn {
+			b = got
+		} else {
+			a = got
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	diff := []int{}
+	for k, v := range a {
+		if b[k] != v {
+			diff = append(diff, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diff = append(diff, k)
+		}
+	}
+	sort.Ints(diff)
+	return diff, nil
 }
 
 // cleanup (after the flip): drop the replication, delete the moved rows
