@@ -295,6 +295,14 @@ func (ss *session) readTarget(snap *topology.Snapshot, shard string) (string, er
 // one tried (nothing was sent yet); the primary is the last resort.
 func (ss *session) attachForRead(snap *topology.Snapshot, shard string) error {
 	ss.resolveDirty(snap)
+	return ss.tryReadTargets(snap, shard, ss.ensureServer)
+}
+
+// tryReadTargets attaches readTarget's choice for a read on shard with
+// attach (which finds it in rep.readAddr). A replica that cannot be
+// reached is taken out of rotation and the next one tried (nothing was
+// sent to it); after three, the primary.
+func (ss *session) tryReadTargets(snap *topology.Snapshot, shard string, attach func() error) error {
 	primary := primaryAddr(snap, shard)
 	for attempt := 0; ; attempt++ {
 		addr, err := ss.readTarget(snap, shard)
@@ -305,7 +313,7 @@ func (ss *session) attachForRead(snap *topology.Snapshot, shard string) error {
 			addr = primary
 		}
 		ss.rep.readAddr = addr
-		err = ss.ensureServer()
+		err = attach()
 		ss.rep.readAddr = ""
 		if err == nil {
 			if b := ss.srv.health.get(addr); b != nil {
@@ -313,7 +321,7 @@ func (ss *session) attachForRead(snap *topology.Snapshot, shard string) error {
 			}
 			return nil
 		}
-		if addr == primary || !unreachable(err) {
+		if addr == primary || !unreachable(err) || ss.sc != nil || ss.skip {
 			return err
 		}
 		ss.srv.health.markDown(addr, err)
@@ -478,24 +486,7 @@ func (ss *session) useShardAs(snap *topology.Snapshot, shard string, read bool) 
 		return ss.useShardKeeping(snap, shard, addr)
 	}
 	ss.resolveDirty(snap)
-	primary := primaryAddr(snap, shard)
-	for attempt := 0; ; attempt++ {
-		addr, err := ss.readTarget(snap, shard)
-		if err != nil {
-			return err
-		}
-		if attempt >= 3 {
-			addr = primary
-		}
-		ss.rep.readAddr = addr
-		err = ss.useShard(snap, shard)
-		ss.rep.readAddr = ""
-		if err == nil || addr == primary || !unreachable(err) || ss.sc != nil || ss.skip {
-			return err
-		}
-		// Nothing was sent to it: take it out of rotation, try the next.
-		ss.srv.health.markDown(addr, err)
-	}
+	return ss.tryReadTargets(snap, shard, func() error { return ss.useShard(snap, shard) })
 }
 
 // useShardKeeping makes the session's connection to addr on shard (active
