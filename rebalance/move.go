@@ -526,7 +526,7 @@ func (w *worker) holdTimeout(m topology.Move) time.Duration {
 // cutover (cutover → cleanup): with the proxies holding writes to the
 // ranges, fence the source (wait for writers already in flight), wait until
 // the target has applied everything up to the source's WAL position, verify
-// counts and checksums, and flip the owner. Anything failing or taking
+// (counts, and checksums of what the precheck left), and flip the owner. Anything failing or taking
 // longer than the hold timeout aborts back to catchup, releasing the held
 // writes to the source.
 func (w *worker) cutover(ctx context.Context, m topology.Move) error {
