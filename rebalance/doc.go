@@ -16,11 +16,11 @@
 // on the source and a subscription (copy_data, streaming) on the target.
 // copying: until every table finished its initial copy. catchup: until the
 // slot lags less than Options.LagThreshold and a precheck (bucketed
-// checksums, outside the hold) has compared source and target. cutover: proxies hold writes to
-// the ranges (proxy/movehold.go); the controller fences the source (waits
-// for transactions already writing), waits until the target confirmed the
-// source's WAL position, verifies row counts per table and checksums of
-// the buckets the precheck could not match, and
+// checksums, outside the hold) has compared source and target. cutover:
+// proxies hold writes to the ranges (proxy/movehold.go); the controller
+// fences the source (waits for transactions already writing), waits until
+// the target confirmed the source's WAL position, verifies row counts per
+// table and checksums of the buckets the precheck could not match, and
 // flips the owner (topology.FlipMove) — or, past the hold timeout or on any
 // failure, goes back to catchup so the held writes go to the source.
 // cleanup: subscription, slot and publication dropped, moved rows deleted
