@@ -189,7 +189,9 @@ type stmtInfo struct {
 	rels       []rel
 	scopes     []scope
 	eqs        []colEq
-	params     []paramTok // filled for INSERT only
+	semiEqs    []colEq                   // col IN (SELECT keycol ...) in WHERE/ON conjuncts (passthrough.go)
+	outputs    map[int]map[string]colRef // derived-table or CTE rel → its output columns (passthrough.go)
+	params     []paramTok                // filled for INSERT only
 	maxParam   int
 
 	// Top-level SELECT shape (for scatter-concat safety).

@@ -70,6 +70,12 @@ func parseHint(sql string) string {
 type analyzer struct {
 	sql string
 	st  *stmtInfo
+
+	// Derived tables, CTEs and IN subqueries (see passthrough.go).
+	selScope map[*pg_query.SelectStmt]int
+	cteDefs  map[int]map[string]*cteDef
+	bodies   []pendingBody
+	semis    []pendingSemi
 }
 
 func newStmt(kind Kind, start, end int, node *pg_query.Node) *stmtInfo {
@@ -81,6 +87,7 @@ func analyzeStmt(sql string, n *pg_query.Node, start, end int) *stmtInfo {
 	st := newStmt(KindUtility, start, end, n)
 	a.st = st
 	a.top(n)
+	a.finishPassThrough()
 	st.readOnly = !st.writes && (st.kind == KindSelect || st.kind == KindShow || (st.kind == KindCopy && st.cp != nil && !st.cp.from)) && !hasWritingCall(n)
 	if st.kind == KindExplain && st.explain != nil {
 		st.readOnly = st.explain.readOnly || !st.explainAnlz
@@ -408,7 +415,8 @@ func (a *analyzer) isCTE(s int, name string) bool {
 
 func (a *analyzer) addRel(rv *pg_query.RangeVar, s int, target bool) int {
 	r := rel{kind: relTable, schema: strings.ToLower(rv.Schemaname), relname: strings.ToLower(rv.Relname), scope: s, target: target}
-	if r.schema == "" && a.isCTE(s, r.relname) {
+	cte := r.schema == "" && a.isCTE(s, r.relname)
+	if cte {
 		r.kind = relCTE
 	} else {
 		r.name = rangeVarName(rv)
@@ -421,6 +429,9 @@ func (a *analyzer) addRel(rv *pg_query.RangeVar, s int, target bool) int {
 	a.st.rels = append(a.st.rels, r)
 	idx := len(a.st.rels) - 1
 	a.st.scopes[s].rels = append(a.st.scopes[s].rels, idx)
+	if cte {
+		a.cteRef(idx, s, r.relname)
+	}
 	return idx
 }
 
@@ -440,9 +451,13 @@ func (a *analyzer) withClause(w *pg_query.WithClause, s int) {
 		// it early only hides a same-named table from the CTE's own body.
 		if w.Recursive {
 			a.st.scopes[s].ctes[strings.ToLower(cte.Ctename)] = true
+			a.defineCTE(s, cte, true)
 		}
 		a.nested(cte.Ctequery, s)
 		a.st.scopes[s].ctes[strings.ToLower(cte.Ctename)] = true
+		if !w.Recursive {
+			a.defineCTE(s, cte, false)
+		}
 	}
 }
 
@@ -476,6 +491,10 @@ func (a *analyzer) nested(n *pg_query.Node, parent int) {
 // selectStmt analyses a SELECT in a new scope under parent and returns it.
 func (a *analyzer) selectStmt(sel *pg_query.SelectStmt, parent int) int {
 	s := a.newScope(parent)
+	if a.selScope == nil {
+		a.selScope = map[*pg_query.SelectStmt]int{}
+	}
+	a.selScope[sel] = s
 	a.withClause(sel.WithClause, s)
 	sh := shapeOf(sel, s)
 	for _, w := range sh.windows {
@@ -725,6 +744,7 @@ func (a *analyzer) fromItem(n *pg_query.Node, s int, nullable bool) {
 		}
 		a.st.rels = append(a.st.rels, r)
 		a.st.scopes[s].rels = append(a.st.scopes[s].rels, len(a.st.rels)-1)
+		a.derivedRef(len(a.st.rels)-1, rs)
 	case *pg_query.Node_RangeFunction:
 		a.scanAll(n, s)
 		r := rel{kind: relFunc, scope: s}
@@ -783,6 +803,7 @@ func (a *analyzer) collectEqs(e *pg_query.Node, s int) {
 		}
 		return
 	}
+	a.semiJoin(e, s)
 	x := e.GetAExpr()
 	if x == nil || x.Kind != pg_query.A_Expr_Kind_AEXPR_OP || opName(x) != "=" {
 		return

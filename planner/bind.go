@@ -57,6 +57,7 @@ type binding struct {
 	r        *router.Router
 	rels     []relBind
 	relClass []int
+	corr     []int // per rel: its representative under direct key equalities only
 	classes  []class
 	others   []string // tables not in the topology (sorted)
 	hasRef   bool
@@ -127,16 +128,31 @@ func newBinding(st *stmtInfo, snap *topology.Snapshot) *binding {
 		}
 		return i
 	}
-	for _, e := range st.eqs {
-		x, y := b.resolve(st, e.a), b.resolve(st, e.b)
-		if x < 0 || y < 0 || b.rels[x].kind != rbDist || b.rels[y].kind != rbDist {
-			continue
+	union := func(eqs []colEq) {
+		for _, e := range eqs {
+			x, y := b.keyRel(st, e.a), b.keyRel(st, e.b)
+			if x < 0 || y < 0 || b.rels[x].dist != b.rels[y].dist {
+				continue
+			}
+			parent[find(x)] = find(y)
 		}
-		if e.a.name != b.rels[x].key || e.b.name != b.rels[y].key || b.rels[x].dist != b.rels[y].dist {
-			continue
-		}
-		parent[find(x)] = find(y)
 	}
+	// Direct key equalities first: they decide which nested SELECTs are
+	// correlated with their outer query on the key (b.corr).
+	var direct []colEq
+	for _, e := range st.eqs {
+		if x, y := b.resolve(st, e.a), b.resolve(st, e.b); x >= 0 && y >= 0 && b.rels[x].kind == rbDist && b.rels[y].kind == rbDist {
+			direct = append(direct, e)
+		}
+	}
+	union(direct)
+	b.corr = make([]int, len(st.rels))
+	for i := range b.corr {
+		b.corr[i] = find(i)
+	}
+	// Then joins through derived tables, CTEs and IN subqueries.
+	union(st.eqs)
+	union(st.semiEqs)
 	roots := map[int]int{}
 	for i := range st.rels {
 		if b.rels[i].kind != rbDist {
@@ -243,8 +259,8 @@ func (b *binding) project(st *stmtInfo, p *pred, ci int) *kpred {
 	}
 	switch p.op {
 	case pCol:
-		ri := b.resolve(st, p.col)
-		if ri < 0 || b.relClass[ri] != ci || b.rels[ri].key != p.col.name {
+		ri := b.keyRel(st, p.col)
+		if ri < 0 || b.relClass[ri] != ci {
 			return nil
 		}
 		return &kpred{op: pCol, vals: p.vals}

@@ -42,7 +42,11 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		a.Input = op
 		op = &a
 		if m.having != nil {
-			op = &plan.Having{Input: op, Cond: m.having}
+			cond, err := bindHaving(m.having, params)
+			if err != nil {
+				return nil, err
+			}
+			op = &plan.Having{Input: op, Cond: cond}
 		}
 		if len(m.keys) > 0 {
 			op = &plan.Sort{Input: op, Keys: m.keys}
@@ -86,6 +90,86 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		op = &plan.Project{Input: op, Hidden: m.hidden}
 	}
 	return op, nil
+}
+
+// opHavingParam marks a $n leaf of a HAVING template (Column = the 0-based
+// Bind index); bindHaving turns it into a constant for each execution, so
+// plans never carry it.
+const opHavingParam = "param"
+
+// hasParamRef reports whether the HAVING template c compares a parameter.
+func hasParamRef(c *plan.Cond) bool {
+	if c.Op == opHavingParam {
+		return true
+	}
+	for _, a := range c.Args {
+		if hasParamRef(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// bindHaving returns c with its parameters replaced by the execution's
+// values (c itself when it has none; templates are shared and not changed).
+func bindHaving(c *plan.Cond, params *Params) (*plan.Cond, error) {
+	if c.Op == opHavingParam {
+		return havingParam(params, c.Column)
+	}
+	var args []*plan.Cond
+	for i, a := range c.Args {
+		b, err := bindHaving(a, params)
+		if err != nil {
+			return nil, err
+		}
+		if b != a && args == nil {
+			args = append([]*plan.Cond(nil), c.Args...)
+		}
+		if args != nil {
+			args[i] = b
+		}
+	}
+	if args == nil {
+		return c, nil
+	}
+	cp := *c
+	cp.Args = args
+	return &cp, nil
+}
+
+// havingParam is Bind value i as a HAVING constant: text values as sent
+// (the merge decodes them as the compared column's type, as PostgreSQL
+// infers the parameter's type from it); binary integers and floats as their
+// text; other binary values are refused.
+func havingParam(params *Params, i int) (*plan.Cond, error) {
+	if params == nil || i >= len(params.Values) {
+		n := 0
+		if params != nil {
+			n = len(params.Values)
+		}
+		return nil, &plan.Error{Code: "08P01", Message: fmt.Sprintf("bind message supplies %d parameters, but HAVING uses $%d", n, i+1)}
+	}
+	v := params.Values[i]
+	if v == nil {
+		return &plan.Cond{Op: "const", Null: true}, nil
+	}
+	if params.format(i) != 1 {
+		return &plan.Cond{Op: "const", Value: string(v)}, nil
+	}
+	switch oid := params.oid(i); {
+	case (oid == 20 && len(v) == 8) || (oid == 23 && len(v) == 4) || (oid == 21 && len(v) == 2):
+		n, _, err := limitParam(params, i)
+		if err != nil {
+			return nil, err
+		}
+		return &plan.Cond{Op: "const", Value: strconv.FormatInt(n, 10)}, nil
+	case oid == 701 && len(v) == 8:
+		return &plan.Cond{Op: "const", Value: strconv.FormatFloat(math.Float64frombits(binary.BigEndian.Uint64(v)), 'g', -1, 64)}, nil
+	case oid == 700 && len(v) == 4:
+		return &plan.Cond{Op: "const", Value: strconv.FormatFloat(float64(math.Float32frombits(binary.BigEndian.Uint32(v))), 'g', -1, 32)}, nil
+	}
+	return nil, unsupported(fmt.Sprintf("HAVING parameter $%d across shards is in binary format of type OID %d, which the merge cannot read", i+1, params.oid(i)),
+		"send this parameter in text format, or as an integer or float")
 }
 
 // limitParam reads Bind value i as an integer (text, or binary int2/4/8).
@@ -358,13 +442,20 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 			mb.cols[i].Arg = -1000 - j // resolved below
 		}
 	}
-	if sel.HavingClause != nil {
-		c, err := mb.cond(sel.HavingClause)
+	if having := sel.HavingClause; having != nil {
+		c, err := mb.cond(having)
 		if err != nil {
 			return nil, err
 		}
 		m.having = c
 		sel.HavingClause = nil
+		if hasParamRef(c) {
+			// The merge filters the groups; the shards keep the condition
+			// only so that its parameters still have a type they can infer
+			// ("HAVING (cond) OR true" is planned away as true).
+			truth := &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: true}}, Location: -1}}}
+			sel.HavingClause = pg_query.MakeBoolExprNode(pg_query.BoolExprType_OR_EXPR, []*pg_query.Node{having, truth}, -1)
+		}
 	}
 	keys, err := mb.sortKeys(true)
 	if err != nil {
@@ -803,7 +894,7 @@ func (mb *mergeBuilder) cond(n *pg_query.Node) (*plan.Cond, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.Op == "const" && r.Op == "const" {
+		if l.Op != "column" && r.Op != "column" {
 			return bad()
 		}
 		return &plan.Cond{Op: op, Args: []*plan.Cond{l, r}}, nil
@@ -829,7 +920,7 @@ func (mb *mergeBuilder) operand(n *pg_query.Node) (*plan.Cond, error) {
 	case vNull:
 		return &plan.Cond{Op: "const", Null: true}, nil
 	case vParam:
-		return nil, unsupported("parameters in HAVING across shards are not supported yet", "use a constant, or add a key condition")
+		return &plan.Cond{Op: opHavingParam, Column: v.param}, nil
 	}
 	c, err := mb.aggExprCol(n, "HAVING")
 	if err != nil {

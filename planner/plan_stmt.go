@@ -295,9 +295,12 @@ func (p *Planner) nestedCheck(st *stmtInfo, b *binding, needs, hint string) erro
 				continue
 			}
 			ci := b.relClass[ri]
+			// Correlated with the outer query on the key (directly, not
+			// through a derived table or IN list): each shard has every
+			// row the subquery sees.
 			anchored := false
 			for _, m := range b.classes[ci].members {
-				if !st.within(st.rels[m].scope, s) {
+				if !st.within(st.rels[m].scope, s) && b.corr[m] == b.corr[ri] {
 					anchored = true
 				}
 			}
@@ -350,8 +353,7 @@ func scatterWhy(c *class) string {
 
 func (p *Planner) groupedByKey(groupBy []colRef, b *binding, st *stmtInfo, ci int) bool {
 	for _, g := range groupBy {
-		ri := b.resolve(st, g)
-		if ri >= 0 && b.relClass[ri] == ci && b.rels[ri].key == g.name {
+		if ri := b.keyRel(st, g); ri >= 0 && b.relClass[ri] == ci {
 			return true
 		}
 	}

@@ -223,6 +223,12 @@ func buildCorpus() []Case {
 		"SELECT level, min(session_len), max(session_len) FROM users GROUP BY level ORDER BY level",
 		"SELECT level, min(wake_up), max(birthday) FROM users GROUP BY level ORDER BY level",
 	)
+	// Parameters in HAVING: the merge compares the groups with the Bind value.
+	b.args("SELECT level, count(*) FROM users WHERE karma > $1 GROUP BY level HAVING count(*) > $2 ORDER BY level", "0", "12")
+	b.args("SELECT country_code, sum(karma) FROM users GROUP BY country_code HAVING sum(karma) > $1 OR min(karma) < $2 ORDER BY 1", "10000", "-4500")
+	b.args("SELECT level FROM users GROUP BY level HAVING avg(karma) > $1 ORDER BY level", "1999.5")
+	b.args("SELECT author_id, count(*) FROM posts WHERE author_id = $1 GROUP BY author_id HAVING count(*) >= $2", "40", "1")
+	b.args("SELECT country_code, count(*) FROM users GROUP BY country_code HAVING count(*) <> $1 AND max(rating) > $2 ORDER BY 1 NULLS FIRST", "10", "0.5")
 
 	b.section("DISTINCT and DISTINCT ON across shards")
 	b.ok(
@@ -291,6 +297,41 @@ func buildCorpus() []Case {
 		"WITH c AS (SELECT code FROM countries WHERE continent = 'Europe') SELECT count(*) FROM users WHERE country_code IN (SELECT code FROM c)",
 		"SELECT id FROM users u WHERE karma > (SELECT avg(karma) FROM users u2 WHERE u2.id = u.id) ORDER BY id",
 		"SELECT author_id, n FROM (SELECT author_id, count(*) AS n FROM posts GROUP BY author_id) s WHERE n > 5 ORDER BY author_id",
+		// CTEs and derived tables joined on the key: scattered, and on the key's shard.
+		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id",
+		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = 12 ORDER BY p.id",
+		"SELECT u.id, t.total FROM users u JOIN (SELECT author_id, sum(like_count) AS total FROM posts GROUP BY author_id) t ON t.author_id = u.id ORDER BY t.total DESC, u.id LIMIT 10",
+		"SELECT u.name, t.total FROM users u JOIN (SELECT author_id, sum(like_count) AS total FROM posts GROUP BY author_id) t ON t.author_id = u.id WHERE u.id = 33",
+		"SELECT t.a, t.n, u.name FROM (SELECT author_id, count(*) FROM posts GROUP BY author_id) AS t(a, n) JOIN users u ON u.id = t.a WHERE t.n >= 3 ORDER BY t.n DESC, t.a LIMIT 8",
+		"WITH c AS (SELECT * FROM comments WHERE author_id <> post_author_id) SELECT p.author_id, p.id, count(c.id) FROM posts p LEFT JOIN c ON c.post_author_id = p.author_id AND c.post_id = p.id GROUP BY p.author_id, p.id ORDER BY 3 DESC, 1, 2 LIMIT 15",
+		"WITH p AS (SELECT author_id, like_count FROM posts), l AS (SELECT post_author_id, count(*) AS n FROM likes GROUP BY post_author_id) SELECT u.id, sum(p.like_count), min(l.n) FROM users u JOIN p ON p.author_id = u.id JOIN l ON l.post_author_id = u.id GROUP BY u.id ORDER BY u.id LIMIT 12",
+		"SELECT count(*), sum(t.n) FROM (SELECT follower_id, count(*) AS n FROM follows GROUP BY follower_id) t JOIN users u ON u.id = t.follower_id WHERE u.active",
+		"SELECT u.level, count(*) FROM users u JOIN (SELECT author_id FROM posts WHERE like_count > 40 GROUP BY author_id) t ON t.author_id = u.id GROUP BY u.level ORDER BY u.level",
+		"SELECT s.id, s.name, cn.name FROM (SELECT u.id, u.name, u.country_code FROM users u JOIN posts p ON p.author_id = u.id WHERE p.like_count > 45) s JOIN countries cn ON cn.code = s.country_code ORDER BY s.id, cn.name",
+		"SELECT x.id, p.id FROM (SELECT * FROM users WHERE level = 3) x JOIN posts p ON p.author_id = x.id ORDER BY p.id LIMIT 20",
+		// key IN (SELECT key ...) and EXISTS correlated on the key: semi-joins on each shard.
+		"SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE level = 4) ORDER BY id",
+		"SELECT id, name FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > 45) ORDER BY id",
+		"SELECT count(*) FROM users WHERE active AND id IN (SELECT follower_id FROM follows WHERE followee_id = 1)",
+		"SELECT id FROM users WHERE id = 7 AND id IN (SELECT author_id FROM posts)",
+		"SELECT author_id, id FROM posts WHERE author_id = ANY (SELECT id FROM users WHERE karma > 4000) AND like_count > 20 ORDER BY author_id, id",
+		"SELECT level, count(*) FROM users WHERE id IN (SELECT post_author_id FROM likes GROUP BY post_author_id HAVING count(*) > 5) GROUP BY level ORDER BY level",
+		"SELECT u.id, p.id FROM users u JOIN posts p ON p.author_id = u.id AND p.author_id IN (SELECT post_author_id FROM likes WHERE user_id = 3) ORDER BY 1, 2",
+		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM likes l WHERE l.post_author_id = u.id AND l.user_id = 2) ORDER BY id",
+		"SELECT id FROM users u WHERE u.id = 40 AND EXISTS (SELECT 1 FROM posts p WHERE p.author_id = u.id)",
+		"SELECT count(*) FROM posts p WHERE NOT EXISTS (SELECT 1 FROM comments c WHERE c.post_author_id = p.author_id AND c.post_id = p.id)",
+	)
+	b.args("WITH p AS (SELECT author_id, id FROM posts WHERE like_count > $2) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = $1 ORDER BY p.id", "12", "10")
+	b.args("SELECT id FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > $1) ORDER BY id LIMIT 25", "40")
+	b.refused("a CTE, derived table or IN subquery over several shards needs LIMIT, ORDER BY, DISTINCT or an aggregate not grouped by the distribution key, or is referenced twice; group it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
+		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5) t ON t.author_id = u.id",
+		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5)",
+		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
+		"SELECT u.id, t.n FROM users u JOIN (SELECT level, count(*) AS n FROM users GROUP BY level) t ON t.level = u.id",
+		"WITH p AS (SELECT author_id FROM posts WHERE like_count > 45) SELECT count(*) FROM users u JOIN p ON p.author_id = u.id, p AS p2",
+		"SELECT count(*) FROM users WHERE id NOT IN (SELECT author_id FROM posts)",
+		"SELECT id, id IN (SELECT author_id FROM posts) FROM users",
+		"SELECT u.id FROM users u JOIN (SELECT author_id + 0 AS author_id FROM posts) t ON t.author_id = u.id",
 	)
 
 	b.section("Window functions partitioned by the key")
@@ -342,14 +383,6 @@ func buildCorpus() []Case {
 		"SELECT count(DISTINCT level), count(DISTINCT active) FROM users",
 		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
 		"SELECT array_agg(id ORDER BY karma NULLS FIRST, id) FROM users WHERE level = 1",
-	)
-	b.refused("parameters in HAVING across shards are not supported yet; write the value as a literal or filter the groups in the application",
-		"SELECT level, count(*) FROM users WHERE karma > $1 GROUP BY level HAVING count(*) > $2 ORDER BY level",
-	)
-	b.refused("a CTE, derived table or IN subquery joined to a distributed table is not yet recognised as colocated; join the tables directly on their keys",
-		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id",
-		"SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE level = 4) ORDER BY id",
-		"SELECT u.id, t.total FROM users u JOIN (SELECT author_id, sum(like_count) AS total FROM posts GROUP BY author_id) t ON t.author_id = u.id ORDER BY t.total DESC, u.id LIMIT 10",
 	)
 	b.refused("a row comparison is not recognised as a join on the distribution keys; write one equality per column (ON c.post_author_id = p.author_id AND c.post_id = p.id)",
 		"SELECT p.id, c.body FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id) WHERE c.author_id = 7 ORDER BY c.id",
