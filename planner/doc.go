@@ -27,6 +27,16 @@
 //     their keys' shards, AND the intersection. Unqualified columns count
 //     as a key only when exactly one distributed table of their own scope
 //     has a key of that name.
+//   - A derived table, or a CTE referenced once, whose SELECT is local to
+//     each shard and selects a table's key as a bare column (also through
+//     SELECT * and column aliases) stands for that table: joining that
+//     output column on another key of the same distribution joins the
+//     classes, and conditions on it restrict the class. So does `key IN
+//     (SELECT key ...)` / `= ANY (SELECT ...)` among the top-level AND
+//     conjuncts of a WHERE or ON (not under NOT: NOT IN depends on NULLs
+//     other shards may hold). Such a SELECT with LIMIT, ORDER BY, DISTINCT,
+//     windows or aggregates not grouped by the key stays 0A000; only direct
+//     key equalities make a nested SELECT "correlated" (passthrough.go).
 //   - One shard for every class → Route. One class over several shards →
 //     Scatter. When concatenating the shards' rows is not the answer, the
 //     SELECT is rewritten for the shards (re-parsed and deparsed with
@@ -47,7 +57,8 @@
 //     INTERSECT/EXCEPT, aggregates inside expressions, aggregates other
 //     than count/sum/avg/min/max/bool_and/bool_or/every/string_agg/
 //     array_agg, DISTINCT aggregates of two different expressions,
-//     GROUPING SETS, HAVING beyond AND/OR/NOT of comparisons, LIMIT
+//     GROUPING SETS, HAVING beyond AND/OR/NOT of comparisons with
+//     constants or $n (text format, or binary integers and floats), LIMIT
 //     expressions, WITH TIES, SELECT * with aggregates, and subqueries,
 //     CTEs or UNION parts that need LIMIT/DISTINCT/aggregation over rows of
 //     several shards (unless correlated with the outer query on the key).
