@@ -100,6 +100,10 @@ type Controller struct {
 	log  *slog.Logger
 	met  *metrics
 
+	// ending is held (write) while a move's EndMove is applied and its
+	// progress marked finished, so Status never sees a move that has left
+	// the topology but is not finished yet.
+	ending   sync.RWMutex
 	mu       sync.Mutex
 	progress map[string]*Progress // by move id: running and recently finished
 	running  map[string]bool
@@ -356,6 +360,8 @@ func (c *Controller) Report() Report {
 // Status lists the recorded moves with their progress, and recently
 // finished ones, sorted by start.
 func (c *Controller) Status() []Progress {
+	c.ending.RLock()
+	defer c.ending.RUnlock()
 	snap := c.opts.Store.Current()
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1001,6 +1001,8 @@ func (w *worker) rollback(ctx context.Context, m topology.Move) error {
 }
 
 func (w *worker) end(ctx context.Context, m topology.Move, outcome string) error {
+	w.c.ending.Lock()
+	defer w.c.ending.Unlock()
 	if _, err := w.c.opts.Store.Apply(ctx, topology.EndMove{ID: w.id}); err != nil {
 		return err
 	}
