@@ -497,10 +497,6 @@ func (a *analyzer) selectStmt(sel *pg_query.SelectStmt, parent int) int {
 	a.selScope[sel] = s
 	a.withClause(sel.WithClause, s)
 	sh := shapeOf(sel, s)
-	for _, w := range sh.windows {
-		// Nested windows are checked like other nested merges.
-		sh.merge = append(sh.merge, "window function "+w.name+"()")
-	}
 	if !sh.empty() {
 		if a.st.shapes == nil {
 			a.st.shapes = map[int]*selShape{}
@@ -563,7 +559,7 @@ type selShape struct {
 	merge   []string // need merging whatever the grouping
 	group   []string // fine when grouped by the key
 	groupBy []colRef
-	windows []windowUse // window function calls of the top-level SELECT
+	windows []windowUse // window function calls
 }
 
 // windowUse is one window function call and the columns its window is
@@ -574,7 +570,9 @@ type windowUse struct {
 	partition []colRef
 }
 
-func (sh *selShape) empty() bool { return len(sh.merge) == 0 && len(sh.group) == 0 }
+func (sh *selShape) empty() bool {
+	return len(sh.merge) == 0 && len(sh.group) == 0 && len(sh.windows) == 0
+}
 
 // shapeOf computes the shape of sel, analysed in scope s. Aggregates and
 // window functions inside sublinks belong to the sublink's own SELECT.

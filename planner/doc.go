@@ -35,7 +35,8 @@
 //     (SELECT key ...)` / `= ANY (SELECT ...)` among the top-level AND
 //     conjuncts of a WHERE or ON (not under NOT: NOT IN depends on NULLs
 //     other shards may hold). Such a SELECT with LIMIT, ORDER BY, DISTINCT,
-//     windows or aggregates not grouped by the key stays 0A000; only direct
+//     windows not partitioned by the key or aggregates not grouped by it
+//     stays 0A000 (nestedCheck); only direct
 //     key equalities make a nested SELECT "correlated" (passthrough.go).
 //   - One shard for every class → Route. One class over several shards →
 //     Scatter. When concatenating the shards' rows is not the answer, the

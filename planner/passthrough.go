@@ -235,6 +235,14 @@ func (st *stmtInfo) outputColumn(ri int, name string) (colRef, bool) {
 func (b *binding) keyRel(st *stmtInfo, c colRef) int {
 	for hops := 0; hops <= len(st.rels); hops++ {
 		ri := b.resolve(st, c)
+		if ri < 0 && len(c.qual) == 0 {
+			// An unqualified name in a SELECT whose only FROM item is a
+			// derived table or CTE is that item's column when the item
+			// has it (traced below to a table's key column, or given up).
+			if rs := st.scopes[c.scope].rels; len(rs) == 1 && st.outputs[rs[0]] != nil {
+				ri = rs[0]
+			}
+		}
 		if ri < 0 {
 			return -1
 		}

@@ -308,8 +308,15 @@ func (p *Planner) nestedCheck(st *stmtInfo, b *binding, needs, hint string) erro
 				continue
 			}
 			w := what
-			if len(sh.group) > 0 && !p.groupedByKey(sh.groupBy, b, st, ci) {
+			grouped := len(sh.group) == 0 || p.groupedByKey(sh.groupBy, b, st, ci)
+			if !grouped {
 				w = append(append([]string(nil), w...), sh.group...)
+			}
+			if !grouped || !p.windowsByKey(sh.windows, b, st, ci) {
+				// Windows partitioned by the key see whole partitions.
+				for _, win := range sh.windows {
+					w = append(w[:len(w):len(w)], "window function "+win.name+"()")
+				}
 			}
 			if len(w) > 0 {
 				return unsupported(fmt.Sprintf("a subquery with %s over %s needs rows from several shards (%s)", strings.Join(w, ", "), b.classes[ci].label, needs),

@@ -309,6 +309,11 @@ func buildCorpus() []Case {
 		"SELECT u.level, count(*) FROM users u JOIN (SELECT author_id FROM posts WHERE like_count > 40 GROUP BY author_id) t ON t.author_id = u.id GROUP BY u.level ORDER BY u.level",
 		"SELECT s.id, s.name, cn.name FROM (SELECT u.id, u.name, u.country_code FROM users u JOIN posts p ON p.author_id = u.id WHERE p.like_count > 45) s JOIN countries cn ON cn.code = s.country_code ORDER BY s.id, cn.name",
 		"SELECT x.id, p.id FROM (SELECT * FROM users WHERE level = 3) x JOIN posts p ON p.author_id = x.id ORDER BY p.id LIMIT 20",
+		"SELECT b.author_id, u.name FROM (SELECT * FROM (SELECT author_id FROM posts WHERE like_count > 40) a) b JOIN users u ON u.id = b.author_id ORDER BY 1, 2",
+		"WITH p AS (SELECT author_id FROM posts WHERE like_count > 45) SELECT id FROM users WHERE id IN (SELECT author_id FROM p) ORDER BY id",
+		"WITH p AS (SELECT author_id FROM posts) SELECT id, name FROM users WHERE id = 9 AND id IN (SELECT author_id FROM p)",
+		"SELECT t.author_id, t.id, u.name FROM (SELECT author_id, id, row_number() OVER (PARTITION BY author_id ORDER BY like_count DESC, id) AS rn FROM posts) t JOIN users u ON u.id = t.author_id WHERE t.rn <= 2 ORDER BY 1, 2",
+		"WITH ranked AS (SELECT follower_id, followee_id, rank() OVER (PARTITION BY follower_id ORDER BY created_at, followee_id) AS r FROM follows) SELECT r, count(*) FROM ranked GROUP BY r ORDER BY r LIMIT 5",
 		// key IN (SELECT key ...) and EXISTS correlated on the key: semi-joins on each shard.
 		"SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE level = 4) ORDER BY id",
 		"SELECT id, name FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > 45) ORDER BY id",
@@ -323,7 +328,7 @@ func buildCorpus() []Case {
 	)
 	b.args("WITH p AS (SELECT author_id, id FROM posts WHERE like_count > $2) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = $1 ORDER BY p.id", "12", "10")
 	b.args("SELECT id FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > $1) ORDER BY id LIMIT 25", "40")
-	b.refused("a CTE, derived table or IN subquery over several shards needs LIMIT, ORDER BY, DISTINCT or an aggregate not grouped by the distribution key, or is referenced twice; group it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
+	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, or a CTE referenced twice, is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
 		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5) t ON t.author_id = u.id",
 		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5)",
 		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
@@ -332,6 +337,7 @@ func buildCorpus() []Case {
 		"SELECT count(*) FROM users WHERE id NOT IN (SELECT author_id FROM posts)",
 		"SELECT id, id IN (SELECT author_id FROM posts) FROM users",
 		"SELECT u.id FROM users u JOIN (SELECT author_id + 0 AS author_id FROM posts) t ON t.author_id = u.id",
+		"SELECT * FROM (SELECT id, row_number() OVER (ORDER BY karma NULLS LAST, id) AS rn FROM users) t WHERE rn <= 3",
 	)
 
 	b.section("Window functions partitioned by the key")
