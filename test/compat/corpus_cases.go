@@ -328,7 +328,7 @@ func buildCorpus() []Case {
 	)
 	b.args("WITH p AS (SELECT author_id, id FROM posts WHERE like_count > $2) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = $1 ORDER BY p.id", "12", "10")
 	b.args("SELECT id FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > $1) ORDER BY id LIMIT 25", "40")
-	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, or a CTE referenced twice, is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
+	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, a CTE referenced twice, or NOT IN / IN outside a WHERE or ON conjunct (their answer depends on NULLs other shards hold) is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
 		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5) t ON t.author_id = u.id",
 		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5)",
 		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
