@@ -385,17 +385,26 @@ func (c *Controller) ensureDatabase(ctx context.Context, addr, db string) error 
 	return nil
 }
 
+// phaseConns prepares the worker for m (setup) and connects to every
+// database of the move on the source (source) or the target.
+func (w *worker) phaseConns(ctx context.Context, m topology.Move, source bool) ([]*pgx.Conn, error) {
+	if err := w.setup(ctx, m); err != nil {
+		return nil, err
+	}
+	src, dst, err := w.addrs(m)
+	if err != nil {
+		return nil, err
+	}
+	if source {
+		return w.c.connectAll(ctx, src, w.parts)
+	}
+	return w.c.connectAll(ctx, dst, w.parts)
+}
+
 // waitCopied (copying → catchup) waits until every table of every
 // subscription finished its initial copy.
 func (w *worker) waitCopied(ctx context.Context, m topology.Move) error {
-	if err := w.setup(ctx, m); err != nil {
-		return err
-	}
-	_, dst, err := w.addrs(m)
-	if err != nil {
-		return err
-	}
-	conns, err := w.c.connectAll(ctx, dst, w.parts)
+	conns, err := w.phaseConns(ctx, m, false)
 	if err != nil {
 		return err
 	}
@@ -464,14 +473,7 @@ func slotLag(ctx context.Context, sconn *pgx.Conn, slot string) (lag int64, err 
 // waitCaughtUp (catchup → cutover) waits until the subscriptions are close
 // behind the source, then starts the cutover.
 func (w *worker) waitCaughtUp(ctx context.Context, m topology.Move) error {
-	if err := w.setup(ctx, m); err != nil {
-		return err
-	}
-	src, _, err := w.addrs(m)
-	if err != nil {
-		return err
-	}
-	conns, err := w.c.connectAll(ctx, src, w.parts)
+	conns, err := w.phaseConns(ctx, m, true)
 	if err != nil {
 		return err
 	}
