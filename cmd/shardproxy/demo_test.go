@@ -20,6 +20,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 	"github.com/shardproxy/shardproxy/test/socialapp"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // TestDemoEndToEnd runs what "make demo" runs — shardproxy dev --socialapp
@@ -182,21 +183,17 @@ func psql(t *testing.T, port int, query string) string {
 // until the servers are gone and no process refers to dir.
 func waitNoProcesses(t *testing.T, dir string, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := processesUsing(dir)
+	var left []int
+	if !wait.For(5*time.Second, func() bool {
+		left = processesUsing(dir)
 		for _, pid := range pids {
 			if alive(pid) {
 				left = append(left, pid)
 			}
 		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes still running after dev exited: %v", left)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return len(left) == 0
+	}) {
+		t.Fatalf("processes still running after dev exited: %v", left)
 	}
 }
 

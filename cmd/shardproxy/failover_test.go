@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/admin"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // The shardproxy binary wires automatic failover: with
@@ -47,29 +48,23 @@ shards:
 		t.Fatal(err)
 	}
 	api := &admin.Client{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var out struct{ Shards []struct{ Primary string } }
-		err := api.Get(ctx, "/v1/shards", nil, &out)
-		if err == nil && len(out.Shards) == 1 && out.Shards[0].Primary == replica.Addr() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failover to %s within 60s (last answer %+v, %v)\n%s", replica.Addr(), out, err, p.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	var out struct{ Shards []struct{ Primary string } }
+	var err error
+	if !wait.For(60*time.Second, func() bool {
+		out.Shards = nil
+		err = api.Get(ctx, "/v1/shards", nil, &out)
+		return err == nil && len(out.Shards) == 1 && out.Shards[0].Primary == replica.Addr()
+	}) {
+		t.Fatalf("no failover to %s within 60s (last answer %+v, %v)\n%s", replica.Addr(), out, err, p.out.String())
+	}
+	if !wait.For(60*time.Second-time.Since(start), func() bool {
+		_, err = conn.Exec(ctx, "INSERT INTO f VALUES (2)")
+		return err == nil
+	}) {
+		t.Fatalf("writes through the proxy did not resume: %v", err)
 	}
 	var n int
-	for {
-		_, err := conn.Exec(ctx, "INSERT INTO f VALUES (2)")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writes through the proxy did not resume: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM f").Scan(&n); err != nil || n != 2 {
 		t.Errorf("after the failover: %d rows, %v; want 2", n, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shardproxy/shardproxy/proxy/admin"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // A single proxy with --raft-dir bootstraps itself from the config's
@@ -43,19 +44,15 @@ sharding:
 	api := &admin.Client{BaseURL: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 	ready := func(p *proc) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		if !wait.For(30*time.Second, func() bool {
 			resp, err := http.Get(api.BaseURL + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
+			if err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("not ready within 30s; output:\n%s", p.out.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}) {
+			t.Fatalf("not ready within 30s; output:\n%s", p.out.String())
 		}
 	}
 	ctx := context.Background()
@@ -107,17 +104,14 @@ sharding:
 	}
 	// It was ready before its election (serving the topology it had);
 	// it leads again shortly.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var st admin.Status
-		err := api.Get(ctx, "/v1/status", url.Values{"health": {"0"}}, &st)
-		if err == nil && st.Mode == "raft" && st.Leader != nil && st.Leader.Self {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status after restart: %+v %v", st, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var st admin.Status
+	var err error
+	if !wait.For(10*time.Second, func() bool {
+		st = admin.Status{}
+		err = api.Get(ctx, "/v1/status", url.Values{"health": {"0"}}, &st)
+		return err == nil && st.Mode == "raft" && st.Leader != nil && st.Leader.Self
+	}) {
+		t.Fatalf("status after restart: %+v %v", st, err)
 	}
 	if !strings.Contains(p.out.String(), "raft started") {
 		t.Errorf("no raft start log line:\n%s", p.out.String())

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardproxy/shardproxy/test/wait"
 	"github.com/shardproxy/shardproxy/topology"
 	"github.com/shardproxy/shardproxy/topology/raftstore"
 )
@@ -177,13 +178,7 @@ func startCluster(t *testing.T, size int, o nodeOpts) []*testNode {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }
 
 func leaderOf(t *testing.T, nodes []*testNode) *testNode {
@@ -261,18 +256,12 @@ func TestFollowerWriteForwardedAndVisibleEverywhere(t *testing.T) {
 	if ans := keyOwner(t, f, "1001"); ans.Shard != target || ans.Reason != "override" || ans.Version < res.Version {
 		t.Fatalf("forwarding follower answers %+v right after the write; want %s by override at version >= %d", ans, target, res.Version)
 	}
-	deadline := time.Now().Add(time.Second)
+	start := time.Now()
 	for _, n := range nodes {
-		for {
+		wait.Until(t, time.Second-time.Since(start), n.id+" to answer the override a second after the write", func() bool {
 			ans := keyOwner(t, n, "1001")
-			if ans.Shard == target && ans.Reason == "override" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still answers %+v a second after the write", n.id, ans)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return ans.Shard == target && ans.Reason == "override"
+		})
 	}
 	mfs, err := f.reg.Gather()
 	if err != nil {

@@ -128,9 +128,6 @@ func scrape(t *testing.T, url string) map[string]float64 {
 }
 
 func TestAdminConsoleAndMetrics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and a proxy process")
-	}
 	pg := pgcluster.StartT(t, pgcluster.Options{Shards: 2, Replicas: 1})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "shardproxy")

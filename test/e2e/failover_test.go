@@ -14,6 +14,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy/admin"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // Failover with real streaming replicas: a primary is killed under write
@@ -77,7 +78,9 @@ func startWriteLoad(t *testing.T, dsn string, clients int) *writeLoad {
 					c, err := pgx.Connect(ctx, dsn)
 					if err != nil {
 						l.failed.Add(1)
-						time.Sleep(20 * time.Millisecond)
+						if wait.Pause(l.stop, 20*time.Millisecond) { // the primary is down: do not spin
+							return
+						}
 						continue
 					}
 					conn = c
@@ -88,7 +91,9 @@ func startWriteLoad(t *testing.T, dsn string, clients int) *writeLoad {
 				cancel()
 				if err != nil {
 					l.failed.Add(1)
-					time.Sleep(20 * time.Millisecond) // the primary is down: do not spin
+					if wait.Pause(l.stop, 20*time.Millisecond) { // the primary is down: do not spin
+						return
+					}
 					continue
 				}
 				after := l.switched.Load()

@@ -16,6 +16,7 @@ import (
 	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // runningProxy is an in-process shardproxy serving on a loopback port.
@@ -116,11 +117,5 @@ func sqlState(err error) string {
 // waitFor polls cond until it returns true or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, d, what, cond)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // mergeQueries are cross-shard reads the proxy merges itself; each must
@@ -583,16 +584,17 @@ func TestCrossShardCursors(t *testing.T) {
 		defer stop()
 		go func() {
 			defer stop()
-			for qctx.Err() == nil {
+			running := false
+			wait.For(2*time.Minute, func() bool {
 				var n int
 				_ = env.direct[env.names[0]].QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()").Scan(&n)
-				if n > 0 {
-					if err := conn.PgConn().CancelRequest(ctx); err != nil {
-						t.Error(err)
-					}
-					return
+				running = n > 0
+				return running || qctx.Err() != nil
+			})
+			if running {
+				if err := conn.PgConn().CancelRequest(ctx); err != nil {
+					t.Error(err)
 				}
-				time.Sleep(20 * time.Millisecond)
 			}
 		}()
 		_, err := rowsText(ctx, conn, fmt.Sprintf("SELECT id, pg_sleep(CASE WHEN id = %d THEN 120 ELSE 0 END) FROM users", sleeper), true)

@@ -183,12 +183,12 @@ func TestMoveBenchmark(t *testing.T) {
 	if _, err := e.ctrl.StartPlan(ctx, plan, 0); err != nil {
 		t.Fatal(err)
 	}
-	// Follow the phases: each move's copy lasts from the first time it is
-	// seen copying to the first time it is seen past that.
+	// Follow the phases version by version: each move's copy lasts from
+	// the version that shows it copying to the first one past that.
 	copyFrom, copyTo := map[string]time.Time{}, map[string]time.Time{}
-	for len(e.store.Current().Moves()) > 0 {
+	if !e.watchTopology(20*time.Minute, func(s *topology.Snapshot) bool {
 		now := time.Now()
-		for _, m := range e.store.Current().Moves() {
+		for _, m := range s.Moves() {
 			switch m.State {
 			case topology.MovePending:
 			case topology.MoveCopying:
@@ -201,10 +201,9 @@ func TestMoveBenchmark(t *testing.T) {
 				}
 			}
 		}
-		if time.Since(moveStart) > 20*time.Minute {
-			t.Fatal("moves not done after 20 minutes")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return len(s.Moves()) == 0
+	}) {
+		t.Fatal("moves not done after 20 minutes")
 	}
 	var copyDur time.Duration
 	for id, from := range copyFrom {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shardproxy/shardproxy/rebalance"
+	"github.com/shardproxy/shardproxy/test/wait"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -55,7 +56,9 @@ func TestRebalanceSourceRestartDuringCatchup(t *testing.T) {
 				c, err := pgx.Connect(ctx, e.proxy.dsn("postgres"))
 				if err != nil {
 					failed++
-					time.Sleep(20 * time.Millisecond) // reconnect pacing, not a wait for a condition
+					if wait.Pause(stop, 20*time.Millisecond) { // reconnect pacing
+						return
+					}
 					continue
 				}
 				conn = c
@@ -74,21 +77,16 @@ func TestRebalanceSourceRestartDuringCatchup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The store is in memory: poll it tightly to restart inside catchup
-	// (the precheck of 200,000 rows keeps the move there for a while).
-	deadline := time.Now().Add(time.Minute)
-	for {
-		m, ok := e.store.Current().Move(id)
+	// Watch the store's versions to restart inside catchup (the precheck
+	// of 200,000 rows keeps the move there for a while).
+	if !e.watchTopology(time.Minute, func(s *topology.Snapshot) bool {
+		m, ok := s.Move(id)
 		if !ok || (m.State != topology.MovePending && m.State != topology.MoveCopying && m.State != topology.MoveCatchup) {
 			t.Fatalf("the move left catchup before the restart (state %v, present %v)", m.State, ok)
 		}
-		if m.State == topology.MoveCatchup {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the move did not reach catchup within a minute")
-		}
-		time.Sleep(time.Millisecond)
+		return m.State == topology.MoveCatchup
+	}) {
+		t.Fatal("the move did not reach catchup within a minute")
 	}
 	if err := source.Restart(ctx); err != nil {
 		t.Fatal(err)

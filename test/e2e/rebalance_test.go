@@ -118,16 +118,26 @@ func (e *moveEnv) addShard(t *testing.T, i int) string {
 // waitMovesDone waits until the topology records no moves.
 func (e *moveEnv) waitMovesDone(t *testing.T, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for len(e.store.Current().Moves()) > 0 {
-		if time.Now().After(deadline) {
-			for _, p := range e.ctrl.Status() {
-				t.Logf("move %s: %s copied %d/%d lag %d err %q", p.Move.ID, p.Phase, p.RowsCopied, p.RowsTotal, p.LagBytes, p.LastError)
-			}
-			t.Fatalf("moves not done after %s", d)
+	if !e.watchTopology(d, func(s *topology.Snapshot) bool { return len(s.Moves()) == 0 }) {
+		for _, p := range e.ctrl.Status() {
+			t.Logf("move %s: %s copied %d/%d lag %d err %q", p.Move.ID, p.Phase, p.RowsCopied, p.RowsTotal, p.LagBytes, p.LastError)
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("moves not done after %s", d)
 	}
+}
+
+// watchTopology calls see with each topology version as the store commits
+// it (the current one first) until see returns true (then true) or d
+// passes (false).
+func (e *moveEnv) watchTopology(d time.Duration, see func(*topology.Snapshot) bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for s := range e.store.Watch(ctx) {
+		if see(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // assertNoReplicationLeft checks every server for publications,

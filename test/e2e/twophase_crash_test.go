@@ -227,9 +227,6 @@ func (b *bank) check(ctx context.Context) map[int64]bool {
 }
 
 func TestTwoPhaseCommitSurvivesCoordinatorCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and proxy processes")
-	}
 	b := startBank(t)
 	ctx := testCtx(t, 4*time.Minute)
 	xfer := int64(0)
@@ -380,9 +377,6 @@ func (l *bankLoad) finish() []int64 {
 }
 
 func TestTwoPhaseCommitUnderConcurrentLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and proxy processes")
-	}
 	b := startBank(t)
 	ctx := testCtx(t, 4*time.Minute)
 	var next int64 = 1_000_000
@@ -479,9 +473,6 @@ func split(ctx context.Context, c *pgx.Conn, xfer, from, to1, to2 int64) error {
 // PREPAREs answered (rolled back everywhere), or between the two COMMIT
 // PREPAREDs (committed everywhere).
 func TestTwoPhaseCommitThreeShardsCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL and proxy processes")
-	}
 	b := startBank(t)
 	ctx := testCtx(t, 3*time.Minute)
 	// Three accounts on three different shards.
