@@ -12,7 +12,7 @@
 // pending: the tables of the distribution are described on the source
 // (tables whose replica identity does not cover the key are refused before
 // anything is created), created on the target, a publication with a row
-// filter on the ranges (HashExpr: the router's own hash in SQL) is created
+// filter on the ranges (router.HashExpr: the router's own hash in SQL) is created
 // on the source and a subscription (copy_data, streaming) on the target.
 // copying: until every table finished its initial copy. catchup: until the
 // slot lags less than Options.LagThreshold and a precheck (bucketed

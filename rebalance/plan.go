@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardproxy/shardproxy/router"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -345,7 +346,7 @@ func (c *Controller) Stats(ctx context.Context, dist string) ([]RangeStat, error
 				if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", qualified(t.Name)).Scan(&exists); err != nil || !exists {
 					continue
 				}
-				h, err := HashExpr(d.KeyType, quoteIdent(t.KeyColumn))
+				h, err := router.HashExpr(d.KeyType, quoteIdent(t.KeyColumn))
 				if err != nil {
 					conn.Close(ctx)
 					return nil, err

@@ -1,4 +1,4 @@
-package rebalance
+package router_test
 
 import (
 	"context"
@@ -66,7 +66,7 @@ func TestRangeFilterSelectsWhatTheRouterRoutes(t *testing.T) {
 			return router.HashUUID(u)
 		}},
 	} {
-		filter, err := RangeFilter(topology.Hash, tc.kt, quoteIdent("k"), spans)
+		filter, err := router.RangeFilter(topology.Hash, tc.kt, `"k"`, spans)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,13 +97,13 @@ func TestRangeFilterSelectsWhatTheRouterRoutes(t *testing.T) {
 			t.Errorf("%s: not a valid row filter: %v", tc.table, err)
 		}
 	}
-	if f, _ := RangeFilter(topology.Hash, topology.Int, "k", nil); f != "false" {
+	if f, _ := router.RangeFilter(topology.Hash, topology.Int, "k", nil); f != "false" {
 		t.Errorf("no spans: %q", f)
 	}
-	if f, _ := RangeFilter(topology.Hash, topology.Int, "k", []topology.Span{{Lo: math.MinInt64, Hi: math.MaxInt64}}); f != "(true)" {
+	if f, _ := router.RangeFilter(topology.Hash, topology.Int, "k", []topology.Span{{Lo: math.MinInt64, Hi: math.MaxInt64}}); f != "(true)" {
 		t.Errorf("whole space: %q", f)
 	}
-	if _, err := RangeFilter(topology.RangeScheme, topology.Text, "k", spans); err == nil {
+	if _, err := router.RangeFilter(topology.RangeScheme, topology.Text, "k", spans); err == nil {
 		t.Error("text range distributions have no int span filter, want an error")
 	}
 }
