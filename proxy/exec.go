@@ -232,7 +232,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 			// UPDATE/DELETE without a key: every shard, atomically.
 			parts := make([]writePart, len(o.Shards))
 			for i, s := range o.Shards {
-				parts[i] = writePart{shard: s, sql: o.SQL, args: argsFor(params, nil, rf, out.simple), pass: true}
+				parts[i] = writePart{shard: s, sql: o.SQLFor(s), args: argsFor(params, nil, rf, out.simple), pass: true}
 			}
 			tags, err := ss.runWrite(snap, parts, true, out)
 			if err != nil {
@@ -248,7 +248,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		var tags []string
 		for i, s := range o.Shards {
 			out.part = i
-			tag, err := ss.runPart(snap, s, o.SQL, argsFor(params, nil, rf, out.simple), out, true)
+			tag, err := ss.runPart(snap, s, o.SQLFor(s), argsFor(params, nil, rf, out.simple), out, true)
 			if err != nil {
 				return "", err
 			}
@@ -782,15 +782,15 @@ func (ss *session) explain(snap *topology.Snapshot, o *plan.Explain, params plan
 	}
 	for _, leaf := range plan.Leaves(o.Inner) {
 		var shards []string
-		var sql string
+		sqlFor := func(string) string { return "" }
 		var idx []int
 		switch l := leaf.(type) {
 		case *plan.Route:
-			shards, sql, idx = []string{l.Shard}, l.SQL, l.ParamIndexes
+			shards, sqlFor, idx = []string{l.Shard}, func(string) string { return l.SQL }, l.ParamIndexes
 		case *plan.Scatter:
-			shards, sql = l.Shards, l.SQL
+			shards, sqlFor = l.Shards, l.SQLFor
 		case *plan.Broadcast:
-			shards, sql = l.Shards, l.SQL
+			shards, sqlFor = l.Shards, func(string) string { return l.SQL }
 		default:
 			continue
 		}
@@ -798,7 +798,7 @@ func (ss *session) explain(snap *topology.Snapshot, o *plan.Explain, params plan
 			emit("shard " + s + ":")
 			var rows [][]byte
 			capture := &rowCapture{}
-			tag, err := ss.runCaptured(snap, s, o.Prefix+" "+sql, argsFor(params, idx, nil, out.simple), capture)
+			tag, err := ss.runCaptured(snap, s, o.Prefix+" "+sqlFor(s), argsFor(params, idx, nil, out.simple), capture)
 			_ = tag
 			if err != nil {
 				return "", err

@@ -118,7 +118,7 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 			break
 		}
 		cs := &cursorShard{cr: cr, shard: s, portal: "shardproxy_cursor_" + strconv.FormatUint(cursorPortalSeq.Add(1), 10), more: true}
-		ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sc.SQL, ParameterOIDs: args.oids})
+		ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sc.SQLFor(s), ParameterOIDs: args.oids})
 		ss.sout = appendFrontend(ss.sout, &pgproto3.Bind{DestinationPortal: cs.portal, ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
 		ss.sout = appendFrontend(ss.sout, &pgproto3.Describe{ObjectType: 'P', Name: cs.portal})
 		ss.sout = appendEmpty(ss.sout, msgSync)

@@ -137,7 +137,7 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 		shardRF = append(append([]int16(nil), rf...), make([]int16, hiddenColumns(root))...)
 	}
 	args := argsFor(params, nil, shardRF, out.simple)
-	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, args, false)
+	run, err := ss.startScatter(snap, sc, args, false)
 	if err != nil {
 		return nil, err
 	}

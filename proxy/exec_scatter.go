@@ -85,11 +85,14 @@ type shardFeed struct {
 	vals  [][]byte
 }
 
-// startScatter sends sql (with args) to every shard in shards and starts a
+// startScatter sends sc's statement (SQLFor each shard, with args) to every
+// shard of sc and starts a
 // feed per shard. shared puts every feed on one channel (concatenation);
 // otherwise each feed has its own (merge).
-func (ss *session) startScatter(snap *topology.Snapshot, shards []string, sql string, args *partArgs, shared bool) (*scatterRun, error) {
+func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args *partArgs, shared bool) (*scatterRun, error) {
+	shards := sc.Shards
 	for _, s := range shards {
+		sql := sc.SQLFor(s)
 		if err := ss.useShardAs(snap, s, ss.replicaRead(snap, s, sql)); err != nil {
 			return nil, err
 		}
@@ -470,7 +473,7 @@ func (ss *session) execScatterRead(snap *topology.Snapshot, sc *plan.Scatter, pa
 // openScatterRead starts a read Scatter on every shard and returns its
 // row source (rows concatenated as they arrive).
 func (ss *session) openScatterRead(snap *topology.Snapshot, sc *plan.Scatter, params planner.Params, rf []int16, out *execOut) (*rowSource, error) {
-	run, err := ss.startScatter(snap, sc.Shards, sc.SQL, argsFor(params, nil, rf, out.simple), true)
+	run, err := ss.startScatter(snap, sc, argsFor(params, nil, rf, out.simple), true)
 	if err != nil {
 		return nil, err
 	}

@@ -288,7 +288,8 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 		case *plan.Route:
 			shard, sql, idx = l.Shard, l.SQL, l.ParamIndexes
 		case *plan.Scatter:
-			shard, sql = l.Shards[0], l.SQL
+			shard = l.Shards[0]
+			sql = l.SQLFor(shard)
 		case *plan.Broadcast:
 			shard, sql = l.ReturnFrom, l.SQL
 		case *plan.AllocateKeys:

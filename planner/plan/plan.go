@@ -130,6 +130,20 @@ type Scatter struct {
 	ReadOnly   bool
 	CopyHeader bool
 	Write      bool
+	// ShardSQL, when it has an entry for a shard, is the statement that
+	// shard runs instead of SQL: the same statement with its distributed
+	// tables restricted to the rows the shard owns, while a move has a
+	// range's rows on two of the scanned shards (see planner's doc). It
+	// takes the same Bind values and returns the same columns as SQL.
+	ShardSQL map[string]string
+}
+
+// SQLFor returns the statement shard runs.
+func (o *Scatter) SQLFor(shard string) string {
+	if s, ok := o.ShardSQL[shard]; ok {
+		return s
+	}
+	return o.SQL
 }
 
 // Broadcast runs the same statement on every listed shard (writes to
@@ -308,6 +322,14 @@ func (o *Scatter) Describe() Description {
 	}
 	if o.Write {
 		f["write"] = true
+	}
+	if len(o.ShardSQL) > 0 {
+		owned := make([]string, 0, len(o.ShardSQL))
+		for s := range o.ShardSQL {
+			owned = append(owned, s)
+		}
+		sort.Strings(owned)
+		f["owned_rows_only"] = owned
 	}
 	return Description{Name: "Scatter", Shards: append([]string(nil), o.Shards...), Fields: f}
 }
