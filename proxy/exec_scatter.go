@@ -86,9 +86,8 @@ type shardFeed struct {
 }
 
 // startScatter sends sc's statement (SQLFor each shard, with args) to every
-// shard of sc and starts a
-// feed per shard. shared puts every feed on one channel (concatenation);
-// otherwise each feed has its own (merge).
+// shard of sc and starts a feed per shard. shared puts every feed on one
+// channel (concatenation); otherwise each feed has its own (merge).
 func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args *partArgs, shared bool) (*scatterRun, error) {
 	shards := sc.Shards
 	for _, s := range shards {
