@@ -34,6 +34,7 @@ const (
 	TypeSetMoveState       CommandType = "set_move_state"
 	TypeFlipMove           CommandType = "flip_move"
 	TypeEndMove            CommandType = "end_move"
+	TypeSetShardReferences CommandType = "set_shard_references"
 )
 
 // Command is one change to the topology. Commands are plain data: they
@@ -118,6 +119,12 @@ func (d *draft) hashDist(name string) (*Distribution, error) {
 
 // AddShard adds a new shard without data. The first shard becomes the
 // default shard.
+//
+// Shard.References = ReferencesSyncing asks for the reference tables to be
+// copied to the new shard before it is used for them (the admin API sets
+// it): the shard is recorded syncing when the topology has reference tables
+// and a shard to copy them from, else ready. Any other value is recorded as
+// ready.
 type AddShard struct {
 	Shard         Shard  `json:"shard"`
 	ExpectVersion uint64 `json:"expect_version,omitempty"`
@@ -264,6 +271,7 @@ func (StartMove) Type() CommandType          { return TypeStartMove }
 func (SetMoveState) Type() CommandType       { return TypeSetMoveState }
 func (FlipMove) Type() CommandType           { return TypeFlipMove }
 func (EndMove) Type() CommandType            { return TypeEndMove }
+func (SetShardReferences) Type() CommandType { return TypeSetShardReferences }
 
 // ExpectedVersion implementations.
 func (c AddShard) ExpectedVersion() uint64           { return c.ExpectVersion }
@@ -285,12 +293,17 @@ func (c StartMove) ExpectedVersion() uint64          { return c.ExpectVersion }
 func (c SetMoveState) ExpectedVersion() uint64       { return c.ExpectVersion }
 func (c FlipMove) ExpectedVersion() uint64           { return c.ExpectVersion }
 func (c EndMove) ExpectedVersion() uint64            { return c.ExpectVersion }
+func (c SetShardReferences) ExpectedVersion() uint64 { return c.ExpectVersion }
 
 func (c AddShard) mutate(d *draft) error {
 	if _, err := d.shard(c.Shard.Name); err == nil {
 		return invalidf("shard %q already exists", c.Shard.Name)
 	}
-	d.Shards = append(d.Shards, c.Shard.clone())
+	sh := c.Shard.clone()
+	if sh.References != ReferencesSyncing || !d.hasReferenceTables() || !d.hasReferenceSource() {
+		sh.References = ReferencesReady
+	}
+	d.Shards = append(d.Shards, sh)
 	if d.DefaultShard == "" {
 		d.DefaultShard = c.Shard.Name
 	}
@@ -382,8 +395,12 @@ func (c PromoteReplica) mutate(d *draft) error {
 }
 
 func (c SetDefaultShard) mutate(d *draft) error {
-	if _, err := d.shard(c.Shard); err != nil {
+	s, err := d.shard(c.Shard)
+	if err != nil {
 		return err
+	}
+	if !s.ReferencesReady() {
+		return invalidf("shard %s is still being given the reference tables (references %s); make it the default shard once they are ready", c.Shard, s.References)
 	}
 	d.DefaultShard = c.Shard
 	return nil
@@ -408,7 +425,7 @@ func (c DistributeTable) mutate(d *draft) error {
 		shards := c.Shards
 		if len(shards) == 0 {
 			for _, s := range d.Shards {
-				if s.State != ShardOffline {
+				if s.State != ShardOffline && s.ReferencesReady() {
 					shards = append(shards, s.Name)
 				}
 			}
@@ -449,8 +466,12 @@ func (c AssignRange) mutate(d *draft) error {
 	if c.Lo > c.Hi {
 		return invalidf("assign range: lo %d > hi %d", c.Lo, c.Hi)
 	}
-	if _, err := d.shard(c.Shard); err != nil {
+	s, err := d.shard(c.Shard)
+	if err != nil {
 		return err
+	}
+	if !s.ReferencesReady() {
+		return invalidf("shard %s is still being given the reference tables (references %s); assign ranges to it once they are ready", c.Shard, s.References)
 	}
 	x.Ranges = ReassignRange(x.Ranges, c.Lo, c.Hi, c.Shard)
 	return nil
@@ -730,7 +751,7 @@ func init() {
 		AddShard{}, RemoveShard{}, AddReplica{}, RemoveReplica{}, PromoteReplica{},
 		SetDefaultShard{}, CreateDistribution{}, DistributeTable{}, ReferenceTable{},
 		AssignRange{}, SplitRange{}, MergeRanges{}, SetOverride{}, ClearOverride{}, SetListValue{},
-		StartMove{}, SetMoveState{}, FlipMove{}, EndMove{},
+		StartMove{}, SetMoveState{}, FlipMove{}, EndMove{}, SetShardReferences{},
 	} {
 		commandTypes[c.Type()] = reflect.TypeOf(c)
 	}
@@ -782,4 +803,59 @@ func DecodeCommand(b []byte) (Command, error) {
 		return nil, fmt.Errorf("decode command %s: %w", env.Type, err)
 	}
 	return p.Elem().Interface().(Command), nil
+}
+
+// referenceTransitions lists the reference states SetShardReferences may go
+// to from each state: syncing → cutover starts the hold of broadcasts,
+// cutover → ready ends it with the shard in use, cutover → syncing aborts it.
+var referenceTransitions = map[ReferenceState][]ReferenceState{
+	ReferencesSyncing: {ReferencesCutover},
+	ReferencesCutover: {ReferencesReady, ReferencesSyncing},
+}
+
+// SetShardReferences moves shard Shard's reference state from From
+// (compare-and-swap) to To along referenceTransitions. Only the rebalance
+// controller sends it.
+type SetShardReferences struct {
+	Shard         string         `json:"shard"`
+	From          ReferenceState `json:"from"`
+	To            ReferenceState `json:"to"`
+	ExpectVersion uint64         `json:"expect_version,omitempty"`
+}
+
+func (c SetShardReferences) mutate(d *draft) error {
+	s, err := d.shard(c.Shard)
+	if err != nil {
+		return err
+	}
+	if s.References != c.From {
+		return invalidf("shard %s: references are %s, not %s", s.Name, s.References, c.From)
+	}
+	for _, to := range referenceTransitions[s.References] {
+		if to == c.To {
+			s.References = c.To
+			return nil
+		}
+	}
+	return invalidf("shard %s: references cannot go from %s to %s", s.Name, c.From, c.To)
+}
+
+func (d *draft) hasReferenceTables() bool {
+	for _, t := range d.Tables {
+		if t.Kind == Reference {
+			return true
+		}
+	}
+	return false
+}
+
+// hasReferenceSource reports whether some shard holds the reference tables
+// and can serve a copy of them.
+func (d *draft) hasReferenceSource() bool {
+	for _, s := range d.Shards {
+		if s.ReferencesReady() && s.State != ShardOffline {
+			return true
+		}
+	}
+	return false
 }

@@ -134,6 +134,20 @@ func (s *Snapshot) ShardNames() []string {
 	return out
 }
 
+// ReferenceShards returns, sorted, the shards that hold every reference
+// table (Shard.ReferencesReady): where reference tables are read from and
+// where broadcasts (reference writes, DDL) go. It equals ShardNames unless
+// a shard is being given the reference tables.
+func (s *Snapshot) ReferenceShards() []string {
+	out := make([]string, 0, len(s.d.Shards))
+	for _, x := range s.d.Shards {
+		if x.References == ReferencesReady {
+			out = append(out, x.Name)
+		}
+	}
+	return out
+}
+
 // Shard returns a copy of the named shard.
 func (s *Snapshot) Shard(name string) (Shard, bool) {
 	i, ok := s.shardIdx[name]

@@ -340,6 +340,7 @@ func TestCommandEncodingRoundTrip(t *testing.T) {
 		topology.SetMoveState{ID: "m", From: topology.MovePending, To: topology.MoveCopying},
 		topology.FlipMove{ID: "m"},
 		topology.EndMove{ID: "m"},
+		topology.SetShardReferences{Shard: "a", From: topology.ReferencesSyncing, To: topology.ReferencesCutover},
 	}
 	if len(cmds) != len(topology.CommandTypes()) {
 		t.Fatalf("test covers %d of %d command types", len(cmds), len(topology.CommandTypes()))

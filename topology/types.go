@@ -25,6 +25,37 @@ func (s ShardState) valid() bool {
 	return s == ShardActive || s == ShardDraining || s == ShardOffline
 }
 
+// ReferenceState says whether a shard holds a current copy of every
+// reference table. The proxies read reference tables from, and broadcast
+// writes and DDL to, only shards whose references are ready; the rebalance
+// controller copies the reference tables to a shard added after they
+// existed (docs/rebalance.md, "A new shard").
+type ReferenceState string
+
+const (
+	// ReferencesReady (the zero value, stored as nothing) shards hold every
+	// reference table.
+	ReferencesReady ReferenceState = ""
+	// ReferencesSyncing shards are being given the reference tables; they
+	// receive no reference reads, broadcasts or moves yet.
+	ReferencesSyncing ReferenceState = "syncing"
+	// ReferencesCutover shards are about to become ready: every proxy holds
+	// broadcasts (reference writes, DDL) while the copy is made exact.
+	ReferencesCutover ReferenceState = "cutover"
+)
+
+func (s ReferenceState) valid() bool {
+	return s == ReferencesReady || s == ReferencesSyncing || s == ReferencesCutover
+}
+
+// String is "ready" for ReferencesReady, else the state.
+func (s ReferenceState) String() string {
+	if s == ReferencesReady {
+		return "ready"
+	}
+	return string(s)
+}
+
 // TableKind says how a table is placed across shards. Tables that a Snapshot
 // does not list are "other": they live on the default shard only.
 type TableKind string
@@ -76,7 +107,13 @@ type Shard struct {
 	Replicas []string   `json:"replicas,omitempty"`
 	Region   string     `json:"region,omitempty"`
 	State    ShardState `json:"state"`
+	// References is ReferencesReady except while a shard added after the
+	// reference tables existed is being given them.
+	References ReferenceState `json:"references,omitempty"`
 }
+
+// ReferencesReady reports whether the shard holds every reference table.
+func (s Shard) ReferencesReady() bool { return s.References == ReferencesReady }
 
 func (s Shard) clone() Shard {
 	s.Replicas = append([]string(nil), s.Replicas...)

@@ -42,6 +42,9 @@ func (s *Snapshot) Validate() error {
 		if !sh.State.valid() {
 			return invalidf("shard %s: unknown state %q", sh.Name, sh.State)
 		}
+		if !sh.References.valid() {
+			return invalidf("shard %s: unknown reference state %q", sh.Name, sh.References)
+		}
 		seen := map[string]bool{sh.Primary: true}
 		for _, r := range sh.Replicas {
 			if err := validEndpoint(r); err != nil {
