@@ -378,8 +378,12 @@ func (p *Planner) windowsByKey(ws []windowUse, b *binding, st *stmtInfo, ci int)
 	return true
 }
 
+// broadcast runs sql on every shard that holds the reference tables: a
+// shard still being given them (topology.ReferencesSyncing) gets neither
+// reference writes nor DDL until the rebalance controller made its copy
+// exact and marked it ready.
 func (p *Planner) broadcast(b *binding, sql, reason string, atomic bool) *plan.Broadcast {
-	return &plan.Broadcast{Shards: b.snap.ShardNames(), SQL: sql, Reason: reason, ReturnFrom: b.snap.DefaultShard(), NeedsAtomic: atomic}
+	return &plan.Broadcast{Shards: b.snap.ReferenceShards(), SQL: sql, Reason: reason, ReturnFrom: b.snap.DefaultShard(), NeedsAtomic: atomic}
 }
 
 // refWrite plans a write to a reference table: every shard, but only when
