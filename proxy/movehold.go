@@ -25,12 +25,10 @@ import (
 //     cutover) are held whole. A hold longer than the move's timeout plus
 //     moveHoldGrace (the leader died mid-cutover and no new one rolled it
 //     back) fails with 55P03 rather than risk a write on the wrong shard.
-//   - Refusal. While a move copies rows to a target that already owns other
-//     ranges of the distribution, or deletes moved rows from a source that
-//     still owns others, those rows exist on two scanned shards. A
-//     statement that fans out over such a distribution would count them
-//     twice, so it gets 0A000 until the move is done; statements routed by
-//     key are unaffected.
+//
+// Statements that fan out while a move has a range's rows on two scanned
+// shards are not affected here: the planner restricts each such shard to
+// the rows it owns (plan.Scatter.ShardSQL, planner/ownership.go).
 
 // moveHoldGrace is added to a move's hold timeout before a held write
 // gives up.
@@ -44,8 +42,8 @@ const defaultMoveHold = 2 * time.Second
 // computed once per snapshot.
 type moveInfo struct {
 	cutoverDists map[string]bool    // distributions with a move in cutover
-	flipped      *topology.Snapshot // the snapshot with every cutover move flipped
-	dual         map[string]string  // distribution → move whose rows are on two scanned shards
+	refCutover   bool               // a shard's references are in cutover
+	flipped      *topology.Snapshot // the snapshot with every cutover move flipped (and reference cutover done)
 	limit        time.Duration      // longest hold
 }
 
@@ -55,12 +53,24 @@ type moveInfoKey struct{}
 func moveInfoOf(snap *topology.Snapshot) *moveInfo {
 	v := snap.Memo(moveInfoKey{}, func(s *topology.Snapshot) any {
 		moves := s.Moves()
-		if len(moves) == 0 {
+		var refCutover []string
+		for _, sh := range s.Shards() {
+			if sh.References == topology.ReferencesCutover {
+				refCutover = append(refCutover, sh.Name)
+			}
+		}
+		if len(moves) == 0 && len(refCutover) == 0 {
 			return (*moveInfo)(nil)
 		}
 		mi := &moveInfo{cutoverDists: map[string]bool{}, dual: map[string]string{}}
 		r := router.For(s)
 		flipped := s
+		for _, name := range refCutover {
+			if next, err := topology.ApplyCommand(flipped, topology.SetShardReferences{Shard: name, From: topology.ReferencesCutover, To: topology.ReferencesReady}); err == nil {
+				flipped, mi.refCutover = next, true
+				mi.limit = max(mi.limit, defaultMoveHold+moveHoldGrace)
+			}
+		}
 		for _, m := range moves {
 			owners := r.ShardsOf(m.Distribution)
 			switch m.State {
@@ -76,18 +86,9 @@ func moveInfoOf(snap *topology.Snapshot) *moveInfo {
 						flipped = next
 					}
 				}
-				fallthrough
-			case topology.MovePending, topology.MoveCopying, topology.MoveCatchup, topology.MoveCancelling:
-				if slices.Contains(owners, m.To) {
-					mi.dual[m.Distribution] = m.ID
-				}
-			case topology.MoveCleanup:
-				if slices.Contains(owners, m.From) {
-					mi.dual[m.Distribution] = m.ID
-				}
 			}
 		}
-		if len(mi.cutoverDists) > 0 {
+		if len(mi.cutoverDists) > 0 || mi.refCutover {
 			mi.flipped = flipped
 		}
 		return mi
@@ -105,9 +106,6 @@ func (ss *session) planHeld(snap *topology.Snapshot, a *planner.Analysis, planFn
 		mi := moveInfoOf(snap)
 		if err != nil || mi == nil {
 			return snap, op, err
-		}
-		if err := mi.refuseDual(snap, a, op); err != nil {
-			return snap, nil, err
 		}
 		if !mi.mustHold(op, planFn) || ss.writesInOpenTx(op) {
 			return snap, op, nil
@@ -160,7 +158,7 @@ func (ss *session) writesInOpenTx(op plan.Operator) bool {
 
 // mustHold reports whether op writes somewhere a cutover would change.
 func (mi *moveInfo) mustHold(op plan.Operator, planFn func(*topology.Snapshot) (plan.Operator, error)) bool {
-	if mi.flipped == nil || !writes(op) {
+	if mi.flipped == nil || !(writes(op) || mi.refCutover && broadcasts(op)) {
 		return false
 	}
 	if d := runtimeRouted(op); d != "" {
@@ -171,29 +169,6 @@ func (mi *moveInfo) mustHold(op plan.Operator, planFn func(*topology.Snapshot) (
 		return true
 	}
 	return !slices.Equal(plan.Lines(op), plan.Lines(other))
-}
-
-// refuseDual returns 0A000 for a statement that fans out over a
-// distribution whose rows are on two scanned shards during a move.
-func (mi *moveInfo) refuseDual(snap *topology.Snapshot, a *planner.Analysis, op plan.Operator) error {
-	if len(mi.dual) == 0 || !fansOut(op) || a == nil {
-		return nil
-	}
-	for _, st := range a.Statements {
-		for _, name := range st.Tables {
-			t, ok := snap.Table(name)
-			if !ok || t.Kind != topology.Distributed {
-				continue
-			}
-			if id, ok := mi.dual[t.Distribution]; ok {
-				return &plan.Unsupported{
-					Message: fmt.Sprintf("%s is being moved between shards (move %s) and its rows are briefly on two shards, so a statement over every shard of it cannot be answered correctly now", t.Name, id),
-					Hint:    "retry after the move (shardctl rebalance status), or restrict the statement to one key of " + t.KeyColumn,
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // writes reports whether op may change data.
@@ -215,6 +190,17 @@ func writes(op plan.Operator) bool {
 	return slices.ContainsFunc(op.Inputs(), writes)
 }
 
+// broadcasts reports whether op contains a Broadcast.
+func broadcasts(op plan.Operator) bool {
+	switch o := op.(type) {
+	case *plan.Broadcast:
+		return true
+	case *plan.Sequence:
+		return slices.ContainsFunc(o.Statements, broadcasts)
+	}
+	return slices.ContainsFunc(op.Inputs(), broadcasts)
+}
+
 // runtimeRouted returns the distribution of a write whose rows are routed
 // at run time (not visible in the plan), or "".
 func runtimeRouted(op plan.Operator) string {
@@ -225,18 +211,4 @@ func runtimeRouted(op plan.Operator) string {
 		return o.Distribution
 	}
 	return ""
-}
-
-// fansOut reports whether op runs a statement on several shards of a
-// distribution (a Scatter anywhere in it).
-func fansOut(op plan.Operator) bool {
-	switch o := op.(type) {
-	case *plan.Scatter:
-		return len(o.Shards) > 1
-	case *plan.Sequence:
-		return slices.ContainsFunc(o.Statements, fansOut)
-	case *plan.Explain:
-		return o.Analyze && fansOut(o.Inner)
-	}
-	return slices.ContainsFunc(op.Inputs(), fansOut)
 }
