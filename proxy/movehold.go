@@ -7,7 +7,6 @@ import (
 
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
-	"github.com/shardproxy/shardproxy/router"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -62,8 +61,7 @@ func moveInfoOf(snap *topology.Snapshot) *moveInfo {
 		if len(moves) == 0 && len(refCutover) == 0 {
 			return (*moveInfo)(nil)
 		}
-		mi := &moveInfo{cutoverDists: map[string]bool{}, dual: map[string]string{}}
-		r := router.For(s)
+		mi := &moveInfo{cutoverDists: map[string]bool{}}
 		flipped := s
 		for _, name := range refCutover {
 			if next, err := topology.ApplyCommand(flipped, topology.SetShardReferences{Shard: name, From: topology.ReferencesCutover, To: topology.ReferencesReady}); err == nil {
@@ -72,7 +70,6 @@ func moveInfoOf(snap *topology.Snapshot) *moveInfo {
 			}
 		}
 		for _, m := range moves {
-			owners := r.ShardsOf(m.Distribution)
 			switch m.State {
 			case topology.MoveCutover:
 				mi.cutoverDists[m.Distribution] = true
