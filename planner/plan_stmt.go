@@ -27,7 +27,14 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 	case 0:
 		return &plan.Session{Kind: "empty", SQL: a.SQL}, nil
 	case 1:
-		return p.planStmt(snap, a, a.Statements[0].info, &params)
+		op, err := p.planStmt(snap, a, a.Statements[0].info, &params)
+		if err != nil {
+			return nil, err
+		}
+		if err := restrictToOwned(snap, op); err != nil {
+			return nil, err
+		}
+		return op, nil
 	}
 	seq := &plan.Sequence{}
 	for _, s := range a.Statements {
@@ -36,6 +43,9 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 			return nil, err
 		}
 		seq.Statements = append(seq.Statements, op)
+	}
+	if err := restrictToOwned(snap, seq); err != nil {
+		return nil, err
 	}
 	return seq, nil
 }

@@ -197,7 +197,7 @@ func (w *worker) setup(ctx context.Context, m topology.Move) error {
 			if def.IdentityOK != "" {
 				problems = append(problems, fmt.Sprintf("%s (database %s): %s", t.Name, db, def.IdentityOK))
 			}
-			f, err := router.RangeFilter(dist.Scheme, dist.KeyType, quoteIdent(t.KeyColumn), m.Ranges)
+			f, err := router.MovingRowsFilter(dist, quoteIdent(t.KeyColumn), m.Ranges)
 			if err != nil {
 				conn.Close(ctx)
 				return permanentf("%v", err)

@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -74,3 +75,39 @@ func RangeFilter(scheme topology.Scheme, kt topology.KeyType, col string, spans 
 }
 
 func int8Lit(v int64) string { return "'" + strconv.FormatInt(v, 10) + "'::int8" }
+
+// MovingRowsFilter is RangeFilter for the rows of distribution d that a
+// move of spans carries: keys pinned by a per-key override stay on their
+// shard whatever their hash, so they are excluded (col NOT IN the pinned
+// keys, as typed literals). A NULL key is in no span.
+func MovingRowsFilter(d topology.Distribution, col string, spans []topology.Span) (string, error) {
+	f, err := RangeFilter(d.Scheme, d.KeyType, col, spans)
+	if err != nil || len(d.Overrides) == 0 || f == "false" {
+		return f, err
+	}
+	keys := make([]string, 0, len(d.Overrides))
+	for k := range d.Overrides {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	lits := make([]string, len(keys))
+	for i, k := range keys {
+		lit := "'" + strings.ReplaceAll(k, "'", "''") + "'"
+		switch d.KeyType {
+		case topology.Int:
+			lits[i] = lit + "::int8"
+		case topology.UUID:
+			lits[i] = lit + "::uuid"
+		default:
+			lits[i] = lit + "::text"
+		}
+	}
+	key := col + "::int8"
+	switch d.KeyType {
+	case topology.UUID:
+		key = col
+	case topology.Text:
+		key = col + "::text"
+	}
+	return "(" + f + " AND " + key + " NOT IN (" + strings.Join(lits, ", ") + "))", nil
+}

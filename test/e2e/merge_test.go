@@ -64,15 +64,15 @@ func fillMergeData(t *testing.T, ctx context.Context, c *pgx.Conn) {
 	}
 }
 
-// rowsText runs sql and returns its rows as text (simple protocol when
-// simple, else extended with pgx's binary formats).
-func rowsText(ctx context.Context, c *pgx.Conn, sql string, simple bool) ([]string, error) {
+// rowsText runs sql with args and returns its rows as text (simple
+// protocol when simple, else extended with pgx's binary formats).
+func rowsText(ctx context.Context, c *pgx.Conn, sql string, simple bool, args ...any) ([]string, error) {
 	var rows pgx.Rows
 	var err error
 	if simple {
-		rows, err = c.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		rows, err = c.Query(ctx, sql, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 	} else {
-		rows, err = c.Query(ctx, sql)
+		rows, err = c.Query(ctx, sql, args...)
 	}
 	if err != nil {
 		return nil, err

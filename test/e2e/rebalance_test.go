@@ -52,6 +52,25 @@ CREATE INDEX posts_body_idx ON posts (body)`
 func startMoveEnv(t *testing.T, shards, initial, vnodes int, hold time.Duration) *moveEnv {
 	t.Helper()
 	c := pgcluster.StartT(t, pgcluster.Options{Shards: shards})
+	store, p, log := startMoveProxy(t, c, initial, vnodes)
+	connect, conninfo := rebalance.Login("postgres", "", 5*time.Second)
+	ctrl, err := rebalance.New(rebalance.Options{Store: store, Connect: connect, Conninfo: conninfo, HoldTimeout: hold,
+		Poll: 20 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ctrl.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &moveEnv{cluster: c, store: store, proxy: p, ctrl: ctrl}
+}
+
+// startMoveProxy starts a proxy routing over the first `initial` shards of
+// c with moveSpec(vnodes) in a static store it returns, and creates
+// moveSchema through it.
+func startMoveProxy(t *testing.T, c *pgcluster.Cluster, initial, vnodes int) (*topology.StaticStore, *runningProxy, *slog.Logger) {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Auth.TrustLoopback = true
@@ -84,25 +103,13 @@ func startMoveEnv(t *testing.T, shards, initial, vnodes int, hold time.Duration)
 	go func() { p.done <- srv.Serve(ln) }()
 	t.Cleanup(func() { p.stop(t, 10*time.Second) })
 
-	connect, conninfo := rebalance.Login("postgres", "", 5*time.Second)
-	ctrl, err := rebalance.New(rebalance.Options{Store: store, Connect: connect, Conninfo: conninfo, HoldTimeout: hold,
-		Poll: 20 * time.Millisecond, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ctrl.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	env := &moveEnv{cluster: c, store: store, proxy: p, ctrl: ctrl}
 	pc := connectPgx(t, testCtx(t, 30*time.Second), p.dsn("postgres"))
 	for _, stmt := range strings.Split(moveSchema, ";\n") {
 		if _, err := pc.Exec(context.Background(), stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	return env
+	return store, p, log
 }
 
 // addShard puts cluster shard i into the topology.
@@ -442,6 +449,7 @@ func TestRebalanceAddShardUnderLoad(t *testing.T) {
 	e := startMoveEnv(t, 5, 4, 4, 2*time.Second)
 	stop := make(chan struct{})
 	load, wg := runMoveLoad(t, e.proxy.dsn("postgres"), 8, 3000, stop)
+	fanOut := startFanOutReader(t, e.proxy.dsn("postgres"), 500, stop, wg)
 	defer func() {
 		select {
 		case <-stop:
@@ -490,6 +498,8 @@ func TestRebalanceAddShardUnderLoad(t *testing.T) {
 	if n := load.mismatch.Load(); n > 0 {
 		t.Errorf("%d reads did not see the last acknowledged write, first: %v", n, load.firstErr.Load())
 	}
+	fanOut.check(t)
+	load.refs = append(load.refs, fanOut.seeded)
 	owned := 0
 	for _, r := range mustDist(t, e.store.Current(), "users").Ranges {
 		if r.Shard == added {
