@@ -87,6 +87,10 @@
 //   - COPY FROM STDIN into a distributed table → CopySplit (text and CSV;
 //     binary and server files → 0A000); COPY TO → Scatter; COPY (query) TO
 //     → planned like the query.
+//   - While a move has a range's rows on two scanned shards (the target
+//     before the flip, the source during cleanup), every Scatter gets a
+//     ShardSQL for such a shard that reads only the rows it owns
+//     (ownership.go); shapes that rewrite cannot keep → 0A000.
 //   - A leading /* shardproxy: shard=NAME */ or Params.ForcedShard (from
 //     SET shardproxy.shard) → Route to that shard (42704 if unknown); the
 //     comment wins. EXPLAIN → plan.Explain around the inner plan.
