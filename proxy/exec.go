@@ -243,12 +243,13 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		if !isCopySQL(o.SQL) {
 			return ss.execScatterRead(snap, o, params, rf, out)
 		}
-		// COPY … TO STDOUT: shard after shard, one COPY stream.
+		// COPY … TO STDOUT: shard after shard, one COPY stream; each
+		// shard's part may run on a replica (runReadPart).
 		out.copyHeader = o.CopyHeader
 		var tags []string
 		for i, s := range o.Shards {
 			out.part = i
-			tag, err := ss.runPart(snap, s, o.SQLFor(s), argsFor(params, nil, rf, out.simple), out, true)
+			tag, err := ss.runReadPart(snap, s, o.SQLFor(s), argsFor(params, nil, rf, out.simple), out)
 			if err != nil {
 				return "", err
 			}
@@ -798,7 +799,11 @@ func (ss *session) explain(snap *topology.Snapshot, o *plan.Explain, params plan
 			emit("shard " + s + ":")
 			var rows [][]byte
 			capture := &rowCapture{}
-			tag, err := ss.runCaptured(snap, s, o.Prefix+" "+sqlFor(s), argsFor(params, idx, nil, out.simple), capture)
+			sql := o.Prefix + " " + sqlFor(s)
+			// Plain EXPLAIN only plans; EXPLAIN ANALYZE of a read runs
+			// a read: either may run on a replica (replicaRead).
+			read := (!o.Analyze || readOnlyLeaf(leaf)) && ss.replicaRead(snap, s, sql)
+			tag, err := ss.runCaptured(snap, s, sql, argsFor(params, idx, nil, out.simple), read, capture)
 			_ = tag
 			if err != nil {
 				return "", err
@@ -817,11 +822,28 @@ func (ss *session) explain(snap *topology.Snapshot, o *plan.Explain, params plan
 // rowCapture keeps the first column of each DataRow.
 type rowCapture struct{ rows [][]byte }
 
-// runCaptured runs a part whose rows the proxy needs itself.
-func (ss *session) runCaptured(snap *topology.Snapshot, shard, sql string, args *partArgs, c *rowCapture) (string, error) {
+// readOnlyLeaf reports whether the planner marked a leaf operator as
+// only reading.
+func readOnlyLeaf(leaf plan.Operator) bool {
+	switch l := leaf.(type) {
+	case *plan.Route:
+		return l.ReadOnly
+	case *plan.Scatter:
+		return l.ReadOnly && !l.Write
+	}
+	return false
+}
+
+// runCaptured runs a part whose rows the proxy needs itself; read makes
+// it a read decision (it may run on a replica of shard).
+func (ss *session) runCaptured(snap *topology.Snapshot, shard, sql string, args *partArgs, read bool, c *rowCapture) (string, error) {
 	saved := ss.out
 	ss.out = nil
-	tag, err := ss.runPart(snap, shard, sql, args, &execOut{}, true)
+	var tag string
+	err := ss.useShardAs(snap, shard, read)
+	if err == nil {
+		tag, err = ss.runPartHere(shard, sql, args, &execOut{}, true)
+	}
 	captured := ss.out
 	ss.out = saved
 	for len(captured) >= 5 {

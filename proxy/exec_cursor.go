@@ -109,7 +109,9 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 	defer func() { ss.execing = saved }()
 	var sendErr error
 	for _, s := range sc.Shards {
-		if err := ss.useShard(snap, s); err != nil {
+		// In a READ ONLY transaction each shard's portal may live on a
+		// replica (replicaRead), under the rules of any other read.
+		if err := ss.useShardAs(snap, s, sc.ReadOnly && ss.replicaRead(snap, s, sc.SQLFor(s))); err != nil {
 			sendErr = err
 			break
 		}

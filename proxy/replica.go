@@ -443,12 +443,14 @@ func (ss *session) readDecision(sql string) (sqlclass.Access, bool) {
 }
 
 // useShardFor is useShard for a simple-query statement over a sharded
-// topology: autocommit reads (and every shard of a READ ONLY transaction)
-// may attach a replica. Inside an open extended-protocol batch a simple
-// query stays on the primary.
+// topology: autocommit reads (and every shard of a READ ONLY transaction,
+// whatever its statements: PostgreSQL refuses writes there with 25006 on
+// a replica as on the primary — a DECLARE the planner does not mark
+// read-only included) may attach a replica. Inside an open
+// extended-protocol batch a simple query stays on the primary.
 func (ss *session) useShardFor(snap *topology.Snapshot, shard string, write bool, op plan.Operator) error {
 	read := false
-	if !write && (ss.txStatus != 'I' || !ss.batch) {
+	if (!write || ss.readOnlyTx()) && (ss.txStatus != 'I' || !ss.batch) {
 		read = ss.replicaRead(snap, shard, operatorSQL(op))
 	}
 	return ss.useShardAs(snap, shard, read)
@@ -465,13 +467,19 @@ func (ss *session) replicaRead(snap *topology.Snapshot, shard, sql string) bool 
 		return false
 	}
 	if ss.txBegin != "" || ss.txStatus != 'I' {
-		if ss.txBegin == "" {
-			return false
-		}
-		st := sqlclass.ClassifyOne(ss.txBegin)
-		return st.Kind == sqlclass.Begin && st.ReadOnly
+		return ss.readOnlyTx()
 	}
 	return ss.access(sql) == sqlclass.AccessRead
+}
+
+// readOnlyTx reports whether the open transaction (also one a BEGIN
+// earlier in this batch opened) was begun READ ONLY.
+func (ss *session) readOnlyTx() bool {
+	if ss.txBegin == "" {
+		return false
+	}
+	st := sqlclass.ClassifyOne(ss.txBegin)
+	return st.Kind == sqlclass.Begin && st.ReadOnly
 }
 
 // useShardAs is useShard for a statement that is a read decision (read)

@@ -133,6 +133,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 				if err := ss.checkWrite([]string{shard}); err != nil {
 					return true, ss.failExtendedTx(err)
 				}
+				// A READ ONLY transaction may use a replica for anything
+				// (e.g. DECLARE; writes fail with 25006 there too).
+				read = ss.readOnlyTx() && ss.replicaRead(snap, shard, o.SQL)
 			} else {
 				read = ss.replicaRead(snap, shard, o.SQL)
 			}

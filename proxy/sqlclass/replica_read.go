@@ -1,5 +1,7 @@
 package sqlclass
 
+import "strings"
+
 // Access is what read/write splitting needs to know about a statement.
 type Access uint8
 
@@ -55,6 +57,12 @@ func statementAccess(text string, readOnlyFunc func(string) bool) Access {
 		var w [16]byte
 		switch string(lowerWord(&w, text[first.start:first.end])) {
 		case "select", "values", "table", "with":
+		case "copy":
+			p.next()
+			return copyAccess(&p, readOnlyFunc)
+		case "explain":
+			p.next()
+			return explainAccess(&p, readOnlyFunc)
 		case "begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release", "show":
 			return AccessNeutral
 		case "set", "reset":
@@ -99,6 +107,114 @@ func statementAccess(text string, readOnlyFunc func(string) bool) Access {
 		}
 	}
 	return AccessRead
+}
+
+// copyAccess classifies COPY (its first token consumed): COPY table TO
+// STDOUT, and COPY (query) TO STDOUT when the query is a read, are reads;
+// COPY FROM, and COPY TO a server file or program, are writes.
+func copyAccess(p *parser, readOnlyFunc func(string) bool) Access {
+	t := p.next()
+	if p.isPunct(t, '(') {
+		inner, ok := p.skipParens(t)
+		if !ok || statementAccess(inner, readOnlyFunc) != AccessRead {
+			return AccessWrite
+		}
+	} else {
+		if t.kind != tIdent && t.kind != tQIdent {
+			return AccessWrite
+		}
+		for p.acceptPunct('.') { // schema.table
+			if n := p.next(); n.kind != tIdent && n.kind != tQIdent {
+				return AccessWrite
+			}
+		}
+		if c := p.peek(); p.isPunct(c, '(') { // column list
+			p.next()
+			if _, ok := p.skipParens(c); !ok {
+				return AccessWrite
+			}
+		}
+	}
+	if p.acceptWord("to") && p.acceptWord("stdout") {
+		return AccessRead
+	}
+	return AccessWrite
+}
+
+// skipParens consumes the tokens after the opening parenthesis open up to
+// its closing one and returns the text between them.
+func (p *parser) skipParens(open token) (string, bool) {
+	depth := 1
+	for t := p.next(); t.kind != tEOF && t.kind != tBadEnd; t = p.next() {
+		switch {
+		case p.isPunct(t, '('):
+			depth++
+		case p.isPunct(t, ')'):
+			depth--
+			if depth == 0 {
+				return p.lx.s[open.end:t.start], true
+			}
+		}
+	}
+	return "", false
+}
+
+// explainAccess classifies EXPLAIN (its first token consumed). EXPLAIN
+// without ANALYZE only plans, which a replica can do for any statement
+// PostgreSQL plans (SELECT, VALUES, TABLE, WITH, INSERT, UPDATE, DELETE,
+// MERGE): it is a read. EXPLAIN ANALYZE runs the statement, so it is a
+// read only when the statement is. Anything else (EXPLAIN EXECUTE of a
+// prepared statement, EXPLAIN CREATE TABLE AS) is a write.
+func explainAccess(p *parser, readOnlyFunc func(string) bool) Access {
+	analyze := false
+	if p.acceptPunct('(') {
+		for {
+			name := p.next()
+			if name.kind != tIdent {
+				return AccessWrite
+			}
+			on := true
+			if v := p.peek(); !p.isPunct(v, ',') && !p.isPunct(v, ')') {
+				p.next()
+				var w [16]byte
+				switch string(lowerWord(&w, strings.Trim(p.text(v), "'"))) {
+				case "false", "off", "0", "no":
+					on = false
+				}
+			}
+			if p.isWord(name, "analyze") || p.isWord(name, "analyse") {
+				analyze = on
+			}
+			if p.acceptPunct(')') {
+				break
+			}
+			if !p.acceptPunct(',') {
+				return AccessWrite
+			}
+		}
+	} else {
+		analyze = p.acceptWord("analyze", "analyse")
+		p.acceptWord("verbose")
+	}
+	inner := p.rest()
+	if analyze {
+		if statementAccess(inner, readOnlyFunc) == AccessRead {
+			return AccessRead
+		}
+		return AccessWrite
+	}
+	first := p.peek()
+	if p.isPunct(first, '(') {
+		return AccessRead
+	}
+	var w [16]byte
+	switch string(lowerWord(&w, p.text(first))) {
+	case "select", "values", "table", "with", "insert", "update", "delete", "merge":
+		if first.kind == tIdent {
+			return AccessRead
+		}
+	}
+	return AccessWrite
 }
 
 // castContext reports whether an identifier followed by '(' is a type name

@@ -2,15 +2,11 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/shardproxy/shardproxy/proxy/config"
-	"github.com/shardproxy/shardproxy/router"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
 
@@ -22,62 +18,11 @@ import (
 
 func TestReplicaShardedReads(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
-	cl := pgcluster.StartT(t, pgcluster.Options{Shards: 2, Replicas: 1})
-	for _, sh := range cl.Shards {
-		execOn(t, ctx, sh.Primary, `CREATE TABLE users (id bigint PRIMARY KEY, name text)`)
-	}
-	var cfg config.Config
-	p := startProxy(t, cl, func(c *config.Config) {
-		c.Sharding = shardedSpec
-		replicaConfig(func(r *config.Replicas) {
-			noPrimaryReads(r)
-			r.MaxLagBytes, r.MaxLag = -1, config.Duration(-time.Second) // paused replay alone never excludes
-		})(c)
-		cfg = *c
-	})
-	snap, err := cfg.Topology()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shardOf := func(k int64) string {
-		s, err := router.For(snap).ShardForKey("users", router.IntKey(k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	byName := map[string]*pgcluster.Shard{}
-	role := map[int]string{} // port → "primary s1" / "replica s1"
-	for _, sh := range cl.Shards {
-		byName[sh.Name] = sh
-		role[sh.Primary.Port] = "primary " + sh.Name
-		role[sh.Replicas[0].Port] = "replica " + sh.Name
-	}
+	e := startShardedReplicas(t, ctx)
+	cl, p, shardOf, byName, keyOn, role := e.cl, e.p, e.shardOf, e.byName, e.keyOn, e.role
 	c := connectPgx(t, ctx, p.dsn("postgres"))
-	values := make([]string, 100)
-	for i := range values {
-		values[i] = fmt.Sprintf("(%d, 'u%d')", i+1, i+1)
-	}
-	mustExec(t, ctx, c, "INSERT INTO users VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
-	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// A key on each shard.
-	keyOn := map[string]int64{}
-	for k := int64(1); len(keyOn) < 2; k++ {
-		if _, ok := keyOn[shardOf(k)]; !ok {
-			keyOn[shardOf(k)] = k
-		}
-	}
 	pointRead := "SELECT inet_server_port() FROM users WHERE id = $1"
-	waitFor(t, 15*time.Second, "prepared point reads reaching the replicas of both shards", func() bool {
-		for s, k := range keyOn {
-			if serverPort(t, ctx, c, pointRead, k) != byName[s].Replicas[0].Port {
-				return false
-			}
-		}
-		return true
-	})
+	e.waitReplicaPointReads(t, ctx, c)
 	scansBefore := map[string]int64{}
 	for _, sh := range cl.Shards {
 		scansBefore[sh.Name] = userScans(t, ctx, sh.Replicas[0])
