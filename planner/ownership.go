@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
@@ -37,13 +38,32 @@ import (
 // shard holds without owning them.
 type notOwned map[string]map[string][]topology.Span
 
+// ownership is a snapshot's notOwned plus the statements already
+// rewritten for it (a fan-out statement repeated during a move is parsed
+// and deparsed once per shard, not per execution).
+type ownership struct {
+	notOwned notOwned
+	mu       sync.Mutex
+	rewrites map[[2]string]rewritten // (shard, sql) →
+}
+
+type rewritten struct {
+	sql     string
+	changed bool
+	err     error
+}
+
+// maxOwnershipRewrites bounds the rewrites kept per snapshot; beyond it
+// statements are rewritten per execution.
+const maxOwnershipRewrites = 4096
+
 type notOwnedKey struct{}
 
-// notOwnedOf returns the snapshot's not-owned ranges (nil without moves),
+// ownershipOf returns the snapshot's ownership (nil without moves),
 // computed once per snapshot.
-func notOwnedOf(snap *topology.Snapshot) notOwned {
+func ownershipOf(snap *topology.Snapshot) *ownership {
 	return snap.Memo(notOwnedKey{}, func(s *topology.Snapshot) any {
-		var out notOwned
+		var no notOwned
 		for _, m := range s.Moves() {
 			holder := m.To
 			switch m.State {
@@ -53,16 +73,19 @@ func notOwnedOf(snap *topology.Snapshot) notOwned {
 			default:
 				continue
 			}
-			if out == nil {
-				out = notOwned{}
+			if no == nil {
+				no = notOwned{}
 			}
-			if out[m.Distribution] == nil {
-				out[m.Distribution] = map[string][]topology.Span{}
+			if no[m.Distribution] == nil {
+				no[m.Distribution] = map[string][]topology.Span{}
 			}
-			out[m.Distribution][holder] = append(out[m.Distribution][holder], m.Ranges...)
+			no[m.Distribution][holder] = append(no[m.Distribution][holder], m.Ranges...)
 		}
-		return out
-	}).(notOwned)
+		if no == nil {
+			return (*ownership)(nil)
+		}
+		return &ownership{notOwned: no, rewrites: map[[2]string]rewritten{}}
+	}).(*ownership)
 }
 
 // restrictToOwned gives every Scatter in op that reads a distribution with
@@ -70,15 +93,15 @@ func notOwnedOf(snap *topology.Snapshot) notOwned {
 // mutates the Scatters, so it runs before Plan returns op (they are
 // created per Plan call).
 func restrictToOwned(snap *topology.Snapshot, op plan.Operator) error {
-	no := notOwnedOf(snap)
-	if no == nil {
+	own := ownershipOf(snap)
+	if own == nil {
 		return nil
 	}
 	var err error
 	var visit func(plan.Operator)
 	visit = func(o plan.Operator) {
 		if sc, ok := o.(*plan.Scatter); ok && err == nil {
-			err = restrictScatter(snap, no, sc)
+			err = own.restrictScatter(snap, sc)
 			return
 		}
 		for _, in := range o.Inputs() {
@@ -89,35 +112,52 @@ func restrictToOwned(snap *topology.Snapshot, op plan.Operator) error {
 	return err
 }
 
-func restrictScatter(snap *topology.Snapshot, no notOwned, sc *plan.Scatter) error {
+func (own *ownership) restrictScatter(snap *topology.Snapshot, sc *plan.Scatter) error {
 	for _, shard := range sc.Shards {
-		filters := map[string]ownedFilter{}
-		for dist, byShard := range no {
-			spans := byShard[shard]
-			if len(spans) == 0 {
-				continue
+		key := [2]string{shard, sc.SQL}
+		own.mu.Lock()
+		r, ok := own.rewrites[key]
+		own.mu.Unlock()
+		if !ok {
+			r = own.rewrite(snap, shard, sc.SQL)
+			own.mu.Lock()
+			if len(own.rewrites) < maxOwnershipRewrites {
+				own.rewrites[key] = r
 			}
-			for _, t := range snap.Tables() {
-				if t.Kind == topology.Distributed && t.Distribution == dist {
-					filters[t.Name] = ownedFilter{dist: dist, key: t.KeyColumn, spans: spans}
-				}
-			}
+			own.mu.Unlock()
 		}
-		if len(filters) == 0 {
-			continue
+		if r.err != nil {
+			return r.err
 		}
-		sql, changed, err := ownedSQL(snap, sc.SQL, filters)
-		if err != nil {
-			return err
-		}
-		if changed {
+		if r.changed {
 			if sc.ShardSQL == nil {
 				sc.ShardSQL = map[string]string{}
 			}
-			sc.ShardSQL[shard] = sql
+			sc.ShardSQL[shard] = r.sql
 		}
 	}
 	return nil
+}
+
+// rewrite restricts sql to the rows shard owns.
+func (own *ownership) rewrite(snap *topology.Snapshot, shard, sql string) rewritten {
+	filters := map[string]ownedFilter{}
+	for dist, byShard := range own.notOwned {
+		spans := byShard[shard]
+		if len(spans) == 0 {
+			continue
+		}
+		for _, t := range snap.Tables() {
+			if t.Kind == topology.Distributed && t.Distribution == dist {
+				filters[t.Name] = ownedFilter{dist: dist, key: t.KeyColumn, spans: spans}
+			}
+		}
+	}
+	if len(filters) == 0 {
+		return rewritten{}
+	}
+	out, changed, err := ownedSQL(snap, sql, filters)
+	return rewritten{sql: out, changed: changed, err: err}
 }
 
 // ownedFilter says which rows of a table a shard holds without owning.
