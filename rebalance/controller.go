@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,8 +106,9 @@ type Controller struct {
 	// the topology but is not finished yet.
 	ending   sync.RWMutex
 	mu       sync.Mutex
-	progress map[string]*Progress // by move id: running and recently finished
-	running  map[string]bool
+	progress map[string]*Progress      // by move id: running and recently finished
+	refs     map[string]*ReferenceSync // by shard: reference syncs running and finished
+	running  map[string]bool           // move ids and refSyncKey(shard) of running workers
 	wake     chan struct{}
 }
 
@@ -140,7 +142,7 @@ func New(opts Options) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{opts: opts, log: log, progress: map[string]*Progress{}, running: map[string]bool{}, wake: make(chan struct{}, 1)}
+	c := &Controller{opts: opts, log: log, progress: map[string]*Progress{}, refs: map[string]*ReferenceSync{}, running: map[string]bool{}, wake: make(chan struct{}, 1)}
 	m, err := newMetrics(opts.Registerer, c)
 	if err != nil {
 		return nil, err
@@ -213,8 +215,30 @@ func (c *Controller) Run(ctx context.Context) {
 func (c *Controller) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	active := len(c.running)
-	for _, m := range c.opts.Store.Current().Moves() {
+	snap := c.opts.Store.Current()
+	launch := func(key string, run func()) {
+		c.running[key] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run()
+			c.mu.Lock()
+			delete(c.running, key)
+			c.mu.Unlock()
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}()
+	}
+	c.startReferenceSyncs(ctx, snap, launch)
+	active := 0
+	for key := range c.running {
+		if !strings.HasPrefix(key, refSyncKey("")) {
+			active++
+		}
+	}
+	for _, m := range snap.Moves() {
 		if c.running[m.ID] {
 			continue
 		}
@@ -223,23 +247,11 @@ func (c *Controller) startWorkers(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		active++
-		c.running[m.ID] = true
 		if c.progress[m.ID] == nil {
 			c.progress[m.ID] = &Progress{Move: m, Started: time.Now()}
 		}
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			w := &worker{c: c, id: id}
-			w.run(ctx)
-			c.mu.Lock()
-			delete(c.running, id)
-			c.mu.Unlock()
-			select {
-			case c.wake <- struct{}{}:
-			default:
-			}
-		}(m.ID)
+		w := &worker{c: c, id: m.ID}
+		launch(m.ID, func() { w.run(ctx) })
 	}
 }
 
@@ -346,11 +358,14 @@ type Report struct {
 	Version uint64     `json:"version"`
 	Time    time.Time  `json:"time"`
 	Moves   []Progress `json:"moves"`
+	// References are the reference syncs of shards added after the
+	// reference tables existed, running and finished.
+	References []ReferenceSync `json:"references,omitempty"`
 }
 
 // Report returns Status with the topology version and time it was taken.
 func (c *Controller) Report() Report {
-	r := Report{Version: c.opts.Store.Current().Version(), Time: time.Now().UTC(), Moves: c.Status()}
+	r := Report{Version: c.opts.Store.Current().Version(), Time: time.Now().UTC(), Moves: c.Status(), References: c.ReferenceSyncs()}
 	if r.Moves == nil {
 		r.Moves = []Progress{}
 	}

@@ -255,8 +255,14 @@ func (c *Controller) databases(ctx context.Context, addr string) ([]string, erro
 }
 
 // prepare (pending → copying): schema on the target, publication on the
-// source, subscription on the target.
+// source, subscription on the target. A target still being given the
+// reference tables (a shard just added) is waited for first: the moved
+// rows may reference them, and the proxies send reads joining them to the
+// target once it owns the ranges.
 func (w *worker) prepare(ctx context.Context, m topology.Move) error {
+	if err := w.c.awaitReferences(ctx, w.id, m.To); err != nil {
+		return err
+	}
 	if err := w.setup(ctx, m); err != nil {
 		return err
 	}
@@ -660,6 +666,11 @@ func (w *worker) cutoverSteps(ctx context.Context, m topology.Move, version uint
 		if err := verify(ctx, sconns[i], tconns[i], p, suspects); err != nil {
 			return err
 		}
+		// The target's sequences must not hand out values the moved rows
+		// already took from the source's.
+		if err := syncSequences(ctx, sconns[i], tconns[i], p.Tables); err != nil {
+			return err
+		}
 		lap(&took.verify)
 	}
 	return nil
@@ -731,10 +742,19 @@ type checksum struct {
 // buckets suspect, not the whole table.
 const verifyBuckets = 1024
 
-// bucketOf is the SQL bucket of a row of alias t (seed 1: independent of
-// the range filter's hash, which uses seed 0).
-func bucketOf(keyColumn string) string {
-	return fmt.Sprintf("(hashtextextended(t.%s::text, 1) & %d)", quoteIdent(keyColumn), verifyBuckets-1)
+// bucketOf is the SQL bucket of a row of alias t of table d (seed 1:
+// independent of the range filter's hash, which uses seed 0): by its key
+// column, or by the whole row when d has no key (reference tables), among
+// d.Buckets buckets (0: verifyBuckets).
+func bucketOf(d tableDef) string {
+	n := verifyBuckets
+	if d.Buckets > 0 {
+		n = d.Buckets
+	}
+	if d.KeyColumn == "" {
+		return fmt.Sprintf("(hashtextextended(t::text, 1) & %d)", n-1)
+	}
+	return fmt.Sprintf("(hashtextextended(t.%s::text, 1) & %d)", quoteIdent(d.KeyColumn), n-1)
 }
 
 // rowHash is the SQL hash of the whole row of alias t.
@@ -748,7 +768,7 @@ func checksumSQL(t tableDef, filter string, suspects []int) string {
 	if suspects != nil {
 		h = "NULL::int8"
 		if len(suspects) > 0 {
-			h = "CASE WHEN " + bucketOf(t.KeyColumn) + " = ANY('" + intArray(suspects) + "'::int[]) THEN " + rowHash + " END"
+			h = "CASE WHEN " + bucketOf(t) + " = ANY('" + intArray(suspects) + "'::int[]) THEN " + rowHash + " END"
 		}
 	}
 	return `SELECT count(*), coalesce(sum(h), 0)::text, coalesce(bit_xor(h), 0) FROM (SELECT ` + h + ` AS h FROM ` +
@@ -760,9 +780,9 @@ func checksumSQL(t tableDef, filter string, suspects []int) string {
 func bucketChecksumSQL(t tableDef, filter string, only []int) string {
 	where := filter
 	if only != nil {
-		where = "(" + filter + ") AND " + bucketOf(t.KeyColumn) + " = ANY('" + intArray(only) + "'::int[])"
+		where = "(" + filter + ") AND " + bucketOf(t) + " = ANY('" + intArray(only) + "'::int[])"
 	}
-	return `SELECT b, count(*), sum(h)::text, bit_xor(h) FROM (SELECT ` + bucketOf(t.KeyColumn) + ` AS b, ` + rowHash + ` AS h FROM ` +
+	return `SELECT b, count(*), sum(h)::text, bit_xor(h) FROM (SELECT ` + bucketOf(t) + ` AS b, ` + rowHash + ` AS h FROM ` +
 		qualified(t.Name) + ` t WHERE ` + where + `) s GROUP BY b`
 }
 

@@ -22,8 +22,11 @@ type tableDef struct {
 	Sequences   []string // sequences named in column defaults
 	ForeignKeys []foreignKey
 	Indexes     []string
-	FullIdent   bool   // REPLICA IDENTITY FULL on the source
-	IdentityOK  string // "" when the key column is covered by the replica identity, else why not
+	FullIdent   bool // REPLICA IDENTITY FULL on the source
+	// Buckets is how many buckets (a power of two) rows are compared in
+	// (0: verifyBuckets).
+	Buckets    int
+	IdentityOK string // "" when the key column is covered by the replica identity, else why not
 }
 
 type foreignKey struct {
@@ -34,7 +37,8 @@ type foreignKey struct {
 var nextvalRe = regexp.MustCompile(`nextval\('([^']+)'::regclass\)`)
 
 // describeTable reads the definition of table name from conn (the source).
-// ok is false when the table does not exist in this database.
+// ok is false when the table does not exist in this database. keyColumn ""
+// (a reference table) skips the key and replica identity checks.
 func describeTable(ctx context.Context, conn *pgx.Conn, name, keyColumn string) (def tableDef, ok bool, err error) {
 	def = tableDef{Name: name, KeyColumn: keyColumn}
 	var oid uint32
@@ -96,7 +100,7 @@ func describeTable(ctx context.Context, conn *pgx.Conn, name, keyColumn string) 
 	if err := rows.Err(); err != nil {
 		return def, false, err
 	}
-	if !hasKey {
+	if keyColumn != "" && !hasKey {
 		return def, true, fmt.Errorf("table %s has no column %q (its key in the topology)", name, keyColumn)
 	}
 	rows, err = conn.Query(ctx, `SELECT c.conname, pg_get_constraintdef(c.oid), c.contype::text,
@@ -143,6 +147,9 @@ func describeTable(ctx context.Context, conn *pgx.Conn, name, keyColumn string) 
 	}
 	def.Create = "CREATE TABLE IF NOT EXISTS " + qualified(name) + " (\n\t" + strings.Join(cols, ",\n\t") + "\n)"
 	def.FullIdent = ident == "f"
+	if keyColumn == "" {
+		return def, true, nil
+	}
 	def.IdentityOK, err = identityCovers(ctx, conn, oid, ident, keyColumn)
 	return def, true, err
 }
@@ -292,4 +299,68 @@ func tableOf(name string) string {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
+}
+
+// syncSequences makes every ascending sequence that feeds a column of
+// tables on tconn (the target: serial defaults, identity columns) stand at
+// least at the value of the same column's sequence on sconn (the source),
+// so the target never hands out a value the source already handed out to
+// rows that are now on the target. Sequences are not transactional and
+// never go back, so the source's last value bounds every value its rows
+// took from it. Call it with writes to the moved rows held.
+func syncSequences(ctx context.Context, sconn, tconn *pgx.Conn, tables []tableDef) error {
+	for _, t := range tables {
+		src, err := columnSequences(ctx, sconn, t.Name)
+		if err != nil {
+			return fmt.Errorf("sequences of %s on the source: %w", t.Name, err)
+		}
+		if len(src) == 0 {
+			continue
+		}
+		dst, err := columnSequences(ctx, tconn, t.Name)
+		if err != nil {
+			return fmt.Errorf("sequences of %s on the target: %w", t.Name, err)
+		}
+		for col, seq := range src {
+			tseq, ok := dst[col]
+			if !ok {
+				continue
+			}
+			var last *int64
+			if err := sconn.QueryRow(ctx, "SELECT pg_sequence_last_value($1::regclass)", seq).Scan(&last); err != nil {
+				return fmt.Errorf("reading sequence %s on the source: %w", seq, err)
+			}
+			if last == nil {
+				continue // never used on the source
+			}
+			if _, err := tconn.Exec(ctx, `SELECT setval(s.seqrelid, $2) FROM pg_sequence s
+				WHERE s.seqrelid = $1::regclass AND s.seqincrement > 0
+				AND coalesce(pg_sequence_last_value(s.seqrelid), s.seqmin - 1) < $2`, tseq, *last); err != nil {
+				return fmt.Errorf("advancing sequence %s on the target: %w", tseq, err)
+			}
+		}
+	}
+	return nil
+}
+
+// columnSequences maps the columns of table (on conn) that take values from
+// a sequence to that sequence: serial and identity columns (owned
+// sequences), and defaults calling nextval of another sequence.
+func columnSequences(ctx context.Context, conn *pgx.Conn, table string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT a.attname, coalesce(pg_get_serial_sequence($1, a.attname),
+			(regexp_match(pg_get_expr(d.adbin, d.adrelid), 'nextval\(''([^'']+)''::regclass\)'))[1], '')
+		FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, qualified(table))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var col, seq string
+	_, err = pgx.ForEachRow(rows, []any{&col, &seq}, func() error {
+		if seq != "" {
+			out[col] = seq
+		}
+		return nil
+	})
+	return out, err
 }

@@ -140,9 +140,9 @@ func (a *app) shardsCommand() *cobra.Command {
 				if s.Name == out.DefaultShard {
 					name += " (default)"
 				}
-				rows = append(rows, []string{name, string(s.State), s.Primary, orDash(strings.Join(s.Replicas, ",")), orDash(s.Region)})
+				rows = append(rows, []string{name, string(s.State), s.References.String(), s.Primary, orDash(strings.Join(s.Replicas, ",")), orDash(s.Region)})
 			}
-			a.table([]string{"SHARD", "STATE", "PRIMARY", "REPLICAS", "REGION"}, rows)
+			a.table([]string{"SHARD", "STATE", "REFERENCES", "PRIMARY", "REPLICAS", "REGION"}, rows)
 			return nil
 		},
 	}

@@ -348,11 +348,28 @@ func (a *app) printMoves(r rebalance.Report, want map[string]bool) {
 		rows = append(rows, []string{p.Move.ID, p.Move.Distribution, p.Move.From + " → " + p.Move.To, spansString(p.Move.Ranges),
 			p.Phase, progressBar(p.RowsCopied, p.RowsTotal, 20), moveLag(p), moveETA(p, r.Time), orDash(firstLineOf(p.LastError))})
 	}
+	a.printReferenceSyncs(r)
 	if len(rows) == 0 {
 		fmt.Fprintln(a.out, "no moves")
 		return
 	}
 	a.table([]string{"MOVE", "DISTRIBUTION", "FROM → TO", "RANGES", "PHASE", "ROWS COPIED", "LAG", "ETA", "LAST ERROR"}, rows)
+}
+
+// printReferenceSyncs writes one line per shard being given the reference
+// tables (moves to it wait for it), when there are any.
+func (a *app) printReferenceSyncs(r rebalance.Report) {
+	var rows [][]string
+	for _, s := range r.References {
+		hold := "-"
+		if s.HoldMS > 0 {
+			hold = fmt.Sprintf("%.0fms", s.HoldMS)
+		}
+		rows = append(rows, []string{s.Shard, s.State, orDash(s.Source), fmt.Sprint(s.Tables), fmt.Sprint(s.RowsCopied), hold, orDash(firstLineOf(s.LastError))})
+	}
+	if len(rows) > 0 {
+		a.table([]string{"REFERENCES OF", "STATE", "FROM", "TABLES", "ROWS COPIED", "HOLD", "LAST ERROR"}, rows)
+	}
 }
 
 // progressBar draws "[#####.....] 1200/2400".

@@ -166,9 +166,11 @@ func (s *Server) postShard(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == "" || req.Primary == "" {
 		return badRequest("a shard needs a name and a primary (host:port)")
 	}
+	// A shard added after reference tables exist is given them by the
+	// rebalance controller before the proxies use it (topology.ReferencesSyncing).
 	cmd := topology.AddShard{Shard: topology.Shard{Name: req.Name, Primary: req.Primary, Replicas: req.Replicas,
-		Region: req.Region}, ExpectVersion: req.ExpectVersion}
-	return s.apply(w, r, cmd, fmt.Sprintf("shard %s added with primary %s; it owns no data yet (distribute tables onto it or move ranges to it)", req.Name, req.Primary))
+		Region: req.Region, References: topology.ReferencesSyncing}, ExpectVersion: req.ExpectVersion}
+	return s.apply(w, r, cmd, fmt.Sprintf("shard %s added with primary %s; it owns no data yet (distribute tables onto it or move ranges to it; reference tables are copied to it first, see shardctl rebalance status)", req.Name, req.Primary))
 }
 
 func (s *Server) deleteShard(w http.ResponseWriter, r *http.Request) error {
