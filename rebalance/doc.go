@@ -27,6 +27,15 @@
 // from the source in batches. cancelling: the same drops, and the copied
 // rows deleted from the target; the source is never changed.
 //
+// At the flip the target's sequences are advanced past the source's
+// (syncSequences), so rows inserted there later never take a value a moved
+// row has.
+//
+// A shard added after the reference tables existed (topology
+// ReferencesSyncing) is given them first (refsync.go: copy and bucketed
+// corrections outside a hold, an exact correction inside a short hold of
+// broadcasts, then ready); moves to it wait in pending until then.
+//
 // Every step is idempotent, so a worker that restarts (a new leader) simply
 // runs the step of the recorded state again; a move found in cutover by a
 // worker that did not start that cutover is rolled back to catchup.
