@@ -556,10 +556,11 @@ func (a *analyzer) selectShape(sel *pg_query.SelectStmt, s int) {
 // selShape is what one SELECT (top-level or nested) needs beyond
 // concatenating rows when its tables are scattered.
 type selShape struct {
-	merge   []string // need merging whatever the grouping
-	group   []string // fine when grouped by the key
-	groupBy []colRef
-	windows []windowUse // window function calls
+	merge      []string // need merging whatever the grouping
+	group      []string // fine when grouped by the key
+	groupBy    []colRef
+	windows    []windowUse // window function calls
+	distinctBy []colRef    // DISTINCT [ON]'s bare columns: with the key, each distinct row's duplicates are on its shard
 }
 
 // windowUse is one window function call and the columns its window is
@@ -593,6 +594,25 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 	}
 	if len(sel.DistinctClause) > 0 {
 		sh.merge = append(sh.merge, "DISTINCT")
+		// The columns whose values make rows distinct: DISTINCT ON's
+		// expressions, or plain DISTINCT's output columns (bare column
+		// references only; DistinctClause is then one empty node).
+		on := sel.DistinctClause
+		if len(on) == 1 && on[0].GetNode() == nil {
+			on = nil
+			for _, t := range sel.TargetList {
+				if rt := t.GetResTarget(); rt != nil {
+					on = append(on, rt.Val)
+				}
+			}
+		}
+		for _, e := range on {
+			if cr := e.GetColumnRef(); cr != nil {
+				if c, ok := colRefOf(cr, s); ok {
+					sh.distinctBy = append(sh.distinctBy, c)
+				}
+			}
+		}
 	}
 	named := map[string]*pg_query.WindowDef{}
 	for _, w := range sel.WindowClause {

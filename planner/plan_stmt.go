@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"sort"
@@ -318,6 +319,10 @@ func (p *Planner) nestedCheck(st *stmtInfo, b *binding, needs, hint string) erro
 				continue
 			}
 			w := what
+			if p.groupedByKey(sh.distinctBy, b, st, ci) {
+				// DISTINCT over the key: duplicates are on one shard.
+				w = slices.DeleteFunc(slices.Clone(w), func(m string) bool { return m == "DISTINCT" })
+			}
 			grouped := len(sh.group) == 0 || p.groupedByKey(sh.groupBy, b, st, ci)
 			if !grouped {
 				w = append(append([]string(nil), w...), sh.group...)

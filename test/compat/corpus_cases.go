@@ -328,16 +328,24 @@ func buildCorpus() []Case {
 	)
 	b.args("WITH p AS (SELECT author_id, id FROM posts WHERE like_count > $2) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = $1 ORDER BY p.id", "12", "10")
 	b.args("SELECT id FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > $1) ORDER BY id LIMIT 25", "40")
-	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, a CTE referenced twice, or NOT IN / IN outside a WHERE or ON conjunct (their answer depends on NULLs other shards hold) is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
+	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT not over the distribution key, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, a CTE referenced twice, or NOT IN / IN outside a WHERE or ON conjunct (their answer depends on NULLs other shards hold) is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
 		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5) t ON t.author_id = u.id",
 		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5)",
-		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
 		"SELECT u.id, t.n FROM users u JOIN (SELECT level, count(*) AS n FROM users GROUP BY level) t ON t.level = u.id",
 		"WITH p AS (SELECT author_id FROM posts WHERE like_count > 45) SELECT count(*) FROM users u JOIN p ON p.author_id = u.id, p AS p2",
 		"SELECT count(*) FROM users WHERE id NOT IN (SELECT author_id FROM posts)",
 		"SELECT id, id IN (SELECT author_id FROM posts) FROM users",
 		"SELECT u.id FROM users u JOIN (SELECT author_id + 0 AS author_id FROM posts) t ON t.author_id = u.id",
 		"SELECT * FROM (SELECT id, row_number() OVER (ORDER BY karma NULLS LAST, id) AS rn FROM users) t WHERE rn <= 3",
+	)
+
+	b.section("Nested DISTINCT over the distribution key (duplicates are on one shard)")
+	b.ok(
+		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
+		"SELECT count(*) FROM (SELECT DISTINCT author_id FROM posts WHERE like_count > 10) d",
+		"WITH a AS (SELECT DISTINCT author_id, like_count FROM posts) SELECT count(*), sum(like_count) FROM a",
+		"SELECT u.name, d.n FROM users u JOIN (SELECT DISTINCT post_author_id, post_id AS n FROM comments) d ON d.post_author_id = u.id ORDER BY u.id, d.n LIMIT 30",
+		"SELECT count(*) FROM (SELECT DISTINCT ON (author_id) author_id, id FROM posts) d",
 	)
 
 	b.section("Window functions partitioned by the key")
