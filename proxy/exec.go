@@ -35,11 +35,15 @@ type multiPortal struct {
 	ended         bool        // its suspended read was ended by another statement, or failed
 	done          bool        // its suspended read ran to the end
 	cursor        *cursorRead // inside a transaction block: the read behind an Execute with a row limit (exec_cursor.go)
+	// describeOnExecute: the portal's Describe was left to the Execute
+	// right behind it, which sends the RowDescription (deferDescribe).
+	describeOnExecute bool
 }
 
 // execOut is how a proxy-run statement answers the client.
 type execOut struct {
 	simple      bool // simple Query: send the RowDescription too
+	describe    bool // extended protocol: send the RowDescription too (a deferred portal Describe)
 	descSent    bool
 	copyStarted bool
 	copyHeader  bool // COPY TO with a CSV header: pass only the first shard's

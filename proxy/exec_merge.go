@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"io"
 	"strconv"
 
@@ -117,8 +118,8 @@ func (ss *session) execMerge(snap *topology.Snapshot, root plan.Operator, params
 }
 
 // openMerge starts a merged cross-shard read on every shard and returns
-// its row source; for a simple Query the RowDescription is already in
-// ss.out.
+// its row source; for a simple Query (or a deferred Describe) the
+// RowDescription is already in ss.out.
 func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params planner.Params, rf []int16, out *execOut) (*rowSource, error) {
 	sc, ok := mergeScatter(root)
 	if !ok {
@@ -142,8 +143,12 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 		return nil, err
 	}
 	fail := func(err error) (*rowSource, error) {
-		if serr := run.stop(true); serr != nil && (isServerGone(serr) || err == nil) {
+		serr := run.stop(true)
+		if serr != nil && (isServerGone(serr) || err == nil) {
 			return nil, serr
+		}
+		if out.describe {
+			ss.describeFailedMerge(root, run, rf)
 		}
 		return nil, err
 	}
@@ -174,7 +179,7 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 	if err != nil {
 		return fail(err)
 	}
-	if out.simple {
+	if out.simple || out.describe {
 		ss.out = appendEncoded(ss.out, res.RowDescription())
 	}
 	src := &rowSource{run: run}
@@ -201,6 +206,46 @@ func appendPart(dst []byte, sql string, args *partArgs) []byte {
 	dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P'})
 	dst = appendFrontend(dst, &pgproto3.Execute{})
 	return appendEmpty(dst, msgSync)
+}
+
+// describeFailedMerge answers a deferred Describe of a merged read that
+// failed before its RowDescription went out, like PostgreSQL describes a
+// portal whose execution then fails: from the first shard that described
+// its part (stop has read every shard's answer); nothing when none did.
+func (ss *session) describeFailedMerge(root plan.Operator, run *scatterRun, rf []int16) {
+	for _, f := range run.feeds {
+		if f.desc == nil {
+			continue
+		}
+		var desc pgproto3.RowDescription
+		if desc.Decode(f.desc) != nil {
+			return
+		}
+		if res, err := merge.New(root, &desc, nil, merge.Options{ResultFormats: rf}); err == nil {
+			ss.out = appendEncoded(ss.out, res.RowDescription())
+		}
+		return
+	}
+}
+
+// appendBoundPart is appendPart for the prepared statement stmt: Bind,
+// Describe, Execute, Sync.
+func appendBoundPart(dst []byte, stmt string, args *partArgs) []byte {
+	dst = appendFrontend(dst, &pgproto3.Bind{PreparedStatement: stmt, ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
+	dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P'})
+	dst = appendFrontend(dst, &pgproto3.Execute{})
+	return appendEmpty(dst, msgSync)
+}
+
+// oidBlock encodes parameter types the way a Parse message carries them
+// (count, then the OIDs), the form stmtIntern keys statements by.
+func oidBlock(oids []uint32) []byte {
+	b := make([]byte, 2, 2+4*len(oids))
+	binary.BigEndian.PutUint16(b, uint16(len(oids)))
+	for _, o := range oids {
+		b = binary.BigEndian.AppendUint32(b, o)
+	}
+	return b
 }
 
 // shardCollation returns the collation of the session's database on shard

@@ -21,6 +21,8 @@ import (
 // message's body: portal name, row limit).
 func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body []byte) error {
 	limit := executeLimit(body)
+	out := &execOut{describe: mp.describeOnExecute}
+	mp.describeOnExecute = false
 	if s, ok := mp.op.(*plan.Session); ok {
 		return ss.executeCursorStatement(s, mp.resultFormats)
 	}
@@ -49,7 +51,7 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	}
 	if limit > 0 && rowsPlan(mp.op) {
 		ss.execing = true
-		src, err := ss.openRows(snap, mp)
+		src, err := ss.openRows(snap, mp, out)
 		ss.execing = false
 		if err != nil {
 			return ss.failExtendedTx(err)
@@ -59,7 +61,7 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 		return ss.continuePortal(mp, limit)
 	}
 	ss.execing = true
-	tag, err := ss.execPlan(snap, mp.op, mp.params, mp.resultFormats, &execOut{})
+	tag, err := ss.execPlan(snap, mp.op, mp.params, mp.resultFormats, out)
 	ss.execing = false
 	if err != nil {
 		return ss.failExtendedTx(err)
@@ -87,8 +89,7 @@ func (ss *session) continuePortal(mp *multiPortal, limit int) error {
 }
 
 // openRows starts the read of a multiPortal whose plan returns rows.
-func (ss *session) openRows(snap *topology.Snapshot, mp *multiPortal) (*rowSource, error) {
-	out := &execOut{}
+func (ss *session) openRows(snap *topology.Snapshot, mp *multiPortal, out *execOut) (*rowSource, error) {
 	if sc, ok := mp.op.(*plan.Scatter); ok {
 		if ss.txStatus == 'E' {
 			return nil, &sqlError{abortedError}
@@ -96,6 +97,48 @@ func (ss *session) openRows(snap *topology.Snapshot, mp *multiPortal) (*rowSourc
 		return ss.openScatterRead(snap, sc, mp.params, mp.resultFormats, out)
 	}
 	return ss.openMerge(snap, mp.op, mp.params, mp.resultFormats, out)
+}
+
+// deferDescribe answers a Describe of a multiPortal that reads rows
+// together with the Execute of the same portal that the client sent right
+// behind it (already buffered, as drivers send Parse/Bind/Describe/Execute
+// in one write): the read then sends its RowDescription before the rows,
+// instead of a round trip to a shard to describe the statement first. It
+// reports whether it did (mp.describeOnExecute is then set); otherwise
+// the Describe is answered on its own. A Describe whose Execute is not
+// next, or whose Execute would not start the read (a cursor-backed
+// portal, a portal already run or suspended), is never deferred.
+func (ss *session) deferDescribe(mp *multiPortal) bool {
+	if !rowsPlan(mp.op) || mp.cursor != nil || mp.live != nil || mp.done || mp.ended || ss.txStatus == 'E' {
+		return false
+	}
+	portal, limit, ok := ss.peekExecute()
+	if !ok || ss.multi[portal] != mp || (limit > 0 && ss.inTxBlock()) {
+		return false // executeCursorPortal runs a limited Execute in a transaction block
+	}
+	mp.describeOnExecute = true
+	return true
+}
+
+// peekExecute returns the portal name and row limit of the client's next
+// message when it is an Execute already read into the buffer; it never
+// waits for the client.
+func (ss *session) peekExecute() (portal string, limit int, ok bool) {
+	br := ss.cr.br
+	if br == nil || br.Buffered() < 5 {
+		return "", 0, false
+	}
+	hdr, _ := br.Peek(5)
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if hdr[0] != msgExecute || n < 4 || 1+n > br.Buffered() {
+		return "", 0, false
+	}
+	msg, _ := br.Peek(1 + n)
+	name, _, ok := cstring(msg[5:])
+	if !ok {
+		return "", 0, false
+	}
+	return string(name), executeLimit(msg[5:]), true
 }
 
 // rowsPlan reports whether op is a cross-shard read the proxy can

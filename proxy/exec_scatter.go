@@ -28,6 +28,16 @@ import (
 // reach ReadyForQuery (rows dropped) and applies their transaction status.
 // A scatterRun is finished only by stop (also on success), after which the
 // session may use the connections again.
+//
+// Outside a transaction block, on a connection with nothing else of the
+// client's in its implicit transaction, a part with Bind values runs as a
+// named prepared statement cached per server connection (the names and
+// LRU of client statements, prepared.go and pool.StmtCache): each server
+// connection parses and plans the part once, later runs only Bind it.
+// When such a cached statement's result type went stale (DDL changed the
+// table: PostgreSQL fails the Bind with 0A000 "cached plan must not change
+// result type"), the feed closes it and runs the part once more unnamed,
+// transparently: nothing else was in that shard's transaction.
 
 // feedBatchSize is the size at which a feed hands a batch over.
 const feedBatchSize = 32 << 10
@@ -77,6 +87,18 @@ type shardFeed struct {
 	tag    string
 	err    error // the shard's first ErrorResponse (*sqlError) or *errServerGone
 
+	// The part as sent: stmt is the cached statement it runs ("" =
+	// unnamed); parseSent that this run prepared it. The feed goroutine
+	// sets parseDone, bound and stale (the cached statement was closed and
+	// the part rerun unnamed); stop updates the connection's cache.
+	sql       string
+	args      *partArgs
+	stmt      string
+	parseSent bool
+	parseDone bool
+	bound     bool
+	stale     bool
+
 	ended bool   // end batch consumed
 	cur   []byte // batch being consumed
 	pos   int
@@ -90,12 +112,31 @@ type shardFeed struct {
 // channel (concatenation); otherwise each feed has its own (merge).
 func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args *partArgs, shared bool) (*scatterRun, error) {
 	shards := sc.Shards
-	for _, s := range shards {
+	parts := make([]shardFeed, len(shards))
+	var entry *stmtEntry
+	for i, s := range shards {
 		sql := sc.SQLFor(s)
 		if err := ss.useShardAs(snap, s, ss.replicaRead(snap, s, sql)); err != nil {
 			return nil, err
 		}
-		ss.sout = appendPart(ss.sout, sql, args)
+		p := &parts[i]
+		p.sql, p.args = sql, args
+		if args != nil && ss.txStatus == 'I' && ss.txBegin == "" && !ss.scBatch {
+			if entry == nil || !entry.isQuery(sql) { // shards usually share the text
+				entry = ss.srv.intern.protocol([]byte(sql), oidBlock(args.oids))
+			}
+			p.stmt = entry.name
+			if !ss.sc.Prepared.Has(entry.name) {
+				for _, ev := range ss.sc.Prepared.Add(entry.name) {
+					ss.sout = appendCloseStmt(ss.sout, ev)
+				}
+				ss.sout = appendMsg(ss.sout, msgParse, entry.parseBody)
+				p.parseSent = true
+			}
+			ss.sout = appendBoundPart(ss.sout, entry.name, args)
+		} else {
+			ss.sout = appendPart(ss.sout, sql, args)
+		}
 		if err := ss.flushServer(); err != nil {
 			return nil, err
 		}
@@ -105,8 +146,10 @@ func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args 
 	if shared {
 		common = make(chan feedBatch, feedDepth*len(shards))
 	}
-	for _, s := range shards {
-		f := &shardFeed{run: run, shard: s, ch: common, finished: make(chan struct{})}
+	for i, s := range shards {
+		p := &parts[i]
+		f := &shardFeed{run: run, shard: s, ch: common, finished: make(chan struct{}),
+			sql: p.sql, args: p.args, stmt: p.stmt, parseSent: p.parseSent}
 		if f.ch == nil {
 			f.ch = make(chan feedBatch, feedDepth)
 		}
@@ -201,6 +244,7 @@ func (f *shardFeed) pump() {
 			buf = run.buffer()
 		}
 	}
+	rerun := false // the stale cached statement failed: rerun at ReadyForQuery
 	for {
 		typ, body, err := f.r.next()
 		if err != nil {
@@ -209,6 +253,10 @@ func (f *shardFeed) pump() {
 			break
 		}
 		switch typ {
+		case msgParseComplete:
+			f.parseDone = true
+		case msgBindComplete:
+			f.bound = true
 		case msgDataRow, msgCopyData:
 			if !run.dropRows.Load() {
 				buf = appendMsg(buf, typ, body)
@@ -223,6 +271,10 @@ func (f *shardFeed) pump() {
 			f.tag = string(t)
 		case msgErrorResponse:
 			fe := decodeError(body)
+			if f.stmt != "" && !f.parseSent && !f.bound && !f.stale && fe.Code == codeFeatureNotSupported && !isFatal(body) && !run.dropRows.Load() {
+				rerun = true // the cached plan's result type went stale
+				continue
+			}
 			if isFatal(body) {
 				f.err = &errServerGone{&sqlError{fe}}
 			} else if f.err == nil {
@@ -233,6 +285,16 @@ func (f *shardFeed) pump() {
 		case msgReadyForQuery:
 			if len(body) == 1 {
 				f.status = body[0]
+			}
+			if rerun {
+				rerun, f.stale = false, true
+				msgs := appendPart(appendCloseStmt(nil, f.stmt), f.sql, f.args)
+				if _, err := f.sc.Conn.Write(msgs); err != nil {
+					f.err = &errServerGone{err}
+					run.fail(f.err)
+					break
+				}
+				continue
 			}
 		}
 		if typ == msgReadyForQuery || isServerGone(f.err) {
@@ -422,6 +484,9 @@ func (run *scatterRun) stop(cancel bool) error {
 			}
 			continue
 		}
+		if f.stmt != "" && (f.stale || (f.parseSent && !f.parseDone)) {
+			f.sc.Prepared.Remove(f.stmt) // closed, or its Parse failed
+		}
 		if f.held != nil {
 			f.held.inTx = f.status != 'I'
 		} else if f.sc != nil {
@@ -478,6 +543,16 @@ func (ss *session) openScatterRead(snap *topology.Snapshot, sc *plan.Scatter, pa
 	}
 	ch := run.sharedChannel()
 	src := &rowSource{run: run}
+	if out.describe {
+		src.describeFailed = func() {
+			for _, f := range run.feeds {
+				if !out.descSent && f.desc != nil {
+					ss.out = appendMsg(ss.out, msgRowDescription, f.desc)
+					out.descSent = true
+				}
+			}
+		}
+	}
 	var cur []byte
 	var curFeed *shardFeed
 	pos := 0
@@ -494,7 +569,7 @@ func (ss *session) openScatterRead(snap *topology.Snapshot, sc *plan.Scatter, pa
 					ss.out = append(ss.out, msg...)
 					return nil
 				case msgRowDescription:
-					if out.simple && !out.descSent {
+					if (out.simple || out.describe) && !out.descSent {
 						ss.out = append(ss.out, msg...)
 						out.descSent = true
 					}
@@ -541,6 +616,9 @@ type rowSource struct {
 	next func() error
 	tag  func() string
 	rows int
+	// describeFailed, when set, sends a deferred Describe's RowDescription
+	// that did not go out before the read failed (called after stop).
+	describeFailed func()
 }
 
 // pumpRows sends up to limit rows (0: all) of src to the client. It
@@ -559,6 +637,9 @@ func (ss *session) pumpRows(src *rowSource, limit int) (string, error) {
 		if err != nil {
 			if serr := src.run.stop(true); serr != nil && isServerGone(serr) {
 				return "", serr
+			}
+			if src.describeFailed != nil {
+				src.describeFailed()
 			}
 			return "", err
 		}

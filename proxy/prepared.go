@@ -28,6 +28,12 @@ type stmtEntry struct {
 	route     *routeInfo // planner analysis and parameter types (sharded topologies)
 }
 
+// isQuery reports whether e is the protocol-level entry of query (any
+// parameter types).
+func (e *stmtEntry) isQuery(query string) bool {
+	return len(e.key) > len(query) && e.key[len(query)] == 0 && e.key[:len(query)] == query
+}
+
 // classes returns the classification of the statement text, computed once.
 func (e *stmtEntry) classes() []sqlclass.Statement {
 	e.classOnce.Do(func() {

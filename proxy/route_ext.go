@@ -285,6 +285,9 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 	if ss.describeCursorStatement(mp.op, mp.resultFormats) {
 		return nil
 	}
+	if ss.deferDescribe(mp) {
+		return nil // the Execute right behind it describes the rows
+	}
 	shard, sql, idx := "", "", []int(nil)
 	for _, leaf := range plan.Leaves(mp.op) {
 		switch l := leaf.(type) {

@@ -26,6 +26,7 @@ const benchRows = 1_000_000
 // first shard's server.
 type benchEnv struct {
 	ref, sharded *pgconn.PgConn
+	shards       []*pgconn.PgConn // each shard's database, directly
 }
 
 var (
@@ -57,6 +58,9 @@ func setupBench(b *testing.B) *benchEnv {
 		env := &benchEnv{
 			ref:     connect(tb, ctx, c.Shards[0].Primary.DSN("bench_reference")),
 			sharded: connect(tb, ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)),
+		}
+		for _, sh := range c.Shards {
+			env.shards = append(env.shards, connect(tb, ctx, sh.Primary.DSN("postgres")))
 		}
 		for _, conn := range []*pgconn.PgConn{env.ref, env.sharded} {
 			if benchErr = loadBenchPosts(ctx, conn); benchErr != nil {
@@ -155,6 +159,52 @@ func BenchmarkOrderByLimit(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkScatterFloor is the floor under "index/proxy-4-shards" of
+// BenchmarkOrderByLimit on this machine: the client itself sends the shard
+// part to the 4 shards at once (no proxy) and reads the 4 answers (400
+// rows, no merge). "parse" sends it unnamed each time like the one-server
+// side (parse and plan per run on every shard); "prepared" binds a
+// statement prepared once per shard connection, as the proxy does.
+func BenchmarkScatterFloor(b *testing.B) {
+	env := setupBench(b)
+	ctx := context.Background()
+	const q = "SELECT author_id, id, like_count FROM posts ORDER BY id DESC LIMIT 100"
+	for _, c := range env.shards {
+		if _, err := c.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Prepare(ctx, "scatter_floor", q, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, mode := range []string{"parse", "prepared"} {
+		b.Run("4-shards-"+mode, func(b *testing.B) {
+			rrs := make([]*pgconn.ResultReader, len(env.shards))
+			for i := 0; i < b.N; i++ {
+				for j, c := range env.shards {
+					if mode == "parse" {
+						rrs[j] = c.ExecParams(ctx, q, nil, nil, nil, nil)
+					} else {
+						rrs[j] = c.ExecPrepared(ctx, "scatter_floor", nil, nil, nil)
+					}
+				}
+				n := 0
+				for _, rr := range rrs {
+					for rr.NextRow() {
+						n++
+					}
+					if _, err := rr.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if n != 4*100 {
+					b.Fatalf("%d rows", n)
+				}
+			}
+		})
 	}
 }
 
