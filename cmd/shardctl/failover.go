@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +31,11 @@ new primary's last received WAL are lost; the output shows both positions.`,
 			c, err := a.client()
 			if err != nil {
 				return err
+			}
+			if f := cmd.Flag("timeout"); f != nil && !f.Changed {
+				// A failover may take up to 2 minutes (pg_promote waits up
+				// to 60 s); it runs to its end on the leader either way.
+				a.g.timeout = failoverWait
 			}
 			ctx, cancel := a.ctx()
 			defer cancel()
@@ -77,4 +84,69 @@ func (a *app) printFailover(res admin.FailoverResult) {
 			fmt.Fprintf(a.out, "  - %s\n", w)
 		}
 	}
+}
+
+// failoverWait is shardctl failover's default --timeout.
+const failoverWait = 2*time.Minute + 15*time.Second
+
+// withReplicaCommands adds the replica subcommands to shards.
+func (a *app) withReplicaCommands(shards *cobra.Command) *cobra.Command {
+	shards.AddCommand(a.addReplicaCommand())
+	return shards
+}
+
+func (a *app) addReplicaCommand() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:     "add-replica SHARD HOST:PORT [--data-dir DIR]",
+		Aliases: []string{"rejoin"},
+		Short:   "Put a standby that streams from SHARD's primary into the shard's read rotation (e.g. the old primary after a failover, once rewound)",
+		Long: `add-replica checks, over SQL, that HOST:PORT is a standby of SHARD's primary
+(same system identifier, in recovery, its WAL receiver streaming from the
+primary on the primary's timeline), removes a failover's fence left in its
+postgresql.auto.conf, and records it as a replica of SHARD: every proxy then
+sends it reads once its health checks pass.
+
+The proxies never touch a server's data directory. To bring back an old
+primary after a failover, on its host: stop it, rewind it from the new primary,
+start it, then run this command:
+
+  pg_ctl stop -D $PGDATA
+  pg_rewind --target-pgdata=$PGDATA --source-server='host=NEW port=PORT user=postgres dbname=postgres' --write-recovery-conf
+  pg_ctl start -D $PGDATA
+  shardctl shards add-replica SHARD OLD_HOST:OLD_PORT
+
+pg_rewind needs wal_log_hints = on (or data checksums) and full_page_writes = on
+on the old primary from before the failover; without them re-clone it with
+pg_basebackup -R. A server that is not ready is refused with the commands to
+run (--data-dir fills in its data directory).`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeFrom(a.shardNames, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.ctx()
+			defer cancel()
+			req := admin.AddReplicaRequest{Addr: args[1], DataDir: dataDir, ExpectVersion: a.g.ifVersion}
+			var res admin.AddReplicaResult
+			if err := a.explain(c.Do(ctx, "POST", "/v1/shards/"+url.PathEscape(args[0])+"/replicas", req, &res)); err != nil {
+				return err
+			}
+			if a.g.output == "json" {
+				return a.json(res)
+			}
+			fmt.Fprintln(a.out, res.Message)
+			if res.FenceRemoved {
+				fmt.Fprintln(a.out, "the failover's fence (default_transaction_read_only in postgresql.auto.conf) was reset on it")
+			}
+			if len(res.Warnings) > 0 {
+				fmt.Fprintf(a.out, "warnings:\n  - %s\n", strings.Join(res.Warnings, "\n  - "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the standby's data directory on its host (only used in the commands a refusal suggests)")
+	return cmd
 }

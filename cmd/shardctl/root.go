@@ -70,7 +70,7 @@ The server and token come from --server/--token or SHARDCTL_SERVER/SHARDCTL_TOKE
 
 	root.AddCommand(
 		a.statusCommand(),
-		a.shardsCommand(),
+		a.withReplicaCommands(a.shardsCommand()),
 		a.tablesCommand(),
 		a.rangesCommand(),
 		a.keyCommand(),

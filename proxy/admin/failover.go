@@ -33,7 +33,10 @@ import (
 //     to the old primary again;
 //  4. points every other replica at the new primary (its slot created
 //     there, ALTER SYSTEM SET primary_conninfo, pg_reload_conf()) and
-//     checks that it streams, or reports that it needs re-cloning.
+//     checks that it streams, or reports that it needs re-cloning;
+//  5. runs CHECKPOINT on the new primary, so that pg_rewind of the old
+//     primary (the operator's step before shardctl shards add-replica,
+//     rejoin.go) sees the new timeline.
 //
 // A retry after a failure in step 3 or 4 is safe: a chosen replica that is
 // already out of recovery is not promoted again.
@@ -109,7 +112,22 @@ const (
 	failoverCatchUpWait    = 3 * time.Second  // candidate receiving the fenced primary's last WAL
 	failoverPromoteTimeout = 70 * time.Second // pg_promote waits up to 60 s
 	failoverStreamWait     = 10 * time.Second // a repointed replica starting to stream
+	// failoverMaxDuration bounds a whole failover (the steps above, in
+	// the worst case about 90 s, plus recording it through Raft); a
+	// follower waits this long for a failover it forwarded to the leader
+	// (longForwardTimeout), and shardctl failover by default too.
+	failoverMaxDuration = 2 * time.Minute
 )
+
+// longForwardTimeout returns how long a follower waits for the leader's
+// answer to a forwarded write r that may take long (a failover), or 0 for
+// Options.ForwardTimeout.
+func longForwardTimeout(r *http.Request) time.Duration {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/failover") {
+		return failoverMaxDuration + 10*time.Second
+	}
+	return 0
+}
 
 func (s *Server) postFailover(w http.ResponseWriter, r *http.Request) error {
 	body, err := readBody(r)
@@ -122,7 +140,12 @@ func (s *Server) postFailover(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	res, err := s.Failover(r.Context(), r.PathValue("name"), req)
+	// A failover must not stop half-way (promoted but not recorded)
+	// because the client or a forwarding node gave up waiting: it runs to
+	// its end, bounded by failoverMaxDuration.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), failoverMaxDuration)
+	defer cancel()
+	res, err := s.Failover(ctx, r.PathValue("name"), req)
 	if err != nil {
 		return err
 	}
@@ -252,6 +275,13 @@ func (s *Server) Failover(ctx context.Context, shard string, req FailoverRequest
 			res.Warnings = append(res.Warnings, fmt.Sprintf("replica %s: %s (%s)", r.Addr, r.State, r.Detail))
 		}
 	}
+	// 5. A checkpoint puts the new timeline into the new primary's
+	// control file, which pg_rewind reads: without it, rewinding the old
+	// primary right after the failover finds "no rewind required".
+	if err := s.checkpoint(ctx, c.Addr); err != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("CHECKPOINT on the new primary failed (%v): run it there before rewinding the old primary with pg_rewind", err))
+	}
+	res.Warnings = append(res.Warnings, fmt.Sprintf("the old primary %s is out of the shard: to bring it back as a replica, rewind it from %s (pg_rewind) and run shardctl shards add-replica %s %s (docs/replicas.md)", sh.Primary, c.Addr, shard, sh.Primary))
 	res.Message = fmt.Sprintf("shard %s: %s promoted to primary (was %s); topology version %d", shard, c.Addr, sh.Primary, res.Version)
 	res.Duration = time.Since(start).Round(time.Millisecond).String()
 	return res, nil
@@ -430,6 +460,16 @@ func (s *Server) promote(ctx context.Context, addr string) error {
 		return fmt.Errorf("pg_promote returned %v and the server is still in recovery after 60 s", ok)
 	}
 	return nil
+}
+
+// checkpoint runs CHECKPOINT on addr.
+func (s *Server) checkpoint(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, failoverStreamWait)
+	defer cancel()
+	return s.withConn(ctx, addr, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
+	})
 }
 
 // repointAll points every other replica at the new primary, in parallel.

@@ -68,7 +68,13 @@ func (s *Server) leaderOnly(h apiHandler) apiHandler {
 // forward sends the request to the leader's admin API and copies the
 // answer back.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, leaderID, base string, body []byte) error {
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ForwardTimeout)
+	timeout, client := s.opts.ForwardTimeout, s.client
+	if long := longForwardTimeout(r); long > timeout {
+		// The client's own Timeout would cut it short: the request's
+		// deadline bounds it instead.
+		timeout, client = long, &http.Client{Transport: s.client.Transport}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
@@ -81,7 +87,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, leaderID, base 
 	}
 	req.Header.Set(hdrForwarded, s.cluster.NodeID())
 	s.met.forwarded.Inc()
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		notSent := errors.As(err, &op) && op.Op == "dial"

@@ -125,7 +125,13 @@ func (l *writeLoad) finish() map[int64]bool {
 // table, and a proxy with fast health checks.
 func failoverCluster(t *testing.T, ctx context.Context, settings map[string]string, mutate func(*config.Replicas)) (*pgcluster.Cluster, *runningProxy) {
 	t.Helper()
-	cl := pgcluster.StartT(t, pgcluster.Options{Replicas: 2, Settings: settings})
+	return failoverClusterWith(t, ctx, pgcluster.Options{Replicas: 2, Settings: settings}, mutate)
+}
+
+// failoverClusterWith is failoverCluster with every cluster option.
+func failoverClusterWith(t *testing.T, ctx context.Context, opts pgcluster.Options, mutate func(*config.Replicas)) (*pgcluster.Cluster, *runningProxy) {
+	t.Helper()
+	cl := pgcluster.StartT(t, opts)
 	execOn(t, ctx, cl.Shards[0].Primary, `CREATE TABLE acked (id bigint PRIMARY KEY)`)
 	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
 		t.Fatal(err)

@@ -181,6 +181,19 @@ func StartT(t testing.TB, opts Options) *Cluster {
 // (Options.DataDir made absolute, or the temporary directory).
 func (c *Cluster) DataDir() string { return c.root }
 
+// RunTool runs one of the installed PostgreSQL programs (pg_rewind,
+// pg_basebackup, pg_controldata …) as the servers' OS user, with the
+// cluster's password in PGPASSWORD, and returns its combined output. For
+// tests that repair instances by hand, as an operator would (e.g. rewind a
+// failed-over primary with pg_rewind, then Start it as a standby).
+func (c *Cluster) RunTool(ctx context.Context, program string, args ...string) ([]byte, error) {
+	var env []string
+	if c.opts.Password != "" {
+		env = append(env, "PGPASSWORD="+c.opts.Password)
+	}
+	return c.user.runTool(ctx, c.user.env(env...), filepath.Join(c.bin, program), args...)
+}
+
 func (c *Cluster) isStopped() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
