@@ -3,7 +3,8 @@
 // tables, range tables with per-range row counts, key lookups, the key
 // directory (overrides), Raft membership and replica failover
 // (failover.go: fence, promote, PromoteReplica, repoint; also the proxy's
-// automatic failover hook AutoFailover). shardctl is its client
+// automatic failover hook AutoFailover), adding a checked standby as a
+// replica, e.g. a rewound old primary (rejoin.go). shardctl is its client
 // (Client in this package); docs/admin.md describes the endpoints.
 //
 // # Writes and the leader

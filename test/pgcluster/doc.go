@@ -38,6 +38,11 @@
 //
 // Instances can be stopped, started, restarted, killed (SIGKILL to every
 // server process: a crash) and, for replicas, promoted, to test failures.
+// Cluster.RunTool runs the installed programs (pg_rewind …) as the servers'
+// OS user, for repairs an operator does by hand. pg_rewind with
+// --source-server fails on a Unix socket inside the source's data
+// directory: give such a test a DataDir long enough that the sockets go to
+// a temp dir (see socketDir).
 //
 // Replicas are pg_basebackup copies of their primary streaming through a
 // physical slot named pgcluster_<shard>_replica<n> (created if missing
