@@ -85,6 +85,18 @@ func TestFailoverCommand(t *testing.T) {
 		c.Close(ctx)
 	}
 
+	// The fenced old primary cannot become a replica as it is. This
+	// temporary cluster runs with full_page_writes and wal_log_hints off,
+	// so pg_rewind cannot be used: the refusal says to re-clone it.
+	out, err = run(t, srv.URL, "shards", "add-replica", "s0", sh.Primary.Addr(), "--data-dir", sh.Primary.DataDir)
+	reclone := fmt.Sprintf("pg_basebackup -h %s -p %d -U postgres -D %s -X stream -R", to.Host, to.Port, sh.Primary.DataDir)
+	if err == nil || !strings.Contains(err.Error(), "not a standby") || !strings.Contains(err.Error(), "pg_rewind cannot be used") || !strings.Contains(err.Error(), reclone) {
+		t.Errorf("add-replica of the fenced old primary: %v\n%s\nwant a refusal saying %q", err, out, reclone)
+	}
+	if _, err := run(t, srv.URL, "shards", "rejoin", "s0", sh.Replicas[0].Addr()); err == nil || !strings.Contains(err.Error(), "already a replica") {
+		t.Errorf("rejoin of a replica: %v", err)
+	}
+
 	out, err = run(t, srv.URL, "-o", "json", "failover", "s0")
 	if err != nil {
 		t.Fatalf("second failover: %v\n%s", err, out)

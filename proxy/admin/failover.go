@@ -249,7 +249,7 @@ func (s *Server) Failover(ctx context.Context, shard string, req FailoverRequest
 			res.PromotedAtLSN, res.OldPrimaryLSN, res.PromotedAtLSN))
 	}
 	if res.Fence != "fenced" {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the old primary %s could not be fenced (%s); no proxy routes to it any more, but do not restart it as a primary: re-clone it as a replica of %s", sh.Primary, res.FenceDetail, c.Addr))
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the old primary %s could not be fenced (%s); no proxy routes to it any more, but do not restart it as a primary: rewind (pg_rewind) or re-clone it as a replica of %s", sh.Primary, res.FenceDetail, c.Addr))
 	}
 
 	// 3. Record the new primary in the topology.
