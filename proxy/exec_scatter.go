@@ -61,7 +61,6 @@ type feedBatch struct {
 type scatterRun struct {
 	ss    *session
 	feeds []*shardFeed
-	free  chan []byte // recycled batch buffers
 
 	failOnce sync.Once
 	failed   chan struct{} // closed at the first shard error
@@ -141,7 +140,7 @@ func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args 
 			return nil, err
 		}
 	}
-	run := &scatterRun{ss: ss, failed: make(chan struct{}), free: make(chan []byte, (feedDepth+2)*len(shards))}
+	run := &scatterRun{ss: ss, failed: make(chan struct{})}
 	var common chan feedBatch
 	if shared {
 		common = make(chan feedBatch, feedDepth*len(shards))
@@ -212,25 +211,27 @@ func (run *scatterRun) fail(err error) {
 	})
 }
 
+// batchBuffers holds batch buffers between runs (and sessions): a
+// scatter of a few rows would otherwise allocate and clear a feedBatchSize
+// buffer per shard per statement.
+var batchBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, feedBatchSize+feedBatchSize/4)
+	return &b
+}}
+
 // buffer returns an empty batch buffer.
 func (run *scatterRun) buffer() []byte {
-	select {
-	case b := <-run.free:
-		return b[:0]
-	default:
-		return make([]byte, 0, feedBatchSize+feedBatchSize/4)
-	}
+	return (*batchBuffers.Get().(*[]byte))[:0]
 }
 
-// recycle gives a consumed batch buffer back.
+// recycle gives a batch buffer back once nothing reads it any more (rows
+// alias a batch only until the feed's next message); one a huge row grew
+// is left to the collector.
 func (run *scatterRun) recycle(b []byte) {
 	if cap(b) > 4*feedBatchSize {
 		return
 	}
-	select {
-	case run.free <- b:
-	default:
-	}
+	batchBuffers.Put(&b)
 }
 
 // pump is the feed goroutine: it reads the shard's answer up to
@@ -305,6 +306,7 @@ func (f *shardFeed) pump() {
 		}
 	}
 	send()
+	run.recycle(buf) // the empty buffer send left
 	f.done.Store(true)
 	close(f.finished)
 	f.ch <- feedBatch{feed: f, end: true}
@@ -454,6 +456,10 @@ func (run *scatterRun) stop(cancel bool) error {
 		for f.pos+5 <= len(f.cur) {
 			typ, body, _ := f.nextMsg()
 			f.take(typ, body)
+		}
+		if f.cur != nil {
+			run.recycle(f.cur)
+			f.cur, f.pos = nil, 0
 		}
 	}
 	for remaining > 0 {
