@@ -29,6 +29,8 @@ type Store struct {
 	bolt  *raftboltdb.BoltStore
 	hub   *hub
 	met   *metrics
+	// restarted: Open found Raft state (see Restarted, CatchUp).
+	restarted bool
 
 	obsCh    chan raft.Observation
 	observer *raft.Observer
@@ -147,15 +149,16 @@ func Open(cfg Config) (_ *Store, err error) {
 		}
 	}
 	s := &Store{
-		cfg:      cfg,
-		log:      logger,
-		trans:    trans,
-		bolt:     bolt,
-		hub:      newHub(served),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		leadSubs: map[chan bool]struct{}{},
-		obsCh:    make(chan raft.Observation, 64),
+		cfg:       cfg,
+		log:       logger,
+		trans:     trans,
+		bolt:      bolt,
+		hub:       newHub(served),
+		restarted: existing,
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		leadSubs:  map[chan bool]struct{}{},
+		obsCh:     make(chan raft.Observation, 64),
 	}
 	r, err := raft.NewRaft(rc, newFSM(s.hub, cache), bolt, bolt, snaps, trans)
 	if err != nil {
