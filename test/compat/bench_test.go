@@ -3,8 +3,10 @@ package compat
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
@@ -26,7 +29,7 @@ const benchRows = 1_000_000
 // first shard's server.
 type benchEnv struct {
 	ref, sharded *pgconn.PgConn
-	shards       []*pgconn.PgConn // each shard's database, directly
+	shardDSNs    []string // each shard's database, directly
 }
 
 var (
@@ -60,7 +63,7 @@ func setupBench(b *testing.B) *benchEnv {
 			sharded: connect(tb, ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr)),
 		}
 		for _, sh := range c.Shards {
-			env.shards = append(env.shards, connect(tb, ctx, sh.Primary.DSN("postgres")))
+			env.shardDSNs = append(env.shardDSNs, sh.Primary.DSN("postgres"))
 		}
 		for _, conn := range []*pgconn.PgConn{env.ref, env.sharded} {
 			if benchErr = loadBenchPosts(ctx, conn); benchErr != nil {
@@ -163,45 +166,81 @@ func BenchmarkOrderByLimit(b *testing.B) {
 }
 
 // BenchmarkScatterFloor is the floor under "index/proxy-4-shards" of
-// BenchmarkOrderByLimit on this machine: the client itself sends the shard
-// part to the 4 shards at once (no proxy) and reads the 4 answers (400
-// rows, no merge). "parse" sends it unnamed each time like the one-server
-// side (parse and plan per run on every shard); "prepared" binds a
+// BenchmarkOrderByLimit on this machine: a minimal client (pre-encoded
+// messages on raw connections, rows counted, not decoded) sends the shard
+// part to the 4 shards at once, without a proxy, and reads the 4 answers
+// (400 rows, no merge). "parse" sends it unnamed each time (parse and plan
+// per run on every shard, as the one-server side does); "prepared" binds a
 // statement prepared once per shard connection, as the proxy does.
 func BenchmarkScatterFloor(b *testing.B) {
 	env := setupBench(b)
 	ctx := context.Background()
 	const q = "SELECT author_id, id, like_count FROM posts ORDER BY id DESC LIMIT 100"
-	for _, c := range env.shards {
-		if _, err := c.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+	type rawConn struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	var conns []rawConn
+	for _, dsn := range env.shardDSNs {
+		pc := connect(&onceTB{TB: b}, ctx, dsn)
+		if _, err := pc.Prepare(ctx, "scatter_floor", q, nil); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.Prepare(ctx, "scatter_floor", q, nil); err != nil {
+		hj, err := pc.Hijack()
+		if err != nil {
 			b.Fatal(err)
 		}
+		benchCleanups = append(benchCleanups, func() { hj.Conn.Close() })
+		conns = append(conns, rawConn{c: hj.Conn, br: bufio.NewReaderSize(hj.Conn, 64<<10)})
+	}
+	encode := func(msgs ...pgproto3.FrontendMessage) []byte {
+		var buf []byte
+		for _, m := range msgs {
+			var err error
+			if buf, err = m.Encode(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return buf
+	}
+	run := map[string][]byte{
+		"parse": encode(&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{}, &pgproto3.Sync{}),
+		"prepared": encode(&pgproto3.Bind{PreparedStatement: "scatter_floor"}, &pgproto3.Describe{ObjectType: 'P'},
+			&pgproto3.Execute{}, &pgproto3.Sync{}),
 	}
 	for _, mode := range []string{"parse", "prepared"} {
 		b.Run("4-shards-"+mode, func(b *testing.B) {
-			rrs := make([]*pgconn.ResultReader, len(env.shards))
 			for i := 0; i < b.N; i++ {
-				for j, c := range env.shards {
-					if mode == "parse" {
-						rrs[j] = c.ExecParams(ctx, q, nil, nil, nil, nil)
-					} else {
-						rrs[j] = c.ExecPrepared(ctx, "scatter_floor", nil, nil, nil)
-					}
-				}
-				n := 0
-				for _, rr := range rrs {
-					for rr.NextRow() {
-						n++
-					}
-					if _, err := rr.Close(); err != nil {
+				for _, c := range conns {
+					if _, err := c.c.Write(run[mode]); err != nil {
 						b.Fatal(err)
 					}
 				}
-				if n != 4*100 {
-					b.Fatalf("%d rows", n)
+				rows := 0
+				for _, c := range conns {
+					for {
+						hdr, err := c.br.Peek(5)
+						if err != nil {
+							b.Fatal(err)
+						}
+						typ := hdr[0]
+						if _, err := c.br.Discard(1 + int(binary.BigEndian.Uint32(hdr[1:]))); err != nil {
+							b.Fatal(err)
+						}
+						if typ == 'E' {
+							b.Fatal("ErrorResponse from a shard")
+						}
+						if typ == 'D' {
+							rows++
+						}
+						if typ == 'Z' {
+							break
+						}
+					}
+				}
+				if rows != 4*100 {
+					b.Fatalf("%d rows", rows)
 				}
 			}
 		})
