@@ -193,6 +193,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 				log.Info("run", "round", round, "workload", w.name, "target", t.name,
 					"tps", fmt.Sprintf("%.0f", r.tps), "lat_ms", fmt.Sprintf("%.2f", r.latencyMs),
 					"pooler_cpu_s", fmt.Sprintf("%.2f", r.poolerCPU), "postgres_cpu_s", fmt.Sprintf("%.2f", r.postgresCPU),
+					"pooler_us_per_tx", fmt.Sprintf("%.1f", perTxMicros(r.poolerCPU, r.processed)),
 					"failed", r.failure)
 				results = append(results, r)
 			}
@@ -462,4 +463,12 @@ func findPgbench() (string, error) {
 func pgMajor(path string) int {
 	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
 	return v
+}
+
+// perTxMicros is CPU seconds spread over n transactions, in µs (0 when none).
+func perTxMicros(cpuSeconds float64, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return cpuSeconds * 1e6 / float64(n)
 }
