@@ -88,6 +88,9 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 	var admin *http.Server
 	var adminAddr net.Addr
 	var moveCtrl *rebalance.Controller // built with the admin API, which starts and follows moves
+	// leaderVersion: how a restarted node learns the leader's committed
+	// topology version (through the admin API of the other nodes).
+	var leaderVersion raftstore.LeaderVersionFunc
 	if cfg.AdminListen != "" {
 		aln, err := net.Listen("tcp", cfg.AdminListen)
 		if err != nil {
@@ -127,6 +130,9 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 			return fmt.Errorf("admin API: %w", err)
 		}
 		api.Register(mux)
+		leaderVersion = func(ctx context.Context) (uint64, string, error) {
+			return api.LeaderVersion(ctx, joinTargets(cfg)...)
+		}
 		ctrl, err := newMoveController(cfg, store, api.AwaitVersion, log, reg)
 		if err != nil {
 			aln.Close()
@@ -169,6 +175,13 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 	go func() { defer close(movesDone); runMoveController(moveCtx, moveCtrl, rstore) }()
 	defer func() { stopMoves(); <-movesDone }()
 
+	if rstore != nil && rstore.Restarted() && leaderVersion != nil {
+		if err := awaitCatchUp(ctx, rstore, leaderVersion, sigs, cfg.Raft.CatchUpTimeout.D(), log); err != nil {
+			closeAdmin(admin)
+			log.Info("shardproxy stopped before it caught up with the Raft leader", "reason", err.Error())
+			return nil
+		}
+	}
 	if rstore != nil {
 		if err := awaitFirstTopology(ctx, store, sigs, topologyWait, log); err != nil {
 			closeAdmin(admin)
@@ -323,6 +336,61 @@ func awaitFirstTopology(ctx context.Context, store topology.Store, sigs <-chan o
 			}
 		case <-remind.C:
 			log.Warn("still waiting for the Raft topology; not accepting clients yet", "waited", time.Since(start).Round(time.Second).String())
+		}
+	}
+}
+
+// awaitCatchUp holds a restarted Raft node (its data dir had Raft state)
+// back from accepting clients until it has applied the topology version
+// the leader has committed (raftstore.Store.CatchUp), so that it never
+// routes by the topology it had before it stopped: a change committed
+// meanwhile (a move's flip, a failover) would otherwise reach it only when
+// the leader retries it, after up to ~10 s of backoff. It waits at most
+// max; then (no leader reachable: no quorum) it logs a warning and returns
+// nil, and the node starts with its last topology — the policy under
+// quorum loss. max < 0 skips the wait. It returns errStoppedWaiting on ctx
+// or SIGTERM/SIGINT.
+func awaitCatchUp(ctx context.Context, st *raftstore.Store, leaderVersion raftstore.LeaderVersionFunc, sigs <-chan os.Signal, max time.Duration, log *slog.Logger) error {
+	if max < 0 {
+		log.Warn("raft.catchup_timeout < 0: accepting clients without checking that this restarted node has the leader's topology",
+			"topology_version", st.Current().Version())
+		return nil
+	}
+	log.Info("restarted Raft node: catching up with the leader's topology before accepting clients",
+		"topology_version", st.Current().Version(), "max_wait", max.String())
+	wctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	type result struct {
+		res raftstore.CatchUpResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := st.CatchUp(wctx, leaderVersion, 200*time.Millisecond)
+		done <- result{res, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			switch {
+			case r.err == nil:
+				log.Info("caught up with the Raft leader", "leader", r.res.LeaderID, "leader_version", r.res.LeaderVersion,
+					"from_version", r.res.StartVersion, "topology_version", r.res.Version, "took", r.res.Took.Round(time.Millisecond).String())
+				return nil
+			case ctx.Err() != nil:
+				return fmt.Errorf("%w (%v)", errStoppedWaiting, ctx.Err())
+			case errors.Is(r.err, raftstore.ErrClosed):
+				return fmt.Errorf("%w (%v)", errStoppedWaiting, r.err)
+			}
+			log.Warn("could not confirm the leader's topology; accepting clients with this node's last topology, which may miss changes committed while it was down",
+				"topology_version", st.Current().Version(), "waited", max.String(), "err", r.err)
+			return nil
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				cancel()
+				<-done
+				return fmt.Errorf("%w (%s)", errStoppedWaiting, sig)
+			}
 		}
 	}
 }

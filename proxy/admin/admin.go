@@ -32,6 +32,8 @@ type Cluster interface {
 	Servers() ([]raftstore.Server, error)
 	Join(ctx context.Context, id, addr string) (string, error)
 	RemoveServer(ctx context.Context, id string) error
+	// ReadIndex: the topology after a Raft barrier (leader only).
+	ReadIndex(ctx context.Context) (*topology.Snapshot, error)
 }
 
 // ShardConnFunc opens a connection to the PostgreSQL server at addr
@@ -172,6 +174,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	write("DELETE /v1/nodes/{id}", s.deleteNode)
 	write("POST /v1/nodes/join", s.postJoin)
 	v1("GET /v1/internal/peers", s.getPeers)
+	v1("GET /v1/internal/read-index", s.leaderOnly(s.getReadIndex))
 	mux.Handle("/v1/", s.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &APIError{Status: http.StatusNotFound, Code: CodeNotFound,
 			Msg:  fmt.Sprintf("no admin endpoint %s %s", r.Method, r.URL.Path),

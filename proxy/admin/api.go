@@ -250,6 +250,13 @@ type Peers struct {
 	Peers map[string]string `json:"peers"`
 }
 
+// ReadIndex is GET /v1/internal/read-index: the topology version the
+// leader LeaderID had committed when it answered.
+type ReadIndex struct {
+	LeaderID string `json:"leader_id"`
+	Version  uint64 `json:"version"`
+}
+
 // Nodes is GET /v1/nodes.
 type Nodes struct {
 	Version uint64 `json:"version"`

@@ -93,6 +93,12 @@ type Raft struct {
 	// MaxVoters: joining nodes become voters while the cluster has fewer,
 	// then non-voters.
 	MaxVoters int `yaml:"max_voters"`
+	// CatchUpTimeout bounds how long a restarted node (Dir holds Raft
+	// state) waits before it accepts clients until it has applied the
+	// topology version the leader committed; past it (no leader reachable)
+	// it starts with its last topology and logs a warning. Negative: do
+	// not wait.
+	CatchUpTimeout Duration `yaml:"catchup_timeout"`
 }
 
 // Enabled reports whether Raft is configured.
@@ -238,6 +244,7 @@ func (c *Config) ApplyDefaults() {
 	defI(&c.NodeID, 1)
 	def(&c.Raft.Bind, "127.0.0.1:9931")
 	defI(&c.Raft.MaxVoters, 5)
+	defD(&c.Raft.CatchUpTimeout, 30*time.Second)
 	defD(&c.ShutdownTimeout, 30*time.Second)
 	def(&c.LogLevel, "info")
 	def(&c.LogFormat, "text")
