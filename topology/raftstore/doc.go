@@ -32,6 +32,17 @@
 // and membership, and serves the topology it had even before it reaches a
 // quorum again.
 //
+// # Catching up after a restart
+//
+// That served topology may miss changes committed while the node was down,
+// and the leader may take seconds to reach it (Raft backs off retries to a
+// failed follower). Restarted reports that Open found Raft state; CatchUp
+// then waits until the node has applied the version the leader had
+// committed when asked (a LeaderVersionFunc the caller provides, e.g. the
+// leader's ReadIndex over the admin API), or until the node is the ready
+// leader itself. The proxy accepts clients only afterwards, or after a
+// bounded wait when no leader is reachable.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. Current is one atomic load and
