@@ -96,7 +96,11 @@ func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, p
 	case st.declare != nil:
 		return p.planDeclare(snap, st, b, sql, params)
 	case st.kind == KindSelect || st.kind == KindCursor:
-		return p.planRead(st, b, sql, params, st.nestedWrite || st.kind == KindCursor, false)
+		op, err := p.planRead(st, b, sql, params, st.nestedWrite || st.kind == KindCursor, false)
+		if err != nil && st.kind == KindSelect {
+			return p.pullOut(snap, a, st, params, err) // pullout.go
+		}
+		return op, err
 	}
 	return &plan.Route{Shard: snap.DefaultShard(), SQL: sql, Reason: "default shard: " + string(st.kind) + " statement"}, nil
 }

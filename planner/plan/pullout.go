@@ -1,0 +1,197 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MaxPulledRows bounds the rows one pulled-out subquery may return: the
+// executor keeps them all in memory and substitutes them as literals.
+const MaxPulledRows = 10000
+
+// PullOut is a SELECT whose uncorrelated subqueries need other shards than
+// the rest of the statement (Vitess's "pulled-out subquery"): the executor
+// runs each subquery first, as a statement of its own, capturing its rows
+// in text format, then builds the outer statement with their values
+// substituted as typed literals (OuterSQL), plans it like any statement
+// (so `key = ANY('{…}'::bigint[])` routes to exactly those keys' shards)
+// and runs it, its rows and command tag going to the client.
+//
+// The subqueries are sublinks among the top-level AND conjuncts of the
+// WHERE clause: `expr IN (SELECT c …)` / `expr = ANY (SELECT c …)`
+// (List: the values become `= ANY('{…}'::type[])`, NULLs kept) and a
+// scalar `(SELECT c …)` as an operand of a comparison (a NULL for no row;
+// more than one row fails with 21000, as in PostgreSQL).
+//
+// Parameters: SQL is the client's statement and takes the Bind values
+// unchanged (the executor describes the result shape with it). Each
+// subquery's SQL uses $1..$k where $i is the original value
+// ParamIndexes[i-1]; the outer statement likewise with OuterParams. nil
+// means the statement has no parameters.
+//
+// PullOut is a leaf for the executor (Inputs is nil, so plan.Leaves and
+// Explain's per-shard EXPLAIN do not descend into it); Describe nests the
+// subqueries' plans so Lines and Tree show both parts.
+type PullOut struct {
+	SQL        string
+	Subqueries []*PulledSubquery
+	// Outer is the statement's text around the subqueries, in text
+	// order: Outer[0] + value of Subqueries[0] + Outer[1] + … Its $n are
+	// renumbered by OuterParams.
+	Outer       []string
+	OuterParams []int
+	Reason      string
+}
+
+// PulledSubquery is one subquery a PullOut runs first.
+type PulledSubquery struct {
+	SQL          string
+	ParamIndexes []int
+	// Plan is SQL planned for this execution (with the values
+	// ParamIndexes selects): a Route, a Scatter with merge operators, or
+	// another PullOut.
+	Plan Operator
+	// Scalar: (SELECT …) used as a value (at most one row); otherwise the
+	// right side of IN / = ANY, replaced with `= ANY (<array>)`.
+	Scalar bool
+}
+
+// PulledRows are the rows a subquery returned: the type of its one
+// column (from its RowDescription) and the values in text format, nil for
+// NULL.
+type PulledRows struct {
+	TypeOID uint32
+	Values  []*string
+}
+
+var _ Operator = (*PullOut)(nil)
+
+func (*PullOut) Inputs() []Operator { return nil }
+
+func (o *PullOut) Describe() Description {
+	f := map[string]any{"outer": o.OuterTemplate()}
+	if o.Reason != "" {
+		f["reason"] = o.Reason
+	}
+	if o.OuterParams != nil {
+		f["outer_params"] = intsToAny(o.OuterParams)
+	}
+	d := Description{Name: "PullOut", Fields: f}
+	for i, s := range o.Subqueries {
+		sf := map[string]any{"slot": fmt.Sprintf("$subquery%d", i+1), "sql": s.SQL, "scalar": s.Scalar}
+		if s.ParamIndexes != nil {
+			sf["params"] = intsToAny(s.ParamIndexes)
+		}
+		sd := Description{Name: "Subquery", Fields: sf}
+		if s.Plan != nil {
+			sd.Inputs = []Description{Tree(s.Plan)}
+		}
+		d.Inputs = append(d.Inputs, sd)
+	}
+	return d
+}
+
+// OuterTemplate is the outer statement with $subqueryN where the values
+// go (for EXPLAIN).
+func (o *PullOut) OuterTemplate() string {
+	var b strings.Builder
+	for i, part := range o.Outer {
+		if i > 0 {
+			fmt.Fprintf(&b, "$subquery%d", i)
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+// OuterSQL builds the outer statement from the subqueries' rows (one
+// PulledRows per subquery, in order). A scalar subquery with more than
+// one row fails with 21000 like PostgreSQL; a result type without a
+// known literal form, or more than MaxPulledRows values, with 0A000.
+func (o *PullOut) OuterSQL(rows []PulledRows) (string, error) {
+	if len(rows) != len(o.Subqueries) {
+		return "", &Error{Code: "XX000", Message: fmt.Sprintf("pull-out: %d results for %d subqueries", len(rows), len(o.Subqueries))}
+	}
+	var b strings.Builder
+	b.WriteString(o.Outer[0])
+	for i, s := range o.Subqueries {
+		r := rows[i]
+		if len(r.Values) > MaxPulledRows {
+			return "", &Unsupported{Message: fmt.Sprintf("subquery returned too many rows to pull out (more than %d): %s", MaxPulledRows, s.SQL),
+				Hint: "restrict the subquery, correlate it with the outer query on the distribution key, or join on the keys"}
+		}
+		typ, ok := literalTypes[r.TypeOID]
+		if !ok {
+			return "", &Unsupported{Message: fmt.Sprintf("the result type (OID %d) of a subquery run before the rest of the statement has no literal form here: %s", r.TypeOID, s.SQL),
+				Hint: "cast the subquery's column to a built-in type such as text, bigint or numeric"}
+		}
+		if s.Scalar {
+			switch len(r.Values) {
+			case 0:
+				b.WriteString("NULL::" + typ)
+			case 1:
+				b.WriteString(typedLiteral(r.Values[0], typ))
+			default:
+				return "", &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
+			}
+		} else {
+			b.WriteString("= ANY (")
+			b.WriteString(arrayLiteral(r.Values, typ))
+			b.WriteString(")")
+		}
+		b.WriteString(o.Outer[i+1])
+	}
+	return b.String(), nil
+}
+
+// literalTypes maps the built-in type OIDs whose text form reads back as
+// the same value to their SQL type names.
+var literalTypes = map[uint32]string{
+	16: "boolean", 17: "bytea", 18: `"char"`, 19: "name", 20: "bigint", 21: "smallint", 23: "integer",
+	25: "text", 26: "oid", 114: "json", 650: "cidr", 700: "real", 701: "double precision", 829: "macaddr",
+	869: "inet", 1042: "bpchar", 1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp",
+	1184: "timestamptz", 1186: "interval", 1266: "timetz", 1560: "bit", 1562: "varbit", 1700: "numeric",
+	2950: "uuid", 3802: "jsonb",
+}
+
+// typedLiteral is v as a literal of type typ (NULL::typ for nil). E”
+// strings read the same whatever standard_conforming_strings is.
+func typedLiteral(v *string, typ string) string {
+	if v == nil {
+		return "NULL::" + typ
+	}
+	return quoteLiteral(*v) + "::" + typ
+}
+
+// arrayLiteral is vs as an array literal of element type typ.
+func arrayLiteral(vs []*string, typ string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if v == nil {
+			b.WriteString("NULL")
+			continue
+		}
+		b.WriteByte('"')
+		for _, c := range []byte(*v) {
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+		}
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return quoteLiteral(b.String()) + "::" + typ + "[]"
+}
+
+func quoteLiteral(s string) string {
+	if !strings.ContainsAny(s, `'\`) {
+		return "'" + s + "'"
+	}
+	r := strings.NewReplacer(`\`, `\\`, `'`, `''`)
+	return "E'" + r.Replace(s) + "'"
+}
