@@ -420,9 +420,18 @@ raft:
 	}
 	t.Logf("killed leader %s; %s since", leader.name, time.Since(killed).Round(time.Millisecond))
 
-	// Restart the old leader: it catches up with what it missed.
+	// Restart the old leader: it catches up with what it missed, and only
+	// then accepts clients (/readyz).
 	leader.start(t)
 	ctlWait(t, 15*time.Second, leader.name+" to catch up", func() bool {
+		resp, err := http.Get(leader.adminURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
 		ans, err := ctlKey(leader, key2)
 		if err != nil || ans.Shard != "shard1" {
 			return false
