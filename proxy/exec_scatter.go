@@ -579,6 +579,11 @@ func (ss *session) openScatterRead(snap *topology.Snapshot, sc *plan.Scatter, pa
 						ss.out = append(ss.out, msg...)
 						out.descSent = true
 					}
+				case msgNoData:
+					if out.describe && !out.descSent { // a deferred Describe of a part without rows
+						ss.out = append(ss.out, msg...)
+						out.descSent = true
+					}
 				default:
 					curFeed.take(typ, msg[5:])
 				}
