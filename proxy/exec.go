@@ -345,6 +345,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.copyFanout(snap, cs.SQL, cs.Shards, split, cs.NeedsAtomic, "")
 	case *plan.Explain:
 		return ss.explain(snap, o, params, rf, out)
+	case *plan.PullOut:
+		return ss.execPullOut(snap, o, params, rf, out)
 	case *twoPhaseCommitOp:
 		return ss.commitExtended(snap)
 	case *plan.DeclareCursor:

@@ -302,6 +302,8 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 			// The rewritten INSERT has the same result shape; describe it
 			// with placeholder keys.
 			shard, sql = snap.DefaultShard(), l.SQL
+		case *plan.PullOut:
+			shard, sql = snap.DefaultShard(), l.SQL // the client's statement: same shape
 		}
 		if shard != "" {
 			break

@@ -69,6 +69,9 @@ type session struct {
 	cr   msgReader // client messages
 	out  []byte    // bytes waiting to be written to the client
 	tls  bool
+	// pulled, while set, takes what flushClient would send: the rows of a
+	// subquery the proxy runs first (exec_pullout.go).
+	pulled *pulledRows
 
 	user, database string
 	key            pool.Key
@@ -264,6 +267,10 @@ func (ss *session) kick(force bool) {
 
 func (ss *session) flushClient() error {
 	if len(ss.out) == 0 {
+		return nil
+	}
+	if ss.pulled != nil {
+		ss.pulled.take(ss)
 		return nil
 	}
 	_, err := ss.conn.Write(ss.out)

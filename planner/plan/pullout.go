@@ -116,6 +116,9 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, error) {
 	b.WriteString(o.Outer[0])
 	for i, s := range o.Subqueries {
 		r := rows[i]
+		if s.Scalar && len(r.Values) > 1 {
+			return "", &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
+		}
 		if len(r.Values) > MaxPulledRows {
 			return "", &Unsupported{Message: fmt.Sprintf("subquery returned too many rows to pull out (more than %d): %s", MaxPulledRows, s.SQL),
 				Hint: "restrict the subquery, correlate it with the outer query on the distribution key, or join on the keys"}
@@ -129,10 +132,8 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, error) {
 			switch len(r.Values) {
 			case 0:
 				b.WriteString("NULL::" + typ)
-			case 1:
-				b.WriteString(typedLiteral(r.Values[0], typ))
 			default:
-				return "", &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
+				b.WriteString(typedLiteral(r.Values[0], typ))
 			}
 		} else {
 			b.WriteString("= ANY (")

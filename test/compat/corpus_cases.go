@@ -328,9 +328,8 @@ func buildCorpus() []Case {
 	)
 	b.args("WITH p AS (SELECT author_id, id FROM posts WHERE like_count > $2) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = $1 ORDER BY p.id", "12", "10")
 	b.args("SELECT id FROM users WHERE id IN (SELECT author_id FROM posts WHERE like_count > $1) ORDER BY id LIMIT 25", "40")
-	b.refused("a CTE, derived table or IN subquery over several shards with LIMIT, ORDER BY, DISTINCT not over the distribution key, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, a CTE referenced twice, or NOT IN / IN outside a WHERE or ON conjunct (their answer depends on NULLs other shards hold) is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
+	b.refused("a CTE, derived table or IN subquery (in an ON clause, or correlated with the outer query; an uncorrelated one among the WHERE's AND conjuncts runs first, see below) over several shards with LIMIT, ORDER BY, DISTINCT not over the distribution key, an aggregate not grouped by the distribution key or a window not partitioned by it, that does not select the key as a plain column, a CTE referenced twice, or NOT IN / IN outside a WHERE or ON conjunct (their answer depends on NULLs other shards hold) is refused; group or partition it by the key, move the LIMIT/ORDER BY to the outer query, or join the tables directly on their keys",
 		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5) t ON t.author_id = u.id",
-		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC LIMIT 5)",
 		"SELECT u.id, t.n FROM users u JOIN (SELECT level, count(*) AS n FROM users GROUP BY level) t ON t.level = u.id",
 		"WITH p AS (SELECT author_id FROM posts WHERE like_count > 45) SELECT count(*) FROM users u JOIN p ON p.author_id = u.id, p AS p2",
 		"SELECT count(*) FROM users WHERE id NOT IN (SELECT author_id FROM posts)",
@@ -361,6 +360,29 @@ func buildCorpus() []Case {
 		"SELECT id, row_number() OVER (PARTITION BY id) FROM users WHERE level = 2",
 	)
 
+	b.section("Uncorrelated subqueries run first (pulled out), the outer statement gets their values")
+	b.ok(
+		"SELECT * FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = 3) ORDER BY created_at DESC, author_id, id LIMIT 20",
+		"SELECT id FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = 3)",
+		"SELECT id FROM users WHERE karma > (SELECT avg(karma) FROM users)",
+		"SELECT count(*) FROM users WHERE country_code IN (SELECT country_code FROM users WHERE id < 30)",
+		"SELECT count(*) FROM users WHERE karma > (SELECT karma FROM users WHERE id = 1000000)",
+		"SELECT id FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = -5)",
+		"SELECT id, name FROM users WHERE created_at < (SELECT min(created_at) FROM posts) ORDER BY id",
+		"SELECT count(*) FROM users WHERE name >= (SELECT max(name) FROM users WHERE level = 3)",
+		"SELECT id FROM users WHERE external_id IN (SELECT external_id FROM users WHERE level = 2 AND id < 50) ORDER BY id",
+		"SELECT id FROM users WHERE avatar = ANY (SELECT avatar FROM users WHERE id < 10) ORDER BY id",
+		"SELECT id FROM users WHERE session_len < (SELECT max(session_len) FROM users WHERE level = 1) AND birthday = ANY (SELECT birthday FROM users WHERE level = 2) ORDER BY id",
+		"SELECT count(*), sum(like_count) FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = 7) AND like_count >= (SELECT avg(like_count) FROM posts)",
+		"SELECT level, count(*) FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id < 20) GROUP BY level ORDER BY level",
+		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC, author_id, id LIMIT 5)",
+	)
+	b.args("SELECT author_id, id FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1) AND like_count > $2 ORDER BY author_id, id LIMIT $3", "3", "5", "10")
+	b.args("SELECT id FROM users WHERE level = $2 AND karma > (SELECT avg(karma) FROM users WHERE level = $1) ORDER BY id", "4", "5")
+	b.fails(
+		"SELECT id FROM users WHERE karma > (SELECT karma FROM users WHERE level = 3)",
+	)
+
 	b.section("Cross-shard shapes that are refused")
 	b.refused("a join of distributed tables not on their distribution keys would need rows from several shards; join on the keys or add a key condition that selects one shard",
 		"SELECT f.follower_id, u.name FROM follows f JOIN users u ON u.id = f.followee_id",
@@ -369,9 +391,7 @@ func buildCorpus() []Case {
 		"SELECT u.id, e.email FROM users u JOIN emails e ON e.user_id = u.id",
 		"SELECT u.id, p.id FROM users u JOIN posts p USING (id) WHERE false",
 	)
-	b.refused("a subquery that needs rows from other shards (not correlated on the distribution key) is not supported; correlate it on the key or run it separately",
-		"SELECT id FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = 3)",
-		"SELECT id FROM users WHERE karma > (SELECT avg(karma) FROM users)",
+	b.refused("a subquery that needs rows from other shards and is correlated with the outer query (not on the distribution key), or is not an IN / = ANY / scalar comparison operand among the WHERE's AND conjuncts (those run first), is not supported; correlate it on the key or run it separately",
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
 		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST LIMIT 5) SELECT p.id FROM posts p JOIN top ON top.id = p.author_id",
 		"SELECT * FROM (SELECT id FROM users ORDER BY id LIMIT 10) s",

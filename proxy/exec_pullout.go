@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Pulled-out subqueries (plan.PullOut): each subquery's plan runs first
+// like any statement of the session — on the transaction's connections
+// inside a transaction block, so it sees the transaction's own writes —
+// with its output taken by a pulledRows instead of going to the client;
+// then the outer statement, built from the captured values, is planned
+// and run normally. At most plan.MaxPulledRows values per subquery are
+// kept (the rest are only counted), so memory stays bounded.
+
+// pulledRows collects the output of a subquery run for a PullOut.
+type pulledRows struct {
+	typeOID uint32
+	values  []*string
+	rows    int    // DataRows seen (values holds at most MaxPulledRows+1)
+	keep    []byte // other messages (notices), passed on to the client
+	bad     error
+}
+
+// take consumes the complete messages buffered in ss.out.
+func (p *pulledRows) take(ss *session) {
+	buf := ss.out
+	for len(buf) >= 5 {
+		typ := buf[0]
+		n := int(binary.BigEndian.Uint32(buf[1:5]))
+		if n < 4 || 1+n > len(buf) {
+			p.bad = fmt.Errorf("pull-out: truncated message 0x%02X", typ)
+			break
+		}
+		body := buf[5 : 1+n]
+		switch typ {
+		case msgRowDescription:
+			p.describe(body)
+		case msgDataRow:
+			p.row(body)
+		default:
+			p.keep = appendMsg(p.keep, typ, body)
+		}
+		buf = buf[1+n:]
+	}
+	ss.out = ss.out[:0]
+}
+
+// describe notes the type of the first column of a RowDescription.
+func (p *pulledRows) describe(body []byte) {
+	if len(body) < 2 || binary.BigEndian.Uint16(body) != 1 {
+		p.bad = &plan.Error{Code: "42601", Message: "subquery has too many columns"}
+		return
+	}
+	_, rest, ok := cstring(body[2:])
+	if !ok || len(rest) < 10 {
+		p.bad = fmt.Errorf("pull-out: malformed RowDescription")
+		return
+	}
+	p.typeOID = binary.BigEndian.Uint32(rest[6:10])
+}
+
+// row keeps the first column of a text DataRow.
+func (p *pulledRows) row(body []byte) {
+	p.rows++
+	if p.rows > plan.MaxPulledRows+1 {
+		return
+	}
+	if len(body) < 6 {
+		p.bad = fmt.Errorf("pull-out: malformed DataRow")
+		return
+	}
+	n := int32(binary.BigEndian.Uint32(body[2:6]))
+	if n < 0 {
+		p.values = append(p.values, nil)
+		return
+	}
+	if int(n) > len(body)-6 {
+		p.bad = fmt.Errorf("pull-out: malformed DataRow")
+		return
+	}
+	v := string(body[6 : 6+n])
+	p.values = append(p.values, &v)
+}
+
+// execPullOut runs a PullOut: the subqueries, then the outer statement,
+// whose rows and command tag go to the client as out says.
+func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params planner.Params, rf []int16, out *execOut) (string, error) {
+	if ss.txStatus == 'E' {
+		return "", &sqlError{abortedError}
+	}
+	results := make([]plan.PulledRows, len(o.Subqueries))
+	for i, sq := range o.Subqueries {
+		r, err := ss.runPulled(snap, sq, params)
+		if err != nil {
+			return "", err
+		}
+		results[i] = r
+	}
+	sql, err := o.OuterSQL(results)
+	if err != nil {
+		return "", err
+	}
+	a, err := ss.srv.planner.Analyze(sql)
+	if err != nil {
+		return "", err
+	}
+	outerParams := planner.SelectParams(params, o.OuterParams)
+	op, err := ss.srv.planner.Plan(snap, a, outerParams)
+	if err != nil {
+		return "", err
+	}
+	if _, again := op.(*plan.PullOut); again {
+		return "", fmt.Errorf("planner: PullOut planned again for %q", sql)
+	}
+	return ss.execPlan(snap, op, outerParams, rf, out)
+}
+
+// runPulled runs one subquery of a PullOut and returns its rows.
+func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, params planner.Params) (plan.PulledRows, error) {
+	saved := ss.out
+	ss.out = nil
+	p := &pulledRows{}
+	ss.pulled = p
+	_, err := ss.execPlan(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes), nil, &execOut{simple: true})
+	p.take(ss)
+	ss.pulled = nil
+	ss.out = append(saved, p.keep...)
+	switch {
+	case err != nil:
+		return plan.PulledRows{}, err
+	case p.bad != nil:
+		return plan.PulledRows{}, p.bad
+	}
+	return plan.PulledRows{TypeOID: p.typeOID, Values: p.values}, nil
+}
