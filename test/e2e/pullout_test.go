@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestShardedPullOut: uncorrelated subqueries that need other shards run
+// first (plan.PullOut) — inside a transaction they see its own writes;
+// a scalar subquery with two rows fails like PostgreSQL (21000) and one
+// with too many rows to substitute with 0A000, the session serving on;
+// EXPLAIN shows both parts.
+func TestShardedPullOut(t *testing.T) {
+	env := startSharded(t)
+	ctx := testCtx(t, 2*time.Minute)
+	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
+	fillMergeData(t, ctx, app)
+
+	sameCountry := "SELECT id, name FROM users WHERE country IN (SELECT country FROM users WHERE id = $1) ORDER BY id"
+	atMax := "SELECT count(*) FROM users WHERE id >= (SELECT max(id) FROM users)"
+	for _, simple := range []bool{true, false} {
+		t.Run(fmt.Sprintf("transaction simple=%v", simple), func(t *testing.T) {
+			tx, err := app.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			mode := pgx.QueryExecModeCacheStatement
+			if simple {
+				mode = pgx.QueryExecModeSimpleProtocol
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO users (id, name, country) VALUES (1001, 'newbie', 'zz')", mode); err != nil {
+				t.Fatal(err)
+			}
+			got := queryStrings(t, ctx, tx, sameCountry, mode, 1001)
+			if want := "[1001 newbie]"; fmt.Sprint(got) != want {
+				t.Errorf("%s in the transaction that wrote user 1001: %v, want %s", sameCountry, got, want)
+			}
+			if got := queryStrings(t, ctx, tx, atMax, mode); fmt.Sprint(got) != "[1]" {
+				t.Errorf("%s in the transaction: %v, want [1] (user 1001 is the newest)", atMax, got)
+			}
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := queryStrings(t, ctx, app, sameCountry, mode, 1001); len(got) != 0 {
+				t.Errorf("%s after ROLLBACK: %v, want no rows", sameCountry, got)
+			}
+		})
+	}
+
+	// Several users per country: a scalar subquery returns many rows.
+	for _, simple := range []bool{true, false} {
+		_, err := rowsText(ctx, app, "SELECT id FROM users WHERE id > (SELECT id FROM users WHERE country = 'de')", simple)
+		if sqlState(err) != "21000" || !strings.Contains(err.Error(), "more than one row returned by a subquery used as an expression") {
+			t.Errorf("scalar subquery with several rows (simple=%v): %v, want 21000 like PostgreSQL", simple, err)
+		}
+		_, err = rowsText(ctx, app, "SELECT count(*) FROM posts WHERE author_id IN (SELECT u.id * 100 + g FROM users u, generate_series(1, 100) g)", simple)
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "too many rows to pull out") {
+			t.Errorf("IN subquery with 16,000 rows (simple=%v): %v, want 0A000 too many rows", simple, err)
+		}
+		if got, err := rowsText(ctx, app, "SELECT count(*) FROM users WHERE id <= (SELECT min(id) FROM users WHERE id > 9)", simple); err != nil || fmt.Sprint(got) != "[10]" {
+			t.Errorf("after the errors (simple=%v): %v %v, want [10]", simple, got, err)
+		}
+	}
+
+	lines := queryStrings(t, ctx, app, "EXPLAIN SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", pgx.QueryExecModeSimpleProtocol)
+	plan := strings.Join(lines, "\n")
+	for _, want := range []string{"PullOut", `outer="SELECT id FROM users WHERE id > $subquery1"`, "Subquery", "Aggregate", "Scatter"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("EXPLAIN lacks %q:\n%s", want, plan)
+		}
+	}
+}
+
+// queryStrings runs sql on q and returns each row's values joined by a
+// space.
+func queryStrings(t *testing.T, ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		parts := make([]string, len(vals))
+		for i, v := range vals {
+			parts[i] = fmt.Sprint(v)
+		}
+		out = append(out, strings.Join(parts, " "))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
