@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/shardproxy/shardproxy/proxy/netio"
 	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/topology"
 )
@@ -142,11 +143,12 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn) *session {
+	conn := netio.Wrap(c) // raw-syscall reads and writes (see package netio)
 	return &session{
 		srv:         s,
-		conn:        c,
+		conn:        conn,
 		rawConn:     c,
-		cr:          msgReader{br: bufio.NewReaderSize(c, clientReadBufSize), maxLen: maxClientMessage},
+		cr:          msgReader{br: bufio.NewReaderSize(conn, clientReadBufSize), maxLen: maxClientMessage},
 		txStatus:    'I',
 		connectedAt: time.Now(),
 		stmts:       make(map[string]*stmtEntry),

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/shardproxy/shardproxy/proxy/netio"
 )
 
 // ServerConn is one authenticated connection to a PostgreSQL server.
@@ -246,9 +248,10 @@ func (p *Pool) dialOnce(ctx context.Context, opts *Options) (*ServerConn, error)
 		return nil, err
 	}
 	now := time.Now()
+	conn := netio.Wrap(hj.Conn) // raw-syscall reads and writes (see package netio)
 	sc := &ServerConn{
-		Conn:      hj.Conn,
-		Frontend:  pgproto3.NewFrontend(hj.Conn, hj.Conn),
+		Conn:      conn,
+		Frontend:  pgproto3.NewFrontend(conn, conn),
 		Params:    hj.ParameterStatuses,
 		PID:       hj.PID,
 		Addr:      opts.Addr,

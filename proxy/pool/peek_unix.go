@@ -1,4 +1,4 @@
-//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+//go:build darwin || freebsd || netbsd || openbsd || dragonfly
 
 package pool
 
@@ -10,10 +10,4 @@ const peekSupported = true
 func peek(fd uintptr, buf []byte) (int, error) {
 	n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return n, err
-}
-
-// peekAlive interprets a peek on an idle connection: only "nothing to read
-// yet" means alive; data, EOF and errors mean dead.
-func peekAlive(n int, err error) bool {
-	return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
 }

@@ -11,7 +11,8 @@
 # Environment: CPT_ROUNDS (4), CPT_SECONDS (8), CPT_WORKLOADS (select-simple;
 # comma-separated names of test/bench/pgbench.sh), CPT_TARGETS
 # (pgbouncer,baseline,shardproxy), CPT_BASELINE (a prebuilt binary instead of
-# building HEAD), CPT_LOG (/tmp/cpu_per_tx.log, the driver's full log).
+# building HEAD), CPT_SHARDPROXY (a prebuilt binary or wrapper script instead
+# of building the working tree, e.g. one that sets GOMAXPROCS), CPT_LOG (/tmp/cpu_per_tx.log, the driver's full log).
 #
 # Prints, per workload and target, the median over rounds of the pooler's CPU
 # µs per transaction (utime+stime from /proc/PID/stat over the run divided by
@@ -31,7 +32,11 @@ LOG=${CPT_LOG:-/tmp/cpu_per_tx.log}
 work=$(mktemp -d /tmp/cpu_per_tx.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-$GO build -o "$work/shardproxy" ./cmd/shardproxy
+shardproxy=${CPT_SHARDPROXY:-}
+if [ -z "$shardproxy" ]; then
+	$GO build -o "$work/shardproxy" ./cmd/shardproxy
+	shardproxy=$work/shardproxy
+fi
 $GO build -o "$work/bench-driver" ./test/bench/driver
 baseline=${CPT_BASELINE:-}
 if [ -z "$baseline" ] && [[ ",$TARGETS," == *",baseline,"* ]]; then
@@ -43,7 +48,7 @@ fi
 
 echo "load before: $(cat /proc/loadavg)" >&2
 "$work/bench-driver" -seconds "$SECS" -rounds "$ROUNDS" -clients 50 -pool 20 -idle-clients 0 \
-	-only "$WORKLOADS" -targets "$TARGETS" -shardproxy "$work/shardproxy" \
+	-only "$WORKLOADS" -targets "$TARGETS" -shardproxy "$shardproxy" \
 	-baseline "$baseline" -out "" >/dev/null 2>"$LOG" || { tail -30 "$LOG" >&2; exit 1; }
 echo "load after: $(cat /proc/loadavg)" >&2
 
