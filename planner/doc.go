@@ -63,7 +63,24 @@
 //     expressions, WITH TIES, SELECT * with aggregates, and subqueries,
 //     CTEs or UNION parts that need LIMIT/DISTINCT/aggregation over rows of
 //     several shards (unless correlated with the outer query on the key).
-//     Several classes on different shards → 0A000. UPDATE/DELETE without a
+//     Several classes on different shards → 0A000, except as follows.
+//   - A SELECT refused by the rules above whose WHERE has uncorrelated
+//     subqueries (no column of the outer query; with Options.Columns an
+//     unqualified name no inner table has counts as outer) among its
+//     top-level AND conjuncts — `expr IN (SELECT c …)`, `expr = ANY
+//     (SELECT c …)`, `(SELECT c …)` as an operand of a comparison —
+//     → PullOut (pullout.go): each subquery is planned as a statement of
+//     its own (Route, Scatter with merges, or PullOut again) and run
+//     first by the executor; the outer statement is a template whose
+//     slots get typed literals (`= ANY('{…}'::bigint[])`, `'12.5'::numeric`,
+//     from the subquery's result type) and is planned once the values are
+//     known, so it routes by them. Parameters are renumbered per part.
+//     The template with non-restricting placeholders is planned at plan
+//     time, so what stays refused whatever the values is refused up front.
+//     Under NOT or OR, in the select list or correlated → still 0A000.
+//     More than plan.MaxPulledRows values → 0A000; a scalar subquery with
+//     several rows → 21000.
+//   - UPDATE/DELETE without a
 //     key condition selecting one shard → Scatter with Write (the executor
 //     sums command tags). Other writes (data-modifying CTEs, DECLARE
 //     CURSOR, MERGE) must land on one shard (0A000 otherwise). UPDATE of the

@@ -122,13 +122,13 @@ func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params 
 
 // runPulled runs one subquery of a PullOut and returns its rows.
 func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, params planner.Params) (plan.PulledRows, error) {
-	saved := ss.out
+	saved, savedPulled := ss.out, ss.pulled // a PullOut inside a subquery of another
 	ss.out = nil
 	p := &pulledRows{}
 	ss.pulled = p
 	_, err := ss.execPlan(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes), nil, &execOut{simple: true})
 	p.take(ss)
-	ss.pulled = nil
+	ss.pulled = savedPulled
 	ss.out = append(saved, p.keep...)
 	switch {
 	case err != nil:

@@ -376,6 +376,8 @@ func buildCorpus() []Case {
 		"SELECT count(*), sum(like_count) FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = 7) AND like_count >= (SELECT avg(like_count) FROM posts)",
 		"SELECT level, count(*) FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id < 20) GROUP BY level ORDER BY level",
 		"SELECT id FROM users WHERE id IN (SELECT author_id FROM posts ORDER BY like_count DESC, author_id, id LIMIT 5)",
+		"SELECT id FROM users WHERE karma > (SELECT avg(karma) FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = 3)) ORDER BY id",
+		`SELECT count(*), min(x) FROM (SELECT name || '''"\' AS x FROM users) t WHERE x IN (SELECT name || '''"\' FROM users WHERE level = 1 UNION SELECT NULL)`,
 	)
 	b.args("SELECT author_id, id FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1) AND like_count > $2 ORDER BY author_id, id LIMIT $3", "3", "5", "10")
 	b.args("SELECT id FROM users WHERE level = $2 AND karma > (SELECT avg(karma) FROM users WHERE level = $1) ORDER BY id", "4", "5")
