@@ -72,9 +72,10 @@
 //     → PullOut (pullout.go): each subquery is planned as a statement of
 //     its own (Route, Scatter with merges, or PullOut again) and run
 //     first by the executor; the outer statement is a template whose
-//     slots get typed literals (`= ANY('{…}'::bigint[])`, `'12.5'::numeric`,
-//     from the subquery's result type) and is planned once the values are
-//     known, so it routes by them. Parameters are renumbered per part.
+//     slots become typed parameters after its own (`= ANY($3::bigint[])`,
+//     `$4::numeric`, from the subquery's result type; one cached analysis
+//     per statement and result types) and is planned with the values, so
+//     it routes by them. Parameters are renumbered per part.
 //     The template with non-restricting placeholders is planned at plan
 //     time, so what stays refused whatever the values is refused up front.
 //     Under NOT or OR, in the select list or correlated → still 0A000.

@@ -13,8 +13,8 @@ import (
 // like any statement of the session — on the transaction's connections
 // inside a transaction block, so it sees the transaction's own writes —
 // with its output taken by a pulledRows instead of going to the client;
-// then the outer statement, built from the captured values, is planned
-// and run normally. At most plan.MaxPulledRows values per subquery are
+// then the outer statement, with the captured values as extra Bind
+// parameters (plan.PullOut.OuterSQL), is planned and run normally. At most plan.MaxPulledRows values per subquery are
 // kept (the rest are only counted), so memory stays bounded.
 
 // pulledRows collects the output of a subquery run for a PullOut.
@@ -101,7 +101,7 @@ func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params 
 		}
 		results[i] = r
 	}
-	sql, err := o.OuterSQL(results)
+	sql, pulled, err := o.OuterSQL(results)
 	if err != nil {
 		return "", err
 	}
@@ -109,7 +109,14 @@ func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params 
 	if err != nil {
 		return "", err
 	}
-	outerParams := planner.SelectParams(params, o.OuterParams)
+	own := o.OuterParams
+	if own == nil {
+		own = []int{} // the statement has no parameters of its own
+	}
+	outerParams := planner.SelectParams(params, own)
+	outerParams.Values = append(outerParams.Values, pulled.Values...)
+	outerParams.OIDs = append(outerParams.OIDs, pulled.OIDs...)
+	outerParams.Formats = append(outerParams.Formats, make([]int16, len(pulled.Values))...)
 	op, err := ss.srv.planner.Plan(snap, a, outerParams)
 	if err != nil {
 		return "", err

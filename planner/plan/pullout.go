@@ -13,13 +13,13 @@ const MaxPulledRows = 10000
 // the rest of the statement (Vitess's "pulled-out subquery"): the executor
 // runs each subquery first, as a statement of its own, capturing its rows
 // in text format, then builds the outer statement with their values
-// substituted as typed literals (OuterSQL), plans it like any statement
-// (so `key = ANY('{…}'::bigint[])` routes to exactly those keys' shards)
+// substituted as typed parameters (OuterSQL), plans it like any statement
+// (so `key = ANY($n::bigint[])` routes to exactly those keys' shards)
 // and runs it, its rows and command tag going to the client.
 //
 // The subqueries are sublinks among the top-level AND conjuncts of the
 // WHERE clause: `expr IN (SELECT c …)` / `expr = ANY (SELECT c …)`
-// (List: the values become `= ANY('{…}'::type[])`, NULLs kept) and a
+// (List: the values become `= ANY($n::type[])`, NULLs kept) and a
 // scalar `(SELECT c …)` as an operand of a comparison (a NULL for no row;
 // more than one row fails with 21000, as in PostgreSQL).
 //
@@ -104,95 +104,93 @@ func (o *PullOut) OuterTemplate() string {
 	return b.String()
 }
 
-// OuterSQL builds the outer statement from the subqueries' rows (one
-// PulledRows per subquery, in order). A scalar subquery with more than
-// one row fails with 21000 like PostgreSQL; a result type without a
-// known literal form, or more than MaxPulledRows values, with 0A000.
-func (o *PullOut) OuterSQL(rows []PulledRows) (string, error) {
+// PulledParams are the Bind values OuterSQL adds for the outer
+// statement: they follow its own (OuterParams) as $k+1, $k+2, … in
+// text format; OIDs are the scalars' types, 0 for arrays (typed by the
+// cast in the text).
+type PulledParams struct {
+	Values [][]byte
+	OIDs   []uint32
+}
+
+// OuterSQL builds the outer statement for the subqueries' rows (one
+// PulledRows per subquery, in order): a scalar's slot becomes
+// `$n::type`, an IN / = ANY slot `= ANY ($n::type[])`, with the values
+// as extra parameters after the statement's own k (n = k+1, …), so the
+// text — and the planner's cached analysis of it — is the same for every
+// execution with the same result types. A scalar subquery with more
+// than one row fails with 21000 like PostgreSQL; a result type without a
+// known text form, or more than MaxPulledRows values, with 0A000.
+func (o *PullOut) OuterSQL(rows []PulledRows) (string, PulledParams, error) {
+	var pp PulledParams
 	if len(rows) != len(o.Subqueries) {
-		return "", &Error{Code: "XX000", Message: fmt.Sprintf("pull-out: %d results for %d subqueries", len(rows), len(o.Subqueries))}
+		return "", pp, &Error{Code: "XX000", Message: fmt.Sprintf("pull-out: %d results for %d subqueries", len(rows), len(o.Subqueries))}
 	}
+	first := len(o.OuterParams) + 1
 	var b strings.Builder
 	b.WriteString(o.Outer[0])
 	for i, s := range o.Subqueries {
 		r := rows[i]
 		if s.Scalar && len(r.Values) > 1 {
-			return "", &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
+			return "", pp, &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
 		}
 		if len(r.Values) > MaxPulledRows {
-			return "", &Unsupported{Message: fmt.Sprintf("subquery returned too many rows to pull out (more than %d): %s", MaxPulledRows, s.SQL),
+			return "", pp, &Unsupported{Message: fmt.Sprintf("subquery returned too many rows to pull out (more than %d): %s", MaxPulledRows, s.SQL),
 				Hint: "restrict the subquery, correlate it with the outer query on the distribution key, or join on the keys"}
 		}
 		typ, ok := literalTypes[r.TypeOID]
 		if !ok {
-			return "", &Unsupported{Message: fmt.Sprintf("the result type (OID %d) of a subquery run before the rest of the statement has no literal form here: %s", r.TypeOID, s.SQL),
+			return "", pp, &Unsupported{Message: fmt.Sprintf("the result type (OID %d) of a subquery run before the rest of the statement is not supported here: %s", r.TypeOID, s.SQL),
 				Hint: "cast the subquery's column to a built-in type such as text, bigint or numeric"}
 		}
+		n := first + i
 		if s.Scalar {
-			switch len(r.Values) {
-			case 0:
-				b.WriteString("NULL::" + typ)
-			default:
-				b.WriteString(typedLiteral(r.Values[0], typ))
+			fmt.Fprintf(&b, "$%d::%s", n, typ)
+			var v []byte
+			if len(r.Values) == 1 && r.Values[0] != nil {
+				v = []byte(*r.Values[0])
 			}
+			pp.Values = append(pp.Values, v)
+			pp.OIDs = append(pp.OIDs, r.TypeOID)
 		} else {
-			b.WriteString("= ANY (")
-			b.WriteString(arrayLiteral(r.Values, typ))
-			b.WriteString(")")
+			fmt.Fprintf(&b, "= ANY ($%d::%s[])", n, typ)
+			pp.Values = append(pp.Values, arrayText(r.Values))
+			pp.OIDs = append(pp.OIDs, 0)
 		}
 		b.WriteString(o.Outer[i+1])
 	}
-	return b.String(), nil
+	return b.String(), pp, nil
 }
 
 // literalTypes maps the built-in type OIDs whose text form reads back as
-// the same value to their SQL type names.
+// the same value to their SQL type names (for the slots' casts).
 var literalTypes = map[uint32]string{
 	16: "boolean", 17: "bytea", 18: `"char"`, 19: "name", 20: "bigint", 21: "smallint", 23: "integer",
 	25: "text", 26: "oid", 114: "json", 650: "cidr", 700: "real", 701: "double precision", 829: "macaddr",
 	869: "inet", 1042: "bpchar", 1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp",
-	1184: "timestamptz", 1186: "interval", 1266: "timetz", 1560: "bit", 1562: "varbit", 1700: "numeric",
+	1184: "timestamptz", 1186: "interval", 1266: "timetz", 1560: "varbit", 1562: "varbit", 1700: "numeric",
 	2950: "uuid", 3802: "jsonb",
 }
 
-// typedLiteral is v as a literal of type typ (NULL::typ for nil). E”
-// strings read the same whatever standard_conforming_strings is.
-func typedLiteral(v *string, typ string) string {
-	if v == nil {
-		return "NULL::" + typ
-	}
-	return quoteLiteral(*v) + "::" + typ
-}
-
-// arrayLiteral is vs as an array literal of element type typ.
-func arrayLiteral(vs []*string, typ string) string {
-	var b strings.Builder
-	b.WriteByte('{')
+// arrayText is vs in an array's text form (NULL for nil).
+func arrayText(vs []*string) []byte {
+	b := []byte{'{'}
 	for i, v := range vs {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
 		if v == nil {
-			b.WriteString("NULL")
+			b = append(b, "NULL"...)
 			continue
 		}
-		b.WriteByte('"')
+		b = append(b, '"')
 		for _, c := range []byte(*v) {
 			if c == '"' || c == '\\' {
-				b.WriteByte('\\')
+				b = append(b, '\\')
 			}
-			b.WriteByte(c)
+			b = append(b, c)
 		}
-		b.WriteByte('"')
+		b = append(b, '"')
 	}
-	b.WriteByte('}')
-	return quoteLiteral(b.String()) + "::" + typ + "[]"
-}
-
-func quoteLiteral(s string) string {
-	if !strings.ContainsAny(s, `'\`) {
-		return "'" + s + "'"
-	}
-	r := strings.NewReplacer(`\`, `\\`, `'`, `''`)
-	return "E'" + r.Replace(s) + "'"
+	return append(b, '}')
 }
