@@ -109,21 +109,7 @@ func connect(t testing.TB, ctx context.Context, dsn string) *pgconn.PgConn {
 func TestCompat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := pgcluster.StartT(t, pgcluster.Options{Shards: 4})
-	addr := startProxy(t, c)
-	admin := connect(t, ctx, c.Shards[0].Primary.DSN("postgres"))
-	if _, err := admin.Exec(ctx, "CREATE DATABASE compat_reference").ReadAll(); err != nil {
-		t.Fatal(err)
-	}
-	ref := connect(t, ctx, c.Shards[0].Primary.DSN("compat_reference"))
-	sharded := connect(t, ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", addr))
-	data := generate()
-	if err := load(ctx, ref, data); err != nil {
-		t.Fatalf("loading the reference: %v", err)
-	}
-	if err := load(ctx, sharded, data); err != nil {
-		t.Fatalf("loading through the proxy: %v", err)
-	}
+	c, ref, sharded := startLoaded(t, ctx, "compat_reference")
 	// The data really is spread over the shards.
 	for _, sh := range c.Shards {
 		conn := connect(t, ctx, sh.Primary.DSN("postgres"))
