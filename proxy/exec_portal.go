@@ -26,6 +26,9 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	if s, ok := mp.op.(*plan.Session); ok {
 		return ss.executeCursorStatement(s, mp.resultFormats)
 	}
+	if stop, err := ss.resolvePullOut(snap, mp, limit); stop {
+		return err // exec_pullout.go
+	}
 	if mp.cursor != nil || (limit > 0 && rowsPlan(mp.op) && ss.inTxBlock() && !mp.done && mp.live == nil && !mp.ended) {
 		return ss.executeCursorPortal(snap, mp, limit)
 	}

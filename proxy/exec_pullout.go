@@ -90,24 +90,55 @@ func (p *pulledRows) row(body []byte) {
 // execPullOut runs a PullOut: the subqueries, then the outer statement,
 // whose rows and command tag go to the client as out says.
 func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params planner.Params, rf []int16, out *execOut) (string, error) {
+	op, outerParams, err := ss.pullOutOuter(snap, o, params)
+	if err != nil {
+		return "", err
+	}
+	return ss.execPlan(snap, op, outerParams, rf, out)
+}
+
+// resolvePullOut, for an Execute with a row limit of a PullOut portal,
+// runs the subqueries and makes the portal the outer statement's plan
+// with its parameters, so the read suspends at the limit like any
+// cross-shard read (exec_portal.go). stop: the Execute is answered (err
+// is what to return).
+func (ss *session) resolvePullOut(snap *topology.Snapshot, mp *multiPortal, limit int) (stop bool, err error) {
+	o, ok := mp.op.(*plan.PullOut)
+	if !ok || limit <= 0 {
+		return false, nil
+	}
+	if err := ss.settle(); err != nil || ss.skip {
+		return true, err
+	}
+	op, params, err := ss.pullOutOuter(snap, o, mp.params)
+	if err != nil {
+		return true, ss.failExtendedTx(err)
+	}
+	mp.op, mp.params = op, params
+	return false, nil
+}
+
+// pullOutOuter runs o's subqueries and plans its outer statement: the
+// plan and the Bind values it takes.
+func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params planner.Params) (plan.Operator, planner.Params, error) {
 	if ss.txStatus == 'E' {
-		return "", &sqlError{abortedError}
+		return nil, params, &sqlError{abortedError}
 	}
 	results := make([]plan.PulledRows, len(o.Subqueries))
 	for i, sq := range o.Subqueries {
 		r, err := ss.runPulled(snap, sq, params)
 		if err != nil {
-			return "", err
+			return nil, params, err
 		}
 		results[i] = r
 	}
 	sql, pulled, err := o.OuterSQL(results)
 	if err != nil {
-		return "", err
+		return nil, params, err
 	}
 	a, err := ss.srv.planner.Analyze(sql)
 	if err != nil {
-		return "", err
+		return nil, params, err
 	}
 	own := o.OuterParams
 	if own == nil {
@@ -119,12 +150,12 @@ func (ss *session) execPullOut(snap *topology.Snapshot, o *plan.PullOut, params 
 	outerParams.Formats = append(outerParams.Formats, make([]int16, len(pulled.Values))...)
 	op, err := ss.srv.planner.Plan(snap, a, outerParams)
 	if err != nil {
-		return "", err
+		return nil, params, err
 	}
 	if _, again := op.(*plan.PullOut); again {
-		return "", fmt.Errorf("planner: PullOut planned again for %q", sql)
+		return nil, params, fmt.Errorf("planner: PullOut planned again for %q", sql)
 	}
-	return ss.execPlan(snap, op, outerParams, rf, out)
+	return op, outerParams, nil
 }
 
 // runPulled runs one subquery of a PullOut and returns its rows.

@@ -216,45 +216,7 @@ func TestShardedMergedReads(t *testing.T) {
 	})
 
 	t.Run("Execute with a row limit suspends a cross-shard portal", func(t *testing.T) {
-		pc, err := pgconn.Connect(ctx, env.proxy.dsn("postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hj, err := pc.Hijack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hj.Conn.Close()
-		fe := hj.Frontend
-		// run sends msgs and reads up to ReadyForQuery: the rows' first
-		// column, and the other messages by type.
-		run := func(msgs ...pgproto3.FrontendMessage) (rows []string, kinds []string) {
-			for _, m := range msgs {
-				fe.Send(m)
-			}
-			if err := fe.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			for {
-				msg, err := fe.Receive()
-				if err != nil {
-					t.Fatal(err)
-				}
-				switch m := msg.(type) {
-				case *pgproto3.DataRow:
-					rows = append(rows, string(m.Values[0]))
-				case *pgproto3.PortalSuspended:
-					kinds = append(kinds, fmt.Sprintf("suspended@%d", len(rows)))
-				case *pgproto3.CommandComplete:
-					kinds = append(kinds, string(m.CommandTag))
-				case *pgproto3.ErrorResponse:
-					kinds = append(kinds, "error "+m.Code)
-				case *pgproto3.ReadyForQuery:
-					kinds = append(kinds, "ready "+string(m.TxStatus))
-					return rows, kinds
-				}
-			}
-		}
+		run := rawRunner(t, ctx, env.proxy.dsn("postgres"))
 		exec := &pgproto3.Execute{MaxRows: 50}
 		rows, kinds := run(&pgproto3.Parse{Query: "SELECT id FROM users ORDER BY id"}, &pgproto3.Bind{},
 			exec, exec, exec, exec, exec, &pgproto3.Sync{})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestShardedPullOut: uncorrelated subqueries that need other shards run
@@ -67,6 +68,33 @@ func TestShardedPullOut(t *testing.T) {
 			t.Errorf("after the errors (simple=%v): %v %v, want [10]", simple, got, err)
 		}
 	}
+
+	t.Run("Execute with a row limit suspends the outer read", func(t *testing.T) {
+		run := rawRunner(t, ctx, env.proxy.dsn("postgres"))
+		// Users of user 1's country ("fr"): ids 1, 6, …, 156.
+		var want []string
+		for id := 1; id <= 160; id += 5 {
+			want = append(want, fmt.Sprint(id))
+		}
+		exec := &pgproto3.Execute{MaxRows: 10}
+		for _, tx := range []string{"I", "T"} {
+			if tx == "T" {
+				run(&pgproto3.Query{String: "BEGIN"})
+			}
+			rows, kinds := run(&pgproto3.Parse{Query: "SELECT id FROM users WHERE country IN (SELECT country FROM users WHERE id = $1) ORDER BY id"},
+				&pgproto3.Bind{Parameters: [][]byte{[]byte("1")}}, exec, exec, exec, exec, &pgproto3.Sync{})
+			// The same chunks and tags as a plain cross-shard portal.
+			_, wantKinds := run(&pgproto3.Parse{Query: "SELECT id FROM users WHERE country = 'fr' ORDER BY id"},
+				&pgproto3.Bind{}, exec, exec, exec, exec, &pgproto3.Sync{})
+			if !strings.HasPrefix(strings.Join(wantKinds, " "), "suspended@10 suspended@20 suspended@30 SELECT ") ||
+				strings.Join(kinds, " ") != strings.Join(wantKinds, " ") || strings.Join(rows, ",") != strings.Join(want, ",") {
+				t.Errorf("pulled-out portal (status %s): %v %v; want %v %v", tx, rows, kinds, want, wantKinds)
+			}
+			if tx == "T" {
+				run(&pgproto3.Query{String: "COMMIT"})
+			}
+		}
+	})
 
 	lines := queryStrings(t, ctx, app, "EXPLAIN SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", pgx.QueryExecModeSimpleProtocol)
 	plan := strings.Join(lines, "\n")
