@@ -788,41 +788,48 @@ func (ss *session) explain(snap *topology.Snapshot, o *plan.Explain, params plan
 		emit("  " + l)
 	}
 	for _, leaf := range plan.Leaves(o.Inner) {
-		var shards []string
-		sqlFor := func(string) string { return "" }
-		var idx []int
-		switch l := leaf.(type) {
-		case *plan.Route:
-			shards, sqlFor, idx = []string{l.Shard}, func(string) string { return l.SQL }, l.ParamIndexes
-		case *plan.Scatter:
-			shards, sqlFor = l.Shards, l.SQLFor
-		case *plan.Broadcast:
-			shards, sqlFor = l.Shards, func(string) string { return l.SQL }
-		default:
-			continue
-		}
-		for _, s := range shards {
-			emit("shard " + s + ":")
-			var rows [][]byte
-			capture := &rowCapture{}
-			sql := o.Prefix + " " + sqlFor(s)
-			// Plain EXPLAIN only plans; EXPLAIN ANALYZE of a read runs
-			// a read: either may run on a replica (replicaRead).
-			read := (!o.Analyze || readOnlyLeaf(leaf)) && ss.replicaRead(snap, s, sql)
-			tag, err := ss.runCaptured(snap, s, sql, argsFor(params, idx, nil, out.simple), read, capture)
-			_ = tag
-			if err != nil {
-				return "", err
-			}
-			rows = capture.rows
-			for _, r := range rows {
-				for _, line := range strings.Split(r0Text(r), "\n") {
-					emit("  " + line)
-				}
-			}
+		if err := ss.explainLeaf(snap, o, leaf, params, out.simple, emit); err != nil {
+			return "", err
 		}
 	}
 	return "EXPLAIN", nil
+}
+
+// explainLeaf appends the shards' own EXPLAIN output of leaf's statements
+// (for a PullOut, of its subqueries: explainPulled).
+func (ss *session) explainLeaf(snap *topology.Snapshot, o *plan.Explain, leaf plan.Operator, params planner.Params, simple bool, emit func(string)) error {
+	var shards []string
+	sqlFor := func(string) string { return "" }
+	var idx []int
+	switch l := leaf.(type) {
+	case *plan.Route:
+		shards, sqlFor, idx = []string{l.Shard}, func(string) string { return l.SQL }, l.ParamIndexes
+	case *plan.Scatter:
+		shards, sqlFor = l.Shards, l.SQLFor
+	case *plan.Broadcast:
+		shards, sqlFor = l.Shards, func(string) string { return l.SQL }
+	case *plan.PullOut:
+		return ss.explainPulled(snap, o, l, params, simple, emit)
+	default:
+		return nil
+	}
+	for _, s := range shards {
+		emit("shard " + s + ":")
+		capture := &rowCapture{}
+		sql := o.Prefix + " " + sqlFor(s)
+		// Plain EXPLAIN only plans; EXPLAIN ANALYZE of a read runs
+		// a read: either may run on a replica (replicaRead).
+		read := (!o.Analyze || readOnlyLeaf(leaf)) && ss.replicaRead(snap, s, sql)
+		if _, err := ss.runCaptured(snap, s, sql, argsFor(params, idx, nil, simple), read, capture); err != nil {
+			return err
+		}
+		for _, r := range capture.rows {
+			for _, line := range strings.Split(r0Text(r), "\n") {
+				emit("  " + line)
+			}
+		}
+	}
+	return nil
 }
 
 // rowCapture keeps the first column of each DataRow.

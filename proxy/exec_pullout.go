@@ -176,3 +176,19 @@ func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, p
 	}
 	return plan.PulledRows{TypeOID: p.typeOID, Values: p.values}, nil
 }
+
+// explainPulled appends the shards' EXPLAIN of a PullOut's subqueries.
+// The outer statement is planned only once their values are known, so
+// EXPLAIN shows just its template (in the plan lines).
+func (ss *session) explainPulled(snap *topology.Snapshot, o *plan.Explain, po *plan.PullOut, params planner.Params, simple bool, emit func(string)) error {
+	for i, sq := range po.Subqueries {
+		emit(fmt.Sprintf("$subquery%d:", i+1))
+		sp := planner.SelectParams(params, sq.ParamIndexes)
+		for _, leaf := range plan.Leaves(sq.Plan) {
+			if err := ss.explainLeaf(snap, o, leaf, sp, simple, emit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

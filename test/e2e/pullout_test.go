@@ -15,7 +15,8 @@ import (
 // first (plan.PullOut) — inside a transaction they see its own writes;
 // a scalar subquery with two rows fails like PostgreSQL (21000) and one
 // with too many rows to substitute with 0A000, the session serving on;
-// EXPLAIN shows both parts.
+// EXPLAIN shows both parts and the shards' plans of the subquery; an
+// Execute with a row limit suspends the outer read.
 func TestShardedPullOut(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 2*time.Minute)
@@ -98,7 +99,8 @@ func TestShardedPullOut(t *testing.T) {
 
 	lines := queryStrings(t, ctx, app, "EXPLAIN SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", pgx.QueryExecModeSimpleProtocol)
 	plan := strings.Join(lines, "\n")
-	for _, want := range []string{"PullOut", `outer="SELECT id FROM users WHERE id > $subquery1"`, "Subquery", "Aggregate", "Scatter"} {
+	for _, want := range []string{"PullOut", `outer="SELECT id FROM users WHERE id > $subquery1"`, "Subquery", "Aggregate", "Scatter",
+		"$subquery1:", "shard " + env.names[0] + ":", "Scan on users"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("EXPLAIN lacks %q:\n%s", want, plan)
 		}
