@@ -130,9 +130,24 @@ func sqlstateClass(code string) string {
 }
 
 // observePoolWait records how long an Acquire on the pool for backend took.
-func (m *metrics) observePoolWait(s *Server, backend string, d time.Duration) {
-	ep := endpointsOf(s.topo.Current()).get(backend)
-	m.poolWait.WithLabelValues(ep.shard, ep.role).Observe(d.Seconds())
+// cache keeps the histogram child between calls (one per session): it is
+// looked up again only when the backend or the topology snapshot changed
+// (the backend's shard and role come from the snapshot).
+func (m *metrics) observePoolWait(s *Server, cache *poolWaitObserver, backend string, d time.Duration) {
+	snap := s.topo.Current()
+	if cache.obs == nil || cache.snap != snap || cache.backend != backend {
+		ep := endpointsOf(snap).get(backend)
+		*cache = poolWaitObserver{snap: snap, backend: backend, obs: m.poolWait.WithLabelValues(ep.shard, ep.role)}
+	}
+	cache.obs.Observe(d.Seconds())
+}
+
+// poolWaitObserver is the pool-wait histogram child of one backend under
+// one topology snapshot.
+type poolWaitObserver struct {
+	snap    *topology.Snapshot
+	backend string
+	obs     prometheus.Observer
 }
 
 // routeNote is where the statements of the current request went: the kind

@@ -140,6 +140,7 @@ type session struct {
 	// shard (metrics.go); nextObserver is the slot the next miss replaces.
 	observers    [4]routeObserver
 	nextObserver uint8
+	poolWaitObs  poolWaitObserver // observePoolWait's cache
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -323,7 +324,7 @@ func (ss *session) attach() error {
 	waitStart := time.Now()
 	sc, err := ss.pool.Acquire(ss.srv.forceCtx)
 	ss.srv.metrics.clientsWaiting.Dec()
-	ss.srv.metrics.observePoolWait(ss.srv, ss.pool.Key().Backend, time.Since(waitStart))
+	ss.srv.metrics.observePoolWait(ss.srv, &ss.poolWaitObs, ss.pool.Key().Backend, time.Since(waitStart))
 	if err != nil {
 		return err
 	}
