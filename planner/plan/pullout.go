@@ -29,9 +29,10 @@ const MaxPulledRows = 10000
 // ParamIndexes[i-1]; the outer statement likewise with OuterParams. nil
 // means the statement has no parameters.
 //
-// PullOut is a leaf for the executor (Inputs is nil, so plan.Leaves and
-// Explain's per-shard EXPLAIN do not descend into it); Describe nests the
-// subqueries' plans so Lines and Tree show both parts.
+// PullOut is a leaf (Inputs is nil, so plan.Leaves does not descend into
+// it: the subqueries' plans run only through the executor's PullOut
+// handling, which also explains them); Describe nests the subqueries'
+// plans so Lines and Tree show both parts.
 type PullOut struct {
 	SQL        string
 	Subqueries []*PulledSubquery
