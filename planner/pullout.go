@@ -178,10 +178,18 @@ func (p *Planner) pullableLinks(toks []*pg_query.ScanToken, st *stmtInfo, sel *p
 			}
 		}
 	}
+	outerCTEs := map[string]bool{}
+	if w := sel.WithClause; w != nil {
+		for _, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				outerCTEs[strings.ToLower(cte.Ctename)] = true
+			}
+		}
+	}
 	var out []pulledLink
 	for _, c := range cands {
 		sub := c.link.Subselect.GetSelectStmt()
-		if sub == nil || !oneColumn(sub) || p.refsOuter(sub, nil) {
+		if sub == nil || !oneColumn(sub) || p.refsOuter(sub, nil) || readsCTE(c.link.Subselect, outerCTEs) {
 			continue
 		}
 		loc := int(c.link.Location)
@@ -198,6 +206,23 @@ func (p *Planner) pullableLinks(toks []*pg_query.ScanToken, st *stmtInfo, sel *p
 		}
 	}
 	return out
+}
+
+// readsCTE reports whether n names a table as one of ctes does: run on
+// its own, the subquery would read a table of that name (or none), not
+// the outer query's CTE.
+func readsCTE(n *pg_query.Node, ctes map[string]bool) bool {
+	if len(ctes) == 0 {
+		return false
+	}
+	found := false
+	walkNodes(n, func(c *pg_query.Node) bool {
+		if rv := c.GetRangeVar(); rv != nil && rv.Schemaname == "" && ctes[strings.ToLower(rv.Relname)] {
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 var comparisonOps = map[string]bool{"=": true, "<>": true, "!=": true, "<": true, ">": true, "<=": true, ">=": true}
