@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
@@ -26,11 +27,12 @@ func TestPullOutOuterRoutesByValues(t *testing.T) {
 	if !ok {
 		t.Fatalf("plan %s, want PullOut", plan.String(op))
 	}
-	one, two := "1", "3" // users keys 1 → s3, 3 → s1 (see select_cases.json)
+	// users keys 1 → s3, 3 → s1 (see select_cases.json), as int8_send
+	one, three := binary.BigEndian.AppendUint64(nil, 1), binary.BigEndian.AppendUint64(nil, 3)
 	for _, c := range []struct {
-		keys   []*string
+		keys   [][]byte
 		shards []string
-	}{{[]*string{&one}, []string{"s3"}}, {[]*string{&one, nil, &two}, []string{"s1", "s3"}}} {
+	}{{[][]byte{one}, []string{"s3"}}, {[][]byte{one, nil, three}, []string{"s1", "s3"}}} {
 		outer, pulled, err := po.OuterSQL([]plan.PulledRows{{TypeOID: 20, Values: c.keys}})
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +44,7 @@ func TestPullOutOuterRoutesByValues(t *testing.T) {
 		op2 := SelectParams(params, po.OuterParams)
 		op2.Values = append(op2.Values, pulled.Values...)
 		op2.OIDs = append(op2.OIDs, pulled.OIDs...)
-		op2.Formats = append(op2.Formats, 0)
+		op2.Formats = append(op2.Formats, 1)
 		got, err := p.Plan(snap, oa, op2)
 		if err != nil {
 			t.Fatalf("%s: %v", outer, err)

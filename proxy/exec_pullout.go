@@ -12,7 +12,9 @@ import (
 // Pulled-out subqueries (plan.PullOut): each subquery's plan runs first
 // like any statement of the session — on the transaction's connections
 // inside a transaction block, so it sees the transaction's own writes —
-// with its output taken by a pulledRows instead of going to the client;
+// in the extended protocol with binary results (exact whatever the
+// session's output settings), its output taken by a pulledRows instead of
+// going to the client;
 // then the outer statement, with the captured values as extra Bind
 // parameters (plan.PullOut.OuterSQL), is planned and run normally. At most plan.MaxPulledRows values per subquery are
 // kept (the rest are only counted), so memory stays bounded.
@@ -20,7 +22,7 @@ import (
 // pulledRows collects the output of a subquery run for a PullOut.
 type pulledRows struct {
 	typeOID uint32
-	values  []*string
+	values  [][]byte
 	rows    int    // DataRows seen (values holds at most MaxPulledRows+1)
 	keep    []byte // other messages (notices), passed on to the client
 	bad     error
@@ -64,7 +66,7 @@ func (p *pulledRows) describe(body []byte) {
 	p.typeOID = binary.BigEndian.Uint32(rest[6:10])
 }
 
-// row keeps the first column of a text DataRow.
+// row keeps the first column of a DataRow.
 func (p *pulledRows) row(body []byte) {
 	p.rows++
 	if p.rows > plan.MaxPulledRows+1 {
@@ -83,8 +85,7 @@ func (p *pulledRows) row(body []byte) {
 		p.bad = fmt.Errorf("pull-out: malformed DataRow")
 		return
 	}
-	v := string(body[6 : 6+n])
-	p.values = append(p.values, &v)
+	p.values = append(p.values, append([]byte{}, body[6:6+n]...))
 }
 
 // execPullOut runs a PullOut: the subqueries, then the outer statement,
@@ -147,7 +148,9 @@ func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params
 	outerParams := planner.SelectParams(params, own)
 	outerParams.Values = append(outerParams.Values, pulled.Values...)
 	outerParams.OIDs = append(outerParams.OIDs, pulled.OIDs...)
-	outerParams.Formats = append(outerParams.Formats, make([]int16, len(pulled.Values))...)
+	for range pulled.Values {
+		outerParams.Formats = append(outerParams.Formats, 1)
+	}
 	op, err := ss.srv.planner.Plan(snap, a, outerParams)
 	if err != nil {
 		return nil, params, err
@@ -164,7 +167,7 @@ func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, p
 	ss.out = nil
 	p := &pulledRows{}
 	ss.pulled = p
-	_, err := ss.execPlan(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes), nil, &execOut{simple: true})
+	_, err := ss.runBinary(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes))
 	p.take(ss)
 	ss.pulled = savedPulled
 	ss.out = append(saved, p.keep...)
@@ -175,6 +178,31 @@ func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, p
 		return plan.PulledRows{}, p.bad
 	}
 	return plan.PulledRows{TypeOID: p.typeOID, Values: p.values}, nil
+}
+
+// runBinary runs a subquery's plan with binary results and a
+// RowDescription in front of its rows (a Route always in the extended
+// protocol; a PullOut's outer statement the same way).
+func (ss *session) runBinary(snap *topology.Snapshot, op plan.Operator, params planner.Params) (string, error) {
+	binaryRF := []int16{1}
+	switch o := op.(type) {
+	case *plan.PullOut:
+		outer, outerParams, err := ss.pullOutOuter(snap, o, params)
+		if err != nil {
+			return "", err
+		}
+		return ss.runBinary(snap, outer, outerParams)
+	case *plan.Route:
+		shard := o.Shard
+		if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
+			shard = ss.shard
+		}
+		if ss.blockedByAbort(shard) {
+			return "", &sqlError{abortedError}
+		}
+		return ss.runReadPart(snap, shard, o.SQL, argsFor(params, o.ParamIndexes, binaryRF, false), &execOut{simple: true})
+	}
+	return ss.execPlan(snap, op, params, binaryRF, &execOut{describe: true})
 }
 
 // explainPulled appends the shards' EXPLAIN of a PullOut's subqueries.

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 )
@@ -12,7 +13,7 @@ const MaxPulledRows = 10000
 // PullOut is a SELECT whose uncorrelated subqueries need other shards than
 // the rest of the statement (Vitess's "pulled-out subquery"): the executor
 // runs each subquery first, as a statement of its own, capturing its rows
-// in text format, then builds the outer statement with their values
+// in binary format, then builds the outer statement with their values
 // substituted as typed parameters (OuterSQL), plans it like any statement
 // (so `key = ANY($n::bigint[])` routes to exactly those keys' shards)
 // and runs it, its rows and command tag going to the client.
@@ -58,11 +59,12 @@ type PulledSubquery struct {
 }
 
 // PulledRows are the rows a subquery returned: the type of its one
-// column (from its RowDescription) and the values in text format, nil for
-// NULL.
+// column (from its RowDescription) and the values in binary format, nil
+// for NULL. Binary values read back exactly whatever the session's output
+// settings (extra_float_digits, DateStyle, IntervalStyle, TimeZone).
 type PulledRows struct {
 	TypeOID uint32
-	Values  []*string
+	Values  [][]byte
 }
 
 var _ Operator = (*PullOut)(nil)
@@ -107,8 +109,8 @@ func (o *PullOut) OuterTemplate() string {
 
 // PulledParams are the Bind values OuterSQL adds for the outer
 // statement: they follow its own (OuterParams) as $k+1, $k+2, … in
-// text format; OIDs are the scalars' types, 0 for arrays (typed by the
-// cast in the text).
+// binary format; OIDs are the scalars' types, 0 for arrays (typed by the
+// cast in the text; the array's element type is the column's).
 type PulledParams struct {
 	Values [][]byte
 	OIDs   []uint32
@@ -148,14 +150,14 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, PulledParams, error) {
 		if s.Scalar {
 			fmt.Fprintf(&b, "$%d::%s", n, typ)
 			var v []byte
-			if len(r.Values) == 1 && r.Values[0] != nil {
-				v = []byte(*r.Values[0])
+			if len(r.Values) == 1 {
+				v = r.Values[0]
 			}
 			pp.Values = append(pp.Values, v)
 			pp.OIDs = append(pp.OIDs, r.TypeOID)
 		} else {
 			fmt.Fprintf(&b, "= ANY ($%d::%s[])", n, typ)
-			pp.Values = append(pp.Values, arrayText(r.Values))
+			pp.Values = append(pp.Values, binaryArray(r.TypeOID, r.Values))
 			pp.OIDs = append(pp.OIDs, 0)
 		}
 		b.WriteString(o.Outer[i+1])
@@ -169,29 +171,37 @@ var literalTypes = map[uint32]string{
 	16: "boolean", 17: "bytea", 18: `"char"`, 19: "name", 20: "bigint", 21: "smallint", 23: "integer",
 	25: "text", 26: "oid", 114: "json", 650: "cidr", 700: "real", 701: "double precision", 829: "macaddr",
 	869: "inet", 1042: "bpchar", 1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp",
-	1184: "timestamptz", 1186: "interval", 1266: "timetz", 1560: "varbit", 1562: "varbit", 1700: "numeric",
+	1184: "timestamptz", 1186: "interval", 1266: "timetz", 1562: "varbit", 1700: "numeric",
 	2950: "uuid", 3802: "jsonb",
 }
 
-// arrayText is vs in an array's text form (NULL for nil).
-func arrayText(vs []*string) []byte {
-	b := []byte{'{'}
-	for i, v := range vs {
-		if i > 0 {
-			b = append(b, ',')
-		}
+// binaryArray is vs (binary values of type elem, nil for NULL) as a
+// one-dimensional array in binary format (array_recv's input).
+func binaryArray(elem uint32, vs [][]byte) []byte {
+	ndim, hasNull := uint32(1), uint32(0)
+	if len(vs) == 0 {
+		ndim = 0
+	}
+	for _, v := range vs {
 		if v == nil {
-			b = append(b, "NULL"...)
+			hasNull = 1
+		}
+	}
+	b := binary.BigEndian.AppendUint32(nil, ndim)
+	b = binary.BigEndian.AppendUint32(b, hasNull)
+	b = binary.BigEndian.AppendUint32(b, elem)
+	if ndim == 0 {
+		return b
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(len(vs)))
+	b = binary.BigEndian.AppendUint32(b, 1) // lower bound
+	for _, v := range vs {
+		if v == nil {
+			b = binary.BigEndian.AppendUint32(b, 0xFFFFFFFF) // -1: NULL
 			continue
 		}
-		b = append(b, '"')
-		for _, c := range []byte(*v) {
-			if c == '"' || c == '\\' {
-				b = append(b, '\\')
-			}
-			b = append(b, c)
-		}
-		b = append(b, '"')
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
 	}
-	return append(b, '}')
+	return b
 }

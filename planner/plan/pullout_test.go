@@ -1,58 +1,63 @@
 package plan
 
 import (
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 )
 
-func strs(vs ...any) []*string {
-	out := make([]*string, len(vs))
+func vals(vs ...any) [][]byte {
+	out := make([][]byte, len(vs))
 	for i, v := range vs {
 		if s, ok := v.(string); ok {
-			out[i] = &s
+			out[i] = []byte(s)
 		}
 	}
 	return out
 }
 
-// TestPullOutOuterSQL: the subqueries' values become typed parameters
-// after the statement's own (arrays in text form that read back as the
-// same values: quotes, backslashes, NULLs), with PostgreSQL's error for
-// a scalar subquery with several rows.
+// TestPullOutOuterSQL: the subqueries' values become typed binary
+// parameters after the statement's own (a list as a one-dimensional
+// array of the column's type, NULLs kept), with PostgreSQL's error for a
+// scalar subquery with several rows.
 func TestPullOutOuterSQL(t *testing.T) {
 	o := &PullOut{
 		Subqueries:  []*PulledSubquery{{SQL: "SELECT name FROM users"}, {SQL: "SELECT avg(karma) FROM users", Scalar: true}},
 		Outer:       []string{"SELECT id FROM users WHERE name ", " AND karma > ", " LIMIT $1"},
 		OuterParams: []int{2},
 	}
+	karma := "\x00\x02\x00\x00\x00\x00\x00\x02\x00\x0c\x13\x88" // 12.5000 in numeric_send form
 	got, pp, err := o.OuterSQL([]PulledRows{
-		{TypeOID: 25, Values: strs(`O'Brien`, `back\slash "q"`, nil, "plain")},
-		{TypeOID: 1700, Values: strs("12.50")},
+		{TypeOID: 25, Values: vals(`O'Brien`, nil, "x")},
+		{TypeOID: 1700, Values: vals(karma)},
 	})
 	want := `SELECT id FROM users WHERE name = ANY ($2::text[]) AND karma > $3::numeric LIMIT $1`
 	if err != nil || got != want {
 		t.Fatalf("OuterSQL:\n got %s (%v)\nwant %s", got, err, want)
 	}
-	if v := fmt.Sprintf("%q %v", pp.Values, pp.OIDs); v != `["{\"O'Brien\",\"back\\\\slash \\\"q\\\"\",NULL,\"plain\"}" "12.50"] [0 1700]` {
-		t.Errorf("parameters: %s", v)
+	// ndim 1, has NULL, element type 25, 3 elements from 1; then each
+	// element's length (-1: NULL) and bytes.
+	wantArray := "00000001" + "00000001" + "00000019" + "00000003" + "00000001" +
+		"00000007" + hex.EncodeToString([]byte("O'Brien")) + "ffffffff" + "00000001" + hex.EncodeToString([]byte("x"))
+	if a := hex.EncodeToString(pp.Values[0]); a != wantArray || string(pp.Values[1]) != karma || pp.OIDs[0] != 0 || pp.OIDs[1] != 1700 {
+		t.Errorf("parameters: %s %x %v\nwant array %s", a, pp.Values[1], pp.OIDs, wantArray)
 	}
 	_, pp, _ = o.OuterSQL([]PulledRows{{TypeOID: 20}, {TypeOID: 1700}})
-	if string(pp.Values[0]) != "{}" || pp.Values[1] != nil {
-		t.Errorf("empty results: %q, want {} and NULL", pp.Values)
+	if hex.EncodeToString(pp.Values[0]) != "000000000000000000000014" || pp.Values[1] != nil {
+		t.Errorf("empty results: %x, want an empty bigint array and NULL", pp.Values)
 	}
-	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 25}, {TypeOID: 1700, Values: strs("1", "2")}})
+	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 25}, {TypeOID: 1700, Values: vals("1", "2")}})
 	var pe *Error
 	if !errors.As(err, &pe) || pe.Code != "21000" {
 		t.Errorf("scalar with two rows: %v, want 21000", err)
 	}
-	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 16385, Values: strs("x")}, {TypeOID: 1700}})
+	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 16385, Values: vals("x")}, {TypeOID: 1700}})
 	var ue *Unsupported
 	if !errors.As(err, &ue) {
 		t.Errorf("user-defined type: %v, want 0A000", err)
 	}
-	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 25, Values: make([]*string, MaxPulledRows+1)}, {TypeOID: 1700}})
+	_, _, err = o.OuterSQL([]PulledRows{{TypeOID: 25, Values: make([][]byte, MaxPulledRows+1)}, {TypeOID: 1700}})
 	if !errors.As(err, &ue) || !strings.Contains(ue.Message, "too many rows") {
 		t.Errorf("%d values: %v, want 0A000 too many rows", MaxPulledRows+1, err)
 	}

@@ -379,6 +379,14 @@ func buildCorpus() []Case {
 		"SELECT id FROM users WHERE karma > (SELECT avg(karma) FROM users WHERE id IN (SELECT followee_id FROM follows WHERE follower_id = 3)) ORDER BY id",
 		`SELECT count(*), min(x) FROM (SELECT name || '''"\' AS x FROM users) t WHERE x IN (SELECT name || '''"\' FROM users WHERE level = 1 UNION SELECT NULL)`,
 	)
+	// Values go to the outer statement exactly, whatever the session's
+	// output settings (extra_float_digits 0 rounds float text output).
+	b.ok(
+		"SET extra_float_digits = 0",
+		"SELECT count(*) FROM users WHERE rating / 3 >= (SELECT max(rating / 3) FROM users WHERE level = 2)",
+		"SELECT count(*) FROM users WHERE rating / 3 = ANY (SELECT rating / 3 FROM users WHERE level = 2)",
+		"RESET extra_float_digits",
+	)
 	b.args("SELECT author_id, id FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1) AND like_count > $2 ORDER BY author_id, id LIMIT $3", "3", "5", "10")
 	b.args("SELECT id FROM users WHERE level = $2 AND karma > (SELECT avg(karma) FROM users WHERE level = $1) ORDER BY id", "4", "5")
 	b.fails(
