@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"encoding/binary"
+	"strconv"
+	"strings"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/topology"
@@ -87,8 +89,22 @@ func (ss *session) continuePortal(mp *multiPortal, limit int) error {
 		return nil
 	}
 	ss.suspended, mp.live, mp.done = nil, nil, true
-	ss.out = appendCommandComplete(ss.out, tag)
+	ss.out = appendCommandComplete(ss.out, lastExecuteTag(tag, src.rows-start))
 	return nil
+}
+
+// lastExecuteTag makes the command tag of a portal's last Execute count
+// the rows of that Execute only, as PostgreSQL's does ("SELECT 10" after
+// Executes of 50, 50 and 10 rows): the row count is the tag's last field.
+func lastExecuteTag(tag string, rows int) string {
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return tag
+	}
+	if _, err := strconv.Atoi(tag[i+1:]); err != nil {
+		return tag
+	}
+	return tag[:i+1] + strconv.Itoa(rows)
 }
 
 // openRows starts the read of a multiPortal whose plan returns rows.
