@@ -211,23 +211,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 	}
 	switch o := op.(type) {
 	case *plan.Route:
-		shard := o.Shard
-		if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
-			shard = ss.shard
-		}
-		if ss.blockedByAbort(shard) {
-			return "", &sqlError{abortedError}
-		}
-		if !o.ReadOnly {
-			if err := ss.checkWrite([]string{shard}); err != nil {
-				return "", err
-			}
-		}
-		args := argsFor(params, o.ParamIndexes, rf, out.simple)
-		if o.ReadOnly {
-			return ss.runReadPart(snap, shard, o.SQL, args, out)
-		}
-		return ss.runPart(snap, shard, o.SQL, args, out, true)
+		return ss.execRoute(snap, o, argsFor(params, o.ParamIndexes, rf, out.simple), out)
 	case *plan.Scatter:
 		if ss.txStatus == 'E' {
 			return "", &sqlError{abortedError}
@@ -354,6 +338,27 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 	}
 	return "", &plan.Unsupported{Message: "this statement cannot be run across shards here (" + op.Describe().Name + ")",
 		Hint: "send it as a separate statement"}
+}
+
+// execRoute runs a Route the proxy runs itself with args (nil: as a
+// simple Query).
+func (ss *session) execRoute(snap *topology.Snapshot, o *plan.Route, args *partArgs, out *execOut) (string, error) {
+	shard := o.Shard
+	if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
+		shard = ss.shard
+	}
+	if ss.blockedByAbort(shard) {
+		return "", &sqlError{abortedError}
+	}
+	if !o.ReadOnly {
+		if err := ss.checkWrite([]string{shard}); err != nil {
+			return "", err
+		}
+	}
+	if o.ReadOnly {
+		return ss.runReadPart(snap, shard, o.SQL, args, out)
+	}
+	return ss.runPart(snap, shard, o.SQL, args, out, true)
 }
 
 // writePart is one statement of a write over one or several shards.

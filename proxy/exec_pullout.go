@@ -193,14 +193,7 @@ func (ss *session) runBinary(snap *topology.Snapshot, op plan.Operator, params p
 		}
 		return ss.runBinary(snap, outer, outerParams)
 	case *plan.Route:
-		shard := o.Shard
-		if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
-			shard = ss.shard
-		}
-		if ss.blockedByAbort(shard) {
-			return "", &sqlError{abortedError}
-		}
-		return ss.runReadPart(snap, shard, o.SQL, argsFor(params, o.ParamIndexes, binaryRF, false), &execOut{simple: true})
+		return ss.execRoute(snap, o, argsFor(params, o.ParamIndexes, binaryRF, false), &execOut{simple: true})
 	}
 	return ss.execPlan(snap, op, params, binaryRF, &execOut{describe: true})
 }
