@@ -6,6 +6,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/merge"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -14,16 +15,19 @@ import (
 // inside a transaction block, so it sees the transaction's own writes —
 // in the extended protocol with binary results (exact whatever the
 // session's output settings), its output taken by a pulledRows instead of
-// going to the client;
-// then the outer statement, with the captured values as extra Bind
-// parameters (plan.PullOut.OuterSQL), is planned and run normally. At most plan.MaxPulledRows values per subquery are
-// kept (the rest are only counted), so memory stays bounded.
+// going to the client; then the outer statement, with the captured values
+// as extra Bind parameters (plan.PullOut.OuterSQL), is planned and run
+// normally. At most plan.MaxPulledRows values per subquery are kept (the
+// rest are only counted), and no more bytes than the merge memory limit
+// (53200 beyond it), so memory stays bounded.
 
 // pulledRows collects the output of a subquery run for a PullOut.
 type pulledRows struct {
 	typeOID uint32
 	values  [][]byte
 	rows    int    // DataRows seen (values holds at most MaxPulledRows+1)
+	bytes   int64  // size of values
+	limit   int64  // merge.memory_limit: beyond it, 53200 (≤ 0: none)
 	keep    []byte // other messages (notices), passed on to the client
 	bad     error
 }
@@ -83,6 +87,14 @@ func (p *pulledRows) row(body []byte) {
 	}
 	if int(n) > len(body)-6 {
 		p.bad = fmt.Errorf("pull-out: malformed DataRow")
+		return
+	}
+	p.bytes += int64(n) + 24
+	if p.limit > 0 && p.bytes > p.limit {
+		if p.bad == nil {
+			p.bad = &merge.Error{Code: "53200", Message: fmt.Sprintf("out of memory: the values of a subquery run before the rest of the statement need more than %d bytes", p.limit),
+				Hint: "restrict the subquery, or raise the proxy's merge memory limit"}
+		}
 		return
 	}
 	p.values = append(p.values, append([]byte{}, body[6:6+n]...))
@@ -165,7 +177,10 @@ func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params
 func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, params planner.Params) (plan.PulledRows, error) {
 	saved, savedPulled := ss.out, ss.pulled // a PullOut inside a subquery of another
 	ss.out = nil
-	p := &pulledRows{}
+	p := &pulledRows{limit: ss.srv.config().Merge.MemoryLimit}
+	if p.limit == 0 {
+		p.limit = merge.DefaultMemoryLimit
+	}
 	ss.pulled = p
 	_, err := ss.runBinary(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes))
 	p.take(ss)
