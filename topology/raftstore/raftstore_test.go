@@ -66,6 +66,10 @@ func newNode(t *testing.T, id string, bootstrap bool, tune func(*Config)) *node 
 	// The production timings (1 s heartbeats): shorter ones make leaders
 	// flap when the race detector and other tests load the machine.
 	cfg.CommitTimeout = 10 * time.Millisecond
+	// A leader keeps its lease as long as a heartbeat may take: with the
+	// production 500 ms, a leader of two live nodes stepped down in the
+	// middle of a write when CI loaded the machine (TestSnapshotRestore).
+	cfg.LeaderLeaseTimeout = cfg.HeartbeatTimeout
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -638,7 +642,9 @@ func TestNoQuorum(t *testing.T) {
 // cluster is down serves the last topology it applied at once (not its
 // older Raft snapshot), and refuses writes.
 func TestRestartWithoutQuorum(t *testing.T) {
-	nodes := cluster3(t, func(c *Config) { c.ApplyTimeout = time.Second })
+	// The test nodes' 3 s ApplyTimeout: with 1 s, joining a voter on a
+	// loaded CI machine sometimes did not commit in time.
+	nodes := cluster3(t, nil)
 	leader := waitLeader(t, nodes...)
 	var last *topology.Snapshot
 	for i := 1; i <= 5; i++ {
