@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,8 +93,27 @@ const failoverWait = 2*time.Minute + 15*time.Second
 
 // withReplicaCommands adds the replica subcommands to shards.
 func (a *app) withReplicaCommands(shards *cobra.Command) *cobra.Command {
-	shards.AddCommand(a.addReplicaCommand())
+	shards.AddCommand(a.addReplicaCommand(), a.removeReplicaCommand())
 	return shards
+}
+
+func (a *app) removeReplicaCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove-replica SHARD HOST:PORT",
+		Short: "Take a replica out of SHARD's read rotation (the server itself is left running)",
+		Long: `remove-replica records that HOST:PORT is no longer a replica of SHARD: every
+proxy stops sending it reads (reads in flight finish). Nothing is done to the
+server; stop or re-purpose it yourself. To put it back: shardctl shards add-replica.`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeFrom(a.shardNames, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/v1/shards/" + url.PathEscape(args[0]) + "/replicas/" + url.PathEscape(args[1])
+			if a.g.ifVersion != 0 {
+				path += "?expect_version=" + strconv.FormatUint(a.g.ifVersion, 10)
+			}
+			return a.write(http.MethodDelete, path, nil)
+		},
+	}
 }
 
 func (a *app) addReplicaCommand() *cobra.Command {

@@ -109,3 +109,32 @@ func TestCompletionScript(t *testing.T) {
 		t.Fatalf("completion bash: %v", err)
 	}
 }
+
+// TestRemoveReplica takes a replica out of a shard through shardctl: the
+// topology no longer lists it, and removing it again says it is unknown.
+func TestRemoveReplica(t *testing.T) {
+	snap, err := topology.Build([]topology.ShardSpec{{Name: "s0", Primary: "127.0.0.1:1", Replicas: []string{"127.0.0.1:3", "127.0.0.1:4"}}},
+		topology.Spec{Distributions: []topology.DistributionSpec{{Name: "users", VNodes: 2}},
+			Tables: []topology.TableSpec{{Name: "users", Key: "id", Distribution: "users"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := topology.NewStaticStore(snap)
+	api, err := admin.New(admin.Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	out, err := run(t, srv.URL, "shards", "remove-replica", "s0", "127.0.0.1:3")
+	if err != nil {
+		t.Fatalf("remove-replica: %v\n%s", err, out)
+	}
+	sh, _ := store.Current().Shard("s0")
+	if len(sh.Replicas) != 1 || sh.Replicas[0] != "127.0.0.1:4" {
+		t.Fatalf("replicas of s0 after remove-replica: %+v", sh.Replicas)
+	}
+	if _, err := run(t, srv.URL, "shards", "remove-replica", "s0", "127.0.0.1:3"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:3") {
+		t.Errorf("removing it again: %v, want an error naming the replica", err)
+	}
+}

@@ -162,6 +162,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	write("DELETE /v1/shards/{name}", s.deleteShard)
 	write("POST /v1/shards/{name}/failover", s.postFailover)
 	write("POST /v1/shards/{name}/replicas", s.postReplica)
+	write("DELETE /v1/shards/{name}/replicas/{addr}", s.deleteReplica)
 	v1("GET /v1/tables", s.getTables)
 	write("POST /v1/tables/distribute", s.postDistribute)
 	write("POST /v1/tables/reference", s.postReference)

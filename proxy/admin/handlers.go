@@ -179,6 +179,14 @@ func (s *Server) deleteShard(w http.ResponseWriter, r *http.Request) error {
 	return s.apply(w, r, cmd, fmt.Sprintf("shard %s removed", name))
 }
 
+// deleteReplica takes a replica (host:port) out of a shard: every proxy
+// stops sending it reads. The server itself is left alone.
+func (s *Server) deleteReplica(w http.ResponseWriter, r *http.Request) error {
+	name, addr := r.PathValue("name"), r.PathValue("addr")
+	cmd := topology.RemoveReplica{Shard: name, Endpoint: addr, ExpectVersion: expectVersion(r)}
+	return s.apply(w, r, cmd, fmt.Sprintf("replica %s removed from shard %s", addr, name))
+}
+
 // expectVersion reads ?expect_version=N (0 = none).
 func expectVersion(r *http.Request) uint64 {
 	var v uint64
