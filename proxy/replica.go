@@ -436,8 +436,7 @@ func (ss *session) splitStatement(e *stmtEntry) error {
 func (ss *session) readDecision(sql string) (sqlclass.Access, bool) {
 	acc := ss.access(sql)
 	if acc == sqlclass.AccessNeutral && ss.txStatus == 'I' {
-		st := sqlclass.ClassifyOne(sql)
-		return acc, st.Kind == sqlclass.Begin && st.ReadOnly
+		return acc, ss.beginsReadOnly(sqlclass.ClassifyOne(sql))
 	}
 	return acc, acc == sqlclass.AccessRead
 }
@@ -473,13 +472,47 @@ func (ss *session) replicaRead(snap *topology.Snapshot, shard, sql string) bool 
 }
 
 // readOnlyTx reports whether the open transaction (also one a BEGIN
-// earlier in this batch opened) was begun READ ONLY.
+// earlier in this batch opened) is READ ONLY: begun READ ONLY, or begun
+// without READ WRITE in a session whose transactions default to READ
+// ONLY.
 func (ss *session) readOnlyTx() bool {
 	if ss.txBegin == "" {
 		return false
 	}
-	st := sqlclass.ClassifyOne(ss.txBegin)
-	return st.Kind == sqlclass.Begin && st.ReadOnly
+	return ss.beginsReadOnly(sqlclass.ClassifyOne(ss.txBegin))
+}
+
+// beginsReadOnly reports whether st is a BEGIN of a READ ONLY
+// transaction: READ ONLY, or no READ WRITE in a session whose
+// transactions default to READ ONLY.
+func (ss *session) beginsReadOnly(st sqlclass.Statement) bool {
+	if st.Kind != sqlclass.Begin {
+		return false
+	}
+	return st.ReadOnly || (!strings.Contains(strings.ToUpper(st.Value), "READ WRITE") && ss.defaultReadOnly())
+}
+
+// defaultReadOnly reports whether the session's transactions default to
+// READ ONLY: SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, SET
+// default_transaction_read_only (or set_config, or the startup option).
+// When the two settings disagree (their order is not kept) or a value
+// cannot be read, it says false: the primary is always right.
+func (ss *session) defaultReadOnly() bool {
+	on, off := false, false
+	if stmt, ok := ss.settings["session_characteristics"]; ok {
+		v := strings.ToUpper(sqlclass.ClassifyOne(stmt).Value)
+		on = on || strings.Contains(v, "READ ONLY")
+		off = off || strings.Contains(v, "READ WRITE")
+	}
+	if stmt, ok := ss.settings["default_transaction_read_only"]; ok {
+		switch strings.ToLower(strings.Trim(sqlclass.ClassifyOne(stmt).Value, "'\" ")) {
+		case "on", "true", "yes", "1":
+			on = true
+		default:
+			off = true
+		}
+	}
+	return on && !off
 }
 
 // useShardAs is useShard for a statement that is a read decision (read)

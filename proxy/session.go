@@ -410,17 +410,19 @@ func (ss *session) syncSettings() error {
 	if len(ss.settings) == 0 && len(sc.Applied) == 0 {
 		return nil // the common case: nothing set on either side
 	}
+	// Resets first, then every wanted setting again if anything was
+	// reset (a reset of session characteristics also resets
+	// default_transaction_read_only and friends).
 	var b strings.Builder
-	for name, stmt := range ss.settings {
-		if sc.Applied[name] != stmt {
-			b.WriteString(stmt)
-			b.WriteString("; ")
-		}
-	}
 	for name := range sc.Applied {
 		if _, ok := ss.settings[name]; !ok {
-			b.WriteString("RESET ")
-			b.WriteString(quoteIdent(name))
+			b.WriteString(resetStatement(name))
+		}
+	}
+	reset := b.Len() > 0
+	for name, stmt := range ss.settings {
+		if reset || sc.Applied[name] != stmt {
+			b.WriteString(stmt)
 			b.WriteString("; ")
 		}
 	}
@@ -436,6 +438,17 @@ func (ss *session) syncSettings() error {
 		sc.Applied[k] = v
 	}
 	return nil
+}
+
+// resetStatement undoes setting name on a server connection.
+// "session_characteristics" stands for SET SESSION CHARACTERISTICS AS
+// TRANSACTION …, which sets the default_transaction_* parameters (there is
+// no RESET of it in PostgreSQL).
+func resetStatement(name string) string {
+	if name == "session_characteristics" {
+		return "RESET default_transaction_isolation; RESET default_transaction_read_only; RESET default_transaction_deferrable; "
+	}
+	return "RESET " + quoteIdent(name) + "; "
 }
 
 // runInternal runs sql on the server connection and consumes every

@@ -185,6 +185,21 @@ func TestReplicaReadWriteSplit(t *testing.T) {
 			t.Errorf("read-write transaction on %s", ports[port])
 		}
 		tx.Commit(ctx)
+		// Transactions that default to READ ONLY for the session count as
+		// READ ONLY; an explicit READ WRITE does not.
+		for _, set := range []string{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "SET default_transaction_read_only = on"} {
+			mustExec(t, ctx, c, set, pgx.QueryExecModeSimpleProtocol)
+			waitReplicaReads(t, ctx, c, sh) // the SET ran on the primary (read-your-writes)
+			for _, begin := range []string{"BEGIN", "BEGIN READ WRITE"} {
+				mustExec(t, ctx, c, begin, pgx.QueryExecModeSimpleProtocol)
+				port := serverPort(t, ctx, c, "SELECT inet_server_port()")
+				mustExec(t, ctx, c, "COMMIT", pgx.QueryExecModeSimpleProtocol)
+				if onPrimary := port == sh.Primary.Port; onPrimary != (begin == "BEGIN READ WRITE") {
+					t.Errorf("after %s, %s ran its read on %s", set, begin, ports[port])
+				}
+			}
+			mustExec(t, ctx, c, "RESET ALL", pgx.QueryExecModeSimpleProtocol)
+		}
 	})
 
 	t.Run("SET shardproxy.target_role", func(t *testing.T) {
