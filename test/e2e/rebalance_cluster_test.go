@@ -156,10 +156,18 @@ func (mc *moveCluster) topology(t *testing.T, p *ctlProxy) *topology.Snapshot {
 // ones.
 func (mc *moveCluster) leader(t *testing.T) *ctlProxy {
 	t.Helper()
+	return mc.leaderOtherThan(t, nil, 15*time.Second)
+}
+
+// leaderOtherThan waits up to d for a leader other than not, as the
+// running proxies other than not report it (not may be paused and still
+// believe it leads).
+func (mc *moveCluster) leaderOtherThan(t *testing.T, not *ctlProxy, d time.Duration) *ctlProxy {
+	t.Helper()
 	var leader *ctlProxy
-	ctlWait(t, 15*time.Second, "a Raft leader", func() bool {
+	ctlWait(t, d, "a Raft leader", func() bool {
 		for _, p := range mc.proxies {
-			if !p.running() {
+			if p == not || !p.running() {
 				continue
 			}
 			st, err := ctlStatus(p)
@@ -167,7 +175,7 @@ func (mc *moveCluster) leader(t *testing.T) *ctlProxy {
 				continue
 			}
 			for _, q := range mc.proxies {
-				if q.name == st.Leader.ID && q.running() {
+				if q != not && q.name == st.Leader.ID && q.running() {
 					leader = q
 					return true
 				}

@@ -152,22 +152,7 @@ func TestRebalanceLeaderKilled(t *testing.T) {
 		if err := follower.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		ctlWait(t, 30*time.Second, "a leader other than "+follower.name, func() bool {
-			for _, p := range mc.proxies {
-				if p == follower {
-					continue
-				}
-				if st, err := ctlStatus(p); err == nil && st.Leader != nil && st.Leader.ID != follower.name {
-					for _, q := range mc.proxies {
-						if q.name == st.Leader.ID {
-							leader = q
-						}
-					}
-					return true
-				}
-			}
-			return false
-		})
+		leader = mc.leaderOtherThan(t, follower, 30*time.Second)
 		if err := follower.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
