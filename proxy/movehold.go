@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/topology"
 )
@@ -96,7 +95,7 @@ func moveInfoOf(snap *topology.Snapshot) *moveInfo {
 // planHeld plans a statement with planFn on snap and applies the move
 // rules above; it returns the snapshot the plan was made on (a later one
 // after a hold), which the caller must use from then on.
-func (ss *session) planHeld(snap *topology.Snapshot, a *planner.Analysis, planFn func(*topology.Snapshot) (plan.Operator, error)) (*topology.Snapshot, plan.Operator, error) {
+func (ss *session) planHeld(snap *topology.Snapshot, planFn func(*topology.Snapshot) (plan.Operator, error)) (*topology.Snapshot, plan.Operator, error) {
 	var held time.Time
 	for {
 		op, err := planFn(snap)

@@ -108,7 +108,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	if err := ss.loadCatalog(snap, ri.analysis); err != nil {
 		return true, ss.failExtendedTx(err)
 	}
-	snap, op, err := ss.planHeld(snap, ri.analysis, func(s *topology.Snapshot) (plan.Operator, error) {
+	snap, op, err := ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
 		return ss.srv.planner.Plan(s, ri.analysis, params)
 	})
 	if err != nil {

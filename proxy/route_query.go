@@ -33,7 +33,7 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 	if err := ss.loadCatalog(snap, a); err != nil {
 		return ss.queryFailed(err)
 	}
-	snap, op, err := ss.planHeld(snap, a, func(s *topology.Snapshot) (plan.Operator, error) {
+	snap, op, err := ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
 		return ss.srv.planner.Plan(s, a, planner.Params{ForcedShard: ss.forcedShard})
 	})
 	if err != nil {
