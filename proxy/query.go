@@ -322,11 +322,34 @@ func (ss *session) noteTag(q *queryState, tag string) {
 	}
 }
 
+// characteristicsSucceeded records SET SESSION CHARACTERISTICS AS
+// TRANSACTION … as the default_transaction_* parameters it sets, so a later
+// SET or RESET of one of them overrides it as on the server, and a server
+// connection gets them back in the order the client gave them.
+func (ss *session) characteristicsSucceeded(st *sqlclass.Statement) {
+	settings, ok := sqlclass.CharacteristicsSettings(st.Value)
+	if !ok {
+		// The server accepted it, so this is a grammar the classifier
+		// does not know: keep the session on its server connection
+		// rather than lose the setting.
+		ss.srv.log.Warn("unrecognised SET SESSION CHARACTERISTICS: session pinned", "user", ss.user, "modes", st.Value)
+		ss.pin("SET SESSION CHARACTERISTICS")
+		return
+	}
+	for _, set := range settings {
+		ss.pending = append(ss.pending, settingChange{kind: setOne, name: set.Name, apply: applyConfig(set.Name, set.Value)})
+	}
+}
+
 // statementSucceeded records the effect of a statement the server executed.
 func (ss *session) statementSucceeded(st *sqlclass.Statement, e *stmtEntry) {
 	switch st.Kind {
 	case sqlclass.Set:
 		name := strings.ToLower(st.Name)
+		if name == "session_characteristics" {
+			ss.characteristicsSucceeded(st)
+			return
+		}
 		ss.pending = append(ss.pending, settingChange{kind: setOne, name: name, apply: st.Text})
 	case sqlclass.SetConfig:
 		name := strings.ToLower(st.Name)

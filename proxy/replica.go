@@ -493,26 +493,20 @@ func (ss *session) beginsReadOnly(st sqlclass.Statement) bool {
 }
 
 // defaultReadOnly reports whether the session's transactions default to
-// READ ONLY: SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, SET
-// default_transaction_read_only (or set_config, or the startup option).
-// When the two settings disagree (their order is not kept) or a value
-// cannot be read, it says false: the primary is always right.
+// READ ONLY: default_transaction_read_only set by SET, set_config, the
+// startup options or SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY
+// (recorded as that parameter). A value it cannot read says false: the
+// primary is always right.
 func (ss *session) defaultReadOnly() bool {
-	on, off := false, false
-	if stmt, ok := ss.settings["session_characteristics"]; ok {
-		v := strings.ToUpper(sqlclass.ClassifyOne(stmt).Value)
-		on = on || strings.Contains(v, "READ ONLY")
-		off = off || strings.Contains(v, "READ WRITE")
+	stmt, ok := ss.settings["default_transaction_read_only"]
+	if !ok {
+		return false
 	}
-	if stmt, ok := ss.settings["default_transaction_read_only"]; ok {
-		switch strings.ToLower(strings.Trim(sqlclass.ClassifyOne(stmt).Value, "'\" ")) {
-		case "on", "true", "yes", "1":
-			on = true
-		default:
-			off = true
-		}
+	switch strings.ToLower(strings.Trim(sqlclass.ClassifyOne(stmt).Value, "'\" ")) {
+	case "on", "true", "yes", "1":
+		return true
 	}
-	return on && !off
+	return false
 }
 
 // useShardAs is useShard for a statement that is a read decision (read)

@@ -441,13 +441,7 @@ func (ss *session) syncSettings() error {
 }
 
 // resetStatement undoes setting name on a server connection.
-// "session_characteristics" stands for SET SESSION CHARACTERISTICS AS
-// TRANSACTION …, which sets the default_transaction_* parameters (there is
-// no RESET of it in PostgreSQL).
 func resetStatement(name string) string {
-	if name == "session_characteristics" {
-		return "RESET default_transaction_isolation; RESET default_transaction_read_only; RESET default_transaction_deferrable; "
-	}
 	return "RESET " + quoteIdent(name) + "; "
 }
 
