@@ -539,15 +539,22 @@ func (p *Planner) planInsert(a *Analysis, st *stmtInfo, b *binding, sql string, 
 	rb := b.rels[t]
 	switch rb.kind {
 	case rbRef:
+		if ii.fromSelect && (len(b.classes) > 0 || len(b.others) > 0) {
+			return p.planInsertSelect(st, b, sql, params) // insert_select.go
+		}
 		return p.refWrite(st, b, sql)
 	case rbDist:
+		if ii.fromSelect {
+			return p.planInsertSelect(st, b, sql, params)
+		}
 	default:
-		return p.planRead(st, b, sql, params, true, false)
+		op, err := p.planRead(st, b, sql, params, true, false)
+		if _, refused := err.(*plan.Unsupported); refused && ii.fromSelect {
+			return p.planInsertSelect(st, b, sql, params)
+		}
+		return op, err
 	}
 	hint := fmt.Sprintf("use INSERT INTO %s (%s, ...) VALUES (...) with constants or parameters for %s", r.relname, rb.key, rb.key)
-	if ii.fromSelect {
-		return nil, unsupported("INSERT ... SELECT into distributed table "+r.name+" is not supported yet", hint)
-	}
 	if ii.defaultValues {
 		return nil, unsupported("INSERT ... DEFAULT VALUES into distributed table "+r.name+" is not supported", hint)
 	}
