@@ -197,6 +197,9 @@ func (c *Controller) Run(ctx context.Context) {
 	defer tick.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Whatever an earlier leader's reference syncs left behind.
+	wg.Add(1)
+	go func() { defer wg.Done(); c.sweepReferenceReplication(ctx) }()
 	for {
 		c.startWorkers(ctx, &wg)
 		select {

@@ -882,7 +882,7 @@ func (w *worker) precheck(ctx context.Context, m topology.Move) error {
 			var only []int // nil: every bucket
 			for pass := 0; pass < precheckPasses && (pass == 0 || len(only) > 0); pass++ {
 				if pass > 0 {
-					if err := w.replayedNow(ctx, sconn, p.Name); err != nil {
+					if err := replayedNow(ctx, sconn, p.Name); err != nil {
 						return err
 					}
 				}
@@ -902,7 +902,7 @@ func (w *worker) precheck(ctx context.Context, m topology.Move) error {
 
 // replayedNow waits (at most a second) until the target has replayed past
 // the source's current WAL position.
-func (w *worker) replayedNow(ctx context.Context, sconn *pgx.Conn, slot string) error {
+func replayedNow(ctx context.Context, sconn *pgx.Conn, slot string) error {
 	var lsn string
 	if err := sconn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
 		return err

@@ -23,35 +23,67 @@ import (
 //	            └──→ syncing (abort: hold timeout, failure, new leader)
 //
 // syncing: the tables (schema, indexes, sequences) are created on the new
-// shard from a shard that holds them (the default shard if it can), and
-// their rows copied with COPY, with no hold: reference writes go on to the
-// other shards meanwhile. cutover: every proxy holds broadcasts (reference
-// writes, DDL; proxy/movehold.go); the source is fenced (transactions
-// already writing end), the table definitions are compared, every table's
-// rows are compared per bucket of a whole-row hash and the buckets that
-// differ are copied again, compared again, the sequences advanced; then the
-// shard is marked ready in the same step that ends the hold. Failing or
-// exceeding Options.HoldTimeout goes back to syncing.
+// shard from a shard that holds them (the default shard if it can; see
+// refSource), with no hold: reference writes go on to the other shards
+// meanwhile. Then, per table, one of two ways to keep the copy in step:
 //
-// Why a copy and not logical replication, as moves use: reference tables
-// are small (the hold scans them: O(rows of the reference tables), no
-// transfer but the changed buckets), a copy needs no replica identity
-// (publishing a table without one would make the application's UPDATEs and
-// DELETEs on the source fail while the sync runs), and leaves no slot,
-// publication or subscription to clean up after a crash.
+//   - Tables with a usable replica identity (a primary key, a replica
+//     identity index, or REPLICA IDENTITY FULL; plain tables, not
+//     partitioned) are replicated logically, as moves are (refsync_repl.go):
+//     a publication of those tables on the source, a subscription with
+//     copy_data on the new shard, named refReplicationName(shard, db).
+//     The step waits until every table finished its initial copy and the
+//     slot lags less than Options.LagThreshold, then compares source and
+//     target per bucket outside the hold (the move precheck) and records
+//     the buckets that did not match for the cutover.
+//   - Tables without one (publishing them would make the application's
+//     UPDATEs and DELETEs on the source fail) are copied with COPY, then
+//     corrected by passes that compare per bucket of a whole-row hash and
+//     copy differing buckets again, repeated outside the hold until a pass
+//     copies at most refPassBudget rows (or refConvergePasses passes), so
+//     the hold only copies what changed during the last pass.
+//
+// cutover: every proxy holds broadcasts (reference writes, DDL;
+// proxy/movehold.go); the source is fenced (transactions already writing
+// end); the table definitions are compared; replicated tables: the new
+// shard must confirm the fence's WAL position (milliseconds), then row
+// counts and the checksums of the buckets the precheck left must agree;
+// copied tables: one strict correction pass; sequences advanced; the
+// subscriptions dropped (their apply workers stop, so the broadcasts the
+// shard receives once ready are not applied twice); then the shard is
+// marked ready in the step that ends the hold. The hold is bounded by the
+// writes since the precheck and the last correction pass, plus one scan of
+// the copied tables (count and hash), not by the replicated tables' size
+// beyond a count(*). Failing or exceeding Options.HoldTimeout goes back to
+// syncing with the subscriptions kept, so the next attempt starts caught up.
+//
+// Cleanup: after ready, the slot and publication on the source are dropped;
+// a shard removed while syncing has its replication dropped by its worker;
+// and every leader sweeps, when it starts and whenever a sync ends, every
+// shard for reference-sync publications, slots and subscriptions that no
+// syncing shard uses any more (sweepReferenceReplication), so a crash or a
+// leader change at any point leaves nothing behind for long.
 
 // ReferenceSync is the progress of one shard's reference sync.
 type ReferenceSync struct {
-	Shard      string     `json:"shard"`
-	State      string     `json:"state"` // the shard's reference state, or "ready" when finished
-	Source     string     `json:"source,omitempty"`
-	Tables     int        `json:"tables"`
-	RowsCopied int64      `json:"rows_copied"`
-	HoldMS     float64    `json:"hold_ms,omitempty"`
-	Attempts   int        `json:"attempts,omitempty"` // cutovers aborted so far
-	Started    time.Time  `json:"started"`
-	Finished   *time.Time `json:"finished,omitempty"`
-	LastError  string     `json:"last_error,omitempty"`
+	Shard  string `json:"shard"`
+	State  string `json:"state"` // the shard's reference state, or "ready" when finished
+	Source string `json:"source,omitempty"`
+	Tables int    `json:"tables"`
+	// Replicated of Tables are kept in step by logical replication; the
+	// others are copied and corrected.
+	Replicated int   `json:"replicated_tables"`
+	RowsCopied int64 `json:"rows_copied"`
+	// Step says what the sync is doing while syncing (initial copy,
+	// catching up, correction passes, prechecked); LagBytes is the
+	// replication lag of its slots.
+	Step      string     `json:"step,omitempty"`
+	LagBytes  int64      `json:"lag_bytes"`
+	HoldMS    float64    `json:"hold_ms,omitempty"`
+	Attempts  int        `json:"attempts,omitempty"` // cutovers aborted so far
+	Started   time.Time  `json:"started"`
+	Finished  *time.Time `json:"finished,omitempty"`
+	LastError string     `json:"last_error,omitempty"`
 }
 
 func refSyncKey(shard string) string { return "references:" + shard }
@@ -135,26 +167,67 @@ type refWorker struct {
 	cutoverAt      time.Time
 	cutoverVersion uint64
 	source         string // shard copied from in this attempt
-	// buckets is, per database and table, how many buckets the copy is
-	// compared in: about 2 rows each, so that a few changed rows make
+	// buckets is, per database and table, how many buckets a copied table
+	// is compared in: about 2 rows each, so that a few changed rows make
 	// few rows to copy again.
 	buckets map[[2]string]int
-	// copied marks the databases whose tables this worker copied whole;
-	// a later attempt (after an aborted cutover) only corrects them.
-	copied    map[string]bool
+	// copied marks the databases whose copied tables this worker copied
+	// whole; a later pass only corrects them.
+	copied map[string]bool
+	// dbs is, per database, what the syncing step prepared for the
+	// cutover (and, for cleanup, where its replication lives).
+	dbs       map[string]*refDB
 	attempts  int
 	notBefore time.Time
 }
 
+// refDB is one database's part of a reference sync.
+type refDB struct {
+	name             string // publication = subscription = slot (refReplicationName)
+	srcAddr, dstAddr string // servers of the publication/slot and of the subscription
+	// replicated are the tables the subscription keeps in step, copies the
+	// others (no usable replica identity).
+	replicated, copies []tableDef
+	// suspects is the precheck's result for the next cutover: table →
+	// buckets that did not match yet (nil: not prechecked; the hold then
+	// compares every row).
+	suspects map[string][]int
+	// rows counts the replicated tables' rows once their copy finished.
+	rows map[string]int64
+	// sconn and tconn are opened before the cutover starts, so that
+	// connecting does not count against the hold; the cutover takes them.
+	sconn, tconn *pgx.Conn
+}
+
+func (d *refDB) closeConns() {
+	for _, c := range []*pgx.Conn{d.sconn, d.tconn} {
+		if c != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Close(ctx)
+			cancel()
+		}
+	}
+	d.sconn, d.tconn = nil, nil
+}
+
 func (w *refWorker) run(ctx context.Context) {
+	defer func() {
+		for _, d := range w.dbs {
+			d.closeConns()
+		}
+	}()
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		sh, ok := w.c.opts.Store.Current().Shard(w.shard)
 		if !ok || sh.ReferencesReady() {
+			w.release(ctx, !ok)
 			w.c.updateRefs(w.shard, func(p *ReferenceSync) {
 				if p.Finished == nil {
 					now := time.Now()
-					p.Finished, p.State, p.LastError = &now, topology.ReferencesReady.String(), ""
+					p.Finished, p.State, p.LastError, p.Step, p.LagBytes = &now, topology.ReferencesReady.String(), "", "", 0
+					if !ok {
+						p.State = "shard removed"
+					}
 				}
 			})
 			return
@@ -162,7 +235,7 @@ func (w *refWorker) run(ctx context.Context) {
 		var err error
 		switch sh.References {
 		case topology.ReferencesSyncing:
-			err = w.copy(ctx)
+			err = w.sync(ctx)
 		case topology.ReferencesCutover:
 			err = w.cutover(ctx)
 		default:
@@ -198,23 +271,34 @@ func (w *refWorker) setRefs(ctx context.Context, from, to topology.ReferenceStat
 	return snap, err
 }
 
-// addrs returns the primaries of the shard to copy from and of the new
-// shard. The source is the default shard when it holds the reference tables
-// and is not offline, else the first such shard.
+// refSource returns the shard a shard being synced copies its reference
+// tables from: the default shard when it holds them and is not offline,
+// else the first such shard ("" if none). Deterministic for a snapshot, so
+// that the sweep knows which publications are in use.
+func refSource(snap *topology.Snapshot, shard string) (topology.Shard, bool) {
+	names := append([]string{snap.DefaultShard()}, snap.ShardNames()...)
+	for _, n := range names {
+		if s, ok := snap.Shard(n); ok && n != shard && s.ReferencesReady() && s.State != topology.ShardOffline {
+			return s, true
+		}
+	}
+	return topology.Shard{}, false
+}
+
+// addrs returns the primaries of the shard to copy from (refSource) and of
+// the new shard.
 func (w *refWorker) addrs() (src, dst string, err error) {
 	snap := w.c.opts.Store.Current()
 	d, ok := snap.Shard(w.shard)
 	if !ok {
 		return "", "", fmt.Errorf("shard %s no longer exists", w.shard)
 	}
-	names := append([]string{snap.DefaultShard()}, snap.ShardNames()...)
-	for _, n := range names {
-		if s, ok := snap.Shard(n); ok && n != w.shard && s.ReferencesReady() && s.State != topology.ShardOffline {
-			w.source = n
-			return s.Primary, d.Primary, nil
-		}
+	s, ok := refSource(snap, w.shard)
+	if !ok {
+		return "", "", fmt.Errorf("no shard holds the reference tables to copy them to %s", w.shard)
 	}
-	return "", "", fmt.Errorf("no shard holds the reference tables to copy them to %s", w.shard)
+	w.source = s.Name
+	return s.Primary, d.Primary, nil
 }
 
 // referenceTables lists the reference tables of the topology.
@@ -228,10 +312,12 @@ func (w *refWorker) referenceTables() []string {
 	return out
 }
 
-// copy (syncing → cutover): create the reference tables on the new shard
-// and copy their rows, database by database, without holding anything;
-// then start the cutover.
-func (w *refWorker) copy(ctx context.Context) error {
+// sync (syncing → cutover): create the reference tables on the new shard,
+// start their replication or copy them, database by database, without
+// holding anything; once every database is caught up (replication) and
+// converged (copies), start the cutover. A step that is not there yet
+// returns nil and runs again.
+func (w *refWorker) sync(ctx context.Context) error {
 	if wait := time.Until(w.notBefore); wait > 0 && !sleepCtx(ctx, wait) {
 		return ctx.Err()
 	}
@@ -243,99 +329,222 @@ func (w *refWorker) copy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if w.dbs == nil {
+		w.dbs = map[string]*refDB{}
+	}
 	tables := w.referenceTables()
-	var rows int64
-	var count int
+	var rows, lag int64
+	var count, replicated int
+	var waiting []string
+	moved := false
 	for _, db := range dbs {
-		n, copied, err := w.copyDB(ctx, src, dst, db, tables)
+		d := w.dbs[db]
+		if d == nil {
+			d = &refDB{name: refReplicationName(w.shard, db)}
+			w.dbs[db] = d
+		}
+		if d.srcAddr != "" && d.srcAddr != src {
+			moved = true // the source changed: its old publication is the sweep's
+		}
+		st, err := w.syncDB(ctx, src, dst, db, d, tables)
 		if err != nil {
 			return fmt.Errorf("database %s: %w", db, err)
 		}
-		count += n
-		rows += copied
+		count += st.tables
+		replicated += len(d.replicated)
+		rows += st.rows
+		lag = max(lag, st.lag)
+		if st.waiting != "" {
+			waiting = append(waiting, db+": "+st.waiting)
+		}
 	}
-	w.c.updateRefs(w.shard, func(p *ReferenceSync) { p.Source, p.Tables, p.RowsCopied = w.source, count, rows })
-	w.c.log.Info("reference tables copied; starting the cutover", "shard", w.shard, "source", w.source, "tables", count, "rows", rows)
+	if moved {
+		w.c.sweepReferenceReplication(ctx)
+	}
+	step := "prechecked; starting the cutover"
+	if len(waiting) > 0 {
+		step = strings.Join(waiting, "; ")
+	}
+	w.c.updateRefs(w.shard, func(p *ReferenceSync) {
+		p.Source, p.Tables, p.Replicated, p.RowsCopied, p.LagBytes, p.Step = w.source, count, replicated, rows, lag, step
+	})
+	if len(waiting) > 0 {
+		return nil
+	}
+	w.c.log.Info("reference tables in step; starting the cutover", "shard", w.shard, "source", w.source, "tables", count, "replicated", replicated, "rows", rows)
+	if err := w.openCutoverConns(ctx, src, dst); err != nil {
+		return err
+	}
 	snap, err := w.setRefs(ctx, topology.ReferencesSyncing, topology.ReferencesCutover)
 	if err != nil || snap == nil {
+		for _, d := range w.dbs {
+			d.closeConns()
+		}
 		return err
 	}
 	w.cutoverAt, w.cutoverVersion = time.Now(), snap.Version()
 	return nil
 }
 
-// copyDB gives the new shard (dst) database db's reference tables: the
-// definitions from the source (a table whose definition differs on the new
-// shard, e.g. after DDL sent while the sync ran, is dropped and created
-// again) and all their rows.
-func (w *refWorker) copyDB(ctx context.Context, src, dst, db string, tables []string) (int, int64, error) {
+// openCutoverConns opens, per database with reference tables, the
+// connections the next cutover uses.
+func (w *refWorker) openCutoverConns(ctx context.Context, src, dst string) error {
+	for db, d := range w.dbs {
+		d.closeConns()
+		if len(d.replicated)+len(d.copies) == 0 {
+			continue
+		}
+		var err error
+		if d.sconn, err = w.c.opts.Connect(ctx, src, db); err != nil {
+			return err
+		}
+		if d.tconn, err = w.c.opts.Connect(ctx, dst, db); err != nil {
+			d.closeConns()
+			return err
+		}
+	}
+	return nil
+}
+
+// dbSync is what one syncing pass over a database did.
+type dbSync struct {
+	tables  int
+	rows    int64  // rows copied (copies) and in replicated tables whose copy finished
+	lag     int64  // bytes the subscription's slot is behind
+	waiting string // why the database is not ready for the cutover ("" when it is)
+}
+
+// syncDB brings database db's reference tables on the new shard (dst) in
+// step with the source's: definitions created (a table whose definition
+// differs on the new shard, e.g. after DDL sent while the sync ran, is
+// dropped and created again, and the database's replication started
+// afresh), replication started or checked, copies corrected until they
+// converge, replication waited for and prechecked.
+func (w *refWorker) syncDB(ctx context.Context, src, dst, db string, d *refDB, tables []string) (dbSync, error) {
+	var st dbSync
 	sconn, err := w.c.opts.Connect(ctx, src, db)
 	if err != nil {
-		return 0, 0, err
+		return st, err
 	}
-	defer sconn.Close(ctx)
+	defer sconn.Close(context.WithoutCancel(ctx))
 	defs, err := describeAll(ctx, sconn, tables)
-	if err != nil || len(defs) == 0 {
-		return 0, 0, err
+	if err != nil {
+		return st, err
 	}
+	if len(defs) == 0 {
+		if d.srcAddr != "" {
+			if err := w.c.dropRefReplication(ctx, d.srcAddr, d.dstAddr, db, d.name); err != nil {
+				return st, err
+			}
+		}
+		d.replicated, d.copies, d.srcAddr, d.dstAddr = nil, nil, "", ""
+		return st, nil
+	}
+	st.tables = len(defs)
 	if err := w.c.ensureDatabase(ctx, dst, db); err != nil {
-		return 0, 0, err
+		return st, err
 	}
 	tconn, err := w.c.opts.Connect(ctx, dst, db)
 	if err != nil {
-		return 0, 0, err
+		return st, err
 	}
-	defer tconn.Close(ctx)
-	for _, d := range defs {
-		same, exists, err := sameDefinition(ctx, tconn, d)
+	defer tconn.Close(context.WithoutCancel(ctx))
+	d.srcAddr, d.dstAddr = src, dst
+	replicated, copies, err := splitByIdentity(ctx, sconn, defs)
+	if err != nil {
+		return st, err
+	}
+	restart := false
+	for _, def := range defs {
+		same, exists, err := sameDefinition(ctx, tconn, def)
 		if err != nil {
-			return 0, 0, err
+			return st, err
 		}
-		if !same {
-			delete(w.copied, db)
+		if same {
+			continue
 		}
-		if exists && !same {
-			w.c.log.Warn("reference table differs on the new shard; creating it again", "shard", w.shard, "table", d.Name, "database", db)
-			if _, err := tconn.Exec(ctx, "DROP TABLE "+qualified(d.Name)+" CASCADE"); err != nil {
-				return 0, 0, err
+		delete(w.copied, db)
+		restart = true
+		if exists {
+			w.c.log.Warn("reference table differs on the new shard; creating it again", "shard", w.shard, "table", def.Name, "database", db)
+			if err := dropSubscription(ctx, tconn, d.name); err != nil {
+				return st, err
+			}
+			if _, err := tconn.Exec(ctx, "DROP TABLE "+qualified(def.Name)+" CASCADE"); err != nil {
+				return st, err
 			}
 		}
 	}
-	if _, err := createOnTarget(ctx, tconn, defs); err != nil {
-		return 0, 0, err
+	if restart {
+		// The subscription (if any) was made for other definitions.
+		if err := dropSubscription(ctx, tconn, d.name); err != nil {
+			return st, err
+		}
+		d.suspects, d.rows = nil, nil
 	}
+	if _, err := createOnTarget(ctx, tconn, defs); err != nil {
+		return st, err
+	}
+	d.replicated, d.copies = replicated, copies
+	if err := w.ensureReplication(ctx, sconn, tconn, src, db, d); err != nil {
+		return st, err
+	}
+	if len(copies) > 0 {
+		n, err := w.converge(ctx, sconn, tconn, db, copies)
+		if err != nil {
+			return st, err
+		}
+		st.rows += n
+	}
+	if len(replicated) > 0 {
+		if err := w.awaitReplication(ctx, sconn, tconn, d, &st); err != nil {
+			return st, err
+		}
+		for _, n := range d.rows {
+			st.rows += n
+		}
+	}
+	return st, nil
+}
+
+// converge gives the new shard database db's copied tables (copies): all
+// their rows the first time, then correction passes until one copies at
+// most refPassBudget rows (or refConvergePasses passes ran), so that the
+// hold's strict pass finds only what changed during the last pass. It
+// returns the rows copied.
+func (w *refWorker) converge(ctx context.Context, sconn, tconn *pgx.Conn, db string, copies []tableDef) (int64, error) {
 	var rows int64
 	if !w.copied[db] {
-		if err := w.copyAll(ctx, sconn, tconn, db, defs, &rows); err != nil {
-			return 0, 0, err
+		if err := w.copyAll(ctx, sconn, tconn, db, copies, &rows); err != nil {
+			return rows, err
 		}
 		if w.copied == nil {
 			w.copied = map[string]bool{}
 		}
 		w.copied[db] = true
 	}
-	// Writes went on to the other shards during the copy: correct the
-	// buckets they changed, until a pass finds (almost) nothing.
 	if err := onBoth(sconn, tconn, func(c *pgx.Conn) error { _, err := c.Exec(ctx, stableOutput); return err }); err != nil {
-		return 0, 0, err
+		return rows, err
 	}
-	w.withBuckets(db, defs)
-	for pass := 0; pass < reconcilePasses; pass++ {
-		var n int64
+	w.withBuckets(db, copies)
+	var n int64
+	pass := 0
+	for ; pass < refConvergePasses; pass++ {
 		err := inTargetTx(ctx, tconn, func() error {
 			var err error
-			n, err = reconcile(ctx, sconn, tconn, defs, false)
+			n, err = reconcile(ctx, sconn, tconn, copies, false)
 			return err
 		})
 		if err != nil {
-			return 0, 0, err
+			return rows, err
 		}
 		rows += n
-		if n < 100 {
+		if n <= refPassBudget {
 			break
 		}
 	}
-	return len(defs), rows, nil
+	w.c.log.Debug("reference copies corrected", "shard", w.shard, "database", db, "passes", pass+1, "last_pass_rows", n)
+	return rows, nil
 }
 
 // copyAll replaces the rows of every table of defs on tconn with the
@@ -434,10 +643,14 @@ func copyRows(ctx context.Context, sconn, tconn *pgx.Conn, d tableDef, where str
 }
 
 // cutover (cutover → ready): with every proxy holding broadcasts, fence the
+
+// cutover (cutover → ready): with every proxy holding broadcasts, fence the
 // source, make every reference table on the new shard equal to the
-// source's (definitions compared, differing buckets copied again and
-// compared again), advance the sequences, mark the shard ready. Failure or
-// the hold timeout goes back to syncing.
+// source's (replicated tables: caught up past the fence and verified;
+// copies: one strict correction pass), advance the sequences, stop the
+// subscriptions, mark the shard ready; then drop the slots and
+// publications on the source. Failure or the hold timeout goes back to
+// syncing, the subscriptions kept.
 func (w *refWorker) cutover(ctx context.Context) error {
 	if w.cutoverAt.IsZero() {
 		w.c.log.Info("shard found in reference cutover after a restart; rolling back to syncing", "shard", w.shard)
@@ -447,7 +660,8 @@ func (w *refWorker) cutover(ctx context.Context) error {
 	started, version := w.cutoverAt, w.cutoverVersion
 	w.cutoverAt = time.Time{}
 	deadline := started.Add(w.c.opts.HoldTimeout)
-	fixed, err := w.cutoverSteps(ctx, version, deadline)
+	var took refCutoverTimes
+	fixed, err := w.cutoverSteps(ctx, version, deadline, &took)
 	if err == nil && time.Now().After(deadline) {
 		err = fmt.Errorf("the cutover took longer than the hold timeout %s", w.c.opts.HoldTimeout)
 	}
@@ -456,11 +670,14 @@ func (w *refWorker) cutover(ctx context.Context) error {
 			hold := time.Since(started)
 			w.c.met.hold.Observe(hold.Seconds())
 			w.c.updateRefs(w.shard, func(p *ReferenceSync) { p.HoldMS = float64(hold.Microseconds()) / 1000 })
-			w.c.log.Info("shard holds the reference tables", "shard", w.shard, "hold", hold, "rows_copied_in_hold", fixed)
+			w.c.log.Info("shard holds the reference tables", "shard", w.shard, "hold", hold, "rows_copied_in_hold", fixed,
+				"await_proxies", took.await, "fence", took.fence, "target_catchup", took.catchup, "verify", took.verify,
+				"correct_copies", took.correct, "stop_subscriptions", took.stop)
 			return nil
 		}
 	}
 	w.attempts++
+	w.c.met.aborts.Inc()
 	w.notBefore = time.Now().Add(min(time.Duration(w.attempts)*time.Second, 10*time.Second))
 	w.c.updateRefs(w.shard, func(p *ReferenceSync) { p.Attempts = w.attempts })
 	w.c.log.Warn("reference cutover aborted; the held broadcasts go to the other shards", "shard", w.shard, "attempt", w.attempts, "err", err)
@@ -472,16 +689,35 @@ func (w *refWorker) cutover(ctx context.Context) error {
 	return err
 }
 
+// refCutoverTimes is how long each step of a reference cutover took
+// (logged with the result, to see where a long hold went).
+type refCutoverTimes struct {
+	await, fence, catchup, verify, correct, stop time.Duration
+}
+
 // cutoverSteps does the work of a cutover inside the hold and returns how
-// many rows it copied again.
-func (w *refWorker) cutoverSteps(ctx context.Context, version uint64, deadline time.Time) (int64, error) {
+// many rows it copied again. It takes the connections the syncing step
+// opened (opening them if missing) and closes them.
+func (w *refWorker) cutoverSteps(ctx context.Context, version uint64, deadline time.Time, took *refCutoverTimes) (int64, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	defer func() {
+		for _, d := range w.dbs {
+			d.closeConns()
+		}
+	}()
+	step := time.Now()
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d += now.Sub(step)
+		step = now
+	}
 	if w.c.opts.AwaitObserved != nil {
 		if err := w.c.opts.AwaitObserved(ctx, version); err != nil {
 			return 0, fmt.Errorf("waiting for every proxy to hold the broadcasts: %w", err)
 		}
 	}
+	lap(&took.await)
 	src, dst, err := w.addrs()
 	if err != nil {
 		return 0, err
@@ -493,62 +729,109 @@ func (w *refWorker) cutoverSteps(ctx context.Context, version uint64, deadline t
 	tables := w.referenceTables()
 	var fixed int64
 	for _, db := range dbs {
-		n, err := w.exactDB(ctx, src, dst, db, tables, deadline)
+		d := w.dbs[db]
+		switch {
+		case d == nil:
+			return fixed, fmt.Errorf("database %s appeared since the sync", db)
+		case d.srcAddr == "":
+			continue // no reference tables there
+		case d.srcAddr != src || d.dstAddr != dst:
+			return fixed, fmt.Errorf("database %s: synced from %s, the source is now %s", db, d.srcAddr, src)
+		}
+		if d.sconn == nil {
+			if d.sconn, err = w.c.opts.Connect(ctx, src, db); err != nil {
+				return fixed, err
+			}
+		}
+		if d.tconn == nil {
+			if d.tconn, err = w.c.opts.Connect(ctx, dst, db); err != nil {
+				return fixed, err
+			}
+		}
+		n, err := w.exactDB(ctx, db, d, tables, deadline, lap, took)
 		if err != nil {
 			return fixed, fmt.Errorf("database %s: %w", db, err)
 		}
 		fixed += n
 	}
+	// Every database verified: stop the subscriptions, so that nothing
+	// but the broadcasts writes the new shard's reference tables once it
+	// is ready. (If the cutover fails after this, the next syncing step
+	// starts their replication afresh.)
+	for db, d := range w.dbs {
+		if len(d.replicated) == 0 || d.tconn == nil {
+			continue
+		}
+		if err := dropSubscription(ctx, d.tconn, d.name); err != nil {
+			return fixed, fmt.Errorf("database %s: stopping the subscription: %w", db, err)
+		}
+		d.rows = nil
+	}
+	lap(&took.stop)
 	return fixed, nil
 }
 
-// exactDB makes database db's reference tables on dst equal to src's.
-func (w *refWorker) exactDB(ctx context.Context, src, dst, db string, tables []string, deadline time.Time) (int64, error) {
-	sconn, err := w.c.opts.Connect(ctx, src, db)
+// exactDB makes database db's reference tables on the new shard equal to
+// the source's, on d's connections.
+func (w *refWorker) exactDB(ctx context.Context, db string, d *refDB, tables []string, deadline time.Time, lap func(*time.Duration), took *refCutoverTimes) (int64, error) {
+	sconn, tconn := d.sconn, d.tconn
+	lsn, err := fence(ctx, sconn, nil, time.Until(deadline))
 	if err != nil {
-		return 0, err
-	}
-	defer sconn.Close(context.WithoutCancel(ctx))
-	t0 := time.Now()
-	if _, err := fence(ctx, sconn, nil, time.Until(deadline)); err != nil {
 		return 0, fmt.Errorf("fencing the source: %w", err)
 	}
-	t1 := time.Now()
-	defer func() {
-		w.c.log.Info("reference cutover steps", "shard", w.shard, "database", db, "fence", t1.Sub(t0), "compare_and_copy", time.Since(t1))
-	}()
-	defs, err := describeAll(ctx, sconn, tables)
-	if err != nil || len(defs) == 0 {
-		return 0, err
+	lap(&took.fence)
+	suspects := d.suspects
+	d.suspects = nil // valid for this attempt only
+	if len(d.replicated) > 0 {
+		if err := waitConfirmed(ctx, sconn, d.name, lsn); err != nil {
+			return 0, err
+		}
+		lap(&took.catchup)
 	}
-	tconn, err := w.c.opts.Connect(ctx, dst, db)
+	defs, err := describeAll(ctx, sconn, tables)
 	if err != nil {
 		return 0, err
 	}
-	defer tconn.Close(context.WithoutCancel(ctx))
-	for _, d := range defs {
-		same, exists, err := sameDefinition(ctx, tconn, d)
+	if len(defs) != len(d.replicated)+len(d.copies) {
+		return 0, fmt.Errorf("the reference tables changed since the sync (%d now, %d synced)", len(defs), len(d.replicated)+len(d.copies))
+	}
+	for _, def := range defs {
+		same, exists, err := sameDefinition(ctx, tconn, def)
 		if err != nil {
 			return 0, err
 		}
 		if !same {
-			// Created or changed since the copy (held DDL cannot run now):
-			// the next attempt copies it again, outside the hold.
-			return 0, fmt.Errorf("reference table %s changed since the copy (exists on the new shard: %v)", d.Name, exists)
+			// Created or changed since the sync (held DDL cannot run now):
+			// the next attempt syncs it again, outside the hold.
+			return 0, fmt.Errorf("reference table %s changed since the sync (exists on the new shard: %v)", def.Name, exists)
 		}
 	}
-	if err := onBoth(sconn, tconn, func(c *pgx.Conn) error { _, err := c.Exec(ctx, stableOutput); return err }); err != nil {
+	if len(d.replicated) > 0 {
+		// Counts of every replicated table, checksums of the buckets the
+		// precheck left (everything when it did not run).
+		part := dbPart{DB: db, Name: d.name, Tables: d.replicated, Filters: map[string]string{}}
+		for _, t := range d.replicated {
+			part.Filters[t.Name] = "true"
+		}
+		if err := verify(ctx, sconn, tconn, part, suspects); err != nil {
+			return 0, err
+		}
+		lap(&took.verify)
+	} else if err := onBoth(sconn, tconn, func(c *pgx.Conn) error { _, err := c.Exec(ctx, stableOutput); return err }); err != nil {
 		return 0, err
 	}
-	w.withBuckets(db, defs)
+	w.withBuckets(db, d.copies)
 	var fixed int64
 	err = inTargetTx(ctx, tconn, func() error {
-		var err error
-		if fixed, err = reconcile(ctx, sconn, tconn, defs, true); err != nil {
-			return err
+		if len(d.copies) > 0 {
+			var err error
+			if fixed, err = reconcile(ctx, sconn, tconn, d.copies, true); err != nil {
+				return err
+			}
 		}
 		return syncSequences(ctx, sconn, tconn, defs)
 	})
+	lap(&took.correct)
 	return fixed, err
 }
 
@@ -618,7 +901,11 @@ func (w *refWorker) withBuckets(db string, defs []tableDef) {
 	}
 }
 
-// reconcilePasses is how many times the copy is compared and corrected
-// outside the hold, so that the hold copies only what changed during the
-// last pass.
-const reconcilePasses = 3
+// refConvergePasses bounds the correction passes of a syncing step over
+// the copied tables; refPassBudget is the number of rows a pass may copy
+// and still count as converged (the hold's strict pass then copies about
+// as many).
+const (
+	refConvergePasses = 20
+	refPassBudget     = 200
+)

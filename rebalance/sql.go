@@ -30,7 +30,11 @@ func conninfoValue(s string) string {
 // replicationName is the name of the publication, subscription and slot of
 // move id in database db: lower-case, at most 63 bytes, unique per (move,
 // database) because slots are per server.
-func replicationName(id, db string) string {
+func replicationName(id, db string) string { return replicationNameWith("shardproxy_mv_", id, db) }
+
+// replicationNameWith is replicationName under another prefix (at most 17
+// bytes), for other users of logical replication (reference syncs).
+func replicationNameWith(prefix, id, db string) string {
 	h := fnv.New32a()
 	h.Write([]byte(db))
 	var b strings.Builder
@@ -45,7 +49,7 @@ func replicationName(id, db string) string {
 	if len(clean) > 36 {
 		clean = clean[:36]
 	}
-	return fmt.Sprintf("shardproxy_mv_%s_%08x", clean, h.Sum32())
+	return fmt.Sprintf("%s%s_%08x", prefix, clean, h.Sum32())
 }
 
 func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
