@@ -65,6 +65,9 @@ type binding struct {
 
 	mu    sync.Mutex
 	merge [4]*mergeTmpl // scatter rewrites: [grouped by the class key + 2 × windows partitioned by it]
+
+	keyUpdate bool           // an UPDATE that sets the target's distribution key (plan.KeyUpdate)
+	keyUpd    *keyUpdateTmpl // its internal statements, built on first use (under mu)
 }
 
 func (st *stmtInfo) bind(snap *topology.Snapshot) *binding {
@@ -193,9 +196,8 @@ func newBinding(st *stmtInfo, snap *topology.Snapshot) *binding {
 		key := b.rels[st.target].key
 		tname := st.rels[st.target].name
 		for _, col := range st.setCols {
-			if col == key {
-				b.err = unsupported(fmt.Sprintf("UPDATE cannot change the distribution key column %s of %s: moving rows between shards is not supported yet", key, tname),
-					"delete the row and insert it again with the new key")
+			if col == key && st.kind == KindUpdate {
+				b.keyUpdate = true // rows may move between shards: keyupdate.go
 			}
 		}
 		if st.ins != nil {

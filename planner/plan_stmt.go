@@ -84,6 +84,9 @@ func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, p
 	if b.err != nil {
 		return nil, b.err
 	}
+	if b.keyUpdate {
+		return p.planKeyUpdate(snap, a, st, b, params) // keyupdate.go
+	}
 	switch {
 	case st.ddl != nil:
 		return p.planDDL(st, b, sql)

@@ -1,0 +1,150 @@
+package planner
+
+import (
+	"fmt"
+	"strconv"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// UPDATE of the distribution key (plan.KeyUpdate). The statement runs on
+// the shards its WHERE selects as it is, but returning `ctid, <ref>.*`
+// to the proxy instead of its own RETURNING list; the executor moves the
+// rows whose new key belongs elsewhere and then evaluates the client's
+// RETURNING list over the updated rows where they ended up. What the
+// move could not keep exact is refused here with 0A000: UPDATE … FROM,
+// WITH, WHERE CURRENT OF, EXPLAIN ANALYZE (it would run the UPDATE
+// without the move); tables referenced by foreign keys are refused by the
+// executor, which reads the catalog inside the transaction.
+
+// keyUpdateTmpl is what a key update derives from its text, once per
+// binding.
+type keyUpdateTmpl struct {
+	source    *Analysis // the UPDATE with RETURNING ctid, <ref>.*
+	tableSQL  string
+	returning string // SELECT <client's RETURNING list> … WHERE ctid = ANY($n::tid[]); "" without
+	retParams []int
+	err       error
+}
+
+func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtInfo, b *binding, params *Params) (plan.Operator, error) {
+	rb := b.rels[st.target]
+	table := st.rels[st.target].name
+	for _, s := range a.Statements {
+		if s.info.explain == st && s.info.explainAnlz {
+			return nil, unsupported(fmt.Sprintf("EXPLAIN ANALYZE of an UPDATE of the distribution key column %s of %s is not supported (it would run the UPDATE without moving the rows)", rb.key, table),
+				"use EXPLAIN without ANALYZE")
+		}
+	}
+	b.mu.Lock()
+	t := b.keyUpd
+	if t == nil {
+		t = p.keyUpdateTemplate(a.SQL[st.start:st.end], rb.key, table)
+		b.keyUpd = t
+	}
+	b.mu.Unlock()
+	if t.err != nil {
+		return nil, t.err
+	}
+	sst := t.source.Statements[0].info
+	sb := sst.bind(snap)
+	if sb.err != nil {
+		return nil, sb.err
+	}
+	src, err := p.planWrite(sst, sb, t.source.SQL, params)
+	if err != nil {
+		return nil, err
+	}
+	switch s := src.(type) {
+	case *plan.Route:
+		s.Reason = "rows to update: " + s.Reason
+	case *plan.Scatter:
+		if err := restrictToOwned(snap, s); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, unsupported(fmt.Sprintf("this UPDATE of the distribution key column %s of %s cannot be run as one step per shard", rb.key, table),
+			"update the rows of one key at a time")
+	}
+	return &plan.KeyUpdate{
+		SQL: a.SQL[st.start:st.end], Table: table, TableSQL: t.tableSQL, Distribution: rb.dist,
+		KeyColumn: rb.key, KeyType: rb.kt, Source: src, Returning: t.returning, ReturningParams: t.retParams,
+		Reason: "SET " + rb.key + ": rows whose new key belongs to another shard move there",
+	}, nil
+}
+
+// keyUpdateTemplate parses the statement text (sql) once and builds the
+// internal statements' text.
+func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
+	refuse := func(what, hint string) *keyUpdateTmpl {
+		return &keyUpdateTmpl{err: unsupported(fmt.Sprintf("%s cannot change the distribution key column %s of %s", what, key, table), hint)}
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil || len(tree.Stmts) != 1 {
+		return refuse("this UPDATE", "update the key with a plain UPDATE … SET key = … WHERE …")
+	}
+	upd := tree.Stmts[0].Stmt.GetUpdateStmt()
+	if upd == nil || upd.Relation == nil {
+		return refuse("this statement", "update the key with a plain UPDATE … SET key = … WHERE …")
+	}
+	switch {
+	case len(upd.FromClause) > 0:
+		return refuse("UPDATE … FROM", "compute the new keys first (e.g. SELECT them) and update with the values, without FROM")
+	case upd.WithClause != nil:
+		return refuse("UPDATE with a WITH clause", "run the WITH query first and update with its values")
+	case upd.WhereClause.GetCurrentOfExpr() != nil:
+		return refuse("UPDATE … WHERE CURRENT OF", "update by the row's key instead of through a cursor")
+	}
+	rv := upd.Relation
+	t := &keyUpdateTmpl{tableSQL: plan.QuoteIdent(rv.Relname)}
+	if rv.Schemaname != "" {
+		t.tableSQL = plan.QuoteIdent(rv.Schemaname) + "." + t.tableSQL
+	}
+	ref := rv.Relname
+	if rv.Alias != nil && rv.Alias.Aliasname != "" {
+		ref = rv.Alias.Aliasname
+	}
+	if len(upd.ReturningList) > 0 {
+		retFrom := int(upd.ReturningList[0].GetResTarget().GetLocation())
+		sc, err := pg_query.Scan(sql)
+		if err != nil || retFrom <= 0 || retFrom >= len(sql) {
+			return refuse("this UPDATE … RETURNING", "leave out RETURNING and read the rows afterwards")
+		}
+		toks, _ := paramTokens(sql, 0, sc.Tokens)
+		w := paramWriter{full: sql, toks: toks, renumber: len(toks) > 0}
+		w.b.WriteString("SELECT ")
+		w.copy(retFrom, len(sql))
+		w.b.WriteString("\nFROM ONLY " + t.tableSQL)
+		if ref != rv.Relname {
+			w.b.WriteString(" AS " + plan.QuoteIdent(ref))
+		}
+		n := len(w.indexes) + 1
+		w.b.WriteString(" WHERE ctid = ANY($" + strconv.Itoa(n) + "::pg_catalog.tid[])")
+		t.returning = w.b.String()
+		t.retParams = renumbered(&w)
+	}
+	// The statement that updates: the same UPDATE returning the rows.
+	src := proto.Clone(tree).(*pg_query.ParseResult)
+	su := src.Stmts[0].Stmt.GetUpdateStmt()
+	su.ReturningList = []*pg_query.Node{
+		pg_query.MakeResTargetNodeWithVal(pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode(ref), pg_query.MakeStrNode("ctid")}, 0), 0),
+		pg_query.MakeResTargetNodeWithVal(pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode(ref), pg_query.MakeAStarNode()}, 0), 0),
+	}
+	text, err := pg_query.Deparse(src)
+	if err != nil {
+		return refuse("this UPDATE", "update the key with a plain UPDATE … SET key = … WHERE …")
+	}
+	sa, err := p.Analyze(text)
+	if err != nil {
+		return &keyUpdateTmpl{err: err}
+	}
+	if len(sa.Statements) != 1 || sa.Statements[0].info.kind != KindUpdate {
+		return refuse("this UPDATE", "update the key with a plain UPDATE … SET key = … WHERE …")
+	}
+	t.source = sa
+	return t
+}
