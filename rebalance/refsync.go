@@ -220,7 +220,6 @@ func (w *refWorker) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		sh, ok := w.c.opts.Store.Current().Shard(w.shard)
 		if !ok || sh.ReferencesReady() {
-			w.release(ctx, !ok)
 			w.c.updateRefs(w.shard, func(p *ReferenceSync) {
 				if p.Finished == nil {
 					now := time.Now()
@@ -230,6 +229,7 @@ func (w *refWorker) run(ctx context.Context) {
 					}
 				}
 			})
+			w.release(ctx, !ok)
 			return
 		}
 		var err error

@@ -351,8 +351,9 @@ func (c *Controller) sweepDB(ctx context.Context, shard, addr, db string) error 
 		return err
 	}
 	type object struct{ kind, name string }
-	found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[object])
-	if err != nil || len(found) == 0 {
+	var found []object
+	var o object
+	if _, err := pgx.ForEachRow(rows, []any{&o.kind, &o.name}, func() error { found = append(found, o); return nil }); err != nil || len(found) == 0 {
 		return err
 	}
 	// What syncs in progress use here, from the topology as it is now.

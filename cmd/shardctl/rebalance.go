@@ -365,10 +365,14 @@ func (a *app) printReferenceSyncs(r rebalance.Report) {
 		if s.HoldMS > 0 {
 			hold = fmt.Sprintf("%.0fms", s.HoldMS)
 		}
-		rows = append(rows, []string{s.Shard, s.State, orDash(s.Source), fmt.Sprint(s.Tables), fmt.Sprint(s.RowsCopied), hold, orDash(firstLineOf(s.LastError))})
+		tables := fmt.Sprint(s.Tables)
+		if s.Replicated > 0 {
+			tables = fmt.Sprintf("%d (%d replicated)", s.Tables, s.Replicated)
+		}
+		rows = append(rows, []string{s.Shard, s.State, orDash(s.Source), tables, fmt.Sprint(s.RowsCopied), orDash(s.Step), hold, orDash(firstLineOf(s.LastError))})
 	}
 	if len(rows) > 0 {
-		a.table([]string{"REFERENCES OF", "STATE", "FROM", "TABLES", "ROWS COPIED", "HOLD", "LAST ERROR"}, rows)
+		a.table([]string{"REFERENCES OF", "STATE", "FROM", "TABLES", "ROWS COPIED", "STEP", "HOLD", "LAST ERROR"}, rows)
 	}
 }
 

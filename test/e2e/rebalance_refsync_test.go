@@ -367,6 +367,17 @@ func TestRebalanceReferenceSyncResumesAfterLeaderChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d subscriptions on %s when the first leader stopped", subs, shard)
+	// What a crashed leader's sync for a shard no longer syncing would
+	// leave: the next leader's sweep must drop it.
+	src := connectPgx(t, ctx, r.cluster.Shards[0].Primary.DSN("postgres"))
+	for _, stmt := range []string{
+		`CREATE PUBLICATION shardproxy_ref_gone_00000000 FOR TABLE countries`,
+		`SELECT pg_create_logical_replication_slot('shardproxy_ref_gone_00000000', 'pgoutput')`,
+	} {
+		if _, err := src.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
 
 	second, _ := r.controller(2 * time.Second)
 	if !r.env.watchTopology(2*time.Minute, func(s *topology.Snapshot) bool { sh, _ := s.Shard(shard); return sh.ReferencesReady() }) {
@@ -379,4 +390,51 @@ func TestRebalanceReferenceSyncResumesAfterLeaderChange(t *testing.T) {
 	l.halt()
 	logRefSyncs(t, second)
 	r.check(ctx, l)
+}
+
+// TestRebalanceReferenceSyncShardRemovedWhileSyncing: a shard removed from
+// the topology while its reference sync replicates (its cutovers keep
+// aborting: the hold timeout is too short) has the sync's subscription,
+// slot and publication dropped; the writes through the proxy never fail.
+func TestRebalanceReferenceSyncShardRemovedWhileSyncing(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	r := startRefEnv(t, ctx)
+	ctrl, _ := r.controller(time.Millisecond)
+	l := startRefLoad(t, ctx, r.proxy.dsn("postgres"), 2)
+	shard := r.addSyncingShard(ctx)
+	waitFor(t, time.Minute, "an aborted reference cutover", func() bool {
+		for _, s := range ctrl.ReferenceSyncs() {
+			if s.Attempts >= 1 {
+				return true
+			}
+		}
+		return false
+	})
+	conn := connectPgx(t, ctx, r.cluster.Shards[1].Primary.DSN("postgres"))
+	var subs int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_subscription`).Scan(&subs); err != nil || subs != 1 {
+		t.Fatalf("want the sync's subscription on %s while it syncs: %d (%v)", shard, subs, err)
+	}
+	if _, err := r.store.Apply(ctx, topology.RemoveShard{Name: shard}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the sync to end", func() bool {
+		for _, s := range ctrl.ReferenceSyncs() {
+			if s.Finished != nil {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 30*time.Second, "more reference writes", func() bool { return l.writes.Load() >= 300 })
+	l.halt()
+	logRefSyncs(t, ctrl)
+	if n := l.errs.Load(); n > 0 {
+		t.Errorf("%d reference writes failed, first: %v", n, l.first.Load())
+	}
+	wait.For(30*time.Second, func() bool {
+		var n int
+		return conn.QueryRow(ctx, `SELECT count(*) FROM pg_subscription`).Scan(&n) == nil && n == 0
+	})
+	r.env.assertNoReplicationLeft(t)
 }
