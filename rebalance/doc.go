@@ -32,9 +32,16 @@
 // row has.
 //
 // A shard added after the reference tables existed (topology
-// ReferencesSyncing) is given them first (refsync.go: copy and bucketed
-// corrections outside a hold, an exact correction inside a short hold of
-// broadcasts, then ready); moves to it wait in pending until then.
+// ReferencesSyncing) is given them first (refsync.go, refsync_repl.go):
+// tables with a usable replica identity are replicated logically like a
+// move (publication, subscription with copy_data, precheck outside the
+// hold; in a short hold of broadcasts: fence, the new shard past the fence
+// position, counts and the precheck's suspect buckets compared, the
+// subscription dropped), the others copied and corrected by bucket passes
+// until a pass copies few rows, then corrected exactly in the hold; then
+// ready. Moves to it wait in pending until then. Leftover reference-sync
+// replication (a crash, a leader change, a removed shard) is swept by
+// every controller when it starts and whenever a sync ends.
 //
 // Every step is idempotent, so a worker that restarts (a new leader) simply
 // runs the step of the recorded state again; a move found in cutover by a

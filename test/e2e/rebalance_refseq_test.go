@@ -77,10 +77,9 @@ func TestRebalanceNewShardGetsReferenceTablesAndSequences(t *testing.T) {
 		defer conn.Close(context.Background())
 		for i := 1; ; i++ {
 			// A steady stream (a few hundred writes a second at most):
-			// reference tables are read far more than written. Unpaced,
-			// this loop writes ~1,000/s before the shard is in use and
-			// the correction passes cannot keep the hold under its
-			// timeout on a loaded machine (the sync then keeps retrying).
+			// reference tables are read far more than written. The
+			// unpaced case (several connections as fast as they can) is
+			// TestRebalanceReferenceSyncUnderWriteLoad.
 			if wait.Pause(stop, 2*time.Millisecond) {
 				return
 			}
