@@ -147,7 +147,36 @@ func (p *Planner) planInsertSelect(st *stmtInfo, b *binding, sql string, params 
 	}
 	return &plan.InsertSelect{Table: r.name, SQL: sql, SelectSQL: parts.selectSQL, SelectParams: parts.selectParams, Select: selOp,
 		Head: parts.head, Tail: parts.tail, InsertParams: parts.insertParams, Returning: ii.returning,
-		SingleBatch: ii.onConflict == "update", Reason: reason}, nil
+		SingleBatch: ii.onConflict == "update", Reason: reason, UntypedColumns: untypedColumns(parts.selectNode)}, nil
+}
+
+// untypedColumns lists the output positions of sel that are bare string
+// literals or NULL (typed by the INSERT's target column in PostgreSQL),
+// nil when positions are not known (a set operation, whose literals are
+// resolved by the set operation itself, or * in the list).
+func untypedColumns(sel *pg_query.SelectStmt) []int {
+	if sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return nil
+	}
+	var out []int
+	for i, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil {
+			return nil
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil {
+			if _, ok := colRefOf(cr, 0); !ok {
+				return nil // t.*
+			}
+		}
+		if c := rt.Val.GetAConst(); c != nil && (c.Isnull || c.GetSval() != nil) {
+			out = append(out, i)
+		}
+	}
+	if len(sel.ValuesLists) > 0 {
+		return nil // VALUES rows: resolved by VALUES itself
+	}
+	return out
 }
 
 // pushDownInsertSelect returns the pushed-down plan of an INSERT … SELECT

@@ -162,9 +162,18 @@ func (ss *session) insertSelectRows(snap *topology.Snapshot, o *plan.InsertSelec
 	desc := cr.rowDescription()
 	columns := len(desc.Fields)
 	oids := make([]uint32, columns)
+	formats := make([]int16, columns)
 	for i, f := range desc.Fields {
+		formats[i] = 1
 		if f.DataTypeOID < userTypeOIDs {
 			oids[i] = f.DataTypeOID
+		}
+	}
+	for _, c := range o.UntypedColumns {
+		if c < columns {
+			// A string literal or NULL: its text (a text value's binary
+			// form is its text) read as the target column's input.
+			formats[c], oids[c] = 0, 0
 		}
 	}
 	perBatch := o.BatchRows(columns)
@@ -175,7 +184,7 @@ func (ss *session) insertSelectRows(snap *topology.Snapshot, o *plan.InsertSelec
 		if len(batch) == 0 {
 			return nil
 		}
-		tag, err := ss.insertBatch(snap, o, params, batch, oids, rf, out)
+		tag, err := ss.insertBatch(snap, o, params, batch, oids, formats, rf, out)
 		batch, bytes = batch[:0], 0
 		if err != nil {
 			return err
@@ -233,9 +242,9 @@ func (ss *session) insertSelectRows(snap *topology.Snapshot, o *plan.InsertSelec
 	return sumTags(tags), nil
 }
 
-// insertBatch plans and runs the INSERT of rows (binary values of the
-// SELECT's columns, whose types are oids).
-func (ss *session) insertBatch(snap *topology.Snapshot, o *plan.InsertSelect, params planner.Params, rows [][][]byte, oids []uint32, rf []int16, out *execOut) (string, error) {
+// insertBatch plans and runs the INSERT of rows (values of the SELECT's
+// columns, in formats, whose types are oids; 0: the target column's).
+func (ss *session) insertBatch(snap *topology.Snapshot, o *plan.InsertSelect, params planner.Params, rows [][][]byte, oids []uint32, formats []int16, rf []int16, out *execOut) (string, error) {
 	columns := len(oids)
 	sql := o.BatchSQL(len(rows), columns)
 	p := planner.SelectParams(params, o.InsertParams)
@@ -248,9 +257,7 @@ func (ss *session) insertBatch(snap *topology.Snapshot, o *plan.InsertSelect, pa
 	for _, row := range rows {
 		p.Values = append(p.Values, row...)
 		p.OIDs = append(p.OIDs, oids...)
-		for range row {
-			p.Formats = append(p.Formats, 1)
-		}
+		p.Formats = append(p.Formats, formats...)
 	}
 	a, err := ss.srv.planner.Analyze(sql)
 	if err != nil {

@@ -60,6 +60,12 @@ type InsertSelect struct {
 	Returning    bool
 	SingleBatch  bool
 	Reason       string
+	// UntypedColumns are the SELECT's output columns that are bare string
+	// literals or NULL: inside INSERT … SELECT PostgreSQL gives them the
+	// target column's type, so their values go as text without a type and
+	// the server reads them as that column's input (alone, the SELECT
+	// would call them text).
+	UntypedColumns []int
 }
 
 var _ Operator = (*InsertSelect)(nil)
@@ -83,6 +89,9 @@ func (o *InsertSelect) Describe() Description {
 	}
 	if o.SingleBatch {
 		f["single_batch"] = true
+	}
+	if len(o.UntypedColumns) > 0 {
+		f["untyped_columns"] = intsToAny(o.UntypedColumns)
 	}
 	sf := map[string]any{"sql": o.SelectSQL}
 	if len(o.SelectParams) > 0 {
