@@ -471,12 +471,46 @@ func buildCorpus() []Case {
 	b.fails(
 		"UPDATE users SET level = level / 0 WHERE level = 5",
 	)
-	b.refused("INSERT … SELECT into a distributed table is not supported yet; select the rows and insert them with VALUES or COPY",
-		"INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT author_id, id, 1, created_at FROM posts WHERE author_id = 2 ON CONFLICT DO NOTHING",
-	)
 	b.refused("UPDATE of the distribution key would move rows between shards, which is not supported yet; delete and insert the row instead",
 		"UPDATE users SET id = NULL WHERE id = 6",
 		"UPDATE posts SET author_id = author_id + 1 WHERE id = 3",
+	)
+
+	b.section("INSERT … SELECT")
+	// Pushed down: the target key is a colocated table's key.
+	b.ok(
+		"INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT author_id, id, 1, created_at FROM posts WHERE author_id = 2 ON CONFLICT DO NOTHING",
+		"INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT author_id, id, 2, created_at FROM posts WHERE id % 7 = 3 ON CONFLICT DO NOTHING",
+		"INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT p.author_id, p.id, u.id, p.created_at FROM posts p JOIN users u ON u.id = p.author_id WHERE u.level = 3 ON CONFLICT DO NOTHING RETURNING post_author_id, post_id, user_id",
+	)
+	// Through the proxy: the key comes from another column, a reference
+	// table, a constant, or a SELECT that needs a merge.
+	b.ok(
+		"INSERT INTO follows (follower_id, followee_id, created_at) SELECT user_id, post_author_id, min(created_at) FROM likes WHERE post_id % 11 = 0 GROUP BY 1, 2 ON CONFLICT DO NOTHING",
+		"INSERT INTO comments (post_author_id, post_id, id, author_id, body, created_at) SELECT l.user_id, l.post_id, 900000 + l.post_id, l.post_author_id, 'liked', l.created_at FROM likes l WHERE l.user_id = 7 ON CONFLICT DO NOTHING RETURNING post_author_id, id, body",
+		"INSERT INTO posts (author_id, id, body, created_at) SELECT 11, 800000 + ascii(code) * 1000 + ascii(substr(code, 2)), name, '2024-06-01 12:00:00+00' FROM countries ON CONFLICT DO NOTHING RETURNING author_id, id, body",
+		"INSERT INTO posts (author_id, id, body, created_at) SELECT id, 700000, name, created_at FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 25 ON CONFLICT DO NOTHING",
+		"INSERT INTO posts (author_id, id, body, created_at, like_count) SELECT level, 710000, 'level', max(created_at), count(*) FROM users GROUP BY level ON CONFLICT DO NOTHING",
+		"INSERT INTO posts (author_id, id, body, created_at) SELECT f.followee_id, 720000 + f.follower_id, 'follower', f.created_at FROM follows f WHERE f.follower_id = 3 ON CONFLICT (author_id, id) DO UPDATE SET body = excluded.body || ' again' RETURNING author_id, id, body",
+		"INSERT INTO countries (code, name, continent, population) SELECT 'L' || level, 'Level ' || level, 'Nowhere', count(*) FROM users GROUP BY level ON CONFLICT (code) DO UPDATE SET population = excluded.population RETURNING code, population",
+		"SELECT count(*), sum(like_count) FROM posts WHERE id >= 700000",
+		"SELECT code, population FROM countries WHERE continent = 'Nowhere' ORDER BY code",
+	)
+	b.args("INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT author_id, id, $1::bigint, created_at FROM posts WHERE author_id = $2 ON CONFLICT DO NOTHING RETURNING user_id, post_id", "13", "40")
+	b.args("INSERT INTO follows (follower_id, followee_id, created_at) SELECT $1::bigint, id, created_at FROM users WHERE level = $2::int ON CONFLICT DO NOTHING RETURNING follower_id, followee_id", "77", "4")
+	// Inside a transaction: the rows are there for the next statement.
+	b.ok(
+		"BEGIN",
+		"INSERT INTO comments (post_author_id, post_id, id, author_id, body, created_at) SELECT follower_id, 1, 910000 + followee_id, followee_id, 'in a transaction', created_at FROM follows WHERE followee_id = 9 ON CONFLICT DO NOTHING",
+		"SELECT post_author_id, id, author_id FROM comments WHERE body = 'in a transaction' ORDER BY post_author_id, id",
+		"COMMIT",
+		"SELECT count(*) FROM comments WHERE body = 'in a transaction'",
+	)
+	b.refused("INSERT … SELECT with a data-modifying CTE is not supported; run the data-modifying statement first",
+		"WITH moved AS (DELETE FROM likes WHERE user_id = 298 RETURNING post_author_id, post_id, created_at) INSERT INTO likes (post_author_id, post_id, user_id, created_at) SELECT post_author_id, post_id, 297, created_at FROM moved ON CONFLICT DO NOTHING",
+	)
+	b.refused("INSERT … SELECT … ON CONFLICT DO UPDATE through the proxy takes at most 1,000 rows (PostgreSQL's check that no row is updated twice cannot span batches); restrict the SELECT or use DO NOTHING",
+		"INSERT INTO follows (follower_id, followee_id, created_at) SELECT user_id, post_author_id + 100000, created_at FROM likes ON CONFLICT (follower_id, followee_id) DO UPDATE SET created_at = excluded.created_at",
 	)
 
 	b.section("Reads after the writes")
