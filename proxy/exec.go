@@ -331,6 +331,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.explain(snap, o, params, rf, out)
 	case *plan.PullOut:
 		return ss.execPullOut(snap, o, params, rf, out)
+	case *plan.KeyUpdate:
+		return ss.execKeyUpdate(snap, o, params, rf, out) // exec_keyupdate.go
 	case *plan.InsertSelect:
 		return ss.execInsertSelect(snap, o, params, rf, out) // exec_insert_select.go
 	case *twoPhaseCommitOp:

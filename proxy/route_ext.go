@@ -304,6 +304,8 @@ func (ss *session) describeMulti(snap *topology.Snapshot, mp *multiPortal) error
 			shard, sql = snap.DefaultShard(), l.SQL
 		case *plan.PullOut:
 			shard, sql = snap.DefaultShard(), l.SQL // the client's statement: same shape
+		case *plan.KeyUpdate:
+			shard, sql = snap.DefaultShard(), l.SQL // the client's statement: same shape
 		case *plan.InsertSelect:
 			shard, sql = snap.DefaultShard(), l.SQL // the client's INSERT … SELECT: same shape
 		}
