@@ -158,9 +158,9 @@ func (s *Server) loadTLS(cfg *config.Config) error {
 // config returns the configuration in effect; callers must not modify it.
 func (s *Server) config() *config.Config { return s.cfg.Load() }
 
-// ListenAndServe listens on cfg.Listen and calls Serve.
+// ListenAndServe listens on cfg.Listen (see Listen) and calls Serve.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.config().Listen)
+	ln, err := Listen(s.config().Listen)
 	if err != nil {
 		return err
 	}
@@ -236,16 +236,15 @@ func isTemporary(err error) bool {
 	return ok && t.Temporary()
 }
 
-// serveConn runs one client connection to the end.
+// serveConn runs one client connection to the end. The connection keeps
+// the socket options the listener gave it (Listen's and net.Listen's have
+// TCP_NODELAY and TCP keepalive on): setting them again would only cost
+// system calls per connection.
 func (s *Server) serveConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-		tc.SetKeepAlive(true)
-	}
-	s.log.Debug("client connected", "remote", c.RemoteAddr().String())
+	s.log.Debug("client connected", "remote", c.RemoteAddr()) // formatted only when logged
 	sess := newSession(s, c)
 	sess.run()
-	s.log.Debug("client closed", "remote", c.RemoteAddr().String())
+	s.log.Debug("client closed", "remote", c.RemoteAddr())
 }
 
 // register assigns the session its BackendKeyData and makes it findable

@@ -53,6 +53,11 @@ type expect struct {
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
 
+// clientReaderPool holds the client connections' read buffers between
+// sessions, so a client that connects for every transaction does not cost
+// a fresh buffer each time.
+var clientReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBufSize) }}
+
 // errClientGone means the client connection failed; the session ends.
 var errClientGone = errors.New("client connection lost")
 
@@ -145,11 +150,13 @@ type session struct {
 
 func newSession(s *Server, c net.Conn) *session {
 	conn := netio.Wrap(c) // raw-syscall reads and writes (see package netio)
+	br := clientReaderPool.Get().(*bufio.Reader)
+	br.Reset(conn)
 	return &session{
 		srv:         s,
 		conn:        conn,
 		rawConn:     c,
-		cr:          msgReader{br: bufio.NewReaderSize(conn, clientReadBufSize), maxLen: maxClientMessage},
+		cr:          msgReader{br: br, maxLen: maxClientMessage},
 		txStatus:    'I',
 		connectedAt: time.Now(),
 		stmts:       make(map[string]*stmtEntry),
@@ -220,6 +227,11 @@ func (ss *session) cleanup() {
 		ss.srv.metrics.clientsActive.Dec()
 	}
 	ss.conn.Close()
+	if br := ss.cr.br; br != nil && br.Size() == clientReadBufSize {
+		br.Reset(nil)
+		clientReaderPool.Put(br)
+		ss.cr.br = nil
+	}
 }
 
 // releaseOnExit gives the server connection back when the client is gone:

@@ -192,7 +192,7 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := proxy.Listen(cfg.Listen)
 	if err != nil {
 		closeAdmin(admin)
 		return fmt.Errorf("listen: %w", err)

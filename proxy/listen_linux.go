@@ -1,0 +1,37 @@
+//go:build linux
+
+package proxy
+
+import (
+	"net"
+	"syscall"
+)
+
+// listenConfig sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
+// TCP_KEEPCNT on the listening socket (Linux copies them to every accepted
+// socket) and tells the runtime to leave keepalive alone on accept.
+func listenConfig() *net.ListenConfig {
+	secs := int(ClientKeepAlive.Seconds())
+	return &net.ListenConfig{
+		KeepAlive: -1,
+		Control: func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				for _, o := range []struct{ level, opt, v int }{
+					{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, secs},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, secs},
+					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
+				} {
+					if serr == nil {
+						serr = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v)
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+}
