@@ -61,6 +61,10 @@ func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, p
 		if err != nil {
 			return nil, err
 		}
+		if _, viaProxy := inner.(*plan.InsertSelect); viaProxy && st.explainAnlz {
+			return nil, unsupported("EXPLAIN ANALYZE of an INSERT … SELECT whose rows pass through the proxy is not supported",
+				"use EXPLAIN without ANALYZE (it shows the proxy's plan and the shards' plans of the SELECT)")
+		}
 		return &plan.Explain{Inner: inner, Prefix: st.explainPre, Analyze: st.explainAnlz}, nil
 	}
 	forced, why := a.Hint, "hint comment"

@@ -819,6 +819,8 @@ func (ss *session) explainLeaf(snap *topology.Snapshot, o *plan.Explain, leaf pl
 		shards, sqlFor = l.Shards, func(string) string { return l.SQL }
 	case *plan.PullOut:
 		return ss.explainPulled(snap, o, l, params, simple, emit)
+	case *plan.InsertSelect:
+		return ss.explainInsertSelect(snap, o, l, params, simple, emit) // exec_insert_select.go
 	default:
 		return nil
 	}

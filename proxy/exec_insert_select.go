@@ -291,3 +291,16 @@ func (ss *session) insertBatch(snap *topology.Snapshot, o *plan.InsertSelect, pa
 	}
 	return ss.execPlan(snap, op, p, rf, out)
 }
+
+// explainInsertSelect appends the shards' EXPLAIN of the SELECT of an
+// InsertSelect (the INSERT batches are planned only when its rows come).
+func (ss *session) explainInsertSelect(snap *topology.Snapshot, o *plan.Explain, is *plan.InsertSelect, params planner.Params, simple bool, emit func(string)) error {
+	emit("select:")
+	sp := planner.SelectParams(params, is.SelectParams)
+	for _, leaf := range plan.Leaves(is.Select) {
+		if err := ss.explainLeaf(snap, o, leaf, sp, simple, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -79,8 +79,11 @@ func TestInsertSelect(t *testing.T) {
 	t.Run("via the proxy in batches", func(t *testing.T) {
 		// 3,000 rows (3 batches), keys from an expression.
 		sql := "INSERT INTO posts (author_id, id, body) SELECT u.id * 100 + g, 2, u.name FROM users u, generate_series(1, 15) g"
-		if got := explain(t, sql); !strings.Contains(got, "insert_select via proxy") {
-			t.Errorf("EXPLAIN:\n%s\nwant insert_select via proxy", got)
+		if got := explain(t, sql); !strings.Contains(got, "insert_select via proxy") || !strings.Contains(got, "select:") || !strings.Contains(got, "Seq Scan on users") {
+			t.Errorf("EXPLAIN:\n%s\nwant insert_select via proxy and the shards' plans of the SELECT", got)
+		}
+		if _, err := rowsText(ctx, app, "EXPLAIN ANALYZE "+sql, true); sqlState(err) != "0A000" {
+			t.Errorf("EXPLAIN ANALYZE of an INSERT … SELECT via the proxy: %v, want 0A000", err)
 		}
 		tag := mustExec(t, ctx, app, sql)
 		if tag.String() != "INSERT 0 3000" {
