@@ -97,7 +97,17 @@
 //     original text (comments, ON CONFLICT, RETURNING kept; $n renumbered).
 //     An omitted or DEFAULT key of a table with a generated key
 //     (Options.GeneratedKeys) → AllocateKeys (see its contract). No column
-//     list: Options.Columns, else 0A000. INSERT ... SELECT → 0A000.
+//     list: Options.Columns, else 0A000.
+//   - INSERT ... SELECT (insert_select.go): the SELECT is cut out
+//     (deparsed, $n renumbered) and planned on its own. Into a distributed
+//     table whose key column takes a bare column that is the key of a table
+//     of the same distribution, with the SELECT a Route or a Scatter with
+//     nothing to merge over that table's class (and no omitted generated
+//     column) → the whole statement pushed down: Route, or Scatter with
+//     Write. Otherwise (and into reference or unlisted tables when the
+//     SELECT reads tables that are not everywhere) → plan.InsertSelect: the
+//     executor reads the SELECT's plan in batches and inserts them as
+//     INSERT ... VALUES planned like any other. A data-modifying CTE → 0A000.
 //   - DDL naming distributed or reference tables (CREATE/ALTER/DROP TABLE,
 //     CREATE INDEX, TRUNCATE, views, triggers, grants, VACUUM/ANALYZE,
 //     LOCK) → Broadcast; DROP INDEX always broadcasts (an index name does
