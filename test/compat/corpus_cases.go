@@ -471,9 +471,23 @@ func buildCorpus() []Case {
 	b.fails(
 		"UPDATE users SET level = level / 0 WHERE level = 5",
 	)
-	b.refused("UPDATE of the distribution key would move rows between shards, which is not supported yet; delete and insert the row instead",
-		"UPDATE users SET id = NULL WHERE id = 6",
+
+	b.section("UPDATE of the distribution key (rows move between shards)")
+	b.ok(
 		"UPDATE posts SET author_id = author_id + 1 WHERE id = 3",
+		"UPDATE users SET id = 3010 WHERE id = 7 RETURNING id, name",
+		"UPDATE users SET id = 3001, name = name || '!' WHERE id = 8 RETURNING *",
+		"UPDATE users SET id = id + 3100 WHERE id BETWEEN 11 AND 19",
+		"UPDATE users SET id = id * 1000 + 7 WHERE id IN (24, 25) RETURNING id * 2 AS twice, upper(name), karma + 1",
+		"SELECT id, name, email, karma, rating, created_at, avatar FROM users WHERE id > 3000 ORDER BY id",
+	)
+	b.args("UPDATE users SET id = $1 WHERE id = $2 RETURNING id, email", "3020", "23")
+	b.fails(
+		"UPDATE users SET id = NULL WHERE id = 6",
+		"UPDATE users SET id = 22 WHERE id = 21",
+	)
+	b.refused("UPDATE … FROM cannot change the distribution key; compute the new keys first and update without FROM",
+		"UPDATE users SET id = users.id + 5000 FROM countries c WHERE c.code = users.country_code AND users.id = 30",
 	)
 
 	b.section("INSERT … SELECT")
