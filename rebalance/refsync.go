@@ -174,6 +174,8 @@ type refWorker struct {
 	// copied marks the databases whose copied tables this worker copied
 	// whole; a later pass only corrects them.
 	copied map[string]bool
+	// copiedRows counts the rows copied into copied tables so far.
+	copiedRows int64
 	// dbs is, per database, what the syncing step prepared for the
 	// cutover (and, for cleanup, where its replication lives).
 	dbs       map[string]*refDB
@@ -352,6 +354,7 @@ func (w *refWorker) sync(ctx context.Context) error {
 		}
 		count += st.tables
 		replicated += len(d.replicated)
+		w.copiedRows += st.copied
 		rows += st.rows
 		lag = max(lag, st.lag)
 		if st.waiting != "" {
@@ -366,12 +369,12 @@ func (w *refWorker) sync(ctx context.Context) error {
 		step = strings.Join(waiting, "; ")
 	}
 	w.c.updateRefs(w.shard, func(p *ReferenceSync) {
-		p.Source, p.Tables, p.Replicated, p.RowsCopied, p.LagBytes, p.Step = w.source, count, replicated, rows, lag, step
+		p.Source, p.Tables, p.Replicated, p.RowsCopied, p.LagBytes, p.Step = w.source, count, replicated, w.copiedRows+rows, lag, step
 	})
 	if len(waiting) > 0 {
 		return nil
 	}
-	w.c.log.Info("reference tables in step; starting the cutover", "shard", w.shard, "source", w.source, "tables", count, "replicated", replicated, "rows", rows)
+	w.c.log.Info("reference tables in step; starting the cutover", "shard", w.shard, "source", w.source, "tables", count, "replicated", replicated, "rows", w.copiedRows+rows)
 	if err := w.openCutoverConns(ctx, src, dst); err != nil {
 		return err
 	}
@@ -409,7 +412,8 @@ func (w *refWorker) openCutoverConns(ctx context.Context, src, dst string) error
 // dbSync is what one syncing pass over a database did.
 type dbSync struct {
 	tables  int
-	rows    int64  // rows copied (copies) and in replicated tables whose copy finished
+	copied  int64  // rows the copies took in this step (copy and corrections)
+	rows    int64  // rows of the replicated tables whose initial copy finished
 	lag     int64  // bytes the subscription's slot is behind
 	waiting string // why the database is not ready for the cutover ("" when it is)
 }
@@ -494,7 +498,7 @@ func (w *refWorker) syncDB(ctx context.Context, src, dst, db string, d *refDB, t
 		if err != nil {
 			return st, err
 		}
-		st.rows += n
+		st.copied += n
 	}
 	if len(replicated) > 0 {
 		if err := w.awaitReplication(ctx, sconn, tconn, d, &st); err != nil {
