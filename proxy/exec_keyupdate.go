@@ -146,8 +146,13 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 	cols := make([]keyUpdateColumn, 0, len(crows))
 	keyIdx := -1
 	for _, r := range crows {
-		if len(r) != 4 {
+		if len(r) != 5 {
 			return "", fmt.Errorf("key update: unexpected catalog row")
+		}
+		if string(r[4]) == "true" {
+			return "", &plan.Unsupported{
+				Message: fmt.Sprintf("UPDATE cannot change the distribution key column %s of %s: it is partitioned or has inheritance children", o.KeyColumn, o.Table),
+				Hint:    "delete the rows and insert them again with the new keys"}
 		}
 		if string(r[3]) == "true" {
 			return "", &plan.Unsupported{
@@ -355,8 +360,12 @@ func (k *keyUpdateRun) returning(params planner.Params, rf []int16, out *execOut
 		if err := k.enter(s, false); err != nil {
 			return err
 		}
-		if _, err := k.ss.runPartHere(s, o.Returning, argsFor(p, nil, rf, false), &sel, true); err != nil {
+		tag, err := k.ss.runPartHere(s, o.Returning, argsFor(p, nil, rf, false), &sel, true)
+		if err != nil {
 			return err
+		}
+		if n, err := tagCount(tag); err != nil || n != int64(len(ctidsOf[s])) {
+			return fmt.Errorf("key update: RETURNING found %s of %d updated rows on shard %s", tag, len(ctidsOf[s]), s)
 		}
 	}
 	out.descSent = sel.descSent

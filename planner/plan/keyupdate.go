@@ -24,9 +24,11 @@ const MaxKeyUpdateRows = 10000
 //  1. on the first shard of Source, inside the transaction, run
 //     ColumnsSQL with TableSQL as its text parameter $1 (the table's
 //     columns in attnum order: name, whether generated ALWAYS AS (…)
-//     STORED, type OID, whether a foreign key references the table); a
+//     STORED, type OID, whether a foreign key references the table,
+//     whether it is partitioned or has inheritance children); a
 //     referenced table is refused (0A000: ON UPDATE CASCADE children would
-//     stay on the old shard);
+//     stay on the old shard), and so is a partitioned or inherited one (its
+//     rows' ctids are the partitions');
 //  2. run Source — the client's UPDATE with its RETURNING list replaced
 //     by `ctid, <ref>.*` — on each of its shards with the client's Bind
 //     values, capturing the rows (the key column in text format, columns
@@ -111,7 +113,8 @@ func (o *KeyUpdate) SourceSQL(shard string) (string, []int) {
 
 // ColumnsSQL reads the columns of the table named by $1 (see KeyUpdate).
 const ColumnsSQL = `SELECT a.attname, (a.attgenerated <> '')::text, a.atttypid::text,
-  EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.confrelid = a.attrelid AND c.contype = 'f')::text
+  EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.confrelid = a.attrelid AND c.contype = 'f')::text,
+  (SELECT r.relkind = 'p' OR r.relhassubclass FROM pg_catalog.pg_class r WHERE r.oid = a.attrelid)::text
 FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
 

@@ -17,7 +17,8 @@ import (
 // violation on the target shard fails with 23505 and leaves the source
 // untouched; inside BEGIN … ROLLBACK nothing changes and a later SELECT of
 // the transaction sees the moved rows; a table referenced by a foreign key
-// is refused with 0A000.
+// is refused with 0A000, and so is one updating more than
+// plan.MaxKeyUpdateRows rows (nothing changes); EXPLAIN shows the plan.
 func TestKeyUpdate(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
@@ -221,6 +222,57 @@ func TestKeyUpdate(t *testing.T) {
 		if got := where(to); len(got) != 1 || len(where(3)) != 0 {
 			t.Errorf("after COMMIT: key %d on %v, key 3 on %v", to, got, where(3))
 		}
+	})
+
+	t.Run("EXPLAIN shows the plan", func(t *testing.T) {
+		for _, simple := range []bool{true, false} {
+			got, err := rowsText(ctx, app, "EXPLAIN UPDATE users SET id = 9001 WHERE id = 6", simple)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(got, "\n")
+			if !strings.Contains(text, "KeyUpdate") || !strings.Contains(text, "RETURNING users.ctid, users.*") {
+				t.Errorf("simple=%v: EXPLAIN output lacks the key update plan:\n%s", simple, text)
+			}
+		}
+		if got := where(6); len(got) != 1 || len(where(9001)) != 0 {
+			t.Errorf("EXPLAIN changed rows: 6 on %v, 9001 on %v", got, where(9001))
+		}
+		_, err := app.Exec(ctx, "EXPLAIN ANALYZE UPDATE users SET id = 9001 WHERE id = 6")
+		if sqlState(err) != "0A000" {
+			t.Errorf("EXPLAIN ANALYZE: %v, want 0A000", err)
+		}
+	})
+
+	t.Run("more rows than the bound: 0A000 and nothing changes", func(t *testing.T) {
+		values := make([]string, 0, 10001)
+		for id := 200000; id <= 210000; id++ {
+			values = append(values, fmt.Sprintf("(%d, 'bulk')", id))
+		}
+		mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
+		count := func() string {
+			return fmt.Sprint(queryStrings(t, ctx, app, "SELECT count(*) FILTER (WHERE id < 1000000), count(*) FILTER (WHERE id >= 1000000) FROM users WHERE id >= 200000"))
+		}
+		for _, inTx := range []bool{false, true} {
+			var err error
+			if inTx {
+				tx, berr := app.Begin(ctx)
+				if berr != nil {
+					t.Fatal(berr)
+				}
+				_, err = tx.Exec(ctx, "UPDATE users SET id = id + 1000000 WHERE id >= 200000")
+				tx.Rollback(ctx)
+			} else {
+				_, err = app.Exec(ctx, "UPDATE users SET id = id + 1000000 WHERE id >= 200000")
+			}
+			if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "at most 10000 rows") {
+				t.Errorf("in a transaction=%v: %v, want 0A000 naming the bound", inTx, err)
+			}
+			if got := count(); got != "[10001 0]" {
+				t.Errorf("in a transaction=%v: rows at old/new keys %s, want [10001 0]", inTx, got)
+			}
+		}
+		mustExec(t, ctx, app, "DELETE FROM users WHERE id >= 200000")
 	})
 
 	t.Run("a table referenced by a foreign key is refused", func(t *testing.T) {
