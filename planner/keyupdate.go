@@ -3,11 +3,13 @@ package planner
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/router"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -28,6 +30,7 @@ type keyUpdateTmpl struct {
 	tableSQL  string
 	returning string // SELECT <client's RETURNING list> … WHERE ctid = ANY($n::tid[]); "" without
 	retParams []int
+	keySet    valExpr // what SET gives the key, when a constant or $n (else kind vOther)
 	err       error
 }
 
@@ -61,6 +64,14 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 	}
 	switch s := src.(type) {
 	case *plan.Route:
+		if stays, err := t.keyStaysOn(b, rb.dist, rb.kt, s.Shard, params); err != nil {
+			return nil, err
+		} else if stays {
+			// Every row it can update is on s.Shard and keeps a key of
+			// that shard (`SET id = $1 … WHERE id = $1`, as ORMs write):
+			// a plain Route of the statement.
+			return &plan.Route{Shard: s.Shard, SQL: a.SQL[st.start:st.end], Reason: s.Reason + "; the new " + rb.key + " belongs to the same shard"}, nil
+		}
 		s.Reason = "rows to update: " + s.Reason
 	case *plan.Scatter:
 		if err := restrictToOwned(snap, s); err != nil {
@@ -100,7 +111,12 @@ func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
 		return refuse("UPDATE … WHERE CURRENT OF", "update by the row's key instead of through a cursor")
 	}
 	rv := upd.Relation
-	t := &keyUpdateTmpl{tableSQL: plan.QuoteIdent(rv.Relname)}
+	t := &keyUpdateTmpl{tableSQL: plan.QuoteIdent(rv.Relname), keySet: valExpr{kind: vOther}}
+	for _, n := range upd.TargetList {
+		if rt := n.GetResTarget(); rt != nil && strings.ToLower(rt.Name) == key && len(rt.Indirection) == 0 {
+			t.keySet = valueOf(rt.Val)
+		}
+	}
 	if rv.Schemaname != "" {
 		t.tableSQL = plan.QuoteIdent(rv.Schemaname) + "." + t.tableSQL
 	}
@@ -147,4 +163,31 @@ func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
 	}
 	t.source = sa
 	return t
+}
+
+// keyStaysOn reports whether the key the statement sets (a constant or a
+// Bind value) belongs to shard.
+func (t *keyUpdateTmpl) keyStaysOn(b *binding, dist string, kt topology.KeyType, shard string, params *Params) (bool, error) {
+	var v router.Value
+	switch t.keySet.kind {
+	case vConst:
+		k, err := router.KeyFromText(kt, t.keySet.text)
+		if err != nil {
+			return false, nil
+		}
+		v = k
+	case vParam:
+		k, null, err := paramKey(params, t.keySet.param, kt)
+		if err == errUnknownKey || null {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		v = k
+	default:
+		return false, nil
+	}
+	to, err := b.r.ShardForKey(dist, v)
+	return err == nil && to == shard, nil
 }
