@@ -50,16 +50,26 @@
 //     aggregates, GROUP BY and HAVING not grouped by the class key →
 //     partial aggregates on the shards (avg = sum and count, count(DISTINCT
 //     x) pushes x into the shards' GROUP BY, ordered string_agg/array_agg
-//     send arrays of values and of sort keys) and Aggregate → Having →
-//     Sort above them; grouped by the key the shards' groups are final.
+//     send arrays of values and of sort keys, stddev/variance send count,
+//     sum and sum of squares) and Aggregate → Evaluate → Having → Sort
+//     above them; grouped by the key the shards' groups are final.
+//     Expressions over aggregates (`round(avg(x), 1)`, `count(*) + 1`,
+//     HAVING conditions the merge cannot compare, the variance family's
+//     final formula) → Evaluate (aggexpr.go): the shards return the
+//     aggregates as partial columns and, in the expression's place, a
+//     probe that is never evaluated but has its name, type and typmod;
+//     after the merge PostgreSQL evaluates the expression over the merged
+//     values (batches of plan.EvalBatchRows rows as typed parameters of
+//     one statement on a connection of the statement).
 //     UNION [ALL] whose every part reads one class (or, under UNION, none)
 //     → every shard runs the whole statement, Distinct for UNION. Stays
 //     0A000, with a message saying what to change: window functions,
-//     INTERSECT/EXCEPT, aggregates inside expressions, aggregates other
-//     than count/sum/avg/min/max/bool_and/bool_or/every/string_agg/
-//     array_agg, DISTINCT aggregates of two different expressions,
-//     GROUPING SETS, HAVING beyond AND/OR/NOT of comparisons with
-//     constants or $n (text format, or binary integers and floats), LIMIT
+//     INTERSECT/EXCEPT, subqueries inside expressions over aggregates,
+//     aggregates other than count/sum/avg/min/max/bool_and/bool_or/every/
+//     string_agg/array_agg/stddev/variance (and their _samp/_pop forms;
+//     of float arguments refused at run time), DISTINCT aggregates of two
+//     different expressions, GROUPING SETS, HAVING parameters compared
+//     directly in binary formats other than integers and floats, LIMIT
 //     expressions, WITH TIES, SELECT * with aggregates, and subqueries,
 //     CTEs or UNION parts that need LIMIT/DISTINCT/aggregation over rows of
 //     several shards (unless correlated with the outer query on the key).

@@ -22,6 +22,7 @@ type mergeTmpl struct {
 	sql      string
 	keys     []plan.SortKey
 	agg      *plan.Aggregate // nil: no Aggregate
+	eval     *plan.Evaluate  // nil: no expression over aggregates (aggexpr.go)
 	having   *plan.Cond
 	distinct *plan.Distinct
 	limit    *limitSpec
@@ -41,6 +42,11 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		a := *m.agg
 		a.Input = op
 		op = &a
+		if m.eval != nil {
+			e := *m.eval
+			e.Input = op
+			op = &e
+		}
 		if m.having != nil {
 			cond, err := bindHaving(m.having, params)
 			if err != nil {
@@ -284,6 +290,11 @@ type mergeBuilder struct {
 	cols      []plan.AggColumn // per visible entry, then per hidden
 	distinctX string           // deparsed argument of DISTINCT aggregates
 	groupKeys map[string]bool
+
+	// expressions over aggregates (aggexpr.go)
+	ev         *evalBuild
+	groupExprs map[string]int // GROUP BY expression text → encoded column
+	groupRefs  []groupRef
 }
 
 func (mb *mergeBuilder) build() (*mergeTmpl, error) {
@@ -418,17 +429,20 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		}
 		groupCols = append(groupCols, c)
 		mb.groupKeys[deparseExpr(g)] = true
+		mb.noteGroupKey(g, c)
 	}
 	for i, t := range sel.TargetList {
 		rt := t.GetResTarget()
 		if !containsAgg(rt.Val) {
 			continue
 		}
-		fc := rt.Val.GetFuncCall()
-		if fc == nil || !isAggCall(fc) {
-			return nil, unsupported("an aggregate inside an expression ("+deparseExpr(rt.Val)+") across shards is not supported yet",
-				"select the aggregate itself and compute the expression in the application, or add a key condition")
+		if needsEval(rt.Val) {
+			if err := mb.evalTarget(i, rt); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		fc := rt.Val.GetFuncCall()
 		name := outputName(rt)
 		col, extra, err := mb.partial(fc, name)
 		if err != nil {
@@ -443,16 +457,24 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		}
 	}
 	if having := sel.HavingClause; having != nil {
-		c, err := mb.cond(having)
+		var c *plan.Cond
+		var err error
+		evaluated := !condShapeOK(having)
+		if evaluated {
+			c, err = mb.evalHaving(having) // PostgreSQL evaluates the whole condition
+		} else {
+			c, err = mb.cond(having)
+		}
 		if err != nil {
 			return nil, err
 		}
 		m.having = c
 		sel.HavingClause = nil
-		if hasParamRef(c) {
+		if hasParamRef(c) || evaluated {
 			// The merge filters the groups; the shards keep the condition
 			// only so that its parameters still have a type they can infer
-			// ("HAVING (cond) OR true" is planned away as true).
+			// and its type is checked ("HAVING (cond) OR true" is planned
+			// away as true).
 			truth := &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: true}}, Location: -1}}}
 			sel.HavingClause = pg_query.MakeBoolExprNode(pg_query.BoolExprType_OR_EXPR, []*pg_query.Node{having, truth}, -1)
 		}
@@ -484,6 +506,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 			mb.cols[i].Arg = len(sel.TargetList) - len(mb.hidden) + (-1000 - mb.cols[i].Arg)
 		}
 	}
+	m.eval = mb.resolveEval()
 	agg := &plan.Aggregate{Columns: mb.cols, Scalar: scalar}
 	for _, c := range groupCols {
 		agg.GroupBy = append(agg.GroupBy, mb.resolve(colIdxOf(c)))
@@ -709,11 +732,10 @@ func (mb *mergeBuilder) aggExprCol(n *pg_query.Node, what string) (colIdx, error
 		mb.exprs[k] = colIdx{hidden: true, j: j}
 		return colIdx{hidden: true, j: j}, nil
 	}
-	fc := n.GetFuncCall()
-	if fc == nil || !isAggCall(fc) {
-		return colIdx{}, unsupported("an aggregate inside an expression in "+what+" ("+k+") across shards is not supported yet",
-			"compare or sort by the aggregate itself, or add a key condition")
+	if needsEval(n) {
+		return mb.evalHidden(n, what)
 	}
+	fc := n.GetFuncCall()
 	col, extra, err := mb.partial(fc, funcName(fc))
 	if err != nil {
 		return colIdx{}, err

@@ -168,7 +168,8 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 	for i, cs := range cr.shards {
 		streams[i] = cs
 	}
-	cr.res, err = merge.New(root, &desc, streams, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit})
+	cr.res, err = merge.New(root, &desc, streams, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit,
+		Evaluator: ss.evaluatorFor(snap, root, nil, sc.Shards[0], params)})
 	if err != nil {
 		cr.close()
 		return nil, err

@@ -14,8 +14,8 @@ import (
 )
 
 // Cross-shard reads that need more than concatenation: the planner puts
-// merge operators (MergeSort, Sort, Limit, Aggregate, Having, Distinct,
-// Project) over a Scatter whose SQL it rewrote. The statement is sent to
+// merge operators (MergeSort, Sort, Limit, Aggregate, Evaluate, Having,
+// Distinct, Project) over a Scatter whose SQL it rewrote. The statement is sent to
 // every shard at once; each shard's connection becomes a row stream read
 // as the merge needs it (proxy/merge), and the merged rows go to the
 // client as they are decided.
@@ -23,7 +23,7 @@ import (
 // isMergeOp reports whether op is a merge operator.
 func isMergeOp(op plan.Operator) bool {
 	switch op.(type) {
-	case *plan.MergeSort, *plan.Sort, *plan.Limit, *plan.Aggregate, *plan.Having, *plan.Distinct, *plan.Project:
+	case *plan.MergeSort, *plan.Sort, *plan.Limit, *plan.Aggregate, *plan.Evaluate, *plan.Having, *plan.Distinct, *plan.Project:
 		return true
 	}
 	return false
@@ -175,7 +175,8 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 	for i, f := range run.feeds {
 		ms[i] = f
 	}
-	res, err := merge.New(root, &desc, ms, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit})
+	res, err := merge.New(root, &desc, ms, merge.Options{ResultFormats: rf, Collation: collation, MemoryLimit: ss.srv.config().Merge.MemoryLimit,
+		Evaluator: ss.evaluatorFor(snap, root, run, sc.Shards[0], params)})
 	if err != nil {
 		return fail(err)
 	}

@@ -79,7 +79,11 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 func (ss *session) continuePortal(mp *multiPortal, limit int) error {
 	src := mp.live
 	start := src.rows
-	tag, err := ss.pumpRows(src, start+limit)
+	upTo := 0 // an Execute without a row limit reads the rest
+	if limit > 0 {
+		upTo = start + limit
+	}
+	tag, err := ss.pumpRows(src, upTo)
 	if err != nil {
 		ss.suspended, mp.ended = nil, true
 		return ss.failExtendedTx(err)

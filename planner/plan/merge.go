@@ -26,7 +26,7 @@ import (
 // absent:
 //
 //	Scatter → MergeSort → Distinct → Limit → Project            (no Aggregate)
-//	Scatter → Aggregate → Having → Sort → Distinct → Limit → Project
+//	Scatter → Aggregate → Evaluate → Having → Sort → Distinct → Limit → Project
 //
 // MergeSort merges streams the shards sorted; after an Aggregate rows
 // must be sorted again, so Sort buffers them.

@@ -61,8 +61,14 @@
 // ORDER BY inside merge the shards' arrays of values by the arrays of sort
 // keys.
 //
+// Evaluate (expressions over aggregates, stddev/variance) hands batches of
+// at most plan.Evaluate.BatchRows merged rows to Options.Evaluator, the
+// executor's I/O, and puts PostgreSQL's results in the probe columns,
+// whose descriptions the shards already gave; stddev/variance inputs that
+// are not integer or numeric fail New with 0A000.
+//
 // Memory: Sort rows, Aggregate groups and their state, and Distinct keys
 // are accounted (an estimate of their bytes); beyond Options.MemoryLimit
-// Next fails with 53200. MergeSort holds one row per shard, Limit and
-// Project nothing.
+// Next fails with 53200. MergeSort holds one row per shard, Evaluate one
+// batch, Limit and Project nothing.
 package merge

@@ -52,6 +52,10 @@ type Options struct {
 	// the key has an explicit COLLATE "C") New fails with 0A000. "" means
 	// the executor checked it is one of those.
 	Collation string
+	// Evaluator runs the statements of a plan.Evaluate (expressions over
+	// aggregates). Only needed to read rows: New builds the description
+	// without it.
+	Evaluator Evaluator
 }
 
 // Result is a merge in progress: RowDescription is what the client must
@@ -129,7 +133,7 @@ func New(root plan.Operator, shardDesc *pgproto3.RowDescription, streams []Strea
 	if mem.limit == 0 {
 		mem.limit = DefaultMemoryLimit
 	}
-	b := &builder{desc: shardDesc, streams: streams, mem: mem, collation: opts.Collation}
+	b := &builder{desc: shardDesc, streams: streams, mem: mem, collation: opts.Collation, evaluator: opts.Evaluator}
 	it, lay, err := b.build(root)
 	if err != nil {
 		return nil, err
@@ -253,6 +257,7 @@ type builder struct {
 	streams   []Stream
 	mem       *budget
 	collation string
+	evaluator Evaluator
 }
 
 func (b *builder) col(l layout, i int, what string) (int, error) {
@@ -339,6 +344,8 @@ func (b *builder) build(op plan.Operator) (iter, layout, error) {
 		return &having{in: in, lay: lay, cond: c}, lay, nil
 	case *plan.Aggregate:
 		return b.aggregate(in, lay, o)
+	case *plan.Evaluate:
+		return b.evaluate(in, lay, o)
 	}
 	return nil, layout{}, &Error{Code: "XX000", Message: fmt.Sprintf("shardproxy merge: unexpected operator %T", op)}
 }
