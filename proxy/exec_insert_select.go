@@ -41,6 +41,20 @@ func (ss *session) execInsertSelect(snap *topology.Snapshot, o *plan.InsertSelec
 	case 'T':
 		return ss.insertSelectRows(snap, o, params, rf, out)
 	}
+	if ss.txBegin != "" {
+		// A BEGIN earlier in this pipelined batch: the client's transaction
+		// is open on the shards (joining ones get it too; its ReadyForQuery
+		// has not come yet), so the statement joins it as inside a block
+		// and the client's COMMIT ends it.
+		// A failure leaves it 'T', so the caller marks the transaction
+		// failed (failInTx) as PostgreSQL would.
+		ss.txStatus = 'T'
+		tag, err := ss.insertSelectRows(snap, o, params, rf, out)
+		if err == nil && ss.txStatus == 'T' {
+			ss.txStatus = 'I'
+		}
+		return tag, err
+	}
 	if ss.txWriter != "" {
 		return "", &plan.Unsupported{
 			Message: "INSERT … SELECT across shards after another write in the same pipelined batch is not supported",

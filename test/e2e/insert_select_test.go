@@ -171,6 +171,48 @@ func TestInsertSelect(t *testing.T) {
 		}
 	})
 
+	t.Run("pipelined batch", func(t *testing.T) {
+		// BEGIN in the same pipeline: the statement joins the client's
+		// transaction, which the batch's COMMIT ends.
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("INSERT INTO users (id, name) VALUES (9101, 'piped')")
+		b.Queue("INSERT INTO posts (author_id, id, body) SELECT id + g, 8, name FROM users, generate_series(1, 4) g WHERE id = 9101")
+		b.Queue("COMMIT")
+		if err := app.SendBatch(ctx, b).Close(); err != nil {
+			t.Fatalf("batch with BEGIN: %v", err)
+		}
+		if n := postsOnShards(t, 8); n != 4 {
+			t.Errorf("%d posts with id 8 after the pipelined transaction, want 4", n)
+		}
+		// A refusal inside the pipelined transaction fails it: nothing of
+		// it commits, and the session is usable afterwards.
+		b = &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("INSERT INTO users (id, name) VALUES (9102, 'piped')")
+		b.Queue("INSERT INTO posts (author_id, id, body) SELECT u.id * 100 + g, 9, name FROM users u, generate_series(1, 10) g ON CONFLICT (author_id, id) DO UPDATE SET body = excluded.body")
+		b.Queue("COMMIT")
+		if err := app.SendBatch(ctx, b).Close(); sqlState(err) != "0A000" {
+			t.Errorf("batch with a DO UPDATE of 2,000 rows: %v, want 0A000", err)
+		}
+		app.Exec(ctx, "ROLLBACK")
+		if got := queryStrings(t, ctx, app, "SELECT count(*) FROM users WHERE id = 9102"); fmt.Sprint(got) != "[0]" {
+			t.Errorf("user of the failed pipelined transaction: %v, want none", got)
+		}
+		if n := postsOnShards(t, 9); n != 0 {
+			t.Errorf("%d posts with id 9 after the refused statement, want 0", n)
+		}
+		// Alone in a pipeline outside a transaction: its own atomic write.
+		b = &pgx.Batch{}
+		b.Queue("INSERT INTO posts (author_id, id, body) SELECT id + 20000, 8, name FROM users WHERE id <= 50")
+		if err := app.SendBatch(ctx, b).Close(); err != nil {
+			t.Fatalf("batch without BEGIN: %v", err)
+		}
+		if n := postsOnShards(t, 8); n != 54 {
+			t.Errorf("%d posts with id 8, want 54", n)
+		}
+	})
+
 	t.Run("into a reference table", func(t *testing.T) {
 		tag := mustExec(t, ctx, app, "INSERT INTO countries (code, name) SELECT DISTINCT country, upper(country) FROM users WHERE country IS NOT NULL")
 		if tag.String() != "INSERT 0 4" {
