@@ -21,8 +21,8 @@ func TestInsertSelect(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
 	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
-	mustExec(t, ctx, app, "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, country text)")
-	mustExec(t, ctx, app, "CREATE TABLE posts (author_id bigint NOT NULL, id bigint NOT NULL, body text, PRIMARY KEY (author_id, id))")
+	mustExec(t, ctx, app, "CREATE TABLE users (id bigserial PRIMARY KEY, name text NOT NULL, country text)")
+	mustExec(t, ctx, app, "CREATE TABLE posts (author_id bigint NOT NULL, id bigserial NOT NULL, body text, PRIMARY KEY (author_id, id))")
 	mustExec(t, ctx, app, "CREATE TABLE countries (code text PRIMARY KEY, name text)")
 	var values []string
 	for id := 1; id <= 200; id++ {
@@ -168,6 +168,43 @@ func TestInsertSelect(t *testing.T) {
 		}
 		if n := postsOnShards(t, 6); n != 0 {
 			t.Errorf("%d posts with id 6 after ROLLBACK, want 0", n)
+		}
+	})
+
+	t.Run("omitted generated columns come from the allocator", func(t *testing.T) {
+		// users.id (the key) and posts.id are bigserial: without them the
+		// statement goes through the proxy, which allocates cluster-wide.
+		// Past the explicit ids of the other subtests (the allocator draws
+		// from the default shard's sequence).
+		mustExec(t, ctx, app, "SELECT setval('posts_id_seq', 1000000)")
+		mustExec(t, ctx, app, "SELECT setval('users_id_seq', 1000000)")
+		sql := "INSERT INTO posts (author_id, body) SELECT id, 'generated' FROM users WHERE id <= 30"
+		if got := explain(t, sql); !strings.Contains(got, "insert_select via proxy") {
+			t.Errorf("EXPLAIN with posts.id omitted:\n%s\nwant insert_select via proxy", got)
+		}
+		mustExec(t, ctx, app, sql)
+		ids := map[string]bool{}
+		for _, s := range env.names {
+			for _, id := range queryStrings(t, ctx, env.direct[s], "SELECT id FROM posts WHERE body = 'generated'") {
+				if ids[id] {
+					t.Errorf("posts.id %s allocated twice", id)
+				}
+				ids[id] = true
+			}
+		}
+		if len(ids) != 30 {
+			t.Errorf("%d distinct generated posts.id, want 30", len(ids))
+		}
+		got := queryStrings(t, ctx, app, "INSERT INTO users (name) SELECT 'copy of ' || name FROM users WHERE id <= 5 RETURNING id")
+		if len(got) != 5 {
+			t.Fatalf("RETURNING of 5 users with allocated keys: %v", got)
+		}
+		for _, id := range got {
+			var k int64
+			fmt.Sscan(id, &k)
+			if n := queryStrings(t, ctx, env.direct[env.shardOf(t, k)], "SELECT count(*) FROM users WHERE id = $1", k); fmt.Sprint(n) != "[1]" {
+				t.Errorf("user %d is not on its shard %s", k, env.shardOf(t, k))
+			}
 		}
 	})
 
