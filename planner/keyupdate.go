@@ -37,12 +37,6 @@ type keyUpdateTmpl struct {
 func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtInfo, b *binding, params *Params) (plan.Operator, error) {
 	rb := b.rels[st.target]
 	table := st.rels[st.target].name
-	for _, s := range a.Statements {
-		if s.info.explain == st && s.info.explainAnlz {
-			return nil, unsupported(fmt.Sprintf("EXPLAIN ANALYZE of an UPDATE of the distribution key column %s of %s is not supported (it would run the UPDATE without moving the rows)", rb.key, table),
-				"use EXPLAIN without ANALYZE")
-		}
-	}
 	b.mu.Lock()
 	t := b.keyUpd
 	if t == nil {
@@ -73,6 +67,15 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 			return &plan.Route{Shard: s.Shard, SQL: a.SQL[st.start:st.end], Reason: s.Reason + "; the new " + rb.key + " belongs to the same shard"}, nil
 		}
 		s.Reason = "rows to update: " + s.Reason
+	}
+	for _, s := range a.Statements {
+		if s.info.explain == st && s.info.explainAnlz {
+			return nil, unsupported(fmt.Sprintf("EXPLAIN ANALYZE of an UPDATE of the distribution key column %s of %s that may move rows is not supported (it would run the UPDATE without moving them)", rb.key, table),
+				"use EXPLAIN without ANALYZE")
+		}
+	}
+	switch s := src.(type) {
+	case *plan.Route:
 	case *plan.Scatter:
 		if err := restrictToOwned(snap, s); err != nil {
 			return nil, err
