@@ -264,6 +264,11 @@ func buildCorpus() []Case {
 		"UPDATE users SET karma = karma + 1000 WHERE id = 5",
 		"SELECT round(sum(karma) / 3, 4), stddev(karma) FROM users",
 		"ROLLBACK",
+		"SELECT id FROM users WHERE karma > (SELECT avg(karma) + 2 * stddev(karma) FROM users) ORDER BY id",
+		"BEGIN",
+		"INSERT INTO countries (code, name, continent, population) SELECT 'V' || level, 'Spread ' || level, 'Nowhere2', round(stddev(karma) * 100)::bigint FROM users GROUP BY level ON CONFLICT DO NOTHING",
+		"SELECT code, population FROM countries WHERE continent = 'Nowhere2' ORDER BY code",
+		"ROLLBACK",
 	)
 	b.args("SELECT round(avg(karma), $1) FROM users WHERE level > $2", "2", "3")
 	b.args("SELECT level, count(*) * $1 FROM users GROUP BY level HAVING count(*) + $2 > 40 ORDER BY level", "3", "10")
