@@ -524,7 +524,8 @@ func buildCorpus() []Case {
 	b.section("UPDATE of the distribution key (rows move between shards)")
 	b.ok(
 		"UPDATE posts SET author_id = author_id + 1 WHERE id = 3",
-		"UPDATE users SET id = 3010 WHERE id = 7 RETURNING id, name",
+		"UPDATE users SET id = id + 3003 WHERE id = 7 RETURNING id, name",
+		"UPDATE users SET id = 3007, name = name || '?' WHERE id = 3010",
 		"UPDATE users SET id = 3001, name = name || '!' WHERE id = 8 RETURNING *",
 		"UPDATE users SET id = id + 3100 WHERE id BETWEEN 11 AND 19",
 		"UPDATE users SET id = id * 1000 + 7 WHERE id IN (24, 25) RETURNING id * 2 AS twice, upper(name), karma + 1",
