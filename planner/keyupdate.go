@@ -127,6 +127,16 @@ func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
 	if rv.Alias != nil && rv.Alias.Aliasname != "" {
 		ref = rv.Alias.Aliasname
 	}
+	sub := false
+	for _, n := range upd.ReturningList {
+		walkNodes(n, func(c *pg_query.Node) bool {
+			sub = sub || c.GetSubLink() != nil
+			return !sub
+		})
+	}
+	if sub {
+		return refuse("UPDATE … RETURNING with a subquery", "return the table's own columns and query the rest in a separate statement")
+	}
 	if len(upd.ReturningList) > 0 {
 		retFrom := int(upd.ReturningList[0].GetResTarget().GetLocation())
 		sc, err := pg_query.Scan(sql)
