@@ -494,6 +494,15 @@ func varianceSQL(sample, stddev bool, n, s, s2 string) string {
 		" FROM (SELECT a.m, floor(sqrt(a.m)) AS f FROM (SELECT (replace(w.v::text, '.', '') || repeat('0', scale(w.v) + 2))::numeric AS m) a) b) END FROM (SELECT " + v + " AS v) w)"
 }
 
+// deparseSelect returns sel as SQL text ("" if it cannot be deparsed).
+func deparseSelect(version int32, sel *pg_query.SelectStmt) string {
+	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{{Stmt: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}}}}})
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
 // resolveEval turns the collected Evaluate into the operator (columns
 // resolved), nil when nothing is evaluated.
 func (mb *mergeBuilder) resolveEval() *plan.Evaluate {

@@ -250,10 +250,17 @@ func buildMerge(sql string, grouped, localWindows bool) *mergeTmpl {
 	if sel == nil {
 		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
 	}
+	original := ""
+	if strings.Contains(sql, "$") {
+		original = deparseSelect(tree.Version, sel) // before the rewrite, for Evaluate.TypeSQL
+	}
 	mb := &mergeBuilder{sel: sel, grouped: grouped, localWindows: localWindows}
 	m, err := mb.build()
 	if err != nil {
 		return &mergeTmpl{err: err}
+	}
+	if m.eval != nil && len(m.eval.ParamIndexes) > 0 {
+		m.eval.TypeSQL = original
 	}
 	if m.none {
 		return m

@@ -102,6 +102,10 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 	if ss.txStatus == 'E' {
 		return nil, &sqlError{abortedError}
 	}
+	params, err := ss.typeEvalParams(snap, root, params, sc.Shards[0])
+	if err != nil {
+		return nil, err
+	}
 	args := argsFor(params, nil, shardResultFormats(root, rf), false)
 	cr := &cursorRead{ss: ss, batch: cursorBatchMin, rf: rf}
 	saved := ss.execing

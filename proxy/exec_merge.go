@@ -137,6 +137,10 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 	case !hasAggregate(root):
 		shardRF = append(append([]int16(nil), rf...), make([]int16, hiddenColumns(root))...)
 	}
+	params, err := ss.typeEvalParams(snap, root, params, sc.Shards[0])
+	if err != nil {
+		return nil, err
+	}
 	args := argsFor(params, nil, shardRF, out.simple)
 	run, err := ss.startScatter(snap, sc, args, false)
 	if err != nil {

@@ -52,6 +52,55 @@ func (ss *session) evaluatorFor(snap *topology.Snapshot, root plan.Operator, run
 	return &shardEvaluator{ss: ss, snap: snap, run: run, shard: shard, params: params}
 }
 
+// typeEvalParams returns params with the types PostgreSQL infers for the
+// client's statement filled in for the parameters the client sent
+// untyped, when root evaluates expressions with parameters (see
+// plan.Evaluate.TypeSQL): one Parse and Describe of that statement on
+// shard, on the connection the read then uses. Otherwise params as they
+// are.
+func (ss *session) typeEvalParams(snap *topology.Snapshot, root plan.Operator, params planner.Params, shard string) (planner.Params, error) {
+	var ev *plan.Evaluate
+	for op := root; isMergeOp(op); op = op.Inputs()[0] {
+		if e, ok := op.(*plan.Evaluate); ok {
+			ev = e
+		}
+	}
+	if ev == nil || ev.TypeSQL == "" {
+		return params, nil
+	}
+	untyped := false
+	for i := range params.Values {
+		if i >= len(params.OIDs) || params.OIDs[i] == 0 {
+			untyped = true
+		}
+	}
+	if !untyped {
+		return params, nil
+	}
+	all := argsFor(params, nil, nil, false)
+	if err := ss.useShardAs(snap, shard, ss.replicaRead(snap, shard, ev.TypeSQL)); err != nil {
+		return params, err
+	}
+	if ss.skip {
+		return params, &plan.Error{Code: "XX000", Message: "shardproxy: an earlier statement failed before a cross-shard read"}
+	}
+	types, err := ss.describeParamsHere(shard, ev.TypeSQL, all.oids)
+	if err != nil {
+		return params, err
+	}
+	typed := params
+	typed.OIDs = make([]uint32, len(params.Values))
+	for i := range typed.OIDs {
+		if i < len(params.OIDs) {
+			typed.OIDs[i] = params.OIDs[i]
+		}
+		if typed.OIDs[i] == 0 && i < len(types) {
+			typed.OIDs[i] = types[i]
+		}
+	}
+	return typed, nil
+}
+
 // Evaluate implements merge.Evaluator.
 func (e *shardEvaluator) Evaluate(op *plan.Evaluate, sql string, vals merge.EvalValues, rf []int16) ([][][]byte, []uint32, error) {
 	ss := e.ss
@@ -65,14 +114,6 @@ func (e *shardEvaluator) Evaluate(op *plan.Evaluate, sql string, vals merge.Eval
 			return nil, nil, err
 		}
 	}
-	args := &partArgs{resultFormats: rf}
-	if len(op.ParamIndexes) > 0 {
-		own := argsFor(e.params, op.ParamIndexes, nil, false)
-		args.values, args.formats, args.oids = own.values, own.formats, own.oids
-	}
-	args.values = append(args.values, vals.Values...)
-	args.formats = append(args.formats, vals.Formats...)
-	args.oids = append(args.oids, vals.OIDs...)
 	// A row-limited portal reading this merge is the session's suspended
 	// read; switching connections must not end it (its run is stopped
 	// and this statement completes before the portal's next row).
@@ -85,6 +126,14 @@ func (e *shardEvaluator) Evaluate(op *plan.Evaluate, sql string, vals merge.Eval
 	if ss.skip {
 		return nil, nil, &plan.Error{Code: "XX000", Message: "shardproxy: an earlier statement failed before expressions over aggregates were evaluated"}
 	}
+	args := &partArgs{resultFormats: rf}
+	if len(op.ParamIndexes) > 0 {
+		own := argsFor(e.params, op.ParamIndexes, nil, false) // typed by typeEvalParams
+		args.values, args.formats, args.oids = own.values, own.formats, own.oids
+	}
+	args.values = append(args.values, vals.Values...)
+	args.formats = append(args.formats, vals.Formats...)
+	args.oids = append(args.oids, vals.OIDs...)
 	return ss.runEvalHere(e.shard, sql, args)
 }
 
@@ -140,6 +189,52 @@ func (ss *session) runEvalHere(shard, sql string, args *partArgs) ([][][]byte, [
 				return nil, nil, first
 			}
 			return rows, types, nil
+		}
+	}
+}
+
+// describeParamsHere asks the active connection (shard's) for the
+// parameter types PostgreSQL infers for sql given oids (0: unspecified).
+func (ss *session) describeParamsHere(shard, sql string, oids []uint32) ([]uint32, error) {
+	ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sql, ParameterOIDs: oids})
+	ss.sout = appendFrontend(ss.sout, &pgproto3.Describe{ObjectType: 'S'})
+	ss.sout = appendEmpty(ss.sout, msgSync)
+	if err := ss.flushServer(); err != nil {
+		return nil, err
+	}
+	var types []uint32
+	var first error
+	for {
+		typ, body, err := ss.sr.next()
+		if err != nil {
+			return nil, &errServerGone{err}
+		}
+		switch typ {
+		case msgParamDesc:
+			if len(body) >= 2 {
+				n := int(binary.BigEndian.Uint16(body))
+				for i := 0; i < n && 2+4*i+4 <= len(body); i++ {
+					types = append(types, binary.BigEndian.Uint32(body[2+4*i:]))
+				}
+			}
+		case msgErrorResponse:
+			if isFatal(body) {
+				return nil, &errServerGone{&sqlError{decodeError(body)}}
+			}
+			if first == nil {
+				f := decodeError(body)
+				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + shard + ", describing the statement's parameters)")
+				first = &sqlError{f}
+			}
+		case msgNoticeResponse, msgNotification:
+			ss.out = appendMsg(ss.out, typ, body)
+		case msgParamStatus:
+			ss.noteParamStatus(body)
+		case msgReadyForQuery:
+			if len(body) == 1 {
+				ss.noteServerStatus(body[0])
+			}
+			return types, first
 		}
 	}
 }

@@ -34,12 +34,20 @@ import (
 // arguments) whose type must be integer or numeric: float variance is
 // accumulated by PostgreSQL in a float-specific order whose last bits a
 // merge cannot reproduce, so the executor refuses it with 0A000.
+//
+// TypeSQL, when the expressions use parameters, is the client's SELECT
+// (deparsed, before the rewrite): the probes sit in the shards' select
+// list, where PostgreSQL would infer a parameter's type before seeing it
+// in WHERE, so for parameters the client sent untyped (OID 0) the executor
+// first asks a shard which types the original statement gives them and
+// sends those with the shards' statements and the evaluation.
 type Evaluate struct {
 	Input        Operator
 	Columns      []EvalColumn
 	Args         []int
 	ParamIndexes []int
 	ExactInputs  []int
+	TypeSQL      string
 }
 
 // EvalColumn is one evaluated column: the input column it replaces and the

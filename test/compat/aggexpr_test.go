@@ -33,6 +33,21 @@ func TestAggregateExpressionsAcrossShards(t *testing.T) {
 		}
 	}
 
+	// An untyped parameter takes the type PostgreSQL inferred for the
+	// whole statement ($1 numeric from WHERE), not the one the evaluated
+	// expression alone would imply (bigint: "10.5" would not parse).
+	typed := "SELECT level, count(*) FROM users WHERE karma > $1 GROUP BY level HAVING sum(karma) > $1 * count(*) ORDER BY level"
+	for _, mode := range []Mode{ExtendedText, ExtendedBinary} {
+		want := Run(ctx, ref, typed, []string{"10.5"}, mode)
+		got := Run(ctx, sharded, typed, []string{"10.5"}, mode)
+		if want.Code != "" || len(want.Rows) == 0 {
+			t.Fatalf("reference: %s %s", want.Code, want.Message)
+		}
+		if d := Diff(want, got, true); d != "" {
+			t.Fatalf("%s: %s", mode, d)
+		}
+	}
+
 	// A cursor over an evaluated aggregate, inside a transaction that
 	// changed a row first: the evaluation sees the transaction's state.
 	cursorScript := []string{
