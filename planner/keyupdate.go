@@ -26,7 +26,11 @@ import (
 // keyUpdateTmpl is what a key update derives from its text, once per
 // binding.
 type keyUpdateTmpl struct {
-	source    *Analysis // the UPDATE with RETURNING ctid, <ref>.*
+	source    *Analysis // the UPDATE with RETURNING ctid, <ref>.* (routing and checks)
+	lock      *Analysis // SELECT ctid, CAST(<new key> AS <key type>) … WHERE … FOR UPDATE
+	lockIdx   []int     // the client's values lock's $1… are
+	update    string    // the UPDATE of the locked rows (plan.KeyUpdate.Update)
+	updateIdx []int
 	tableSQL  string
 	returning string // SELECT <client's RETURNING list> … WHERE ctid = ANY($n::tid[]); "" without
 	retParams []int
@@ -40,7 +44,7 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 	b.mu.Lock()
 	t := b.keyUpd
 	if t == nil {
-		t = p.keyUpdateTemplate(a.SQL[st.start:st.end], rb.key, table)
+		t = p.keyUpdateTemplate(a.SQL[st.start:st.end], rb.key, table, rb.kt)
 		b.keyUpd = t
 	}
 	b.mu.Unlock()
@@ -74,10 +78,30 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 				"use EXPLAIN without ANALYZE")
 		}
 	}
-	switch s := src.(type) {
+	switch src.(type) {
+	case *plan.Route, *plan.Scatter:
+	default:
+		return nil, unsupported(fmt.Sprintf("this UPDATE of the distribution key column %s of %s cannot be run as one step per shard", rb.key, table),
+			"update the rows of one key at a time")
+	}
+	// The rows are locked and their new keys computed by t.lock, planned
+	// like any statement (so it reads only owned rows during a move).
+	lst := t.lock.Statements[0].info
+	lb := lst.bind(snap)
+	if lb.err != nil {
+		return nil, lb.err
+	}
+	lockParams := SelectParams(*params, t.lockIdx)
+	lock, err := p.planRead(lst, lb, t.lock.SQL, &lockParams, false, false)
+	if err != nil {
+		return nil, err
+	}
+	switch l := lock.(type) {
 	case *plan.Route:
+		l.ReadOnly = false
 	case *plan.Scatter:
-		if err := restrictToOwned(snap, s); err != nil {
+		l.ReadOnly = false
+		if err := restrictToOwned(snap, l); err != nil {
 			return nil, err
 		}
 	default:
@@ -86,14 +110,15 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 	}
 	return &plan.KeyUpdate{
 		SQL: a.SQL[st.start:st.end], Table: table, TableSQL: t.tableSQL, Distribution: rb.dist,
-		KeyColumn: rb.key, KeyType: rb.kt, Source: src, Returning: t.returning, ReturningParams: t.retParams,
+		KeyColumn: rb.key, KeyType: rb.kt, Source: lock, SourceParams: t.lockIdx, Update: t.update, UpdateParams: t.updateIdx,
+		Returning: t.returning, ReturningParams: t.retParams,
 		Reason: "SET " + rb.key + ": rows whose new key belongs to another shard move there",
 	}, nil
 }
 
 // keyUpdateTemplate parses the statement text (sql) once and builds the
 // internal statements' text.
-func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
+func (p *Planner) keyUpdateTemplate(sql, key, table string, kt topology.KeyType) *keyUpdateTmpl {
 	refuse := func(what, hint string) *keyUpdateTmpl {
 		return &keyUpdateTmpl{err: unsupported(fmt.Sprintf("%s cannot change the distribution key column %s of %s", what, key, table), hint)}
 	}
@@ -155,6 +180,11 @@ func (p *Planner) keyUpdateTemplate(sql, key, table string) *keyUpdateTmpl {
 		w.b.WriteString(" WHERE ctid = ANY($" + strconv.Itoa(n) + "::pg_catalog.tid[])")
 		t.returning = w.b.String()
 		t.retParams = renumbered(&w)
+	}
+	// The statement that locks the rows and computes their new keys, and
+	// the one that updates them (keyupdate_sql.go).
+	if err := t.lockAndUpdate(p, tree, ref, key, kt); err != nil {
+		return &keyUpdateTmpl{err: err}
 	}
 	// The statement that updates: the same UPDATE returning the rows.
 	src := proto.Clone(tree).(*pg_query.ParseResult)

@@ -170,21 +170,73 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 		return "", &plan.Unsupported{Message: "cannot find the distribution key column " + o.KeyColumn + " of " + o.Table + " on shard " + sources[0],
 			Hint: "check that the table exists with the same columns on every shard"}
 	}
-	// 2. The UPDATE on each source shard, its rows captured: ctid and the
-	// key as text, other built-in types binary, the rest text.
-	resultFormats := make([]int16, 1+len(cols))
+	// 2. On each source shard, lock the rows and compute their new keys;
+	// a row stays when its new key maps to the same shard.
+	rt := router.For(k.snap)
+	type locked struct{ ctids, keys, stays []string }
+	lockedOn := map[string]*locked{}
+	total := 0
+	for _, s := range sources {
+		sql, idx := o.SourceSQL(s)
+		got, _, err := k.capture(s, sql, false, argsFor(planner.SelectParams(params, o.SourceParams), idx, nil, false))
+		if err != nil {
+			return "", err
+		}
+		total += len(got)
+		if total > plan.MaxKeyUpdateRows {
+			return "", plan.TooManyKeyUpdateRows(o.Table)
+		}
+		if len(got) == 0 {
+			continue
+		}
+		l := &locked{}
+		for _, r := range got {
+			if len(r) != 2 || r[0] == nil {
+				return "", fmt.Errorf("key update: the locking SELECT on shard %s returned %d columns", s, len(r))
+			}
+			if r[1] == nil {
+				return "", &plan.Error{Code: "23502", Message: "null value in distribution key column " + o.Table + "." + o.KeyColumn}
+			}
+			v, err := router.KeyFromText(o.KeyType, string(r[1]))
+			if err != nil {
+				return "", err
+			}
+			to, err := rt.ShardForKey(o.Distribution, v)
+			if err != nil {
+				return "", err
+			}
+			l.ctids = append(l.ctids, string(r[0]))
+			l.keys = append(l.keys, string(r[1]))
+			l.stays = append(l.stays, map[bool]string{true: "t", false: "f"}[to == s])
+		}
+		lockedOn[s] = l
+	}
+	// 3. The UPDATE of the locked rows (the key set on those that stay),
+	// its rows captured: ctid and the new key as text, the key column too,
+	// other built-in types binary, the rest text.
+	resultFormats := make([]int16, 2+len(cols))
 	for i, c := range cols {
 		if i != keyIdx && c.typeOID < plan.FirstNormalOID {
-			resultFormats[1+i] = 1
+			resultFormats[2+i] = 1
 		}
 	}
 	var updated int64
-	var rows []keyUpdateRow
+	var leaving []keyUpdateRow
 	stay := map[string][]string{} // shard → ctids of updated rows that stay
 	for _, s := range sources {
-		sql, idx := o.SourceSQL(s)
-		args := argsFor(params, idx, resultFormats, false)
-		got, tag, err := k.capture(s, sql, true, args)
+		l := lockedOn[s]
+		if l == nil {
+			continue
+		}
+		p := planner.SelectParams(params, o.UpdateParams)
+		p.Formats = fullFormats(p)
+		for _, arr := range [][]string{l.ctids, l.keys, l.stays} {
+			p.Values = append(p.Values, []byte(plan.TextArray(arr)))
+			p.Formats = append(p.Formats, 0)
+			p.OIDs = append(p.OIDs, 0)
+		}
+		args := argsFor(p, nil, resultFormats, false)
+		got, tag, err := k.capture(s, o.Update, true, args)
 		if err != nil {
 			return "", err
 		}
@@ -192,42 +244,35 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 		if err != nil {
 			return "", err
 		}
+		if n != int64(len(l.ctids)) || len(got) != len(l.ctids) {
+			return "", fmt.Errorf("key update: %s of %d locked rows on shard %s", tag, len(l.ctids), s)
+		}
 		if n > 0 && !slices.Contains(k.written, s) {
 			k.written = append(k.written, s)
 		}
 		updated += n
-		if updated > plan.MaxKeyUpdateRows {
-			return "", plan.TooManyKeyUpdateRows(o.Table)
-		}
 		for _, r := range got {
-			if len(r) != 1+len(cols) || r[0] == nil {
-				return "", fmt.Errorf("key update: the UPDATE on shard %s returned %d columns for %d", s, len(r), 1+len(cols))
+			if len(r) != 2+len(cols) || r[0] == nil || r[1] == nil {
+				return "", fmt.Errorf("key update: the UPDATE on shard %s returned %d columns for %d", s, len(r), 2+len(cols))
 			}
-			rows = append(rows, keyUpdateRow{source: s, ctid: string(r[0]), values: r[1:]})
+			v, err := router.KeyFromText(o.KeyType, string(r[1]))
+			if err != nil {
+				return "", err
+			}
+			to, err := rt.ShardForKey(o.Distribution, v)
+			if err != nil {
+				return "", err
+			}
+			if to == s {
+				stay[s] = append(stay[s], string(r[0]))
+				continue
+			}
+			values := r[2:]
+			values[keyIdx] = r[1]
+			leaving = append(leaving, keyUpdateRow{source: s, ctid: string(r[0]), values: values})
 		}
 	}
-	// 3. Rows whose new key belongs to another shard leave their source.
-	rt := router.For(k.snap)
-	var leaving []keyUpdateRow
-	for _, r := range rows {
-		kv := r.values[keyIdx]
-		if kv == nil {
-			return "", &plan.Error{Code: "23502", Message: "null value in distribution key column " + o.Table + "." + o.KeyColumn}
-		}
-		v, err := router.KeyFromText(o.KeyType, string(kv))
-		if err != nil {
-			return "", err
-		}
-		to, err := rt.ShardForKey(o.Distribution, v)
-		if err != nil {
-			return "", err
-		}
-		if to == r.source {
-			stay[r.source] = append(stay[r.source], r.ctid)
-		} else {
-			leaving = append(leaving, r)
-		}
-	}
+	// 4. Rows whose new key belongs to another shard leave their source.
 	bySource := map[string][]string{}
 	var order []string
 	for _, r := range leaving {
@@ -247,7 +292,7 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 				Hint: "tables with inheritance children or partitions cannot have their key updated through the proxy; delete and insert the rows instead"}
 		}
 	}
-	// 4. The leaving rows go where their keys belong, planned like any
+	// 5. The leaving rows go where their keys belong, planned like any
 	// INSERT, in batches.
 	var insCols []int
 	for i, c := range cols {
@@ -267,8 +312,8 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 		for _, r := range part {
 			for _, i := range insCols {
 				p.Values = append(p.Values, r.values[i])
-				p.Formats = append(p.Formats, resultFormats[1+i])
-				if resultFormats[1+i] == 1 {
+				p.Formats = append(p.Formats, resultFormats[2+i])
+				if resultFormats[2+i] == 1 {
 					p.OIDs = append(p.OIDs, cols[i].typeOID)
 				} else {
 					p.OIDs = append(p.OIDs, 0)
@@ -279,7 +324,7 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 			return "", err
 		}
 	}
-	// 5. RETURNING over the updated rows where they are now.
+	// 6. RETURNING over the updated rows where they are now.
 	if o.Returning != "" {
 		if err := k.returning(params, rf, out, stay, arrived, sources[0]); err != nil {
 			return "", err

@@ -29,24 +29,31 @@ const MaxKeyUpdateRows = 10000
 //     referenced table is refused (0A000: ON UPDATE CASCADE children would
 //     stay on the old shard), and so is a partitioned or inherited one (its
 //     rows' ctids are the partitions');
-//  2. run Source — the client's UPDATE with its RETURNING list replaced
-//     by `ctid, <ref>.*` — on each of its shards with the client's Bind
-//     values, capturing the rows (the key column in text format, columns
-//     of built-in types in binary, others in text: exact whatever the
-//     session's output settings), at most MaxKeyUpdateRows in all;
-//  3. route each row's new key (text) like an INSERT; rows whose shard
-//     is their source stay; the others are deleted on the source by ctid
-//     (DeleteSQL, the ctids as a text array) and inserted with
-//     InsertSQL, planned by the planner like any INSERT (so it splits by
-//     key), with the captured values as parameters (binary with the
+//  2. run Source on each of its shards (the client's values SourceParams
+//     selects): it locks the rows the UPDATE would update and returns
+//     each one's ctid and new key, at most MaxKeyUpdateRows in all; route
+//     each new key like an INSERT's: a row stays when that is its shard;
+//  3. on each shard with locked rows run Update with the client's values
+//     UpdateParams selects followed by three text arrays (OID 0): the
+//     ctids, the new keys and whether each row stays ("t"/"f"). It
+//     applies the client's SET list to those rows, setting the key only
+//     on the rows that stay (the others keep theirs, so the source shard
+//     checks no foreign key of the key there), and returns ctid, the new
+//     key (text) and the row (the key column in text format, columns of
+//     built-in types in binary, others in text: exact whatever the
+//     session's output settings);
+//  4. delete the leaving rows on their source by ctid (DeleteSQL, the
+//     ctids as a text array) and insert them with InsertSQL, the new key
+//     in place of the old, planned by the planner like any INSERT (so it
+//     splits by key), with the values as parameters (binary with the
 //     column's type OID for built-in types, text with OID 0 otherwise),
 //     generated columns left out;
-//  4. with RETURNING (Returning != ""), run Returning on every shard that
+//  5. with RETURNING (Returning != ""), run Returning on every shard that
 //     holds updated rows (at least one) with the client's values
 //     ReturningParams selects followed by the rows' ctids on that shard
 //     (text tid[] array, OID 0), in the client's result formats; its rows
 //     go to the client;
-//  5. answer UPDATE n, n the number of rows Source updated.
+//  6. answer UPDATE n, n the number of rows Update updated.
 //
 // KeyUpdate is a leaf for plan.Leaves (Inputs is nil: the executor runs
 // its parts itself); Describe nests Source so Lines shows it.
@@ -58,8 +65,19 @@ type KeyUpdate struct {
 	Distribution string
 	KeyColumn    string
 	KeyType      topology.KeyType
-	// Source runs the UPDATE: a Route (one shard) or a write Scatter.
-	Source          Operator
+	// Source locks the rows to update and computes their new keys (a
+	// SELECT … FOR UPDATE returning ctid and the new key as text): a Route
+	// (one shard) or a Scatter. Its $i is the client's value
+	// SourceParams[i-1] (then the Route's ParamIndexes apply as usual).
+	Source       Operator
+	SourceParams []int
+	// Update updates the locked rows on a shard: the client's SET list
+	// with the key set only on rows that stay, returning ctid, the new
+	// key and <ref>.*. Its $i is the client's value UpdateParams[i-1] for
+	// i ≤ len(UpdateParams), then three text arrays: the rows' ctids,
+	// their new keys and whether each stays.
+	Update          string
+	UpdateParams    []int
 	Returning       string
 	ReturningParams []int
 	Reason          string
@@ -74,6 +92,10 @@ func (o *KeyUpdate) Describe() Description {
 		"max_rows": MaxKeyUpdateRows}
 	if o.Reason != "" {
 		f["reason"] = o.Reason
+	}
+	f["update"] = o.Update
+	if len(o.UpdateParams) > 0 {
+		f["update_params"] = intsToAny(o.UpdateParams)
 	}
 	if o.Returning != "" {
 		f["returning"] = o.Returning
@@ -175,14 +197,25 @@ func InsertBatchRows(ncols int) int {
 }
 
 // TidArray is ctids (text form, "(0,1)") as a text tid[] literal.
-func TidArray(ctids []string) string {
+func TidArray(ctids []string) string { return TextArray(ctids) }
+
+// TextArray is vals as a one-dimensional array literal in text form, each
+// element quoted.
+func TextArray(vals []string) string {
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, c := range ctids {
+	for i, v := range vals {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`"` + c + `"`)
+		b.WriteByte('"')
+		for j := 0; j < len(v); j++ {
+			if v[j] == '"' || v[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(v[j])
+		}
+		b.WriteByte('"')
 	}
 	b.WriteByte('}')
 	return b.String()

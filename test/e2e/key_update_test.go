@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shardproxy/shardproxy/router"
+	"github.com/shardproxy/shardproxy/test/pgcluster"
+	"github.com/shardproxy/shardproxy/test/wait"
+	"github.com/shardproxy/shardproxy/topology"
 )
 
 // TestKeyUpdate: an UPDATE that changes the distribution key moves each
@@ -235,7 +241,7 @@ func TestKeyUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := strings.Join(got, "\n")
-			if !strings.Contains(text, "KeyUpdate") || !strings.Contains(text, "RETURNING users.ctid, users.*") {
+			if !strings.Contains(text, "KeyUpdate") || !strings.Contains(text, "FOR UPDATE OF users") {
 				t.Errorf("simple=%v: EXPLAIN output lacks the key update plan:\n%s", simple, text)
 			}
 		}
@@ -293,5 +299,141 @@ func TestKeyUpdate(t *testing.T) {
 		if got := queryStrings(t, ctx, app, "SELECT name FROM users WHERE id = 6"); fmt.Sprint(got) != "[u6]" {
 			t.Errorf("after the refusal: %v", got)
 		}
+		// The referencing table's own key moves: its foreign key is
+		// checked on the new shard (where the new parent is), not on the
+		// old one.
+		var author int64
+		for id := int64(30); id <= 40; id++ {
+			if env.shardOf(t, id) != env.shardOf(t, 6) {
+				author = id
+				break
+			}
+		}
+		mustExec(t, ctx, app, "INSERT INTO posts (author_id, id) VALUES (6, 1)")
+		if tag := mustExec(t, ctx, app, "UPDATE posts SET author_id = $1 WHERE author_id = 6 AND id = 1", author); tag.String() != "UPDATE 1" {
+			t.Errorf("moving a post to author %d: %s", author, tag)
+		}
+		for _, s := range env.names {
+			var n int
+			if err := env.direct[s].QueryRow(ctx, "SELECT count(*) FROM posts WHERE author_id = $1", author).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 1, false: 0}[s == env.shardOf(t, author)]; n != want {
+				t.Errorf("shard %s holds %d posts of author %d, want %d", s, n, author, want)
+			}
+		}
+		// A new parent that exists nowhere: 23503 like PostgreSQL.
+		_, err = app.Exec(ctx, "UPDATE posts SET author_id = 99999 WHERE author_id = $1", author)
+		if sqlState(err) != "23503" {
+			t.Errorf("moving a post to a missing author: %v, want 23503", err)
+		}
 	})
+}
+
+// TestKeyUpdateHeldDuringCutover: while a move of the table's
+// distribution is in cutover, a key update whose new key lies in the
+// moving range waits (its target is known only at run time); after the
+// flip it runs on the new topology, so the moved row lands on the move's
+// target and not on its old owner (where the cleanup would delete it).
+func TestKeyUpdateHeldDuringCutover(t *testing.T) {
+	c := pgcluster.StartT(t, pgcluster.Options{Shards: 3})
+	store, p, _ := startMoveProxy(t, c, 3, 4)
+	ctx := testCtx(t, 2*time.Minute)
+	src, dst, other := c.Shards[0], c.Shards[1], c.Shards[2]
+	d, _ := store.Current().Distribution("users")
+	var moving topology.Span
+	for _, r := range d.Ranges {
+		if r.Shard == src.Name {
+			moving = topology.Span{Lo: r.Lo, Hi: r.Hi}
+			break
+		}
+	}
+	in := func(id int64) bool { h := router.HashInt8(id); return moving.Lo <= h && h <= moving.Hi }
+	shardOf := func(id int64) string {
+		s, err := router.For(store.Current()).ShardForKey("users", router.IntKey(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var newAuthor, oldAuthor int64
+	for id := int64(1); newAuthor == 0 || oldAuthor == 0; id++ {
+		if newAuthor == 0 && in(id) {
+			newAuthor = id
+		}
+		if oldAuthor == 0 && shardOf(id) == other.Name {
+			oldAuthor = id
+		}
+	}
+	app := connectPgx(t, ctx, p.dsn("postgres"))
+	mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES ($1, 'new'), ($2, 'old')", newAuthor, oldAuthor)
+	mustExec(t, ctx, app, "INSERT INTO posts (author_id, id, body) VALUES ($1, 1, 'moving post')", oldAuthor)
+
+	direct := map[string]*pgx.Conn{}
+	for _, sh := range c.Shards {
+		direct[sh.Name] = connectPgx(t, ctx, sh.Primary.DSN("postgres"))
+	}
+	copyUsersRange := func() {
+		t.Helper()
+		f, err := router.MovingRowsFilter(d, "id", []topology.Span{moving})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, ctx, direct[dst.Name], "DELETE FROM users WHERE "+f)
+		var buf bytes.Buffer
+		if _, err := direct[src.Name].PgConn().CopyTo(ctx, &buf, "COPY (SELECT * FROM users WHERE "+f+") TO STDOUT"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := direct[dst.Name].PgConn().CopyFrom(ctx, &buf, "COPY users FROM STDIN"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply := func(cmd topology.Command) {
+		t.Helper()
+		if _, err := store.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(topology.StartMove{Move: topology.Move{ID: "keyupd", Distribution: "users", Ranges: []topology.Span{moving}, From: src.Name, To: dst.Name}})
+	apply(topology.SetMoveState{ID: "keyupd", From: topology.MovePending, To: topology.MoveCopying})
+	copyUsersRange()
+	apply(topology.SetMoveState{ID: "keyupd", From: topology.MoveCopying, To: topology.MoveCatchup})
+	apply(topology.SetMoveState{ID: "keyupd", From: topology.MoveCatchup, To: topology.MoveCutover})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := app.Exec(ctx, "UPDATE posts SET author_id = $1 WHERE author_id = $2", newAuthor, oldAuthor)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the key update ran during the cutover (err %v); it must wait for the flip", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	copyUsersRange()
+	apply(topology.FlipMove{ID: "keyupd"})
+	var err error
+	wait.Until(t, 15*time.Second, "the held key update to finish after the flip", func() bool {
+		select {
+		case err = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if err != nil {
+		t.Fatalf("held key update: %v", err)
+	}
+	for _, sh := range c.Shards {
+		var n int
+		if err := direct[sh.Name].QueryRow(ctx, "SELECT count(*) FROM posts WHERE author_id = $1 AND id = 1", newAuthor).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[sh.Name == dst.Name]; n != want {
+			t.Errorf("shard %s holds %d copies of the moved post, want %d (the move's target owns its new key)", sh.Name, n, want)
+		}
+		if err := direct[sh.Name].QueryRow(ctx, "SELECT count(*) FROM posts WHERE author_id = $1", oldAuthor).Scan(&n); err != nil || n != 0 {
+			t.Errorf("shard %s still holds %d posts of the old author (%v)", sh.Name, n, err)
+		}
+	}
 }
