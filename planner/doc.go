@@ -95,13 +95,16 @@
 //     key condition selecting one shard → Scatter with Write (the executor
 //     sums command tags). Other writes (data-modifying CTEs, DECLARE
 //     CURSOR, MERGE) must land on one shard (0A000 otherwise). UPDATE of the
-//     key column → KeyUpdate (keyupdate.go): the UPDATE is planned as
-//     usual (Route or write Scatter) with RETURNING ctid, <ref>.*, and
-//     the client's RETURNING list becomes a SELECT over ctids with its
-//     $n renumbered; the executor moves the rows (plan.KeyUpdate).
-//     UPDATE … FROM / WITH / WHERE CURRENT OF / EXPLAIN ANALYZE of it,
-//     and ON CONFLICT DO UPDATE of the key → 0A000. COPY (query) TO that
-//     needs a merge → 0A000.
+//     key column → KeyUpdate (keyupdate.go, keyupdate_sql.go): the
+//     UPDATE is planned as usual for its checks; a SELECT ctid, <new key>
+//     … FOR UPDATE with its WHERE is planned as the Source (Route or
+//     Scatter); the UPDATE of the locked rows sets the key only on rows
+//     that stay; the client's RETURNING list becomes a SELECT over ctids;
+//     each part's $n renumbered; the executor moves the rows. A constant
+//     or $n key of the one shard the WHERE selects → plain Route.
+//     UPDATE … FROM / WITH / WHERE CURRENT OF / a subquery in RETURNING
+//     / EXPLAIN ANALYZE of it, and ON CONFLICT DO UPDATE of the key →
+//     0A000. COPY (query) TO that needs a merge → 0A000.
 //   - Tables not in the topology live on the default shard: statements on
 //     them (and catalog queries, and statements without tables) → Route to
 //     DefaultShard; combined with distributed tables they must route there.
