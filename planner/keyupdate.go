@@ -13,15 +13,18 @@ import (
 	"github.com/shardproxy/shardproxy/topology"
 )
 
-// UPDATE of the distribution key (plan.KeyUpdate). The statement runs on
-// the shards its WHERE selects as it is, but returning `ctid, <ref>.*`
-// to the proxy instead of its own RETURNING list; the executor moves the
+// UPDATE of the distribution key (plan.KeyUpdate). On the shards its
+// WHERE selects, a locking SELECT computes each row's new key, then the
+// statement's own SET list runs on those rows with the key set only where
+// it stays on the shard (keyupdate_sql.go), returning the rows to the
+// proxy instead of the client's RETURNING list; the executor moves the
 // rows whose new key belongs elsewhere and then evaluates the client's
 // RETURNING list over the updated rows where they ended up. What the
 // move could not keep exact is refused here with 0A000: UPDATE … FROM,
-// WITH, WHERE CURRENT OF, EXPLAIN ANALYZE (it would run the UPDATE
-// without the move); tables referenced by foreign keys are refused by the
-// executor, which reads the catalog inside the transaction.
+// WITH, WHERE CURRENT OF, a subquery in RETURNING, EXPLAIN ANALYZE (it
+// would run the UPDATE without the move); tables referenced by foreign
+// keys, partitioned and inherited ones are refused by the executor,
+// which reads the catalog inside the transaction.
 
 // keyUpdateTmpl is what a key update derives from its text, once per
 // binding.
