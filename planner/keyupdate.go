@@ -104,8 +104,25 @@ func (p *Planner) planKeyUpdate(snap *topology.Snapshot, a *Analysis, st *stmtIn
 		l.ReadOnly = false
 	case *plan.Scatter:
 		l.ReadOnly = false
-		if err := restrictToOwned(snap, l); err != nil {
+		// During a move, a shard holding rows it does not own locks only
+		// its own: the WHERE clause the ownership filter gives the UPDATE
+		// (a table's rows behind a subselect would have no ctid).
+		sc, ok := src.(*plan.Scatter)
+		if !ok {
+			break
+		}
+		if err := restrictToOwned(snap, sc); err != nil {
 			return nil, err
+		}
+		for shard, usql := range sc.ShardSQL {
+			lsql, err := t.lockWithWhereOf(usql)
+			if err != nil {
+				return nil, err
+			}
+			if l.ShardSQL == nil {
+				l.ShardSQL = map[string]string{}
+			}
+			l.ShardSQL[shard] = lsql
 		}
 	default:
 		return nil, unsupported(fmt.Sprintf("this UPDATE of the distribution key column %s of %s cannot be run as one step per shard", rb.key, table),

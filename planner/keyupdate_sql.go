@@ -147,3 +147,42 @@ func renumberKeyParams(first int32, nodes ...*pg_query.Node) []int {
 	}
 	return idx
 }
+
+// lockWithWhereOf is the locking SELECT with the WHERE clause of usql, an
+// UPDATE of the same statement numbering its $n as the client does (the
+// ownership filter's restriction of the source UPDATE for one shard).
+func (t *keyUpdateTmpl) lockWithWhereOf(usql string) (string, error) {
+	refusal := unsupported("cannot restrict this UPDATE of the distribution key to the rows each shard owns while they are being moved",
+		"retry after the move (shardctl rebalance status), or restrict the UPDATE to one key")
+	ut, err := pg_query.Parse(usql)
+	if err != nil || len(ut.Stmts) != 1 || ut.Stmts[0].Stmt.GetUpdateStmt() == nil {
+		return "", refusal
+	}
+	where := ut.Stmts[0].Stmt.GetUpdateStmt().WhereClause
+	lt, err := pg_query.Parse(t.lock.SQL)
+	if err != nil || len(lt.Stmts) != 1 || lt.Stmts[0].Stmt.GetSelectStmt() == nil {
+		return "", refusal
+	}
+	newOf := map[int32]int32{}
+	for i, orig := range t.lockIdx {
+		newOf[int32(orig+1)] = int32(i + 1)
+	}
+	ok := true
+	walkNodes(where, func(c *pg_query.Node) bool {
+		if pr := c.GetParamRef(); pr != nil {
+			n, found := newOf[pr.Number]
+			ok = ok && found
+			pr.Number = n
+		}
+		return true
+	})
+	if !ok {
+		return "", refusal
+	}
+	lt.Stmts[0].Stmt.GetSelectStmt().WhereClause = where
+	out, err := pg_query.Deparse(lt)
+	if err != nil {
+		return "", refusal
+	}
+	return out, nil
+}
