@@ -29,6 +29,7 @@ import (
 // multiPortal is a portal whose plan the proxy runs itself.
 type multiPortal struct {
 	op            plan.Operator
+	snap          *topology.Snapshot // the topology op was planned with: its Executes run with it
 	params        planner.Params
 	resultFormats []int16
 	live          *rowSource  // running read suspended by an Execute row limit (exec_portal.go)

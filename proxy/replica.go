@@ -150,7 +150,17 @@ func (ss *session) pickServer() {
 	snap := ss.srv.topo.Current()
 	shard := ss.shard
 	if shard == "" || !snap.HasShard(shard) {
+		if ss.lastSharded && shard != "" && ss.pool != nil {
+			// The planner chose shard (and its pool) from the snapshot
+			// it planned with and the topology has dropped the shard
+			// since: the statement runs there as planned (a shard
+			// leaves only when it owns no data, and its pool stays
+			// open) instead of on another shard's server under this
+			// shard's name.
+			return
+		}
 		shard = snap.DefaultShard()
+		ss.shard = shard
 	}
 	if addr := infoOf(snap).primary[shard]; addr != "" && (ss.pool == nil || ss.pool.Key().Backend != addr) {
 		ss.pool = ss.poolAt(addr)

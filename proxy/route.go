@@ -71,13 +71,50 @@ func infoOf(snap *topology.Snapshot) *snapInfo {
 	}).(*snapInfo)
 }
 
-// snapshot returns the topology in effect and whether routing applies.
+// snapshot returns the topology in effect and whether the session routes
+// through the planner (sharded) or relays to the one shard (the pooler
+// path). When a topology change crosses one shard, the session changes
+// paths only between statements (switchPath): the two paths keep a batch's
+// portals, a transaction's connections and pending replies in different
+// places, so changing in the middle of one would lose them.
 func (ss *session) snapshot() (*topology.Snapshot, bool) {
 	snap := ss.srv.topo.Current()
 	if snap != ss.lastSnap {
-		ss.lastSnap, ss.lastSharded = snap, infoOf(snap).sharded
+		if ss.lastSnap == nil {
+			ss.lastSharded = infoOf(snap).sharded
+		}
+		ss.lastSnap, ss.wantSharded = snap, infoOf(snap).sharded
+	}
+	if ss.wantSharded != ss.lastSharded {
+		ss.switchPath(snap)
 	}
 	return snap, ss.lastSharded
+}
+
+// switchPath moves the session to the path snap wants when nothing is in
+// flight: no transaction block, no batch or pending replies, no other
+// connections held. An attached server connection (a pinned or
+// session-mode session) stays when it is on snap's default shard (the
+// shard the pooler path uses and the planner's first choice), is released
+// when it may be, and otherwise keeps the session on its path until it is
+// released.
+func (ss *session) switchPath(snap *topology.Snapshot) {
+	if ss.txStatus != 'I' || ss.batch || ss.pendingCount() > 0 || len(ss.sout) > 0 || len(ss.held) > 0 ||
+		ss.txBegin != "" || len(ss.multi) > 0 || ss.suspended != nil || ss.execing {
+		return
+	}
+	if ss.sc != nil {
+		def := snap.DefaultShard()
+		switch {
+		case ss.pool != nil && infoOf(snap).primary[def] == ss.pool.Key().Backend:
+			ss.shard = def
+		case ss.releasable():
+			ss.detach()
+		default:
+			return
+		}
+	}
+	ss.lastSharded = ss.wantSharded
 }
 
 // shardPool returns the session's pool for shard's primary.

@@ -117,7 +117,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	ss.noteRoute(op)
 	shard, beginHere, read := "", "", false
 	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
-		return true, ss.bindMulti(portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
+		return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 	}
 	switch o := op.(type) {
 	case *plan.Route:
@@ -162,7 +162,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 					if len(ss.txWriters) > 1 {
 						// Written on several shards: the proxy commits with
 						// two-phase commit when the portal runs.
-						return true, ss.bindMulti(portal, &twoPhaseCommitOp{}, params, rf)
+						return true, ss.bindMulti(snap, portal, &twoPhaseCommitOp{}, params, rf)
 					}
 				}
 				// Finish the other shards first; the portal's shard answers.
@@ -205,7 +205,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 			shard = ss.sessionStatementShard(snap)
 		}
 	default:
-		return true, ss.bindMulti(portal, op, params, rf)
+		return true, ss.bindMulti(snap, portal, op, params, rf)
 	}
 	if shard == "" {
 		shard = ss.sessionStatementShard(snap)
@@ -232,7 +232,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 
 // bindMulti answers a Bind whose plan the proxy runs itself: the portal
 // becomes a multiPortal.
-func (ss *session) bindMulti(portal string, op plan.Operator, params planner.Params, rf []int16) error {
+func (ss *session) bindMulti(snap *topology.Snapshot, portal string, op plan.Operator, params planner.Params, rf []int16) error {
 	if err := ss.settle(); err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func (ss *session) bindMulti(portal string, op plan.Operator, params planner.Par
 		}
 	}
 	params.Values = vals
-	ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf}
+	ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf, snap: snap}
 	ss.routeNotice(op)
 	ss.out = appendEmpty(ss.out, msgBindComplete)
 	return nil

@@ -134,7 +134,8 @@ type session struct {
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
 	suspended   *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
 	lastSnap    *topology.Snapshot      // snapshot() cache
-	lastSharded bool
+	lastSharded bool                    // the path the session is on (snapshot, switchPath)
+	wantSharded bool                    // the path lastSnap wants
 	rep         replicaState // read/write splitting (replica.go)
 
 	// Admin console and metrics (console.go, metrics.go).
@@ -1036,6 +1037,9 @@ func (ss *session) handleExecute(body []byte) error {
 			return ss.failExtendedTx(err)
 		}
 		if mp != nil {
+			if mp.snap != nil {
+				snap = mp.snap // a shard the plan names may have left the topology since the Bind
+			}
 			return ss.executeMulti(snap, mp, body)
 		}
 		if ss.skip {
