@@ -136,7 +136,7 @@ type session struct {
 	lastSnap    *topology.Snapshot      // snapshot() cache
 	lastSharded bool                    // the path the session is on (snapshot, switchPath)
 	wantSharded bool                    // the path lastSnap wants
-	rep         replicaState // read/write splitting (replica.go)
+	rep         replicaState            // read/write splitting (replica.go)
 
 	// Admin console and metrics (console.go, metrics.go).
 	connectedAt time.Time
