@@ -176,31 +176,20 @@ func (ss *session) runPartHere(shard, sql string, args *partArgs, out *execOut, 
 		case msgCommandComplete:
 			t, _, _ := cstring(body)
 			tag = string(t)
-		case msgErrorResponse:
-			if isFatal(body) {
-				f := decodeError(body)
-				return "", &errServerGone{&sqlError{f}}
-			}
-			if first == nil {
-				f := decodeError(body)
-				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + shard + ")")
-				first = &sqlError{f}
-			}
-		case msgNoticeResponse, msgNotification:
-			ss.out = appendMsg(ss.out, typ, body)
-		case msgParamStatus:
-			ss.noteParamStatus(body)
 		case msgCopyInResponse:
 			// Not expected for a part; end the COPY so the server answers.
 			ss.sout = appendFrontend(ss.sout, &pgproto3.CopyFail{Message: "COPY FROM STDIN is not expected here"})
 			if err := ss.flushServer(); err != nil {
 				return "", err
 			}
-		case msgReadyForQuery:
-			if len(body) == 1 {
-				ss.noteServerStatus(body[0])
+		default:
+			done, err := ss.internalReply(typ, body, "on shard "+shard, &first)
+			if err != nil {
+				return "", err
 			}
-			return tag, first
+			if done {
+				return tag, first
+			}
 		}
 	}
 }

@@ -197,11 +197,7 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 			if r[1] == nil {
 				return "", &plan.Error{Code: "23502", Message: "null value in distribution key column " + o.Table + "." + o.KeyColumn}
 			}
-			v, err := router.KeyFromText(o.KeyType, string(r[1]))
-			if err != nil {
-				return "", err
-			}
-			to, err := rt.ShardForKey(o.Distribution, v)
+			to, err := newKeyShard(rt, o, r[1])
 			if err != nil {
 				return "", err
 			}
@@ -255,11 +251,7 @@ func (k *keyUpdateRun) run(params planner.Params, rf []int16, out *execOut) (str
 			if len(r) != 2+len(cols) || r[0] == nil || r[1] == nil {
 				return "", fmt.Errorf("key update: the UPDATE on shard %s returned %d columns for %d", s, len(r), 2+len(cols))
 			}
-			v, err := router.KeyFromText(o.KeyType, string(r[1]))
-			if err != nil {
-				return "", err
-			}
-			to, err := rt.ShardForKey(o.Distribution, v)
+			to, err := newKeyShard(rt, o, r[1])
 			if err != nil {
 				return "", err
 			}
@@ -532,26 +524,26 @@ func (k *keyUpdateRun) capture(shard, sql string, write bool, args *partArgs) ([
 		case msgCommandComplete:
 			t, _, _ := cstring(body)
 			tag = string(t)
-		case msgErrorResponse:
-			if isFatal(body) {
-				return nil, "", &errServerGone{&sqlError{decodeError(body)}}
+		default:
+			done, err := ss.internalReply(typ, body, "on shard "+shard, &first)
+			if err != nil {
+				return nil, "", err
 			}
-			if first == nil {
-				f := decodeError(body)
-				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + shard + ")")
-				first = &sqlError{f}
+			if done {
+				return rows, tag, first
 			}
-		case msgNoticeResponse, msgNotification:
-			ss.out = appendMsg(ss.out, typ, body)
-		case msgParamStatus:
-			ss.noteParamStatus(body)
-		case msgReadyForQuery:
-			if len(body) == 1 {
-				ss.noteServerStatus(body[0])
-			}
-			return rows, tag, first
 		}
 	}
+}
+
+// newKeyShard is the shard whose range holds key, a new value (text) of
+// o's distribution key.
+func newKeyShard(rt *router.Router, o *plan.KeyUpdate, key []byte) (string, error) {
+	v, err := router.KeyFromText(o.KeyType, string(key))
+	if err != nil {
+		return "", err
+	}
+	return rt.ShardForKey(o.Distribution, v)
 }
 
 // decodeDataRow copies a DataRow's values (nil for NULL) and returns

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -168,27 +167,17 @@ func (ss *session) runEvalHere(shard, sql string, args *partArgs) ([][][]byte, [
 				return nil, nil, &errServerGone{errors.New("malformed DataRow from shard " + shard)}
 			}
 			rows = append(rows, copyValues(vals))
-		case msgErrorResponse:
-			if isFatal(body) {
-				return nil, nil, &errServerGone{&sqlError{decodeError(body)}}
+		default:
+			done, err := ss.internalReply(typ, body, "on shard "+shard+", evaluating expressions over the merged aggregates", &first)
+			if err != nil {
+				return nil, nil, err
 			}
-			if first == nil {
-				f := decodeError(body)
-				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + shard + ", evaluating expressions over the merged aggregates)")
-				first = &sqlError{f}
+			if done {
+				if first != nil {
+					return nil, nil, first
+				}
+				return rows, types, nil
 			}
-		case msgNoticeResponse, msgNotification:
-			ss.out = appendMsg(ss.out, typ, body)
-		case msgParamStatus:
-			ss.noteParamStatus(body)
-		case msgReadyForQuery:
-			if len(body) == 1 {
-				ss.noteServerStatus(body[0])
-			}
-			if first != nil {
-				return nil, nil, first
-			}
-			return rows, types, nil
 		}
 	}
 }
@@ -217,24 +206,14 @@ func (ss *session) describeParamsHere(shard, sql string, oids []uint32) ([]uint3
 					types = append(types, binary.BigEndian.Uint32(body[2+4*i:]))
 				}
 			}
-		case msgErrorResponse:
-			if isFatal(body) {
-				return nil, &errServerGone{&sqlError{decodeError(body)}}
+		default:
+			done, err := ss.internalReply(typ, body, "on shard "+shard+", describing the statement's parameters", &first)
+			if err != nil {
+				return nil, err
 			}
-			if first == nil {
-				f := decodeError(body)
-				f.Detail = strings.TrimSpace(f.Detail + "\n(on shard " + shard + ", describing the statement's parameters)")
-				first = &sqlError{f}
+			if done {
+				return types, first
 			}
-		case msgNoticeResponse, msgNotification:
-			ss.out = appendMsg(ss.out, typ, body)
-		case msgParamStatus:
-			ss.noteParamStatus(body)
-		case msgReadyForQuery:
-			if len(body) == 1 {
-				ss.noteServerStatus(body[0])
-			}
-			return types, first
 		}
 	}
 }
