@@ -166,7 +166,7 @@ func (ss *session) runEvalHere(shard, sql string, args *partArgs) ([][][]byte, [
 			if !ok {
 				return nil, nil, &errServerGone{errors.New("malformed DataRow from shard " + shard)}
 			}
-			rows = append(rows, copyValues(vals))
+			rows = append(rows, merge.CopyRow(vals))
 		default:
 			done, err := ss.internalReply(typ, body, "on shard "+shard+", evaluating expressions over the merged aggregates", &first)
 			if err != nil {
@@ -233,25 +233,6 @@ func rowDescTypes(body []byte) []uint32 {
 		}
 		out = append(out, binary.BigEndian.Uint32(r[6:10]))
 		rest = r[18:]
-	}
-	return out
-}
-
-// copyValues copies a row's values into one allocation (nil stays NULL).
-func copyValues(vals [][]byte) [][]byte {
-	n := 0
-	for _, v := range vals {
-		n += len(v)
-	}
-	buf := make([]byte, 0, n)
-	out := make([][]byte, len(vals))
-	for i, v := range vals {
-		if v == nil {
-			continue
-		}
-		s := len(buf)
-		buf = append(buf, v...)
-		out[i] = buf[s:len(buf):len(buf)]
 	}
 	return out
 }

@@ -100,7 +100,7 @@ func (e *evaluateOp) next() ([][]byte, error) {
 			return nil, err
 		}
 		e.held += n
-		e.rows = append(e.rows, copyRow(row))
+		e.rows = append(e.rows, CopyRow(row))
 	}
 	if len(e.rows) == 0 {
 		return nil, io.EOF

@@ -214,7 +214,9 @@ func rowSize(row [][]byte) int64 {
 	return n
 }
 
-func copyRow(row [][]byte) [][]byte {
+// CopyRow copies a row's values into one allocation (nil stays NULL), so
+// the row outlives the buffer it was read from.
+func CopyRow(row [][]byte) [][]byte {
 	n := 0
 	for _, v := range row {
 		n += len(v)

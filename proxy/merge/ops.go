@@ -133,7 +133,7 @@ func (s *sorter) next() ([][]byte, error) {
 			if err := s.mem.grow(rowSize(row) + int64(32*len(s.keys))); err != nil {
 				return nil, err
 			}
-			r := copyRow(row)
+			r := CopyRow(row)
 			vals, err := decodeKeys(r, s.keys, nil)
 			if err != nil {
 				return nil, err
