@@ -417,10 +417,12 @@ func (ss *session) abortBatchWrite() {
 // abortedError is PostgreSQL's answer to statements in a failed transaction.
 var abortedError = errorFields{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}
 
-// failInTx reports a proxy-raised error inside a transaction block: like
-// PostgreSQL, the transaction is aborted, so nothing of it commits.
+// failInTx reports a proxy-raised error inside a transaction block (also
+// one a BEGIN earlier in the same pipelined batch opened, before any
+// ReadyForQuery said so): like PostgreSQL, the transaction is aborted, so
+// nothing of it commits.
 func (ss *session) failInTx() {
-	if ss.txStatus != 'I' {
+	if ss.txStatus != 'I' || ss.txBegin != "" {
 		ss.txAborted = true
 		ss.txStatus = 'E'
 	}
