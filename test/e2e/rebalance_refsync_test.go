@@ -410,8 +410,8 @@ func TestRebalanceReferenceSyncResumesAfterLeaderChange(t *testing.T) {
 func TestRebalanceReferenceSyncShardRemovedWhileSyncing(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
 	// Three shards, so that the topology stays sharded after the removal
-	// (going from two shards to one while extended-protocol writes run is
-	// a proxy matter of its own, not the sync's).
+	// and this test is about the sync (a removal down to one shard under
+	// extended-protocol writes is TestTopologyShardCountCrossesOne's).
 	r := startRefEnv(t, ctx, 3)
 	ctrl, _ := r.controller(time.Millisecond)
 	l := startRefLoad(t, ctx, r.proxy.dsn("postgres"), 2)
