@@ -630,10 +630,21 @@ func (ss *session) leaveReplicaFor(snap *topology.Snapshot) error {
 		return nil
 	}
 	if ss.onReplica(snap) {
-		if ss.txStatus == 'I' {
-			return ss.leaveReplica()
+		if ss.txStatus != 'I' {
+			return nil
 		}
-		return nil
+		if ss.execing {
+			// A statement the proxy runs itself (a scatter read whose
+			// other shards read replicas) may still be reading this
+			// connection: it stays with the session, parked, instead of
+			// going back to the pool with its answer in flight.
+			if err := ss.settle(); err != nil || ss.skip || ss.sc == nil {
+				return err
+			}
+			ss.park()
+			return nil
+		}
+		return ss.leaveReplica()
 	}
 	if _, ok := replicasOf(snap).shards[ss.shard]; ok {
 		ss.markDirty(ss.shard)

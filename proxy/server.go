@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,7 +241,19 @@ func isTemporary(err error) bool {
 // the socket options the listener gave it (Listen's and net.Listen's have
 // TCP_NODELAY and TCP keepalive on): setting them again would only cost
 // system calls per connection.
+//
+// A panic in a session (a bug) ends that session only: its deferred
+// cleanup has given back or discarded its server connections, the client
+// connection is closed, the stack is logged, and every other session goes
+// on.
 func (s *Server) serveConn(c net.Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("client session ended by an internal error (a bug: please report it with this stack)",
+				"remote", c.RemoteAddr(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			c.Close()
+		}
+	}()
 	s.log.Debug("client connected", "remote", c.RemoteAddr()) // formatted only when logged
 	sess := newSession(s, c)
 	sess.run()

@@ -384,6 +384,9 @@ func (b *builder) keys(lay layout, keys []plan.SortKey) ([]sortKey, error) {
 func decodeKeys(row [][]byte, keys []sortKey, dst []value) ([]value, error) {
 	dst = dst[:0]
 	for _, k := range keys {
+		if k.col >= len(row) {
+			return nil, fmt.Errorf("merge: a shard's row has %d columns, sorting needs column %d", len(row), k.col+1)
+		}
 		v, err := k.c.decode(row[k.col], k.format)
 		if err != nil {
 			return nil, err
