@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"strconv"
 	"strings"
 )
 
@@ -13,9 +12,6 @@ const InsertSelectBatchRows = 1000
 // InsertSelectBatchBytes bounds the values one batch holds in memory: a
 // batch is written once it reaches this size even with fewer rows.
 const InsertSelectBatchBytes = 4 << 20
-
-// insertSelectMaxParams is PostgreSQL's limit on the parameters of a statement.
-const insertSelectMaxParams = 65535
 
 // InsertSelect is INSERT … SELECT whose rows must pass through the proxy
 // (Citus' "INSERT … SELECT via coordinator"): the target's distribution
@@ -108,11 +104,7 @@ func (o *InsertSelect) Describe() Description {
 // InsertSelectBatchRows, or fewer so its parameters stay within
 // PostgreSQL's limit (at least 1).
 func (o *InsertSelect) BatchRows(columns int) int {
-	if columns <= 0 {
-		return InsertSelectBatchRows
-	}
-	n := (insertSelectMaxParams - len(o.InsertParams)) / columns
-	return max(1, min(n, InsertSelectBatchRows))
+	return batchRows(InsertSelectBatchRows, len(o.InsertParams), columns)
 }
 
 // BatchSQL is the INSERT for rows rows of columns values each:
@@ -124,22 +116,7 @@ func (o *InsertSelect) BatchSQL(rows, columns int) string {
 	b.Grow(len(o.Head) + len(o.Tail) + rows*columns*8 + 8)
 	b.WriteString(o.Head)
 	b.WriteString("VALUES ")
-	n := len(o.InsertParams)
-	for r := 0; r < rows; r++ {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for c := 0; c < columns; c++ {
-			if c > 0 {
-				b.WriteString(", ")
-			}
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-		}
-		b.WriteByte(')')
-	}
+	writeParamRows(&b, rows, columns, len(o.InsertParams), false)
 	b.WriteString(o.Tail)
 	return b.String()
 }

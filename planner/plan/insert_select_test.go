@@ -19,7 +19,7 @@ func TestInsertSelectBatchSQL(t *testing.T) {
 		if got := o.BatchRows(c.columns); got != c.rows {
 			t.Errorf("BatchRows(%d) = %d, want %d", c.columns, got, c.rows)
 		}
-		if n := o.BatchRows(c.columns); c.columns <= insertSelectMaxParams && n*c.columns+len(o.InsertParams) > insertSelectMaxParams {
+		if n := o.BatchRows(c.columns); c.columns <= MaxBindParams && n*c.columns+len(o.InsertParams) > MaxBindParams {
 			t.Errorf("BatchRows(%d) = %d: %d parameters", c.columns, n, n*c.columns+len(o.InsertParams))
 		}
 	}

@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/shardproxy/shardproxy/topology"
@@ -165,21 +164,7 @@ func (o *KeyUpdate) InsertSQL(cols []string, rows int, returnCtid bool) string {
 		b.WriteString(QuoteIdent(c))
 	}
 	b.WriteString(") OVERRIDING SYSTEM VALUE VALUES ")
-	n := 0
-	for r := 0; r < rows; r++ {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for i := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-		}
-		b.WriteByte(')')
-	}
+	writeParamRows(&b, rows, len(cols), 0, false)
 	if returnCtid {
 		b.WriteString(" RETURNING ctid")
 	}
@@ -190,10 +175,7 @@ func (o *KeyUpdate) InsertSQL(cols []string, rows int, returnCtid bool) string {
 // columns: at most 1000, and never more than PostgreSQL's 65535
 // parameters.
 func InsertBatchRows(ncols int) int {
-	if ncols <= 0 {
-		return 1000
-	}
-	return max(1, min(1000, 65535/ncols))
+	return batchRows(1000, 0, ncols)
 }
 
 // TidArray is ctids (text form, "(0,1)") as a text tid[] literal.

@@ -61,23 +61,11 @@ type EvalColumn struct {
 // the rows Evaluate holds at a time).
 const EvalBatchRows = 1000
 
-// maxBindParams is the protocol's limit on Bind parameters (int16 count).
-const maxBindParams = 65535
-
 // BatchRows returns how many rows one evaluation statement may carry:
 // EvalBatchRows, fewer when the rows' parameters would pass the protocol's
 // limit.
 func (o *Evaluate) BatchRows() int {
-	n := EvalBatchRows
-	if len(o.Args) > 0 {
-		if m := (maxBindParams - len(o.ParamIndexes)) / len(o.Args); m < n {
-			n = m
-		}
-	}
-	if n < 1 {
-		n = 1
-	}
-	return n
+	return batchRows(EvalBatchRows, len(o.ParamIndexes), len(o.Args))
 }
 
 // BatchSQL is the evaluation statement for rows input rows: the
@@ -92,20 +80,7 @@ func (o *Evaluate) BatchSQL(rows int) string {
 		b.WriteString(c.Expr)
 	}
 	b.WriteString(" FROM (VALUES ")
-	p := len(o.ParamIndexes)
-	for r := 0; r < rows; r++ {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(")
-		b.WriteString(strconv.Itoa(r + 1))
-		for range o.Args {
-			p++
-			b.WriteString(", $")
-			b.WriteString(strconv.Itoa(p))
-		}
-		b.WriteString(")")
-	}
+	writeParamRows(&b, rows, len(o.Args), len(o.ParamIndexes), true)
 	b.WriteString(") AS v(n")
 	for k := range o.Args {
 		b.WriteString(", c")
