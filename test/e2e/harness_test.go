@@ -38,24 +38,45 @@ func startProxy(t testing.TB, c *pgcluster.Cluster, mutate func(*config.Config))
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Auth.TrustLoopback = true
-	for _, sh := range c.Shards {
-		s := config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}}
-		for _, r := range sh.Replicas {
-			s.Replicas = append(s.Replicas, config.Endpoint{Host: r.Host, Port: r.Port})
-		}
-		cfg.Shards = append(cfg.Shards, s)
-	}
+	cfg.Shards = shardConfigs(c.Shards)
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
+	return serveProxy(t, cfg, proxy.Deps{Logger: testLogger()})
+}
+
+// shardConfigs is the config entry of each shard: its primary and its
+// streaming replicas.
+func shardConfigs(shards []*pgcluster.Shard) []config.Shard {
+	var out []config.Shard
+	for _, sh := range shards {
+		s := config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}}
+		for _, r := range sh.Replicas {
+			s.Replicas = append(s.Replicas, config.Endpoint{Host: r.Host, Port: r.Port})
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// testLogger logs warnings and errors to stderr (everything with
+// PROXY_DEBUG set).
+func testLogger() *slog.Logger {
 	level := slog.LevelWarn
 	if os.Getenv("PROXY_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// serveProxy runs a proxy with cfg and deps on a free loopback port and
+// shuts it down when the test ends.
+func serveProxy(t testing.TB, cfg config.Config, deps proxy.Deps) *runningProxy {
+	t.Helper()
+	srv, err := proxy.NewServer(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

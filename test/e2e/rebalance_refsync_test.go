@@ -180,19 +180,20 @@ func startRefEnv(t *testing.T, ctx context.Context, shards int) *refEnv {
 // controller starts a rebalance controller (the leader's) with the given
 // hold timeout; stop ends it and waits until it has.
 func (r *refEnv) controller(hold time.Duration) (ctrl *rebalance.Controller, stop func()) {
-	connect, conninfo := rebalance.Login("postgres", "", 5*time.Second)
-	ctrl, err := rebalance.New(rebalance.Options{Store: r.store, Connect: connect, Conninfo: conninfo, HoldTimeout: hold,
-		Poll: 20 * time.Millisecond, Logger: r.log})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ctrl.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	r.t.Cleanup(stop)
-	return ctrl, stop
+	return startController(r.t, r.store, hold, r.log)
+}
+
+// waitAbortedCutover waits until ctrl has aborted a reference cutover.
+func waitAbortedCutover(t *testing.T, ctrl *rebalance.Controller) {
+	t.Helper()
+	waitFor(t, time.Minute, "an aborted reference cutover", func() bool {
+		for _, s := range ctrl.ReferenceSyncs() {
+			if s.Attempts >= 1 {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // addSyncingShard adds the cluster's last shard with its references
@@ -361,14 +362,7 @@ func TestRebalanceReferenceSyncResumesAfterLeaderChange(t *testing.T) {
 	l := startRefLoad(t, ctx, r.proxy.dsn("postgres"), 2)
 	waitFor(t, 30*time.Second, "reference writes through the proxy", func() bool { return l.writes.Load() >= 100 })
 	shard := r.addSyncingShard(ctx)
-	waitFor(t, time.Minute, "an aborted reference cutover", func() bool {
-		for _, s := range first.ReferenceSyncs() {
-			if s.Attempts >= 1 {
-				return true
-			}
-		}
-		return false
-	})
+	waitAbortedCutover(t, first)
 	logRefSyncs(t, first)
 	stopFirst()
 	// The subscription the first leader made is still there for the next.
@@ -416,14 +410,7 @@ func TestRebalanceReferenceSyncShardRemovedWhileSyncing(t *testing.T) {
 	ctrl, _ := r.controller(time.Millisecond)
 	l := startRefLoad(t, ctx, r.proxy.dsn("postgres"), 2)
 	shard := r.addSyncingShard(ctx)
-	waitFor(t, time.Minute, "an aborted reference cutover", func() bool {
-		for _, s := range ctrl.ReferenceSyncs() {
-			if s.Attempts >= 1 {
-				return true
-			}
-		}
-		return false
-	})
+	waitAbortedCutover(t, ctrl)
 	conn := connectPgx(t, ctx, r.cluster.Shards[2].Primary.DSN("postgres"))
 	var subs int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_subscription`).Scan(&subs); err != nil || subs != 1 {

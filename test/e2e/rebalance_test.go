@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand"
-	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -53,6 +51,15 @@ func startMoveEnv(t *testing.T, shards, initial, vnodes int, hold time.Duration)
 	t.Helper()
 	c := pgcluster.StartT(t, pgcluster.Options{Shards: shards})
 	store, p, log := startMoveProxy(t, c, initial, vnodes)
+	ctrl, _ := startController(t, store, hold, log)
+	return &moveEnv{cluster: c, store: store, proxy: p, ctrl: ctrl}
+}
+
+// startController runs a rebalance controller (the leader's) over store
+// with the given hold timeout until stop is called or the test ends; stop
+// waits until it has ended and may be called more than once.
+func startController(t *testing.T, store topology.Store, hold time.Duration, log *slog.Logger) (ctrl *rebalance.Controller, stop func()) {
+	t.Helper()
 	connect, conninfo := rebalance.Login("postgres", "", 5*time.Second)
 	ctrl, err := rebalance.New(rebalance.Options{Store: store, Connect: connect, Conninfo: conninfo, HoldTimeout: hold,
 		Poll: 20 * time.Millisecond, Logger: log})
@@ -62,8 +69,26 @@ func startMoveEnv(t *testing.T, shards, initial, vnodes int, hold time.Duration)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); ctrl.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &moveEnv{cluster: c, store: store, proxy: p, ctrl: ctrl}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return ctrl, stop
+}
+
+// startStoreProxy runs a proxy with cfg whose topology is a static store
+// it returns (the test changes the topology through it), with its logger.
+func startStoreProxy(t *testing.T, cfg config.Config) (*topology.StaticStore, *runningProxy, *slog.Logger) {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := cfg.Topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := topology.NewStaticStore(snap)
+	log := testLogger()
+	return store, serveProxy(t, cfg, proxy.Deps{Logger: log, Topology: store}), log
 }
 
 // startMoveProxy starts a proxy routing over the first `initial` shards of
@@ -79,30 +104,7 @@ func startMoveProxy(t *testing.T, c *pgcluster.Cluster, initial, vnodes int) (*t
 		cfg.Shards = append(cfg.Shards, config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}})
 	}
 	cfg.Sharding = moveSpec(vnodes)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := cfg.Topology()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := topology.NewStaticStore(snap)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if os.Getenv("PROXY_DEBUG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Topology: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &runningProxy{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { p.done <- srv.Serve(ln) }()
-	t.Cleanup(func() { p.stop(t, 10*time.Second) })
-
+	store, p, log := startStoreProxy(t, cfg)
 	pc := connectPgx(t, testCtx(t, 30*time.Second), p.dsn("postgres"))
 	for _, stmt := range strings.Split(moveSchema, ";\n") {
 		if _, err := pc.Exec(context.Background(), stmt); err != nil {

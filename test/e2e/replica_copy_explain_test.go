@@ -202,16 +202,22 @@ func startShardedReplicas(t *testing.T, ctx context.Context) *shardedReplicas {
 			e.keyOn[e.shardOf(k)] = k
 		}
 	}
-	w := connectPgx(t, ctx, p.dsn("postgres"))
-	values := make([]string, 100)
+	seedUsersReplicated(t, ctx, cl, p, 100)
+	return e
+}
+
+// seedUsersReplicated inserts users 1..n (named u1…) through p and waits
+// until every replica of cl has replayed them.
+func seedUsersReplicated(t *testing.T, ctx context.Context, cl *pgcluster.Cluster, p *runningProxy, n int) {
+	t.Helper()
+	values := make([]string, n)
 	for i := range values {
 		values[i] = fmt.Sprintf("(%d, 'u%d')", i+1, i+1)
 	}
-	mustExec(t, ctx, w, "INSERT INTO users VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
+	mustExec(t, ctx, connectPgx(t, ctx, p.dsn("postgres")), "INSERT INTO users VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
 	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return e
 }
 
 // waitReplicaPointReads waits until point reads through c reach the

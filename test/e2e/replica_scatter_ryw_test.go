@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,15 +29,7 @@ func TestReplicaScatterMixedShards(t *testing.T) {
 		replicaConfig(replicaUnlimitedLag)(c)
 		c.Shards[1].Replicas = nil // the proxy knows no replica of the second shard
 	})
-	w := connectPgx(t, ctx, p.dsn("postgres"))
-	values := make([]string, 100)
-	for i := range values {
-		values[i] = fmt.Sprintf("(%d, 'u%d')", i+1, i+1)
-	}
-	mustExec(t, ctx, w, "INSERT INTO users VALUES "+strings.Join(values, ", "), pgx.QueryExecModeSimpleProtocol)
-	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	seedUsersReplicated(t, ctx, cl, p, 100)
 	replicaPort := cl.Shards[0].Replicas[0].Port
 	c := connectPgx(t, ctx, p.dsn("postgres"))
 	other := connectPgx(t, ctx, p.dsn("postgres"))

@@ -3,9 +3,6 @@
 package e2e
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -13,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/rebalance"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
@@ -48,45 +44,10 @@ func TestSoakSocialAppRebalance(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Auth.TrustLoopback = true
 	cfg.Pool.Size = 10
-	for _, sh := range c.Shards[:4] {
-		s := config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}}
-		for _, r := range sh.Replicas {
-			s.Replicas = append(s.Replicas, config.Endpoint{Host: r.Host, Port: r.Port})
-		}
-		cfg.Shards = append(cfg.Shards, s)
-	}
+	cfg.Shards = shardConfigs(c.Shards[:4])
 	cfg.Sharding = spec
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := cfg.Topology()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := topology.NewStaticStore(snap)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := proxy.NewServer(cfg, proxy.Deps{Logger: log, Topology: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &runningProxy{srv: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { p.done <- srv.Serve(ln) }()
-	t.Cleanup(func() { p.stop(t, 10*time.Second) })
-
-	connect, conninfo := rebalance.Login("postgres", "", 5*time.Second)
-	ctrl, err := rebalance.New(rebalance.Options{Store: store, Connect: connect, Conninfo: conninfo, HoldTimeout: 2 * time.Second,
-		Poll: 20 * time.Millisecond, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrlCtx, stopCtrl := context.WithCancel(context.Background())
-	ctrlDone := make(chan struct{})
-	go func() { defer close(ctrlDone); ctrl.Run(ctrlCtx) }()
-	t.Cleanup(func() { stopCtrl(); <-ctrlDone })
+	store, p, log := startStoreProxy(t, cfg)
+	ctrl, _ := startController(t, store, 2*time.Second, log)
 
 	app, err := socialapp.Open(ctx, p.dsn("postgres")+"&pool_max_conns=12")
 	if err != nil {
