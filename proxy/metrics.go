@@ -100,8 +100,17 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			}
 			return 0
 		})
+	autoRuns := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "shardproxy_auto_prepared_total", Help: "Simple queries run as server-side prepared statements (pool.auto_prepare)."},
+		func() float64 { return float64(s.autoShapes.runs.Load()) })
+	autoRetries := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "shardproxy_auto_prepare_retries_total", Help: "Auto-prepared simple queries sent again as written after an error before they ran."},
+		func() float64 { return float64(s.autoShapes.retries.Load()) })
+	autoPrepared := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "shardproxy_auto_prepare_shapes", Help: "Distinct simple-query shapes that run as prepared statements."},
+		func() float64 { return float64(s.autoShapes.prepared.Load()) })
 	for _, c := range []prometheus.Collector{m.clientsActive, m.clientsWaiting, m.pinned, m.pinsTotal,
-		m.queries, m.queryDuration, m.errors, m.poolWait, hits, misses, entries, paused,
+		m.queries, m.queryDuration, m.errors, m.poolWait, hits, misses, entries, paused, autoRuns, autoRetries, autoPrepared,
 		&poolCollector{s: s}, &replicaCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

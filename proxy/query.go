@@ -19,6 +19,13 @@ type queryState struct {
 	synthetic string // answer with this tag without running anything
 }
 
+// plain reports whether the Query is one statement the pooler tracks
+// nothing of (an UPDATE … SET, say): it may run auto-prepared.
+func (q *queryState) plain() bool {
+	return len(q.stmts) == 1 && q.stmts[0].Kind == sqlclass.Other && q.synthetic == "" &&
+		len(q.actions) == 1 && q.actions[0].entry == nil && !q.actions[0].swallow
+}
+
 // stmtAction is what to do when the statement's CommandComplete arrives.
 type stmtAction struct {
 	stmt    int        // index into stmts, -1 for an injected statement

@@ -54,10 +54,12 @@ type Server struct {
 	tlsConf atomic.Pointer[tls.Config]
 	pools   *pool.Set
 	intern  *stmtIntern
-	topo    topology.Store
-	static  *topology.StaticStore // the store built from the config (nil when Deps.Topology is set)
-	planner *planner.Planner
-	catalog catalog
+	// autoShapes: simple-query shapes for pool.auto_prepare (autoprepare.go).
+	autoShapes *autoShapes
+	topo       topology.Store
+	static     *topology.StaticStore // the store built from the config (nil when Deps.Topology is set)
+	planner    *planner.Planner
+	catalog    catalog
 	// collations caches each shard database's collation for merges.
 	collations sync.Map
 	ids        idAllocator
@@ -98,13 +100,14 @@ func NewServer(cfg config.Config, deps Deps) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		log:       log,
-		pools:     pool.NewSet(log),
-		intern:    newStmtIntern(),
-		lnReady:   make(chan struct{}),
-		sessions:  make(map[uint32]*session),
-		done:      make(chan struct{}),
-		passwords: make(map[string]string),
+		log:        log,
+		pools:      pool.NewSet(log),
+		intern:     newStmtIntern(),
+		autoShapes: newAutoShapes(),
+		lnReady:    make(chan struct{}),
+		sessions:   make(map[uint32]*session),
+		done:       make(chan struct{}),
+		passwords:  make(map[string]string),
 	}
 	s.forceCtx, s.forceCancel = context.WithCancel(context.Background())
 	s.cfg.Store(&cfg)

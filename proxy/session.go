@@ -17,6 +17,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/netio"
 	"github.com/shardproxy/shardproxy/proxy/pool"
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -27,18 +28,20 @@ import (
 type expKind uint8
 
 const (
-	expParse        expKind = iota // ParseComplete, forwarded
-	expParseSwallow                // ParseComplete of an injected Parse, dropped
-	expCloseSwallow                // CloseComplete of an LRU eviction, dropped
-	expBind                        // BindComplete
-	expDescribe                    // [ParameterDescription] RowDescription | NoData
-	expExecute                     // rows … CommandComplete | EmptyQuery | PortalSuspended
-	expClose                       // CloseComplete of a forwarded Close
-	expSync                        // … ReadyForQuery
-	expQuery                       // simple Query / FunctionCall: … ReadyForQuery
-	expSynthParse                  // emit ParseComplete without the server
-	expSynthClose                  // emit CloseComplete without the server
-	expSynthError                  // emit err, then skip to the Sync like PostgreSQL
+	expParse         expKind = iota // ParseComplete, forwarded
+	expParseSwallow                 // ParseComplete of an injected Parse, dropped
+	expCloseSwallow                 // CloseComplete of an LRU eviction, dropped
+	expBind                         // BindComplete
+	expDescribe                     // [ParameterDescription] RowDescription | NoData
+	expExecute                      // rows … CommandComplete | EmptyQuery | PortalSuspended
+	expClose                        // CloseComplete of a forwarded Close
+	expSync                         // … ReadyForQuery
+	expQuery                        // simple Query / FunctionCall: … ReadyForQuery
+	expSynthParse                   // emit ParseComplete without the server
+	expSynthClose                   // emit CloseComplete without the server
+	expSynthError                   // emit err, then skip to the Sync like PostgreSQL
+	expBindSwallow                  // BindComplete of an auto-prepared Query, dropped
+	expDescribeQuery                // RowDescription (forwarded) | NoData (dropped) of an auto-prepared Query
 )
 
 type expect struct {
@@ -49,6 +52,9 @@ type expect struct {
 	err    errorFields
 	q      *queryState // simple Query: per-statement tracking
 	stmt   *stmtEntry  // Execute: the statement of the portal (for SET tracking)
+	auto   *autoShape  // Parse/Bind/Describe of an auto-prepared Query (autoprepare.go)
+	query  []byte      // Sync of an auto-prepared Query: the original Query body
+	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send query instead
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
@@ -95,6 +101,9 @@ type session struct {
 	portalStmt    *stmtEntry            // statement bound to the unnamed portal
 	pinReasons    map[string]bool       // why the session is pinned (empty: not pinned)
 	evicted       []string              // server statements to close before the next request
+	apKey         []byte                // auto-prepare: normalized text + OID block (reused buffer)
+	apLits        []sqlclass.Literal    // auto-prepare: the literals taken out (reused buffer)
+	autoClose     string                // auto-prepare: stale server statement to close before the retry
 
 	sc    *pool.ServerConn
 	sr    msgReader // server messages, valid while sc != nil
@@ -770,10 +779,11 @@ func (ss *session) relayQuery(body []byte) error {
 	ss.closeEvicted()
 	if rewritten != nil {
 		ss.sout = appendQuery(ss.sout, *rewritten)
-	} else {
+		ss.push(expect{kind: expQuery, q: q})
+	} else if !(q == nil || q.plain()) || !ss.sendAutoPrepared(body) {
 		ss.sout = appendMsg(ss.sout, msgQuery, body)
+		ss.push(expect{kind: expQuery, q: q})
 	}
-	ss.push(expect{kind: expQuery, q: q})
 	if err := ss.flushServer(); err != nil {
 		return err
 	}
@@ -1235,6 +1245,10 @@ func (ss *session) drain() error {
 			ss.out = appendMsg(ss.out, typ, body)
 			ss.pop()
 		case msgBindComplete:
+			if e.kind == expBindSwallow {
+				ss.pop()
+				continue
+			}
 			if e.kind != expBind {
 				return ss.desync(typ, e.kind)
 			}
@@ -1253,6 +1267,13 @@ func (ss *session) drain() error {
 		case msgParamDesc:
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgRowDescription, msgNoData:
+			if e.kind == expDescribeQuery {
+				if typ == msgRowDescription {
+					ss.out = appendMsg(ss.out, typ, body)
+				}
+				ss.pop()
+				continue
+			}
 			ss.out = appendMsg(ss.out, typ, body)
 			if e.kind == expDescribe {
 				ss.pop()
@@ -1292,6 +1313,13 @@ func (ss *session) drain() error {
 				return ss.lostServer(fmt.Errorf("server sent FATAL %s: %s", er.Code, er.Message),
 					errorFields{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint})
 			}
+			if e.auto != nil && ss.autoFailed(e, body) {
+				ss.serverError(e)
+				if ss.pendingCount() > 0 && ss.fifo[ss.head].kind == expSync {
+					ss.fifo[ss.head].retry = true
+				}
+				continue
+			}
 			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)
 			ss.serverError(e)
@@ -1301,6 +1329,14 @@ func (ss *session) drain() error {
 			}
 			ss.noteServerStatus(body[0])
 			ss.scBatch = false
+			if e.retry {
+				query := e.query
+				ss.pop()
+				if err := ss.retryAsWritten(query); err != nil {
+					return err
+				}
+				continue
+			}
 			status := body[0]
 			if ss.txAborted && status == 'T' {
 				status = 'E' // the proxy failed the transaction; the server does not know

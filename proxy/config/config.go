@@ -164,7 +164,21 @@ type Pool struct {
 	// MaxPreparedStatements per server connection before the least recently
 	// used one is closed.
 	MaxPreparedStatements int `yaml:"max_prepared_statements"`
+	// AutoPrepare (on, the default, or off): a simple-protocol SELECT,
+	// INSERT, UPDATE or DELETE outside a transaction block whose shape
+	// (its text with the numeric literals taken out) has been seen before
+	// runs as a server-side prepared statement with those literals as
+	// parameters, so PostgreSQL skips parsing and planning it. Results and
+	// errors are those of the original text; pg_stat_activity and the
+	// server log show the parameterized text.
+	AutoPrepare string `yaml:"auto_prepare"`
+	// AutoPrepareShapes bounds how many distinct shapes the proxy
+	// remembers for AutoPrepare (default 2000).
+	AutoPrepareShapes int `yaml:"auto_prepare_shapes"`
 }
+
+// AutoPrepareOn reports whether pool.auto_prepare is on.
+func (p *Pool) AutoPrepareOn() bool { return p.AutoPrepare == "on" || p.AutoPrepare == "true" }
 
 // ServerAuth is what the proxy presents to the shards. Empty User means
 // "the client's user"; empty Password means the client's configured plain
@@ -260,6 +274,8 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Pool.HealthCheckInterval, 30*time.Second)
 	def(&c.Pool.ResetQuery, "DISCARD ALL")
 	defI(&c.Pool.MaxPreparedStatements, 1000)
+	def(&c.Pool.AutoPrepare, "on")
+	defI(&c.Pool.AutoPrepareShapes, 2000)
 	c.Replicas.applyDefaults()
 	for i := range c.Shards {
 		for j := range c.Shards[i].Replicas {
@@ -337,6 +353,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Pool.ConnectRetries < 0 {
 		return bad("pool.connect_retries", "must not be negative, got %d", c.Pool.ConnectRetries)
+	}
+	switch c.Pool.AutoPrepare {
+	case "on", "off", "true", "false":
+	default:
+		return bad("pool.auto_prepare", "must be on or off, got %q", c.Pool.AutoPrepare)
+	}
+	if c.Pool.AutoPrepareShapes < 1 {
+		return bad("pool.auto_prepare_shapes", "must be at least 1, got %d", c.Pool.AutoPrepareShapes)
 	}
 	if c.Pool.MaxPreparedStatements < 1 {
 		return bad("pool.max_prepared_statements", "must be at least 1, got %d", c.Pool.MaxPreparedStatements)

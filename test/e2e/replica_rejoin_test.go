@@ -113,6 +113,10 @@ func TestReplicaRejoinOldPrimaryAfterFailover(t *testing.T) {
 	// primary's rows are there, and reads through the proxy reach it.
 	mustExec(t, ctx, c, "INSERT INTO acked (id) VALUES (52)")
 	waitRowCount(t, ctx, old, 52)
+	// The other replica follows the new primary too; the count read below
+	// may be answered by it (another session: read-your-writes does not
+	// apply), so it must have replayed row 52 as well.
+	waitRowCount(t, ctx, other, 52)
 	oc := connectPgx(t, ctx, old.DSN("postgres"))
 	var diverged int
 	if err := oc.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id < 0").Scan(&diverged); err != nil || diverged != 0 {

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+)
+
+// simpleOutcome is everything a client sees of a simple Query: per
+// result the columns (name, type, modifier, table, attribute, format),
+// rows, tag and error fields.
+func simpleOutcome(ctx context.Context, c *pgconn.PgConn, sql string) string {
+	results, err := c.Exec(ctx, sql).ReadAll()
+	var b strings.Builder
+	for _, r := range results {
+		for _, f := range r.FieldDescriptions {
+			fmt.Fprintf(&b, "col %s type=%d mod=%d table=%d attr=%d fmt=%d\n", f.Name, f.DataTypeOID, f.TypeModifier, f.TableOID, f.TableAttributeNumber, f.Format)
+		}
+		for _, row := range r.Rows {
+			fmt.Fprintf(&b, "row %q\n", row)
+		}
+		fmt.Fprintf(&b, "tag %s\n", r.CommandTag)
+		if r.Err != nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(&b, "error %s %s %s position=%d detail=%q hint=%q\n", pe.Severity, pe.Code, pe.Message, pe.Position, pe.Detail, pe.Hint)
+		} else {
+			fmt.Fprintf(&b, "error %v\n", err)
+		}
+	}
+	return b.String()
+}
+
+// TestAutoPrepareDifferential runs simple queries three times through the
+// proxy (from the second sighting of a shape on, they run as prepared
+// statements) and once straight on PostgreSQL: columns, types, rows, tags
+// and errors (with positions) must be the same every time.
+func TestAutoPrepareDifferential(t *testing.T) {
+	ctx := ctx10(t)
+	direct, err := pgconn.Connect(ctx, testCluster.Shards[0].Primary.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(context.Background())
+	for _, sql := range []string{
+		"DROP TABLE IF EXISTS ap_t",
+		"CREATE TABLE ap_t (id int PRIMARY KEY, n numeric, s text, b bigint, si smallint)",
+		"INSERT INTO ap_t SELECT g, g * 1.5, 'v' || (g % 3), g * 10000000000, g FROM generate_series(1, 20) g",
+	} {
+		if _, err := direct.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatal(sql, err)
+		}
+	}
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 3 })
+	pc := connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol).PgConn()
+
+	corpus := []string{
+		"SELECT id, n, s FROM ap_t WHERE id = 3",
+		"select id from ap_t where id in (1, 2, 3) order by id",
+		"SELECT 1, -1, 2.50, 1e3, .5, 5., 2147483647, 5000000000, 99999999999999999999, -5000000000",
+		"SELECT pg_typeof(1), pg_typeof(-2147483647), pg_typeof(2.5), pg_typeof(5000000000), pg_typeof(1e3)",
+		"SELECT -2147483648, pg_typeof(-2147483648), -9223372036854775808",
+		"SELECT id FROM ap_t ORDER BY 1 LIMIT 2",
+		"SELECT s, count(*) FROM ap_t GROUP BY 1 ORDER BY 1",
+		"SELECT DISTINCT ON (1) s, id FROM ap_t ORDER BY 1, 2",
+		"SELECT 1::text || 'x', round(2.567, 2), 7 / 2, 7.0 / 2, 2 ^ 3",
+		"SELECT id FROM ap_t WHERE id = 1.5 OR id = 2.0",
+		"SELECT id, si FROM ap_t WHERE si = 3",
+		"SELECT id FROM ap_t WHERE b = 30000000000",
+		"SELECT format('%s-%s', 1, 'a'), concat(1, 2.5), coalesce(NULL, 3)",
+		"SELECT 1/0",
+		"SELECT id/0 FROM ap_t WHERE id = 1",
+		"SELECT x FROM ap_nosuch WHERE y = 1",
+		"SELECT id FROM ap_t WHERE id = 'abc' AND si = 1",
+		"SELECT 32768::smallint",
+		"SELECT nosuchcol FROM ap_t WHERE id = 1",
+		"UPDATE ap_t SET n = 5.5 WHERE id = 3 RETURNING id, n",
+		"UPDATE ap_t SET n = n WHERE id = 999",
+		"INSERT INTO ap_t (id, n) VALUES (1, 1)",
+		"INSERT INTO ap_t (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = 7 RETURNING id, n",
+		"DELETE FROM ap_t WHERE id = 999 RETURNING id",
+		"SELECT generate_series(1, 3), array[1, 2][2], '{1,2}'::int[]",
+		"SELECT id FROM ap_t ORDER BY id LIMIT 2 OFFSET 1",
+		"SELECT x::numeric(5,1), cast(x AS numeric(6, 2)) FROM (VALUES (1.25)) v(x)",
+		"SELECT id FROM ap_t WHERE id = 1 FOR UPDATE",
+		"WITH c AS (SELECT id FROM ap_t WHERE id < 3) SELECT count(*) FROM c",
+		"SELECT 'a' || 1, E'x\\ny', 2, \"id\" FROM ap_t WHERE id = 4 -- 5\n",
+		"SELECT id /* 1 */ FROM ap_t WHERE id = 6;",
+		"SELECT 1; SELECT 2",
+		"SELECT $1",
+		"SELECT s, count(*) FROM ap_t GROUP BY ROLLUP (1) ORDER BY 1",
+		"SELECT id, lag(id, 1) OVER (ORDER BY id) FROM ap_t WHERE id < 4 ORDER BY id",
+		"SELECT 5 AS five, -5, +5",
+		"SELECT interval '1 day' * 2, now() - now() < interval '1' second",
+	}
+	for _, sql := range corpus {
+		want := simpleOutcome(ctx, direct, sql)
+		for run := 1; run <= 3; run++ {
+			if got := simpleOutcome(ctx, pc, sql); got != want {
+				t.Errorf("%q run %d through the proxy:\n%s\nstraight:\n%s", sql, run, got, want)
+			}
+		}
+	}
+	// The corpus did run prepared: every shape seen twice that qualifies.
+	if runs := tp.srv.autoShapes.runs.Load(); runs < 40 {
+		t.Errorf("auto-prepared runs = %d, want ≥ 40 (most statements from their second run on)", runs)
+	}
+	if r := tp.srv.autoShapes.retries.Load(); r == 0 {
+		t.Errorf("no auto-prepared query was retried as written; the corpus has errors at Parse")
+	}
+
+	// Inside a transaction block nothing is auto-prepared.
+	before := tp.srv.autoShapes.runs.Load()
+	for _, sql := range []string{"BEGIN", "SELECT id FROM ap_t WHERE id = 3", "SELECT id FROM ap_t WHERE id = 4", "COMMIT"} {
+		if out := simpleOutcome(ctx, pc, sql); strings.Contains(out, "error") {
+			t.Fatal(sql, out)
+		}
+	}
+	if after := tp.srv.autoShapes.runs.Load(); after != before {
+		t.Errorf("%d queries auto-prepared inside a transaction block", after-before)
+	}
+
+	// With standard_conforming_strings off a backslash escapes a quote in
+	// a plain string: the proxy sends such sessions' queries as written.
+	for _, c := range []*pgconn.PgConn{direct, pc} {
+		if out := simpleOutcome(ctx, c, "SET standard_conforming_strings = off"); strings.Contains(out, "error") {
+			t.Fatal(out)
+		}
+	}
+	for _, sql := range []string{`SELECT 'a\'', 1`, `SELECT 'a\'', 1`, `SELECT 'a\'', 1`} {
+		if got, want := simpleOutcome(ctx, pc, sql), simpleOutcome(ctx, direct, sql); got != want {
+			t.Errorf("%q with standard_conforming_strings off:\n%s\nstraight:\n%s", sql, got, want)
+		}
+	}
+}
+
+// TestAutoPrepareTableChangesShape: after ALTER TABLE adds a column, the
+// server's prepared copies of "SELECT * … WHERE id = $1" would fail with
+// "cached plan must not change result type"; the proxy closes them and
+// sends the text as written, so clients see the new column and no error.
+func TestAutoPrepareTableChangesShape(t *testing.T) {
+	ctx := ctx10(t)
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 })
+	admin := connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol)
+	if _, err := admin.Exec(ctx, "DROP TABLE IF EXISTS ap_ddl; CREATE TABLE ap_ddl (id int PRIMARY KEY, a text); INSERT INTO ap_ddl VALUES (1, 'x'), (2, 'y')"); err != nil {
+		t.Fatal(err)
+	}
+	clients := []*pgconn.PgConn{
+		connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol).PgConn(),
+		connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol).PgConn(),
+		connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol).PgConn(),
+	}
+	// One server connection: the prepared copy the first runs leave is the
+	// one the runs after ALTER TABLE meet.
+	run := func(wantCols int) {
+		t.Helper()
+		for i, c := range clients {
+			for k := 0; k < 3; k++ {
+				res, err := c.Exec(ctx, fmt.Sprintf("SELECT * FROM ap_ddl WHERE id = %d", 1+(i+k)%2)).ReadAll()
+				if err != nil {
+					t.Fatalf("client %d run %d: %v", i, k, err)
+				}
+				if n := len(res[0].FieldDescriptions); n != wantCols {
+					t.Fatalf("client %d run %d: %d columns, want %d", i, k, n, wantCols)
+				}
+			}
+		}
+	}
+	run(2)
+	if tp.srv.autoShapes.runs.Load() == 0 {
+		t.Fatal("the SELECT never ran auto-prepared")
+	}
+	if _, err := admin.Exec(ctx, "ALTER TABLE ap_ddl ADD COLUMN z int DEFAULT 7"); err != nil {
+		t.Fatal(err)
+	}
+	retries := tp.srv.autoShapes.retries.Load()
+	run(3)
+	run(3)
+	if tp.srv.autoShapes.retries.Load() == retries {
+		t.Error("no stale prepared copy was met after ALTER TABLE; the test did not exercise the retry")
+	}
+}
+
+// TestAutoPrepareOff: with pool.auto_prepare off every simple query is sent
+// as written.
+func TestAutoPrepareOff(t *testing.T) {
+	ctx := ctx10(t)
+	tp := startProxy(t, func(c *config.Config) { c.Pool.AutoPrepare = "off" })
+	c := connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol)
+	for i := 0; i < 5; i++ {
+		var n int
+		if err := c.QueryRow(ctx, fmt.Sprintf("SELECT %d + 1", i)).Scan(&n); err != nil || n != i+1 {
+			t.Fatalf("got %d, %v", n, err)
+		}
+	}
+	if runs := tp.srv.autoShapes.runs.Load(); runs != 0 {
+		t.Errorf("auto_prepare off: %d queries ran prepared", runs)
+	}
+}
