@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,13 @@ type metrics struct {
 	queryDuration  *prometheus.HistogramVec
 	errors         *prometheus.CounterVec
 	poolWait       *prometheus.HistogramVec
+
+	// lastRoute and lastPoolWait are the observers the last session to
+	// miss its own cache looked up. A client that connects for each
+	// request misses every time, and nearly always for the same database,
+	// route and backend as the one before: then it costs no label hashing.
+	lastRoute    atomic.Pointer[sharedRouteObserver]
+	lastPoolWait atomic.Pointer[poolWaitObserver]
 }
 
 // Route kinds of shardproxy_query_duration_seconds.
@@ -145,8 +153,14 @@ func sqlstateClass(code string) string {
 func (m *metrics) observePoolWait(s *Server, cache *poolWaitObserver, backend string, d time.Duration) {
 	snap := s.topo.Current()
 	if cache.obs == nil || cache.snap != snap || cache.backend != backend {
-		ep := endpointsOf(snap).get(backend)
-		*cache = poolWaitObserver{snap: snap, backend: backend, obs: m.poolWait.WithLabelValues(ep.shard, ep.role)}
+		if last := m.lastPoolWait.Load(); last != nil && last.snap == snap && last.backend == backend {
+			*cache = *last
+		} else {
+			ep := endpointsOf(snap).get(backend)
+			*cache = poolWaitObserver{snap: snap, backend: backend, obs: m.poolWait.WithLabelValues(ep.shard, ep.role)}
+			c := *cache
+			m.lastPoolWait.Store(&c)
+		}
 	}
 	cache.obs.Observe(d.Seconds())
 }
@@ -258,10 +272,23 @@ func (ss *session) routeObserver(kind, shard string) *routeObserver {
 	}
 	o := &ss.observers[ss.nextObserver%uint8(len(ss.observers))]
 	ss.nextObserver++
+	m := ss.srv.metrics
+	if last := m.lastRoute.Load(); last != nil && last.database == ss.database && last.kind == kind && last.shard == shard {
+		*o = last.routeObserver
+		return o
+	}
 	*o = routeObserver{kind: kind, shard: shard,
-		hist:   ss.srv.metrics.queryDuration.WithLabelValues(kind, shard),
+		hist:   m.queryDuration.WithLabelValues(kind, shard),
 		totals: ss.srv.console.stats.totals(ss.database, kind, shard)}
+	m.lastRoute.Store(&sharedRouteObserver{database: ss.database, routeObserver: *o})
 	return o
+}
+
+// sharedRouteObserver is a routeObserver with the database its totals
+// belong to (metrics.lastRoute).
+type sharedRouteObserver struct {
+	database string
+	routeObserver
 }
 
 // endpoint says which shard a server address belongs to and in which role.

@@ -73,6 +73,7 @@ type Server struct {
 	ln       net.Listener
 	lnReady  chan struct{}
 	sessions map[uint32]*session // by ProcessID handed to the client
+	workers  sessionWorkers      // goroutines that run sessions (accept.go)
 	closing  atomic.Bool
 	nclients atomic.Int64
 	counter  atomic.Uint32
@@ -203,6 +204,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}()
 	go s.recoverLoop(recoverCtx)
 	go s.health.run(recoverCtx)
+	s.workers.init()
 	s.mu.Unlock()
 	go s.watchdog()
 
@@ -227,11 +229,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-		}()
+		s.startSession(c) // accept.go
 	}
 }
 

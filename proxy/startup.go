@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"sort"
 	"strings"
@@ -43,6 +44,31 @@ var paramsToReport = []string{
 	"integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
 	"session_authorization", "standard_conforming_strings", "TimeZone",
 }
+
+// reportedParam is one entry of paramsToReport with what the greeting needs
+// per client, computed once: the lower-case name client settings are
+// stored under, and whether a client setting overrides the server's value
+// (not for is_superuser and session_authorization).
+type reportedParam struct {
+	name, lower string
+	clientMay   bool
+}
+
+var reportedParams = func() []reportedParam {
+	out := make([]reportedParam, len(paramsToReport))
+	for i, name := range paramsToReport {
+		out[i] = reportedParam{name: name, lower: strings.ToLower(name),
+			clientMay: name != "is_superuser" && name != "session_authorization"}
+	}
+	return out
+}()
+
+// Single-byte answers to SSLRequest and GSSENCRequest (not allocated per
+// connection).
+var (
+	answerNo  = []byte{'N'}
+	answerYes = []byte{'S'}
+)
 
 // oneByteReader hands the pgproto3.Backend used during authentication one
 // byte per Read, so that its internal read-ahead never swallows bytes that
@@ -105,14 +131,14 @@ func (ss *session) startup() bool {
 		case codeSSLRequest:
 			conf := ss.srv.tlsConf.Load()
 			if conf == nil {
-				ss.conn.Write([]byte{'N'})
+				ss.conn.Write(answerNo)
 				continue
 			}
 			if ss.cr.br.Buffered() > 0 { // data after SSLRequest before the handshake: refuse (CVE-2021-23214)
 				ss.fatal(errorFields{Code: codeProtocolViolation, Message: "received unencrypted data after SSL request"})
 				return false
 			}
-			if _, err := ss.conn.Write([]byte{'S'}); err != nil {
+			if _, err := ss.conn.Write(answerYes); err != nil {
 				return false
 			}
 			tc := tls.Server(ss.conn, conf)
@@ -124,7 +150,7 @@ func (ss *session) startup() bool {
 			ss.cr.br.Reset(tc)
 			ss.tls = true
 		case codeGSSEncRequest:
-			ss.conn.Write([]byte{'N'})
+			ss.conn.Write(answerNo)
 		case codeCancelRequest:
 			if len(body) == 8 {
 				ss.srv.cancel(binary.BigEndian.Uint32(body), binary.BigEndian.Uint32(body[4:]))
@@ -333,22 +359,33 @@ func (ss *session) handshake(params map[string]string) bool {
 
 	ss.out = append(ss.out, 'R', 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
 	server := cached.(map[string]string)
-	for _, name := range paramsToReport {
-		v, ok := server[name]
-		if sv, set := settings[strings.ToLower(name)]; set && name != "is_superuser" && name != "session_authorization" {
-			v, ok = sv, true
+	for _, p := range reportedParams {
+		v, ok := server[p.name]
+		if p.clientMay && len(settings) > 0 {
+			if sv, set := settings[p.lower]; set {
+				v, ok = sv, true
+			}
 		}
 		if ok {
-			ss.out = appendParameterStatus(ss.out, name, v)
+			ss.out = appendParameterStatus(ss.out, p.name, v)
 		}
 	}
 	srv.register(ss)
-	var sk [4]byte
-	rand.Read(sk[:])
-	ss.secret = binary.BigEndian.Uint32(sk[:])
-	ss.out = appendEncoded(ss.out, &pgproto3.BackendKeyData{ProcessID: ss.pid, SecretKey: sk[:]})
+	// The cancel key's secret only has to be unguessable by other clients:
+	// math/rand/v2's generator is ChaCha8 seeded from the system's entropy,
+	// per thread, and costs no system call.
+	ss.secret = mrand.Uint32()
+	ss.out = appendBackendKeyData(ss.out, ss.pid, ss.secret)
 	ss.out = appendRFQ(ss.out, 'I')
 	return ss.flushClient() == nil
+}
+
+// appendBackendKeyData appends BackendKeyData (protocol 3.0: a 4-byte
+// process ID and a 4-byte secret key).
+func appendBackendKeyData(dst []byte, pid, secret uint32) []byte {
+	dst = append(dst, 'K', 0, 0, 0, 12)
+	dst = binary.BigEndian.AppendUint32(dst, pid)
+	return binary.BigEndian.AppendUint32(dst, secret)
 }
 
 // settingsSignature is the cache key for "this set of startup settings was
