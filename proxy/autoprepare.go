@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -122,7 +123,8 @@ func (sh *autoShape) statement(s *Server, key []byte, textLen, nparams int) *stm
 // connection and no extended-protocol batch open.
 func (ss *session) sendAutoPrepared(body []byte) bool {
 	cfg := ss.srv.config()
-	if !cfg.Pool.AutoPrepareOn() || ss.txStatus != 'I' || ss.batch || ss.scBatch || ss.sc.Params["standard_conforming_strings"] != "on" {
+	if !cfg.Pool.AutoPrepareOn() || ss.txStatus != 'I' || ss.batch || ss.scBatch ||
+		ss.sc.Params["standard_conforming_strings"] != "on" || !lexableEncoding(ss.sc.Params["client_encoding"]) {
 		return false
 	}
 	sql := trimNUL(body)
@@ -175,6 +177,18 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 	ss.sout = appendEmpty(ss.sout, msgSync)
 	ss.push(expect{kind: expSync, query: body})
 	ss.srv.autoShapes.runs.Add(1)
+	return true
+}
+
+// lexableEncoding reports whether SQL in the client encoding can be
+// lexed byte by byte: every encoding PostgreSQL accepts from clients is
+// ASCII-compatible except the multibyte ones whose trailing bytes may be
+// ASCII ('\\' in particular), which PostgreSQL converts before lexing.
+func lexableEncoding(enc string) bool {
+	switch strings.ToUpper(enc) {
+	case "", "SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB":
+		return false
+	}
 	return true
 }
 

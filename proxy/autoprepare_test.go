@@ -143,6 +143,24 @@ func TestAutoPrepareDifferential(t *testing.T) {
 			t.Errorf("%q with standard_conforming_strings off:\n%s\nstraight:\n%s", sql, got, want)
 		}
 	}
+	for _, c := range []*pgconn.PgConn{direct, pc} {
+		if out := simpleOutcome(ctx, c, "SET standard_conforming_strings = on; SET client_encoding = 'SJIS'"); strings.Contains(out, "error") {
+			t.Fatal(out)
+		}
+	}
+	// In SJIS a trailing byte may be a backslash (0x5C): "\x95\x5C" is one
+	// character, and the quote after it ends the E'' string.
+	before = tp.srv.autoShapes.runs.Load()
+	for _, sql := range []string{"SELECT E'\x95\x5C', 1", "SELECT 'x', 2"} {
+		for run := 1; run <= 3; run++ {
+			if got, want := simpleOutcome(ctx, pc, sql), simpleOutcome(ctx, direct, sql); got != want {
+				t.Errorf("%q in SJIS, run %d:\n%s\nstraight:\n%s", sql, run, got, want)
+			}
+		}
+	}
+	if after := tp.srv.autoShapes.runs.Load(); after != before {
+		t.Errorf("%d queries auto-prepared with client_encoding SJIS", after-before)
+	}
 }
 
 // TestAutoPrepareTableChangesShape: after ALTER TABLE adds a column, the
