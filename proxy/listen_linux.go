@@ -5,11 +5,29 @@ package proxy
 import (
 	"net"
 	"syscall"
+
+	"github.com/shardproxy/shardproxy/proxy/netio"
 )
 
-// listenConfig sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
-// TCP_KEEPCNT on the listening socket (Linux copies them to every accepted
-// socket) and tells the runtime to leave keepalive alone on accept.
+// wrapListener accepts with raw system calls (see netio.Listener); the
+// accepted sockets get their options from the listening socket.
+func wrapListener(ln net.Listener) (net.Listener, error) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return ln, nil
+	}
+	rl, err := netio.NewListener(tl)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return rl, nil
+}
+
+// listenConfig sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT
+// and TCP_NODELAY on the listening socket (Linux copies them to every
+// accepted socket) and tells the runtime to leave keepalive alone on
+// accept.
 func listenConfig() *net.ListenConfig {
 	secs := int(ClientKeepAlive.Seconds())
 	return &net.ListenConfig{
@@ -22,6 +40,7 @@ func listenConfig() *net.ListenConfig {
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, secs},
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, secs},
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
+					{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
 				} {
 					if serr == nil {
 						serr = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v)

@@ -20,5 +20,10 @@
 // *net.OpError otherwise (deadline errors satisfy net.Error.Timeout, a
 // closed connection errors.Is net.ErrClosed).
 //
+// Listener (Linux) does the same for accepting: accept4 is a raw call, the
+// socket options come from the listening socket and the accepted socket
+// enters the netpoller as an *os.File, so a client connect costs no
+// syscall.Syscall until its Close.
+//
 // Only Linux gets the raw path; elsewhere Wrap returns the connection as is.
 package netio

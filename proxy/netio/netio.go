@@ -48,6 +48,11 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
+	return wrapRaw(c, raw)
+}
+
+// wrapRaw returns c with Read and Write through raw's callbacks.
+func wrapRaw(c net.Conn, raw syscall.RawConn) *Conn {
 	w := &Conn{Conn: c, raw: raw}
 	w.rfn = w.readOnce
 	w.wfn = w.writeAll
