@@ -21,6 +21,11 @@ import (
 // the file's sharding section (the Raft log is the truth).
 func TestRaftSingleNodeKeepsTopologyAcrossRestart(t *testing.T) {
 	adminPort := freePort(t)
+	// One listen port for both runs: the restart binds right after the
+	// first process released it, leaving no time for another test's
+	// server (tests run in parallel and pick ports from 61000 up) to take
+	// it, as a port found free once per run did.
+	listenPort := freePort(t)
 	conf := func(vnodes int) string {
 		return fmt.Sprintf(`listen: 127.0.0.1:%d
 admin_listen: 127.0.0.1:%d
@@ -36,7 +41,7 @@ sharding:
     - {name: users, vnodes: %d}
   tables:
     - {name: users, key: id, distribution: users}
-`, freePort(t), adminPort, vnodes)
+`, listenPort, adminPort, vnodes)
 	}
 	path := writeFile(t, "raft.yaml", conf(4))
 	raftDir := filepath.Join(t.TempDir(), "raft")
