@@ -24,10 +24,20 @@ func wrapListener(ln net.Listener) (net.Listener, error) {
 	return rl, nil
 }
 
+// deferAcceptSeconds is the listening socket's TCP_DEFER_ACCEPT: the
+// kernel hands a connection to accept only once the client's first packet
+// (SSLRequest or StartupMessage: PostgreSQL clients speak first) is there,
+// so the session's first read finds it instead of parking until it comes
+// (a read, a netpoller wake-up and often a context switch less per
+// connection). A client that sends nothing is accepted after about this
+// long anyway and then meets the startup timeout. PgBouncer does the same
+// (tcp_defer_accept, 45 s by default on Linux).
+const deferAcceptSeconds = 10
+
 // listenConfig sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT
 // and TCP_NODELAY on the listening socket (Linux copies them to every
-// accepted socket) and tells the runtime to leave keepalive alone on
-// accept.
+// accepted socket), and TCP_DEFER_ACCEPT, and tells the runtime to leave
+// keepalive alone on accept.
 func listenConfig() *net.ListenConfig {
 	secs := int(ClientKeepAlive.Seconds())
 	return &net.ListenConfig{
@@ -41,6 +51,7 @@ func listenConfig() *net.ListenConfig {
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, secs},
 					{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, 9},
 					{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+					{syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, deferAcceptSeconds},
 				} {
 					if serr == nil {
 						serr = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v)

@@ -10,7 +10,8 @@ import (
 
 // TestListenAcceptedSocketOptions: connections accepted from Listen have
 // TCP_NODELAY and the client keepalive (inherited from the listening
-// socket, not set per connection).
+// socket, not set per connection); the listening socket defers accepting
+// until the client's first bytes are there.
 func TestListenAcceptedSocketOptions(t *testing.T) {
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -22,11 +23,27 @@ func TestListenAcceptedSocketOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
+	// PostgreSQL clients speak first; with TCP_DEFER_ACCEPT the connection
+	// is accepted once they have.
+	if _, err := client.Write([]byte{0, 0, 0, 8}); err != nil {
+		t.Fatal(err)
+	}
 	c, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	lraw, err := ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lraw.Control(func(fd uintptr) {
+		// Linux stores TCP_DEFER_ACCEPT as a number of SYN-ACK
+		// retransmissions and reports the seconds they cover (≥ the value set).
+		if got, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT); err != nil || got < deferAcceptSeconds {
+			t.Errorf("listening socket TCP_DEFER_ACCEPT = %d (%v), want ≥ %d", got, err, deferAcceptSeconds)
+		}
+	})
 	raw, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ const (
 	codeCancelRequest = 80877102
 	protocolVersion30 = 3 << 16
 	clientReadBufSize = 4096
+	greetingSizeHint  = 512 // bytes of a typical greeting (PostgreSQL 15's reported parameters)
 	serverReadBufSize = 16384
 	// maxCheckedSignatures bounds the cache of startup-parameter sets the
 	// server accepted.
@@ -201,10 +203,38 @@ func parseStartupParams(b []byte) (map[string]string, []string, bool) {
 		if strings.HasPrefix(string(k), "_pq_.") {
 			unknown = append(unknown, string(k))
 		} else {
-			params[string(k)] = string(v)
+			params[startupParamName(k)] = string(v)
 		}
 		b = rest
 	}
+}
+
+// startupParamName returns k as a string, without allocating for the
+// names drivers send on every connection.
+func startupParamName(k []byte) string {
+	switch string(k) { // no allocation: the compiler compares in place
+	case "user":
+		return "user"
+	case "database":
+		return "database"
+	case "application_name":
+		return "application_name"
+	case "fallback_application_name":
+		return "fallback_application_name"
+	case "client_encoding":
+		return "client_encoding"
+	case "DateStyle":
+		return "DateStyle"
+	case "TimeZone":
+		return "TimeZone"
+	case "options":
+		return "options"
+	case "extra_float_digits":
+		return "extra_float_digits"
+	case "search_path":
+		return "search_path"
+	}
+	return string(k)
 }
 
 // parseOptions splits the "options" startup parameter ("-c a=b --c=d") into
@@ -357,6 +387,10 @@ func (ss *session) handshake(params map[string]string) bool {
 		}
 	}
 
+	// AuthenticationOk, about 13 ParameterStatus, BackendKeyData and
+	// ReadyForQuery: one allocation of about the right size instead of
+	// growing through 8, 16, … bytes.
+	ss.out = slices.Grow(ss.out, greetingSizeHint)
 	ss.out = append(ss.out, 'R', 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
 	server := cached.(map[string]string)
 	for _, p := range reportedParams {
@@ -396,10 +430,22 @@ func settingsSignature(key pool.Key, settings map[string]string) string {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	n := len(key.User) + len(key.Database) + len(key.Backend) + 2
+	for k, v := range settings {
+		n += len(k) + len(v) + 2
+	}
 	var b strings.Builder
-	b.WriteString(key.User + "\x00" + key.Database + "\x00" + key.Backend)
+	b.Grow(n)
+	b.WriteString(key.User)
+	b.WriteByte(0)
+	b.WriteString(key.Database)
+	b.WriteByte(0)
+	b.WriteString(key.Backend)
 	for _, k := range names {
-		b.WriteString("\x00" + k + "=" + settings[k])
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(settings[k])
 	}
 	return b.String()
 }

@@ -36,6 +36,12 @@ type Listener struct {
 	raw    syscall.RawConn
 	addr   net.Addr
 	closed atomic.Bool
+
+	mu    sync.Mutex // one Accept at a time uses the state below
+	afn   func(fd uintptr) bool
+	nfd   int
+	errno syscall.Errno
+	peer  rawSockaddr
 }
 
 // NewListener takes over ln's socket: ln itself is closed (the socket
@@ -52,8 +58,14 @@ func NewListener(ln *net.TCPListener) (*Listener, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Listener{f: f, raw: raw, addr: addr}, nil
+	l := &Listener{f: f, raw: raw, addr: addr}
+	l.afn = l.acceptOnce
+	return l, nil
 }
+
+// SyscallConn returns the listening socket's raw connection (for socket
+// options; Accept uses its Read).
+func (l *Listener) SyscallConn() (syscall.RawConn, error) { return l.raw, nil }
 
 // Addr is the listening address.
 func (l *Listener) Addr() net.Addr { return l.addr }
@@ -74,31 +86,11 @@ func (l *Listener) Close() error {
 // net.TCPListener's: *net.OpError, errors.Is net.ErrClosed after Close,
 // Temporary for a transient accept4 failure (EMFILE, ENFILE, ENOBUFS…).
 func (l *Listener) Accept() (net.Conn, error) {
-	var (
-		nfd   int
-		errno syscall.Errno
-		addr  rawSockaddr
-	)
-	err := l.raw.Read(func(fd uintptr) bool {
-		for {
-			addr.len = uint32(unsafe.Sizeof(addr.sa))
-			r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd,
-				uintptr(unsafe.Pointer(&addr.sa)), uintptr(unsafe.Pointer(&addr.len)),
-				syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
-			switch e {
-			case 0:
-				nfd = int(r)
-				return true
-			case syscall.EINTR, syscall.ECONNABORTED: // like net: a connection reset before accept is skipped
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	l.mu.Lock()
+	l.nfd, l.errno = -1, 0
+	err := l.raw.Read(l.afn)
+	nfd, errno, addr := l.nfd, l.errno, l.peer
+	l.mu.Unlock()
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("accept4", errno)
 	}
@@ -116,7 +108,30 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 	s := &socket{f: f, remoteRaw: addr}
 	s.raw = socketRaw{RawConn: fraw, s: s}
-	return wrapRaw(s, s.raw), nil
+	return wrapRaw(s, &s.raw), nil
+}
+
+// acceptOnce is the RawConn.Read callback: accept4(2); false (wait for a
+// connection) on EAGAIN.
+func (l *Listener) acceptOnce(fd uintptr) bool {
+	for {
+		l.peer.len = uint32(unsafe.Sizeof(l.peer.sa))
+		r, _, e := syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd,
+			uintptr(unsafe.Pointer(&l.peer.sa)), uintptr(unsafe.Pointer(&l.peer.len)),
+			syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case 0:
+			l.nfd = int(r)
+			return true
+		case syscall.EINTR, syscall.ECONNABORTED: // like net: a connection reset before accept is skipped
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			l.errno = e
+			return true
+		}
+	}
 }
 
 // rawSockaddr is the peer address accept4 filled in. A TCP peer's
@@ -159,18 +174,13 @@ type socket struct {
 	remoteRaw rawSockaddr
 	closed    atomic.Bool
 
-	addrOnce sync.Once
-	local    net.Addr
-	remote   net.Addr
+	remoteOnce, localOnce sync.Once
+	remote, local         net.Addr
 }
 
-func (s *socket) addrs() {
-	s.addrOnce.Do(func() {
-		if ra := s.remoteRaw.tcpAddr(); ra != nil {
-			s.remote = ra
-		} else {
-			s.remote = &net.TCPAddr{}
-		}
+// LocalAddr is looked up (getsockname) on first use.
+func (s *socket) LocalAddr() net.Addr {
+	s.localOnce.Do(func() {
 		s.local = &net.TCPAddr{}
 		s.raw.RawConn.Control(func(fd uintptr) {
 			if sa, err := syscall.Getsockname(int(fd)); err == nil {
@@ -183,13 +193,20 @@ func (s *socket) addrs() {
 			}
 		})
 	})
+	return s.local
 }
 
-// LocalAddr is looked up (getsockname) on first use.
-func (s *socket) LocalAddr() net.Addr { s.addrs(); return s.local }
-
 // RemoteAddr is the address accept4 reported.
-func (s *socket) RemoteAddr() net.Addr { s.addrs(); return s.remote }
+func (s *socket) RemoteAddr() net.Addr {
+	s.remoteOnce.Do(func() {
+		if ra := s.remoteRaw.tcpAddr(); ra != nil {
+			s.remote = ra
+		} else {
+			s.remote = &net.TCPAddr{}
+		}
+	})
+	return s.remote
+}
 
 func (s *socket) Read(b []byte) (int, error) {
 	n, err := s.f.Read(b)
@@ -219,7 +236,7 @@ func (s *socket) SetWriteDeadline(t time.Time) error {
 }
 
 // SyscallConn returns the descriptor's raw connection (errors as net's).
-func (s *socket) SyscallConn() (syscall.RawConn, error) { return s.raw, nil }
+func (s *socket) SyscallConn() (syscall.RawConn, error) { return &s.raw, nil }
 
 // opError turns an *os.File error into what a net.TCPConn would return:
 // *net.OpError around the cause, net.ErrClosed once the socket is closed.
@@ -244,11 +261,11 @@ type socketRaw struct {
 	s *socket
 }
 
-func (r socketRaw) Read(f func(uintptr) bool) error  { return r.err(r.RawConn.Read(f)) }
-func (r socketRaw) Write(f func(uintptr) bool) error { return r.err(r.RawConn.Write(f)) }
-func (r socketRaw) Control(f func(uintptr)) error    { return r.err(r.RawConn.Control(f)) }
+func (r *socketRaw) Read(f func(uintptr) bool) error  { return r.err(r.RawConn.Read(f)) }
+func (r *socketRaw) Write(f func(uintptr) bool) error { return r.err(r.RawConn.Write(f)) }
+func (r *socketRaw) Control(f func(uintptr)) error    { return r.err(r.RawConn.Control(f)) }
 
-func (r socketRaw) err(err error) error {
+func (r *socketRaw) err(err error) error {
 	if err != nil && r.s.closed.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return net.ErrClosed
 	}
