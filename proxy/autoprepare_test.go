@@ -226,3 +226,53 @@ func TestAutoPrepareOff(t *testing.T) {
 		t.Errorf("auto_prepare off: %d queries ran prepared", runs)
 	}
 }
+
+// TestAutoPrepareNoticesOnce: notices raised before the statement runs
+// (an immutable function folded while the plan is made) reach the client
+// once per query, also when the prepared form then fails before running
+// and the text is sent again; statements whose parse raises a notice (an
+// identifier truncated to 63 bytes) are sent as written.
+func TestAutoPrepareNoticesOnce(t *testing.T) {
+	ctx := ctx10(t)
+	direct := testCluster.Shards[0].Primary.DSN("postgres")
+	admin, err := pgconn.Connect(ctx, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `CREATE OR REPLACE FUNCTION ap_noisy(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $f$ BEGIN RAISE NOTICE 'noisy %', $1; RETURN $1; END $f$`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, nil)
+	long := strings.Repeat("x", 70)
+	statements := []struct{ sql, notice string }{
+		{"SELECT ap_noisy(5), 1/0", "00000 noisy 5"},                 // NOTICE, then 22012 while planning: retried as written
+		{"SELECT ap_noisy(6)", "00000 noisy 6"},                      // NOTICE while planning, then the row
+		{"SELECT 2 AS " + long + " WHERE 3 = 3", "42622 identifier"}, // NOTICE while parsing: sent as written
+	}
+	for _, dsn := range []string{direct, tp.dsn} {
+		cfg, err := pgconn.ParseConfig(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var notices []string
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Code+" "+n.Message) }
+		c, err := pgconn.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range statements {
+			for run := 1; run <= 3; run++ {
+				notices = notices[:0]
+				c.Exec(ctx, st.sql).ReadAll()
+				if len(notices) != 1 || !strings.HasPrefix(notices[0], st.notice) {
+					t.Errorf("%.30s run %d (%s): notices %q, want one %q", st.sql, run, dsn, notices, st.notice)
+				}
+			}
+		}
+		c.Close(ctx)
+	}
+	if tp.srv.autoShapes.retries.Load() == 0 || tp.srv.autoShapes.runs.Load() < 3 {
+		t.Errorf("runs %d, retries %d: the test did not exercise auto-prepare", tp.srv.autoShapes.runs.Load(), tp.srv.autoShapes.retries.Load())
+	}
+}

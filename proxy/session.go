@@ -104,6 +104,7 @@ type session struct {
 	apKey         []byte                // auto-prepare: normalized text + OID block (reused buffer)
 	apLits        []sqlclass.Literal    // auto-prepare: the literals taken out (reused buffer)
 	autoClose     string                // auto-prepare: stale server statement to close before the retry
+	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
 
 	sc    *pool.ServerConn
 	sr    msgReader // server messages, valid while sc != nil
@@ -1227,6 +1228,12 @@ func (ss *session) drain() error {
 		}
 		switch typ {
 		case msgDataRow, msgNoticeResponse, msgNotification, msgCopyData, msgCopyDone, msgFuncCallResp:
+			if e.auto != nil && typ == msgNoticeResponse {
+				// Held until the statement runs: a retry as written
+				// raises it again.
+				ss.autoNotices = appendMsg(ss.autoNotices, typ, body)
+				continue
+			}
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgParamStatus:
 			ss.noteParamStatus(body)
@@ -1268,6 +1275,8 @@ func (ss *session) drain() error {
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgRowDescription, msgNoData:
 			if e.kind == expDescribeQuery {
+				ss.out = append(ss.out, ss.autoNotices...)
+				ss.autoNotices = ss.autoNotices[:0]
 				if typ == msgRowDescription {
 					ss.out = appendMsg(ss.out, typ, body)
 				}
@@ -1314,11 +1323,16 @@ func (ss *session) drain() error {
 					errorFields{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint})
 			}
 			if e.auto != nil && ss.autoFailed(e, body) {
+				ss.autoNotices = ss.autoNotices[:0]
 				ss.serverError(e)
 				if ss.pendingCount() > 0 && ss.fifo[ss.head].kind == expSync {
 					ss.fifo[ss.head].retry = true
 				}
 				continue
+			}
+			if len(ss.autoNotices) > 0 {
+				ss.out = append(ss.out, ss.autoNotices...)
+				ss.autoNotices = ss.autoNotices[:0]
 			}
 			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)

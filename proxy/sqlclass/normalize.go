@@ -18,6 +18,11 @@ type Literal struct {
 	OID        uint32
 }
 
+// maxIdentLen is PostgreSQL's NAMEDATALEN-1: a longer identifier is
+// truncated with a NOTICE while the statement is parsed, which a prepared
+// statement would raise only once per server connection.
+const maxIdentLen = 63
+
 // maxLiterals bounds the parameters of one normalized statement; a
 // statement with more numbers is left alone.
 const maxLiterals = 100
@@ -36,8 +41,9 @@ const maxLiterals = 100
 // the replacement could change: a '$' (parameters, dollar quotes,
 // identifiers with '$'), a number glued to letters, the two integers
 // whose negation PostgreSQL types differently from the negated parameter
-// (2147483648 and 9223372036854775808), more than 100 numbers, or an
-// unterminated comment or quote. It is a lexical step only: whether the
+// (2147483648 and 9223372036854775808), more than 100 numbers, an
+// identifier longer than 63 bytes (PostgreSQL truncates it with a notice
+// at each parse), or an unterminated comment or quote. It is a lexical step only: whether the
 // parameters stand where a constant means something else (ORDER BY 1,
 // varchar(10)) is for a parser to decide on the result.
 func NormalizeNumbers(sql string, dst []byte, lits []Literal) ([]byte, []Literal, bool) {
@@ -50,11 +56,18 @@ func NormalizeNumbers(sql string, dst []byte, lits []Literal) ([]byte, []Literal
 			return append(dst, sql[last:]...), lits, true
 		case tParam, tBadEnd:
 			return dst, lits, false
-		case tString, tQIdent:
-			if sql[t.start] == '$' || (t.kind == tString && t.end > t.start && sql[t.end-1] != '\'') {
+		case tString:
+			if sql[t.start] == '$' || (t.end > t.start && sql[t.end-1] != '\'') {
 				return dst, lits, false // dollar quote, or an unterminated string
 			}
+		case tQIdent:
+			if t.end-t.start > maxIdentLen+2 {
+				return dst, lits, false
+			}
 		case tIdent:
+			if t.end-t.start > maxIdentLen {
+				return dst, lits, false
+			}
 			for i := t.start; i < t.end; i++ {
 				if sql[i] == '$' {
 					return dst, lits, false

@@ -2,6 +2,7 @@ package sqlclass
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +37,9 @@ func TestNormalizeNumbers(t *testing.T) {
 		{"select 1_000", "", nil},
 		{"select 0x1F", "", nil},
 		{"select 'open", "", nil},
+		{"select 1 as " + strings.Repeat("x", 64), "", nil},
+		{"select 1 as \"" + strings.Repeat("x", 64) + "\"", "", nil},
+		{"select 1 as " + strings.Repeat("x", 63), "select $1 as " + strings.Repeat("x", 63), []lit{{"1", OIDInt4}}},
 		{"select 1 /* open", "", nil},
 	}
 	for _, c := range cases {
