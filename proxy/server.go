@@ -255,10 +255,17 @@ func (s *Server) serveConn(c net.Conn) {
 			c.Close()
 		}
 	}()
-	s.log.Debug("client connected", "remote", c.RemoteAddr()) // formatted only when logged
+	// Checked first: the arguments of a disabled Debug call are still
+	// allocated, and the remote address is only built when asked for.
+	logDebug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	if logDebug {
+		s.log.Debug("client connected", "remote", c.RemoteAddr())
+	}
 	sess := newSession(s, c)
 	sess.run()
-	s.log.Debug("client closed", "remote", c.RemoteAddr())
+	if logDebug {
+		s.log.Debug("client closed", "remote", c.RemoteAddr())
+	}
 }
 
 // register assigns the session its BackendKeyData and makes it findable
