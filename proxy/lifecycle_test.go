@@ -34,7 +34,7 @@ func TestShutdownLetsTransactionsFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, _ := Listen("127.0.0.1:0")
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	dsn := "postgres://postgres@" + ln.Addr().String() + "/postgres?sslmode=disable"
@@ -149,7 +149,7 @@ func TestTLSAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, _ := Listen("127.0.0.1:0")
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -62,7 +62,7 @@ func startProxy(t testing.TB, mutate func(*config.Config)) *testProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -80,7 +79,7 @@ func serveProxy(t testing.TB, cfg config.Config, deps proxy.Deps) *runningProxy 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := proxy.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
