@@ -19,7 +19,12 @@
 # `go tool pprof -top bin/shardproxy DIR/shardproxy-scaleout-4shards-select-prepared-r1.pprof`),
 # BENCH_BASELINE (a second shardproxy binary on the same cluster, run as
 # target "baseline" next to "shardproxy" in every round, to compare two
-# builds side by side; its runs are in the log and the every-run table).
+# builds side by side; its runs are in the log and the every-run table),
+# BENCH_TARGETS (targets to run, of direct,shardproxy,baseline; default all),
+# BENCH_WORKLOADS (select,update; default both). For example, two builds on
+# point selects at 4 shards only:
+#   BENCH_BASELINE=/tmp/shardproxy-head BENCH_TARGETS=baseline,shardproxy \
+#   BENCH_WORKLOADS=select BENCH_SHARD_COUNTS=4 BENCH_OUT= bash test/bench/scaleout.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -49,6 +54,8 @@ exec bin/bench-driver -mode scaleout \
 	-threads 2 \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-baseline "${BENCH_BASELINE:-}" \
+	-scaleout-targets "${BENCH_TARGETS:-}" \
+	-only "${BENCH_WORKLOADS:-}" \
 	-shardproxy "$SHARDPROXY" \
 	-out "${BENCH_OUT-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/scaleout.sh   # make bench-scaleout"

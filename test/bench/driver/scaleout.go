@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +30,26 @@ import (
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 	"github.com/shardproxy/shardproxy/topology"
 )
+
+// soTargets restricts the targets of every round (-scaleout-targets,
+// BENCH_TARGETS in scaleout.sh; "baseline" runs only with -baseline), and
+// -only the workloads (BENCH_WORKLOADS), e.g. to compare two builds on
+// point selects alone. Registered here, before main parses the flags.
+var soTargets = flag.String("scaleout-targets", "", "scaleout: comma-separated targets to run of direct, shardproxy, baseline (\"\" = all)")
+
+// soSelected reports whether name is in the comma-separated list (an
+// empty list selects everything).
+func soSelected(list, name string) bool {
+	if list == "" {
+		return true
+	}
+	for _, x := range strings.Split(list, ",") {
+		if strings.TrimSpace(x) == name {
+			return true
+		}
+	}
+	return false
+}
 
 // soWorkload is one custom pgbench script; %[1]s is the table, %[2]d the
 // largest key.
@@ -278,12 +299,17 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 		if baseline != nil {
 			_ = e.runProxy(ctx, rc, "baseline", soWorkloads[0], proto, 0, warm)
 		}
-		_ = e.runDirect(ctx, rc, soWorkloads[0], proto, 0, warm)
+		if soSelected(*soTargets, "direct") {
+			_ = e.runDirect(ctx, rc, soWorkloads[0], proto, 0, warm)
+		}
 	}
 
 	for round := 1; round <= e.o.rounds; round++ {
 		for _, proto := range e.protocols {
 			for _, w := range soWorkloads {
+				if !soSelected(e.o.only, w.name) {
+					continue
+				}
 				// Alternate which target goes first, so neither always
 				// follows the other's autovacuum or warm caches.
 				order := []string{"direct", "shardproxy"}
@@ -297,6 +323,9 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 					}
 				}
 				for _, t := range order {
+					if !soSelected(*soTargets, t) {
+						continue
+					}
 					if err := ctx.Err(); err != nil {
 						return err
 					}

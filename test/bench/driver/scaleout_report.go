@@ -250,7 +250,7 @@ func (e *soEnv) report() string {
 			status = "fails: " + strings.ReplaceAll(r.failure, "|", "\\|")
 		}
 		proxy := "—"
-		if r.target == "shardproxy" {
+		if r.target != "direct" { // shardproxy or baseline
 			proxy = fmt.Sprintf("%.2f", r.proxyCPU)
 		}
 		p("| %d | %d | %s | %s | %s | %d | %.0f | %.2f | %d | %s | %.2f | %.2f | %s |\n", r.shards, r.round, r.workload, r.protocol,
