@@ -68,6 +68,8 @@ type binding struct {
 
 	keyUpdate bool           // an UPDATE that sets the target's distribution key (plan.KeyUpdate)
 	keyUpd    *keyUpdateTmpl // its internal statements, built on first use (under mu)
+
+	point atomic.Pointer[pointTmpl] // point.go: set on first Plan, noPoint when not one
 }
 
 func (st *stmtInfo) bind(snap *topology.Snapshot) *binding {

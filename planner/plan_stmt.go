@@ -28,6 +28,9 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 	case 0:
 		return &plan.Session{Kind: "empty", SQL: a.SQL}, nil
 	case 1:
+		if op, ok := p.planPoint(snap, a, &params); ok {
+			return op, nil // a Route: restrictToOwned changes only Scatters
+		}
 		op, err := p.planStmt(snap, a, a.Statements[0].info, &params)
 		if err != nil {
 			return nil, err

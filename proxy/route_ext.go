@@ -73,17 +73,91 @@ func (ss *session) routeParse(snap *topology.Snapshot, e *stmtEntry) (synth bool
 }
 
 // bindValues decodes the parameter part of a Bind body (after the portal
-// and statement names).
+// and statement names) as pgproto3.Bind.Decode would: NULL values are nil,
+// empty ones non-nil; no parameter format codes give nil Formats; the
+// result format codes are never nil; bytes after them are ignored. The
+// values alias rest. The slices live in one allocation (bindArgs) for up
+// to bindArgsInline values, so planning a Bind costs no per-value
+// allocations; nothing else holds them, so callers may keep them.
 func bindValues(rest []byte) (planner.Params, []int16, bool) {
-	var b pgproto3.Bind
-	// Decode needs the whole body; rebuild the two empty names in front.
-	body := make([]byte, 0, len(rest)+2)
-	body = append(body, 0, 0)
-	body = append(body, rest...)
-	if err := b.Decode(body); err != nil {
-		return planner.Params{}, nil, false
+	a := new(bindArgs)
+	var p planner.Params
+	n, rest, ok := uint16At(rest)
+	if !ok {
+		return p, nil, false
 	}
-	return planner.Params{Values: b.Parameters, Formats: b.ParameterFormatCodes}, b.ResultFormatCodes, true
+	if n > 0 {
+		p.Formats = a.int16s(&a.formats, n)
+		if len(rest) < 2*n {
+			return p, nil, false
+		}
+		for i := range p.Formats {
+			p.Formats[i] = int16(binary.BigEndian.Uint16(rest[2*i:]))
+		}
+		rest = rest[2*n:]
+	}
+	if n, rest, ok = uint16At(rest); !ok {
+		return p, nil, false
+	}
+	if n > 0 {
+		if n <= bindArgsInline {
+			p.Values = a.values[:n:n]
+		} else {
+			p.Values = make([][]byte, n)
+		}
+		for i := range p.Values {
+			if len(rest) < 4 {
+				return p, nil, false
+			}
+			size := int(int32(binary.BigEndian.Uint32(rest)))
+			rest = rest[4:]
+			if size == -1 {
+				continue // NULL
+			}
+			if size < 0 || len(rest) < size {
+				return p, nil, false
+			}
+			p.Values[i] = rest[:size:size]
+			rest = rest[size:]
+		}
+	}
+	if n, rest, ok = uint16At(rest); !ok {
+		return p, nil, false
+	}
+	rf := a.int16s(&a.results, n)
+	if len(rest) < 2*n {
+		return p, nil, false
+	}
+	for i := range rf {
+		rf[i] = int16(binary.BigEndian.Uint16(rest[2*i:]))
+	}
+	return p, rf, true
+}
+
+// bindArgsInline is how many parameters and format codes of a Bind
+// bindValues decodes without allocating beyond its bindArgs.
+const bindArgsInline = 4
+
+// bindArgs is the storage of one decoded Bind's slices.
+type bindArgs struct {
+	values           [bindArgsInline][]byte
+	formats, results [bindArgsInline]int16
+}
+
+// int16s returns n int16s: the front of inline when they fit.
+func (a *bindArgs) int16s(inline *[bindArgsInline]int16, n int) []int16 {
+	if n <= bindArgsInline {
+		return inline[:n:n]
+	}
+	return make([]int16, n)
+}
+
+// uint16At reads a big-endian uint16 at the front of b.
+func uint16At(b []byte) (int, []byte, bool) {
+	if len(b) < 2 {
+		return 0, b, false
+	}
+	return int(binary.BigEndian.Uint16(b)), b[2:], true
 }
 
 // routeBind plans a Bind over a sharded topology. It returns handled=true

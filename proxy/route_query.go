@@ -427,9 +427,15 @@ func (ss *session) runOnShard(snap *topology.Snapshot, shard, sql string) error 
 	return ss.runRaw(appendQuery(nil, sql))
 }
 
+// isServerGone reports whether err is (or wraps) an *errServerGone: the
+// server connection failed. It does not allocate (ensureServer may call it
+// on every attach).
 func isServerGone(err error) bool {
-	var sg *errServerGone
-	return errors.As(err, &sg)
+	if err == nil {
+		return false
+	}
+	_, ok := errors.AsType[*errServerGone](err) // no allocation, unlike errors.As with a local
+	return ok
 }
 
 // savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every shard in the
