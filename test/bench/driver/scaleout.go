@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,17 +311,15 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 				if !soSelected(e.o.only, w.name) {
 					continue
 				}
-				// Alternate which target goes first, so neither always
-				// follows the other's autovacuum or warm caches.
+				// Reverse the order every other round, so no target always
+				// follows another's autovacuum or warm caches (with a
+				// baseline, shardproxy and baseline swap places too).
 				order := []string{"direct", "shardproxy"}
-				if round%2 == 0 {
-					order[0], order[1] = order[1], order[0]
-				}
 				if baseline != nil {
 					order = append(order, "baseline")
-					if round%2 == 0 {
-						order[1], order[2] = order[2], order[1]
-					}
+				}
+				if round%2 == 0 {
+					slices.Reverse(order)
 				}
 				for _, t := range order {
 					if !soSelected(*soTargets, t) {
