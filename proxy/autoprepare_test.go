@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/pool"
 )
 
 // simpleOutcome is everything a client sees of a simple Query: per
@@ -274,5 +276,33 @@ func TestAutoPrepareNoticesOnce(t *testing.T) {
 	}
 	if tp.srv.autoShapes.retries.Load() == 0 || tp.srv.autoShapes.runs.Load() < 3 {
 		t.Errorf("runs %d, retries %d: the test did not exercise auto-prepare", tp.srv.autoShapes.runs.Load(), tp.srv.autoShapes.retries.Load())
+	}
+}
+
+// TestAutoPrepareSessionMode: in session mode DISCARD ALL drops the
+// server's prepared statements when a client leaves; the next client's
+// auto-prepared query prepares its statement again (no stale name used).
+func TestAutoPrepareSessionMode(t *testing.T) {
+	ctx := ctx10(t)
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Mode = "session"; c.Pool.Size = 1 })
+	for client, base := range []int{7, 9} {
+		c := connect(t, tp.dsn, pgx.QueryExecModeSimpleProtocol)
+		for run := 0; run < 2; run++ {
+			var n int
+			if err := c.QueryRow(ctx, fmt.Sprintf("SELECT %d + 1 AS n", base+run)).Scan(&n); err != nil || n != base+run+1 {
+				t.Fatalf("client %d run %d: %d, %v", client, run, n, err)
+			}
+		}
+		c.Close(ctx)
+		// The server connection goes back to the pool (after DISCARD ALL)
+		// once the proxy has seen the client leave.
+		waitFor(t, 10*time.Second, func() bool {
+			idle := 0
+			tp.srv.pools.Each(func(_ pool.Key, p *pool.Pool) { idle += p.Stats().Idle })
+			return idle == 1
+		})
+	}
+	if runs, retries := tp.srv.autoShapes.runs.Load(), tp.srv.autoShapes.retries.Load(); runs != 3 || retries != 0 {
+		t.Errorf("auto-prepared runs %d (want 3: every run after the first), retries %d (want 0)", runs, retries)
 	}
 }
