@@ -22,28 +22,35 @@ import (
 //     partial index's predicate.
 //
 // The error says which rule failed (for logs and tests); callers send the
-// original text instead.
-func CheckParameterized(sql string, n int) error {
+// original text instead. returnsRows tells whether the statement has a
+// result (a SELECT, or RETURNING): only those can meet PostgreSQL's
+// "cached plan must not change result type" after a table changes shape.
+func CheckParameterized(sql string, n int) (returnsRows bool, err error) {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(tree.Stmts) != 1 {
-		return fmt.Errorf("%d statements", len(tree.Stmts))
+		return false, fmt.Errorf("%d statements", len(tree.Stmts))
 	}
 	root := tree.Stmts[0].Stmt
 	switch x := root.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		if x.SelectStmt.IntoClause != nil {
-			return fmt.Errorf("SELECT INTO")
+			return false, fmt.Errorf("SELECT INTO")
 		}
+		returnsRows = true
 	case *pg_query.Node_InsertStmt:
 		if oc := x.InsertStmt.OnConflictClause; oc != nil && oc.Infer != nil && countParams(oc.Infer.WhereClause) > 0 {
-			return fmt.Errorf("parameter in the WHERE clause of ON CONFLICT")
+			return false, fmt.Errorf("parameter in the WHERE clause of ON CONFLICT")
 		}
-	case *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt:
+		returnsRows = len(x.InsertStmt.ReturningList) > 0
+	case *pg_query.Node_UpdateStmt:
+		returnsRows = len(x.UpdateStmt.ReturningList) > 0
+	case *pg_query.Node_DeleteStmt:
+		returnsRows = len(x.DeleteStmt.ReturningList) > 0
 	default:
-		return fmt.Errorf("not a SELECT, INSERT, UPDATE or DELETE")
+		return false, fmt.Errorf("not a SELECT, INSERT, UPDATE or DELETE")
 	}
 	var bad error
 	walkNodes(root, func(node *pg_query.Node) bool {
@@ -81,15 +88,15 @@ func CheckParameterized(sql string, n int) error {
 		return bad == nil
 	})
 	if bad != nil {
-		return bad
+		return false, bad
 	}
 	if typmodParam(reflect.ValueOf(root)) {
-		return fmt.Errorf("parameter in a type modifier")
+		return false, fmt.Errorf("parameter in a type modifier")
 	}
 	if got := countParams(root); got != n {
-		return fmt.Errorf("%d parameters in the parse tree, %d literals replaced", got, n)
+		return false, fmt.Errorf("%d parameters in the parse tree, %d literals replaced", got, n)
 	}
-	return nil
+	return returnsRows, nil
 }
 
 func isParam(n *pg_query.Node) bool { return n != nil && n.GetParamRef() != nil }

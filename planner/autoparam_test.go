@@ -4,23 +4,29 @@ import "testing"
 
 func TestCheckParameterized(t *testing.T) {
 	ok := []struct {
-		sql string
-		n   int
+		sql  string
+		n    int
+		rows bool
 	}{
-		{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", 1},
-		{"select $1, -$2, $3::text from t where a in ($4, $5) limit $6 offset $7", 7},
-		{"UPDATE t SET a = a + $1 WHERE id = $2", 2},
-		{"DELETE FROM t WHERE id = $1 RETURNING *", 1},
-		{"INSERT INTO t VALUES ($1, 'x') ON CONFLICT (id) DO UPDATE SET a = $2", 2},
-		{"select x from t order by x + $1, y", 1},
-		{"select count(*) from t group by a having count(*) > $1", 1},
-		{"select lag(x, $1) over (partition by y order by z rows $2 preceding) from t", 2},
-		{"select * from (select a from t where b = $1) s join u on u.a = s.a where u.c < $2", 2},
-		{"select now()", 0},
+		{"SELECT abalance FROM pgbench_accounts WHERE aid = $1", 1, true},
+		{"select $1, -$2, $3::text from t where a in ($4, $5) limit $6 offset $7", 7, true},
+		{"UPDATE t SET a = a + $1 WHERE id = $2", 2, false},
+		{"UPDATE t SET a = a + $1 WHERE id = $2 RETURNING a", 2, true},
+		{"DELETE FROM t WHERE id = $1 RETURNING *", 1, true},
+		{"DELETE FROM t WHERE id = $1", 1, false},
+		{"INSERT INTO t VALUES ($1, 'x') ON CONFLICT (id) DO UPDATE SET a = $2", 2, false},
+		{"INSERT INTO t VALUES ($1) RETURNING id", 1, true},
+		{"WITH d AS (DELETE FROM t WHERE id = $1 RETURNING *) INSERT INTO u SELECT * FROM d", 1, false},
+		{"select x from t order by x + $1, y", 1, true},
+		{"select count(*) from t group by a having count(*) > $1", 1, true},
+		{"select lag(x, $1) over (partition by y order by z rows $2 preceding) from t", 2, true},
+		{"select * from (select a from t where b = $1) s join u on u.a = s.a where u.c < $2", 2, true},
+		{"select now()", 0, true},
 	}
 	for _, c := range ok {
-		if err := CheckParameterized(c.sql, c.n); err != nil {
-			t.Errorf("%q: %v, want accepted", c.sql, err)
+		rows, err := CheckParameterized(c.sql, c.n)
+		if err != nil || rows != c.rows {
+			t.Errorf("%q: returnsRows %v, %v; want %v, accepted", c.sql, rows, err, c.rows)
 		}
 	}
 	refused := []struct {
@@ -48,7 +54,7 @@ func TestCheckParameterized(t *testing.T) {
 		{"selec $1", 1},
 	}
 	for _, c := range refused {
-		if err := CheckParameterized(c.sql, c.n); err == nil {
+		if _, err := CheckParameterized(c.sql, c.n); err == nil {
 			t.Errorf("%q: accepted, want refused", c.sql)
 		}
 	}

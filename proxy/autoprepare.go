@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/shardproxy/shardproxy/planner"
@@ -11,7 +13,8 @@ import (
 )
 
 // Auto-prepare (pool.auto_prepare): a simple Query holding one SELECT,
-// INSERT, UPDATE or DELETE, sent outside a transaction block, runs as
+// INSERT, UPDATE or DELETE, sent outside a transaction block (inside one:
+// only a statement without result rows), runs as
 // Parse/Bind/Describe/Execute/Sync of a server-side prepared statement
 // whose text is the query's with its numeric literals replaced by typed
 // parameters (sqlclass.NormalizeNumbers, planner.CheckParameterized).
@@ -25,7 +28,12 @@ import (
 // ran (at Parse, Bind or Describe) is not shown: the proxy sends the
 // original text as a simple Query on the same connection and relays its
 // answer, so error messages and positions are PostgreSQL's own. Errors
-// while it runs are the statement's own and pass through.
+// while it runs are the statement's own and pass through. Inside a
+// transaction block the error has aborted the transaction, as the text's
+// would: it passes through with its position mapped to the text.
+// Statements with result rows are left alone there because only they can
+// fail with "cached plan must not change result type" where the text
+// would succeed.
 
 // autoShapes remembers, per shape (the stmtIntern key of the normalized
 // text: text, NUL, parameter OID block), whether queries of that shape run
@@ -45,6 +53,11 @@ type autoShape struct {
 	once  sync.Once
 	entry atomic.Pointer[stmtEntry] // the statement to run; nil: not decided yet, or send as written
 	bad   atomic.Bool               // a server refused the prepared form: send as written from now on
+	// returnsRows (set with entry): a SELECT or RETURNING. Only such a
+	// statement can fail with "cached plan must not change result type",
+	// which the proxy hides by sending the text again — impossible inside
+	// a transaction block, so there it runs auto-prepared only without.
+	returnsRows bool
 }
 
 func newAutoShapes() *autoShapes { return &autoShapes{shapes: make(map[string]*autoShape)} }
@@ -103,11 +116,13 @@ func (as *autoShapes) refuse(sh *autoShape) {
 func (sh *autoShape) statement(s *Server, key []byte, textLen, nparams int) *stmtEntry {
 	sh.once.Do(func() {
 		text := key[:textLen]
-		if err := planner.CheckParameterized(string(text), nparams); err != nil {
+		rows, err := planner.CheckParameterized(string(text), nparams)
+		if err != nil {
 			s.log.Debug("auto-prepare: shape sent as written", "sql", string(text), "reason", err.Error())
 			sh.bad.Store(true)
 			return
 		}
+		sh.returnsRows = rows
 		sh.entry.Store(s.intern.protocol(text, key[textLen+1:]))
 		s.autoShapes.prepared.Add(1)
 	})
@@ -123,7 +138,7 @@ func (sh *autoShape) statement(s *Server, key []byte, textLen, nparams int) *stm
 // connection and no extended-protocol batch open.
 func (ss *session) sendAutoPrepared(body []byte) bool {
 	cfg := ss.srv.config()
-	if !cfg.Pool.AutoPrepareOn() || ss.txStatus != 'I' || ss.batch || ss.scBatch ||
+	if !cfg.Pool.AutoPrepareOn() || ss.txStatus == 'E' || ss.batch || ss.scBatch ||
 		ss.sc.Params["standard_conforming_strings"] != "on" || !lexableEncoding(ss.sc.Params["client_encoding"]) {
 		return false
 	}
@@ -148,9 +163,10 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 		return false
 	}
 	e := sh.statement(ss.srv, key, textLen, len(lits))
-	if e == nil {
+	if e == nil || (ss.txStatus != 'I' && sh.returnsRows) {
 		return false
 	}
+	ss.apText = sql
 	if !ss.sc.Prepared.Has(e.name) {
 		ss.addServerStmt(e.name)
 		ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
@@ -173,7 +189,7 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 	ss.sout = append(ss.sout, msgDescribe, 0, 0, 0, 6, 'P', 0)
 	ss.push(expect{kind: expDescribeQuery, server: e.name, auto: sh})
 	ss.sout = append(ss.sout, msgExecute, 0, 0, 0, 9, 0, 0, 0, 0, 0)
-	ss.push(expect{kind: expExecute})
+	ss.push(expect{kind: expExecute, auto: sh})
 	ss.sout = appendEmpty(ss.sout, msgSync)
 	ss.push(expect{kind: expSync, query: body})
 	ss.srv.autoShapes.runs.Add(1)
@@ -203,12 +219,25 @@ const maxAutoPrepareText = 8 << 10
 // Errors about the connection, resources or a cancel are the client's to
 // see, as they would be for the original text.
 func (ss *session) autoFailed(e *expect, body []byte) bool {
+	if e.kind == expExecute {
+		return false // the statement's own error
+	}
 	code := errorCode(body)
 	if len(code) >= 2 {
 		switch code[:2] {
 		case "08", "53", "57", "58", "XX":
 			return false
 		}
+	}
+	if ss.txStatus != 'I' {
+		// Inside a transaction block the error has aborted it, as the
+		// text's would have (a statement without result rows cannot meet
+		// a stale plan's result type): the client sees it, with its
+		// position mapped to the text (autoErrorPosition).
+		if e.kind == expParseSwallow {
+			ss.srv.autoShapes.refuse(e.auto)
+		}
+		return false
 	}
 	switch {
 	case e.kind != expParseSwallow && (code == "0A000" || code == "26000"):
@@ -237,4 +266,70 @@ func (ss *session) retryAsWritten(query []byte) error {
 	ss.sout = appendMsg(ss.sout, msgQuery, query)
 	ss.push(expect{kind: expQuery})
 	return ss.flushServer()
+}
+
+// autoErrorPosition rewrites the position field of an ErrorResponse to an
+// auto-prepared exchange so that it points into the text the client sent
+// (ss.apText) instead of the parameterized text ($1 where the client wrote
+// 12345). A position inside a parameter maps to the start of its literal.
+func (ss *session) autoErrorPosition(body []byte) []byte {
+	var pos []byte
+	rest := body
+	for len(rest) > 1 {
+		f := rest[0]
+		v, r, ok := cstring(rest[1:])
+		if !ok {
+			return body
+		}
+		if f == 'P' {
+			pos = v
+		}
+		rest = r
+	}
+	if pos == nil {
+		return body
+	}
+	n, err := strconv.Atoi(string(pos))
+	if err != nil || n < 1 {
+		return body
+	}
+	mapped := strconv.Itoa(originalPosition(n, ss.apText, ss.apLits))
+	out := make([]byte, 0, len(body)+len(mapped))
+	rest = body
+	for len(rest) > 1 {
+		f := rest[0]
+		v, r, _ := cstring(rest[1:])
+		out = append(out, f)
+		if f == 'P' {
+			out = append(out, mapped...)
+		} else {
+			out = append(out, v...)
+		}
+		out = append(out, 0)
+		rest = r
+	}
+	return append(out, 0)
+}
+
+// originalPosition maps pos, a 1-based character position in sql with
+// each literal lits[i] replaced by "$i+1", to the same place in sql.
+func originalPosition(pos int, sql []byte, lits []sqlclass.Literal) int {
+	c := pos - 1 // characters of the normalized text before the position
+	orig, prev := 0, 0
+	for i, l := range lits {
+		seg := utf8.RuneCount(sql[prev:l.Start])
+		if c < seg {
+			return orig + c + 1
+		}
+		c -= seg
+		orig += seg
+		ph := 1 + len(strconv.Itoa(i+1))
+		if c < ph {
+			return orig + 1
+		}
+		c -= ph
+		orig += l.End - l.Start // literals are ASCII
+		prev = l.End
+	}
+	return orig + c + 1
 }

@@ -105,6 +105,7 @@ type session struct {
 	apLits        []sqlclass.Literal    // auto-prepare: the literals taken out (reused buffer)
 	autoClose     string                // auto-prepare: stale server statement to close before the retry
 	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
+	apText        []byte                // auto-prepare: the text of the exchange in flight (for error positions)
 
 	sc    *pool.ServerConn
 	sr    msgReader // server messages, valid while sc != nil
@@ -1228,7 +1229,7 @@ func (ss *session) drain() error {
 		}
 		switch typ {
 		case msgDataRow, msgNoticeResponse, msgNotification, msgCopyData, msgCopyDone, msgFuncCallResp:
-			if e.auto != nil && typ == msgNoticeResponse {
+			if e.auto != nil && e.kind != expExecute && typ == msgNoticeResponse {
 				// Held until the statement runs: a retry as written
 				// raises it again.
 				ss.autoNotices = appendMsg(ss.autoNotices, typ, body)
@@ -1333,6 +1334,9 @@ func (ss *session) drain() error {
 			if len(ss.autoNotices) > 0 {
 				ss.out = append(ss.out, ss.autoNotices...)
 				ss.autoNotices = ss.autoNotices[:0]
+			}
+			if e.auto != nil {
+				body = ss.autoErrorPosition(body)
 			}
 			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)

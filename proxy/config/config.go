@@ -165,12 +165,13 @@ type Pool struct {
 	// used one is closed.
 	MaxPreparedStatements int `yaml:"max_prepared_statements"`
 	// AutoPrepare (on, the default, or off): a simple-protocol SELECT,
-	// INSERT, UPDATE or DELETE outside a transaction block whose shape
-	// (its text with the numeric literals taken out) has been seen before
-	// runs as a server-side prepared statement with those literals as
-	// parameters, so PostgreSQL skips parsing and planning it. Results and
-	// errors are those of the original text; pg_stat_activity and the
-	// server log show the parameterized text.
+	// INSERT, UPDATE or DELETE whose shape (its text with the numeric
+	// literals taken out) has been seen before runs as a server-side
+	// prepared statement with those literals as parameters, so PostgreSQL
+	// skips parsing and planning it — outside a transaction block, and
+	// inside one for statements without result rows. Results and errors
+	// are those of the original text; pg_stat_activity and the server log
+	// show the parameterized text.
 	AutoPrepare string `yaml:"auto_prepare"`
 	// AutoPrepareShapes bounds how many distinct shapes the proxy
 	// remembers for AutoPrepare (default 2000).
