@@ -31,14 +31,7 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 		if op, ok := p.planPoint(snap, a, &params); ok {
 			return op, nil // a Route: restrictToOwned changes only Scatters
 		}
-		op, err := p.planStmt(snap, a, a.Statements[0].info, &params)
-		if err != nil {
-			return nil, err
-		}
-		if err := restrictToOwned(snap, op); err != nil {
-			return nil, err
-		}
-		return op, nil
+		return p.planSingle(snap, a, &params)
 	}
 	seq := &plan.Sequence{}
 	for _, s := range a.Statements {
@@ -52,6 +45,19 @@ func (p *Planner) Plan(snap *topology.Snapshot, a *Analysis, params Params) (pla
 		return nil, err
 	}
 	return seq, nil
+}
+
+// planSingle plans a one-statement analysis with the general planner (no
+// point fast path).
+func (p *Planner) planSingle(snap *topology.Snapshot, a *Analysis, params *Params) (plan.Operator, error) {
+	op, err := p.planStmt(snap, a, a.Statements[0].info, params)
+	if err != nil {
+		return nil, err
+	}
+	if err := restrictToOwned(snap, op); err != nil {
+		return nil, err
+	}
+	return op, nil
 }
 
 func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, params *Params) (plan.Operator, error) {

@@ -15,14 +15,7 @@ import (
 // planGeneral is Plan without the point fast path: what Plan did before
 // point.go, for one-statement analyses.
 func planGeneral(p *Planner, snap *topology.Snapshot, a *Analysis, params Params) (plan.Operator, error) {
-	op, err := p.planStmt(snap, a, a.Statements[0].info, &params)
-	if err != nil {
-		return nil, err
-	}
-	if err := restrictToOwned(snap, op); err != nil {
-		return nil, err
-	}
-	return op, nil
+	return p.planSingle(snap, a, &params)
 }
 
 // pointVariants are parameter sets for a statement whose key is $(i+1) of

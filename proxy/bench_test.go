@@ -148,17 +148,7 @@ func BenchmarkPerTxnOneShard(b *testing.B) {
 // BenchmarkPerTxnSharded: a point select by key, -M prepared style, over
 // two shards (every Bind is planned and routed).
 func BenchmarkPerTxnSharded(b *testing.B) {
-	c := pgcluster.StartT(b, pgcluster.Options{Shards: 2})
-	tp := startProxy(b, func(cfg *config.Config) {
-		cfg.Shards = nil
-		for _, sh := range c.Shards {
-			cfg.Shards = append(cfg.Shards, config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}})
-		}
-		cfg.Sharding = topology.Spec{
-			Distributions: []topology.DistributionSpec{{Name: "kv", Scheme: topology.Hash, KeyType: topology.Int}},
-			Tables:        []topology.TableSpec{{Name: "bench_kv", Key: "id", Distribution: "kv"}},
-		}
-	})
+	tp := startShardedBench(b, 2, "bench_kv")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pc, err := pgconn.Connect(ctx, tp.dsn)
@@ -182,4 +172,20 @@ func BenchmarkPerTxnSharded(b *testing.B) {
 	for i := range b.N {
 		rc.roundTrip(b, msgs[i%keys])
 	}
+}
+
+// startShardedBench starts n shards and an in-process proxy in front of
+// them that hash-distributes table by its int column id.
+func startShardedBench(b *testing.B, n int, table string) *testProxy {
+	c := pgcluster.StartT(b, pgcluster.Options{Shards: n})
+	return startProxy(b, func(cfg *config.Config) {
+		cfg.Shards = nil
+		for _, sh := range c.Shards {
+			cfg.Shards = append(cfg.Shards, config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}})
+		}
+		cfg.Sharding = topology.Spec{
+			Distributions: []topology.DistributionSpec{{Name: "kv", Scheme: topology.Hash, KeyType: topology.Int}},
+			Tables:        []topology.TableSpec{{Name: table, Key: "id", Distribution: "kv"}},
+		}
+	})
 }

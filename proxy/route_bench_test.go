@@ -10,10 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/shardproxy/shardproxy/proxy/config"
-	"github.com/shardproxy/shardproxy/test/pgcluster"
-	"github.com/shardproxy/shardproxy/topology"
 )
 
 // BenchmarkShardedPointCPU measures the proxy's CPU per request on the
@@ -27,17 +23,7 @@ import (
 //
 //	go test -run '^$' -bench ShardedPointCPU -benchtime 20000x ./proxy/
 func BenchmarkShardedPointCPU(b *testing.B) {
-	c := pgcluster.StartT(b, pgcluster.Options{Shards: 4})
-	tp := startProxy(b, func(cfg *config.Config) {
-		cfg.Shards = nil
-		for _, sh := range c.Shards {
-			cfg.Shards = append(cfg.Shards, config.Shard{Name: sh.Name, Primary: config.Endpoint{Host: sh.Primary.Host, Port: sh.Primary.Port}})
-		}
-		cfg.Sharding = topology.Spec{
-			Distributions: []topology.DistributionSpec{{Name: "kv", Scheme: topology.Hash, KeyType: topology.Int}},
-			Tables:        []topology.TableSpec{{Name: "bench_point", Key: "id", Distribution: "kv"}},
-		}
-	})
+	tp := startShardedBench(b, 4, "bench_point")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pc, err := pgconn.Connect(ctx, tp.dsn)
