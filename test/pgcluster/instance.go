@@ -322,6 +322,9 @@ func (i *Instance) startOnce(ctx context.Context) error {
 	if err := i.waitReady(ctx, p); err != nil {
 		tail := i.logTail(p.logFrom)
 		_ = i.stop(syscall.SIGQUIT)
+		if errors.Is(err, errPortInUse) {
+			return fmt.Errorf("pgcluster: %s: %w", i.Name, err)
+		}
 		if strings.Contains(tail, "could not bind") || strings.Contains(tail, "could not create any TCP/IP sockets") {
 			return fmt.Errorf("pgcluster: %s: %w: %v\n%s", i.Name, errPortInUse, err, tail)
 		}
@@ -349,19 +352,25 @@ func (i *Instance) waitReady(ctx context.Context, p *process) error {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		conn, err := pgconn.ConnectConfig(cctx, cfg)
 		if err == nil {
-			if i.Primary {
-				cancel()
-				conn.Close(ctx)
-				return nil
-			}
+			// The server that answers must be this one: tests run in
+			// parallel, and another package's server may hold the port
+			// while this postmaster fails to bind it.
 			var rows []*pgconn.Result
-			rows, err = conn.Exec(cctx, "SELECT pg_is_in_recovery()").ReadAll()
+			rows, err = conn.Exec(cctx, "SELECT current_setting('data_directory'), pg_is_in_recovery()").ReadAll()
 			conn.Close(ctx)
-			if err == nil && len(rows) == 1 && len(rows[0].Rows) == 1 && string(rows[0].Rows[0][0]) == "t" {
-				cancel()
-				return nil
+			if err == nil && (len(rows) != 1 || len(rows[0].Rows) != 1) {
+				err = errors.New("unexpected answer to the readiness query")
 			}
 			if err == nil {
+				dir, recovering := string(rows[0].Rows[0][0]), string(rows[0].Rows[0][1]) == "t"
+				if !sameDir(dir, i.DataDir) {
+					cancel()
+					return fmt.Errorf("%w: %s is answered by the server of %s", errPortInUse, i.Addr(), dir)
+				}
+				if i.Primary || recovering {
+					cancel()
+					return nil
+				}
 				err = errors.New("replica is not in recovery")
 			}
 		}
@@ -384,6 +393,16 @@ func (i *Instance) waitReady(ctx context.Context, p *process) error {
 			delay *= 2
 		}
 	}
+}
+
+// sameDir reports whether two paths name the same directory.
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
 }
 
 // logTail returns up to 4 KiB of what this run wrote to the server log.
