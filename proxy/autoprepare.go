@@ -49,14 +49,15 @@ type autoShapes struct {
 
 // autoShape is one shape's state.
 type autoShape struct {
-	seen  int // sightings, under autoShapes.mu
-	once  sync.Once
-	entry atomic.Pointer[stmtEntry] // the statement to run; nil: not decided yet, or send as written
-	bad   atomic.Bool               // a server refused the prepared form: send as written from now on
-	// returnsRows (set with entry): a SELECT or RETURNING. Only such a
+	seen int // sightings, under autoShapes.mu
+	once sync.Once
+	bad  atomic.Bool // refused (by the check or a server): send as written from now on
+	// entry and returnsRows are set by once: the statement to run (nil:
+	// send as written) and whether it is a SELECT or RETURNING. Only such a
 	// statement can fail with "cached plan must not change result type",
 	// which the proxy hides by sending the text again — impossible inside
 	// a transaction block, so there it runs auto-prepared only without.
+	entry       *stmtEntry
 	returnsRows bool
 }
 
@@ -105,7 +106,8 @@ func (as *autoShapes) evict(max int) bool {
 
 // refuse marks the shape as sent as written from now on.
 func (as *autoShapes) refuse(sh *autoShape) {
-	if sh.bad.CompareAndSwap(false, true) && sh.entry.Load() != nil {
+	// Called only for shapes that ran, so after their once set entry.
+	if sh.bad.CompareAndSwap(false, true) && sh.entry != nil {
 		as.prepared.Add(-1)
 	}
 }
@@ -123,13 +125,13 @@ func (sh *autoShape) statement(s *Server, key []byte, textLen, nparams int) *stm
 			return
 		}
 		sh.returnsRows = rows
-		sh.entry.Store(s.intern.protocol(text, key[textLen+1:]))
+		sh.entry = s.intern.protocol(text, key[textLen+1:])
 		s.autoShapes.prepared.Add(1)
 	})
 	if sh.bad.Load() {
 		return nil
 	}
-	return sh.entry.Load()
+	return sh.entry
 }
 
 // sendAutoPrepared queues the simple Query body as a prepared-statement
@@ -166,12 +168,8 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 	if e == nil || (ss.txStatus != 'I' && sh.returnsRows) {
 		return false
 	}
-	ss.apText = sql
-	if !ss.sc.Prepared.Has(e.name) {
-		ss.addServerStmt(e.name)
-		ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-		ss.push(expect{kind: expParseSwallow, server: e.name, stmt: e, auto: sh})
-	}
+	ss.apQuery = body
+	ss.ensureServerStmt(e, sh)
 	// Bind: unnamed portal, all parameters and results in text.
 	ss.sout = append(ss.sout, msgBind, 0, 0, 0, 0)
 	start := len(ss.sout) - 4
@@ -191,7 +189,7 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 	ss.sout = append(ss.sout, msgExecute, 0, 0, 0, 9, 0, 0, 0, 0, 0)
 	ss.push(expect{kind: expExecute, auto: sh})
 	ss.sout = appendEmpty(ss.sout, msgSync)
-	ss.push(expect{kind: expSync, query: body})
+	ss.push(expect{kind: expSync})
 	ss.srv.autoShapes.runs.Add(1)
 	return true
 }
@@ -206,6 +204,13 @@ func lexableEncoding(enc string) bool {
 		return false
 	}
 	return true
+}
+
+// releaseAutoNotices passes the notices held during an auto-prepared
+// exchange on to the client (its statement runs, or its error is shown).
+func (ss *session) releaseAutoNotices() {
+	ss.out = append(ss.out, ss.autoNotices...)
+	ss.autoNotices = ss.autoNotices[:0]
 }
 
 // maxAutoPrepareText bounds the statements auto-prepare looks at; longer
@@ -256,21 +261,21 @@ func (ss *session) autoFailed(e *expect, body []byte) bool {
 // retryAsWritten sends the original simple Query after an auto-prepared
 // exchange failed before its statement ran (and closes the stale server
 // statement first, if any).
-func (ss *session) retryAsWritten(query []byte) error {
+func (ss *session) retryAsWritten() error {
 	ss.srv.autoShapes.retries.Add(1)
 	if ss.autoClose != "" {
 		ss.sout = appendCloseStmt(ss.sout, ss.autoClose)
 		ss.push(expect{kind: expCloseSwallow, server: ss.autoClose})
 		ss.autoClose = ""
 	}
-	ss.sout = appendMsg(ss.sout, msgQuery, query)
+	ss.sout = appendMsg(ss.sout, msgQuery, ss.apQuery)
 	ss.push(expect{kind: expQuery})
 	return ss.flushServer()
 }
 
 // autoErrorPosition rewrites the position field of an ErrorResponse to an
 // auto-prepared exchange so that it points into the text the client sent
-// (ss.apText) instead of the parameterized text ($1 where the client wrote
+// (ss.apQuery) instead of the parameterized text ($1 where the client wrote
 // 12345). A position inside a parameter maps to the start of its literal.
 func (ss *session) autoErrorPosition(body []byte) []byte {
 	var pos []byte
@@ -293,7 +298,7 @@ func (ss *session) autoErrorPosition(body []byte) []byte {
 	if err != nil || n < 1 {
 		return body
 	}
-	mapped := strconv.Itoa(originalPosition(n, ss.apText, ss.apLits))
+	mapped := strconv.Itoa(originalPosition(n, trimNUL(ss.apQuery), ss.apLits))
 	out := make([]byte, 0, len(body)+len(mapped))
 	rest = body
 	for len(rest) > 1 {

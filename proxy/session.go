@@ -52,9 +52,8 @@ type expect struct {
 	err    errorFields
 	q      *queryState // simple Query: per-statement tracking
 	stmt   *stmtEntry  // Execute: the statement of the portal (for SET tracking)
-	auto   *autoShape  // Parse/Bind/Describe of an auto-prepared Query (autoprepare.go)
-	query  []byte      // Sync of an auto-prepared Query: the original Query body
-	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send query instead
+	auto   *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
+	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
@@ -105,7 +104,7 @@ type session struct {
 	apLits        []sqlclass.Literal    // auto-prepare: the literals taken out (reused buffer)
 	autoClose     string                // auto-prepare: stale server statement to close before the retry
 	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
-	apText        []byte                // auto-prepare: the text of the exchange in flight (for error positions)
+	apQuery       []byte                // auto-prepare: the Query body of the exchange in flight
 
 	sc    *pool.ServerConn
 	sr    msgReader // server messages, valid while sc != nil
@@ -896,14 +895,15 @@ func (ss *session) addServerStmt(name string) {
 	}
 }
 
-// ensureServerStmt injects a Parse for e when the server connection lacks it.
-func (ss *session) ensureServerStmt(e *stmtEntry) {
+// ensureServerStmt injects a Parse for e when the server connection lacks
+// it; auto is the shape when the Parse belongs to an auto-prepared Query.
+func (ss *session) ensureServerStmt(e *stmtEntry, auto *autoShape) {
 	if ss.sc.Prepared.Has(e.name) {
 		return
 	}
 	ss.addServerStmt(e.name)
 	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-	ss.push(expect{kind: expParseSwallow, server: e.name, stmt: e})
+	ss.push(expect{kind: expParseSwallow, server: e.name, stmt: e, auto: auto})
 }
 
 // handleBind rewrites the statement name of a Bind.
@@ -951,7 +951,7 @@ func (ss *session) handleBind(body []byte) error {
 		ss.push(expect{kind: expBind})
 		return ss.maybeFlushBatch()
 	}
-	ss.ensureServerStmt(e)
+	ss.ensureServerStmt(e, nil)
 	l := len(portal) + 1 + len(e.name) + 1 + len(rest) + 4
 	ss.sout = append(ss.sout, msgBind, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
 	ss.sout = append(ss.sout, portal...)
@@ -1011,7 +1011,7 @@ func (ss *session) handleDescribe(body []byte) error {
 			return newSQLError(codeProtocolViolation, "invalid Describe message format")
 		}
 		if e := ss.stmts[string(name)]; e != nil {
-			ss.ensureServerStmt(e)
+			ss.ensureServerStmt(e, nil)
 			ss.sout = append(ss.sout, msgDescribe, 0, 0, 0, 0)
 			n := len(ss.sout)
 			ss.sout = append(ss.sout, 'S')
@@ -1276,8 +1276,7 @@ func (ss *session) drain() error {
 			ss.out = appendMsg(ss.out, typ, body)
 		case msgRowDescription, msgNoData:
 			if e.kind == expDescribeQuery {
-				ss.out = append(ss.out, ss.autoNotices...)
-				ss.autoNotices = ss.autoNotices[:0]
+				ss.releaseAutoNotices()
 				if typ == msgRowDescription {
 					ss.out = appendMsg(ss.out, typ, body)
 				}
@@ -1331,11 +1330,8 @@ func (ss *session) drain() error {
 				}
 				continue
 			}
-			if len(ss.autoNotices) > 0 {
-				ss.out = append(ss.out, ss.autoNotices...)
-				ss.autoNotices = ss.autoNotices[:0]
-			}
 			if e.auto != nil {
+				ss.releaseAutoNotices()
 				body = ss.autoErrorPosition(body)
 			}
 			ss.srv.metrics.countError(errorCode(body))
@@ -1348,9 +1344,8 @@ func (ss *session) drain() error {
 			ss.noteServerStatus(body[0])
 			ss.scBatch = false
 			if e.retry {
-				query := e.query
 				ss.pop()
-				if err := ss.retryAsWritten(query); err != nil {
+				if err := ss.retryAsWritten(); err != nil {
 					return err
 				}
 				continue
