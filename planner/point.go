@@ -29,18 +29,18 @@ import (
 // pointTmpl is the part of a point statement's Route that does not depend
 // on the Bind values.
 type pointTmpl struct {
-	class    int    // the one class; its pred is `key = $param`
-	param    int    // 0-based parameter index of the key
+	param    int    // 0-based parameter index of the key (the binding's one class has `key = $param`)
 	sql      string // the statement's text (Route.SQL)
 	reason   string // the class's predicate as text (Route.Reason)
 	readOnly bool
 }
 
-// pointOf returns the point template of st bound as b, or nil when the
-// general planner must decide (see the package comment above for the
-// shape). a is the statement's analysis (for its text).
+// pointOf returns the point template of st (a pointKind statement) bound
+// as b, or nil when the general planner must decide (see the package
+// comment above for the shape). a is the statement's analysis (for its
+// text).
 func pointOf(a *Analysis, st *stmtInfo, b *binding) *pointTmpl {
-	if b.err != nil || b.keyUpdate || !pointKind(st) {
+	if b.err != nil || b.keyUpdate {
 		return nil
 	}
 	if st.kind != KindSelect && (st.target < 0 || b.rels[st.target].kind != rbDist) {
@@ -48,14 +48,14 @@ func pointOf(a *Analysis, st *stmtInfo, b *binding) *pointTmpl {
 		// class; any other target is not a point statement.
 		return nil
 	}
-	if b.snap.DefaultShard() == "" || len(b.classes) != 1 || len(b.others) != 0 {
+	if len(b.classes) != 1 || len(b.others) != 0 {
 		return nil
 	}
 	c := &b.classes[0]
 	if c.pred == nil || c.pred.op != pCol || len(c.pred.vals) != 1 || c.pred.vals[0].kind != vParam {
 		return nil
 	}
-	return &pointTmpl{class: 0, param: c.pred.vals[0].param, sql: a.SQL[st.start:st.end], reason: c.reason, readOnly: st.readOnly}
+	return &pointTmpl{param: c.pred.vals[0].param, sql: a.SQL[st.start:st.end], reason: c.reason, readOnly: st.readOnly}
 }
 
 // pointKind reports whether st is of a kind that may be a point statement:
@@ -88,7 +88,7 @@ func (p *Planner) planPoint(snap *topology.Snapshot, a *Analysis, params *Params
 	if pt == nil {
 		return nil, false
 	}
-	c := &b.classes[pt.class]
+	c := &b.classes[0]
 	k, null, err := paramKey(params, pt.param, c.kt)
 	if err != nil || null {
 		return nil, false
@@ -118,4 +118,4 @@ func (b *binding) pointTemplate(a *Analysis, st *stmtInfo) *pointTmpl {
 }
 
 // noPoint marks a binding whose statement is not a point statement.
-var noPoint = &pointTmpl{class: -1}
+var noPoint = &pointTmpl{param: -1}

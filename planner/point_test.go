@@ -149,7 +149,7 @@ func TestPointMatchesGeneral(t *testing.T) {
 		if pointKind(st) { // binding is only valid for these kinds
 			if pt := st.bind(snap).pointTemplate(a, st); pt != nil {
 				points++
-				variants = append(variants, pointVariants(pt.param, st.bind(snap).classes[pt.class].kt, rng)...)
+				variants = append(variants, pointVariants(pt.param, st.bind(snap).classes[0].kt, rng)...)
 			}
 		}
 		for _, params := range variants {

@@ -88,13 +88,9 @@ func bindValues(rest []byte) (planner.Params, []int16, bool) {
 	}
 	if n > 0 {
 		p.Formats = a.int16s(&a.formats, n)
-		if len(rest) < 2*n {
+		if rest, ok = int16sAt(p.Formats, rest); !ok {
 			return p, nil, false
 		}
-		for i := range p.Formats {
-			p.Formats[i] = int16(binary.BigEndian.Uint16(rest[2*i:]))
-		}
-		rest = rest[2*n:]
 	}
 	if n, rest, ok = uint16At(rest); !ok {
 		return p, nil, false
@@ -125,11 +121,8 @@ func bindValues(rest []byte) (planner.Params, []int16, bool) {
 		return p, nil, false
 	}
 	rf := a.int16s(&a.results, n)
-	if len(rest) < 2*n {
+	if _, ok = int16sAt(rf, rest); !ok {
 		return p, nil, false
-	}
-	for i := range rf {
-		rf[i] = int16(binary.BigEndian.Uint16(rest[2*i:]))
 	}
 	return p, rf, true
 }
@@ -150,6 +143,18 @@ func (a *bindArgs) int16s(inline *[bindArgsInline]int16, n int) []int16 {
 		return inline[:n:n]
 	}
 	return make([]int16, n)
+}
+
+// int16sAt fills dst with the big-endian int16s at the front of b and
+// returns the rest of b.
+func int16sAt(dst []int16, b []byte) ([]byte, bool) {
+	if len(b) < 2*len(dst) {
+		return b, false
+	}
+	for i := range dst {
+		dst[i] = int16(binary.BigEndian.Uint16(b[2*i:]))
+	}
+	return b[2*len(dst):], true
 }
 
 // uint16At reads a big-endian uint16 at the front of b.
