@@ -203,38 +203,10 @@ func parseStartupParams(b []byte) (map[string]string, []string, bool) {
 		if strings.HasPrefix(string(k), "_pq_.") {
 			unknown = append(unknown, string(k))
 		} else {
-			params[startupParamName(k)] = string(v)
+			params[string(k)] = string(v)
 		}
 		b = rest
 	}
-}
-
-// startupParamName returns k as a string, without allocating for the
-// names drivers send on every connection.
-func startupParamName(k []byte) string {
-	switch string(k) { // no allocation: the compiler compares in place
-	case "user":
-		return "user"
-	case "database":
-		return "database"
-	case "application_name":
-		return "application_name"
-	case "fallback_application_name":
-		return "fallback_application_name"
-	case "client_encoding":
-		return "client_encoding"
-	case "DateStyle":
-		return "DateStyle"
-	case "TimeZone":
-		return "TimeZone"
-	case "options":
-		return "options"
-	case "extra_float_digits":
-		return "extra_float_digits"
-	case "search_path":
-		return "search_path"
-	}
-	return string(k)
 }
 
 // parseOptions splits the "options" startup parameter ("-c a=b --c=d") into
