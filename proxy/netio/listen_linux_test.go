@@ -36,16 +36,7 @@ func TestListenerAcceptedConn(t *testing.T) {
 			}
 			probe.Close()
 			ln := listenRaw(t, tc.network, tc.addr)
-			client, err := net.Dial(tc.network, ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			c, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			client, c := dialAccept(t, ln)
 			if _, ok := c.(*Conn); !ok {
 				t.Fatalf("Accept returned %T, want *netio.Conn", c)
 			}
@@ -143,20 +134,28 @@ func TestListenerInheritsNoDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := dialAccept(t, ln)
 	raw, _ := c.(syscall.Conn).SyscallConn()
 	raw.Control(func(fd uintptr) {
 		if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY); err != nil || v != 1 {
 			t.Errorf("TCP_NODELAY = %d (%v), want 1", v, err)
 		}
 	})
+}
+
+// dialAccept connects a client to ln and accepts it; both are closed when
+// the test ends.
+func dialAccept(t *testing.T, ln net.Listener) (client, accepted net.Conn) {
+	t.Helper()
+	client, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	accepted, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accepted.Close() })
+	return client, accepted
 }
