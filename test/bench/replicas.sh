@@ -13,7 +13,9 @@
 # BENCH_CLIENTS_PER_SERVER (8), BENCH_SCALE (pgbench -i -s, 5),
 # BENCH_CPU_QUOTA (0.25), BENCH_PROTOCOL (pgbench -M, simple),
 # BENCH_OUT (docs/benchmarks.md; "" = stdout only), BENCH_SHARDPROXY (prebuilt
-# binary; default: build the working tree into bin/shardproxy).
+# binary; default: build the working tree into bin/shardproxy), BENCH_CPUPROFILE
+# (a directory: a Go CPU profile of shardproxy per run, e.g.
+# `go tool pprof -top bin/shardproxy DIR/shardproxy-replicas2-simple-r1.pprof`).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -39,6 +41,7 @@ exec bin/bench-driver -mode replicas \
 	-cpu-quota "${BENCH_CPU_QUOTA:-0.25}" \
 	-protocols "${BENCH_PROTOCOL:-simple}" \
 	-threads 2 \
+	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-shardproxy "$SHARDPROXY" \
 	-out "${BENCH_OUT-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/replicas.sh   # make bench-replicas"

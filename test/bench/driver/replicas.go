@@ -154,8 +154,19 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 		return nil, err
 	}
 	clients := e.o.clientsPerShard * (n + 1)
+	admin := ""
+	if e.o.profileDir != "" {
+		if err := os.MkdirAll(e.o.profileDir, 0o755); err != nil {
+			return nil, err
+		}
+		ap, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		admin = fmt.Sprintf("127.0.0.1:%d", ap)
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nlog_level: warn\nauth:\n  trust_loopback: true\n", port)
+	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)
 	fmt.Fprintf(&b, "pool:\n  mode: transaction\n  size: %d\n  max_client_conn: %d\n", e.o.clientsPerShard, clients+100)
 	fmt.Fprintf(&b, "replicas:\n  primary_reads: true\n")
 	fmt.Fprintf(&b, "shards:\n  - name: %s\n    primary: {host: %s, port: %d}\n", sh.Name, sh.Primary.Host, sh.Primary.Port)
@@ -170,7 +181,12 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 		return nil, err
 	}
 	env := &env{workDir: e.so.workDir}
-	return env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	c, err := env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	if err != nil {
+		return nil, err
+	}
+	c.admin = admin
+	return c, nil
 }
 
 // measure runs pgbench -S through p with clients-per-shard clients per
@@ -192,7 +208,9 @@ func (e *rpEnv) measure(ctx context.Context, p *child, servers []*pgcluster.Inst
 		r.run.failure = err.Error()
 		return r
 	}
+	profiled := (&env{o: e.o, log: e.log}).startProfile(ctx, target{name: "shardproxy", admin: p.admin}, workload{name: fmt.Sprintf("replicas%d-%s", n, proto)}, round)
 	r.run = wait()
+	<-profiled
 	r.proxyCPU = treeCPUSeconds(p.cmd.Process.Pid) - proxyBefore
 	r.pgCPU = postgresCPU(postmasters) - pgBefore
 	after := xactCounts(ctx, servers)
