@@ -607,7 +607,11 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 			}
 		}
 		for _, e := range on {
-			if cr := e.GetColumnRef(); cr != nil {
+			cr := e.GetColumnRef()
+			if cr == nil {
+				cr = positionalColumn(sel, e) // DISTINCT ON (1)
+			}
+			if cr != nil {
 				if c, ok := colRefOf(cr, s); ok {
 					sh.distinctBy = append(sh.distinctBy, c)
 				}
@@ -664,7 +668,11 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 	if len(sel.GroupClause) > 0 {
 		sh.group = append(sh.group, "GROUP BY")
 		for _, g := range sel.GroupClause {
-			if cr := g.GetColumnRef(); cr != nil {
+			cr := g.GetColumnRef()
+			if cr == nil {
+				cr = positionalColumn(sel, g) // GROUP BY 1
+			}
+			if cr != nil {
 				if c, ok := colRefOf(cr, s); ok {
 					sh.groupBy = append(sh.groupBy, c)
 				}
@@ -675,6 +683,38 @@ func shapeOf(sel *pg_query.SelectStmt, s int) selShape {
 		sh.group = append(sh.group, "HAVING")
 	}
 	return sh
+}
+
+// positionalColumn resolves a GROUP BY or DISTINCT ON item written as an
+// output column number (GROUP BY 1) to the bare column reference at that
+// position of sel's target list. It returns nil when n is not a number,
+// is out of range (PostgreSQL reports that), names an expression, or a *
+// comes at or before it (positions then count the expanded columns).
+func positionalColumn(sel *pg_query.SelectStmt, n *pg_query.Node) *pg_query.ColumnRef {
+	c := n.GetAConst()
+	if c == nil {
+		return nil
+	}
+	iv, ok := c.Val.(*pg_query.A_Const_Ival)
+	if !ok || iv.Ival == nil {
+		return nil
+	}
+	p := int(iv.Ival.Ival)
+	if p < 1 || p > len(sel.TargetList) {
+		return nil
+	}
+	for _, t := range sel.TargetList[:p] {
+		rt := t.GetResTarget()
+		if rt == nil {
+			return nil
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil {
+			if _, ok := colRefOf(cr, 0); !ok {
+				return nil // * or t.*
+			}
+		}
+	}
+	return sel.TargetList[p-1].GetResTarget().Val.GetColumnRef()
 }
 
 // isAggCall reports whether fc is an aggregate call (not a window call).

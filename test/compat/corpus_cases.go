@@ -353,6 +353,11 @@ func buildCorpus() []Case {
 		"WITH c AS (SELECT code FROM countries WHERE continent = 'Europe') SELECT count(*) FROM users WHERE country_code IN (SELECT code FROM c)",
 		"SELECT id FROM users u WHERE karma > (SELECT avg(karma) FROM users u2 WHERE u2.id = u.id) ORDER BY id",
 		"SELECT author_id, n FROM (SELECT author_id, count(*) AS n FROM posts GROUP BY author_id) s WHERE n > 5 ORDER BY author_id",
+		// Grouped (or DISTINCT ON) by the key written as an output position.
+		"SELECT max(n), count(*) FROM (SELECT author_id, count(*) AS n FROM posts GROUP BY 1) s",
+		"WITH t AS (SELECT author_id, sum(like_count) AS total FROM posts GROUP BY 1) SELECT count(*), max(total) FROM t",
+		"SELECT count(*) FROM (SELECT DISTINCT ON (1) author_id, id FROM posts) s",
+		"SELECT author_id, count(*) FROM posts GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
 		// CTEs and derived tables joined on the key: scattered, and on the key's shard.
 		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id",
 		"WITH p AS (SELECT author_id, id FROM posts WHERE like_count > 30) SELECT u.id, p.id FROM users u JOIN p ON p.author_id = u.id WHERE u.id = 12 ORDER BY p.id",
