@@ -37,16 +37,16 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 		return nil, refusal
 	}
 	sel := st.node.GetSelectStmt()
-	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || sel.WhereClause == nil {
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
 		return nil, refusal
 	}
+	var links []pulledLink
 	sc, err := pg_query.Scan(a.SQL[st.start:st.end])
-	if err != nil {
-		return nil, refusal
+	if err == nil && sel.WhereClause != nil {
+		links = p.pullableLinks(sc.Tokens, st, sel)
 	}
-	links := p.pullableLinks(sc.Tokens, st, sel)
 	if len(links) == 0 {
-		return nil, refusal
+		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, refusal) // pullout_rel.go
 	}
 	toks, maxParam := paramTokens(a.SQL, st.start, sc.Tokens)
 	if maxParam > len(params.Values) {
@@ -100,8 +100,12 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 	if err != nil {
 		return nil, err
 	}
-	if _, err := p.Plan(snap, pa, SelectParams(*params, op.OuterParams)); err != nil {
+	po, err := p.Plan(snap, pa, SelectParams(*params, op.OuterParams))
+	if err != nil {
 		return nil, err
+	}
+	if _, again := po.(*plan.PullOut); again {
+		return nil, refusal // the outer statement would need another pull-out
 	}
 	return op, nil
 }

@@ -25,11 +25,15 @@ import (
 type pulledRows struct {
 	typeOID uint32
 	values  [][]byte
-	rows    int    // DataRows seen (values holds at most MaxPulledRows+1)
-	bytes   int64  // size of values
-	limit   int64  // merge.memory_limit: beyond it, 53200 (≤ 0: none)
-	keep    []byte // other messages (notices), passed on to the client
-	bad     error
+	// relation: keep every column (a pulled-out table, plan.PulledSubquery.Relation)
+	// in columns instead of the first in values.
+	relation bool
+	columns  []plan.PulledColumn
+	rows     int    // DataRows seen (values holds at most MaxPulledRows+1)
+	bytes    int64  // size of values
+	limit    int64  // merge.memory_limit: beyond it, 53200 (≤ 0: none)
+	keep     []byte // other messages (notices), passed on to the client
+	bad      error
 }
 
 // take consumes the complete messages buffered in ss.out.
@@ -56,8 +60,13 @@ func (p *pulledRows) take(ss *session) {
 	ss.out = ss.out[:0]
 }
 
-// describe notes the type of the first column of a RowDescription.
+// describe notes the type of the first column of a RowDescription (every
+// column's name and type for a relation).
 func (p *pulledRows) describe(body []byte) {
+	if p.relation {
+		p.describeAll(body)
+		return
+	}
 	if len(body) < 2 || binary.BigEndian.Uint16(body) != 1 {
 		p.bad = &plan.Error{Code: "42601", Message: "subquery has too many columns"}
 		return
@@ -70,10 +79,33 @@ func (p *pulledRows) describe(body []byte) {
 	p.typeOID = binary.BigEndian.Uint32(rest[6:10])
 }
 
-// row keeps the first column of a DataRow.
+func (p *pulledRows) describeAll(body []byte) {
+	if len(body) < 2 {
+		p.bad = fmt.Errorf("pull-out: malformed RowDescription")
+		return
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	p.columns = make([]plan.PulledColumn, 0, n)
+	for range n {
+		name, r, ok := cstring(rest)
+		if !ok || len(r) < 18 {
+			p.bad = fmt.Errorf("pull-out: malformed RowDescription")
+			return
+		}
+		p.columns = append(p.columns, plan.PulledColumn{Name: string(name), TypeOID: binary.BigEndian.Uint32(r[6:10]), Typmod: int32(binary.BigEndian.Uint32(r[12:16]))})
+		rest = r[18:]
+	}
+}
+
+// row keeps the first column of a DataRow (every column for a relation).
 func (p *pulledRows) row(body []byte) {
 	p.rows++
 	if p.rows > plan.MaxPulledRows+1 {
+		return
+	}
+	if p.relation {
+		p.rowAll(body)
 		return
 	}
 	if len(body) < 6 {
@@ -89,15 +121,53 @@ func (p *pulledRows) row(body []byte) {
 		p.bad = fmt.Errorf("pull-out: malformed DataRow")
 		return
 	}
-	p.bytes += int64(n) + 24
+	if !p.count(int64(n)) {
+		return
+	}
+	p.values = append(p.values, append([]byte{}, body[6:6+n]...))
+}
+
+func (p *pulledRows) rowAll(body []byte) {
+	if len(body) < 2 || int(binary.BigEndian.Uint16(body)) != len(p.columns) {
+		p.bad = fmt.Errorf("pull-out: DataRow does not match the RowDescription")
+		return
+	}
+	rest := body[2:]
+	for i := range p.columns {
+		if len(rest) < 4 {
+			p.bad = fmt.Errorf("pull-out: malformed DataRow")
+			return
+		}
+		n := int32(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		if n < 0 {
+			p.columns[i].Values = append(p.columns[i].Values, nil)
+			continue
+		}
+		if int(n) > len(rest) {
+			p.bad = fmt.Errorf("pull-out: malformed DataRow")
+			return
+		}
+		if !p.count(int64(n)) {
+			return
+		}
+		p.columns[i].Values = append(p.columns[i].Values, append([]byte{}, rest[:n]...))
+		rest = rest[n:]
+	}
+}
+
+// count adds a value of n bytes to the memory used, false (and the
+// 53200 error) beyond the limit.
+func (p *pulledRows) count(n int64) bool {
+	p.bytes += n + 24
 	if p.limit > 0 && p.bytes > p.limit {
 		if p.bad == nil {
 			p.bad = &merge.Error{Code: "53200", Message: fmt.Sprintf("out of memory: the values of a subquery run before the rest of the statement need more than %d bytes", p.limit),
 				Hint: "restrict the subquery, or raise the proxy's merge memory limit"}
 		}
-		return
+		return false
 	}
-	p.values = append(p.values, append([]byte{}, body[6:6+n]...))
+	return true
 }
 
 // execPullOut runs a PullOut: the subqueries, then the outer statement,
@@ -177,7 +247,7 @@ func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params
 func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, params planner.Params) (plan.PulledRows, error) {
 	saved, savedPulled := ss.out, ss.pulled // a PullOut inside a subquery of another
 	ss.out = nil
-	p := &pulledRows{limit: ss.srv.config().Merge.MemoryLimit}
+	p := &pulledRows{limit: ss.srv.config().Merge.MemoryLimit, relation: sq.Relation != ""}
 	if p.limit == 0 {
 		p.limit = merge.DefaultMemoryLimit
 	}
@@ -192,7 +262,7 @@ func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, p
 	case p.bad != nil:
 		return plan.PulledRows{}, p.bad
 	}
-	return plan.PulledRows{TypeOID: p.typeOID, Values: p.values}, nil
+	return plan.PulledRows{TypeOID: p.typeOID, Values: p.values, Columns: p.columns}, nil
 }
 
 // runBinary runs a subquery's plan with binary results and a

@@ -56,6 +56,11 @@ type PulledSubquery struct {
 	// Scalar: (SELECT …) used as a value (at most one row); otherwise the
 	// right side of IN / = ANY, replaced with `= ANY (<array>)`.
 	Scalar bool
+	// Relation, when set, makes this a table of the FROM clause read
+	// first (SQL selects all its columns): its slot becomes
+	// `unnest($n::t1[], $n+1::t2[], …) AS Relation(c1, c2, …)`, one array
+	// per column, and its rows are PulledRows.Columns.
+	Relation string
 }
 
 // PulledRows are the rows a subquery returned: the type of its one
@@ -64,6 +69,18 @@ type PulledSubquery struct {
 // settings (extra_float_digits, DateStyle, IntervalStyle, TimeZone).
 type PulledRows struct {
 	TypeOID uint32
+	Values  [][]byte
+	// Columns are a Relation subquery's rows, column by column.
+	Columns []PulledColumn
+}
+
+// PulledColumn is one column of a pulled-out relation: its name and type
+// (from the RowDescription) and its values in binary format, nil for NULL,
+// one per row.
+type PulledColumn struct {
+	Name    string
+	TypeOID uint32
+	Typmod  int32 // -1: none
 	Values  [][]byte
 }
 
@@ -129,11 +146,18 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, PulledParams, error) {
 	if len(rows) != len(o.Subqueries) {
 		return "", pp, &Error{Code: "XX000", Message: fmt.Sprintf("pull-out: %d results for %d subqueries", len(rows), len(o.Subqueries))}
 	}
-	first := len(o.OuterParams) + 1
+	n := len(o.OuterParams) + 1 // the next parameter
 	var b strings.Builder
 	b.WriteString(o.Outer[0])
 	for i, s := range o.Subqueries {
 		r := rows[i]
+		if s.Relation != "" {
+			if err := relationSlot(&b, &pp, &n, s, r); err != nil {
+				return "", pp, err
+			}
+			b.WriteString(o.Outer[i+1])
+			continue
+		}
 		if s.Scalar && len(r.Values) > 1 {
 			return "", pp, &Error{Code: "21000", Message: "more than one row returned by a subquery used as an expression"}
 		}
@@ -146,7 +170,6 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, PulledParams, error) {
 			return "", pp, &Unsupported{Message: fmt.Sprintf("the result type (OID %d) of a subquery run before the rest of the statement is not supported here: %s", r.TypeOID, s.SQL),
 				Hint: "cast the subquery's column to a built-in type such as text, bigint or numeric"}
 		}
-		n := first + i
 		if s.Scalar {
 			fmt.Fprintf(&b, "$%d::%s", n, typ)
 			var v []byte
@@ -160,9 +183,110 @@ func (o *PullOut) OuterSQL(rows []PulledRows) (string, PulledParams, error) {
 			pp.Values = append(pp.Values, binaryArray(r.TypeOID, r.Values))
 			pp.OIDs = append(pp.OIDs, 0)
 		}
+		n++
 		b.WriteString(o.Outer[i+1])
 	}
 	return b.String(), pp, nil
+}
+
+// relationSlot writes a Relation subquery's slot, `unnest($n::t1[], …)
+// AS name(c1, …)`, and adds its arrays to pp (n is the next parameter).
+// Columns with a type modifier (varchar(80), numeric(10,2), …) are cast
+// back to it in a subquery around the unnest, since a function's result
+// has none: `(SELECT c1::varchar(80) AS c1, … FROM unnest(…) AS
+// name(c1, …)) AS name`, so the statement's result columns are described
+// as the table's are.
+func relationSlot(b *strings.Builder, pp *PulledParams, n *int, s *PulledSubquery, r PulledRows) error {
+	var casts []string
+	for _, c := range r.Columns {
+		if m := typeWithModifier(c.TypeOID, c.Typmod); m != "" {
+			casts = append(casts, quoteName(c.Name)+"::"+m+" AS "+quoteName(c.Name))
+		} else {
+			casts = append(casts, quoteName(c.Name))
+		}
+	}
+	wrapped := false
+	for i, c := range r.Columns {
+		wrapped = wrapped || casts[i] != quoteName(c.Name)
+	}
+	if wrapped {
+		b.WriteString("(SELECT " + strings.Join(casts, ", ") + " FROM ")
+	}
+	if err := unnestColumns(b, pp, n, s, r); err != nil {
+		return err
+	}
+	if wrapped {
+		b.WriteString(") AS " + quoteName(s.Relation))
+	}
+	return nil
+}
+
+// typeWithModifier is the SQL type of a column whose type modifier
+// matters (character varying(80), numeric(10,2), timestamp(3), …); "" when
+// it has none or it is not one of these.
+func typeWithModifier(oid uint32, typmod int32) string {
+	if typmod < 0 {
+		return ""
+	}
+	switch oid {
+	case 1042:
+		return fmt.Sprintf("character(%d)", typmod-4)
+	case 1043:
+		return fmt.Sprintf("character varying(%d)", typmod-4)
+	case 1562:
+		return fmt.Sprintf("bit varying(%d)", typmod)
+	case 1700:
+		t := typmod - 4
+		scale := ((t & 0x7ff) ^ 1024) - 1024
+		return fmt.Sprintf("numeric(%d,%d)", (t>>16)&0xffff, scale)
+	case 1083, 1114, 1184, 1266:
+		return fmt.Sprintf("%s(%d)", map[uint32]string{1083: "time", 1114: "timestamp", 1184: "timestamptz", 1266: "timetz"}[oid], typmod)
+	}
+	return ""
+}
+
+// unnestColumns writes `unnest($n::t1[], …) AS name(c1, …)`.
+func unnestColumns(b *strings.Builder, pp *PulledParams, n *int, s *PulledSubquery, r PulledRows) error {
+	if len(r.Columns) == 0 {
+		return &Unsupported{Message: "a table read before the rest of the statement has no columns: " + s.SQL}
+	}
+	rows := len(r.Columns[0].Values)
+	if rows > MaxPulledRows {
+		return &Unsupported{Message: fmt.Sprintf("%s has too many rows to read before the rest of the statement (more than %d): %s", s.Relation, MaxPulledRows, s.SQL),
+			Hint: "restrict it further, or join the distributed tables on their distribution keys"}
+	}
+	b.WriteString("unnest(")
+	for j, c := range r.Columns {
+		typ, ok := literalTypes[c.TypeOID]
+		if !ok {
+			return &Unsupported{Message: fmt.Sprintf("column %s of %s has a type (OID %d) that cannot be read before the rest of the statement: %s", c.Name, s.Relation, c.TypeOID, s.SQL),
+				Hint: "join the distributed tables on their distribution keys"}
+		}
+		if len(c.Values) != rows {
+			return &Error{Code: "XX000", Message: fmt.Sprintf("pull-out: column %s has %d values for %d rows", c.Name, len(c.Values), rows)}
+		}
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "$%d::%s[]", *n, typ)
+		*n++
+		pp.Values = append(pp.Values, binaryArray(c.TypeOID, c.Values))
+		pp.OIDs = append(pp.OIDs, 0)
+	}
+	b.WriteString(") AS " + quoteName(s.Relation) + "(")
+	for j, c := range r.Columns {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteName(c.Name))
+	}
+	b.WriteString(")")
+	return nil
+}
+
+// quoteName is a name as a quoted SQL identifier.
+func quoteName(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
 // literalTypes maps the built-in type OIDs whose text form reads back as

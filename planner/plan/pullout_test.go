@@ -62,3 +62,53 @@ func TestPullOutOuterSQL(t *testing.T) {
 		t.Errorf("%d values: %v, want 0A000 too many rows", MaxPulledRows+1, err)
 	}
 }
+
+// TestPullOutRelationSlot: a pulled-out table becomes unnest of one typed
+// array per column, named like the table's range with its columns' names
+// (quoted), its arrays numbered after the statement's own parameters;
+// unknown column types and too many rows are refused with 0A000.
+func TestPullOutRelationSlot(t *testing.T) {
+	o := &PullOut{
+		Subqueries:  []*PulledSubquery{{SQL: "SELECT f.* FROM follows f WHERE f.follower_id = $1", Relation: "f"}},
+		Outer:       []string{"SELECT p.id FROM posts p JOIN ", " ON f.followee_id = p.author_id WHERE p.like_count > $1"},
+		OuterParams: []int{1},
+	}
+	rows := PulledRows{Columns: []PulledColumn{
+		{Name: "follower_id", TypeOID: 20, Values: vals("\x00\x00\x00\x00\x00\x00\x00\x01", "\x00\x00\x00\x00\x00\x00\x00\x01")},
+		{Name: `Odd "name"`, TypeOID: 25, Values: vals("a", nil)},
+	}}
+	got, pp, err := o.OuterSQL([]PulledRows{rows})
+	want := `SELECT p.id FROM posts p JOIN unnest($2::bigint[], $3::text[]) AS "f"("follower_id", "Odd ""name""") ON f.followee_id = p.author_id WHERE p.like_count > $1`
+	if err != nil || got != want {
+		t.Fatalf("OuterSQL:\n got %s (%v)\nwant %s", got, err, want)
+	}
+	wantText := "00000001" + "00000001" + "00000019" + "00000002" + "00000001" + "00000001" + hex.EncodeToString([]byte("a")) + "ffffffff"
+	if len(pp.Values) != 2 || hex.EncodeToString(pp.Values[1]) != wantText || pp.OIDs[0] != 0 || pp.OIDs[1] != 0 {
+		t.Errorf("parameters: %x %v, want the text column as %s", pp.Values, pp.OIDs, wantText)
+	}
+	// A type modifier is put back by a cast around the unnest.
+	typed := PulledRows{Columns: []PulledColumn{
+		{Name: "email", TypeOID: 1043, Typmod: 84, Values: vals("a")},
+		{Name: "karma", TypeOID: 1700, Typmod: 10<<16 | 2 + 4, Values: vals(nil)},
+		{Name: "id", TypeOID: 20, Typmod: -1, Values: vals("\x00\x00\x00\x00\x00\x00\x00\x01")},
+	}}
+	got, _, err = o.OuterSQL([]PulledRows{typed})
+	want = `SELECT p.id FROM posts p JOIN (SELECT "email"::character varying(80) AS "email", "karma"::numeric(10,2) AS "karma", "id" FROM unnest($2::varchar[], $3::numeric[], $4::bigint[]) AS "f"("email", "karma", "id")) AS "f" ON f.followee_id = p.author_id WHERE p.like_count > $1`
+	if err != nil || got != want {
+		t.Errorf("typmods:\n got %s (%v)\nwant %s", got, err, want)
+	}
+	// No rows: empty arrays, so the join finds nothing.
+	empty := PulledRows{Columns: []PulledColumn{{Name: "follower_id", TypeOID: 20}, {Name: "x", TypeOID: 25}}}
+	if _, pp, err = o.OuterSQL([]PulledRows{empty}); err != nil || hex.EncodeToString(pp.Values[0]) != "000000000000000000000014" {
+		t.Errorf("no rows: %x (%v), want an empty bigint array", pp.Values, err)
+	}
+	var ue *Unsupported
+	bad := PulledRows{Columns: []PulledColumn{{Name: "r", TypeOID: 3904, Values: vals("x")}}}
+	if _, _, err = o.OuterSQL([]PulledRows{bad}); !errors.As(err, &ue) || !strings.Contains(ue.Message, "column r of f") {
+		t.Errorf("int4range column: %v, want 0A000 naming the column", err)
+	}
+	many := PulledRows{Columns: []PulledColumn{{Name: "follower_id", TypeOID: 20, Values: make([][]byte, MaxPulledRows+1)}}}
+	if _, _, err = o.OuterSQL([]PulledRows{many}); !errors.As(err, &ue) {
+		t.Errorf("%d rows: %v, want 0A000", MaxPulledRows+1, err)
+	}
+}

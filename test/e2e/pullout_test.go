@@ -97,8 +97,47 @@ func TestShardedPullOut(t *testing.T) {
 		}
 	})
 
-	lines := queryStrings(t, ctx, app, "EXPLAIN SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", pgx.QueryExecModeSimpleProtocol)
+	// A table joined off the keys but restricted by its own key is read
+	// first; inside a transaction both parts see its writes.
+	joined := "SELECT u.name, p.author_id, p.id FROM users u JOIN posts p ON p.id = u.id WHERE u.id = $1 ORDER BY p.author_id"
+	for _, simple := range []bool{true, false} {
+		mode := pgx.QueryExecModeCacheStatement
+		if simple {
+			mode = pgx.QueryExecModeSimpleProtocol
+		}
+		tx, err := app.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			"INSERT INTO users (id, name, country) VALUES (1002, 'joiner', 'zz')",
+			"INSERT INTO posts (author_id, id, body, score) VALUES (3, 1002, 'a', 1), (4, 1002, 'b', 2)",
+		} {
+			if _, err := tx.Exec(ctx, q, mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := queryStrings(t, ctx, tx, joined, mode, 1002); fmt.Sprint(got) != "[joiner 3 1002 joiner 4 1002]" {
+			t.Errorf("%s (simple=%v) in the transaction that wrote the rows: %v, want [joiner 3 1002 joiner 4 1002]", joined, simple, got)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryStrings(t, ctx, app, joined, mode, 1002); len(got) != 0 {
+			t.Errorf("%s (simple=%v) after ROLLBACK: %v, want no rows", joined, simple, got)
+		}
+	}
+	lines := queryStrings(t, ctx, app, "EXPLAIN SELECT u.name, p.id FROM users u JOIN posts p ON p.id = u.id WHERE u.id = 7", pgx.QueryExecModeSimpleProtocol)
 	plan := strings.Join(lines, "\n")
+	for _, want := range []string{"PullOut", `outer="SELECT u.name, p.id FROM $subquery1 JOIN posts p ON p.id = u.id"`, "SELECT u.* FROM users u WHERE u.id = 7", "Route",
+		"$subquery1:", "Scan"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("EXPLAIN of a pulled-out table lacks %q:\n%s", want, plan)
+		}
+	}
+
+	lines = queryStrings(t, ctx, app, "EXPLAIN SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", pgx.QueryExecModeSimpleProtocol)
+	plan = strings.Join(lines, "\n")
 	for _, want := range []string{"PullOut", `outer="SELECT id FROM users WHERE id > $subquery1"`, "Subquery", "Aggregate", "Scatter",
 		"$subquery1:", "shard " + env.names[0] + ":", "Scan on users"} {
 		if !strings.Contains(plan, want) {

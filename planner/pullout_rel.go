@@ -1,0 +1,306 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// Pulled-out relations (plan.PullOut with a Relation slot). A SELECT the
+// routing rules refuse because it joins distributed tables that are not
+// colocated on their keys gets another chance when one of those tables,
+// R, is restricted by conditions on R alone (`f.follower_id = 1` in a
+// timeline query joining follows with posts): the executor first runs
+//
+//	SELECT R.* FROM <R's table> R WHERE <the conditions on R alone>
+//
+// as a statement of its own (usually on one shard), then runs the rest of
+// the statement with R replaced by those rows — `unnest($n::t1[], …) AS
+// R(c1, …)`, a constant relation every shard can join — planned like any
+// statement (Vitess's nested-loop join at the router, Citus's recursive
+// planning of one side). Only inner joins qualify: moving a condition on
+// R before the join is the same query only then. The conditions moved
+// leave the outer statement (each runs once, as written).
+//
+// A condition is "on R alone" when every column it references is
+// qualified with R's range name, or is unqualified and named like R's
+// distribution key (a column R has; if another table had it too the
+// statement would be ambiguous in PostgreSQL); it contains no subquery.
+
+// relationSlot is one FROM item of a cloned statement that could be
+// pulled out, and how to put something else in its place.
+type relationSlot struct {
+	rv  *pg_query.RangeVar
+	set func(*pg_query.Node)
+}
+
+// pulledRelationMarker names the FROM item standing for the pulled rows in
+// the deparsed outer statement, which is split around it.
+const pulledRelationMarker = "shardproxy_pulled_relation_"
+
+// pullRelation plans st as a PullOut of one of its tables, or returns
+// refusal when none qualifies.
+func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params, refusal error) (plan.Operator, error) {
+	sel := st.node.GetSelectStmt()
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) == 0 {
+		return nil, refusal
+	}
+	ctes := map[string]bool{}
+	if w := sel.WithClause; w != nil {
+		for _, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				ctes[strings.ToLower(cte.Ctename)] = true
+			}
+		}
+	}
+	slots, ok := innerRelations(proto.Clone(sel).(*pg_query.SelectStmt))
+	if !ok || len(slots) < 2 {
+		return nil, refusal
+	}
+	// The first table whose rows come from one shard, else the first
+	// that qualifies at all (its read is bounded by MaxPulledRows).
+	var fallback plan.Operator
+	for i, s := range slots {
+		if s.rv.Schemaname == "" && ctes[strings.ToLower(s.rv.Relname)] {
+			continue
+		}
+		t, ok := snap.Table(rangeVarName(s.rv))
+		if !ok || t.Kind != topology.Distributed || (s.rv.Alias != nil && len(s.rv.Alias.Colnames) > 0) {
+			continue
+		}
+		op := p.pullRelationAt(snap, sql, sel, i, t, params)
+		if op == nil {
+			continue
+		}
+		if _, one := op.Subqueries[0].Plan.(*plan.Route); one {
+			return op, nil
+		}
+		if fallback == nil {
+			fallback = op
+		}
+	}
+	if fallback != nil {
+		return fallback, nil
+	}
+	return nil, refusal
+}
+
+// pullRelationAt builds the PullOut of the i-th relation of sel (see
+// innerRelations), or nil when it has no conditions of its own or either
+// part would not plan.
+func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_query.SelectStmt, i int, t topology.Table, params *Params) *plan.PullOut {
+	outer := proto.Clone(sel).(*pg_query.SelectStmt)
+	slots, _ := innerRelations(outer)
+	r := slots[i].rv
+	name := r.Relname // as the parser gives names: folded unless quoted
+	if r.Alias != nil && r.Alias.Aliasname != "" {
+		name = r.Alias.Aliasname
+	}
+
+	// Conditions on R alone go to the subquery. Those naming R's key
+	// unqualified (and calling no function, so evaluating them twice
+	// changes nothing) also stay in the outer statement, where
+	// PostgreSQL reports the name as ambiguous if another table has it.
+	var moved []*pg_query.Node
+	split := func(quals *pg_query.Node) *pg_query.Node {
+		if quals == nil {
+			return nil
+		}
+		var rest []*pg_query.Node
+		for _, c := range andConjuncts(quals, nil) {
+			switch onRelationAlone(c, name, t.KeyColumn) {
+			case onlyQualified:
+				moved = append(moved, c)
+			case withUnqualifiedKey:
+				moved = append(moved, proto.Clone(c).(*pg_query.Node))
+				rest = append(rest, c)
+			default:
+				rest = append(rest, c)
+			}
+		}
+		return andOf(rest)
+	}
+	outer.WhereClause = split(outer.WhereClause)
+	for _, f := range outer.FromClause {
+		walkJoins(f, func(j *pg_query.JoinExpr) {
+			if j.Quals == nil {
+				return
+			}
+			j.Quals = split(j.Quals)
+			if j.Quals == nil {
+				j.Quals = &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: true}}}}}
+			}
+		})
+	}
+	if len(moved) == 0 {
+		return nil // pulling the whole table would not help
+	}
+
+	// The subquery: R's columns under its conditions, its parameters
+	// renumbered from $1 (ParamIndexes maps them back).
+	sub := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{pg_query.MakeResTargetNodeWithVal(pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode(name), pg_query.MakeAStarNode()}, -1), -1)},
+		FromClause:  []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: proto.Clone(r).(*pg_query.RangeVar)}}},
+		WhereClause: andOf(moved),
+	}
+	subIdx := []int{}
+	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}, &subIdx)
+	subSQL := deparseSelect(parseTreeVersion(), sub)
+	if subSQL == "" {
+		return nil
+	}
+	sa, err := p.Analyze(subSQL)
+	if err != nil || len(sa.Statements) != 1 || !sa.Statements[0].info.readOnly {
+		return nil
+	}
+	subPlan, err := p.Plan(snap, sa, SelectParams(*params, subIdx))
+	if err != nil {
+		return nil
+	}
+	if _, nested := subPlan.(*plan.PullOut); nested {
+		return nil
+	}
+
+	// The outer statement, split around the marker standing for R, its
+	// parameters renumbered too (the moved conditions may have been the
+	// only users of some).
+	marker := pulledRelationMarker + "1"
+	slots[i].set(pg_query.MakeSimpleRangeVarNode(marker, -1))
+	outerIdx := []int{}
+	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: outer}}, &outerIdx)
+	text := deparseSelect(parseTreeVersion(), outer)
+	parts := strings.Split(text, marker)
+	if len(parts) != 2 {
+		return nil
+	}
+	op := &plan.PullOut{
+		SQL:         sql,
+		Subqueries:  []*plan.PulledSubquery{{SQL: subSQL, ParamIndexes: subIdx, Plan: subPlan, Relation: name}},
+		Outer:       parts,
+		OuterParams: outerIdx,
+		Reason:      fmt.Sprintf("%s (%s) is not joined on its distribution key: its rows are read first", name, rangeVarName(r)),
+	}
+	// Refuse up front what stays refused whatever rows come back: the
+	// outer statement with a relation of R's name in its place, of the
+	// form the executor puts there.
+	probe := parts[0] + "unnest(NULL::text[]) AS " + quoteIdent(name) + parts[1]
+	pa, err := p.Analyze(probe)
+	if err != nil {
+		return nil
+	}
+	po, err := p.Plan(snap, pa, SelectParams(*params, op.OuterParams))
+	if err != nil {
+		return nil
+	}
+	if _, again := po.(*plan.PullOut); again {
+		return nil
+	}
+	return op
+}
+
+// innerRelations lists the tables named in sel's FROM clause (directly or
+// in inner joins) with setters that replace them in sel; ok is false when
+// the FROM clause has an outer join, whose conditions cannot move.
+func innerRelations(sel *pg_query.SelectStmt) ([]relationSlot, bool) {
+	var out []relationSlot
+	ok := true
+	var visit func(n *pg_query.Node, set func(*pg_query.Node))
+	visit = func(n *pg_query.Node, set func(*pg_query.Node)) {
+		switch x := n.Node.(type) {
+		case *pg_query.Node_RangeVar:
+			out = append(out, relationSlot{rv: x.RangeVar, set: set})
+		case *pg_query.Node_JoinExpr:
+			j := x.JoinExpr
+			if j.Jointype != pg_query.JoinType_JOIN_INNER || j.Alias != nil {
+				ok = false
+				return
+			}
+			visit(j.Larg, func(m *pg_query.Node) { j.Larg = m })
+			visit(j.Rarg, func(m *pg_query.Node) { j.Rarg = m })
+		}
+	}
+	for i := range sel.FromClause {
+		visit(sel.FromClause[i], func(m *pg_query.Node) { sel.FromClause[i] = m })
+	}
+	return out, ok
+}
+
+// walkJoins calls fn for every join expression of a FROM item.
+func walkJoins(n *pg_query.Node, fn func(*pg_query.JoinExpr)) {
+	if j := n.GetJoinExpr(); j != nil {
+		fn(j)
+		walkJoins(j.Larg, fn)
+		walkJoins(j.Rarg, fn)
+	}
+}
+
+// conditionScope says which relations a condition references.
+type conditionScope int
+
+const (
+	notAlone           conditionScope = iota // other relations, a subquery, or no column at all
+	onlyQualified                            // R's columns, each qualified with R's name
+	withUnqualifiedKey                       // R's columns, R's key unqualified among them, no function call
+)
+
+// onRelationAlone says whether condition e references columns of the
+// relation named name only (see the comment at the top of this file).
+func onRelationAlone(e *pg_query.Node, name, key string) conditionScope {
+	refs, alone, unqualified, calls := 0, true, false, false
+	walkNodes(e, func(c *pg_query.Node) bool {
+		if !alone {
+			return false
+		}
+		switch x := c.Node.(type) {
+		case *pg_query.Node_SubLink, *pg_query.Node_SelectStmt:
+			alone = false
+			return false
+		case *pg_query.Node_FuncCall:
+			calls = true
+		case *pg_query.Node_ColumnRef:
+			parts := make([]string, 0, len(x.ColumnRef.Fields))
+			for _, f := range x.ColumnRef.Fields {
+				s := f.GetString_()
+				if s == nil {
+					alone = false // R.* in a condition
+					return false
+				}
+				parts = append(parts, s.Sval)
+			}
+			switch {
+			case len(parts) == 1:
+				alone, unqualified = parts[0] == key, true
+			case len(parts) >= 2:
+				alone = parts[len(parts)-2] == name
+			}
+			refs++
+			return false
+		}
+		return true
+	})
+	switch {
+	case !alone || refs == 0:
+		return notAlone
+	case !unqualified:
+		return onlyQualified
+	case !calls:
+		return withUnqualifiedKey
+	}
+	return notAlone
+}
+
+// andOf is the AND of conds (nil for none).
+func andOf(conds []*pg_query.Node) *pg_query.Node {
+	switch len(conds) {
+	case 0:
+		return nil
+	case 1:
+		return conds[0]
+	}
+	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, conds, -1)
+}
