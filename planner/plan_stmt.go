@@ -706,6 +706,7 @@ func splitInsert(full string, st *stmtInfo, table string, shardOf []string) *pla
 			}
 		}
 		out.Parts = append(out.Parts, route)
+		out.Rows = append(out.Rows, rowsOf[s])
 	}
 	return out
 }

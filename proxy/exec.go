@@ -50,6 +50,10 @@ type execOut struct {
 	copyHeader  bool // COPY TO with a CSV header: pass only the first shard's
 	part        int  // index of the part running
 	firstData   bool // the running part has not sent CopyData yet
+	// captured, when not nil, takes each part's DataRows (by part index)
+	// instead of the client: a split INSERT's RETURNING rows, sent in the
+	// order of the VALUES rows once every part ran.
+	captured [][][]byte
 }
 
 // partArgs are the Bind values of one part; nil runs it as a simple Query.
@@ -149,7 +153,9 @@ func (ss *session) runPartHere(shard, sql string, args *partArgs, out *execOut, 
 				out.descSent = true
 			}
 		case msgDataRow:
-			if pass {
+			if pass && out.captured != nil {
+				out.captured[out.part] = append(out.captured[out.part], append([]byte(nil), body...))
+			} else if pass {
 				ss.out = appendMsg(ss.out, typ, body)
 				if len(ss.out) > 64<<10 {
 					if err := ss.flushClient(); err != nil {
@@ -267,9 +273,18 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		for i, r := range o.Parts {
 			parts[i] = writePart{shard: r.Shard, sql: r.SQL, args: argsFor(params, r.ParamIndexes, rf, out.simple), pass: true}
 		}
+		if o.Returning && len(o.Parts) > 1 {
+			out.captured = make([][][]byte, len(o.Parts))
+			defer func() { out.captured = nil }()
+		}
 		tags, err := ss.runWrite(snap, parts, o.NeedsAtomic, out)
 		if err != nil {
 			return "", err
+		}
+		if out.captured != nil {
+			for _, row := range returningInRowOrder(o, out.captured) {
+				ss.out = appendMsg(ss.out, msgDataRow, row)
+			}
 		}
 		return sumTags(tags), nil
 	case *plan.AllocateKeys:
@@ -361,6 +376,35 @@ type writePart struct {
 	sql   string
 	args  *partArgs
 	pass  bool // its rows go to the client
+}
+
+// returningInRowOrder puts the RETURNING rows of a split INSERT's parts
+// (captured[i]: part i's, in its VALUES order) in the order of the
+// statement's VALUES rows, as one server would return them. When a part
+// returned fewer rows than it inserted (ON CONFLICT DO NOTHING, a trigger
+// skipping rows) which ones are missing is unknown: the parts' rows are
+// then concatenated in part order.
+func returningInRowOrder(o *plan.SplitInsert, captured [][][]byte) [][]byte {
+	total := 0
+	exact := len(o.Rows) == len(captured)
+	for i, rows := range captured {
+		total += len(rows)
+		exact = exact && len(rows) == len(o.Rows[i])
+	}
+	out := make([][]byte, 0, total)
+	if !exact {
+		for _, rows := range captured {
+			out = append(out, rows...)
+		}
+		return out
+	}
+	out = out[:total]
+	for i, rows := range captured {
+		for j, row := range rows {
+			out[o.Rows[i][j]] = row
+		}
+	}
+	return out
 }
 
 // runWrite runs parts; over several shards outside a transaction block and

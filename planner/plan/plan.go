@@ -168,13 +168,17 @@ type Broadcast struct {
 // belong to several shards: each part is a Route with its own SQL holding
 // only its rows (and ParamIndexes renumbering parameters). The client gets
 // one command tag, INSERT 0 <sum of the parts' counts>, and the RETURNING
-// rows of all parts concatenated (in part order, not row order).
-// NeedsAtomic: all parts commit or none.
+// rows in the order of the statement's VALUES rows (Rows[i] lists the
+// positions, 0-based, of part i's rows in the statement, in its order);
+// when a part returns fewer rows than it inserted (ON CONFLICT DO
+// NOTHING), the parts' rows concatenated. NeedsAtomic: all parts commit or
+// none.
 type SplitInsert struct {
 	Table       string
 	Returning   bool
 	NeedsAtomic bool
 	Parts       []*Route
+	Rows        [][]int
 }
 
 // AllocateKeys is an INSERT into a distributed table whose key column was

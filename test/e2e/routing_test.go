@@ -228,18 +228,42 @@ func TestShardedRouting(t *testing.T) {
 	})
 
 	t.Run("multi-row INSERT splits and returns every row", func(t *testing.T) {
-		rows, err := app.Query(ctx, "INSERT INTO users (id, name) VALUES (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd'), (1005, 'e'), (1006, 'f') RETURNING id")
+		// RETURNING rows come in VALUES order, as from one server (ORMs
+		// such as Django's bulk_create match them to their objects by
+		// position), in both protocols.
+		rows, err := app.Query(ctx, "INSERT INTO users (id, name) VALUES (1004, 'd'), (1001, 'a'), (1006, 'f'), (1002, 'b'), (1005, 'e'), (1003, 'c') RETURNING id, name")
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+			var id int64
+			var name string
+			err := r.Scan(&id, &name)
+			return fmt.Sprintf("%d %s", id, name), err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		tag := rows.CommandTag().String()
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		if fmt.Sprint(ids) != "[1001 1002 1003 1004 1005 1006]" || tag != "INSERT 0 6" {
-			t.Errorf("RETURNING %v, tag %q", ids, tag)
+		if want := "[1004 d 1001 a 1006 f 1002 b 1005 e 1003 c]"; fmt.Sprint(got) != want || tag != "INSERT 0 6" {
+			t.Errorf("RETURNING %v, tag %q; want %s in VALUES order, INSERT 0 6", got, tag, want)
+		}
+		shards := map[string]bool{}
+		for k := int64(1001); k <= 1006; k++ {
+			shards[env.shardOf(t, k)] = true
+		}
+		if len(shards) < 2 {
+			t.Fatalf("keys 1001-1006 on %d shard(s): the test needs a split INSERT", len(shards))
+		}
+		// posts.id is generated (AllocateKeys, then the split).
+		gen, err := rowsText(ctx, app, "INSERT INTO posts (author_id, body) VALUES (1004, 'p'), (1001, 'q'), (1006, 'r'), (1002, 's'), (1005, 't') RETURNING body", true)
+		if err != nil || fmt.Sprint(gen) != "[p q r s t]" {
+			t.Errorf("INSERT with generated ids RETURNING body: %v %v, want VALUES order", gen, err)
+		}
+		gen, err = rowsText(ctx, app, "INSERT INTO users (id, name) VALUES (1006, 'dup'), (4001, 'g'), (1001, 'dup'), (4002, 'h') ON CONFLICT DO NOTHING RETURNING id", false)
+		sort.Strings(gen)
+		if err != nil || fmt.Sprint(gen) != "[4001 4002]" {
+			t.Errorf("ON CONFLICT DO NOTHING RETURNING id: %v %v, want the two new rows", gen, err)
 		}
 		notices.take()
 		for k := int64(1001); k <= 1006; k++ {
