@@ -99,6 +99,10 @@ func (o *PullOut) Describe() Description {
 	d := Description{Name: "PullOut", Fields: f}
 	for i, s := range o.Subqueries {
 		sf := map[string]any{"slot": fmt.Sprintf("$subquery%d", i+1), "sql": s.SQL, "scalar": s.Scalar}
+		if s.Relation != "" {
+			delete(sf, "scalar")
+			sf["relation"] = s.Relation
+		}
 		if s.ParamIndexes != nil {
 			sf["params"] = intsToAny(s.ParamIndexes)
 		}
