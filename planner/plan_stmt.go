@@ -108,7 +108,11 @@ func (p *Planner) planStmt(snap *topology.Snapshot, a *Analysis, st *stmtInfo, p
 	case st.kind == KindCopy:
 		return p.planCopy(st, b, sql, params)
 	case st.kind == KindUpdate || st.kind == KindDelete || st.kind == KindMerge:
-		return p.planWrite(st, b, sql, params)
+		op, err := p.planWrite(st, b, sql, params)
+		if err != nil && st.kind != KindMerge {
+			return p.pullOut(snap, a, st, params, err) // pullout.go
+		}
+		return op, err
 	case st.declare != nil:
 		return p.planDeclare(snap, st, b, sql, params)
 	case st.kind == KindSelect || st.kind == KindCursor:

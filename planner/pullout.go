@@ -32,27 +32,56 @@ type pulledLink struct {
 
 // pullOut plans st as a plan.PullOut, or returns refusal (the error of
 // the ordinary plan) when it has no subquery to pull out.
+//
+// UPDATE and DELETE of a distributed table get the same treatment for the
+// sublinks of their WHERE (Citus plans such subqueries recursively too):
+// the subqueries read from the primaries (PullOut.Distribution is set),
+// then the write runs with their values, a statement of its own.
 func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, params *Params, refusal error) (plan.Operator, error) {
-	if _, ok := refusal.(*plan.Unsupported); !ok || st.kind != KindSelect || !st.readOnly || st.node == nil {
+	if _, ok := refusal.(*plan.Unsupported); !ok || st.node == nil {
 		return nil, refusal
 	}
-	sel := st.node.GetSelectStmt()
-	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+	var where *pg_query.Node
+	var with *pg_query.WithClause
+	distribution := ""
+	switch {
+	case st.kind == KindSelect && st.readOnly:
+		sel := st.node.GetSelectStmt()
+		if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+			return nil, refusal
+		}
+		where, with = sel.WhereClause, sel.WithClause
+	case st.kind == KindUpdate || st.kind == KindDelete:
+		if u := st.node.GetUpdateStmt(); u != nil {
+			where, with = u.WhereClause, u.WithClause
+		} else if d := st.node.GetDeleteStmt(); d != nil {
+			where, with = d.WhereClause, d.WithClause
+		}
+		t, ok := snap.Table(st.rels[st.target].name)
+		if !ok || t.Kind != topology.Distributed || where == nil {
+			return nil, refusal
+		}
+		distribution = t.Distribution
+	default:
 		return nil, refusal
 	}
 	var links []pulledLink
 	sc, err := pg_query.Scan(a.SQL[st.start:st.end])
-	if err == nil && sel.WhereClause != nil {
-		links = p.pullableLinks(sc.Tokens, st, sel)
+	if err == nil && where != nil {
+		links = p.pullableLinks(sc.Tokens, st, where, with)
 	}
 	if len(links) == 0 {
+		if distribution != "" {
+			return nil, refusal
+		}
 		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, refusal) // pullout_rel.go
 	}
 	toks, maxParam := paramTokens(a.SQL, st.start, sc.Tokens)
 	if maxParam > len(params.Values) {
 		return nil, &plan.Error{Code: "42P02", Message: fmt.Sprintf("there is no parameter $%d", maxParam)}
 	}
-	op := &plan.PullOut{SQL: a.SQL[st.start:st.end], Reason: fmt.Sprintf("%d uncorrelated subquer%s run first", len(links), map[bool]string{true: "y", false: "ies"}[len(links) == 1])}
+	op := &plan.PullOut{SQL: a.SQL[st.start:st.end], Distribution: distribution,
+		Reason: fmt.Sprintf("%d uncorrelated subquer%s run first", len(links), map[bool]string{true: "y", false: "ies"}[len(links) == 1])}
 	renumber := len(toks) > 0
 	for _, l := range links {
 		w := paramWriter{full: a.SQL, toks: toks, renumber: renumber}
@@ -159,15 +188,15 @@ func SelectParams(p Params, idx []int) Params {
 	return out
 }
 
-// pullableLinks finds the sublinks of sel's WHERE that can be pulled out,
-// in text order.
-func (p *Planner) pullableLinks(toks []*pg_query.ScanToken, st *stmtInfo, sel *pg_query.SelectStmt) []pulledLink {
+// pullableLinks finds the sublinks of a statement's WHERE clause (where;
+// with is its WITH clause) that can be pulled out, in text order.
+func (p *Planner) pullableLinks(toks []*pg_query.ScanToken, st *stmtInfo, where *pg_query.Node, with *pg_query.WithClause) []pulledLink {
 	type found struct {
 		link   *pg_query.SubLink
 		scalar bool
 	}
 	var cands []found
-	for _, c := range andConjuncts(sel.WhereClause, nil) {
+	for _, c := range andConjuncts(where, nil) {
 		if l := c.GetSubLink(); l != nil && l.SubLinkType == pg_query.SubLinkType_ANY_SUBLINK && l.Testexpr != nil && isEqualsOp(l.OperName) {
 			cands = append(cands, found{link: l})
 			continue
@@ -183,7 +212,7 @@ func (p *Planner) pullableLinks(toks []*pg_query.ScanToken, st *stmtInfo, sel *p
 		}
 	}
 	outerCTEs := map[string]bool{}
-	if w := sel.WithClause; w != nil {
+	if w := with; w != nil {
 		for _, c := range w.Ctes {
 			if cte := c.GetCommonTableExpr(); cte != nil {
 				outerCTEs[strings.ToLower(cte.Ctename)] = true

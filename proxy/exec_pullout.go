@@ -208,6 +208,10 @@ func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params
 		return nil, params, &sqlError{abortedError}
 	}
 	results := make([]plan.PulledRows, len(o.Subqueries))
+	if o.Distribution != "" && !ss.pullingForWrite {
+		ss.pullingForWrite = true // a write's values come from primaries, never stale
+		defer func() { ss.pullingForWrite = false }()
+	}
 	for i, sq := range o.Subqueries {
 		r, err := ss.runPulled(snap, sq, params)
 		if err != nil {

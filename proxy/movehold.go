@@ -176,6 +176,8 @@ func writes(op plan.Operator) bool {
 		return o.Write
 	case *plan.SplitInsert, *plan.AllocateKeys, *plan.CopySplit:
 		return true
+	case *plan.PullOut:
+		return o.Distribution != "" // an UPDATE or DELETE
 	case *plan.Broadcast, *plan.Session:
 		return false
 	case *plan.Explain:
@@ -204,6 +206,8 @@ func runtimeRouted(op plan.Operator) string {
 	case *plan.AllocateKeys:
 		return o.Distribution
 	case *plan.CopySplit:
+		return o.Distribution
+	case *plan.PullOut:
 		return o.Distribution
 	}
 	return ""

@@ -472,7 +472,7 @@ func (ss *session) useShardFor(snap *topology.Snapshot, shard string, write bool
 // a BEGIN earlier in this batch opened) is READ ONLY. The caller checks
 // that the planner marked the statement read-only.
 func (ss *session) replicaRead(snap *topology.Snapshot, shard, sql string) bool {
-	if !ss.splitting(snap, shard) {
+	if ss.pullingForWrite || !ss.splitting(snap, shard) {
 		return false
 	}
 	if ss.txBegin != "" || ss.txStatus != 'I' {

@@ -147,6 +147,9 @@ type session struct {
 	lastSharded bool                    // the path the session is on (snapshot, switchPath)
 	wantSharded bool                    // the path lastSnap wants
 	rep         replicaState            // read/write splitting (replica.go)
+	// pullingForWrite: the subqueries of an UPDATE or DELETE are running
+	// (exec_pullout.go); they read from primaries.
+	pullingForWrite bool
 
 	// Admin console and metrics (console.go, metrics.go).
 	connectedAt time.Time

@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+)
 
 func TestMayTrack(t *testing.T) {
 	for sql, want := range map[string]bool{
@@ -49,5 +53,19 @@ func TestStmtIntern(t *testing.T) {
 	s := in.sql("PREPARE \x01 AS SELECT 1")
 	if s.name[:4] != "sps_" || !isServerStmtName(s.name) {
 		t.Fatal(s.name)
+	}
+}
+
+// TestPullOutWritesAreHeld: an UPDATE or DELETE whose subqueries run first
+// routes its rows at run time, so a data move's cutover must hold it by
+// its distribution; a pulled-out SELECT writes nothing.
+func TestPullOutWritesAreHeld(t *testing.T) {
+	read := &plan.PullOut{SQL: "SELECT 1"}
+	write := &plan.PullOut{SQL: "DELETE FROM likes WHERE user_id IN (SELECT id FROM users)", Distribution: "posts"}
+	if writes(read) || runtimeRouted(read) != "" {
+		t.Errorf("pulled-out SELECT: writes=%v routed=%q, want false and none", writes(read), runtimeRouted(read))
+	}
+	if !writes(write) || runtimeRouted(write) != "posts" {
+		t.Errorf("pulled-out DELETE: writes=%v routed=%q, want true and posts", writes(write), runtimeRouted(write))
 	}
 }

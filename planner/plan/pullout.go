@@ -43,6 +43,11 @@ type PullOut struct {
 	Outer       []string
 	OuterParams []int
 	Reason      string
+	// Distribution is set for an UPDATE or DELETE: the distribution of
+	// the table it writes, whose rows the outer statement routes at run
+	// time (a data move's cutover must hold it). Its subqueries read from
+	// primaries.
+	Distribution string
 }
 
 // PulledSubquery is one subquery a PullOut runs first.
@@ -92,6 +97,9 @@ func (o *PullOut) Describe() Description {
 	f := map[string]any{"outer": o.OuterTemplate()}
 	if o.Reason != "" {
 		f["reason"] = o.Reason
+	}
+	if o.Distribution != "" {
+		f["writes"] = o.Distribution
 	}
 	if o.OuterParams != nil {
 		f["outer_params"] = intsToAny(o.OuterParams)

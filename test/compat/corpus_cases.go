@@ -552,6 +552,20 @@ func buildCorpus() []Case {
 		"UPDATE users SET level = level / 0 WHERE level = 5",
 	)
 
+	b.section("UPDATE and DELETE with uncorrelated subqueries on other shards (run first)")
+	b.ok(
+		"UPDATE posts SET like_count = like_count + 1 WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = 3) RETURNING author_id, id, like_count",
+		"DELETE FROM likes WHERE user_id IN (SELECT id FROM users WHERE level = 4 AND id < 60) RETURNING post_author_id, post_id, user_id",
+		"UPDATE users SET karma = karma + 1 WHERE karma < (SELECT avg(karma) FROM users WHERE level = 1) AND level = 2 RETURNING id, karma",
+		"DELETE FROM comments WHERE post_author_id = ANY (SELECT author_id FROM posts WHERE like_count > 45) AND id % 3 = 0",
+		"UPDATE posts SET body = body || '.' WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = -7)",
+		"SELECT author_id, id, like_count, body FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id IN (3, -7)) ORDER BY 1, 2",
+	)
+	b.args("DELETE FROM follows WHERE followee_id = $1 AND follower_id IN (SELECT id FROM users WHERE level = $2)", "5", "2")
+	b.fails(
+		"UPDATE users SET level = 1 WHERE id = (SELECT id FROM users WHERE level = 3)",
+	)
+
 	b.section("UPDATE of the distribution key (rows move between shards)")
 	b.ok(
 		"UPDATE posts SET author_id = author_id + 1 WHERE id = 3",

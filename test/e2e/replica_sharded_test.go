@@ -131,6 +131,29 @@ func TestReplicaShardedReads(t *testing.T) {
 		}
 	})
 
+	t.Run("an UPDATE's subquery run first reads the primaries", func(t *testing.T) {
+		// Written by another session: the paused replicas lack it.
+		writer := connectPgx(t, ctx, p.dsn("postgres"))
+		mustExec(t, ctx, writer, "INSERT INTO users VALUES (901, 'flagged')")
+		fresh := connectPgx(t, ctx, p.dsn("postgres"))
+		var n int
+		if err := fresh.QueryRow(ctx, "SELECT count(*) FROM users WHERE name = 'flagged'").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("fresh session's scatter read: %d, %v; want 0 from the paused replicas", n, err)
+		}
+		// max() over every shard is merged by the proxy: the subquery is
+		// pulled out and must not read the stale replicas.
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			tag, err := fresh.Exec(ctx, "UPDATE users SET name = name || '!' WHERE id = (SELECT max(id) FROM users WHERE name LIKE 'flagged%')", mode)
+			if err != nil || tag.String() != "UPDATE 1" {
+				t.Errorf("%v: UPDATE with a pulled-out subquery: %q, %v; want UPDATE 1 (the subquery on the primaries)", mode, tag, err)
+			}
+		}
+		var name string
+		if err := writer.QueryRow(ctx, "SELECT name FROM users WHERE id = 901").Scan(&name); err != nil || name != "flagged!!" {
+			t.Errorf("user 901: %q, %v; want flagged!!", name, err)
+		}
+	})
+
 	t.Run("read-your-writes per shard with replay paused", func(t *testing.T) {
 		for k := int64(1000); k < 1020; k++ {
 			mode := pgx.QueryExecModeCacheStatement
