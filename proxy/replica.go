@@ -600,8 +600,8 @@ func (ss *session) leaveHeldReplica(snap *topology.Snapshot, i int) bool {
 		}
 		h.needSync, h.inTx = false, status != 'I'
 	}
+	h2 := *h // before the removal shifts the next held connection into h
 	ss.held = append(ss.held[:i], ss.held[i+1:]...)
-	h2 := *h
 	h2.br.Reset(nil)
 	readerPool.Put(h2.br)
 	if h2.inTx {
