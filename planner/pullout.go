@@ -74,6 +74,9 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 		if distribution != "" {
 			return nil, refusal
 		}
+		if op := p.pullWholeWindows(snap, a.SQL[st.start:st.end], st, params); op != nil {
+			return op, nil // pullout_window.go
+		}
 		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, refusal) // pullout_rel.go
 	}
 	toks, maxParam := paramTokens(a.SQL, st.start, sc.Tokens)

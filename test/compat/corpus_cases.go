@@ -454,6 +454,22 @@ func buildCorpus() []Case {
 		"SELECT id FROM users WHERE karma > (SELECT karma FROM users WHERE level = 3)",
 	)
 
+	b.section("Aggregates over the whole result (OVER ()) run first")
+	b.ok(
+		"SELECT id, name, count(*) OVER () FROM users WHERE country_code = 'FR' ORDER BY id LIMIT 5",
+		"SELECT id, count(*) OVER () AS total, sum(karma) OVER (), max(level) OVER () FROM users WHERE level = 2 ORDER BY id LIMIT 3 OFFSET 2",
+		"SELECT author_id, id, like_count * 100 / (sum(like_count) OVER ()) AS share FROM posts WHERE like_count > 40 ORDER BY author_id, id",
+		"SELECT id, count(karma) FILTER (WHERE karma > 0) OVER (), avg(rating) OVER () FROM users WHERE id < 20 ORDER BY id",
+		"SELECT id, count(*) OVER () FROM users WHERE id < 0",
+		"SELECT id, sum(karma) OVER () FROM users",
+		"SELECT u.id, count(*) OVER () FROM users u JOIN posts p ON p.author_id = u.id WHERE u.level = 3 ORDER BY p.id DESC LIMIT 4",
+	)
+	b.args("SELECT id, count(*) OVER () FROM users WHERE level = $1 AND karma > $2 ORDER BY id LIMIT $3", "1", "0", "4")
+	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
+		"SELECT id, count(*) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 5",
+		"SELECT level, count(*), count(*) OVER () FROM users GROUP BY level ORDER BY level",
+	)
+
 	b.section("Joins of tables not colocated, one restricted by its own conditions: its rows are read first")
 	b.ok(
 		"SELECT p.id, p.created_at FROM posts p JOIN follows f ON f.followee_id = p.author_id WHERE f.follower_id = 1 ORDER BY p.created_at DESC, p.id LIMIT 20",
@@ -497,7 +513,6 @@ func buildCorpus() []Case {
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users",
-		"SELECT id, sum(karma) OVER () FROM users",
 	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application",
 		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
