@@ -484,6 +484,10 @@ func buildCorpus() []Case {
 		"SELECT u.name, p.id FROM follows f JOIN users u ON u.id = f.followee_id JOIN posts p ON p.author_id = u.id WHERE f.follower_id = 10 ORDER BY 1, 2",
 		// Restricted, but not by its key: read from every shard first.
 		"SELECT p.id, c.body FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id) WHERE c.author_id = 7 ORDER BY c.id",
+		"SELECT * FROM posts p JOIN follows f ON f.followee_id = p.author_id WHERE f.follower_id = 14 ORDER BY p.id",
+		"SELECT count(*), count(DISTINCT b.followee_id) FROM follows a JOIN follows b ON b.follower_id = a.followee_id WHERE a.follower_id = 15",
+		"SELECT p.id, c.id FROM posts p JOIN comments c USING (id) WHERE c.post_author_id = 5 ORDER BY 1, 2",
+		"SELECT count(*) FROM posts NATURAL JOIN comments c WHERE c.post_author_id = 6",
 		// Every column type of users goes through the pulled rows.
 		"SELECT u.*, l.post_id FROM users u JOIN likes l ON l.user_id = u.id WHERE u.id = 13 ORDER BY l.post_id",
 	)
@@ -503,6 +507,7 @@ func buildCorpus() []Case {
 		"SELECT u.id, p.id FROM users u JOIN posts p USING (id) WHERE false",
 		"SELECT count(*) FROM posts p LEFT JOIN follows f ON f.followee_id = p.author_id AND f.follower_id = 1",
 		"SELECT l.user_id, p.id FROM likes l JOIN posts p ON p.author_id = l.post_author_id AND p.id = l.post_id JOIN users u ON u.id = l.user_id WHERE l.post_author_id = 12 ORDER BY 1, 2",
+		"SELECT f.followee_id, x.id FROM follows f, LATERAL (SELECT p.id FROM posts p WHERE p.author_id = f.followee_id ORDER BY p.id LIMIT 2) x WHERE f.follower_id = 16 ORDER BY 1, 2",
 	)
 	b.refused("a subquery that needs rows from other shards and is correlated with the outer query (not on the distribution key), or is not an IN / = ANY / scalar comparison operand among the WHERE's AND conjuncts (those run first), is not supported; correlate it on the key or run it separately",
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
