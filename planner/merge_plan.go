@@ -25,6 +25,7 @@ type mergeTmpl struct {
 	eval     *plan.Evaluate  // nil: no expression over aggregates (aggexpr.go)
 	having   *plan.Cond
 	distinct *plan.Distinct
+	window   []plan.WindowColumn // ranking functions the proxy computes (window.go)
 	limit    *limitSpec
 	hidden   int
 	err      error
@@ -59,6 +60,9 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
+		if m.window != nil {
+			op = &plan.Window{Input: op, Keys: m.keys, Columns: m.window}
+		}
 	}
 	if m.distinct != nil {
 		d := *m.distinct
@@ -322,6 +326,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	mb.names = map[string]colIdx{}
 	mb.starAt = -1
 	hasAgg := false
+	var ranking []int // select-list entries that are ranking functions the proxy computes
 	for i, t := range sel.TargetList {
 		rt := t.GetResTarget()
 		if rt == nil {
@@ -334,6 +339,10 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 			continue
 		}
 		if w := windowIn(rt.Val); w != "" && !mb.localWindows {
+			if rankingCall(rt.Val) != nil && !mb.star {
+				ranking = append(ranking, i)
+				continue
+			}
 			return nil, unsupported("window function "+w+"() across shards is not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
 		}
 		if containsAgg(rt.Val) {
@@ -350,6 +359,9 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 		}
 	}
 	mb.agg = hasAgg && !mb.grouped
+	if len(ranking) > 0 {
+		return mb.rankingWindows(ranking, hasAgg || mb.star) // window.go
+	}
 	if mb.agg {
 		return mb.aggregate()
 	}

@@ -25,7 +25,7 @@ import (
 // The order of operators from the Scatter up is fixed, any of them may be
 // absent:
 //
-//	Scatter → MergeSort → Distinct → Limit → Project            (no Aggregate)
+//	Scatter → MergeSort → Window → Distinct → Limit → Project   (no Aggregate)
 //	Scatter → Aggregate → Evaluate → Having → Sort → Distinct → Limit → Project
 //
 // MergeSort merges streams the shards sorted; after an Aggregate rows
@@ -236,6 +236,25 @@ type Distinct struct {
 	On      bool
 }
 
+// Window computes ranking window functions over its input, which arrives
+// sorted by Keys (the window's ORDER BY, merged from the shards): each of
+// Columns is a bigint column the shards left NULL that gets the function's
+// value — row_number() counts rows, rank() is the row number of the first
+// of a row's peers (rows equal on Keys), dense_rank() counts distinct peer
+// groups. The window has no PARTITION BY (the whole result is one
+// partition).
+type Window struct {
+	Input   Operator
+	Keys    []SortKey
+	Columns []WindowColumn
+}
+
+// WindowColumn is one ranking function's output column (see Resolve).
+type WindowColumn struct {
+	Column int
+	Func   string // row_number, rank or dense_rank
+}
+
 // Project drops the last Hidden columns of every row and of the
 // RowDescription: columns the planner appended for sorting, grouping or
 // HAVING that the client did not ask for.
@@ -252,7 +271,17 @@ var (
 	_ Operator = (*Having)(nil)
 	_ Operator = (*Distinct)(nil)
 	_ Operator = (*Project)(nil)
+	_ Operator = (*Window)(nil)
 )
+
+func (o *Window) Inputs() []Operator { return []Operator{o.Input} }
+func (o *Window) Describe() Description {
+	cols := make([]any, len(o.Columns))
+	for i, c := range o.Columns {
+		cols[i] = fmt.Sprintf("%d %s", c.Column, c.Func)
+	}
+	return Description{Name: "Window", Fields: map[string]any{"keys": keysToAny(o.Keys), "columns": cols}}
+}
 
 func keysToAny(keys []SortKey) []any {
 	out := make([]any, len(keys))

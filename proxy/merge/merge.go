@@ -317,6 +317,8 @@ func (b *builder) build(op plan.Operator) (iter, layout, error) {
 		return &sorter{in: in, keys: keys, mem: b.mem}, lay, nil
 	case *plan.Limit:
 		return &limiter{in: in, count: o.Count, offset: o.Offset}, lay, nil
+	case *plan.Window:
+		return b.window(in, lay, o)
 	case *plan.Distinct:
 		var cols []int
 		if o.Columns == nil {

@@ -93,6 +93,8 @@ var corpus = []string{
 	`SELECT id FROM t ORDER BY id OFFSET 395`,
 	`SELECT id, name FROM t WHERE n > 0 ORDER BY 2, 1 LIMIT 15`,
 	`SELECT id FROM t ORDER BY id LIMIT 0`,
+	`SELECT id, row_number() OVER (ORDER BY id) FROM t ORDER BY id LIMIT 7`,
+	`SELECT grp, rank() OVER (ORDER BY grp DESC), dense_rank() OVER (ORDER BY grp DESC) FROM t ORDER BY grp DESC`,
 	// aggregates
 	`SELECT count(*) FROM t`,
 	`SELECT count(*), count(name), count(n) FROM t`,
@@ -177,7 +179,7 @@ var refusedAtMerge = []string{
 
 // refused: statements that must plan to 0A000.
 var refused = []string{
-	`SELECT id, row_number() OVER (ORDER BY id) FROM t`,
+	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t`,
 	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
 	`SELECT count(*) + (SELECT 1) FROM t`,
 	`SELECT count(*) FROM (SELECT DISTINCT grp FROM t) s`,

@@ -454,6 +454,24 @@ func buildCorpus() []Case {
 		"SELECT id FROM users WHERE karma > (SELECT karma FROM users WHERE level = 3)",
 	)
 
+	b.section("Ranking windows without PARTITION BY, computed by the proxy over the merged order")
+	b.ok(
+		"SELECT id, karma, rank() OVER (ORDER BY karma DESC NULLS LAST, id) FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 10",
+		"SELECT level, rank() OVER (ORDER BY level), dense_rank() OVER (ORDER BY level) AS dr FROM users WHERE id < 40 ORDER BY level",
+		"SELECT author_id, id, row_number() OVER (ORDER BY like_count DESC, author_id, id) AS pos FROM posts LIMIT 7 OFFSET 3",
+		"SELECT level, rank() OVER (ORDER BY level DESC) FROM users WHERE level >= 3 ORDER BY level DESC LIMIT 25",
+		"SELECT country_code, dense_rank() OVER (ORDER BY country_code NULLS FIRST) FROM users WHERE id % 7 = 0 ORDER BY country_code NULLS FIRST",
+	)
+	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
+	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
+		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY id",
+		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
+		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
+		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
+		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
+		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
+	)
+
 	b.section("Aggregates over the whole result (OVER ()) run first")
 	b.ok(
 		"SELECT id, name, count(*) OVER () FROM users WHERE country_code = 'FR' ORDER BY id LIMIT 5",
@@ -516,7 +534,6 @@ func buildCorpus() []Case {
 		"SELECT count(*) FROM (SELECT DISTINCT level FROM users) s",
 	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT id, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users",
 	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application",

@@ -1,0 +1,129 @@
+package planner
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+)
+
+// Ranking windows across shards (plan.Window). row_number(), rank() and
+// dense_rank() over one window without PARTITION BY — a leaderboard,
+// `rank() OVER (ORDER BY karma DESC)` — are computed by the proxy: the
+// shards return their rows sorted by the window's ORDER BY with a NULL
+// bigint where each call was (same column name), the proxy merges the
+// streams in that order and numbers the rows. The statement's own ORDER
+// BY must be absent (the rows then come in the window's order) or the
+// window's, so no second sort is needed and LIMIT still reaches the
+// shards: every row ranked before one of the first n is itself among the
+// first n of some shard. GROUP BY, aggregates, DISTINCT, * and several
+// different windows keep the refusal.
+
+// rankingCall returns n's ranking function call when n is one, with no
+// argument, FILTER or named window, and a window with ORDER BY and
+// without PARTITION BY; nil otherwise.
+func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
+	fc := n.GetFuncCall()
+	if fc == nil || fc.Over == nil || len(fc.Args) > 0 || fc.AggFilter != nil || fc.AggStar {
+		return nil
+	}
+	switch funcName(fc) {
+	case "row_number", "rank", "dense_rank":
+	default:
+		return nil
+	}
+	w := fc.Over
+	if w.Name != "" || w.Refname != "" || len(w.PartitionClause) > 0 || len(w.OrderClause) == 0 {
+		return nil
+	}
+	return fc
+}
+
+// rankingWindows rewrites a SELECT whose select-list entries at positions
+// ranking are ranking calls (see rankingCall) for the proxy to compute;
+// other is true when the statement aggregates or selects *, which keeps
+// the refusal.
+func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, error) {
+	sel := mb.sel
+	refuse := func() (*mergeTmpl, error) {
+		name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
+		return nil, unsupported("window function "+name+"() across shards is supported only alone: one window with ORDER BY and without PARTITION BY, the statement ordered by it or not at all, without GROUP BY, aggregates, DISTINCT or *",
+			"partition the window by the distribution key and add a key condition, or compute it in the application")
+	}
+	if other || len(sel.DistinctClause) > 0 || mb.grouped {
+		return refuse()
+	}
+	order := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val).Over.OrderClause
+	// The window's ORDER BY may become the statement's, where a number is
+	// a position and a bare name an output column first: neither may
+	// change what it names.
+	aliases := map[string]bool{}
+	for _, t := range sel.TargetList {
+		if rt := t.GetResTarget(); rt != nil && rt.Name != "" {
+			aliases[rt.Name] = true
+		}
+	}
+	for _, o := range order {
+		k := o.GetSortBy().GetNode()
+		if isIntConst(k) {
+			return refuse()
+		}
+		if cr := k.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil && aliases[cr.Fields[0].GetString_().Sval] {
+			return refuse()
+		}
+	}
+	want := deparseSortList(order)
+	for _, i := range ranking[1:] {
+		if deparseSortList(rankingCall(sel.TargetList[i].GetResTarget().Val).Over.OrderClause) != want {
+			return refuse()
+		}
+	}
+	switch {
+	case len(sel.SortClause) == 0:
+		for _, o := range order {
+			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
+		}
+	case deparseSortList(sel.SortClause) != want:
+		return refuse()
+	}
+	var cols []plan.WindowColumn
+	for _, i := range ranking {
+		rt := sel.TargetList[i].GetResTarget()
+		fn := funcName(rankingCall(rt.Val))
+		if rt.Name == "" {
+			rt.Name = fn
+		}
+		rt.Val = nullBigint()
+		cols = append(cols, plan.WindowColumn{Column: i, Func: fn})
+	}
+	m, err := mb.plain()
+	if err != nil {
+		return nil, err
+	}
+	if m.none || len(m.keys) == 0 {
+		return refuse()
+	}
+	m.window = cols
+	return m, nil
+}
+
+// deparseSortList is the text of an ORDER BY list, for comparing two.
+func deparseSortList(items []*pg_query.Node) string {
+	s := ""
+	for _, it := range items {
+		sb := it.GetSortBy()
+		if sb == nil {
+			return "?"
+		}
+		s += deparseExpr(sb.Node) + " " + sb.SortbyDir.String() + " " + sb.SortbyNulls.String() + ","
+	}
+	return s
+}
+
+// nullBigint is the expression NULL::bigint.
+func nullBigint() *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
+		Arg:      &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true}}},
+		TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1},
+	}}}
+}

@@ -1,0 +1,93 @@
+package merge
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+)
+
+// windower computes ranking window functions (plan.Window) over rows that
+// arrive sorted by the window's ORDER BY.
+type windower struct {
+	in     iter
+	keys   []sortKey
+	cols   []windowCol
+	vals   []value
+	prev   []byte // the previous row's keys, canonically encoded (appendKey)
+	cur    []byte
+	first  bool  // no row yet
+	number int64 // row_number of the row returned last
+	rank   int64
+	dense  int64
+}
+
+type windowCol struct {
+	pos    int
+	fn     string
+	format int16
+}
+
+func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, error) {
+	keys, err := b.keys(lay, o.Keys)
+	if err != nil {
+		return nil, layout{}, err
+	}
+	w := &windower{in: in, keys: keys, first: true}
+	for _, c := range o.Columns {
+		p, err := b.col(lay, c.Column, "window function")
+		if err != nil {
+			return nil, layout{}, err
+		}
+		switch c.Func {
+		case "row_number", "rank", "dense_rank":
+		default:
+			return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: unexpected window function " + c.Func}
+		}
+		w.cols = append(w.cols, windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format})
+	}
+	return w, lay, nil
+}
+
+func (w *windower) next() ([][]byte, error) {
+	row, err := w.in.next()
+	if err != nil {
+		return nil, err
+	}
+	// The keys are copied (encoded): the row's bytes belong to its stream
+	// and change once it moves on.
+	w.vals, err = decodeKeys(row, w.keys, w.vals)
+	if err != nil {
+		return nil, err
+	}
+	w.cur = w.cur[:0]
+	for i, k := range w.keys {
+		w.cur = k.c.appendKey(w.cur, w.vals[i])
+	}
+	w.number++
+	if w.first || !bytes.Equal(w.prev, w.cur) {
+		w.rank, w.dense = w.number, w.dense+1 // a new peer group
+	}
+	w.first = false
+	w.prev, w.cur = w.cur, w.prev
+	for _, c := range w.cols {
+		if c.pos >= len(row) {
+			return nil, fmt.Errorf("merge: a shard's row has %d columns, the window needs column %d", len(row), c.pos+1)
+		}
+		v := w.number
+		switch c.fn {
+		case "rank":
+			v = w.rank
+		case "dense_rank":
+			v = w.dense
+		}
+		if c.format == 1 {
+			row[c.pos] = binary.BigEndian.AppendUint64(nil, uint64(v))
+		} else {
+			row[c.pos] = strconv.AppendInt(nil, v, 10)
+		}
+	}
+	return row, nil
+}
