@@ -26,6 +26,8 @@ type mergeTmpl struct {
 	having   *plan.Cond
 	distinct *plan.Distinct
 	window   []plan.WindowColumn // ranking functions the proxy computes (window.go)
+	// windowPartition: the first keys are the window's PARTITION BY
+	windowPartition int
 	limit    *limitSpec
 	hidden   int
 	err      error
@@ -61,7 +63,7 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
-			op = &plan.Window{Input: op, Keys: m.keys, Columns: m.window}
+			op = &plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}
 		}
 	}
 	if m.distinct != nil {

@@ -8,20 +8,21 @@ import (
 )
 
 // Ranking windows across shards (plan.Window). row_number(), rank() and
-// dense_rank() over one window without PARTITION BY — a leaderboard,
-// `rank() OVER (ORDER BY karma DESC)` — are computed by the proxy: the
-// shards return their rows sorted by the window's ORDER BY with a NULL
+// dense_rank() over one window with ORDER BY — a leaderboard, `rank() OVER
+// (ORDER BY karma DESC)`, or per group, `rank() OVER (PARTITION BY level
+// ORDER BY karma DESC)` — are computed by the proxy: the shards return
+// their rows sorted by the window's PARTITION BY then ORDER BY with a NULL
 // bigint where each call was (same column name), the proxy merges the
-// streams in that order and numbers the rows. The statement's own ORDER
-// BY must be absent (the rows then come in the window's order) or the
-// window's, so no second sort is needed and LIMIT still reaches the
-// shards: every row ranked before one of the first n is itself among the
-// first n of some shard. GROUP BY, aggregates, DISTINCT, * and several
-// different windows keep the refusal.
+// streams in that order and numbers the rows, starting again at each
+// partition. The statement's own ORDER BY must be absent (the rows then
+// come in the window's order) or that order, so no second sort is needed
+// and LIMIT still reaches the shards: every row ranked before one of the
+// first n is itself among the first n of some shard. GROUP BY,
+// aggregates, DISTINCT, * and several different windows keep the refusal.
 
 // rankingCall returns n's ranking function call when n is one, with no
-// argument, FILTER or named window, and a window with ORDER BY and
-// without PARTITION BY; nil otherwise.
+// argument, FILTER or named window, and a window with ORDER BY; nil
+// otherwise.
 func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 	fc := n.GetFuncCall()
 	if fc == nil || fc.Over == nil || len(fc.Args) > 0 || fc.AggFilter != nil || fc.AggStar {
@@ -33,10 +34,20 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		return nil
 	}
 	w := fc.Over
-	if w.Name != "" || w.Refname != "" || len(w.PartitionClause) > 0 || len(w.OrderClause) == 0 {
+	if w.Name != "" || w.Refname != "" || len(w.OrderClause) == 0 {
 		return nil
 	}
 	return fc
+}
+
+// windowOrder is the order a ranking call's rows must arrive in: its
+// PARTITION BY expressions (ascending), then its ORDER BY.
+func windowOrder(fc *pg_query.FuncCall) []*pg_query.Node {
+	var out []*pg_query.Node
+	for _, p := range fc.Over.PartitionClause {
+		out = append(out, &pg_query.Node{Node: &pg_query.Node_SortBy{SortBy: &pg_query.SortBy{Node: proto.Clone(p).(*pg_query.Node), SortbyDir: pg_query.SortByDir_SORTBY_DEFAULT, SortbyNulls: pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, Location: -1}}})
+	}
+	return append(out, fc.Over.OrderClause...)
 }
 
 // rankingWindows rewrites a SELECT whose select-list entries at positions
@@ -53,7 +64,8 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	if other || len(sel.DistinctClause) > 0 || mb.grouped {
 		return refuse()
 	}
-	order := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val).Over.OrderClause
+	first := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val)
+	order, partition := windowOrder(first), len(first.Over.PartitionClause)
 	// The window's ORDER BY may become the statement's, where a number is
 	// a position and a bare name an output column first: neither may
 	// change what it names.
@@ -74,7 +86,8 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	}
 	want := deparseSortList(order)
 	for _, i := range ranking[1:] {
-		if deparseSortList(rankingCall(sel.TargetList[i].GetResTarget().Val).Over.OrderClause) != want {
+		fc := rankingCall(sel.TargetList[i].GetResTarget().Val)
+		if deparseSortList(windowOrder(fc)) != want || len(fc.Over.PartitionClause) != partition {
 			return refuse()
 		}
 	}
@@ -103,7 +116,11 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	if m.none || len(m.keys) == 0 {
 		return refuse()
 	}
+	if partition > len(m.keys) {
+		return refuse()
+	}
 	m.window = cols
+	m.windowPartition = partition
 	return m, nil
 }
 

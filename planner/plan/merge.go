@@ -237,16 +237,17 @@ type Distinct struct {
 }
 
 // Window computes ranking window functions over its input, which arrives
-// sorted by Keys (the window's ORDER BY, merged from the shards): each of
-// Columns is a bigint column the shards left NULL that gets the function's
-// value — row_number() counts rows, rank() is the row number of the first
-// of a row's peers (rows equal on Keys), dense_rank() counts distinct peer
-// groups. The window has no PARTITION BY (the whole result is one
-// partition).
+// sorted by Keys (the window's PARTITION BY, then its ORDER BY, merged
+// from the shards): each of Columns is a bigint column the shards left NULL
+// that gets the function's value — row_number() counts rows, rank() is the
+// row number of the first of a row's peers (rows equal on Keys),
+// dense_rank() counts distinct peer groups — counting again from 1 where
+// the first Partition keys change.
 type Window struct {
-	Input   Operator
-	Keys    []SortKey
-	Columns []WindowColumn
+	Input     Operator
+	Keys      []SortKey
+	Partition int
+	Columns   []WindowColumn
 }
 
 // WindowColumn is one ranking function's output column (see Resolve).
@@ -280,7 +281,11 @@ func (o *Window) Describe() Description {
 	for i, c := range o.Columns {
 		cols[i] = fmt.Sprintf("%d %s", c.Column, c.Func)
 	}
-	return Description{Name: "Window", Fields: map[string]any{"keys": keysToAny(o.Keys), "columns": cols}}
+	f := map[string]any{"keys": keysToAny(o.Keys), "columns": cols}
+	if o.Partition > 0 {
+		f["partition"] = o.Partition
+	}
+	return Description{Name: "Window", Fields: f}
 }
 
 func keysToAny(keys []SortKey) []any {

@@ -95,6 +95,7 @@ var corpus = []string{
 	`SELECT id FROM t ORDER BY id LIMIT 0`,
 	`SELECT id, row_number() OVER (ORDER BY id) FROM t ORDER BY id LIMIT 7`,
 	`SELECT grp, rank() OVER (ORDER BY grp DESC), dense_rank() OVER (ORDER BY grp DESC) FROM t ORDER BY grp DESC`,
+	`SELECT grp, id, row_number() OVER (PARTITION BY grp ORDER BY id DESC) FROM t ORDER BY grp, id DESC LIMIT 9`,
 	// aggregates
 	`SELECT count(*) FROM t`,
 	`SELECT count(*), count(name), count(n) FROM t`,
@@ -179,7 +180,7 @@ var refusedAtMerge = []string{
 
 // refused: statements that must plan to 0A000.
 var refused = []string{
-	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t`,
+	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY id`,
 	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
 	`SELECT count(*) + (SELECT 1) FROM t`,
 	`SELECT count(*) FROM (SELECT DISTINCT grp FROM t) s`,

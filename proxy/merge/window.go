@@ -18,6 +18,9 @@ type windower struct {
 	vals   []value
 	prev   []byte // the previous row's keys, canonically encoded (appendKey)
 	cur    []byte
+	part   int // the first part keys are the PARTITION BY
+	prevP  int // length of prev's PARTITION BY part
+	curP   int
 	first  bool  // no row yet
 	number int64 // row_number of the row returned last
 	rank   int64
@@ -35,7 +38,7 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 	if err != nil {
 		return nil, layout{}, err
 	}
-	w := &windower{in: in, keys: keys, first: true}
+	w := &windower{in: in, keys: keys, first: true, part: o.Partition}
 	for _, c := range o.Columns {
 		p, err := b.col(lay, c.Column, "window function")
 		if err != nil {
@@ -64,14 +67,24 @@ func (w *windower) next() ([][]byte, error) {
 	}
 	w.cur = w.cur[:0]
 	for i, k := range w.keys {
+		if i == w.part {
+			w.curP = len(w.cur)
+		}
 		w.cur = k.c.appendKey(w.cur, w.vals[i])
 	}
+	if w.part >= len(w.keys) {
+		w.curP = len(w.cur)
+	}
+	if !w.first && !bytes.Equal(w.prev[:w.prevP], w.cur[:w.curP]) {
+		w.number, w.rank, w.dense = 0, 0, 0 // a new partition
+	}
 	w.number++
-	if w.first || !bytes.Equal(w.prev, w.cur) {
+	if w.number == 1 || !bytes.Equal(w.prev, w.cur) {
 		w.rank, w.dense = w.number, w.dense+1 // a new peer group
 	}
 	w.first = false
 	w.prev, w.cur = w.cur, w.prev
+	w.prevP = w.curP
 	for _, c := range w.cols {
 		if c.pos >= len(row) {
 			return nil, fmt.Errorf("merge: a shard's row has %d columns, the window needs column %d", len(row), c.pos+1)

@@ -454,13 +454,18 @@ func buildCorpus() []Case {
 		"SELECT id FROM users WHERE karma > (SELECT karma FROM users WHERE level = 3)",
 	)
 
-	b.section("Ranking windows without PARTITION BY, computed by the proxy over the merged order")
+	b.section("Ranking windows computed by the proxy over the merged window order")
 	b.ok(
 		"SELECT id, karma, rank() OVER (ORDER BY karma DESC NULLS LAST, id) FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 10",
 		"SELECT level, rank() OVER (ORDER BY level), dense_rank() OVER (ORDER BY level) AS dr FROM users WHERE id < 40 ORDER BY level",
 		"SELECT author_id, id, row_number() OVER (ORDER BY like_count DESC, author_id, id) AS pos FROM posts LIMIT 7 OFFSET 3",
 		"SELECT level, rank() OVER (ORDER BY level DESC) FROM users WHERE level >= 3 ORDER BY level DESC LIMIT 25",
 		"SELECT country_code, dense_rank() OVER (ORDER BY country_code NULLS FIRST) FROM users WHERE id % 7 = 0 ORDER BY country_code NULLS FIRST",
+		// PARTITION BY: numbering starts again in each partition.
+		"SELECT level, id, row_number() OVER (PARTITION BY level ORDER BY id) AS n, rank() OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 60 ORDER BY level, id",
+		"SELECT level, karma, rank() OVER (PARTITION BY level ORDER BY karma DESC NULLS LAST), dense_rank() OVER (PARTITION BY level ORDER BY karma DESC NULLS LAST) FROM users WHERE id % 5 = 0 ORDER BY level, karma DESC NULLS LAST",
+		"SELECT active, level, dense_rank() OVER (PARTITION BY active ORDER BY level) FROM users ORDER BY active, level LIMIT 30",
+		"SELECT post_author_id % 4, post_id, user_id, row_number() OVER (PARTITION BY post_author_id % 4 ORDER BY post_id, user_id, post_author_id) FROM likes WHERE post_id < 40",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
@@ -534,7 +539,7 @@ func buildCorpus() []Case {
 		"SELECT count(*) FROM (SELECT DISTINCT level FROM users) s",
 	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users",
+		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
 	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application",
 		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
