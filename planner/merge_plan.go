@@ -28,9 +28,9 @@ type mergeTmpl struct {
 	window   []plan.WindowColumn // ranking functions the proxy computes (window.go)
 	// windowPartition: the first keys are the window's PARTITION BY
 	windowPartition int
-	limit    *limitSpec
-	hidden   int
-	err      error
+	limit           *limitSpec
+	hidden          int
+	err             error
 }
 
 type limitSpec struct {
