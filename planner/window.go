@@ -7,13 +7,14 @@ import (
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
 
-// Ranking windows across shards (plan.Window). row_number(), rank() and
-// dense_rank() over one window with ORDER BY — a leaderboard, `rank() OVER
+// Ranking windows across shards (plan.Window). row_number(), rank(),
+// dense_rank(), lag(x) and first_value(x) over one window with ORDER BY — a leaderboard, `rank() OVER
 // (ORDER BY karma DESC)`, or per group, `rank() OVER (PARTITION BY level
 // ORDER BY karma DESC)` — are computed by the proxy: the shards return
 // their rows sorted by the window's PARTITION BY then ORDER BY with a NULL
-// bigint where each call was (same column name), the proxy merges the
-// streams in that order and numbers the rows, starting again at each
+// bigint where each ranking call was (x where a lag(x) or first_value(x)
+// was; same column name), the proxy merges the streams in that order and
+// numbers the rows (or moves the x values along), starting again at each
 // partition. The statement's own ORDER BY must be absent (the rows then
 // come in the window's order) or that order, so no second sort is needed
 // and LIMIT still reaches the shards: every row ranked before one of the
@@ -25,11 +26,18 @@ import (
 // otherwise.
 func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 	fc := n.GetFuncCall()
-	if fc == nil || fc.Over == nil || len(fc.Args) > 0 || fc.AggFilter != nil || fc.AggStar {
+	if fc == nil || fc.Over == nil || fc.AggFilter != nil || fc.AggStar || fc.AggDistinct || len(fc.AggOrder) > 0 {
 		return nil
 	}
 	switch funcName(fc) {
 	case "row_number", "rank", "dense_rank":
+		if len(fc.Args) > 0 {
+			return nil
+		}
+	case "lag", "first_value":
+		if len(fc.Args) != 1 || fc.FuncVariadic {
+			return nil
+		}
 	default:
 		return nil
 	}
@@ -106,7 +114,18 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		if rt.Name == "" {
 			rt.Name = fn
 		}
-		rt.Val = nullBigint()
+		if args := rankingCall(rt.Val).Args; len(args) == 1 {
+			// lag, first_value: the shards return the argument, the proxy
+			// moves values along. As a window function's result, so its
+			// type has no modifier, like lag's.
+			v, err := currentRowValue(args[0])
+			if err != nil {
+				return refuse()
+			}
+			rt.Val = v
+		} else {
+			rt.Val = nullBigint()
+		}
 		cols = append(cols, plan.WindowColumn{Column: i, Func: fn})
 	}
 	m, err := mb.plain()
@@ -143,4 +162,17 @@ func nullBigint() *pg_query.Node {
 		Arg:      &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true}}},
 		TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1},
 	}}}
+}
+
+// currentRowValue is first_value(arg) OVER (ROWS BETWEEN CURRENT ROW AND
+// CURRENT ROW): arg's value on the row itself, typed as a window
+// function's result (no type modifier).
+func currentRowValue(arg *pg_query.Node) (*pg_query.Node, error) {
+	tree, err := pg_query.Parse("SELECT first_value(x) OVER (ROWS BETWEEN CURRENT ROW AND CURRENT ROW)")
+	if err != nil {
+		return nil, err
+	}
+	fc := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetFuncCall()
+	fc.Args = []*pg_query.Node{proto.Clone(arg).(*pg_query.Node)}
+	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}, nil
 }

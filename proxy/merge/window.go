@@ -31,6 +31,7 @@ type windowCol struct {
 	pos    int
 	fn     string
 	format int16
+	kept   []byte // lag: the previous row's value; first_value: the partition's first
 }
 
 func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, error) {
@@ -45,7 +46,7 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 			return nil, layout{}, err
 		}
 		switch c.Func {
-		case "row_number", "rank", "dense_rank":
+		case "row_number", "rank", "dense_rank", "lag", "first_value":
 		default:
 			return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: unexpected window function " + c.Func}
 		}
@@ -85,7 +86,8 @@ func (w *windower) next() ([][]byte, error) {
 	w.first = false
 	w.prev, w.cur = w.cur, w.prev
 	w.prevP = w.curP
-	for _, c := range w.cols {
+	for i := range w.cols {
+		c := &w.cols[i]
 		if c.pos >= len(row) {
 			return nil, fmt.Errorf("merge: a shard's row has %d columns, the window needs column %d", len(row), c.pos+1)
 		}
@@ -95,6 +97,20 @@ func (w *windower) next() ([][]byte, error) {
 			v = w.rank
 		case "dense_rank":
 			v = w.dense
+		case "lag":
+			prev := c.kept
+			if w.number == 1 {
+				prev = nil // the partition's first row
+			}
+			c.kept = keepValue(c.kept[:0], row[c.pos])
+			row[c.pos] = prev
+			continue
+		case "first_value":
+			if w.number == 1 {
+				c.kept = keepValue(c.kept[:0], row[c.pos])
+			}
+			row[c.pos] = c.kept
+			continue
 		}
 		if c.format == 1 {
 			row[c.pos] = binary.BigEndian.AppendUint64(nil, uint64(v))
@@ -103,4 +119,12 @@ func (w *windower) next() ([][]byte, error) {
 		}
 	}
 	return row, nil
+}
+
+// keepValue copies v into dst (nil stays nil: NULL).
+func keepValue(dst, v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	return append(dst[:0:0], v...)
 }

@@ -466,6 +466,11 @@ func buildCorpus() []Case {
 		"SELECT level, karma, rank() OVER (PARTITION BY level ORDER BY karma DESC NULLS LAST), dense_rank() OVER (PARTITION BY level ORDER BY karma DESC NULLS LAST) FROM users WHERE id % 5 = 0 ORDER BY level, karma DESC NULLS LAST",
 		"SELECT active, level, dense_rank() OVER (PARTITION BY active ORDER BY level) FROM users ORDER BY active, level LIMIT 30",
 		"SELECT post_author_id % 4, post_id, user_id, row_number() OVER (PARTITION BY post_author_id % 4 ORDER BY post_id, user_id, post_author_id) FROM likes WHERE post_id < 40",
+		// lag(x), first_value(x): the shards return x, the proxy moves it along.
+		"SELECT id, karma, lag(karma) OVER (ORDER BY id) FROM users WHERE id < 30 ORDER BY id",
+		"SELECT level, id, lag(id) OVER (PARTITION BY level ORDER BY id) AS prev, first_value(name) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 50 ORDER BY level, id",
+		"SELECT author_id, id, first_value(body) OVER (ORDER BY created_at, author_id, id), lag(created_at) OVER (ORDER BY created_at, author_id, id) FROM posts ORDER BY created_at, author_id, id LIMIT 6",
+		"SELECT id, lag(avatar) OVER (ORDER BY id), lag(rating) OVER (ORDER BY id), lag(session_len) OVER (ORDER BY id) FROM users WHERE id BETWEEN 40 AND 60 ORDER BY id",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
@@ -475,6 +480,8 @@ func buildCorpus() []Case {
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
+		"SELECT id, lag(id, 2) OVER (ORDER BY id) FROM users",
+		"SELECT id, lead(id) OVER (ORDER BY id) FROM users",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
