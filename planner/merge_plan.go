@@ -288,6 +288,7 @@ type colIdx struct {
 
 type mergeBuilder struct {
 	sel          *pg_query.SelectStmt
+	oneMore      bool // shards must send one row beyond LIMIT + OFFSET (lead reads ahead)
 	grouped      bool
 	localWindows bool // window functions are partitioned by the key: plain columns
 
@@ -400,7 +401,21 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		pushLimit(sel, lim)
+		switch {
+		case !mb.oneMore:
+			pushLimit(sel, lim)
+		case lim.countParam < 0 && lim.offsetParam < 0:
+			// lead() reads the row after the last one sent
+			more := *lim
+			more.offset++
+			pushLimit(sel, &more)
+		default:
+			pushLimit(sel, lim) // the parameters stay in the statement: LIMIT (…) + 1
+			if sel.LimitCount != nil {
+				sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
+					sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
+			}
+		}
 	}
 	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
 		return &mergeTmpl{none: true}, nil
@@ -1090,7 +1105,21 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		pushLimit(sel, lim)
+		switch {
+		case !mb.oneMore:
+			pushLimit(sel, lim)
+		case lim.countParam < 0 && lim.offsetParam < 0:
+			// lead() reads the row after the last one sent
+			more := *lim
+			more.offset++
+			pushLimit(sel, &more)
+		default:
+			pushLimit(sel, lim) // the parameters stay in the statement: LIMIT (…) + 1
+			if sel.LimitCount != nil {
+				sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
+					sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
+			}
+		}
 	}
 	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
 		return &mergeTmpl{none: true}, nil

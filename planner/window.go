@@ -8,12 +8,13 @@ import (
 )
 
 // Ranking windows across shards (plan.Window). row_number(), rank(),
-// dense_rank(), lag(x) and first_value(x) over one window with ORDER BY — a leaderboard, `rank() OVER
+// dense_rank(), lag(x), lead(x) and first_value(x) over one window with
+// ORDER BY — a leaderboard, `rank() OVER
 // (ORDER BY karma DESC)`, or per group, `rank() OVER (PARTITION BY level
 // ORDER BY karma DESC)` — are computed by the proxy: the shards return
 // their rows sorted by the window's PARTITION BY then ORDER BY with a NULL
-// bigint where each ranking call was (x where a lag(x) or first_value(x)
-// was; same column name), the proxy merges the streams in that order and
+// bigint where each ranking call was (x where a lag(x), lead(x) or
+// first_value(x) was; same column name), the proxy merges the streams in that order and
 // numbers the rows (or moves the x values along), starting again at each
 // partition. The statement's own ORDER BY must be absent (the rows then
 // come in the window's order) or that order, so no second sort is needed
@@ -34,7 +35,7 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) > 0 {
 			return nil
 		}
-	case "lag", "first_value":
+	case "lag", "lead", "first_value":
 		if len(fc.Args) != 1 || fc.FuncVariadic {
 			return nil
 		}
@@ -127,6 +128,9 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			rt.Val = nullBigint()
 		}
 		cols = append(cols, plan.WindowColumn{Column: i, Func: fn})
+	}
+	for _, c := range cols {
+		mb.oneMore = mb.oneMore || c.Func == "lead"
 	}
 	m, err := mb.plain()
 	if err != nil {

@@ -244,8 +244,8 @@ type Distinct struct {
 // dense_rank() counts distinct peer groups — counting again from 1 where
 // the first Partition keys change. For lag and first_value the shards
 // return the function's argument in the column: lag(x) gets the previous
-// row's x in the partition (NULL on its first row), first_value(x) the
-// partition's first row's x.
+// row's x in the partition (NULL on its first row), lead(x) the next
+// row's (NULL on its last), first_value(x) the partition's first row's x.
 type Window struct {
 	Input     Operator
 	Keys      []SortKey
@@ -256,7 +256,7 @@ type Window struct {
 // WindowColumn is one ranking function's output column (see Resolve).
 type WindowColumn struct {
 	Column int
-	Func   string // row_number, rank, dense_rank, lag or first_value
+	Func   string // row_number, rank, dense_rank, lag, lead or first_value
 }
 
 // Project drops the last Hidden columns of every row and of the

@@ -471,8 +471,13 @@ func buildCorpus() []Case {
 		"SELECT level, id, lag(id) OVER (PARTITION BY level ORDER BY id) AS prev, first_value(name) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 50 ORDER BY level, id",
 		"SELECT author_id, id, first_value(body) OVER (ORDER BY created_at, author_id, id), lag(created_at) OVER (ORDER BY created_at, author_id, id) FROM posts ORDER BY created_at, author_id, id LIMIT 6",
 		"SELECT id, lag(avatar) OVER (ORDER BY id), lag(rating) OVER (ORDER BY id), lag(session_len) OVER (ORDER BY id) FROM users WHERE id BETWEEN 40 AND 60 ORDER BY id",
+		"SELECT id, lead(karma) OVER (ORDER BY id), lag(karma) OVER (ORDER BY id) FROM users WHERE id < 25 ORDER BY id",
+		"SELECT level, id, lead(name) OVER (PARTITION BY level ORDER BY id), row_number() OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 70 ORDER BY level, id",
+		"SELECT author_id, id, lead(id) OVER (ORDER BY created_at DESC, author_id, id) FROM posts ORDER BY created_at DESC, author_id, id LIMIT 5",
+		"SELECT author_id, id, lead(id) OVER (ORDER BY like_count, author_id, id) FROM posts ORDER BY like_count, author_id, id LIMIT 4 OFFSET 2",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
+	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY id",
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
@@ -481,7 +486,7 @@ func buildCorpus() []Case {
 		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, 2) OVER (ORDER BY id) FROM users",
-		"SELECT id, lead(id) OVER (ORDER BY id) FROM users",
+		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
