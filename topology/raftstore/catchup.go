@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -61,12 +62,20 @@ func (s *Store) CatchUp(ctx context.Context, leaderVersion LeaderVersionFunc, re
 		id  string
 		err error
 	}
+	// A question still running when CatchUp returns is cancelled and
+	// waited for: no goroutine of CatchUp outlives it.
 	answers := make(chan answer, 1)
+	askCtx, cancelAsk := context.WithCancel(ctx)
+	var asking sync.WaitGroup
+	defer asking.Wait()
+	defer cancelAsk()
 	ask := func() {
-		v, id, err := leaderVersion(ctx)
+		defer asking.Done()
+		v, id, err := leaderVersion(askCtx)
 		answers <- answer{v, id, err}
 	}
 	lead := s.LeadershipChanges(ctx)
+	asking.Add(1)
 	go ask()
 	var lastErr error
 	for {
@@ -96,6 +105,7 @@ func (s *Store) CatchUp(ctx context.Context, leaderVersion LeaderVersionFunc, re
 			t := time.NewTimer(retry)
 			select {
 			case <-t.C:
+				asking.Add(1)
 				go ask()
 			case <-ctx.Done():
 				t.Stop()
