@@ -7,9 +7,9 @@ import (
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
 
-// Ranking windows across shards (plan.Window). row_number(), rank(),
-// dense_rank(), lag(x), lead(x) and first_value(x) over one window with
-// ORDER BY — a leaderboard, `rank() OVER
+// Windows across shards (plan.Window). row_number(), rank(),
+// dense_rank(), lag(x), lead(x), first_value(x) and the running
+// aggregates count, sum (integer, numeric), min and max over one window — a leaderboard, `rank() OVER
 // (ORDER BY karma DESC)`, or per group, `rank() OVER (PARTITION BY level
 // ORDER BY karma DESC)` — are computed by the proxy: the shards return
 // their rows sorted by the window's PARTITION BY then ORDER BY with a NULL
@@ -27,26 +27,73 @@ import (
 // otherwise.
 func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 	fc := n.GetFuncCall()
-	if fc == nil || fc.Over == nil || fc.AggFilter != nil || fc.AggStar || fc.AggDistinct || len(fc.AggOrder) > 0 {
+	if fc == nil || fc.Over == nil || fc.AggFilter != nil || fc.AggDistinct || len(fc.AggOrder) > 0 || fc.AggWithinGroup {
+		return nil
+	}
+	w := fc.Over
+	if w.Name != "" || w.Refname != "" {
 		return nil
 	}
 	switch funcName(fc) {
 	case "row_number", "rank", "dense_rank":
-		if len(fc.Args) > 0 {
+		if len(fc.Args) > 0 || fc.AggStar {
 			return nil
 		}
-	case "lag", "lead", "first_value":
-		if len(fc.Args) != 1 || fc.FuncVariadic {
+	case "lag", "lead":
+		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar {
 			return nil
 		}
+	case "first_value":
+		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar || !fromPartitionStart(w.FrameOptions) {
+			return nil
+		}
+	case "count", "sum", "min", "max":
+		// Running aggregates (or a partition's total, without ORDER BY;
+		// OVER () is pulled out instead: pullout_window.go).
+		if len(fc.Args)+boolInt(fc.AggStar) != 1 || fc.FuncVariadic || !fromPartitionStart(w.FrameOptions) ||
+			(funcName(fc) != "count" && fc.AggStar) || len(w.PartitionClause)+len(w.OrderClause) == 0 {
+			return nil
+		}
+		return fc
 	default:
 		return nil
 	}
-	w := fc.Over
-	if w.Name != "" || w.Refname != "" || len(w.OrderClause) == 0 {
+	if len(w.OrderClause) == 0 {
 		return nil
 	}
 	return fc
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// frameRows and frameRange are the frame options of `ROWS [BETWEEN]
+// UNBOUNDED PRECEDING [AND CURRENT ROW]` and the RANGE forms (the
+// default is windowFrameDefault): frames that run from the partition's
+// start to the current row (ROWS) or to its last peer (RANGE).
+var frameRows, frameRange = frameOptionsOf("ROWS UNBOUNDED PRECEDING", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"),
+	frameOptionsOf("RANGE UNBOUNDED PRECEDING", "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
+
+func frameOptionsOf(frames ...string) map[int32]bool {
+	out := map[int32]bool{}
+	for _, f := range frames {
+		tree, err := pg_query.Parse("SELECT count(*) OVER (ORDER BY 1 " + f + ")")
+		if err != nil {
+			panic(err)
+		}
+		out[tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetFuncCall().Over.FrameOptions] = true
+	}
+	return out
+}
+
+// fromPartitionStart reports whether a frame runs from the partition's
+// start to the current row or its last peer.
+func fromPartitionStart(opts int32) bool {
+	return opts == windowFrameDefault || frameRows[opts] || frameRange[opts]
 }
 
 // windowOrder is the order a ranking call's rows must arrive in: its
@@ -67,7 +114,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	sel := mb.sel
 	refuse := func() (*mergeTmpl, error) {
 		name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
-		return nil, unsupported("window function "+name+"() across shards is supported only alone: one window with ORDER BY and without PARTITION BY, the statement ordered by it or not at all, without GROUP BY, aggregates, DISTINCT or *",
+		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, the statement ordered by its PARTITION BY then ORDER BY or not at all, without GROUP BY, aggregates, DISTINCT or *",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	if other || len(sel.DistinctClause) > 0 || mb.grouped {
@@ -115,19 +162,21 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		if rt.Name == "" {
 			rt.Name = fn
 		}
-		if args := rankingCall(rt.Val).Args; len(args) == 1 {
-			// lag, first_value: the shards return the argument, the proxy
-			// moves values along. As a window function's result, so its
-			// type has no modifier, like lag's.
-			v, err := currentRowValue(args[0])
-			if err != nil {
-				return refuse()
-			}
-			rt.Val = v
-		} else {
+		call := rankingCall(rt.Val)
+		switch {
+		case isWindowAggregate(fn):
+			// Each row's own aggregate, typed as the aggregate's result;
+			// the proxy combines them along the window.
+			rt.Val = overCurrentRow(call)
+		case len(call.Args) == 1:
+			// lag, lead, first_value: the shards return the argument, the
+			// proxy moves values along. As a window function's result, so
+			// its type has no modifier, like lag's.
+			rt.Val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args})
+		default:
 			rt.Val = nullBigint()
 		}
-		cols = append(cols, plan.WindowColumn{Column: i, Func: fn})
+		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions]})
 	}
 	for _, c := range cols {
 		mb.oneMore = mb.oneMore || c.Func == "lead"
@@ -168,15 +217,19 @@ func nullBigint() *pg_query.Node {
 	}}}
 }
 
-// currentRowValue is first_value(arg) OVER (ROWS BETWEEN CURRENT ROW AND
-// CURRENT ROW): arg's value on the row itself, typed as a window
-// function's result (no type modifier).
-func currentRowValue(arg *pg_query.Node) (*pg_query.Node, error) {
-	tree, err := pg_query.Parse("SELECT first_value(x) OVER (ROWS BETWEEN CURRENT ROW AND CURRENT ROW)")
+func isWindowAggregate(fn string) bool {
+	return fn == "count" || fn == "sum" || fn == "min" || fn == "max"
+}
+
+// overCurrentRow is call over the frame of the current row alone: `f(x)
+// OVER (ROWS BETWEEN CURRENT ROW AND CURRENT ROW)`, the row's own value
+// of f, typed as f's result.
+func overCurrentRow(call *pg_query.FuncCall) *pg_query.Node {
+	tree, err := pg_query.Parse("SELECT count(*) OVER (ROWS BETWEEN CURRENT ROW AND CURRENT ROW)")
 	if err != nil {
-		return nil, err
+		panic(err)
 	}
-	fc := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetFuncCall()
-	fc.Args = []*pg_query.Node{proto.Clone(arg).(*pg_query.Node)}
-	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}, nil
+	fc := proto.Clone(call).(*pg_query.FuncCall)
+	fc.Over = tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetFuncCall().Over
+	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}
 }

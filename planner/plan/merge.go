@@ -246,6 +246,11 @@ type Distinct struct {
 // return the function's argument in the column: lag(x) gets the previous
 // row's x in the partition (NULL on its first row), lead(x) the next
 // row's (NULL on its last), first_value(x) the partition's first row's x.
+// For the running aggregates count, sum, min and max the shards return
+// each row's own aggregate (the function over a one-row frame, so typed as
+// its result) and the proxy combines them from the partition's start
+// (frame RANGE or ROWS UNBOUNDED PRECEDING … CURRENT ROW; without ORDER
+// BY every row of a partition is a peer: the partition's total).
 type Window struct {
 	Input     Operator
 	Keys      []SortKey
@@ -256,7 +261,10 @@ type Window struct {
 // WindowColumn is one ranking function's output column (see Resolve).
 type WindowColumn struct {
 	Column int
-	Func   string // row_number, rank, dense_rank, lag, lead or first_value
+	Func   string // row_number, rank, dense_rank, lag, lead, first_value, count, sum, min or max
+	// Rows: an aggregate's frame is ROWS … CURRENT ROW (up to the row
+	// itself); otherwise RANGE (up to the row's last peer), the default.
+	Rows bool
 }
 
 // Project drops the last Hidden columns of every row and of the
@@ -283,6 +291,9 @@ func (o *Window) Describe() Description {
 	cols := make([]any, len(o.Columns))
 	for i, c := range o.Columns {
 		cols[i] = fmt.Sprintf("%d %s", c.Column, c.Func)
+		if c.Rows {
+			cols[i] = cols[i].(string) + " rows"
+		}
 	}
 	f := map[string]any{"keys": keysToAny(o.Keys), "columns": cols}
 	if o.Partition > 0 {

@@ -10,34 +10,45 @@ import (
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
 
-// windower computes ranking window functions (plan.Window) over rows that
-// arrive sorted by the window's ORDER BY.
+// windower computes window functions (plan.Window) over rows that arrive
+// sorted by the window's PARTITION BY, then ORDER BY. It reads one peer
+// group (rows equal on every key) at a time, plus the first row of the
+// next group: rank() and the running aggregates need the whole group,
+// lead() the row after. Buffered rows are copies (a stream's row changes
+// once it moves on) and count against the memory limit.
 type windower struct {
-	in    iter
-	keys  []sortKey
-	cols  []windowCol
-	vals  []value
-	prev  []byte // the previous row's keys, canonically encoded (appendKey)
-	cur   []byte
-	part  int // the first part keys are the PARTITION BY
-	prevP int // length of prev's PARTITION BY part
-	// lead(x) reads one row ahead (nextAhead)
-	lead     bool
-	started  bool
-	ahead    [][]byte // nil: no further row
-	aheadKey []byte
-	aheadP   int
-	first    bool  // no row yet
-	number   int64 // row_number of the row returned last
-	rank     int64
-	dense    int64
+	in        iter
+	keys      []sortKey
+	cols      []windowCol
+	vals      []value
+	part      int // the first part keys are the PARTITION BY
+	mem       *budget
+	group     []windowRow // the peer group being sent
+	at        int         // next row of group to send
+	held      int64       // memory of group
+	following *windowRow  // first row of the following group (nil: none or not read)
+	eof       bool
+	prev      []byte // the keys of the group sent before, to see a new partition
+	prevP     int
+
+	number, rank, dense int64
+	outs                [][]byte
+}
+
+type windowRow struct {
+	row [][]byte
+	key []byte // the keys, canonically encoded (appendKey)
+	p   int    // length of key's PARTITION BY part
 }
 
 type windowCol struct {
 	pos    int
 	fn     string
 	format int16
+	rows   bool   // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
 	kept   []byte // lag: the previous row's value; first_value: the partition's first
+	c      *codec
+	acc    aggState // aggregates: the partition's running state
 }
 
 func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, error) {
@@ -45,156 +56,266 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 	if err != nil {
 		return nil, layout{}, err
 	}
-	w := &windower{in: in, keys: keys, first: true, part: o.Partition}
+	w := &windower{in: in, keys: keys, part: o.Partition, mem: b.mem}
 	for _, c := range o.Columns {
 		p, err := b.col(lay, c.Column, "window function")
 		if err != nil {
 			return nil, layout{}, err
 		}
+		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p]}
 		switch c.Func {
-		case "row_number", "rank", "dense_rank", "lag", "first_value":
-		case "lead":
-			w.lead = true
+		case "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "count", "min", "max":
+		case "sum":
+			if k := col.c.kind; k != kInt && k != kNumeric {
+				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running sum of type %d across shards is not supported (only integer and numeric sums are exact in any order)", col.c.oid),
+					Hint: "cast the argument to numeric, or partition the window by the distribution key"}
+			}
 		default:
 			return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: unexpected window function " + c.Func}
 		}
-		w.cols = append(w.cols, windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format})
+		if (c.Func == "min" || c.Func == "max") && !col.c.ordered() {
+			return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running %s of type %d across shards is not supported", c.Func, col.c.oid)}
+		}
+		w.cols = append(w.cols, col)
 	}
 	return w, lay, nil
 }
 
 func (w *windower) next() ([][]byte, error) {
-	if w.lead {
-		return w.nextAhead()
-	}
-	row, err := w.in.next()
-	if err != nil {
-		return nil, err
-	}
-	// The keys are copied (encoded): the row's bytes belong to its stream
-	// and change once it moves on.
-	key, p, err := w.encodeKeys(row, w.cur[:0])
-	if err != nil {
-		return nil, err
-	}
-	w.cur = key
-	return w.apply(row, key, p, nil, nil, 0)
-}
-
-// nextAhead is next with one row read ahead, for lead(x): the rows are
-// copied, since a stream's row changes once it moves on.
-func (w *windower) nextAhead() ([][]byte, error) {
-	if !w.started {
-		w.started = true
-		if err := w.readAhead(); err != nil {
+	if w.at == len(w.group) {
+		if err := w.readGroup(); err != nil {
 			return nil, err
 		}
 	}
-	if w.ahead == nil {
-		return nil, io.EOF
-	}
-	row, key, p := w.ahead, w.aheadKey, w.aheadP
-	if err := w.readAhead(); err != nil {
-		return nil, err
-	}
-	return w.apply(row, key, p, w.ahead, w.aheadKey, w.aheadP)
-}
-
-// readAhead reads the next row into w.ahead (nil at the end).
-func (w *windower) readAhead() error {
-	r, err := w.in.next()
-	if err == io.EOF {
-		w.ahead = nil
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	w.ahead = CopyRow(r)
-	w.aheadKey, w.aheadP, err = w.encodeKeys(w.ahead, nil)
-	return err
-}
-
-// encodeKeys appends row's window keys, canonically encoded (appendKey),
-// to dst; p is the length of the PARTITION BY part.
-func (w *windower) encodeKeys(row [][]byte, dst []byte) (key []byte, p int, err error) {
-	w.vals, err = decodeKeys(row, w.keys, w.vals)
-	if err != nil {
-		return nil, 0, err
-	}
-	p = -1
-	for i, k := range w.keys {
-		if i == w.part {
-			p = len(dst)
-		}
-		dst = k.c.appendKey(dst, w.vals[i])
-	}
-	if p < 0 {
-		p = len(dst)
-	}
-	return dst, p, nil
-}
-
-// apply fills row's window columns; key/p are its encoded keys, next,
-// nextKey and nextP the following row's (nil next: none or not read).
-func (w *windower) apply(row [][]byte, key []byte, p int, next [][]byte, nextKey []byte, nextP int) ([][]byte, error) {
-	if !w.first && !bytes.Equal(w.prev[:w.prevP], key[:p]) {
-		w.number, w.rank, w.dense = 0, 0, 0 // a new partition
+	i := w.at
+	w.at++
+	r := &w.group[i]
+	var after *windowRow // the row after r in its partition, for lead
+	if i+1 < len(w.group) {
+		after = &w.group[i+1]
+	} else if w.following != nil && bytes.Equal(w.following.key[:w.following.p], r.key[:r.p]) {
+		after = w.following
 	}
 	w.number++
-	if w.number == 1 || !bytes.Equal(w.prev, key) {
-		w.rank, w.dense = w.number, w.dense+1 // a new peer group
+	if i == 0 {
+		w.rank, w.dense = w.number, w.dense+1
 	}
-	w.first = false
-	if w.lead {
-		w.prev = key // owned: read ahead into its own slice
-	} else {
-		w.prev, w.cur = key, w.prev
-	}
-	w.prevP = p
-	for i := range w.cols {
-		c := &w.cols[i]
-		if c.pos >= len(row) {
-			return nil, fmt.Errorf("merge: a shard's row has %d columns, the window needs column %d", len(row), c.pos+1)
+	// A lead reads the next row's original value: r's columns are replaced
+	// only once all are computed.
+	outs := w.outs[:0]
+	for j := range w.cols {
+		c := &w.cols[j]
+		if c.pos >= len(r.row) {
+			return nil, fmt.Errorf("merge: a shard's row has %d columns, the window needs column %d", len(r.row), c.pos+1)
 		}
-		v := w.number
+		var out []byte
 		switch c.fn {
-		case "rank":
-			v = w.rank
-		case "dense_rank":
-			v = w.dense
+		case "row_number", "rank", "dense_rank":
+			v := w.number
+			if c.fn == "rank" {
+				v = w.rank
+			} else if c.fn == "dense_rank" {
+				v = w.dense
+			}
+			if c.format == 1 {
+				out = binary.BigEndian.AppendUint64(nil, uint64(v))
+			} else {
+				out = strconv.AppendInt(nil, v, 10)
+			}
 		case "lag":
-			prev := c.kept
+			out = c.kept
 			if w.number == 1 {
-				prev = nil // the partition's first row
+				out = nil // the partition's first row
 			}
-			c.kept = keepValue(c.kept[:0], row[c.pos])
-			row[c.pos] = prev
-			continue
+			c.kept = keepValue(nil, r.row[c.pos])
 		case "lead":
-			var v []byte // the partition's last row: NULL
-			if next != nil && bytes.Equal(nextKey[:nextP], key[:p]) {
-				v = next[c.pos]
+			if after != nil {
+				out = after.row[c.pos]
 			}
-			row[c.pos] = v
-			continue
 		case "first_value":
 			if w.number == 1 {
-				c.kept = keepValue(c.kept[:0], row[c.pos])
+				c.kept = keepValue(nil, r.row[c.pos])
 			}
-			row[c.pos] = c.kept
-			continue
+			out = c.kept
+		default: // running aggregates
+			if c.rows {
+				if err := c.add(r.row[c.pos]); err != nil {
+					return nil, err
+				}
+			}
+			var err error
+			if out, err = c.result(); err != nil {
+				return nil, err
+			}
 		}
-		if c.format == 1 {
-			row[c.pos] = binary.BigEndian.AppendUint64(nil, uint64(v))
-		} else {
-			row[c.pos] = strconv.AppendInt(nil, v, 10)
-		}
+		outs = append(outs, out)
 	}
-	return row, nil
+	for j, out := range outs {
+		r.row[w.cols[j].pos] = out
+	}
+	w.outs = outs
+	return r.row, nil
 }
 
-// keepValue copies v into dst (nil stays nil: NULL).
+// readGroup reads the next peer group into w.group (io.EOF at the end),
+// starting a new partition's counts when its keys say so.
+func (w *windower) readGroup() error {
+	w.mem.release(w.held)
+	w.group, w.at, w.held = w.group[:0], 0, 0
+	if w.following == nil && !w.eof {
+		r, err := w.read()
+		if err != nil {
+			return err
+		}
+		w.following = r
+	}
+	if w.following == nil {
+		return io.EOF
+	}
+	first := *w.following
+	w.following = nil
+	if err := w.hold(first); err != nil {
+		return err
+	}
+	for !w.eof {
+		r, err := w.read()
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			break
+		}
+		if !bytes.Equal(r.key, first.key) {
+			w.following = r
+			break
+		}
+		if err := w.hold(*r); err != nil {
+			return err
+		}
+	}
+	if w.prev == nil || !bytes.Equal(w.prev[:w.prevP], first.key[:first.p]) {
+		w.number, w.rank, w.dense = 0, 0, 0
+		for j := range w.cols {
+			w.cols[j].acc = aggState{}
+			w.cols[j].kept = nil
+		}
+	}
+	w.prev, w.prevP = first.key, first.p
+	// RANGE frames end at the group's last peer: add the whole group now.
+	for j := range w.cols {
+		c := &w.cols[j]
+		if !isWindowAgg(c.fn) || c.rows {
+			continue
+		}
+		for _, r := range w.group {
+			if err := c.add(r.row[c.pos]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// read returns the input's next row, copied with its keys; nil at the end.
+func (w *windower) read() (*windowRow, error) {
+	row, err := w.in.next()
+	if err == io.EOF {
+		w.eof = true
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &windowRow{row: CopyRow(row)}
+	if w.vals, err = decodeKeys(r.row, w.keys, w.vals); err != nil {
+		return nil, err
+	}
+	r.p = -1
+	for i, k := range w.keys {
+		if i == w.part {
+			r.p = len(r.key)
+		}
+		r.key = k.c.appendKey(r.key, w.vals[i])
+	}
+	if r.p < 0 {
+		r.p = len(r.key)
+	}
+	return r, nil
+}
+
+func (w *windower) hold(r windowRow) error {
+	n := rowSize(r.row) + int64(len(r.key))
+	if err := w.mem.grow(n); err != nil {
+		return err
+	}
+	w.held += n
+	w.group = append(w.group, r)
+	return nil
+}
+
+func isWindowAgg(fn string) bool {
+	return fn == "count" || fn == "sum" || fn == "min" || fn == "max"
+}
+
+// add folds a row's value into the running aggregate. The shards send
+// each row's own aggregate (count: 0 or 1; sum, min, max: the value, typed
+// as the aggregate's result), so combining is adding or comparing.
+func (c *windowCol) add(raw []byte) error {
+	v, err := c.c.decode(raw, c.format)
+	if err != nil || v.null {
+		return err
+	}
+	s := &c.acc
+	switch c.fn {
+	case "count":
+		s.n += v.i
+	case "sum":
+		sumAdd(c.c, s, v)
+	case "min", "max":
+		if s.has {
+			d := c.c.compare(v, s.v)
+			if (c.fn == "min" && d >= 0) || (c.fn == "max" && d <= 0) {
+				return nil
+			}
+		}
+		// The value is sent as the shard sent it (text forms of dates and
+		// times depend on the session's settings).
+		s.v, s.raw = copyValues([]value{v})[0], keepValue(nil, raw)
+	}
+	s.has = true
+	return nil
+}
+
+// result encodes the running aggregate (NULL before any non-NULL value,
+// 0 for count).
+func (c *windowCol) result() ([]byte, error) {
+	s := &c.acc
+	switch c.fn {
+	case "count":
+		return c.c.encode(nil, value{i: s.n}, c.format)
+	case "sum":
+		if !s.has {
+			return nil, nil
+		}
+		switch c.c.kind {
+		case kInt:
+			if !s.isum.IsInt64() {
+				return nil, errBigintRange
+			}
+			return c.c.encode(nil, value{i: s.isum.Int64()}, c.format)
+		case kNumeric:
+			return c.c.encode(nil, value{d: s.dsum}, c.format)
+		}
+	case "min", "max":
+		if !s.has {
+			return nil, nil
+		}
+		return s.raw, nil
+	}
+	return nil, &Error{Code: "XX000", Message: "shardproxy merge: unexpected window aggregate " + c.fn}
+}
+
+// keepValue copies v (nil stays nil: NULL).
 func keepValue(dst, v []byte) []byte {
 	if v == nil {
 		return nil

@@ -475,6 +475,14 @@ func buildCorpus() []Case {
 		"SELECT level, id, lead(name) OVER (PARTITION BY level ORDER BY id), row_number() OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 70 ORDER BY level, id",
 		"SELECT author_id, id, lead(id) OVER (ORDER BY created_at DESC, author_id, id) FROM posts ORDER BY created_at DESC, author_id, id LIMIT 5",
 		"SELECT author_id, id, lead(id) OVER (ORDER BY like_count, author_id, id) FROM posts ORDER BY like_count, author_id, id LIMIT 4 OFFSET 2",
+		// Running aggregates (RANGE: to the last peer; ROWS: to the row) and partition totals.
+		"SELECT level, count(*) OVER (ORDER BY level), sum(level) OVER (ORDER BY level), max(id) OVER (ORDER BY level) FROM users WHERE id < 40 ORDER BY level",
+		"SELECT id, count(*) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 5",
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), count(karma) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING), min(karma) OVER (ORDER BY id) FROM users WHERE id < 50 ORDER BY id",
+		"SELECT level, id, sum(id) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 70 ORDER BY level, id",
+		"SELECT level, count(*) OVER (PARTITION BY level), max(name) OVER (PARTITION BY level) FROM users WHERE id < 70 ORDER BY level",
+		"SELECT author_id % 3, sum(like_count) OVER (PARTITION BY author_id % 3), max(created_at) OVER (PARTITION BY author_id % 3), min(created_at) OVER (PARTITION BY author_id % 3) FROM posts WHERE id < 120 ORDER BY author_id % 3",
+		"SELECT created_at::date AS day, count(*) OVER (ORDER BY created_at::date) AS running FROM posts WHERE like_count > 45 ORDER BY created_at::date LIMIT 10",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
@@ -487,6 +495,9 @@ func buildCorpus() []Case {
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, 2) OVER (ORDER BY id) FROM users",
 		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
+		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
+		"SELECT id, avg(karma) OVER (ORDER BY id) FROM users",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
@@ -501,7 +512,6 @@ func buildCorpus() []Case {
 	)
 	b.args("SELECT id, count(*) OVER () FROM users WHERE level = $1 AND karma > $2 ORDER BY id LIMIT $3", "1", "0", "4")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT id, count(*) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 5",
 		"SELECT level, count(*), count(*) OVER () FROM users GROUP BY level ORDER BY level",
 	)
 
