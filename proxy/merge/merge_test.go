@@ -152,6 +152,8 @@ func TestSumOverflow(t *testing.T) {
 }
 
 func TestMemoryLimit(t *testing.T) {
+	// Sort, Distinct, Aggregate and Window (peer groups) count what they
+	// buffer against the limit.
 	var lines []string
 	for i := 0; i < 2000; i++ {
 		lines = append(lines, strconv.Itoa(i)+",some text to take room")
@@ -160,6 +162,9 @@ func TestMemoryLimit(t *testing.T) {
 		&plan.Sort{Input: &plan.Scatter{}, Keys: []plan.SortKey{{Column: 0}}},
 		&plan.Distinct{Input: &plan.Scatter{}},
 		&plan.Aggregate{Input: &plan.Scatter{}, GroupBy: []int{0}, Columns: []plan.AggColumn{{Func: plan.AggKey, Arg: -1}, {Func: plan.AggAny, Arg: -1}}},
+		// A window whose peer group is the whole input (no ORDER BY key
+		// differs): its buffer grows with it.
+		&plan.Window{Input: &plan.MergeSort{Input: &plan.Scatter{}, Keys: []plan.SortKey{{Column: 1}}}, Keys: []plan.SortKey{{Column: 1}}, Columns: []plan.WindowColumn{{Column: 0, Func: "count"}}},
 	} {
 		r, err := New(op, desc(oidInt4, oidText), []Stream{textRows(lines...)}, Options{MemoryLimit: 16 << 10})
 		if err != nil {
