@@ -401,21 +401,7 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		switch {
-		case !mb.oneMore:
-			pushLimit(sel, lim)
-		case lim.countParam < 0 && lim.offsetParam < 0:
-			// lead() reads the row after the last one sent
-			more := *lim
-			more.offset++
-			pushLimit(sel, &more)
-		default:
-			pushLimit(sel, lim) // the parameters stay in the statement: LIMIT (…) + 1
-			if sel.LimitCount != nil {
-				sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
-					sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
-			}
-		}
+		mb.pushLimit(lim)
 	}
 	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
 		return &mergeTmpl{none: true}, nil
@@ -1105,21 +1091,7 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		switch {
-		case !mb.oneMore:
-			pushLimit(sel, lim)
-		case lim.countParam < 0 && lim.offsetParam < 0:
-			// lead() reads the row after the last one sent
-			more := *lim
-			more.offset++
-			pushLimit(sel, &more)
-		default:
-			pushLimit(sel, lim) // the parameters stay in the statement: LIMIT (…) + 1
-			if sel.LimitCount != nil {
-				sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
-					sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
-			}
-		}
+		mb.pushLimit(lim)
 	}
 	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
 		return &mergeTmpl{none: true}, nil
@@ -1201,6 +1173,26 @@ func limitOf(sel *pg_query.SelectStmt) (*limitSpec, error) {
 
 // pushLimit makes the shards' statement return at most count+offset rows
 // and no offset.
+// pushLimit asks the shards for at most LIMIT + OFFSET rows, one more when
+// a window's lead() reads past the last row sent.
+func (mb *mergeBuilder) pushLimit(lim *limitSpec) {
+	sel := mb.sel
+	switch {
+	case !mb.oneMore:
+		pushLimit(sel, lim)
+	case lim.countParam < 0 && lim.offsetParam < 0:
+		more := *lim
+		more.offset++
+		pushLimit(sel, &more)
+	default:
+		pushLimit(sel, lim) // the parameters stay in the statement: LIMIT (…) + 1
+		if sel.LimitCount != nil {
+			sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
+				sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
+		}
+	}
+}
+
 func pushLimit(sel *pg_query.SelectStmt, l *limitSpec) {
 	sel.LimitOffset = nil
 	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_COUNT

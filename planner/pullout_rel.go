@@ -148,23 +148,12 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_qu
 		FromClause:  []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: proto.Clone(r).(*pg_query.RangeVar)}}},
 		WhereClause: andOf(moved),
 	}
-	subIdx := []int{}
-	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}, &subIdx)
-	subSQL := deparseSelect(parseTreeVersion(), sub)
-	if subSQL == "" {
+	pulled := p.planPulled(snap, sub, params)
+	if pulled == nil {
 		return nil
 	}
-	sa, err := p.Analyze(subSQL)
-	if err != nil || len(sa.Statements) != 1 || !sa.Statements[0].info.readOnly {
-		return nil
-	}
-	subPlan, err := p.Plan(snap, sa, SelectParams(*params, subIdx))
-	if err != nil {
-		return nil
-	}
-	if _, nested := subPlan.(*plan.PullOut); nested {
-		return nil
-	}
+
+	pulled.Relation = name
 
 	// The outer statement, split around the marker standing for R, its
 	// parameters renumbered too (the moved conditions may have been the
@@ -180,7 +169,7 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_qu
 	}
 	op := &plan.PullOut{
 		SQL:         sql,
-		Subqueries:  []*plan.PulledSubquery{{SQL: subSQL, ParamIndexes: subIdx, Plan: subPlan, Relation: name}},
+		Subqueries:  []*plan.PulledSubquery{pulled},
 		Outer:       parts,
 		OuterParams: outerIdx,
 		Reason:      fmt.Sprintf("%s (%s) is not joined on its distribution key: its rows are read first", name, rangeVarName(r)),
@@ -189,18 +178,25 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_qu
 	// outer statement with a relation of R's name in its place, of the
 	// form the executor puts there.
 	probe := parts[0] + "unnest(NULL::text[]) AS " + quoteIdent(name) + parts[1]
-	pa, err := p.Analyze(probe)
-	if err != nil {
-		return nil
-	}
-	po, err := p.Plan(snap, pa, SelectParams(*params, op.OuterParams))
-	if err != nil {
-		return nil
-	}
-	if _, again := po.(*plan.PullOut); again {
+	if !p.probePlans(snap, probe, params, op.OuterParams) {
 		return nil
 	}
 	return op
+}
+
+// probePlans reports whether probe, an outer statement with placeholders
+// where the pulled values go, plans without another pull-out.
+func (p *Planner) probePlans(snap *topology.Snapshot, probe string, params *Params, idx []int) bool {
+	pa, err := p.Analyze(probe)
+	if err != nil {
+		return false
+	}
+	po, err := p.Plan(snap, pa, SelectParams(*params, idx))
+	if err != nil {
+		return false
+	}
+	_, again := po.(*plan.PullOut)
+	return !again
 }
 
 // innerRelations lists the tables named in sel's FROM clause (directly or
@@ -303,4 +299,28 @@ func andOf(conds []*pg_query.Node) *pg_query.Node {
 		return conds[0]
 	}
 	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, conds, -1)
+}
+
+// planPulled plans sub, a SELECT the executor runs first, its parameters
+// renumbered from $1 (ParamIndexes maps them back to the statement's);
+// nil when it does not plan as a read of its own.
+func (p *Planner) planPulled(snap *topology.Snapshot, sub *pg_query.SelectStmt, params *Params) *plan.PulledSubquery {
+	idx := []int{}
+	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}, &idx)
+	sql := deparseSelect(parseTreeVersion(), sub)
+	if sql == "" {
+		return nil
+	}
+	sa, err := p.Analyze(sql)
+	if err != nil || len(sa.Statements) != 1 || !sa.Statements[0].info.readOnly {
+		return nil
+	}
+	op, err := p.Plan(snap, sa, SelectParams(*params, idx))
+	if err != nil {
+		return nil
+	}
+	if _, nested := op.(*plan.PullOut); nested {
+		return nil
+	}
+	return &plan.PulledSubquery{SQL: sql, ParamIndexes: idx, Plan: op}
 }

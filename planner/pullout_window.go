@@ -76,24 +76,12 @@ func (p *Planner) pullWholeWindows(snap *topology.Snapshot, sql string, st *stmt
 			WhereClause: cloneNode(sel.WhereClause),
 			WithClause:  cloneWith(sel.WithClause),
 		}
-		idx := []int{}
-		renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sub}}, &idx)
-		subSQL := deparseSelect(parseTreeVersion(), sub)
-		if subSQL == "" {
+		pulled := p.planPulled(snap, sub, params) // pullout_rel.go
+		if pulled == nil {
 			return nil
 		}
-		sa, err := p.Analyze(subSQL)
-		if err != nil || len(sa.Statements) != 1 || !sa.Statements[0].info.readOnly {
-			return nil
-		}
-		subPlan, err := p.Plan(snap, sa, SelectParams(*params, idx))
-		if err != nil {
-			return nil
-		}
-		if _, nested := subPlan.(*plan.PullOut); nested {
-			return nil
-		}
-		op.Subqueries = append(op.Subqueries, &plan.PulledSubquery{SQL: subSQL, ParamIndexes: idx, Plan: subPlan, Scalar: true})
+		pulled.Scalar = true
+		op.Subqueries = append(op.Subqueries, pulled)
 	}
 	outerIdx := []int{}
 	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: outer}}, &outerIdx)
@@ -112,15 +100,7 @@ func (p *Planner) pullWholeWindows(snap *topology.Snapshot, sql string, st *stmt
 	}
 	op.Outer = append(op.Outer, text[pos:])
 	op.OuterParams = outerIdx
-	pa, err := p.Analyze(probe)
-	if err != nil {
-		return nil
-	}
-	po, err := p.Plan(snap, pa, SelectParams(*params, outerIdx))
-	if err != nil {
-		return nil
-	}
-	if _, again := po.(*plan.PullOut); again {
+	if !p.probePlans(snap, probe, params, outerIdx) { // pullout_rel.go
 		return nil
 	}
 	return op

@@ -154,16 +154,9 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 		return nil, err
 	}
 	clients := e.o.clientsPerShard * (n + 1)
-	admin := ""
-	if e.o.profileDir != "" {
-		if err := os.MkdirAll(e.o.profileDir, 0o755); err != nil {
-			return nil, err
-		}
-		ap, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		admin = fmt.Sprintf("127.0.0.1:%d", ap)
+	admin, err := profileAdmin(e.o)
+	if err != nil {
+		return nil, err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)

@@ -396,21 +396,31 @@ pidfile = %s/pgbouncer.pid
 	return e.startChild("pgbouncer", cmd, port)
 }
 
+// profileAdmin is the admin listen address a shardproxy needs for its CPU
+// profile to be fetched (-cpuprofile; the directory is created), "" when
+// not profiling.
+func profileAdmin(o options) (string, error) {
+	if o.profileDir == "" {
+		return "", nil
+	}
+	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+		return "", err
+	}
+	ap, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ap), nil
+}
+
 func (e *env) startShardproxy(ctx context.Context, name, binary string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	admin := ""
-	if e.o.profileDir != "" {
-		if err := os.MkdirAll(e.o.profileDir, 0o755); err != nil {
-			return nil, err
-		}
-		ap, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		admin = fmt.Sprintf("127.0.0.1:%d", ap)
+	admin, err := profileAdmin(e.o)
+	if err != nil {
+		return nil, err
 	}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
 admin_listen: "%s"

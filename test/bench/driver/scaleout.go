@@ -367,13 +367,9 @@ func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n in
 	if err != nil {
 		return nil, "", err
 	}
-	admin := ""
-	if e.o.profileDir != "" {
-		ap, err := freePort()
-		if err != nil {
-			return nil, "", err
-		}
-		admin = fmt.Sprintf("127.0.0.1:%d", ap)
+	admin, err := profileAdmin(e.o)
+	if err != nil {
+		return nil, "", err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)
