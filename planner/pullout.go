@@ -58,7 +58,7 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 			where, with = d.WhereClause, d.WithClause
 		}
 		t, ok := snap.Table(st.rels[st.target].name)
-		if !ok || t.Kind != topology.Distributed || where == nil {
+		if !ok || t.Kind != topology.Distributed {
 			return nil, refusal
 		}
 		distribution = t.Distribution
@@ -71,13 +71,12 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 		links = p.pullableLinks(sc.Tokens, st, where, with)
 	}
 	if len(links) == 0 {
-		if distribution != "" {
-			return nil, refusal
+		if distribution == "" {
+			if op := p.pullWholeWindows(snap, a.SQL[st.start:st.end], st, params); op != nil {
+				return op, nil // pullout_window.go
+			}
 		}
-		if op := p.pullWholeWindows(snap, a.SQL[st.start:st.end], st, params); op != nil {
-			return op, nil // pullout_window.go
-		}
-		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, refusal) // pullout_rel.go
+		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, distribution, refusal) // pullout_rel.go
 	}
 	toks, maxParam := paramTokens(a.SQL, st.start, sc.Tokens)
 	if maxParam > len(params.Values) {

@@ -43,23 +43,51 @@ type relationSlot struct {
 // the deparsed outer statement, which is split around it.
 const pulledRelationMarker = "shardproxy_pulled_relation_"
 
+// fromParts are the pieces of a statement the pull-out of a table works
+// on: the FROM list (USING for DELETE, FROM for UPDATE: not the target),
+// the WHERE clause and the WITH clause.
+type fromParts struct {
+	from  *[]*pg_query.Node
+	where **pg_query.Node
+	with  *pg_query.WithClause
+}
+
+func partsOf(n *pg_query.Node) (fromParts, bool) {
+	switch x := n.Node.(type) {
+	case *pg_query.Node_SelectStmt:
+		sel := x.SelectStmt
+		return fromParts{&sel.FromClause, &sel.WhereClause, sel.WithClause}, sel.Op == pg_query.SetOperation_SETOP_NONE
+	case *pg_query.Node_DeleteStmt:
+		d := x.DeleteStmt
+		return fromParts{&d.UsingClause, &d.WhereClause, d.WithClause}, true
+	case *pg_query.Node_UpdateStmt:
+		u := x.UpdateStmt
+		return fromParts{&u.FromClause, &u.WhereClause, u.WithClause}, true
+	}
+	return fromParts{}, false
+}
+
 // pullRelation plans st as a PullOut of one of its tables, or returns
-// refusal when none qualifies.
-func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params, refusal error) (plan.Operator, error) {
-	sel := st.node.GetSelectStmt()
-	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.FromClause) == 0 {
+// refusal when none qualifies. distribution is set for an UPDATE or
+// DELETE (PullOut.Distribution): the tables of its FROM or USING list may
+// be pulled out, never its target.
+func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params, distribution string, refusal error) (plan.Operator, error) {
+	parts, ok := partsOf(st.node)
+	if !ok || len(*parts.from) == 0 {
 		return nil, refusal
 	}
 	ctes := map[string]bool{}
-	if w := sel.WithClause; w != nil {
+	if w := parts.with; w != nil {
 		for _, c := range w.Ctes {
 			if cte := c.GetCommonTableExpr(); cte != nil {
 				ctes[strings.ToLower(cte.Ctename)] = true
 			}
 		}
 	}
-	slots, ok := innerRelations(proto.Clone(sel).(*pg_query.SelectStmt))
-	if !ok || len(slots) < 2 {
+	probe := proto.Clone(st.node).(*pg_query.Node)
+	probeParts, _ := partsOf(probe)
+	slots, ok := innerRelations(probeParts.from)
+	if !ok || (distribution == "" && len(slots) < 2) {
 		return nil, refusal
 	}
 	// The first table whose rows come from one shard, else the first
@@ -73,10 +101,11 @@ func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo
 		if !ok || t.Kind != topology.Distributed || (s.rv.Alias != nil && len(s.rv.Alias.Colnames) > 0) {
 			continue
 		}
-		op := p.pullRelationAt(snap, sql, sel, i, t, params)
+		op := p.pullRelationAt(snap, sql, st.node, i, t, params)
 		if op == nil {
 			continue
 		}
+		op.Distribution = distribution
 		if _, one := op.Subqueries[0].Plan.(*plan.Route); one {
 			return op, nil
 		}
@@ -93,9 +122,10 @@ func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo
 // pullRelationAt builds the PullOut of the i-th relation of sel (see
 // innerRelations), or nil when it has no conditions of its own or either
 // part would not plan.
-func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_query.SelectStmt, i int, t topology.Table, params *Params) *plan.PullOut {
-	outer := proto.Clone(sel).(*pg_query.SelectStmt)
-	slots, _ := innerRelations(outer)
+func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, stmt *pg_query.Node, i int, t topology.Table, params *Params) *plan.PullOut {
+	outerNode := proto.Clone(stmt).(*pg_query.Node)
+	outer, _ := partsOf(outerNode)
+	slots, _ := innerRelations(outer.from)
 	r := slots[i].rv
 	name := r.Relname // as the parser gives names: folded unless quoted
 	if r.Alias != nil && r.Alias.Aliasname != "" {
@@ -125,8 +155,8 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_qu
 		}
 		return andOf(rest)
 	}
-	outer.WhereClause = split(outer.WhereClause)
-	for _, f := range outer.FromClause {
+	*outer.where = split(*outer.where)
+	for _, f := range *outer.from {
 		walkJoins(f, func(j *pg_query.JoinExpr) {
 			if j.Quals == nil {
 				return
@@ -161,8 +191,11 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, sel *pg_qu
 	marker := pulledRelationMarker + "1"
 	slots[i].set(pg_query.MakeSimpleRangeVarNode(marker, -1))
 	outerIdx := []int{}
-	renumberParams(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: outer}}, &outerIdx)
-	text := deparseSelect(parseTreeVersion(), outer)
+	renumberParams(outerNode, &outerIdx)
+	text, err := pg_query.Deparse(&pg_query.ParseResult{Version: parseTreeVersion(), Stmts: []*pg_query.RawStmt{{Stmt: outerNode}}})
+	if err != nil {
+		return nil
+	}
 	parts := strings.Split(text, marker)
 	if len(parts) != 2 {
 		return nil
@@ -199,10 +232,10 @@ func (p *Planner) probePlans(snap *topology.Snapshot, probe string, params *Para
 	return !again
 }
 
-// innerRelations lists the tables named in sel's FROM clause (directly or
-// in inner joins) with setters that replace them in sel; ok is false when
-// the FROM clause has an outer join, whose conditions cannot move.
-func innerRelations(sel *pg_query.SelectStmt) ([]relationSlot, bool) {
+// innerRelations lists the tables named in a FROM list (directly or in
+// inner joins) with setters that replace them in it; ok is false when the
+// list has an outer join, whose conditions cannot move.
+func innerRelations(from *[]*pg_query.Node) ([]relationSlot, bool) {
 	var out []relationSlot
 	ok := true
 	var visit func(n *pg_query.Node, set func(*pg_query.Node))
@@ -220,8 +253,8 @@ func innerRelations(sel *pg_query.SelectStmt) ([]relationSlot, bool) {
 			visit(j.Rarg, func(m *pg_query.Node) { j.Rarg = m })
 		}
 	}
-	for i := range sel.FromClause {
-		visit(sel.FromClause[i], func(m *pg_query.Node) { sel.FromClause[i] = m })
+	for i := range *from {
+		visit((*from)[i], func(m *pg_query.Node) { (*from)[i] = m })
 	}
 	return out, ok
 }

@@ -624,8 +624,14 @@ func buildCorpus() []Case {
 		"DELETE FROM comments WHERE post_author_id = ANY (SELECT author_id FROM posts WHERE like_count > 45) AND id % 3 = 0",
 		"UPDATE posts SET body = body || '.' WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = -7)",
 		"SELECT author_id, id, like_count, body FROM posts WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id IN (3, -7)) ORDER BY 1, 2",
+		// A table of USING / FROM restricted by its own conditions is read first.
+		"DELETE FROM likes l USING users u WHERE u.id = l.user_id AND u.level = 1 AND u.id < 80 RETURNING l.post_author_id, l.post_id, l.user_id",
+		"UPDATE posts p SET like_count = p.like_count + 1 FROM follows f WHERE f.followee_id = p.author_id AND f.follower_id = 21 RETURNING p.author_id, p.id, p.like_count",
+		"UPDATE comments c SET body = c.body || '!' FROM users u WHERE u.id = c.author_id AND u.id = 33",
+		"SELECT post_author_id, id, body FROM comments WHERE author_id = 33 ORDER BY 1, 2",
 	)
 	b.args("DELETE FROM follows WHERE followee_id = $1 AND follower_id IN (SELECT id FROM users WHERE level = $2)", "5", "2")
+	b.args("DELETE FROM follows f USING users u WHERE u.id = f.followee_id AND u.level = $1 AND u.id > $2", "3", "200")
 	b.fails(
 		"UPDATE users SET level = 1 WHERE id = (SELECT id FROM users WHERE level = 3)",
 	)
