@@ -43,8 +43,12 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar {
 			return nil
 		}
-	case "first_value":
+	case "first_value", "last_value":
 		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar || !fromPartitionStart(w.FrameOptions) {
+			return nil
+		}
+	case "nth_value":
+		if len(fc.Args) != 2 || fc.FuncVariadic || fc.AggStar || !fromPartitionStart(w.FrameOptions) || nthOf(fc) < 1 {
 			return nil
 		}
 	case "count", "sum", "min", "max":
@@ -168,15 +172,16 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
 			rt.Val = overCurrentRow(call)
-		case len(call.Args) == 1:
-			// lag, lead, first_value: the shards return the argument, the
-			// proxy moves values along. As a window function's result, so
-			// its type has no modifier, like lag's.
-			rt.Val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args})
+		case len(call.Args) >= 1:
+			// lag, lead, first_value, last_value, nth_value: the shards
+			// return the argument, the proxy moves values along. As a
+			// window function's result, so its type has no modifier, like
+			// lag's.
+			rt.Val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args[:1]})
 		default:
 			rt.Val = nullBigint()
 		}
-		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions]})
+		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: nthOf(call)})
 	}
 	for _, c := range cols {
 		mb.oneMore = mb.oneMore || c.Func == "lead"
@@ -232,4 +237,16 @@ func overCurrentRow(call *pg_query.FuncCall) *pg_query.Node {
 	fc := proto.Clone(call).(*pg_query.FuncCall)
 	fc.Over = tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetFuncCall().Over
 	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}
+}
+
+// nthOf is nth_value's position argument when it is an integer constant,
+// else 0.
+func nthOf(fc *pg_query.FuncCall) int64 {
+	if funcName(fc) != "nth_value" || len(fc.Args) != 2 {
+		return 0
+	}
+	if iv, ok := fc.Args[1].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {
+		return int64(iv.Ival.Ival)
+	}
+	return 0
 }

@@ -245,7 +245,9 @@ type Distinct struct {
 // the first Partition keys change. For lag and first_value the shards
 // return the function's argument in the column: lag(x) gets the previous
 // row's x in the partition (NULL on its first row), lead(x) the next
-// row's (NULL on its last), first_value(x) the partition's first row's x.
+// row's (NULL on its last), first_value(x) the partition's first row's x,
+// last_value(x) the last peer's (ROWS: the row's own), nth_value(x, N) the
+// partition's N-th row's once the frame reaches it.
 // For the running aggregates count, sum, min and max the shards return
 // each row's own aggregate (the function over a one-row frame, so typed as
 // its result) and the proxy combines them from the partition's start
@@ -261,10 +263,12 @@ type Window struct {
 // WindowColumn is one ranking function's output column (see Resolve).
 type WindowColumn struct {
 	Column int
-	Func   string // row_number, rank, dense_rank, lag, lead, first_value, count, sum, min or max
+	Func   string // row_number, rank, dense_rank, lag, lead, first_value, last_value, nth_value, count, sum, min or max
 	// Rows: an aggregate's frame is ROWS … CURRENT ROW (up to the row
 	// itself); otherwise RANGE (up to the row's last peer), the default.
 	Rows bool
+	// N is nth_value's position.
+	N int64
 }
 
 // Project drops the last Hidden columns of every row and of the

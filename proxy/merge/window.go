@@ -46,7 +46,9 @@ type windowCol struct {
 	fn     string
 	format int16
 	rows   bool   // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
-	kept   []byte // lag: the previous row's value; first_value: the partition's first
+	kept   []byte // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
+	nth    []byte // nth_value: the partition's n-th row's value, once read
+	n      int64
 	c      *codec
 	acc    aggState // aggregates: the partition's running state
 }
@@ -62,9 +64,9 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		if err != nil {
 			return nil, layout{}, err
 		}
-		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p]}
+		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N}
 		switch c.Func {
-		case "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "count", "min", "max":
+		case "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value", "nth_value", "count", "min", "max":
 		case "sum":
 			if k := col.c.kind; k != kInt && k != kNumeric {
 				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running sum of type %d across shards is not supported (only integer and numeric sums are exact in any order)", col.c.oid),
@@ -137,6 +139,20 @@ func (w *windower) next() ([][]byte, error) {
 				c.kept = keepValue(nil, r.row[c.pos])
 			}
 			out = c.kept
+		case "last_value":
+			out = c.kept // the peer group's last row's (RANGE)
+			if c.rows {
+				out = r.row[c.pos]
+			}
+		case "nth_value":
+			// The frame ends at the row (ROWS) or its last peer (RANGE).
+			end := w.number
+			if !c.rows {
+				end = w.rank + int64(len(w.group)) - 1
+			}
+			if c.n <= end {
+				out = c.nth
+			}
 		default: // running aggregates
 			if c.rows {
 				if err := c.add(r.row[c.pos]); err != nil {
@@ -197,10 +213,23 @@ func (w *windower) readGroup() error {
 		w.number, w.rank, w.dense = 0, 0, 0
 		for j := range w.cols {
 			w.cols[j].acc = aggState{}
-			w.cols[j].kept = nil
+			w.cols[j].kept, w.cols[j].nth = nil, nil
 		}
 	}
 	w.prev, w.prevP = first.key, first.p
+	// The values nth_value and last_value need from this group, before
+	// its rows are changed: rows numbered w.number+1 … w.number+len.
+	for j := range w.cols {
+		c := &w.cols[j]
+		switch c.fn {
+		case "last_value":
+			c.kept = keepValue(nil, w.group[len(w.group)-1].row[c.pos])
+		case "nth_value":
+			if k := c.n - w.number - 1; k >= 0 && k < int64(len(w.group)) {
+				c.nth = keepValue(nil, w.group[k].row[c.pos])
+			}
+		}
+	}
 	// RANGE frames end at the group's last peer: add the whole group now.
 	for j := range w.cols {
 		c := &w.cols[j]
