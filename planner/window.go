@@ -43,6 +43,14 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar {
 			return nil
 		}
+	case "percent_rank", "cume_dist":
+		if len(fc.Args) > 0 || fc.AggStar {
+			return nil
+		}
+	case "ntile":
+		if len(fc.Args) != 1 || fc.AggStar || ntileOf(fc) < 1 {
+			return nil
+		}
 	case "first_value", "last_value":
 		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar || !fromPartitionStart(w.FrameOptions) {
 			return nil
@@ -116,8 +124,8 @@ func windowOrder(fc *pg_query.FuncCall) []*pg_query.Node {
 // the refusal.
 func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, error) {
 	sel := mb.sel
+	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 	refuse := func() (*mergeTmpl, error) {
-		name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, the statement ordered by its PARTITION BY then ORDER BY or not at all, without GROUP BY, aggregates, DISTINCT or *",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
@@ -159,6 +167,18 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	case deparseSortList(sel.SortClause) != want:
 		return refuse()
 	}
+	whole, peers := false, false
+	for _, i := range ranking {
+		switch funcName(rankingCall(sel.TargetList[i].GetResTarget().Val)) {
+		case "ntile", "percent_rank", "cume_dist":
+			whole = true
+		case "count", "sum", "min", "max", "last_value", "nth_value":
+			peers = true
+		}
+	}
+	if whole && peers {
+		return refuse() // one needs the partition, the other one peer group at a time
+	}
 	var cols []plan.WindowColumn
 	for _, i := range ranking {
 		rt := sel.TargetList[i].GetResTarget()
@@ -178,10 +198,18 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			// window function's result, so its type has no modifier, like
 			// lag's.
 			rt.Val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args[:1]})
+		case fn == "ntile":
+			rt.Val = nullOf("int4")
+		case fn == "percent_rank" || fn == "cume_dist":
+			rt.Val = nullOf("float8")
 		default:
-			rt.Val = nullBigint()
+			rt.Val = nullOf("int8")
 		}
-		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: nthOf(call)})
+		n := nthOf(call)
+		if fn == "ntile" {
+			n = ntileOf(call)
+		}
+		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n})
 	}
 	for _, c := range cols {
 		mb.oneMore = mb.oneMore || c.Func == "lead"
@@ -214,12 +242,21 @@ func deparseSortList(items []*pg_query.Node) string {
 	return s
 }
 
-// nullBigint is the expression NULL::bigint.
-func nullBigint() *pg_query.Node {
+// nullOf is the expression NULL::pg_catalog.typ.
+func nullOf(typ string) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
 		Arg:      &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true}}},
-		TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1},
+		TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode(typ)}, Typemod: -1},
 	}}}
+}
+
+// ntileOf is ntile's bucket count when it is a positive integer constant,
+// else 0.
+func ntileOf(fc *pg_query.FuncCall) int64 {
+	if iv, ok := fc.Args[0].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {
+		return int64(iv.Ival.Ival)
+	}
+	return 0
 }
 
 func isWindowAggregate(fn string) bool {

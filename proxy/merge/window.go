@@ -33,6 +33,10 @@ type windower struct {
 
 	number, rank, dense int64
 	outs                [][]byte
+	// whole: ntile, percent_rank or cume_dist need the partition's size:
+	// a group is then the whole partition, peers found within it.
+	whole   bool
+	peerEnd int // whole: index in group of the current row's last peer
 }
 
 type windowRow struct {
@@ -49,8 +53,10 @@ type windowCol struct {
 	kept   []byte // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
 	nth    []byte // nth_value: the partition's n-th row's value, once read
 	n      int64
-	c      *codec
-	acc    aggState // aggregates: the partition's running state
+	// ntile's state in the partition (PostgreSQL's window_ntile)
+	tile, tileRows, tileBoundary, tileRemainder int64
+	c                                           *codec
+	acc                                         aggState // aggregates: the partition's running state
 }
 
 func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, error) {
@@ -67,6 +73,8 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N}
 		switch c.Func {
 		case "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value", "nth_value", "count", "min", "max":
+		case "ntile", "percent_rank", "cume_dist":
+			w.whole = true
 		case "sum":
 			if k := col.c.kind; k != kInt && k != kNumeric {
 				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running sum of type %d across shards is not supported (only integer and numeric sums are exact in any order)", col.c.oid),
@@ -99,8 +107,12 @@ func (w *windower) next() ([][]byte, error) {
 		after = w.following
 	}
 	w.number++
-	if i == 0 {
-		w.rank, w.dense = w.number, w.dense+1
+	if i == 0 || !bytes.Equal(w.group[i-1].key, r.key) {
+		w.rank, w.dense = w.number, w.dense+1 // a new peer group
+		w.peerEnd = i
+		for w.peerEnd+1 < len(w.group) && bytes.Equal(w.group[w.peerEnd+1].key, r.key) {
+			w.peerEnd++
+		}
 	}
 	// A lead reads the next row's original value: r's columns are replaced
 	// only once all are computed.
@@ -133,6 +145,25 @@ func (w *windower) next() ([][]byte, error) {
 		case "lead":
 			if after != nil {
 				out = after.row[c.pos]
+			}
+		case "percent_rank", "cume_dist":
+			n := float64(len(w.group)) // the partition's rows (whole)
+			f := 0.0
+			if c.fn == "cume_dist" {
+				f = float64(w.peerEnd+1) / n
+			} else if n > 1 {
+				f = float64(w.rank-1) / (n - 1)
+			}
+			var err error
+			if out, err = c.c.encode(nil, value{f: f}, c.format); err != nil {
+				return nil, err
+			}
+		case "ntile":
+			t := c.ntile(int64(len(w.group)))
+			if c.format == 1 {
+				out = binary.BigEndian.AppendUint32(nil, uint32(t))
+			} else {
+				out = strconv.AppendInt(nil, t, 10)
 			}
 		case "first_value":
 			if w.number == 1 {
@@ -201,7 +232,7 @@ func (w *windower) readGroup() error {
 		if r == nil {
 			break
 		}
-		if !bytes.Equal(r.key, first.key) {
+		if !bytes.Equal(r.key, first.key) && (!w.whole || !bytes.Equal(r.key[:r.p], first.key[:first.p])) {
 			w.following = r
 			break
 		}
@@ -212,7 +243,7 @@ func (w *windower) readGroup() error {
 	if w.prev == nil || !bytes.Equal(w.prev[:w.prevP], first.key[:first.p]) {
 		w.number, w.rank, w.dense = 0, 0, 0
 		for j := range w.cols {
-			w.cols[j].acc = aggState{}
+			w.cols[j].acc, w.cols[j].tile = aggState{}, 0
 			w.cols[j].kept, w.cols[j].nth = nil, nil
 		}
 	}
@@ -270,6 +301,31 @@ func (w *windower) read() (*windowRow, error) {
 		r.p = len(r.key)
 	}
 	return r, nil
+}
+
+// ntile is ntile(c.n) for the next row of a partition of total rows,
+// computed as PostgreSQL's window_ntile does: leading buckets take one
+// row more when the rows do not divide evenly.
+func (c *windowCol) ntile(total int64) int64 {
+	if c.tile == 0 {
+		c.tile, c.tileRows, c.tileRemainder = 1, 0, 0
+		c.tileBoundary = total / c.n
+		if c.tileBoundary <= 0 {
+			c.tileBoundary = 1
+		} else if c.tileRemainder = total % c.n; c.tileRemainder != 0 {
+			c.tileBoundary++
+		}
+	}
+	c.tileRows++
+	if c.tileBoundary < c.tileRows {
+		if c.tileRemainder != 0 && c.tile == c.tileRemainder {
+			c.tileRemainder = 0
+			c.tileBoundary--
+		}
+		c.tile++
+		c.tileRows = 1
+	}
+	return c.tile
 }
 
 func (w *windower) hold(r windowRow) error {

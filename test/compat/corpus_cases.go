@@ -477,6 +477,10 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, lead(id) OVER (ORDER BY like_count, author_id, id) FROM posts ORDER BY like_count, author_id, id LIMIT 4 OFFSET 2",
 		"SELECT level, last_value(level) OVER (ORDER BY level), nth_value(level, 5) OVER (ORDER BY level), nth_value(level, 40) OVER (ORDER BY level) FROM users WHERE id < 60 ORDER BY level",
 		"SELECT level, id, last_value(id) OVER (PARTITION BY level ORDER BY id ROWS UNBOUNDED PRECEDING), nth_value(name, 2) OVER (PARTITION BY level ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), last_value(karma) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 60 ORDER BY level, id",
+		// ntile, percent_rank, cume_dist: the whole partition is read first.
+		"SELECT level, ntile(4) OVER (ORDER BY level), percent_rank() OVER (ORDER BY level), cume_dist() OVER (ORDER BY level) FROM users WHERE id < 90 ORDER BY level",
+		"SELECT level, id, ntile(3) OVER (PARTITION BY level ORDER BY id), percent_rank() OVER (PARTITION BY level ORDER BY id), rank() OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 75 ORDER BY level, id",
+		"SELECT id, ntile(7) OVER (ORDER BY id), ntile(100) OVER (ORDER BY id), cume_dist() OVER (ORDER BY id) FROM users WHERE id < 23 ORDER BY id",
 		// Running aggregates (RANGE: to the last peer; ROWS: to the row) and partition totals.
 		"SELECT level, count(*) OVER (ORDER BY level), sum(level) OVER (ORDER BY level), max(id) OVER (ORDER BY level) FROM users WHERE id < 40 ORDER BY level",
 		"SELECT id, count(*) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 5",
@@ -501,6 +505,7 @@ func buildCorpus() []Case {
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
 		"SELECT id, avg(karma) OVER (ORDER BY id) FROM users",
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
+		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 	)
 
