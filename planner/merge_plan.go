@@ -363,7 +363,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	}
 	mb.agg = hasAgg && !mb.grouped
 	if len(ranking) > 0 {
-		return mb.rankingWindows(ranking, hasAgg || mb.star) // window.go
+		return mb.rankingWindows(ranking, (hasAgg && !mb.grouped) || mb.star) // window.go: grouped by the key, the shards' groups are final
 	}
 	if mb.agg {
 		return mb.aggregate()

@@ -126,10 +126,10 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	sel := mb.sel
 	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, the statement ordered by its PARTITION BY then ORDER BY or not at all, without GROUP BY, aggregates, DISTINCT or *",
+		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, the statement ordered by its PARTITION BY then ORDER BY or not at all, without GROUP BY (but by the distribution key), aggregates, DISTINCT or *",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
-	if other || len(sel.DistinctClause) > 0 || mb.grouped {
+	if other || len(sel.DistinctClause) > 0 {
 		return refuse()
 	}
 	first := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val)

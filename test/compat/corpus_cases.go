@@ -477,6 +477,9 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, lead(id) OVER (ORDER BY like_count, author_id, id) FROM posts ORDER BY like_count, author_id, id LIMIT 4 OFFSET 2",
 		"SELECT level, last_value(level) OVER (ORDER BY level), nth_value(level, 5) OVER (ORDER BY level), nth_value(level, 40) OVER (ORDER BY level) FROM users WHERE id < 60 ORDER BY level",
 		"SELECT level, id, last_value(id) OVER (PARTITION BY level ORDER BY id ROWS UNBOUNDED PRECEDING), nth_value(name, 2) OVER (PARTITION BY level ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), last_value(karma) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 60 ORDER BY level, id",
+		// Grouped by the key: each shard's groups are final, the window ranks them.
+		"SELECT author_id, count(*) AS n, rank() OVER (ORDER BY count(*) DESC, author_id) FROM posts GROUP BY author_id ORDER BY count(*) DESC, author_id LIMIT 8",
+		"SELECT sum(1) AS likes, dense_rank() OVER (ORDER BY sum(1) DESC) FROM likes GROUP BY post_author_id ORDER BY sum(1) DESC LIMIT 12",
 		// ntile, percent_rank, cume_dist: the whole partition is read first.
 		"SELECT level, ntile(4) OVER (ORDER BY level), percent_rank() OVER (ORDER BY level), cume_dist() OVER (ORDER BY level) FROM users WHERE id < 90 ORDER BY level",
 		"SELECT level, id, ntile(3) OVER (PARTITION BY level ORDER BY id), percent_rank() OVER (PARTITION BY level ORDER BY id), rank() OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 75 ORDER BY level, id",
@@ -495,6 +498,7 @@ func buildCorpus() []Case {
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY id",
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
+		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
