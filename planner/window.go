@@ -39,7 +39,12 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) > 0 || fc.AggStar {
 			return nil
 		}
-	case "lag", "lead":
+	case "lag":
+		// lag(x) or lag(x, n) with n a positive integer constant
+		if len(fc.Args) < 1 || len(fc.Args) > 2 || fc.FuncVariadic || fc.AggStar || (len(fc.Args) == 2 && nthOf(fc) < 1) {
+			return nil
+		}
+	case "lead":
 		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar {
 			return nil
 		}
@@ -276,10 +281,13 @@ func overCurrentRow(call *pg_query.FuncCall) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}
 }
 
-// nthOf is nth_value's position argument when it is an integer constant,
-// else 0.
+// nthOf is the position argument of nth_value(x, n) or lag(x, n) when
+// it is an integer constant (lag(x): 1), else 0.
 func nthOf(fc *pg_query.FuncCall) int64 {
-	if funcName(fc) != "nth_value" || len(fc.Args) != 2 {
+	if funcName(fc) == "lag" && len(fc.Args) == 1 {
+		return 1
+	}
+	if (funcName(fc) != "nth_value" && funcName(fc) != "lag") || len(fc.Args) != 2 {
 		return 0
 	}
 	if iv, ok := fc.Args[1].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {

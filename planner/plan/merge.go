@@ -243,8 +243,8 @@ type Distinct struct {
 // row number of the first of a row's peers (rows equal on Keys),
 // dense_rank() counts distinct peer groups — counting again from 1 where
 // the first Partition keys change. For lag and first_value the shards
-// return the function's argument in the column: lag(x) gets the previous
-// row's x in the partition (NULL on its first row), lead(x) the next
+// return the function's argument in the column: lag(x, N) gets the x of
+// the row N rows before in the partition (NULL when there is none), lead(x) the next
 // row's (NULL on its last), first_value(x) the partition's first row's x,
 // last_value(x) the last peer's (ROWS: the row's own), nth_value(x, N) the
 // partition's N-th row's once the frame reaches it.
@@ -267,7 +267,8 @@ type WindowColumn struct {
 	// Rows: an aggregate's frame is ROWS … CURRENT ROW (up to the row
 	// itself); otherwise RANGE (up to the row's last peer), the default.
 	Rows bool
-	// N is nth_value's position.
+	// N is nth_value's position, lag's offset (1 for lag(x)) or ntile's
+	// bucket count.
 	N int64
 }
 

@@ -49,10 +49,11 @@ type windowCol struct {
 	pos    int
 	fn     string
 	format int16
-	rows   bool   // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
-	kept   []byte // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
-	nth    []byte // nth_value: the partition's n-th row's value, once read
-	n      int64
+	rows   bool     // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
+	kept   []byte   // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
+	nth    []byte   // nth_value: the partition's n-th row's value, once read
+	n      int64    // nth_value's and lag's position (lag(x): 1)
+	back   [][]byte // lag: the partition's last n values
 	// ntile's state in the partition (PostgreSQL's window_ntile)
 	tile, tileRows, tileBoundary, tileRemainder int64
 	c                                           *codec
@@ -137,11 +138,16 @@ func (w *windower) next() ([][]byte, error) {
 				out = strconv.AppendInt(nil, v, 10)
 			}
 		case "lag":
-			out = c.kept
+			// The last n values of the partition, oldest first.
 			if w.number == 1 {
-				out = nil // the partition's first row
+				c.back = c.back[:0]
 			}
-			c.kept = keepValue(nil, r.row[c.pos])
+			out = nil // fewer than n rows before: NULL
+			if int64(len(c.back)) == c.n {
+				out = c.back[0]
+				c.back = c.back[1:]
+			}
+			c.back = append(c.back, keepValue(nil, r.row[c.pos]))
 		case "lead":
 			if after != nil {
 				out = after.row[c.pos]

@@ -468,6 +468,7 @@ func buildCorpus() []Case {
 		"SELECT post_author_id % 4, post_id, user_id, row_number() OVER (PARTITION BY post_author_id % 4 ORDER BY post_id, user_id, post_author_id) FROM likes WHERE post_id < 40",
 		// lag(x), first_value(x): the shards return x, the proxy moves it along.
 		"SELECT id, karma, lag(karma) OVER (ORDER BY id) FROM users WHERE id < 30 ORDER BY id",
+		"SELECT level, id, lag(id, 2) OVER (PARTITION BY level ORDER BY id), lag(name, 1) OVER (PARTITION BY level ORDER BY id), lag(id, 30) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 80 ORDER BY level, id",
 		"SELECT level, id, lag(id) OVER (PARTITION BY level ORDER BY id) AS prev, first_value(name) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 50 ORDER BY level, id",
 		"SELECT author_id, id, first_value(body) OVER (ORDER BY created_at, author_id, id), lag(created_at) OVER (ORDER BY created_at, author_id, id) FROM posts ORDER BY created_at, author_id, id LIMIT 6",
 		"SELECT id, lag(avatar) OVER (ORDER BY id), lag(rating) OVER (ORDER BY id), lag(session_len) OVER (ORDER BY id) FROM users WHERE id BETWEEN 40 AND 60 ORDER BY id",
@@ -503,7 +504,8 @@ func buildCorpus() []Case {
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
-		"SELECT id, lag(id, 2) OVER (ORDER BY id) FROM users",
+		"SELECT id, lag(id, 2, 0) OVER (ORDER BY id) FROM users",
+		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
