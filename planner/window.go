@@ -45,7 +45,8 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 			return nil
 		}
 	case "lead":
-		if len(fc.Args) != 1 || fc.FuncVariadic || fc.AggStar {
+		// lead(x) or lead(x, n) with n a positive integer constant
+		if len(fc.Args) < 1 || len(fc.Args) > 2 || fc.FuncVariadic || fc.AggStar || (len(fc.Args) == 2 && nthOf(fc) < 1) {
 			return nil
 		}
 	case "percent_rank", "cume_dist":
@@ -174,9 +175,12 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	}
 	whole, peers := false, false
 	for _, i := range ranking {
-		switch funcName(rankingCall(sel.TargetList[i].GetResTarget().Val)) {
+		call := rankingCall(sel.TargetList[i].GetResTarget().Val)
+		switch funcName(call) {
 		case "ntile", "percent_rank", "cume_dist":
 			whole = true
+		case "lead":
+			whole = whole || nthOf(call) > 1 // reads further ahead: the partition is buffered
 		case "count", "sum", "min", "max", "last_value", "nth_value":
 			peers = true
 		}
@@ -281,13 +285,13 @@ func overCurrentRow(call *pg_query.FuncCall) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: fc}}
 }
 
-// nthOf is the position argument of nth_value(x, n) or lag(x, n) when
-// it is an integer constant (lag(x): 1), else 0.
+// nthOf is the position argument of nth_value(x, n), lag(x, n) or
+// lead(x, n) when it is an integer constant (lag(x), lead(x): 1), else 0.
 func nthOf(fc *pg_query.FuncCall) int64 {
-	if funcName(fc) == "lag" && len(fc.Args) == 1 {
+	switch fn := funcName(fc); {
+	case (fn == "lag" || fn == "lead") && len(fc.Args) == 1:
 		return 1
-	}
-	if (funcName(fc) != "nth_value" && funcName(fc) != "lag") || len(fc.Args) != 2 {
+	case (fn != "nth_value" && fn != "lag" && fn != "lead") || len(fc.Args) != 2:
 		return 0
 	}
 	if iv, ok := fc.Args[1].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {

@@ -73,9 +73,11 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		}
 		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N}
 		switch c.Func {
-		case "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value", "nth_value", "count", "min", "max":
+		case "row_number", "rank", "dense_rank", "lag", "first_value", "last_value", "nth_value", "count", "min", "max":
 		case "ntile", "percent_rank", "cume_dist":
 			w.whole = true
+		case "lead":
+			w.whole = w.whole || c.N > 1 // reads n rows ahead within the partition
 		case "sum":
 			if k := col.c.kind; k != kInt && k != kNumeric {
 				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running sum of type %d across shards is not supported (only integer and numeric sums are exact in any order)", col.c.oid),
@@ -149,7 +151,11 @@ func (w *windower) next() ([][]byte, error) {
 			}
 			c.back = append(c.back, keepValue(nil, r.row[c.pos]))
 		case "lead":
-			if after != nil {
+			if c.n > 1 { // the group is the whole partition (whole)
+				if k := int64(i) + c.n; k < int64(len(w.group)) {
+					out = w.group[k].row[c.pos]
+				}
+			} else if after != nil {
 				out = after.row[c.pos]
 			}
 		case "percent_rank", "cume_dist":
