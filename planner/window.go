@@ -65,7 +65,7 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) != 2 || fc.FuncVariadic || fc.AggStar || !fromPartitionStart(w.FrameOptions) || nthOf(fc) < 1 {
 			return nil
 		}
-	case "count", "sum", "min", "max":
+	case "count", "sum", "avg", "min", "max":
 		// Running aggregates (or a partition's total, without ORDER BY;
 		// OVER () is pulled out instead: pullout_window.go).
 		if len(fc.Args)+boolInt(fc.AggStar) != 1 || fc.FuncVariadic || !fromPartitionStart(w.FrameOptions) ||
@@ -181,7 +181,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			whole = true
 		case "lead":
 			whole = whole || nthOf(call) > 1 // reads further ahead: the partition is buffered
-		case "count", "sum", "min", "max", "last_value", "nth_value":
+		case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
 			peers = true
 		}
 	}
@@ -218,7 +218,15 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		if fn == "ntile" {
 			n = ntileOf(call)
 		}
-		cols = append(cols, plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n})
+		col := plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n}
+		if fn == "avg" {
+			// avg(x) over the row itself types the column; the exact sum(x)
+			// beside it (hidden) is what the proxy accumulates.
+			sum := proto.Clone(call).(*pg_query.FuncCall)
+			sum.Funcname = []*pg_query.Node{pg_query.MakeStrNode("sum")}
+			col.Arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(overCurrentRow(sum), plan.AggColumn{})})
+		}
+		cols = append(cols, col)
 	}
 	for _, c := range cols {
 		mb.oneMore = mb.oneMore || c.Func == "lead"
@@ -232,6 +240,11 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	}
 	if partition > len(m.keys) {
 		return refuse()
+	}
+	for k := range cols {
+		if cols[k].Func == "avg" {
+			cols[k].Arg = mb.resolve(colIdxOf(cols[k].Arg))
+		}
 	}
 	m.window = cols
 	m.windowPartition = partition
@@ -269,7 +282,7 @@ func ntileOf(fc *pg_query.FuncCall) int64 {
 }
 
 func isWindowAggregate(fn string) bool {
-	return fn == "count" || fn == "sum" || fn == "min" || fn == "max"
+	return fn == "count" || fn == "sum" || fn == "avg" || fn == "min" || fn == "max"
 }
 
 // overCurrentRow is call over the frame of the current row alone: `f(x)

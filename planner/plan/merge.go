@@ -270,6 +270,9 @@ type WindowColumn struct {
 	// N is nth_value's position, lag's offset (1 for lag(x)) or ntile's
 	// bucket count.
 	N int64
+	// Arg is avg's hidden input column: each row's exact sum(x) (Column
+	// holds avg(x) over the row itself, for the result's type).
+	Arg int
 }
 
 // Project drops the last Hidden columns of every row and of the

@@ -99,6 +99,7 @@ var corpus = []string{
 	`SELECT grp, id, sum(id) OVER (PARTITION BY grp ORDER BY id), count(*) OVER (PARTITION BY grp ORDER BY id), max(id) OVER (PARTITION BY grp ORDER BY id ROWS UNBOUNDED PRECEDING) FROM t ORDER BY grp, id`,
 	`SELECT grp, id, last_value(id) OVER (PARTITION BY grp ORDER BY id), nth_value(id, 2) OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY grp, id`,
 	`SELECT grp, id, ntile(3) OVER (PARTITION BY grp ORDER BY id), percent_rank() OVER (PARTITION BY grp ORDER BY id), cume_dist() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY grp, id`,
+	`SELECT grp, id, avg(id) OVER (PARTITION BY grp ORDER BY id), avg(id) OVER (PARTITION BY grp ORDER BY id ROWS UNBOUNDED PRECEDING) FROM t ORDER BY grp, id`,
 	`SELECT grp, id, lag(f) OVER (PARTITION BY grp ORDER BY id), first_value(id) OVER (PARTITION BY grp ORDER BY id), lead(f) OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY grp, id`,
 	// aggregates
 	`SELECT count(*) FROM t`,

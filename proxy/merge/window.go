@@ -54,10 +54,14 @@ type windowCol struct {
 	nth    []byte   // nth_value: the partition's n-th row's value, once read
 	n      int64    // nth_value's and lag's position (lag(x): 1)
 	back   [][]byte // lag: the partition's last n values
+	c      *codec
+	// in is the column an aggregate reads: pos, or avg's hidden exact sum
+	in       int
+	inC      *codec
+	inFormat int16
+	acc      aggState // aggregates: the partition's running state
 	// ntile's state in the partition (PostgreSQL's window_ntile)
 	tile, tileRows, tileBoundary, tileRemainder int64
-	c                                           *codec
-	acc                                         aggState // aggregates: the partition's running state
 }
 
 func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, error) {
@@ -71,16 +75,22 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		if err != nil {
 			return nil, layout{}, err
 		}
-		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N}
+		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N, in: p}
+		if c.Func == "avg" {
+			if col.in, err = b.col(lay, c.Arg, "window function"); err != nil {
+				return nil, layout{}, err
+			}
+		}
+		col.inC, col.inFormat = lay.codecs[col.in], lay.fields[col.in].Format
 		switch c.Func {
 		case "row_number", "rank", "dense_rank", "lag", "first_value", "last_value", "nth_value", "count", "min", "max":
 		case "ntile", "percent_rank", "cume_dist":
 			w.whole = true
 		case "lead":
 			w.whole = w.whole || c.N > 1 // reads n rows ahead within the partition
-		case "sum":
-			if k := col.c.kind; k != kInt && k != kNumeric {
-				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running sum of type %d across shards is not supported (only integer and numeric sums are exact in any order)", col.c.oid),
+		case "sum", "avg":
+			if k := col.inC.kind; k != kInt && k != kNumeric {
+				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running %s of type %d across shards is not supported (only integer and numeric sums are exact in any order)", c.Func, col.inC.oid),
 					Hint: "cast the argument to numeric, or partition the window by the distribution key"}
 			}
 		default:
@@ -198,7 +208,7 @@ func (w *windower) next() ([][]byte, error) {
 			}
 		default: // running aggregates
 			if c.rows {
-				if err := c.add(r.row[c.pos]); err != nil {
+				if err := c.add(r.row[c.in]); err != nil {
 					return nil, err
 				}
 			}
@@ -280,7 +290,7 @@ func (w *windower) readGroup() error {
 			continue
 		}
 		for _, r := range w.group {
-			if err := c.add(r.row[c.pos]); err != nil {
+			if err := c.add(r.row[c.in]); err != nil {
 				return err
 			}
 		}
@@ -351,19 +361,22 @@ func (w *windower) hold(r windowRow) error {
 }
 
 func isWindowAgg(fn string) bool {
-	return fn == "count" || fn == "sum" || fn == "min" || fn == "max"
+	return fn == "count" || fn == "sum" || fn == "min" || fn == "max" || fn == "avg"
 }
 
 // add folds a row's value into the running aggregate. The shards send
 // each row's own aggregate (count: 0 or 1; sum, min, max: the value, typed
 // as the aggregate's result), so combining is adding or comparing.
 func (c *windowCol) add(raw []byte) error {
-	v, err := c.c.decode(raw, c.format)
+	v, err := c.inC.decode(raw, c.inFormat)
 	if err != nil || v.null {
 		return err
 	}
 	s := &c.acc
 	switch c.fn {
+	case "avg":
+		sumAdd(c.inC, s, v)
+		s.cnt++
 	case "count":
 		s.n += v.i
 	case "sum":
@@ -408,6 +421,22 @@ func (c *windowCol) result() ([]byte, error) {
 			return nil, nil
 		}
 		return s.raw, nil
+	case "avg": // numeric_div of the exact sum by the count, as PostgreSQL's avg
+		if s.cnt == 0 {
+			return nil, nil
+		}
+		sum := s.dsum
+		if c.inC.kind == kInt {
+			sum = &decimal{}
+			sum.unscaled.Set(s.isum)
+		}
+		n := &decimal{}
+		n.unscaled.SetInt64(s.cnt)
+		d, err := divDecimal(sum, n)
+		if err != nil {
+			return nil, err
+		}
+		return c.c.encode(nil, value{d: d}, c.format)
 	}
 	return nil, &Error{Code: "XX000", Message: "shardproxy merge: unexpected window aggregate " + c.fn}
 }

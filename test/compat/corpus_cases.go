@@ -492,6 +492,8 @@ func buildCorpus() []Case {
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), count(karma) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING), min(karma) OVER (ORDER BY id) FROM users WHERE id < 50 ORDER BY id",
 		"SELECT level, id, sum(id) OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 70 ORDER BY level, id",
 		"SELECT level, count(*) OVER (PARTITION BY level), max(name) OVER (PARTITION BY level) FROM users WHERE id < 70 ORDER BY level",
+		"SELECT id, avg(karma) OVER (ORDER BY id), avg(level) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING), avg(id) OVER (ORDER BY id) FROM users WHERE id < 40 ORDER BY id",
+		"SELECT level, avg(karma) OVER (PARTITION BY level), avg(flags) OVER (PARTITION BY level) FROM users ORDER BY level",
 		"SELECT author_id % 3, sum(like_count) OVER (PARTITION BY author_id % 3), max(created_at) OVER (PARTITION BY author_id % 3), min(created_at) OVER (PARTITION BY author_id % 3) FROM posts WHERE id < 120 ORDER BY author_id % 3",
 		"SELECT created_at::date AS day, count(*) OVER (ORDER BY created_at::date) AS running FROM posts WHERE like_count > 45 ORDER BY created_at::date LIMIT 10",
 	)
@@ -511,7 +513,7 @@ func buildCorpus() []Case {
 		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
-		"SELECT id, avg(karma) OVER (ORDER BY id) FROM users",
+		"SELECT id, avg(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
