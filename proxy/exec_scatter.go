@@ -172,9 +172,16 @@ func (ss *session) startScatter(snap *topology.Snapshot, sc *plan.Scatter, args 
 			continue
 		}
 		run.feeds = append(run.feeds, f)
-		go f.pump()
 	}
+	// Published before any shard gets its part: a client's cancel that
+	// sees a shard running the statement finds the run (a goroutine
+	// switch between the pumps' start and the publication lost it).
 	ss.scatter.Store(run)
+	for _, f := range run.feeds {
+		if f.sc != nil {
+			go f.pump()
+		}
+	}
 	return run, nil
 }
 
