@@ -54,7 +54,7 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 			return nil
 		}
 	case "ntile":
-		if len(fc.Args) != 1 || fc.AggStar || ntileOf(fc) < 1 {
+		if len(fc.Args) != 1 || fc.AggStar || intConstArg(fc, 0) < 1 {
 			return nil
 		}
 	case "first_value", "last_value":
@@ -216,7 +216,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		}
 		n := nthOf(call)
 		if fn == "ntile" {
-			n = ntileOf(call)
+			n = intConstArg(call, 0)
 		}
 		col := plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n}
 		if fn == "avg" {
@@ -272,10 +272,9 @@ func nullOf(typ string) *pg_query.Node {
 	}}}
 }
 
-// ntileOf is ntile's bucket count when it is a positive integer constant,
-// else 0.
-func ntileOf(fc *pg_query.FuncCall) int64 {
-	if iv, ok := fc.Args[0].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {
+// intConstArg is fc's i-th argument when it is an integer constant, else 0.
+func intConstArg(fc *pg_query.FuncCall, i int) int64 {
+	if iv, ok := fc.Args[i].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {
 		return int64(iv.Ival.Ival)
 	}
 	return 0
@@ -307,8 +306,5 @@ func nthOf(fc *pg_query.FuncCall) int64 {
 	case (fn != "nth_value" && fn != "lag" && fn != "lead") || len(fc.Args) != 2:
 		return 0
 	}
-	if iv, ok := fc.Args[1].GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil {
-		return int64(iv.Ival.Ival)
-	}
-	return 0
+	return intConstArg(fc, 1)
 }

@@ -2,10 +2,8 @@ package merge
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
@@ -113,18 +111,15 @@ func (w *windower) next() ([][]byte, error) {
 	i := w.at
 	w.at++
 	r := &w.group[i]
-	var after *windowRow // the row after r in its partition, for lead
-	if i+1 < len(w.group) {
-		after = &w.group[i+1]
-	} else if w.following != nil && bytes.Equal(w.following.key[:w.following.p], r.key[:r.p]) {
-		after = w.following
-	}
 	w.number++
 	if i == 0 || !bytes.Equal(w.group[i-1].key, r.key) {
 		w.rank, w.dense = w.number, w.dense+1 // a new peer group
-		w.peerEnd = i
-		for w.peerEnd+1 < len(w.group) && bytes.Equal(w.group[w.peerEnd+1].key, r.key) {
-			w.peerEnd++
+		w.peerEnd = len(w.group) - 1          // a group is one peer group, unless whole
+		if w.whole {
+			w.peerEnd = i
+			for w.peerEnd+1 < len(w.group) && bytes.Equal(w.group[w.peerEnd+1].key, r.key) {
+				w.peerEnd++
+			}
 		}
 	}
 	// A lead reads the next row's original value: r's columns are replaced
@@ -137,17 +132,19 @@ func (w *windower) next() ([][]byte, error) {
 		}
 		var out []byte
 		switch c.fn {
-		case "row_number", "rank", "dense_rank":
+		case "row_number", "rank", "dense_rank", "ntile":
 			v := w.number
-			if c.fn == "rank" {
+			switch c.fn {
+			case "rank":
 				v = w.rank
-			} else if c.fn == "dense_rank" {
+			case "dense_rank":
 				v = w.dense
+			case "ntile":
+				v = c.ntile(int64(len(w.group))) // the partition's rows (whole)
 			}
-			if c.format == 1 {
-				out = binary.BigEndian.AppendUint64(nil, uint64(v))
-			} else {
-				out = strconv.AppendInt(nil, v, 10)
+			var err error
+			if out, err = c.c.encode(nil, value{i: v}, c.format); err != nil {
+				return nil, err
 			}
 		case "lag":
 			// The last n values of the partition, oldest first.
@@ -159,14 +156,16 @@ func (w *windower) next() ([][]byte, error) {
 				out = c.back[0]
 				c.back = c.back[1:]
 			}
-			c.back = append(c.back, keepValue(nil, r.row[c.pos]))
+			c.back = append(c.back, keepValue(r.row[c.pos]))
 		case "lead":
 			if c.n > 1 { // the group is the whole partition (whole)
 				if k := int64(i) + c.n; k < int64(len(w.group)) {
 					out = w.group[k].row[c.pos]
 				}
-			} else if after != nil {
-				out = after.row[c.pos]
+			} else if i+1 < len(w.group) {
+				out = w.group[i+1].row[c.pos]
+			} else if f := w.following; f != nil && bytes.Equal(f.key[:f.p], r.key[:r.p]) {
+				out = f.row[c.pos] // the next group's first row, same partition
 			}
 		case "percent_rank", "cume_dist":
 			n := float64(len(w.group)) // the partition's rows (whole)
@@ -180,16 +179,9 @@ func (w *windower) next() ([][]byte, error) {
 			if out, err = c.c.encode(nil, value{f: f}, c.format); err != nil {
 				return nil, err
 			}
-		case "ntile":
-			t := c.ntile(int64(len(w.group)))
-			if c.format == 1 {
-				out = binary.BigEndian.AppendUint32(nil, uint32(t))
-			} else {
-				out = strconv.AppendInt(nil, t, 10)
-			}
 		case "first_value":
 			if w.number == 1 {
-				c.kept = keepValue(nil, r.row[c.pos])
+				c.kept = keepValue(r.row[c.pos])
 			}
 			out = c.kept
 		case "last_value":
@@ -276,10 +268,10 @@ func (w *windower) readGroup() error {
 		c := &w.cols[j]
 		switch c.fn {
 		case "last_value":
-			c.kept = keepValue(nil, w.group[len(w.group)-1].row[c.pos])
+			c.kept = keepValue(w.group[len(w.group)-1].row[c.pos])
 		case "nth_value":
 			if k := c.n - w.number - 1; k >= 0 && k < int64(len(w.group)) {
-				c.nth = keepValue(nil, w.group[k].row[c.pos])
+				c.nth = keepValue(w.group[k].row[c.pos])
 			}
 		}
 	}
@@ -390,7 +382,7 @@ func (c *windowCol) add(raw []byte) error {
 		}
 		// The value is sent as the shard sent it (text forms of dates and
 		// times depend on the session's settings).
-		s.v, s.raw = copyValues([]value{v})[0], keepValue(nil, raw)
+		s.v, s.raw = copyValues([]value{v})[0], keepValue(raw)
 	}
 	s.has = true
 	return nil
@@ -442,9 +434,9 @@ func (c *windowCol) result() ([]byte, error) {
 }
 
 // keepValue copies v (nil stays nil: NULL).
-func keepValue(dst, v []byte) []byte {
+func keepValue(v []byte) []byte {
 	if v == nil {
 		return nil
 	}
-	return append(dst[:0:0], v...)
+	return append([]byte{}, v...)
 }
