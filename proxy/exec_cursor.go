@@ -500,6 +500,21 @@ func (ss *session) cursorStatement(o *plan.Session, cr *cursorRead, rf []int16, 
 	return "FETCH " + strconv.Itoa(n), nil
 }
 
+// describeProxyCursor answers Describe of the portal a cross-shard cursor
+// is (a SQL cursor is a portal too; psycopg 3 describes its server-side
+// cursors that way): the rows' shape in the cursor's own formats.
+func (ss *session) describeProxyCursor(cr *cursorRead) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if ss.skip {
+		return nil
+	}
+	cr.setFormats(nil)
+	ss.out = appendEncoded(ss.out, cr.rowDescription())
+	return nil
+}
+
 // describeCursorStatement answers Describe of a FETCH on a cross-shard
 // cursor (its row shape in the formats rf; a statement Describe passes
 // formats all zero, as PostgreSQL reports them) or of CLOSE and DECLARE

@@ -26,6 +26,9 @@ type stmtEntry struct {
 
 	routeOnce sync.Once
 	route     *routeInfo // planner analysis and parameter types (sharded topologies)
+
+	deallocOnce sync.Once
+	dealloc     *sqlclass.Statement // the text is this one DEALLOCATE (deallocate.go)
 }
 
 // isQuery reports whether e is the protocol-level entry of query (any

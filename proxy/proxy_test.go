@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
 
@@ -31,8 +32,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testCluster = c
+	pool.SetVerifyPrepared(true) // every released connection's statement cache is checked against its server
 	code := m.Run()
 	c.Stop()
+	if n := pool.PreparedDrift(); n > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d cached prepared statements were missing on their server (see the log)\n", n)
+		code = 1
+	}
 	os.Exit(code)
 }
 

@@ -208,6 +208,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 			if ss.blockedByAbort(shard) {
 				return true, ss.failExtendedTx(&sqlError{abortedError})
 			}
+			ss.noteDeclare(ri.analysis, shard)
 			if !o.ReadOnly {
 				if err := ss.checkWrite([]string{shard}); err != nil {
 					return true, ss.failExtendedTx(err)
@@ -343,7 +344,9 @@ func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPo
 	}
 	shard, ok := ss.portals[portal]
 	if !ok {
-		shard = ss.sessionStatementShard(snap)
+		if shard, ok = ss.cursors[portal]; !ok { // a SQL cursor is a portal too (psycopg 3 describes it)
+			shard = ss.sessionStatementShard(snap)
+		}
 	}
 	return nil, ss.usePortalShard(snap, shard)
 }

@@ -47,14 +47,7 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 			if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
 				shard = ss.shard
 			}
-			if len(a.Statements) == 1 && a.Statements[0].Kind == planner.KindCursor {
-				if name := declaredCursor(sql); name != "" {
-					if ss.cursors == nil {
-						ss.cursors = make(map[string]string)
-					}
-					ss.cursors[name] = shard
-				}
-			}
+			ss.noteDeclare(a, shard)
 			return ss.relayRouted(snap, shard, !o.ReadOnly, op, body)
 		}
 	case *plan.Session:
@@ -473,6 +466,20 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 		return ss.queryFailed(err)
 	}
 	return ss.relayQuery(body)
+}
+
+// noteDeclare records the shard of a single-shard cursor that a DECLARE
+// statement opens, for its FETCH, CLOSE and Describe.
+func (ss *session) noteDeclare(a *planner.Analysis, shard string) {
+	if len(a.Statements) != 1 || a.Statements[0].Kind != planner.KindCursor {
+		return
+	}
+	if name := declaredCursor(a.SQL); name != "" {
+		if ss.cursors == nil {
+			ss.cursors = make(map[string]string)
+		}
+		ss.cursors[name] = shard
+	}
 }
 
 // declaredCursor returns the (lower-cased) name a DECLARE statement

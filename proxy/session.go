@@ -42,6 +42,9 @@ const (
 	expSynthError                   // emit err, then skip to the Sync like PostgreSQL
 	expBindSwallow                  // BindComplete of an auto-prepared Query, dropped
 	expDescribeQuery                // RowDescription (forwarded) | NoData (dropped) of an auto-prepared Query
+	expSynthBind                    // emit BindComplete without the server
+	expSynthNoData                  // emit NoData without the server
+	expSynthDone                    // emit CommandComplete with tag name; restore undoes the statement
 )
 
 type expect struct {
@@ -54,6 +57,8 @@ type expect struct {
 	stmt   *stmtEntry  // Execute: the statement of the portal (for SET tracking)
 	auto   *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
 	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
+
+	restore func() // expSynthDone: undoes the proxy-run statement when PostgreSQL would have skipped it
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
@@ -105,6 +110,8 @@ type session struct {
 	autoClose     string                // auto-prepare: stale server statement to close before the retry
 	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
 	apQuery       []byte                // auto-prepare: the Query body of the exchange in flight
+
+	deallocs map[string]*sqlclass.Statement // portals bound to a DEALLOCATE the proxy runs (deallocate.go)
 
 	sc    *pool.ServerConn
 	sr    msgReader // server messages, valid while sc != nil
@@ -920,6 +927,14 @@ func (ss *session) handleBind(body []byte) error {
 		return newSQLError(codeProtocolViolation, "invalid Bind message format")
 	}
 	e := ss.stmts[string(stmt)]
+	if len(ss.deallocs) > 0 {
+		delete(ss.deallocs, string(portal))
+	}
+	if e != nil {
+		if d, ok := e.deallocation(); ok {
+			return ss.bindDeallocate(string(portal), e, d)
+		}
+	}
 	if snap, sharded := ss.snapshot(); sharded {
 		ss.batch = true
 		handled, err := ss.routeBind(snap, string(portal), e, rest)
@@ -971,6 +986,13 @@ func (ss *session) handleDescribe(body []byte) error {
 	if len(body) < 2 {
 		return newSQLError(codeProtocolViolation, "invalid Describe message format")
 	}
+	if body[0] == 'P' && len(ss.deallocs) > 0 {
+		if name, _, ok := cstring(body[1:]); ok && ss.deallocs[string(name)] != nil {
+			ss.batch = true
+			ss.push(expect{kind: expSynthNoData})
+			return nil
+		}
+	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, ok := cstring(body[1:])
 		if !ok {
@@ -978,6 +1000,9 @@ func (ss *session) handleDescribe(body []byte) error {
 		}
 		ss.batch = true
 		if body[0] == 'P' {
+			if cr := ss.multiCursor[string(name)]; cr != nil && ss.multi[string(name)] == nil {
+				return ss.describeProxyCursor(cr)
+			}
 			mp, err := ss.portalShard(snap, string(name))
 			if err != nil {
 				return ss.failExtendedTx(err)
@@ -1041,6 +1066,13 @@ func putLen(b []byte, n int) {
 }
 
 func (ss *session) handleExecute(body []byte) error {
+	if len(ss.deallocs) > 0 {
+		if name, _, ok := cstring(body); ok {
+			if d := ss.deallocs[string(name)]; d != nil {
+				return ss.executeDeallocate(d)
+			}
+		}
+	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, ok := cstring(body)
 		if !ok {
@@ -1091,6 +1123,13 @@ func (ss *session) handleClose(body []byte) error {
 		delete(ss.stmts, n)
 		ss.push(expect{kind: expSynthClose, name: n, prev: prev})
 		return nil
+	}
+	if len(ss.deallocs) > 0 {
+		if name, _, ok := cstring(body[1:]); ok && ss.deallocs[string(name)] != nil {
+			delete(ss.deallocs, string(name))
+			ss.push(expect{kind: expSynthClose})
+			return nil
+		}
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, _ := cstring(body[1:])
@@ -1201,6 +1240,18 @@ func (ss *session) drain() error {
 			continue
 		case expSynthClose:
 			ss.out = appendEmpty(ss.out, msgCloseComplete)
+			ss.pop()
+			continue
+		case expSynthBind:
+			ss.out = appendEmpty(ss.out, msgBindComplete)
+			ss.pop()
+			continue
+		case expSynthNoData:
+			ss.out = appendEmpty(ss.out, msgNoData)
+			ss.pop()
+			continue
+		case expSynthDone:
+			ss.out = appendCommandComplete(ss.out, e.name)
 			ss.pop()
 			continue
 		case expSynthError:
@@ -1486,6 +1537,10 @@ func (ss *session) undo(e *expect, failed bool) {
 	case expSynthClose:
 		if e.prev != nil {
 			ss.stmts[e.name] = e.prev
+		}
+	case expSynthDone:
+		if e.restore != nil {
+			e.restore()
 		}
 	case expCloseSwallow:
 		// The evicted statement is still on the server but no longer in

@@ -375,6 +375,13 @@ func (p *Pool) Release(sc *ServerConn, resetQuery bool) {
 		sc.Prepared.Clear()
 		sc.Applied = nil
 	}
+	if verifyPrepared.Load() {
+		p.verifyStmtCache(sc)
+		if sc.broken.Load() {
+			p.Discard(sc)
+			return
+		}
+	}
 	now := time.Now()
 	sc.LastUsed = now
 	p.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
 
@@ -87,7 +88,12 @@ func (o *onceTB) Cleanup(f func()) { benchCleanups = append(benchCleanups, f) }
 var benchCleanups []func()
 
 func TestMain(m *testing.M) {
+	pool.SetVerifyPrepared(true) // every released connection's statement cache is checked against its server
 	code := m.Run()
+	if n := pool.PreparedDrift(); n > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d cached prepared statements were missing on their server (see the log)\n", n)
+		code = 1
+	}
 	for i := len(benchCleanups) - 1; i >= 0; i-- {
 		benchCleanups[i]()
 	}

@@ -14,9 +14,22 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 	"github.com/shardproxy/shardproxy/test/wait"
 )
+
+// TestMain checks every server connection a proxy releases: its cached
+// prepared statements must exist on its server (pool.SetVerifyPrepared).
+func TestMain(m *testing.M) {
+	pool.SetVerifyPrepared(true)
+	code := m.Run()
+	if n := pool.PreparedDrift(); n > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d cached prepared statements were missing on their server (see the log)\n", n)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 // runningProxy is an in-process shardproxy serving on a loopback port.
 type runningProxy struct {

@@ -421,6 +421,11 @@ func TestCrossShardCursors(t *testing.T) {
 		return &pgproto3.Execute{Portal: portal, MaxRows: n}
 	}
 	sync := &pgproto3.Sync{}
+	// ext is one statement the way libpq's PQsendQueryParams sends it.
+	ext := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{},
+			&pgproto3.Describe{ObjectType: 'P'}, exec("", 0), sync}
+	}
 	scripts := []struct {
 		name  string
 		steps [][]pgproto3.FrontendMessage
@@ -483,6 +488,22 @@ func TestCrossShardCursors(t *testing.T) {
 			{&pgproto3.Bind{PreparedStatement: "f"}, exec("", 0), sync},
 			{&pgproto3.Parse{Query: "CLOSE e"}, &pgproto3.Bind{}, exec("", 0), sync},
 			{q("COMMIT")},
+		}},
+		// psycopg 3's server-side cursors: every statement through the
+		// extended protocol, and the cursor's shape read with a Describe
+		// of the portal the SQL cursor is.
+		{"SQL cursors described as portals", [][]pgproto3.FrontendMessage{
+			ext("BEGIN"),
+			ext(`DECLARE "sc" CURSOR FOR SELECT id, name FROM users ORDER BY name DESC, id`),
+			{&pgproto3.Describe{ObjectType: 'P', Name: "sc"}, sync},
+			ext(`FETCH FORWARD 5 FROM "sc"`),
+			ext(`DECLARE one CURSOR FOR SELECT id, name, country FROM users WHERE id = 3`),
+			{&pgproto3.Describe{ObjectType: 'P', Name: "one"}, sync},
+			ext(`FETCH FORWARD 10 FROM "one"`),
+			ext(`FETCH FORWARD 100 FROM "sc"`),
+			ext(`CLOSE "sc"`),
+			{&pgproto3.Describe{ObjectType: 'P', Name: "sc"}, sync},
+			ext("ROLLBACK"),
 		}},
 	}
 	for _, s := range scripts {

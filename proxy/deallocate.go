@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
+)
+
+// DEALLOCATE sent with the extended protocol (psycopg 3 evicts its
+// statement cache with "DEALLOCATE _pg3_N" and sends "DEALLOCATE ALL" after
+// a failed transaction) is answered by the proxy, as the simple-query path
+// does: the statements it names are the client's, while the server copies
+// belong to the connection's LRU, which other clients share. Forwarded,
+// "DEALLOCATE ALL" would drop every client's statements on that server
+// connection behind the LRU's back (later Binds there failed with 26000),
+// and "DEALLOCATE name" would name a statement the server knows by another
+// name.
+
+// deallocation returns the statement's DEALLOCATE when the text is exactly
+// one DEALLOCATE statement.
+func (e *stmtEntry) deallocation() (*sqlclass.Statement, bool) {
+	e.deallocOnce.Do(func() {
+		q := e.key
+		for i := 0; i < len(q); i++ {
+			if q[i] == 0 {
+				q = q[:i]
+				break
+			}
+		}
+		if !strings.Contains(strings.ToLower(q), "deallocate") {
+			return
+		}
+		if cs := e.classes(); len(cs) == 1 && (cs[0].Kind == sqlclass.Deallocate || cs[0].Kind == sqlclass.DeallocateAll) {
+			e.dealloc = &cs[0]
+		}
+	})
+	return e.dealloc, e.dealloc != nil
+}
+
+// bindDeallocate binds portal to a DEALLOCATE the proxy runs itself.
+func (ss *session) bindDeallocate(portal string, e *stmtEntry, d *sqlclass.Statement) error {
+	delete(ss.multi, portal)
+	delete(ss.portals, portal)
+	if ss.deallocs == nil {
+		ss.deallocs = make(map[string]*sqlclass.Statement)
+	}
+	ss.deallocs[portal] = d
+	if portal == "" {
+		ss.portalStmt = e
+	}
+	ss.batch = true
+	ss.push(expect{kind: expSynthBind})
+	return nil
+}
+
+// executeDeallocate runs a DEALLOCATE portal: the client's statements go,
+// as PostgreSQL would drop them at this point of the batch (an error
+// earlier in the batch skips it and restores them: undo).
+func (ss *session) executeDeallocate(d *sqlclass.Statement) error {
+	ss.batch = true
+	if ss.txStatus == 'E' {
+		return ss.failExtended(&sqlError{abortedError})
+	}
+	if d.Kind == sqlclass.DeallocateAll {
+		stmts, sqlStmts := maps.Clone(ss.stmts), maps.Clone(ss.sqlStmts)
+		unnamed, hasUnnamed := ss.stmts[""]
+		clear(ss.stmts)
+		clear(ss.sqlStmts)
+		if hasUnnamed { // the unnamed statement is not a prepared statement DEALLOCATE drops
+			ss.stmts[""] = unnamed
+		}
+		ss.push(expect{kind: expSynthDone, name: "DEALLOCATE ALL", restore: func() {
+			ss.stmts, ss.sqlStmts = stmts, sqlStmts
+		}})
+		return nil
+	}
+	name := d.Name
+	if prev, ok := ss.sqlStmts[name]; ok {
+		delete(ss.sqlStmts, name)
+		ss.push(expect{kind: expSynthDone, name: "DEALLOCATE", restore: func() { ss.sqlStmts[name] = prev }})
+		return nil
+	}
+	if prev, ok := ss.stmts[name]; ok && name != "" {
+		delete(ss.stmts, name)
+		ss.push(expect{kind: expSynthDone, name: "DEALLOCATE", restore: func() { ss.stmts[name] = prev }})
+		return nil
+	}
+	return ss.failExtended(newSQLError(codeUndefinedPrepared, fmt.Sprintf("prepared statement %q does not exist", name)))
+}

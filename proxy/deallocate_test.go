@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shardproxy/shardproxy/proxy/config"
+)
+
+// TestExtendedDeallocate: DEALLOCATE sent with the extended protocol (as
+// psycopg 3 does to evict its statement cache, and with ALL after a failed
+// transaction) drops the client's statements only. Another client's
+// statement prepared on the same server connection keeps working (before,
+// the server ran DEALLOCATE ALL and that client's next Bind failed with
+// 26000); names and errors are PostgreSQL's.
+func TestExtendedDeallocate(t *testing.T) {
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 }) // one server connection for both clients
+	ctx := ctx10(t)
+	connectRaw := func() *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, tp.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	a, b := connectRaw(), connectRaw()
+	run := func(c *pgconn.PgConn, stmt string, args ...[]byte) (string, error) {
+		r := c.ExecPrepared(ctx, stmt, args, nil, nil).Read()
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return string(r.Rows[0][0]), nil
+	}
+	code := func(err error) string {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		return ""
+	}
+	if _, err := a.Prepare(ctx, "a1", "SELECT $1::int + 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := run(a, "a1", []byte("41")); err != nil || v != "42" {
+		t.Fatalf("a1: %q %v", v, err)
+	}
+	if _, err := b.Prepare(ctx, "b1", "SELECT $1::int * 2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Prepare(ctx, "b2", "SELECT $1::int * 3", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// DEALLOCATE name drops that statement of this client.
+	r := b.ExecParams(ctx, "DEALLOCATE b1", nil, nil, nil, nil).Read()
+	if r.Err != nil || r.CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("DEALLOCATE b1: %q %v", r.CommandTag, r.Err)
+	}
+	if _, err := run(b, "b1", []byte("1")); code(err) != "26000" {
+		t.Fatalf("b1 after DEALLOCATE: want 26000, got %v", err)
+	}
+	if v, err := run(b, "b2", []byte("5")); err != nil || v != "15" {
+		t.Fatalf("b2 after DEALLOCATE b1: %q %v", v, err)
+	}
+	r = b.ExecParams(ctx, "DEALLOCATE nosuch", nil, nil, nil, nil).Read()
+	if code(r.Err) != "26000" || r.Err.(*pgconn.PgError).Message != `prepared statement "nosuch" does not exist` {
+		t.Fatalf("DEALLOCATE nosuch: %v", r.Err)
+	}
+
+	// An error earlier in the batch: PostgreSQL skips the DEALLOCATE.
+	batch := &pgconn.Batch{}
+	batch.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+	batch.ExecParams("DEALLOCATE ALL", nil, nil, nil, nil)
+	if _, err := b.ExecBatch(ctx, batch).ReadAll(); code(err) != "22012" {
+		t.Fatalf("batch: want 22012, got %v", err)
+	}
+	if v, err := run(b, "b2", []byte("2")); err != nil || v != "6" {
+		t.Fatalf("b2 after a skipped DEALLOCATE ALL: %q %v", v, err)
+	}
+
+	// DEALLOCATE ALL drops b's statements, not a's on the shared server connection.
+	r = b.ExecParams(ctx, "DEALLOCATE ALL", nil, nil, nil, nil).Read()
+	if r.Err != nil || r.CommandTag.String() != "DEALLOCATE ALL" {
+		t.Fatalf("DEALLOCATE ALL: %q %v", r.CommandTag, r.Err)
+	}
+	if _, err := run(b, "b2", []byte("1")); code(err) != "26000" {
+		t.Fatalf("b2 after DEALLOCATE ALL: want 26000, got %v", err)
+	}
+	if v, err := run(a, "a1", []byte("1")); err != nil || v != "2" {
+		t.Fatalf("a1 after the other client's DEALLOCATE ALL: %q %v", v, err)
+	}
+	// b can prepare the names again.
+	if _, err := b.Prepare(ctx, "b2", "SELECT $1::int * 4", nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := run(b, "b2", []byte("2")); err != nil || v != "8" {
+		t.Fatalf("b2 re-prepared: %q %v", v, err)
+	}
+}
