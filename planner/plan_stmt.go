@@ -512,8 +512,8 @@ func (p *Planner) planCopy(st *stmtInfo, b *binding, sql string, params *Params)
 		if !ci.stdio {
 			return nil, unsupported("COPY of distributed table "+r.name+" with a server file or program cannot be split across shards", "use COPY ... FROM STDIN / TO STDOUT")
 		}
-		if ci.format == "binary" {
-			return nil, unsupported("COPY of distributed table "+r.name+" in binary format is not supported yet", "use FORMAT text or csv")
+		if ci.format == "binary" && !ci.from {
+			return nil, unsupported("COPY of distributed table "+r.name+" TO STDOUT in binary format is not supported yet", "use FORMAT text or csv")
 		}
 		if !ci.from {
 			return &plan.Scatter{Shards: b.r.ShardsOf(rb.dist), SQL: sql, Reason: "COPY TO of distributed table " + r.name,

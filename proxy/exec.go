@@ -422,7 +422,7 @@ func (ss *session) runWrite(snap *topology.Snapshot, parts []writePart, atomic b
 	if err := ss.checkMultiWrite(shards); err != nil {
 		return nil, err
 	}
-	wrap := atomic && ss.txStatus == 'I' && len(shards) > 1
+	wrap := atomic && !ss.inTransaction() && len(shards) > 1
 	var begun []string
 	if wrap {
 		for _, s := range shards {
@@ -466,23 +466,18 @@ func (ss *session) commitWrapped(snap *topology.Snapshot, shards []string) error
 }
 
 // checkMultiWrite applies checkWrite to a write over shards. Outside a
-// transaction block a write over several shards is allowed before any
-// other write of an extended-protocol batch (runWrite makes it atomic on
-// its own).
+// transaction block a write over several shards runs inside transaction
+// blocks of its own (runWrite), committed together; in a pipelined batch
+// the batch becomes the proxy's transaction first, so the write commits
+// with the rest of it at the Sync.
 func (ss *session) checkMultiWrite(shards []string) error {
-	if len(shards) <= 1 || ss.txStatus != 'I' {
-		return ss.checkWrite(shards)
-	}
-	if ss.txWriter != "" {
-		return &plan.Unsupported{
-			Message: "a write to several shards after another write in the same pipelined batch is not supported",
-			Hint:    "wrap the batch in BEGIN … COMMIT, or send a Sync between the writes",
+	if len(shards) > 1 && ss.batch && !ss.inTransaction() {
+		snap, _ := ss.snapshot()
+		if err := ss.beginImplicitTx(snap); err != nil {
+			return err
 		}
 	}
-	if ss.batch {
-		ss.txWriter = multiShardWriter
-	}
-	return nil
+	return ss.checkWrite(shards)
 }
 
 // multiShardWriter marks a batch that already ran a multi-shard write.
@@ -543,7 +538,7 @@ func (ss *session) copyFanout(snap *topology.Snapshot, sql string, shards []stri
 	if err := ss.checkMultiWrite(shards); err != nil {
 		return "", ss.discardCopyIn(err)
 	}
-	wrap := atomic && ss.txStatus == 'I' && len(shards) > 1
+	wrap := atomic && !ss.inTransaction() && len(shards) > 1
 	var begun []string
 	var copyResp []byte
 	fail := func(err error) (string, error) {

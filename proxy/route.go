@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/pool"
@@ -355,14 +353,16 @@ func (ss *session) parseShard(snap *topology.Snapshot, a *planner.Analysis) stri
 // checkWrite records the shards a transaction writes on. Inside a
 // transaction block any number may be written (COMMIT uses two-phase
 // commit when there are several). An extended-protocol batch outside one
-// (which PostgreSQL runs as one implicit transaction) may write on one
-// shard only: its parts commit at Sync, so a second shard is refused and
-// the first shard's part rolled back.
+// is one implicit transaction in PostgreSQL: when it writes on a second
+// shard the proxy makes it a transaction of its own, committed with
+// two-phase commit at the Sync (implicit_tx.go). Only after a write the
+// proxy already committed on several shards itself (INSERT … SELECT, a
+// key update) is another write of the batch refused.
 func (ss *session) checkWrite(shards []string) error {
 	if ss.txStatus == 'I' && !ss.batch {
 		return nil
 	}
-	explicit := ss.txStatus != 'I' || ss.txBegin != "" // a BEGIN earlier in this batch counts
+	explicit := ss.inTransaction()
 	for _, s := range shards {
 		if ss.txWriter == "" {
 			ss.txWriter = s
@@ -373,46 +373,26 @@ func (ss *session) checkWrite(shards []string) error {
 		if explicit || ss.txWriter == s {
 			continue
 		}
-		ss.abortBatchWrite()
-		return &plan.Unsupported{
-			Message: fmt.Sprintf("this pipelined batch (one implicit transaction) already wrote on shard %s and would now write on shard %s; a batch outside a transaction block may write on one shard only", ss.txWriter, s),
-			Hint:    "wrap the batch in BEGIN … COMMIT (two-phase commit makes it atomic), or send a Sync between the writes",
+		if ss.txWriter == multiShardWriter {
+			return &plan.Unsupported{
+				Message: "a write after a write to several shards in the same pipelined batch is not supported",
+				Hint:    "wrap the batch in BEGIN … COMMIT (two-phase commit makes it atomic), or send a Sync between the writes",
+			}
 		}
+		snap, _ := ss.snapshot()
+		if err := ss.beginImplicitTx(snap); err != nil {
+			return err
+		}
+		explicit = true
 	}
 	return nil
 }
 
-// abortBatchWrite rolls back what the shard written so far in an open
-// extended-protocol batch has not committed yet (PostgreSQL would roll the
-// whole implicit transaction back on the error that follows): an Execute
-// of a portal that cannot exist makes the server abort the implicit
-// transaction, and the Sync after it ends it. The server's error is not
-// shown; the client gets the proxy's.
-func (ss *session) abortBatchWrite() {
-	if ss.txWriter == "" || ss.txWriter == multiShardWriter {
-		return
-	}
-	msgs := appendFrontend(nil, &pgproto3.Execute{Portal: "shardproxy_abort_batch"})
-	msgs = appendEmpty(msgs, msgSync)
-	if ss.sc != nil && ss.shard == ss.txWriter {
-		if err := ss.settle(); err != nil || ss.sc == nil {
-			return
-		}
-		if ss.scBatch {
-			ss.runRaw(msgs)
-			ss.scBatch = false
-		}
-		return
-	}
-	for i := range ss.held {
-		if h := &ss.held[i]; h.shard == ss.txWriter && h.needSync {
-			if _, err := ss.exchangeHeld(h, msgs); err == nil || !isServerGone(err) {
-				h.needSync = false
-			}
-			return
-		}
-	}
-}
+// inTransaction reports whether the client's statements run inside a
+// transaction block: one the client opened (also with a BEGIN earlier in
+// this pipelined batch, before any ReadyForQuery said so), or one the
+// proxy opened around a batch.
+func (ss *session) inTransaction() bool { return ss.txStatus != 'I' || ss.txBegin != "" }
 
 // abortedError is PostgreSQL's answer to statements in a failed transaction.
 var abortedError = errorFields{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}
@@ -471,6 +451,7 @@ func (ss *session) resetTx() {
 	ss.txWriter = ""
 	ss.txWriters = ss.txWriters[:0]
 	ss.txAborted = false
+	ss.implicitTx = false
 	ss.endCursorReads()
 }
 

@@ -148,6 +148,8 @@ type session struct {
 	txWriter    string                  // the first shard written in this transaction or batch
 	txWriters   []string                // every shard written in this transaction, in order
 	txAborted   bool                    // the proxy raised an error inside the transaction
+	implicitTx  bool                    // the proxy opened the transaction around a pipelined batch (implicit_tx.go)
+	batchFailed bool                    // an error reached the client since implicitTx was set
 	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
 	suspended   *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
 	lastSnap    *topology.Snapshot      // snapshot() cache
@@ -753,6 +755,9 @@ func (ss *session) failExtended(err error) error {
 	if errors.As(err, &sg) {
 		return err
 	}
+	if err == errBatchFailed {
+		return nil // skipping to the Sync already
+	}
 	if debugTrace {
 		ss.srv.log.Debug("wire trace: request failed", "pid", ss.pid, "err", err)
 	}
@@ -821,6 +826,7 @@ func (ss *session) handleFuncCall(body []byte) error {
 
 // sendError queues an ErrorResponse for the client.
 func (ss *session) sendError(f errorFields) {
+	ss.batchFailed = true
 	ss.srv.metrics.countError(f.Code)
 	ss.out = appendError(ss.out, f)
 }
@@ -1173,6 +1179,10 @@ func (ss *session) handleSync() error {
 	if err := ss.endSuspended(); err != nil {
 		return err
 	}
+	if ss.implicitTx {
+		snap, _ := ss.snapshot()
+		return ss.syncImplicitTx(snap)
+	}
 	ss.skip = false
 	if ss.start.IsZero() {
 		ss.start = time.Now()
@@ -1390,6 +1400,7 @@ func (ss *session) drain() error {
 			}
 			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)
+			ss.batchFailed = true
 			ss.serverError(e)
 		case msgReadyForQuery:
 			if len(body) != 1 || (e.kind != expSync && e.kind != expQuery) {

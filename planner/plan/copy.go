@@ -39,8 +39,8 @@ func NewCopySplitter(cs *CopySplit, snap *topology.Snapshot) (*CopySplitter, err
 	if cs.KeyColumnIndex < 0 {
 		return nil, &Error{Code: "XX000", Message: "COPY key column position is not resolved"}
 	}
-	if cs.Format != "text" && cs.Format != "csv" {
-		return nil, &Unsupported{Message: fmt.Sprintf("COPY format %s cannot be split across shards", cs.Format), Hint: "use text or csv format"}
+	if cs.Format != "text" && cs.Format != "csv" && cs.Format != "binary" {
+		return nil, &Unsupported{Message: fmt.Sprintf("COPY format %s cannot be split across shards", cs.Format), Hint: "use text, csv or binary format"}
 	}
 	return &CopySplitter{cs: cs, r: router.For(snap)}, nil
 }
@@ -55,6 +55,9 @@ func (s *CopySplitter) Rows() int { return s.rows }
 func (s *CopySplitter) Write(data []byte, emit func(shard string, row []byte) error) error {
 	if s.done {
 		return nil
+	}
+	if s.cs.Format == "binary" {
+		return s.writeBinary(data, emit) // copy_binary.go
 	}
 	s.buf = append(s.buf, data...)
 	start := 0
@@ -116,6 +119,9 @@ func (s *CopySplitter) Close(emit func(shard string, row []byte) error) error {
 	if s.done || len(s.buf) == 0 {
 		return nil
 	}
+	if s.cs.Format == "binary" {
+		return &Error{Code: "22P04", Message: "unexpected EOF in COPY data"}
+	}
 	if s.inQ {
 		return &Error{Code: "22P04", Message: "unterminated CSV quoted field"}
 	}
@@ -144,7 +150,7 @@ func (s *CopySplitter) row(row []byte, emit func(string, []byte) error) error {
 		return err
 	}
 	if null {
-		return &Error{Code: "23502", Message: fmt.Sprintf("null value in distribution key column %q of relation %q (COPY row %d)", s.cs.KeyColumn, s.cs.Table, s.rows+1)}
+		return s.nullKey()
 	}
 	v, err := router.KeyFromText(s.cs.KeyType, key)
 	if err != nil {
@@ -156,6 +162,10 @@ func (s *CopySplitter) row(row []byte, emit func(string, []byte) error) error {
 	}
 	s.rows++
 	return emit(shard, row)
+}
+
+func (s *CopySplitter) nullKey() error {
+	return &Error{Code: "23502", Message: fmt.Sprintf("null value in distribution key column %q of relation %q (COPY row %d)", s.cs.KeyColumn, s.cs.Table, s.rows+1)}
 }
 
 // field returns the decoded key field of one line (without its newline).

@@ -236,7 +236,7 @@ type CopySplit struct {
 	KeyColumn      string
 	KeyType        topology.KeyType
 	KeyColumnIndex int
-	Format         string // "text" or "csv"
+	Format         string // "text", "csv" or "binary"
 	Delimiter      byte
 	Quote          byte // csv only
 	Escape         byte // csv only

@@ -101,6 +101,22 @@ func TestShardedPipelinedTransactions(t *testing.T) {
 	if x, y := names(); x != "four" || y != "four" {
 		t.Fatalf("after the batched COMMIT: %q %q, want four four", x, y)
 	}
+	// A write over every shard inside a pipelined BEGIN … ROLLBACK is
+	// the client's transaction's: rolled back with it.
+	if err := run("BEGIN", "UPDATE users SET name = 'everywhere' WHERE id IN ("+itoa(a)+", "+itoa(b)+")", "ROLLBACK"); err != nil {
+		t.Fatalf("batch with a multi-shard write rolled back: %v", err)
+	}
+	if x, y := names(); x != "four" || y != "four" {
+		t.Fatalf("after the rolled-back multi-shard write: %q %q, want four four", x, y)
+	}
+	// Outside a transaction block, a multi-shard write and then writes on
+	// single shards in one batch: all commit together.
+	if err := run("UPDATE users SET name = 'five' WHERE id IN ("+itoa(a)+", "+itoa(b)+")", upd(a, "six")); err != nil {
+		t.Fatalf("batch with a multi-shard write and another write: %v", err)
+	}
+	if x, y := names(); x != "six" || y != "five" {
+		t.Fatalf("after the batch with a multi-shard write: %q %q, want six five", x, y)
+	}
 	for _, name := range env.names {
 		var n int
 		if err := env.direct[name].QueryRow(context.Background(), "SELECT count(*) FROM pg_prepared_xacts").Scan(&n); err != nil || n != 0 {

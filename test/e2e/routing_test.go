@@ -306,6 +306,50 @@ func TestShardedRouting(t *testing.T) {
 		notices.take()
 	})
 
+	t.Run("binary COPY FROM STDIN (pgx CopyFrom) spreads rows by key", func(t *testing.T) {
+		var rows [][]any
+		for k := int64(2101); k <= 2300; k++ {
+			rows = append(rows, []any{k, fmt.Sprintf("bin%d", k), nil})
+		}
+		n, err := app.CopyFrom(ctx, pgx.Identifier{"users"}, []string{"id", "name", "country"}, pgx.CopyFromRows(rows))
+		if err != nil || n != 200 {
+			t.Fatalf("CopyFrom: %d, %v", n, err)
+		}
+		notices.take()
+		total := 0
+		for name, d := range env.direct {
+			r, err := d.Query(ctx, "SELECT id FROM users WHERE id BETWEEN 2101 AND 2300")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, _ := pgx.CollectRows(r, pgx.RowTo[int64])
+			total += len(ids)
+			for _, id := range ids {
+				if env.shardOf(t, id) != name {
+					t.Errorf("copied user %d on %s, hash says %s", id, name, env.shardOf(t, id))
+				}
+			}
+		}
+		if total != 200 {
+			t.Fatalf("%d binary-copied rows on the shards, want 200", total)
+		}
+		// A NULL key fails the whole COPY: nothing of it commits.
+		bad := [][]any{{int64(2301), "ok", nil}, {nil, "no key", nil}}
+		if _, err := app.CopyFrom(ctx, pgx.Identifier{"users"}, []string{"id", "name", "country"}, pgx.CopyFromRows(bad)); sqlState(err) != "23502" {
+			t.Fatalf("binary COPY with a NULL key: %v, want 23502", err)
+		}
+		var left int
+		if err := app.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = 2301").Scan(&left); err != nil || left != 0 {
+			t.Fatalf("row of the failed binary COPY: %d, %v", left, err)
+		}
+		// Not a binary COPY stream: PostgreSQL's error.
+		_, err = app.PgConn().CopyFrom(ctx, strings.NewReader("2302\tplain text\n01234567890123456789"), "COPY users (id, name) FROM STDIN (FORMAT binary)")
+		if sqlState(err) != "22P04" {
+			t.Fatalf("text data in a binary COPY: %v, want 22P04", err)
+		}
+		notices.take()
+	})
+
 	t.Run("reference writes reach every shard", func(t *testing.T) {
 		tag := mustExec(t, ctx, app, "INSERT INTO countries VALUES ('de', 'Germany'), ('fr', 'France')")
 		if tag.String() != "INSERT 0 2" {

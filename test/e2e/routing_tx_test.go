@@ -79,29 +79,63 @@ func TestShardedTransactions(t *testing.T) {
 		}
 	})
 
-	t.Run("a batch writing two shards is refused and rolled back", func(t *testing.T) {
+	t.Run("a batch writing two shards commits both or neither", func(t *testing.T) {
+		// psycopg 3's executemany and pgx batches outside a transaction
+		// block: one implicit transaction, made atomic with two-phase
+		// commit at the Sync.
 		a, b := env.twoKeysOnDifferentShards(t, 5)
-		batch := &pgx.Batch{}
-		batch.Queue("UPDATE users SET name = 'batched' WHERE id = $1", a)
-		batch.Queue("UPDATE users SET name = 'batched' WHERE id = $1", b)
-		br := app.SendBatch(ctx, batch)
-		_, err1 := br.Exec()
-		_, err2 := br.Exec()
-		err := br.Close()
-		if err == nil {
-			err = err1
+		runBatch := func(stmts ...string) error {
+			batch := &pgx.Batch{}
+			for _, s := range stmts {
+				batch.Queue(s)
+			}
+			return app.SendBatch(ctx, batch).Close()
 		}
-		if err == nil {
-			err = err2
+		upd := func(k int64, name string) string {
+			return "UPDATE users SET name = '" + name + "' WHERE id = " + itoa(k)
 		}
-		if sqlState(err) != "0A000" {
-			t.Fatalf("batch over two shards: %v, want 0A000", err)
-		}
-		for _, k := range []int64{a, b} {
-			if got := env.nameOnShard(t, ctx, k); got != "orig" {
-				t.Errorf("user %d after the refused batch: %q, want orig (nothing committed)", k, got)
+		check := func(what, want string) {
+			t.Helper()
+			for _, k := range []int64{a, b} {
+				if got := env.nameOnShard(t, ctx, k); got != want {
+					t.Fatalf("%s: user %d is %q, want %q", what, k, got, want)
+				}
+			}
+			if st := app.PgConn().TxStatus(); st != 'I' {
+				t.Fatalf("%s: transaction status %q, want I", what, st)
+			}
+			for shard, conn := range env.direct {
+				var open, prepared int
+				if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()),
+					(SELECT count(*) FROM pg_prepared_xacts)`).Scan(&open, &prepared); err != nil || open != 0 || prepared != 0 {
+					t.Fatalf("%s: shard %s has %d open and %d prepared transactions (%v)", what, shard, open, prepared, err)
+				}
 			}
 		}
+		if err := runBatch(upd(a, "batched"), upd(b, "batched"), "SELECT 1"); err != nil {
+			t.Fatalf("batch over two shards: %v", err)
+		}
+		check("committed batch", "batched")
+		var decisions int
+		if err := env.direct[env.shardOf(t, a)].QueryRow(ctx, "SELECT count(*) FROM shardproxy.commit_decisions").Scan(&decisions); err != nil || decisions == 0 {
+			t.Fatalf("no two-phase decision recorded on the first written shard (%d, %v)", decisions, err)
+		}
+		// A statement after both writes fails: neither commits.
+		if err := runBatch(upd(a, "lost"), upd(b, "lost"), "SELECT 1/0"); sqlState(err) != "22012" {
+			t.Fatalf("batch failing after its writes: %v, want 22012", err)
+		}
+		check("batch failing after its writes", "batched")
+		// The second shard's own write fails.
+		if err := runBatch(upd(a, "lost"), "UPDATE users SET name = (1/0)::text WHERE id = "+itoa(b)); sqlState(err) != "22012" {
+			t.Fatalf("batch whose second write fails: %v, want 22012", err)
+		}
+		check("batch whose second write fails", "batched")
+		// Back and forth between the shards, with reads in between.
+		if err := runBatch(upd(a, "x1"), upd(b, "x1"), "SELECT count(*) FROM users", upd(a, "x2"), upd(b, "x2")); err != nil {
+			t.Fatalf("batch alternating shards: %v", err)
+		}
+		check("batch alternating shards", "x2")
+		mustExec(t, ctx, app, "UPDATE users SET name = 'orig' WHERE id = ANY($1)", []int64{a, b})
 	})
 
 	t.Run("a batch of reads over several shards works", func(t *testing.T) {

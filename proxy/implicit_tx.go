@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"errors"
+	"time"
+
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// A pipelined batch outside a transaction block (extended-protocol
+// messages up to one Sync) is one implicit transaction in PostgreSQL: it
+// commits at the Sync, or not at all when a statement of it fails. psycopg
+// 3's executemany, pgx's SendBatch and JDBC's executeBatch send their rows
+// that way. When such a batch writes on a second shard, the proxy turns it
+// into a transaction of its own: the first written shard's implicit
+// transaction becomes a transaction block (a BEGIN inside an implicit
+// transaction takes the statements before it along), the shards written
+// next join with BEGIN, and at the client's Sync the proxy commits them all
+// with two-phase commit, or rolls them all back when anything in the batch
+// failed. The client sees what PostgreSQL sends: the statements' results,
+// then ReadyForQuery idle.
+
+// beginImplicitTx opens the proxy's transaction around the batch: every
+// connection the batch uses so far turns its implicit transaction into a
+// transaction block with a simple Query BEGIN once its responses are in
+// (see above); connections that join later begin when they attach.
+func (ss *session) beginImplicitTx(snap *topology.Snapshot) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if ss.skip {
+		return errBatchFailed // a statement before failed: the batch is over
+	}
+	ss.implicitTx = true
+	ss.batchFailed = false
+	ss.txBegin = "BEGIN"
+	if ss.sc != nil && !ss.scTx {
+		if err := ss.runRaw(appendQuery(nil, "BEGIN")); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < len(ss.held); i++ {
+		if h := &ss.held[i]; !h.inTx {
+			if err := ss.runOnShard(snap, h.shard, "BEGIN"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// errBatchFailed stops a statement of a pipelined batch in which an
+// earlier one failed: its error is already on the way to the client.
+var errBatchFailed = errors.New("proxy: the batch already failed")
+
+// syncImplicitTx answers the client's Sync of a batch the proxy turned into
+// a transaction: every connection finishes the batch, then all commit (two-
+// phase) or, when anything in the batch failed, all roll back; the client
+// gets ReadyForQuery idle.
+func (ss *session) syncImplicitTx(snap *topology.Snapshot) error {
+	if err := ss.settle(); err != nil {
+		return err
+	}
+	if err := ss.syncHeld(); err != nil {
+		return err
+	}
+	if ss.sc != nil && ss.scBatch {
+		if err := ss.runRaw(appendEmpty(nil, msgSync)); err != nil {
+			if isServerGone(err) {
+				return err
+			}
+			ss.batchFailed = true
+		}
+		ss.scBatch = false
+	}
+	failed := ss.batchFailed || ss.txAborted || ss.txStatus == 'E' || (ss.sc != nil && ss.scStatus == 'E')
+	var err error
+	if failed {
+		for _, s := range ss.txShards() {
+			if rerr := ss.runOnShard(snap, s, "ROLLBACK"); rerr != nil && isServerGone(rerr) && err == nil {
+				err = rerr
+			}
+		}
+	} else {
+		_, err = ss.commitExtended(snap)
+	}
+	ss.txStatus = 'I'
+	ss.resetTx()
+	ss.skip = false
+	ss.batch = false
+	if err != nil {
+		if isServerGone(err) {
+			return err
+		}
+		ss.sendError(toErrorFields(err))
+	}
+	ss.out = appendRFQ(ss.out, 'I')
+	ss.observeRequest()
+	ss.start = time.Time{}
+	return nil
+}
