@@ -7,7 +7,7 @@ PKGS := ./...
 RACE_PKGS := ./proxy/... ./topology/... ./router/... ./rebalance/... ./test/pgcluster/...
 DATA ?= $(CURDIR)/data
 
-.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench bench-scaleout bench-replicas deps pg clean
+.PHONY: all build test test-long lint fmt vet demo demo-stop dev bench bench-scaleout bench-replicas deps pg drivers clean
 
 all: build
 
@@ -17,6 +17,11 @@ deps:
 # pg makes sure PostgreSQL server binaries are installed (Debian package when missing).
 pg:
 	@bash test/scripts/ensure-postgres.sh
+
+# drivers installs psycopg 3, psycopg2 (Debian packages) and node-postgres
+# (npm ci) for the driver check in test/e2e/drivers_test.go.
+drivers:
+	@bash test/scripts/ensure-drivers.sh
 
 build: deps
 	@mkdir -p $(BIN)
@@ -34,7 +39,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 # test: the whole suite with real PostgreSQL servers; under 20 minutes on 2 cores.
-test: pg build lint
+test: pg drivers build lint
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 18m $$($(GO) list ./... | grep -v -E '/(proxy|topology|router|rebalance)(/|$$)|/test/pgcluster$$')
 
