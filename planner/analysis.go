@@ -173,6 +173,8 @@ type copyInfo struct {
 	null      string
 	header    bool
 	binaryErr string
+	query     string // COPY (query) TO: the query's text ("" if not found)
+	otherOpts bool   // options the proxy does not apply itself (FORCE_QUOTE, ENCODING, …)
 }
 
 type ddlInfo struct {

@@ -145,6 +145,9 @@ func (a *analyzer) top(n *pg_query.Node) {
 		a.scanAll(n, s)
 	case *pg_query.Node_CopyStmt:
 		a.copyStmt(x.CopyStmt)
+		if x.CopyStmt.Query != nil {
+			st.cp.query = copyQueryText(a.sql[st.start:st.end])
+		}
 	case *pg_query.Node_ExplainStmt:
 		a.explainStmt(x.ExplainStmt)
 	case *pg_query.Node_DeclareCursorStmt:
@@ -1346,6 +1349,8 @@ func (a *analyzer) copyStmt(c *pg_query.CopyStmt) {
 		case "header":
 			v := strings.ToLower(val)
 			ci.header = v == "" || v == "true" || v == "on" || v == "1" || v == "match"
+		default:
+			ci.otherOpts = true
 		}
 	}
 	if ci.format == "csv" {

@@ -503,7 +503,11 @@ func (p *Planner) planCopy(st *stmtInfo, b *binding, sql string, params *Params)
 			}
 			return op, nil
 		}
-		return p.planRead(st, b, sql, params, false, ci.header && ci.format == "csv")
+		op, err := p.planRead(st, b, sql, params, false, ci.header && ci.format == "csv")
+		if err != nil {
+			return p.planCopyOut(b, ci, params, err) // copy_out.go
+		}
+		return op, nil
 	}
 	r := &st.rels[ci.target]
 	rb := b.rels[ci.target]

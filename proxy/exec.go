@@ -342,6 +342,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.execInsertSelect(snap, o, params, rf, out) // exec_insert_select.go
 	case *twoPhaseCommitOp:
 		return ss.commitExtended(snap)
+	case *plan.CopyOut:
+		return ss.execCopyOut(snap, o, params) // exec_copyout.go
 	case *plan.DeclareCursor:
 		return ss.declareCursor(snap, o, params)
 	}

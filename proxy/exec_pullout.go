@@ -273,18 +273,23 @@ func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, p
 // RowDescription in front of its rows (a Route always in the extended
 // protocol; a PullOut's outer statement the same way).
 func (ss *session) runBinary(snap *topology.Snapshot, op plan.Operator, params planner.Params) (string, error) {
-	binaryRF := []int16{1}
+	return ss.runRows(snap, op, params, []int16{1})
+}
+
+// runRows runs a read plan with results in the formats rf and a
+// RowDescription in front of its rows.
+func (ss *session) runRows(snap *topology.Snapshot, op plan.Operator, params planner.Params, rf []int16) (string, error) {
 	switch o := op.(type) {
 	case *plan.PullOut:
 		outer, outerParams, err := ss.pullOutOuter(snap, o, params)
 		if err != nil {
 			return "", err
 		}
-		return ss.runBinary(snap, outer, outerParams)
+		return ss.runRows(snap, outer, outerParams, rf)
 	case *plan.Route:
-		return ss.execRoute(snap, o, argsFor(params, o.ParamIndexes, binaryRF, false), &execOut{simple: true})
+		return ss.execRoute(snap, o, argsFor(params, o.ParamIndexes, rf, false), &execOut{simple: true})
 	}
-	return ss.execPlan(snap, op, params, binaryRF, &execOut{describe: true})
+	return ss.execPlan(snap, op, params, rf, &execOut{describe: true})
 }
 
 // explainPulled appends the shards' EXPLAIN of a PullOut's subqueries.

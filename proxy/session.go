@@ -88,6 +88,8 @@ type session struct {
 	// pulled, while set, takes what flushClient would send: the rows of a
 	// subquery the proxy runs first (exec_pullout.go).
 	pulled *pulledRows
+	// copying: a COPY (query) TO the proxy answers turns rows into COPY data (exec_copyout.go).
+	copying *copyOutRows
 
 	user, database string
 	key            pool.Key
@@ -310,6 +312,9 @@ func (ss *session) flushClient() error {
 	if ss.pulled != nil {
 		ss.pulled.take(ss)
 		return nil
+	}
+	if ss.copying != nil {
+		ss.copying.take(ss) // exec_copyout.go
 	}
 	_, err := ss.conn.Write(ss.out)
 	if cap(ss.out) > 32<<10 { // don't let idle sessions keep big buffers

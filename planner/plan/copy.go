@@ -319,3 +319,26 @@ func unescapeText(raw []byte) (string, error) {
 func isHexDigit(c byte) bool {
 	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
 }
+
+// CopyOut is COPY (query) TO STDOUT whose query the shards cannot answer
+// by concatenation: the proxy runs Query (text results) and writes its rows
+// as COPY data in Format ("text" or "csv") with the statement's options,
+// then CopyDone and "COPY n".
+type CopyOut struct {
+	Query     Operator
+	Format    string
+	Delimiter byte
+	Quote     byte // csv
+	Escape    byte // csv
+	Null      string
+	Header    bool
+}
+
+func (o *CopyOut) Inputs() []Operator { return []Operator{o.Query} }
+func (o *CopyOut) Describe() Description {
+	f := map[string]any{"format": o.Format}
+	if o.Header {
+		f["header"] = true
+	}
+	return Description{Name: "CopyOut", Fields: f}
+}

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -523,6 +525,44 @@ func TestCrossShardCursors(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("COPY (query) TO STDOUT merged by the proxy", func(t *testing.T) {
+		// The query needs a merge (ORDER BY, LIMIT, GROUP BY, DISTINCT,
+		// windows): the proxy writes the merged rows as COPY data; the bytes
+		// must be PostgreSQL's, escapes and quoting included.
+		for _, sql := range []string{
+			"COPY (SELECT id, name, country FROM users ORDER BY name DESC, id) TO STDOUT",
+			"COPY (SELECT country, count(*), sum(id) FROM users GROUP BY country ORDER BY 1 NULLS FIRST) TO STDOUT WITH (FORMAT csv, HEADER)",
+			`COPY (SELECT author_id, body, score FROM posts ORDER BY score DESC, author_id, id LIMIT 20) TO STDOUT (FORMAT csv, DELIMITER ';', NULL 'NULL', QUOTE '''', ESCAPE '\')`,
+			"COPY (SELECT DISTINCT country FROM users ORDER BY 1) TO STDOUT WITH (FORMAT text, HEADER true, NULL '-')",
+			`COPY (SELECT id, E'a\tb\\c\nd\re' || name AS "odd|name", NULL::text AS n FROM users ORDER BY id LIMIT 5) TO STDOUT WITH (DELIMITER '|', HEADER)`,
+			`COPY (SELECT id, name || ',"q"', '' AS empty, NULL AS n FROM users ORDER BY id LIMIT 3) TO STDOUT WITH (FORMAT csv)`,
+			`COPY (SELECT E'\\.' AS v FROM users ORDER BY id LIMIT 2) TO STDOUT WITH (FORMAT csv)`,
+			"COPY (SELECT id FROM users WHERE id < 0 ORDER BY id) TO STDOUT",
+			"COPY (SELECT author_id, id, row_number() OVER (ORDER BY author_id, id) FROM posts ORDER BY author_id, id LIMIT 7) TO STDOUT",
+			"COPY (SELECT id, name, count(*) OVER () FROM users ORDER BY id LIMIT 3) TO STDOUT (FORMAT csv, HEADER)",
+		} {
+			var got, want bytes.Buffer
+			gtag, gerr := app.PgConn().CopyTo(ctx, &got, sql)
+			wtag, werr := ref.PgConn().CopyTo(ctx, &want, sql)
+			if gerr != nil || werr != nil {
+				t.Fatalf("%s:\n through shardproxy: %v\n PostgreSQL: %v", sql, gerr, werr)
+			}
+			if got.String() != want.String() || gtag.String() != wtag.String() {
+				t.Fatalf("%s:\n through shardproxy (%s): %q\n PostgreSQL (%s): %q", sql, gtag, got.String(), wtag, want.String())
+			}
+		}
+		// Options the proxy does not apply itself: 0A000 that says so.
+		_, err := app.PgConn().CopyTo(ctx, io.Discard, "COPY (SELECT id FROM users ORDER BY id) TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)")
+		if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "options") {
+			t.Fatalf("COPY with FORCE_QUOTE over shards: %v, want 0A000 naming the options", err)
+		}
+		// The session goes on.
+		var n int
+		if err := app.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 160 {
+			t.Fatalf("after the COPYs: %d, %v", n, err)
+		}
+	})
 
 	t.Run("pgx reads a cross-shard cursor", func(t *testing.T) {
 		read := func(c *pgx.Conn) []string {

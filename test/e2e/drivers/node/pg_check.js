@@ -72,6 +72,12 @@ async function step(name, fn) {
     await pipeline(s, new Writable({ write(chunk, enc, cb) { text += chunk; cb(); } }));
     return text.split('\n').filter(Boolean).sort();
   });
+  await step('COPY to, ordered over shards', async () => {
+    let text = '';
+    const s = c.query(copyTo('COPY (SELECT id, name FROM users ORDER BY name DESC, id LIMIT 12) TO STDOUT WITH (FORMAT csv, HEADER)'));
+    await pipeline(s, new Writable({ write(chunk, enc, cb) { text += chunk; cb(); } }));
+    return text;
+  });
   await step('types', () => q("SELECT $1::jsonb AS j, $2::int[] AS a, 1.50::numeric AS n, '\\x0102'::bytea AS b, NULL::text AS z", [{ k: [1, 2] }, [3, 4]]));
   await step('error', () => q('SELECT nosuch FROM users WHERE id = $1', [1]));
   await c.end();

@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// execCopyOut runs a plan.CopyOut: the query's rows, merged by the proxy in
+// text format, go to the client as COPY data, encoded as PostgreSQL's COPY
+// TO encodes them (text: backslash escapes and the NULL string; csv:
+// quoting where needed), after a CopyOutResponse and the header line, and
+// the statement ends with CopyDone and "COPY n".
+func (ss *session) execCopyOut(snap *topology.Snapshot, o *plan.CopyOut, params planner.Params) (string, error) {
+	w := &copyOutRows{op: o}
+	saved := ss.copying
+	ss.copying = w
+	_, err := ss.runRows(snap, o.Query, params, []int16{0})
+	w.take(ss)
+	ss.copying = saved
+	if err == nil {
+		err = w.bad
+	}
+	if err != nil {
+		return "", err
+	}
+	ss.out = appendEmpty(ss.out, msgCopyDone)
+	return "COPY " + strconv.Itoa(w.rows), nil
+}
+
+// copyOutRows turns the row messages a plan writes to the client into COPY
+// data (it sees ss.out before every write to the client: flushClient).
+type copyOutRows struct {
+	op      *plan.CopyOut
+	started bool // CopyOutResponse sent
+	single  bool // one column (a lone \. is quoted in CSV)
+	rows    int
+	line    []byte
+	bad     error
+}
+
+// take rewrites the complete messages in ss.out.
+func (w *copyOutRows) take(ss *session) {
+	in := ss.out
+	var out []byte
+	for len(in) >= 5 {
+		typ := in[0]
+		n := int(binary.BigEndian.Uint32(in[1:5]))
+		if n < 4 || 1+n > len(in) {
+			w.bad = fmt.Errorf("copy out: truncated message 0x%02X", typ)
+			break
+		}
+		body := in[5 : 1+n]
+		in = in[1+n:]
+		switch typ {
+		case msgRowDescription:
+			if !w.started {
+				out = w.start(out, body)
+			}
+		case msgDataRow:
+			out = w.row(out, body)
+		case msgCommandComplete:
+			// The query's own tag: the statement ends with COPY n.
+		default:
+			out = appendMsg(out, typ, body)
+		}
+	}
+	ss.out = append(ss.out[:0], out...)
+}
+
+// start sends the CopyOutResponse (every column text) and the header line.
+func (w *copyOutRows) start(out, desc []byte) []byte {
+	w.started = true
+	if len(desc) < 2 {
+		w.bad = fmt.Errorf("copy out: malformed RowDescription")
+		return out
+	}
+	ncols := int(binary.BigEndian.Uint16(desc))
+	w.single = ncols == 1
+	body := []byte{0}
+	body = binary.BigEndian.AppendUint16(body, uint16(ncols))
+	for range ncols {
+		body = binary.BigEndian.AppendUint16(body, 0)
+	}
+	out = appendMsg(out, msgCopyOutResponse, body)
+	if !w.op.Header {
+		return out
+	}
+	w.line = w.line[:0]
+	rest := desc[2:]
+	for i := range ncols {
+		name, r, ok := cstring(rest)
+		if !ok || len(r) < 18 {
+			w.bad = fmt.Errorf("copy out: malformed RowDescription")
+			return out
+		}
+		rest = r[18:]
+		if i > 0 {
+			w.line = append(w.line, w.op.Delimiter)
+		}
+		w.line = w.field(w.line, name)
+	}
+	w.line = append(w.line, '\n')
+	return appendMsg(out, msgCopyData, w.line)
+}
+
+// row sends one DataRow (text values) as a COPY line.
+func (w *copyOutRows) row(out, body []byte) []byte {
+	if len(body) < 2 {
+		w.bad = fmt.Errorf("copy out: malformed DataRow")
+		return out
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	w.line = w.line[:0]
+	for i := range n {
+		if len(body) < 4 {
+			w.bad = fmt.Errorf("copy out: malformed DataRow")
+			return out
+		}
+		size := int(int32(binary.BigEndian.Uint32(body)))
+		body = body[4:]
+		if i > 0 {
+			w.line = append(w.line, w.op.Delimiter)
+		}
+		if size < 0 {
+			w.line = append(w.line, w.op.Null...)
+			continue
+		}
+		if len(body) < size {
+			w.bad = fmt.Errorf("copy out: malformed DataRow")
+			return out
+		}
+		w.line = w.field(w.line, body[:size])
+		body = body[size:]
+	}
+	w.line = append(w.line, '\n')
+	w.rows++
+	return appendMsg(out, msgCopyData, w.line)
+}
+
+// field appends one non-NULL value in the COPY format.
+func (w *copyOutRows) field(dst, v []byte) []byte {
+	if w.op.Format == "csv" {
+		return w.csvField(dst, v)
+	}
+	d := w.op.Delimiter
+	for _, c := range v {
+		switch {
+		case c == '\\' || c == d:
+			dst = append(dst, '\\', c)
+		case c == '\b':
+			dst = append(dst, '\\', 'b')
+		case c == '\f':
+			dst = append(dst, '\\', 'f')
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c == '\v':
+			dst = append(dst, '\\', 'v')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// csvField quotes a value when it holds the delimiter, the quote or a line
+// break, equals the NULL string, or is a lone \. in a one-column COPY, as
+// PostgreSQL's CSV output does; inside quotes, the quote and escape
+// characters are preceded by the escape character.
+func (w *copyOutRows) csvField(dst, v []byte) []byte {
+	q, e, d := w.op.Quote, w.op.Escape, w.op.Delimiter
+	quote := string(v) == w.op.Null || (w.single && string(v) == `\.`)
+	for _, c := range v {
+		if quote {
+			break
+		}
+		quote = c == d || c == q || c == '\n' || c == '\r'
+	}
+	if !quote {
+		return append(dst, v...)
+	}
+	dst = append(dst, q)
+	for _, c := range v {
+		if c == q || c == e {
+			dst = append(dst, e)
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, q)
+}
