@@ -45,17 +45,8 @@ type copyOutRows struct {
 
 // take rewrites the complete messages in ss.out.
 func (w *copyOutRows) take(ss *session) {
-	in := ss.out
 	var out []byte
-	for len(in) >= 5 {
-		typ := in[0]
-		n := int(binary.BigEndian.Uint32(in[1:5]))
-		if n < 4 || 1+n > len(in) {
-			w.bad = fmt.Errorf("copy out: truncated message 0x%02X", typ)
-			break
-		}
-		body := in[5 : 1+n]
-		in = in[1+n:]
+	err := eachMessage(ss.out, func(typ byte, body []byte) {
 		switch typ {
 		case msgRowDescription:
 			if !w.started {
@@ -68,6 +59,9 @@ func (w *copyOutRows) take(ss *session) {
 		default:
 			out = appendMsg(out, typ, body)
 		}
+	})
+	if err != nil {
+		w.bad = fmt.Errorf("copy out: %w", err)
 	}
 	ss.out = append(ss.out[:0], out...)
 }

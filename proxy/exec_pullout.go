@@ -38,15 +38,7 @@ type pulledRows struct {
 
 // take consumes the complete messages buffered in ss.out.
 func (p *pulledRows) take(ss *session) {
-	buf := ss.out
-	for len(buf) >= 5 {
-		typ := buf[0]
-		n := int(binary.BigEndian.Uint32(buf[1:5]))
-		if n < 4 || 1+n > len(buf) {
-			p.bad = fmt.Errorf("pull-out: truncated message 0x%02X", typ)
-			break
-		}
-		body := buf[5 : 1+n]
+	err := eachMessage(ss.out, func(typ byte, body []byte) {
 		switch typ {
 		case msgRowDescription:
 			p.describe(body)
@@ -55,7 +47,9 @@ func (p *pulledRows) take(ss *session) {
 		default:
 			p.keep = appendMsg(p.keep, typ, body)
 		}
-		buf = buf[1+n:]
+	})
+	if err != nil {
+		p.bad = fmt.Errorf("pull-out: %w", err)
 	}
 	ss.out = ss.out[:0]
 }

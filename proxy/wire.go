@@ -297,3 +297,18 @@ func appendFrontend(dst []byte, msg pgproto3.FrontendMessage) []byte {
 	}
 	return out
 }
+
+// eachMessage calls fn for every complete message in buf (type byte,
+// length, body) and reports a truncated or malformed one.
+func eachMessage(buf []byte, fn func(typ byte, body []byte)) error {
+	for len(buf) >= 5 {
+		typ := buf[0]
+		n := int(binary.BigEndian.Uint32(buf[1:5]))
+		if n < 4 || 1+n > len(buf) {
+			return fmt.Errorf("truncated message 0x%02X", typ)
+		}
+		fn(typ, buf[5:1+n])
+		buf = buf[1+n:]
+	}
+	return nil
+}

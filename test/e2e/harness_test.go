@@ -152,3 +152,13 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	wait.Until(t, d, what, cond)
 }
+
+// sendBatch sends stmts as one pgx batch (one Sync) and reports the first
+// error.
+func sendBatch(ctx context.Context, c *pgx.Conn, stmts ...string) error {
+	batch := &pgx.Batch{}
+	for _, s := range stmts {
+		batch.Queue(s)
+	}
+	return c.SendBatch(ctx, batch).Close()
+}

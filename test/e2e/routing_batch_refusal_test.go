@@ -27,13 +27,7 @@ func TestShardedPipelinedTransactionProxyRefusal(t *testing.T) {
 	for _, k := range []int64{a, b} {
 		mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES ($1, 'orig')", k)
 	}
-	run := func(stmts ...string) error {
-		batch := &pgx.Batch{}
-		for _, s := range stmts {
-			batch.Queue(s)
-		}
-		return app.SendBatch(ctx, batch).Close()
-	}
+	run := func(stmts ...string) error { return sendBatch(ctx, app, stmts...) }
 	const refused = "SELECT id, row_number() OVER (ORDER BY id) + 1 FROM users" // a window inside an expression: not computed across shards
 	for _, mode := range []string{"write then refusal", "writes on both shards then refusal"} {
 		stmts := []string{"BEGIN", "UPDATE users SET name = 'changed' WHERE id = " + itoa(a)}

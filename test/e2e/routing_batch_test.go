@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Drivers that pipeline (JDBC with autocommit off, pgx batches) send BEGIN
@@ -28,13 +26,7 @@ func TestShardedPipelinedTransactions(t *testing.T) {
 	names := func() (string, string) {
 		return env.nameOnShard(t, ctx, a), env.nameOnShard(t, ctx, b)
 	}
-	run := func(stmts ...string) error {
-		batch := &pgx.Batch{}
-		for _, s := range stmts {
-			batch.Queue(s)
-		}
-		return app.SendBatch(ctx, batch).Close()
-	}
+	run := func(stmts ...string) error { return sendBatch(ctx, app, stmts...) }
 	upd := func(k int64, name string) string {
 		return "UPDATE users SET name = '" + name + "' WHERE id = " + itoa(k)
 	}

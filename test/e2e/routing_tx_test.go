@@ -84,13 +84,7 @@ func TestShardedTransactions(t *testing.T) {
 		// block: one implicit transaction, made atomic with two-phase
 		// commit at the Sync.
 		a, b := env.twoKeysOnDifferentShards(t, 5)
-		runBatch := func(stmts ...string) error {
-			batch := &pgx.Batch{}
-			for _, s := range stmts {
-				batch.Queue(s)
-			}
-			return app.SendBatch(ctx, batch).Close()
-		}
+		runBatch := func(stmts ...string) error { return sendBatch(ctx, app, stmts...) }
 		upd := func(k int64, name string) string {
 			return "UPDATE users SET name = '" + name + "' WHERE id = " + itoa(k)
 		}
