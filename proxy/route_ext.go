@@ -195,6 +195,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	}
 	ss.noteRoute(op)
 	shard, beginHere, read := "", "", false
+	var savepoint *plan.Session // recorded for shards that join later, once its shard is attached
 	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
 		return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 	}
@@ -230,6 +231,14 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 			case "begin":
 				if ss.txStatus == 'I' && ss.txBegin == "" {
 					beginHere = o.SQL // the transaction opens in this batch
+				}
+			case "savepoint", "release", "rollback_to":
+				if ss.inTransaction() {
+					target, err := ss.savepointExtended(snap, o)
+					if err != nil || ss.skip {
+						return true, err
+					}
+					shard, savepoint = target, o
 				}
 			case "commit", "rollback":
 				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
@@ -301,6 +310,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 		// touches next join the transaction (attach sends them BEGIN).
 		ss.txBegin = beginHere
 		ss.scTx = true
+	}
+	if savepoint != nil {
+		ss.recordSavepoint(savepoint)
 	}
 	if ss.portals == nil {
 		ss.portals = make(map[string]string)
@@ -471,4 +483,29 @@ func applyResultFormats(typ byte, body []byte, rf []int16) []byte {
 		return body
 	}
 	return out[5:]
+}
+
+// savepointExtended runs an extended-protocol SAVEPOINT, RELEASE or
+// ROLLBACK TO inside a transaction on every shard of the transaction but
+// one, whose connection then runs the client's own statement (its answer
+// is the client's), as the simple-protocol path does. It returns that
+// shard ("" when no shard is in the transaction yet).
+func (ss *session) savepointExtended(snap *topology.Snapshot, o *plan.Session) (string, error) {
+	if err := ss.settle(); err != nil || ss.skip {
+		return "", err
+	}
+	if ss.txStatus == 'E' && o.Name != "rollback_to" {
+		return "", ss.failExtendedTx(&sqlError{abortedError})
+	}
+	shards := ss.txShards()
+	if len(shards) == 0 {
+		return "", nil
+	}
+	target := shards[0]
+	for _, s := range shards[1:] {
+		if err := ss.runOnShard(snap, s, o.SQL); err != nil {
+			return "", ss.failExtendedTx(err)
+		}
+	}
+	return target, nil
 }

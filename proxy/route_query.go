@@ -431,6 +431,15 @@ func isServerGone(err error) bool {
 	return ok
 }
 
+// recordSavepoint remembers a savepoint statement for shards that join the
+// transaction later; ROLLBACK TO ends the proxy's own abort.
+func (ss *session) recordSavepoint(o *plan.Session) {
+	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
+	if o.Name == "rollback_to" {
+		ss.txAborted = false
+	}
+}
+
 // savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every shard in the
 // transaction and remembers it for shards that join later.
 func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []byte) error {
@@ -441,12 +450,7 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 		return ss.queryFailed(&sqlError{abortedError})
 	}
 	shards := ss.txShards()
-	record := func() {
-		ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
-		if o.Name == "rollback_to" {
-			ss.txAborted = false
-		}
-	}
+	record := func() { ss.recordSavepoint(o) }
 	if len(shards) == 0 {
 		record()
 		if o.Name == "rollback_to" {

@@ -93,6 +93,27 @@ def transaction_rollback():
 step("transaction rolls back", transaction_rollback)
 
 
+def nested_transactions():
+    # psycopg 3 nests transaction() with SAVEPOINT / ROLLBACK TO / RELEASE,
+    # all through the extended protocol, here over several shards.
+    with c.transaction():
+        q("UPDATE users SET name = 'outer' WHERE id = %s", (13,))
+        try:
+            with c.transaction():
+                q("UPDATE users SET name = 'inner' WHERE id = %s", (14,))
+                q("UPDATE users SET name = 'inner' WHERE id = %s", (15,))
+                q("SELECT 1/0")
+        except psycopg.errors.DivisionByZero:
+            pass
+        with c.transaction():
+            q("UPDATE users SET name = 'kept' WHERE id = %s", (16,))
+        inside = sorted(q("SELECT id, name FROM users WHERE id BETWEEN 13 AND 16").fetchall())
+    return inside, q("SELECT id, name FROM users WHERE id BETWEEN 13 AND 16 ORDER BY id").fetchall()
+
+
+step("nested transactions (savepoints)", nested_transactions)
+
+
 def server_cursor(sql, params=None):
     def run():
         with c.transaction():
