@@ -6,6 +6,7 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/topology"
@@ -356,4 +357,123 @@ func (p *Planner) planPulled(snap *topology.Snapshot, sub *pg_query.SelectStmt, 
 		return nil
 	}
 	return &plan.PulledSubquery{SQL: sql, ParamIndexes: idx, Plan: op}
+}
+
+// pullCTE plans st as a PullOut of one of its WITH queries: a CTE whose
+// query needs the proxy (a top-N over shards: GROUP BY … ORDER BY …
+// LIMIT) and that the statement reads once, in its FROM list or an inner
+// join, is run first through the proxy and replaced by its rows, as
+// pullRelationAt does for a table. nil when none qualifies.
+func (p *Planner) pullCTE(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params) *plan.PullOut {
+	parts, ok := partsOf(st.node)
+	if !ok || parts.with == nil || parts.with.Recursive {
+		return nil
+	}
+	for ci := range parts.with.Ctes {
+		if op := p.pullCTEAt(snap, sql, st.node, ci, params); op != nil {
+			return op
+		}
+	}
+	return nil
+}
+
+// pullCTEAt builds the PullOut of the ci-th WITH query of stmt, or nil.
+func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.Node, ci int, params *Params) *plan.PullOut {
+	outerNode := proto.Clone(stmt).(*pg_query.Node)
+	outer, _ := partsOf(outerNode)
+	cte := outer.with.Ctes[ci].GetCommonTableExpr()
+	if cte == nil || len(cte.Aliascolnames) > 0 || cte.Ctequery.GetSelectStmt() == nil {
+		return nil
+	}
+	slots, ok := innerRelations(outer.from)
+	if !ok {
+		return nil
+	}
+	at := -1
+	for i, s := range slots {
+		if s.rv.Schemaname == "" && s.rv.Relname == cte.Ctename {
+			if at >= 0 {
+				return nil // read twice: its rows would have to be sent twice
+			}
+			at = i
+		}
+	}
+	if at < 0 {
+		return nil
+	}
+	r := slots[at].rv
+	if r.Alias != nil && len(r.Alias.Colnames) > 0 {
+		return nil
+	}
+	name := r.Relname
+	if r.Alias != nil && r.Alias.Aliasname != "" {
+		name = r.Alias.Aliasname
+	}
+	pulled := p.planPulled(snap, proto.Clone(cte.Ctequery.GetSelectStmt()).(*pg_query.SelectStmt), params)
+	if pulled == nil {
+		return nil
+	}
+	if _, merged := pulled.Plan.(*plan.Route); merged {
+		return nil // one shard answers it: nothing to gain
+	}
+	pulled.Relation = name
+
+	marker := pulledRelationMarker + "1"
+	slots[at].set(pg_query.MakeSimpleRangeVarNode(marker, -1))
+	outer.with.Ctes = append(outer.with.Ctes[:ci:ci], outer.with.Ctes[ci+1:]...)
+	if len(outer.with.Ctes) == 0 {
+		switch n := outerNode.Node.(type) {
+		case *pg_query.Node_SelectStmt:
+			n.SelectStmt.WithClause = nil
+		default:
+			return nil
+		}
+	}
+	outerIdx := []int{}
+	renumberParams(outerNode, &outerIdx)
+	if readsRelation(outerNode.ProtoReflect(), cte.Ctename) {
+		return nil // read somewhere else too (a subquery)
+	}
+	text, err := pg_query.Deparse(&pg_query.ParseResult{Version: parseTreeVersion(), Stmts: []*pg_query.RawStmt{{Stmt: outerNode}}})
+	if err != nil {
+		return nil
+	}
+	textParts := strings.Split(text, marker)
+	if len(textParts) != 2 {
+		return nil
+	}
+	op := &plan.PullOut{
+		SQL:         sql,
+		Subqueries:  []*plan.PulledSubquery{pulled},
+		Outer:       textParts,
+		OuterParams: outerIdx,
+		Reason:      fmt.Sprintf("WITH query %s needs rows from several shards: it is run first", cte.Ctename),
+	}
+	probe := textParts[0] + "unnest(NULL::text[]) AS " + quoteIdent(name) + textParts[1]
+	if !p.probePlans(snap, probe, params, op.OuterParams) {
+		return nil
+	}
+	return op
+}
+
+// readsRelation reports whether the parse tree m has a relation named
+// name without a schema anywhere (FROM items of subqueries included).
+func readsRelation(m protoreflect.Message, name string) bool {
+	if rv, ok := m.Interface().(*pg_query.RangeVar); ok && rv.Schemaname == "" && rv.Relname == name {
+		return true
+	}
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len() && !found; i++ {
+				found = readsRelation(l.Get(i).Message(), name)
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			found = readsRelation(v.Message(), name)
+		}
+		return !found
+	})
+	return found
 }

@@ -399,6 +399,15 @@ func buildCorpus() []Case {
 		"SELECT * FROM (SELECT id, row_number() OVER (ORDER BY karma NULLS LAST, id) AS rn FROM users) t WHERE rn <= 3",
 	)
 
+	b.section("WITH queries over shards that need the proxy, read once: run first, their rows put in their place")
+	b.ok(
+		"WITH top AS (SELECT author_id, count(*) AS n FROM posts GROUP BY author_id ORDER BY n DESC, author_id LIMIT 5) SELECT u.name, top.n FROM top JOIN users u ON u.id = top.author_id ORDER BY top.n DESC, u.name",
+		"WITH top AS (SELECT author_id, sum(like_count) AS likes FROM posts GROUP BY author_id ORDER BY likes DESC, author_id LIMIT 4) SELECT t.author_id, t.likes, count(*) FROM top t JOIN follows f ON f.followee_id = t.author_id GROUP BY t.author_id, t.likes ORDER BY t.likes DESC, 1",
+		"WITH lvl AS (SELECT level, count(*) AS n FROM users GROUP BY level) SELECT u.id, lvl.n FROM users u JOIN lvl ON lvl.level = u.level WHERE u.id < 20 ORDER BY u.id",
+		"WITH recent AS (SELECT author_id, id FROM posts ORDER BY created_at DESC, author_id, id LIMIT 10) SELECT r.author_id, r.id, u.name FROM recent r JOIN users u ON u.id = r.author_id ORDER BY 1, 2",
+		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST LIMIT 5) SELECT p.id FROM posts p JOIN top ON top.id = p.author_id",
+	)
+
 	b.section("Nested DISTINCT over the distribution key (duplicates are on one shard)")
 	b.ok(
 		"SELECT id FROM users WHERE id IN (SELECT DISTINCT author_id FROM posts)",
@@ -575,7 +584,6 @@ func buildCorpus() []Case {
 	)
 	b.refused("a subquery that needs rows from other shards and is correlated with the outer query (not on the distribution key), or is not an IN / = ANY / scalar comparison operand among the WHERE's AND conjuncts (those run first), is not supported; correlate it on the key or run it separately",
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
-		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST LIMIT 5) SELECT p.id FROM posts p JOIN top ON top.id = p.author_id",
 		"SELECT * FROM (SELECT id FROM users ORDER BY id LIMIT 10) s",
 		"SELECT count(*) FROM (SELECT DISTINCT level FROM users) s",
 	)
