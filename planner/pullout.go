@@ -78,6 +78,9 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 			if op := p.pullCTE(snap, a.SQL[st.start:st.end], st, params); op != nil {
 				return op, nil // pullout_rel.go
 			}
+			if op := p.pullDerived(snap, a.SQL[st.start:st.end], st, params); op != nil {
+				return op, nil // pullout_rel.go
+			}
 		}
 		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, distribution, refusal) // pullout_rel.go
 	}

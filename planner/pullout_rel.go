@@ -36,7 +36,8 @@ import (
 // relationSlot is one FROM item of a cloned statement that could be
 // pulled out, and how to put something else in its place.
 type relationSlot struct {
-	rv  *pg_query.RangeVar
+	rv  *pg_query.RangeVar       // a table (or WITH query) name
+	sub *pg_query.RangeSubselect // or a derived table
 	set func(*pg_query.Node)
 }
 
@@ -95,7 +96,7 @@ func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo
 	// that qualifies at all (its read is bounded by MaxPulledRows).
 	var fallback plan.Operator
 	for i, s := range slots {
-		if s.rv.Schemaname == "" && ctes[strings.ToLower(s.rv.Relname)] {
+		if s.rv == nil || (s.rv.Schemaname == "" && ctes[strings.ToLower(s.rv.Relname)]) {
 			continue
 		}
 		t, ok := snap.Table(rangeVarName(s.rv))
@@ -184,13 +185,24 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, stmt *pg_q
 		return nil
 	}
 
-	pulled.Relation = name
+	reason := fmt.Sprintf("%s (%s) is not joined on its distribution key: its rows are read first", name, rangeVarName(r))
+	return p.finishPull(snap, sql, outerNode, slots[i], name, pulled, reason, params, nil)
+}
 
-	// The outer statement, split around the marker standing for R, its
-	// parameters renumbered too (the moved conditions may have been the
-	// only users of some).
+// finishPull builds the PullOut of pulled, whose rows take the place of
+// slot (a FROM item of outerNode, named name in the rest of the
+// statement): the outer statement is deparsed with a marker there and split
+// around it, its parameters renumbered. reject, if set, sees the outer
+// statement with the marker in place and may refuse it. nil when the outer
+// statement would not plan whatever rows come back.
+func (p *Planner) finishPull(snap *topology.Snapshot, sql string, outerNode *pg_query.Node, slot relationSlot, name string,
+	pulled *plan.PulledSubquery, reason string, params *Params, reject func(*pg_query.Node) bool) *plan.PullOut {
+	pulled.Relation = name
 	marker := pulledRelationMarker + "1"
-	slots[i].set(pg_query.MakeSimpleRangeVarNode(marker, -1))
+	slot.set(pg_query.MakeSimpleRangeVarNode(marker, -1))
+	if reject != nil && reject(outerNode) {
+		return nil
+	}
 	outerIdx := []int{}
 	renumberParams(outerNode, &outerIdx)
 	text, err := pg_query.Deparse(&pg_query.ParseResult{Version: parseTreeVersion(), Stmts: []*pg_query.RawStmt{{Stmt: outerNode}}})
@@ -206,10 +218,10 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, stmt *pg_q
 		Subqueries:  []*plan.PulledSubquery{pulled},
 		Outer:       parts,
 		OuterParams: outerIdx,
-		Reason:      fmt.Sprintf("%s (%s) is not joined on its distribution key: its rows are read first", name, rangeVarName(r)),
+		Reason:      reason,
 	}
 	// Refuse up front what stays refused whatever rows come back: the
-	// outer statement with a relation of R's name in its place, of the
+	// outer statement with a relation of that name in its place, of the
 	// form the executor puts there.
 	probe := parts[0] + "unnest(NULL::text[]) AS " + quoteIdent(name) + parts[1]
 	if !p.probePlans(snap, probe, params, op.OuterParams) {
@@ -244,6 +256,8 @@ func innerRelations(from *[]*pg_query.Node) ([]relationSlot, bool) {
 		switch x := n.Node.(type) {
 		case *pg_query.Node_RangeVar:
 			out = append(out, relationSlot{rv: x.RangeVar, set: set})
+		case *pg_query.Node_RangeSubselect:
+			out = append(out, relationSlot{sub: x.RangeSubselect, set: set})
 		case *pg_query.Node_JoinExpr:
 			j := x.JoinExpr
 			if j.Jointype != pg_query.JoinType_JOIN_INNER || j.Alias != nil {
@@ -391,7 +405,7 @@ func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.
 	}
 	at := -1
 	for i, s := range slots {
-		if s.rv.Schemaname == "" && s.rv.Relname == cte.Ctename {
+		if s.rv != nil && s.rv.Schemaname == "" && s.rv.Relname == cte.Ctename {
 			if at >= 0 {
 				return nil // read twice: its rows would have to be sent twice
 			}
@@ -416,44 +430,54 @@ func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.
 	if _, merged := pulled.Plan.(*plan.Route); merged {
 		return nil // one shard answers it: nothing to gain
 	}
-	pulled.Relation = name
-
-	marker := pulledRelationMarker + "1"
-	slots[at].set(pg_query.MakeSimpleRangeVarNode(marker, -1))
 	outer.with.Ctes = append(outer.with.Ctes[:ci:ci], outer.with.Ctes[ci+1:]...)
 	if len(outer.with.Ctes) == 0 {
-		switch n := outerNode.Node.(type) {
-		case *pg_query.Node_SelectStmt:
-			n.SelectStmt.WithClause = nil
-		default:
+		sel := outerNode.GetSelectStmt()
+		if sel == nil {
 			return nil
 		}
+		sel.WithClause = nil
 	}
-	outerIdx := []int{}
-	renumberParams(outerNode, &outerIdx)
-	if readsRelation(outerNode.ProtoReflect(), cte.Ctename) {
-		return nil // read somewhere else too (a subquery)
-	}
-	text, err := pg_query.Deparse(&pg_query.ParseResult{Version: parseTreeVersion(), Stmts: []*pg_query.RawStmt{{Stmt: outerNode}}})
-	if err != nil {
+	reason := fmt.Sprintf("WITH query %s needs rows from several shards: it is run first", cte.Ctename)
+	return p.finishPull(snap, sql, outerNode, slots[at], name, pulled, reason, params, func(n *pg_query.Node) bool {
+		return readsRelation(n.ProtoReflect(), cte.Ctename) // read somewhere else too (a subquery)
+	})
+}
+
+// pullDerived plans st as a PullOut of a derived table that needs the proxy
+// (FROM (SELECT … ORDER BY … LIMIT) AS t JOIN …), in the FROM list or an
+// inner join: run first, merged, and replaced by its rows. nil when none
+// qualifies.
+func (p *Planner) pullDerived(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params) *plan.PullOut {
+	parts, ok := partsOf(st.node)
+	if !ok {
 		return nil
 	}
-	textParts := strings.Split(text, marker)
-	if len(textParts) != 2 {
+	slots, ok := innerRelations(parts.from)
+	if !ok {
 		return nil
 	}
-	op := &plan.PullOut{
-		SQL:         sql,
-		Subqueries:  []*plan.PulledSubquery{pulled},
-		Outer:       textParts,
-		OuterParams: outerIdx,
-		Reason:      fmt.Sprintf("WITH query %s needs rows from several shards: it is run first", cte.Ctename),
+	for i, sl := range slots {
+		d := sl.sub
+		if d == nil || d.Lateral || d.Alias == nil || d.Alias.Aliasname == "" || len(d.Alias.Colnames) > 0 || d.Subquery.GetSelectStmt() == nil {
+			continue
+		}
+		pulled := p.planPulled(snap, proto.Clone(d.Subquery.GetSelectStmt()).(*pg_query.SelectStmt), params)
+		if pulled == nil {
+			continue
+		}
+		if _, one := pulled.Plan.(*plan.Route); one {
+			continue // one shard answers it: nothing to gain
+		}
+		outerNode := proto.Clone(st.node).(*pg_query.Node)
+		outer, _ := partsOf(outerNode)
+		oslots, _ := innerRelations(outer.from)
+		reason := fmt.Sprintf("derived table %s needs rows from several shards: it is run first", d.Alias.Aliasname)
+		if op := p.finishPull(snap, sql, outerNode, oslots[i], d.Alias.Aliasname, pulled, reason, params, nil); op != nil {
+			return op
+		}
 	}
-	probe := textParts[0] + "unnest(NULL::text[]) AS " + quoteIdent(name) + textParts[1]
-	if !p.probePlans(snap, probe, params, op.OuterParams) {
-		return nil
-	}
-	return op
+	return nil
 }
 
 // readsRelation reports whether the parse tree m has a relation named
