@@ -497,9 +497,13 @@ func (p *Planner) planCopy(st *stmtInfo, b *binding, sql string, params *Params)
 	def := b.snap.DefaultShard()
 	if ci.target < 0 {
 		if ci.format == "binary" {
-			op, err := p.planRead(st, b, sql, params, true, false)
+			op, err := p.planRead(st, b, sql, params, false, false)
 			if err != nil {
-				return nil, unsupported("COPY (query) TO in binary format over several shards is not supported", "use text or csv format, or a key condition")
+				return nil, unsupported("COPY (query) TO in binary format over several shards is supported only when the shards' rows are simply concatenated (no ORDER BY, LIMIT, aggregates, DISTINCT across shards)",
+					"use text or csv format, or a key condition")
+			}
+			if sc, ok := op.(*plan.Scatter); ok {
+				sc.CopyBinary = true
 			}
 			return op, nil
 		}
@@ -516,12 +520,9 @@ func (p *Planner) planCopy(st *stmtInfo, b *binding, sql string, params *Params)
 		if !ci.stdio {
 			return nil, unsupported("COPY of distributed table "+r.name+" with a server file or program cannot be split across shards", "use COPY ... FROM STDIN / TO STDOUT")
 		}
-		if ci.format == "binary" && !ci.from {
-			return nil, unsupported("COPY of distributed table "+r.name+" TO STDOUT in binary format is not supported yet", "use FORMAT text or csv")
-		}
 		if !ci.from {
 			return &plan.Scatter{Shards: b.r.ShardsOf(rb.dist), SQL: sql, Reason: "COPY TO of distributed table " + r.name,
-				ReadOnly: true, CopyHeader: ci.header && ci.format == "csv"}, nil
+				ReadOnly: true, CopyHeader: ci.header && ci.format == "csv", CopyBinary: ci.format == "binary"}, nil
 		}
 		idx := -1
 		for i, c := range ci.cols {

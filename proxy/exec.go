@@ -48,6 +48,7 @@ type execOut struct {
 	descSent    bool
 	copyStarted bool
 	copyHeader  bool // COPY TO with a CSV header: pass only the first shard's
+	copyBinary  bool // COPY TO in binary format over several shards: one file header and trailer (copyout_binary.go)
 	part        int  // index of the part running
 	firstData   bool // the running part has not sent CopyData yet
 	// captured, when not nil, takes each part's DataRows (by part index)
@@ -169,8 +170,13 @@ func (ss *session) runPartHere(shard, sql string, args *partArgs, out *execOut, 
 				out.copyStarted = true
 			}
 		case msgCopyData:
-			skip := out.copyHeader && out.part > 0 && out.firstData
+			first := out.firstData
+			skip := out.copyHeader && out.part > 0 && first
 			out.firstData = false
+			if out.copyBinary {
+				body = joinBinaryCopy(body, first, out.part > 0)
+				skip = len(body) == 0
+			}
 			if pass && !skip {
 				ss.out = appendMsg(ss.out, typ, body)
 				if len(ss.out) > 64<<10 {
@@ -230,6 +236,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		// COPY … TO STDOUT: shard after shard, one COPY stream; each
 		// shard's part may run on a replica (runReadPart).
 		out.copyHeader = o.CopyHeader
+		out.copyBinary = o.CopyBinary && len(o.Shards) > 1
 		var tags []string
 		for i, s := range o.Shards {
 			out.part = i
@@ -240,6 +247,9 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 			tags = append(tags, tag)
 		}
 		if out.copyStarted {
+			if out.copyBinary {
+				ss.out = appendMsg(ss.out, msgCopyData, binaryCopyTrailer)
+			}
 			ss.out = appendEmpty(ss.out, msgCopyDone)
 		}
 		return sumTags(tags), nil

@@ -115,7 +115,9 @@ type Route struct {
 //
 // Bind values go with SQL unchanged to every shard. For a COPY ... TO the
 // client gets one CopyOutResponse; CopyHeader means each shard sends a CSV
-// header line and only the first shard's must be passed on.
+// header line and only the first shard's must be passed on; CopyBinary
+// means each shard's stream is a binary COPY file: the first shard's file
+// header and the last shard's trailer are passed on, the others dropped.
 //
 // Write marks an UPDATE or DELETE (without a key condition selecting one
 // shard) run on every listed shard: the client gets one command tag with
@@ -129,6 +131,7 @@ type Scatter struct {
 	Reason     string
 	ReadOnly   bool
 	CopyHeader bool
+	CopyBinary bool
 	Write      bool
 	// ShardSQL, when it has an entry for a shard, is the statement that
 	// shard runs instead of SQL: the same statement with its distributed
@@ -323,6 +326,9 @@ func (o *Scatter) Describe() Description {
 	}
 	if o.CopyHeader {
 		f["copy_header"] = true
+	}
+	if o.CopyBinary {
+		f["copy_binary"] = true
 	}
 	if o.Write {
 		f["write"] = true

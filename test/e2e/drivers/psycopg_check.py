@@ -209,6 +209,19 @@ def copy_out():
 step("COPY out", copy_out)
 
 
+def binary_copy_out(sql):
+    def run():
+        cur = c.cursor()
+        with cur.copy(sql) as cp:
+            cp.set_types(["int8", "text"])
+            return sorted(cp.rows())
+    return run
+
+
+step("binary COPY out of a table", binary_copy_out("COPY users (id, name) TO STDOUT (FORMAT BINARY)"))
+step("binary COPY out of a query", binary_copy_out("COPY (SELECT id, name FROM users WHERE id BETWEEN 5 AND 120) TO STDOUT (FORMAT BINARY)"))
+
+
 def binary_results():
     cur = c.cursor(binary=True)
     cur.execute("SELECT id, name, id * 1.5 AS half, ARRAY[id, id + 1] AS pair FROM users WHERE id = ANY(%s) ORDER BY id", ([2, 5, 17, 33],))
