@@ -21,15 +21,32 @@ import (
 // then ReadyForQuery idle.
 
 // beginImplicitTx opens the proxy's transaction around the batch: every
-// connection the batch uses so far turns its implicit transaction into a
-// transaction block with a simple Query BEGIN once its responses are in
-// (see above); connections that join later begin when they attach.
+// primary connection the batch uses so far turns its implicit transaction
+// into a transaction block with a simple Query BEGIN once its responses are
+// in (see above); replica connections are given back; connections that
+// join later begin when they attach.
 func (ss *session) beginImplicitTx(snap *topology.Snapshot) error {
 	if err := ss.settle(); err != nil {
 		return err
 	}
 	if ss.skip {
 		return errBatchFailed // a statement before failed: the batch is over
+	}
+	// Replica connections of the batch only read: their part ends here
+	// (synced, released), so no write of the transaction can reach them.
+	if ss.onReplica(snap) {
+		if err := ss.leaveReplica(); err != nil {
+			return err
+		}
+		if ss.skip {
+			return errBatchFailed
+		}
+		ss.batch = true
+	}
+	for i := 0; i < len(ss.held); {
+		if !ss.leaveHeldReplica(snap, i) {
+			i++
+		}
 	}
 	ss.implicitTx = true
 	ss.batchFailed = false

@@ -129,6 +129,45 @@ func TestReplicaShardedReads(t *testing.T) {
 			}
 			mustExec(t, ctx, bc, "UPDATE users SET name = 'x' WHERE id = $1", kA)
 		}
+		// A write on A, a replica read of B, then a write on B: the batch
+		// becomes the proxy's transaction (two-phase commit at the Sync)
+		// while B's replica connection is the active one; it is given
+		// back, the writes run on the primaries and both commit.
+		bc := connectPgx(t, ctx, p.dsn("postgres"))
+		b := &pgx.Batch{}
+		b.Queue("UPDATE users SET name = $2 WHERE id = $1 RETURNING inet_server_port()", kA, "both")
+		b.Queue(pointRead, kB)
+		b.Queue("UPDATE users SET name = $2 WHERE id = $1 RETURNING inet_server_port()", kB, "both")
+		b.Queue(pointRead, kA)
+		br := bc.SendBatch(ctx, b)
+		var ports [4]int
+		for i := range ports {
+			if err := br.QueryRow().Scan(&ports[i]); err != nil {
+				t.Fatalf("batch over two shards, statement %d: %v", i, err)
+			}
+		}
+		if err := br.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if ports[0] != byName[sA].Primary.Port || ports[2] != byName[sB].Primary.Port {
+			t.Errorf("writes of the two-shard batch ran on %s and %s", role[ports[0]], role[ports[2]])
+		}
+		if ports[1] != byName[sB].Replicas[0].Port || ports[3] != byName[sA].Primary.Port {
+			t.Errorf("reads of the two-shard batch ran on %s (before the transaction) and %s (inside it)", role[ports[1]], role[ports[3]])
+		}
+		for _, k := range []int64{kA, kB} {
+			var name string
+			if err := bc.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", k).Scan(&name); err != nil || name != "both" {
+				t.Fatalf("user %d after the two-shard batch: %q %v", k, name, err)
+			}
+		}
+		// B's replica connection went back to the pool outside any
+		// transaction block.
+		rc := connectPgx(t, ctx, byName[sB].Replicas[0].DSN("postgres"))
+		var open int
+		if err := rc.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'").Scan(&open); err != nil || open != 0 {
+			t.Fatalf("replica of %s has %d connections idle in a transaction after the batch (%v)", sB, open, err)
+		}
 	})
 
 	t.Run("an UPDATE's subquery run first reads the primaries", func(t *testing.T) {
