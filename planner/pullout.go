@@ -75,11 +75,11 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 			if op := p.pullWholeWindows(snap, a.SQL[st.start:st.end], st, params); op != nil {
 				return op, nil // pullout_window.go
 			}
-			if op := p.pullCTE(snap, a.SQL[st.start:st.end], st, params); op != nil {
-				return op, nil // pullout_rel.go
-			}
-			if op := p.pullDerived(snap, a.SQL[st.start:st.end], st, params); op != nil {
-				return op, nil // pullout_rel.go
+		}
+		for _, pull := range []func(*topology.Snapshot, string, *stmtInfo, *Params) *plan.PullOut{p.pullCTE, p.pullDerived} {
+			if op := pull(snap, a.SQL[st.start:st.end], st, params); op != nil {
+				op.Distribution = distribution // an UPDATE's or DELETE's FROM / USING item: its write runs after
+				return op, nil                 // pullout_rel.go
 			}
 		}
 		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, distribution, refusal) // pullout_rel.go

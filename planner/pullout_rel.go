@@ -432,11 +432,16 @@ func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.
 	}
 	outer.with.Ctes = append(outer.with.Ctes[:ci:ci], outer.with.Ctes[ci+1:]...)
 	if len(outer.with.Ctes) == 0 {
-		sel := outerNode.GetSelectStmt()
-		if sel == nil {
+		switch n := outerNode.Node.(type) {
+		case *pg_query.Node_SelectStmt:
+			n.SelectStmt.WithClause = nil
+		case *pg_query.Node_UpdateStmt:
+			n.UpdateStmt.WithClause = nil
+		case *pg_query.Node_DeleteStmt:
+			n.DeleteStmt.WithClause = nil
+		default:
 			return nil
 		}
-		sel.WithClause = nil
 	}
 	reason := fmt.Sprintf("WITH query %s needs rows from several shards: it is run first", cte.Ctename)
 	return p.finishPull(snap, sql, outerNode, slots[at], name, pulled, reason, params, func(n *pg_query.Node) bool {

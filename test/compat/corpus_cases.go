@@ -656,6 +656,9 @@ func buildCorpus() []Case {
 		"DELETE FROM likes l USING users u WHERE u.id = l.user_id AND u.level = 1 AND u.id < 80 RETURNING l.post_author_id, l.post_id, l.user_id",
 		"UPDATE posts p SET like_count = p.like_count + 1 FROM follows f WHERE f.followee_id = p.author_id AND f.follower_id = 21 RETURNING p.author_id, p.id, p.like_count",
 		"UPDATE comments c SET body = c.body || '!' FROM users u WHERE u.id = c.author_id AND u.id = 33",
+		// A derived table or WITH query of FROM / USING that needs the proxy is run first too.
+		"UPDATE posts p SET like_count = p.like_count + 1 FROM (SELECT author_id FROM posts GROUP BY author_id ORDER BY sum(like_count) DESC, author_id LIMIT 3) t WHERE p.author_id = t.author_id RETURNING p.author_id, p.id, p.like_count",
+		"WITH top AS (SELECT post_author_id, post_id FROM likes GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 2) DELETE FROM likes l USING top WHERE l.post_author_id = top.post_author_id AND l.post_id = top.post_id AND l.user_id % 2 = 0 RETURNING l.post_author_id, l.post_id, l.user_id",
 		"SELECT post_author_id, id, body FROM comments WHERE author_id = 33 ORDER BY 1, 2",
 	)
 	b.args("DELETE FROM follows WHERE followee_id = $1 AND follower_id IN (SELECT id FROM users WHERE level = $2)", "5", "2")
