@@ -402,6 +402,7 @@ func buildCorpus() []Case {
 		"WITH lvl AS (SELECT level, count(*) AS n FROM users GROUP BY level) SELECT u.id, lvl.n FROM users u JOIN lvl ON lvl.level = u.level WHERE u.id < 20 ORDER BY u.id",
 		"WITH recent AS (SELECT author_id, id FROM posts ORDER BY created_at DESC, author_id, id LIMIT 10) SELECT r.author_id, r.id, u.name FROM recent r JOIN users u ON u.id = r.author_id ORDER BY 1, 2",
 		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST LIMIT 5) SELECT p.id FROM posts p JOIN top ON top.id = p.author_id",
+		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 4) SELECT l.post_author_id, l.post_id, l.user_id FROM likes l JOIN top ON l.user_id = top.id ORDER BY 1, 2, 3",
 		"SELECT u.id FROM users u JOIN (SELECT author_id FROM posts ORDER BY like_count DESC, author_id, id LIMIT 5) t ON t.author_id = u.id ORDER BY u.id",
 		"SELECT u.id, t.n FROM users u JOIN (SELECT level, count(*) AS n FROM users GROUP BY level) t ON t.level = u.level WHERE u.id <= 12 ORDER BY u.id",
 		"SELECT t.author_id, t.likes, u.name FROM (SELECT author_id, sum(like_count) AS likes FROM posts GROUP BY author_id ORDER BY likes DESC, author_id LIMIT 3) AS t JOIN users u ON u.id = t.author_id ORDER BY t.likes DESC",
@@ -657,6 +658,7 @@ func buildCorpus() []Case {
 		"UPDATE posts p SET like_count = p.like_count + 1 FROM follows f WHERE f.followee_id = p.author_id AND f.follower_id = 21 RETURNING p.author_id, p.id, p.like_count",
 		"UPDATE comments c SET body = c.body || '!' FROM users u WHERE u.id = c.author_id AND u.id = 33",
 		// A derived table or WITH query of FROM / USING that needs the proxy is run first too.
+		"WITH top AS (SELECT id FROM users ORDER BY karma DESC NULLS LAST, id LIMIT 3) DELETE FROM likes l USING top WHERE l.user_id = top.id AND l.post_id % 3 = 0 RETURNING l.post_author_id, l.post_id, l.user_id",
 		"UPDATE posts p SET like_count = p.like_count + 1 FROM (SELECT author_id FROM posts GROUP BY author_id ORDER BY sum(like_count) DESC, author_id LIMIT 3) t WHERE p.author_id = t.author_id RETURNING p.author_id, p.id, p.like_count",
 		"WITH top AS (SELECT post_author_id, post_id FROM likes GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 2) DELETE FROM likes l USING top WHERE l.post_author_id = top.post_author_id AND l.post_id = top.post_id AND l.user_id % 2 = 0 RETURNING l.post_author_id, l.post_id, l.user_id",
 		"SELECT post_author_id, id, body FROM comments WHERE author_id = 33 ORDER BY 1, 2",
