@@ -50,7 +50,8 @@ type ServerConn struct {
 
 	pool      *Pool
 	broken    atomic.Bool
-	inPool    bool // guarded by pool.mu: sitting in pool.idle
+	inPool    bool         // guarded by pool.mu: sitting in pool.idle
+	canceling atomic.Int32 // Cancel calls in flight (Release discards the connection then)
 	secretRaw []byte
 
 	// liveness check state, preallocated so the check does not allocate.
@@ -76,8 +77,12 @@ func (sc *ServerConn) Pool() *Pool { return sc.pool }
 // opens a new TCP connection to Addr, sends CancelRequest{PID, SecretKey} and
 // waits until the server closes that connection (or ctx ends). As in
 // PostgreSQL, success means the request was delivered, not that a query was
-// cancelled. Safe to call from any goroutine.
+// cancelled. Safe to call from any goroutine. A connection released while a
+// Cancel is in flight is closed, not reused: the signal could otherwise
+// reach the backend after its next holder's query started there.
 func (sc *ServerConn) Cancel(ctx context.Context) error {
+	sc.canceling.Add(1)
+	defer sc.canceling.Add(-1)
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", sc.Addr)
 	if err != nil {

@@ -352,13 +352,14 @@ func (p *Pool) wait(ctx context.Context) (*ServerConn, error) {
 // Release returns a connection the caller got from Acquire. The connection
 // must be idle on the server (last ReadyForQuery 'I') unless MarkBroken was
 // called. With resetQuery it first runs Options.ResetQuery and clears
-// Prepared and Applied. Broken connections, connections older than
-// Lifetime, and any when the pool is closed or above Size are closed
+// Prepared and Applied. Broken connections, connections with a Cancel in
+// flight, connections older than Lifetime, and any when the pool is closed
+// or above Size are closed
 // instead; otherwise the connection goes to the first queued caller or
 // back to the idle set. Releasing a connection twice panics.
 func (p *Pool) Release(sc *ServerConn, resetQuery bool) {
-	if sc.broken.Load() {
-		p.Discard(sc)
+	if sc.broken.Load() || sc.canceling.Load() > 0 {
+		p.Discard(sc) // a cancel on its way could hit the next holder's query
 		return
 	}
 	if resetQuery {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -610,4 +611,49 @@ func BenchmarkAcquireReleaseContended(b *testing.B) {
 	b.StopTimer()
 	st := p.Stats()
 	b.ReportMetric(float64(st.Waits)/float64(st.Acquires), "waits/op")
+}
+
+// TestReleaseDuringCancelCloses: a connection released while a Cancel to
+// it is still on its way is closed, not handed to the next caller, whose
+// query the late signal could cancel. The cancel goes to a listener that
+// accepts and holds the request (a postmaster slow to act on it: a timing
+// a real server does not produce on demand).
+func TestReleaseDuringCancelCloses(t *testing.T) {
+	p := newTestPool(t, testOptions(t, 2))
+	sc := mustAcquire(t, p)
+	pid := sc.PID
+	slow, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := slow.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	sc.Addr = slow.Addr().String() // the connection is closed on Release: its address is not used again
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sc.Cancel(ctx) }()
+	held := <-accepted // the cancel is in flight until this closes
+	p.Release(sc, false)
+	sc2 := mustAcquire(t, p)
+	if sc2.PID == pid {
+		t.Fatalf("connection %d reused while a cancel to it was in flight", pid)
+	}
+	p.Release(sc2, false)
+	held.Close()
+	cancel()
+	<-done
+	// Without a cancel in flight the connection is reused as usual.
+	sc3 := mustAcquire(t, p)
+	pid3 := sc3.PID
+	p.Release(sc3, false)
+	if sc4 := mustAcquire(t, p); sc4.PID != pid3 {
+		t.Fatalf("idle connection %d not reused (got %d)", pid3, sc4.PID)
+	} else {
+		p.Release(sc4, false)
+	}
 }
