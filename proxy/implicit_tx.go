@@ -11,12 +11,13 @@ import (
 // messages up to one Sync) is one implicit transaction in PostgreSQL: it
 // commits at the Sync, or not at all when a statement of it fails. psycopg
 // 3's executemany, pgx's SendBatch and JDBC's executeBatch send their rows
-// that way. When such a batch writes on a second shard, the proxy turns it
-// into a transaction of its own: the first written shard's implicit
-// transaction becomes a transaction block (a BEGIN inside an implicit
-// transaction takes the statements before it along), the shards written
-// next join with BEGIN, and at the client's Sync the proxy commits them all
-// with two-phase commit, or rolls them all back when anything in the batch
+// that way. When such a batch writes on a second shard (or runs a write
+// over several), the proxy turns it into a transaction of its own: the
+// implicit transaction of every primary connection the batch used so far
+// becomes a transaction block (a BEGIN inside an implicit transaction takes
+// the statements before it along), connections the batch uses next join
+// with BEGIN, and at the client's Sync the proxy commits them all with
+// two-phase commit, or rolls them all back when anything in the batch
 // failed. The client sees what PostgreSQL sends: the statements' results,
 // then ReadyForQuery idle.
 
@@ -103,6 +104,7 @@ func (ss *session) syncImplicitTx(snap *topology.Snapshot) error {
 	}
 	ss.txStatus = 'I'
 	ss.resetTx()
+	ss.multiAtSync() // the batch's portals end with it, as PostgreSQL's do
 	ss.skip = false
 	ss.batch = false
 	if err != nil {
