@@ -172,7 +172,6 @@ type copyInfo struct {
 	escape    byte
 	null      string
 	header    bool
-	binaryErr string
 	query     string // COPY (query) TO: the query's text ("" if not found)
 	otherOpts bool   // options the proxy does not apply itself (FORCE_QUOTE, ENCODING, …)
 }

@@ -145,9 +145,6 @@ func (a *analyzer) top(n *pg_query.Node) {
 		a.scanAll(n, s)
 	case *pg_query.Node_CopyStmt:
 		a.copyStmt(x.CopyStmt)
-		if x.CopyStmt.Query != nil {
-			st.cp.query = copyQueryText(a.sql[st.start:st.end])
-		}
 	case *pg_query.Node_ExplainStmt:
 		a.explainStmt(x.ExplainStmt)
 	case *pg_query.Node_DeclareCursorStmt:
@@ -1311,6 +1308,7 @@ func (a *analyzer) copyStmt(c *pg_query.CopyStmt) {
 		}
 	}
 	if c.Query != nil {
+		ci.query = copyQueryText(a.sql[st.start:st.end])
 		if sel := c.Query.GetSelectStmt(); sel != nil {
 			q := a.selectStmt(sel, s)
 			a.selectShape(sel, q)

@@ -41,22 +41,13 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 	if _, ok := refusal.(*plan.Unsupported); !ok || st.node == nil {
 		return nil, refusal
 	}
-	var where *pg_query.Node
-	var with *pg_query.WithClause
+	parts, ok := partsOf(st.node) // a set operation is not ok
 	distribution := ""
 	switch {
+	case !ok:
+		return nil, refusal
 	case st.kind == KindSelect && st.readOnly:
-		sel := st.node.GetSelectStmt()
-		if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
-			return nil, refusal
-		}
-		where, with = sel.WhereClause, sel.WithClause
 	case st.kind == KindUpdate || st.kind == KindDelete:
-		if u := st.node.GetUpdateStmt(); u != nil {
-			where, with = u.WhereClause, u.WithClause
-		} else if d := st.node.GetDeleteStmt(); d != nil {
-			where, with = d.WhereClause, d.WithClause
-		}
 		t, ok := snap.Table(st.rels[st.target].name)
 		if !ok || t.Kind != topology.Distributed {
 			return nil, refusal
@@ -65,30 +56,31 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 	default:
 		return nil, refusal
 	}
+	sql := a.SQL[st.start:st.end]
 	var links []pulledLink
-	sc, err := pg_query.Scan(a.SQL[st.start:st.end])
-	if err == nil && where != nil {
-		links = p.pullableLinks(sc.Tokens, st, where, with)
+	sc, err := pg_query.Scan(sql)
+	if err == nil && *parts.where != nil {
+		links = p.pullableLinks(sc.Tokens, st, *parts.where, *parts.with)
 	}
 	if len(links) == 0 {
 		if distribution == "" {
-			if op := p.pullWholeWindows(snap, a.SQL[st.start:st.end], st, params); op != nil {
+			if op := p.pullWholeWindows(snap, sql, st, params); op != nil {
 				return op, nil // pullout_window.go
 			}
 		}
 		for _, pull := range []func(*topology.Snapshot, string, *stmtInfo, *Params) *plan.PullOut{p.pullCTE, p.pullDerived} {
-			if op := pull(snap, a.SQL[st.start:st.end], st, params); op != nil {
+			if op := pull(snap, sql, st, params); op != nil {
 				op.Distribution = distribution // an UPDATE's or DELETE's FROM / USING item: its write runs after
 				return op, nil                 // pullout_rel.go
 			}
 		}
-		return p.pullRelation(snap, a.SQL[st.start:st.end], st, params, distribution, refusal) // pullout_rel.go
+		return p.pullRelation(snap, sql, st, params, distribution, refusal) // pullout_rel.go
 	}
 	toks, maxParam := paramTokens(a.SQL, st.start, sc.Tokens)
 	if maxParam > len(params.Values) {
 		return nil, &plan.Error{Code: "42P02", Message: fmt.Sprintf("there is no parameter $%d", maxParam)}
 	}
-	op := &plan.PullOut{SQL: a.SQL[st.start:st.end], Distribution: distribution,
+	op := &plan.PullOut{SQL: sql, Distribution: distribution,
 		Reason: fmt.Sprintf("%d uncorrelated subquer%s run first", len(links), map[bool]string{true: "y", false: "ies"}[len(links) == 1])}
 	renumber := len(toks) > 0
 	for _, l := range links {

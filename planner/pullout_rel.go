@@ -6,7 +6,6 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/topology"
@@ -51,20 +50,20 @@ const pulledRelationMarker = "shardproxy_pulled_relation_"
 type fromParts struct {
 	from  *[]*pg_query.Node
 	where **pg_query.Node
-	with  *pg_query.WithClause
+	with  **pg_query.WithClause
 }
 
 func partsOf(n *pg_query.Node) (fromParts, bool) {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		sel := x.SelectStmt
-		return fromParts{&sel.FromClause, &sel.WhereClause, sel.WithClause}, sel.Op == pg_query.SetOperation_SETOP_NONE
+		return fromParts{&sel.FromClause, &sel.WhereClause, &sel.WithClause}, sel.Op == pg_query.SetOperation_SETOP_NONE
 	case *pg_query.Node_DeleteStmt:
 		d := x.DeleteStmt
-		return fromParts{&d.UsingClause, &d.WhereClause, d.WithClause}, true
+		return fromParts{&d.UsingClause, &d.WhereClause, &d.WithClause}, true
 	case *pg_query.Node_UpdateStmt:
 		u := x.UpdateStmt
-		return fromParts{&u.FromClause, &u.WhereClause, u.WithClause}, true
+		return fromParts{&u.FromClause, &u.WhereClause, &u.WithClause}, true
 	}
 	return fromParts{}, false
 }
@@ -79,7 +78,7 @@ func (p *Planner) pullRelation(snap *topology.Snapshot, sql string, st *stmtInfo
 		return nil, refusal
 	}
 	ctes := map[string]bool{}
-	if w := parts.with; w != nil {
+	if w := *parts.with; w != nil {
 		for _, c := range w.Ctes {
 			if cte := c.GetCommonTableExpr(); cte != nil {
 				ctes[strings.ToLower(cte.Ctename)] = true
@@ -129,10 +128,7 @@ func (p *Planner) pullRelationAt(snap *topology.Snapshot, sql string, stmt *pg_q
 	outer, _ := partsOf(outerNode)
 	slots, _ := innerRelations(outer.from)
 	r := slots[i].rv
-	name := r.Relname // as the parser gives names: folded unless quoted
-	if r.Alias != nil && r.Alias.Aliasname != "" {
-		name = r.Alias.Aliasname
-	}
+	name := rangeName(r)
 
 	// Conditions on R alone go to the subquery. Those naming R's key
 	// unqualified (and calling no function, so evaluating them twice
@@ -380,10 +376,10 @@ func (p *Planner) planPulled(snap *topology.Snapshot, sub *pg_query.SelectStmt, 
 // pullRelationAt does for a table. nil when none qualifies.
 func (p *Planner) pullCTE(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params) *plan.PullOut {
 	parts, ok := partsOf(st.node)
-	if !ok || parts.with == nil || parts.with.Recursive {
+	if !ok || *parts.with == nil || (*parts.with).Recursive {
 		return nil
 	}
-	for ci := range parts.with.Ctes {
+	for ci := range (*parts.with).Ctes {
 		if op := p.pullCTEAt(snap, sql, st.node, ci, params); op != nil {
 			return op
 		}
@@ -395,8 +391,9 @@ func (p *Planner) pullCTE(snap *topology.Snapshot, sql string, st *stmtInfo, par
 func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.Node, ci int, params *Params) *plan.PullOut {
 	outerNode := proto.Clone(stmt).(*pg_query.Node)
 	outer, _ := partsOf(outerNode)
-	cte := outer.with.Ctes[ci].GetCommonTableExpr()
-	if cte == nil || len(cte.Aliascolnames) > 0 || cte.Ctequery.GetSelectStmt() == nil {
+	with := *outer.with
+	cte := with.Ctes[ci].GetCommonTableExpr()
+	if cte == nil || len(cte.Aliascolnames) > 0 {
 		return nil
 	}
 	slots, ok := innerRelations(outer.from)
@@ -419,33 +416,17 @@ func (p *Planner) pullCTEAt(snap *topology.Snapshot, sql string, stmt *pg_query.
 	if r.Alias != nil && len(r.Alias.Colnames) > 0 {
 		return nil
 	}
-	name := r.Relname
-	if r.Alias != nil && r.Alias.Aliasname != "" {
-		name = r.Alias.Aliasname
-	}
-	pulled := p.planPulled(snap, proto.Clone(cte.Ctequery.GetSelectStmt()).(*pg_query.SelectStmt), params)
+	pulled := p.planMerged(snap, cte.Ctequery, params)
 	if pulled == nil {
 		return nil
 	}
-	if _, merged := pulled.Plan.(*plan.Route); merged {
-		return nil // one shard answers it: nothing to gain
-	}
-	outer.with.Ctes = append(outer.with.Ctes[:ci:ci], outer.with.Ctes[ci+1:]...)
-	if len(outer.with.Ctes) == 0 {
-		switch n := outerNode.Node.(type) {
-		case *pg_query.Node_SelectStmt:
-			n.SelectStmt.WithClause = nil
-		case *pg_query.Node_UpdateStmt:
-			n.UpdateStmt.WithClause = nil
-		case *pg_query.Node_DeleteStmt:
-			n.DeleteStmt.WithClause = nil
-		default:
-			return nil
-		}
+	with.Ctes = append(with.Ctes[:ci:ci], with.Ctes[ci+1:]...)
+	if len(with.Ctes) == 0 {
+		*outer.with = nil
 	}
 	reason := fmt.Sprintf("WITH query %s needs rows from several shards: it is run first", cte.Ctename)
-	return p.finishPull(snap, sql, outerNode, slots[at], name, pulled, reason, params, func(n *pg_query.Node) bool {
-		return readsRelation(n.ProtoReflect(), cte.Ctename) // read somewhere else too (a subquery)
+	return p.finishPull(snap, sql, outerNode, slots[at], rangeName(r), pulled, reason, params, func(n *pg_query.Node) bool {
+		return readsRelation(n, cte.Ctename) // read somewhere else too (a subquery)
 	})
 }
 
@@ -464,15 +445,12 @@ func (p *Planner) pullDerived(snap *topology.Snapshot, sql string, st *stmtInfo,
 	}
 	for i, sl := range slots {
 		d := sl.sub
-		if d == nil || d.Lateral || d.Alias == nil || d.Alias.Aliasname == "" || len(d.Alias.Colnames) > 0 || d.Subquery.GetSelectStmt() == nil {
+		if d == nil || d.Lateral || d.Alias == nil || d.Alias.Aliasname == "" || len(d.Alias.Colnames) > 0 {
 			continue
 		}
-		pulled := p.planPulled(snap, proto.Clone(d.Subquery.GetSelectStmt()).(*pg_query.SelectStmt), params)
+		pulled := p.planMerged(snap, d.Subquery, params)
 		if pulled == nil {
 			continue
-		}
-		if _, one := pulled.Plan.(*plan.Route); one {
-			continue // one shard answers it: nothing to gain
 		}
 		outerNode := proto.Clone(st.node).(*pg_query.Node)
 		outer, _ := partsOf(outerNode)
@@ -485,22 +463,40 @@ func (p *Planner) pullDerived(snap *topology.Snapshot, sql string, st *stmtInfo,
 	return nil
 }
 
-// readsRelation reports whether the parse tree m has a relation named
-// name without a schema anywhere (FROM items of subqueries included).
-func readsRelation(m protoreflect.Message, name string) bool {
-	if rv, ok := m.Interface().(*pg_query.RangeVar); ok && rv.Schemaname == "" && rv.Relname == name {
-		return true
+// planMerged plans query (a WITH query's or a derived table's SELECT) as a
+// subquery the executor runs first, when it is one that needs the proxy:
+// nil for other statements and for a read one shard answers alone.
+func (p *Planner) planMerged(snap *topology.Snapshot, query *pg_query.Node, params *Params) *plan.PulledSubquery {
+	sel := query.GetSelectStmt()
+	if sel == nil {
+		return nil
 	}
+	pulled := p.planPulled(snap, proto.Clone(sel).(*pg_query.SelectStmt), params)
+	if pulled == nil {
+		return nil
+	}
+	if _, one := pulled.Plan.(*plan.Route); one {
+		return nil // nothing to gain
+	}
+	return pulled
+}
+
+// rangeName is the name a FROM item is referred to by: its alias, else
+// its relation name (as the parser gives names: folded unless quoted).
+func rangeName(r *pg_query.RangeVar) string {
+	if r.Alias != nil && r.Alias.Aliasname != "" {
+		return r.Alias.Aliasname
+	}
+	return r.Relname
+}
+
+// readsRelation reports whether the parse tree n has a relation named name
+// without a schema anywhere (FROM items of subqueries included).
+func readsRelation(n *pg_query.Node, name string) bool {
 	found := false
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			l := v.List()
-			for i := 0; i < l.Len() && !found; i++ {
-				found = readsRelation(l.Get(i).Message(), name)
-			}
-		case fd.Message() != nil && !fd.IsMap():
-			found = readsRelation(v.Message(), name)
+	walkNodes(n, func(x *pg_query.Node) bool {
+		if rv := x.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relname == name {
+			found = true
 		}
 		return !found
 	})

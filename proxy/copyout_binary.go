@@ -1,6 +1,10 @@
 package proxy
 
-import "encoding/binary"
+import (
+	"bytes"
+
+	"github.com/shardproxy/shardproxy/planner/plan"
+)
 
 // Binary COPY TO over several shards: each shard sends a whole binary COPY
 // file (an 11-byte signature, flags and a header extension, then tuples,
@@ -10,9 +14,6 @@ import "encoding/binary"
 // trailer when there are none) and the trailer in a CopyData of its own
 // after tuples; a tuple never starts with -1.
 
-// binaryCopyTrailer ends a binary COPY file.
-var binaryCopyTrailer = []byte{0xFF, 0xFF}
-
 // joinBinaryCopy returns the part of one shard's CopyData payload that goes
 // to the client: first is the shard's first CopyData, strip drops its file
 // header (every shard but the first); a trailer is always dropped (the
@@ -20,8 +21,8 @@ var binaryCopyTrailer = []byte{0xFF, 0xFF}
 func joinBinaryCopy(data []byte, first, strip bool) []byte {
 	var header []byte
 	if first {
-		n := binaryCopyHeaderLen(data)
-		if n < 0 {
+		n, err := plan.BinaryCopyHeader(data)
+		if err != nil || n == 0 {
 			return data // not a file header: pass it on, the client will say so
 		}
 		header, data = data[:n], data[n:]
@@ -29,7 +30,7 @@ func joinBinaryCopy(data []byte, first, strip bool) []byte {
 			header = nil
 		}
 	}
-	if len(data) == 2 && data[0] == 0xFF && data[1] == 0xFF {
+	if bytes.Equal(data, plan.BinaryCopyTrailer) {
 		data = nil
 	}
 	if header == nil {
@@ -39,18 +40,4 @@ func joinBinaryCopy(data []byte, first, strip bool) []byte {
 		return header
 	}
 	return append(append(make([]byte, 0, len(header)+len(data)), header...), data...)
-}
-
-// binaryCopyHeaderLen returns the length of the binary COPY file header at
-// the start of data, -1 when data does not start with one.
-func binaryCopyHeaderLen(data []byte) int {
-	const fixed = 11 + 4 + 4
-	if len(data) < fixed || string(data[:11]) != "PGCOPY\n\xff\r\n\x00" {
-		return -1
-	}
-	ext := int(int32(binary.BigEndian.Uint32(data[15:19])))
-	if ext < 0 || len(data) < fixed+ext {
-		return -1
-	}
-	return fixed + ext
 }

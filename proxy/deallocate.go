@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"maps"
-	"strings"
 
 	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 )
@@ -22,14 +21,7 @@ import (
 // one DEALLOCATE statement.
 func (e *stmtEntry) deallocation() (*sqlclass.Statement, bool) {
 	e.deallocOnce.Do(func() {
-		q := e.key
-		for i := 0; i < len(q); i++ {
-			if q[i] == 0 {
-				q = q[:i]
-				break
-			}
-		}
-		if !strings.Contains(strings.ToLower(q), "deallocate") {
+		if !mayTrack([]byte(e.text())) {
 			return
 		}
 		if cs := e.classes(); len(cs) == 1 && (cs[0].Kind == sqlclass.Deallocate || cs[0].Kind == sqlclass.DeallocateAll) {
@@ -37,6 +29,20 @@ func (e *stmtEntry) deallocation() (*sqlclass.Statement, bool) {
 		}
 	})
 	return e.dealloc, e.dealloc != nil
+}
+
+// deallocPortal returns the DEALLOCATE bound to the portal named at the
+// start of b (a Describe, Execute or Close body after its type byte), nil
+// for any other portal.
+func (ss *session) deallocPortal(b []byte) (string, *sqlclass.Statement) {
+	if len(ss.deallocs) == 0 {
+		return "", nil
+	}
+	name, _, ok := cstring(b)
+	if !ok {
+		return "", nil
+	}
+	return string(name), ss.deallocs[string(name)]
 }
 
 // bindDeallocate binds portal to a DEALLOCATE the proxy runs itself.

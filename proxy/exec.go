@@ -248,7 +248,7 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		}
 		if out.copyStarted {
 			if out.copyBinary {
-				ss.out = appendMsg(ss.out, msgCopyData, binaryCopyTrailer)
+				ss.out = appendMsg(ss.out, msgCopyData, plan.BinaryCopyTrailer)
 			}
 			ss.out = appendEmpty(ss.out, msgCopyDone)
 		}

@@ -17,11 +17,11 @@ import (
 // the statement ends with CopyDone and "COPY n".
 func (ss *session) execCopyOut(snap *topology.Snapshot, o *plan.CopyOut, params planner.Params) (string, error) {
 	w := &copyOutRows{op: o}
-	saved := ss.copying
-	ss.copying = w
+	saved := ss.filter
+	ss.filter = w
 	_, err := ss.runRows(snap, o.Query, params, []int16{0})
 	w.take(ss)
-	ss.copying = saved
+	ss.filter = saved
 	if err == nil {
 		err = w.bad
 	}
@@ -39,13 +39,14 @@ type copyOutRows struct {
 	started bool // CopyOutResponse sent
 	single  bool // one column (a lone \. is quoted in CSV)
 	rows    int
-	line    []byte
+	spare   []byte // the buffer ss.out had before the last take: the next take writes into it
 	bad     error
 }
 
-// take rewrites the complete messages in ss.out.
+// take rewrites the complete messages in ss.out (into the spare buffer,
+// which then becomes ss.out).
 func (w *copyOutRows) take(ss *session) {
-	var out []byte
+	out := w.spare[:0]
 	err := eachMessage(ss.out, func(typ byte, body []byte) {
 		switch typ {
 		case msgRowDescription:
@@ -63,7 +64,17 @@ func (w *copyOutRows) take(ss *session) {
 	if err != nil {
 		w.bad = fmt.Errorf("copy out: %w", err)
 	}
-	ss.out = append(ss.out[:0], out...)
+	w.spare, ss.out = ss.out[:0], out
+}
+
+// beginCopyData starts a CopyData message in out; endCopyData sets its
+// length once its line is appended.
+func beginCopyData(out []byte) ([]byte, int) { return append(out, msgCopyData, 0, 0, 0, 0), len(out) }
+
+func endCopyData(out []byte, start int) []byte {
+	out = append(out, '\n')
+	putLen(out[start+1:], len(out)-start-1)
+	return out
 }
 
 // start sends the CopyOutResponse (every column text) and the header line.
@@ -84,22 +95,21 @@ func (w *copyOutRows) start(out, desc []byte) []byte {
 	if !w.op.Header {
 		return out
 	}
-	w.line = w.line[:0]
+	out, start := beginCopyData(out)
 	rest := desc[2:]
 	for i := range ncols {
 		name, r, ok := cstring(rest)
 		if !ok || len(r) < 18 {
 			w.bad = fmt.Errorf("copy out: malformed RowDescription")
-			return out
+			return out[:start]
 		}
 		rest = r[18:]
 		if i > 0 {
-			w.line = append(w.line, w.op.Delimiter)
+			out = append(out, w.op.Delimiter)
 		}
-		w.line = w.field(w.line, name)
+		out = w.field(out, name)
 	}
-	w.line = append(w.line, '\n')
-	return appendMsg(out, msgCopyData, w.line)
+	return endCopyData(out, start)
 }
 
 // row sends one DataRow (text values) as a COPY line.
@@ -110,31 +120,30 @@ func (w *copyOutRows) row(out, body []byte) []byte {
 	}
 	n := int(binary.BigEndian.Uint16(body))
 	body = body[2:]
-	w.line = w.line[:0]
+	out, start := beginCopyData(out)
 	for i := range n {
 		if len(body) < 4 {
 			w.bad = fmt.Errorf("copy out: malformed DataRow")
-			return out
+			return out[:start]
 		}
 		size := int(int32(binary.BigEndian.Uint32(body)))
 		body = body[4:]
 		if i > 0 {
-			w.line = append(w.line, w.op.Delimiter)
+			out = append(out, w.op.Delimiter)
 		}
 		if size < 0 {
-			w.line = append(w.line, w.op.Null...)
+			out = append(out, w.op.Null...)
 			continue
 		}
 		if len(body) < size {
 			w.bad = fmt.Errorf("copy out: malformed DataRow")
-			return out
+			return out[:start]
 		}
-		w.line = w.field(w.line, body[:size])
+		out = w.field(out, body[:size])
 		body = body[size:]
 	}
-	w.line = append(w.line, '\n')
 	w.rows++
-	return appendMsg(out, msgCopyData, w.line)
+	return endCopyData(out, start)
 }
 
 // field appends one non-NULL value in the COPY format.

@@ -243,16 +243,16 @@ func (ss *session) pullOutOuter(snap *topology.Snapshot, o *plan.PullOut, params
 
 // runPulled runs one subquery of a PullOut and returns its rows.
 func (ss *session) runPulled(snap *topology.Snapshot, sq *plan.PulledSubquery, params planner.Params) (plan.PulledRows, error) {
-	saved, savedPulled := ss.out, ss.pulled // a PullOut inside a subquery of another
+	saved, savedFilter := ss.out, ss.filter // a PullOut inside a subquery of another
 	ss.out = nil
 	p := &pulledRows{limit: ss.srv.config().Merge.MemoryLimit, relation: sq.Relation != ""}
 	if p.limit == 0 {
 		p.limit = merge.DefaultMemoryLimit
 	}
-	ss.pulled = p
+	ss.filter = p
 	_, err := ss.runBinary(snap, sq.Plan, planner.SelectParams(params, sq.ParamIndexes))
 	p.take(ss)
-	ss.pulled = savedPulled
+	ss.filter = savedFilter
 	ss.out = append(saved, p.keep...)
 	switch {
 	case err != nil:

@@ -94,11 +94,7 @@ func (ss *session) syncImplicitTx(snap *topology.Snapshot) error {
 	failed := ss.batchFailed || ss.txAborted || ss.txStatus == 'E' || (ss.sc != nil && ss.scStatus == 'E')
 	var err error
 	if failed {
-		for _, s := range ss.txShards() {
-			if rerr := ss.runOnShard(snap, s, "ROLLBACK"); rerr != nil && isServerGone(rerr) && err == nil {
-				err = rerr
-			}
-		}
+		ss.rollbackShards(snap, ss.txShards())
 	} else {
 		_, err = ss.commitExtended(snap)
 	}

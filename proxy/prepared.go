@@ -37,15 +37,17 @@ func (e *stmtEntry) isQuery(query string) bool {
 	return len(e.key) > len(query) && e.key[len(query)] == 0 && e.key[:len(query)] == query
 }
 
+// text is the statement's SQL (its key without the parameter types).
+func (e *stmtEntry) text() string {
+	if i := strings.IndexByte(e.key, 0); i >= 0 {
+		return e.key[:i]
+	}
+	return e.key
+}
+
 // classes returns the classification of the statement text, computed once.
 func (e *stmtEntry) classes() []sqlclass.Statement {
-	e.classOnce.Do(func() {
-		q := e.key
-		if i := strings.IndexByte(q, 0); i >= 0 {
-			q = q[:i]
-		}
-		e.class = sqlclass.Classify(q)
-	})
+	e.classOnce.Do(func() { e.class = sqlclass.Classify(e.text()) })
 	return e.class
 }
 

@@ -234,9 +234,12 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 				}
 			case "savepoint", "release", "rollback_to":
 				if ss.inTransaction() {
-					target, err := ss.savepointExtended(snap, o)
-					if err != nil || ss.skip {
+					if err := ss.settle(); err != nil || ss.skip {
 						return true, err
+					}
+					target, err := ss.savepointElsewhere(snap, o)
+					if err != nil {
+						return true, ss.failExtendedTx(err)
 					}
 					shard, savepoint = target, o
 				}
@@ -483,29 +486,4 @@ func applyResultFormats(typ byte, body []byte, rf []int16) []byte {
 		return body
 	}
 	return out[5:]
-}
-
-// savepointExtended runs an extended-protocol SAVEPOINT, RELEASE or
-// ROLLBACK TO inside a transaction on every shard of the transaction but
-// one, whose connection then runs the client's own statement (its answer
-// is the client's), as the simple-protocol path does. It returns that
-// shard ("" when no shard is in the transaction yet).
-func (ss *session) savepointExtended(snap *topology.Snapshot, o *plan.Session) (string, error) {
-	if err := ss.settle(); err != nil || ss.skip {
-		return "", err
-	}
-	if ss.txStatus == 'E' && o.Name != "rollback_to" {
-		return "", ss.failExtendedTx(&sqlError{abortedError})
-	}
-	shards := ss.txShards()
-	if len(shards) == 0 {
-		return "", nil
-	}
-	target := shards[0]
-	for _, s := range shards[1:] {
-		if err := ss.runOnShard(snap, s, o.SQL); err != nil {
-			return "", ss.failExtendedTx(err)
-		}
-	}
-	return target, nil
 }

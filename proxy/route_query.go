@@ -446,30 +446,42 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 	if ss.txStatus == 'I' {
 		return ss.relayRouted(snap, ss.sessionStatementShard(snap), false, o, body)
 	}
-	if ss.txStatus == 'E' && o.Name != "rollback_to" {
-		return ss.queryFailed(&sqlError{abortedError})
+	target, err := ss.savepointElsewhere(snap, o)
+	if err != nil {
+		return ss.queryFailed(err)
 	}
-	shards := ss.txShards()
-	record := func() { ss.recordSavepoint(o) }
-	if len(shards) == 0 {
-		record()
+	ss.recordSavepoint(o)
+	if target == "" {
 		if o.Name == "rollback_to" {
 			ss.txStatus = 'T'
 		}
 		tag := map[string]string{"savepoint": "SAVEPOINT", "release": "RELEASE", "rollback_to": "ROLLBACK"}[o.Name]
 		return ss.querySynthetic(tag)
 	}
-	target := shards[0]
-	for _, s := range shards[1:] {
-		if err := ss.runOnShard(snap, s, o.SQL); err != nil {
-			return ss.queryFailed(err)
-		}
-	}
-	record()
 	if err := ss.useShard(snap, target); err != nil {
 		return ss.queryFailed(err)
 	}
 	return ss.relayQuery(body)
+}
+
+// savepointElsewhere runs a SAVEPOINT, RELEASE or ROLLBACK TO (o) on every
+// shard of the transaction but the first, which it returns for the
+// client's own statement ("" when no shard is in the transaction yet); in
+// a failed transaction only ROLLBACK TO may run.
+func (ss *session) savepointElsewhere(snap *topology.Snapshot, o *plan.Session) (string, error) {
+	if ss.txStatus == 'E' && o.Name != "rollback_to" {
+		return "", &sqlError{abortedError}
+	}
+	shards := ss.txShards()
+	if len(shards) == 0 {
+		return "", nil
+	}
+	for _, s := range shards[1:] {
+		if err := ss.runOnShard(snap, s, o.SQL); err != nil {
+			return "", err
+		}
+	}
+	return shards[0], nil
 }
 
 // noteDeclare records the shard of a single-shard cursor that a DECLARE

@@ -47,6 +47,15 @@ const (
 	expSynthDone                    // emit CommandComplete with tag name; restore undoes the statement
 )
 
+// synthMessage is the body-less message the proxy answers in place of the
+// server for each expSynth kind that has one.
+var synthMessage = [...]byte{
+	expSynthParse:  msgParseComplete,
+	expSynthClose:  msgCloseComplete,
+	expSynthBind:   msgBindComplete,
+	expSynthNoData: msgNoData,
+}
+
 type expect struct {
 	kind   expKind
 	name   string     // client statement name (Parse / Close hooks)
@@ -77,6 +86,10 @@ type errServerGone struct{ err error }
 func (e *errServerGone) Error() string { return "server connection lost: " + e.err.Error() }
 func (e *errServerGone) Unwrap() error { return e.err }
 
+// outFilter rewrites or takes the complete messages in ss.out before they
+// are written to the client (session.filter).
+type outFilter interface{ take(ss *session) }
+
 // session is one client connection. Everything in it is owned by the
 // session goroutine, except the atomics (read by Cancel and Shutdown).
 type session struct {
@@ -85,11 +98,11 @@ type session struct {
 	cr   msgReader // client messages
 	out  []byte    // bytes waiting to be written to the client
 	tls  bool
-	// pulled, while set, takes what flushClient would send: the rows of a
-	// subquery the proxy runs first (exec_pullout.go).
-	pulled *pulledRows
-	// copying: a COPY (query) TO the proxy answers turns rows into COPY data (exec_copyout.go).
-	copying *copyOutRows
+	// filter, while set, sees what flushClient would send first: it takes
+	// the rows of a subquery the proxy runs first (pulledRows,
+	// exec_pullout.go) or turns rows into COPY data (copyOutRows,
+	// exec_copyout.go).
+	filter outFilter
 
 	user, database string
 	key            pool.Key
@@ -309,12 +322,11 @@ func (ss *session) flushClient() error {
 	if len(ss.out) == 0 {
 		return nil
 	}
-	if ss.pulled != nil {
-		ss.pulled.take(ss)
-		return nil
-	}
-	if ss.copying != nil {
-		ss.copying.take(ss) // exec_copyout.go
+	if ss.filter != nil {
+		ss.filter.take(ss)
+		if len(ss.out) == 0 {
+			return nil // taken
+		}
 	}
 	_, err := ss.conn.Write(ss.out)
 	if cap(ss.out) > 32<<10 { // don't let idle sessions keep big buffers
@@ -997,12 +1009,10 @@ func (ss *session) handleDescribe(body []byte) error {
 	if len(body) < 2 {
 		return newSQLError(codeProtocolViolation, "invalid Describe message format")
 	}
-	if body[0] == 'P' && len(ss.deallocs) > 0 {
-		if name, _, ok := cstring(body[1:]); ok && ss.deallocs[string(name)] != nil {
-			ss.batch = true
-			ss.push(expect{kind: expSynthNoData})
-			return nil
-		}
+	if _, d := ss.deallocPortal(body[1:]); body[0] == 'P' && d != nil {
+		ss.batch = true
+		ss.push(expect{kind: expSynthNoData})
+		return nil
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, ok := cstring(body[1:])
@@ -1077,12 +1087,8 @@ func putLen(b []byte, n int) {
 }
 
 func (ss *session) handleExecute(body []byte) error {
-	if len(ss.deallocs) > 0 {
-		if name, _, ok := cstring(body); ok {
-			if d := ss.deallocs[string(name)]; d != nil {
-				return ss.executeDeallocate(d)
-			}
-		}
+	if _, d := ss.deallocPortal(body); d != nil {
+		return ss.executeDeallocate(d)
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, ok := cstring(body)
@@ -1135,12 +1141,10 @@ func (ss *session) handleClose(body []byte) error {
 		ss.push(expect{kind: expSynthClose, name: n, prev: prev})
 		return nil
 	}
-	if len(ss.deallocs) > 0 {
-		if name, _, ok := cstring(body[1:]); ok && ss.deallocs[string(name)] != nil {
-			delete(ss.deallocs, string(name))
-			ss.push(expect{kind: expSynthClose})
-			return nil
-		}
+	if name, d := ss.deallocPortal(body[1:]); d != nil {
+		delete(ss.deallocs, name)
+		ss.push(expect{kind: expSynthClose})
+		return nil
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, _ := cstring(body[1:])
@@ -1249,20 +1253,8 @@ func (ss *session) drain() error {
 	for ss.pendingCount() > 0 {
 		e := &ss.fifo[ss.head]
 		switch e.kind {
-		case expSynthParse:
-			ss.out = appendEmpty(ss.out, msgParseComplete)
-			ss.pop()
-			continue
-		case expSynthClose:
-			ss.out = appendEmpty(ss.out, msgCloseComplete)
-			ss.pop()
-			continue
-		case expSynthBind:
-			ss.out = appendEmpty(ss.out, msgBindComplete)
-			ss.pop()
-			continue
-		case expSynthNoData:
-			ss.out = appendEmpty(ss.out, msgNoData)
+		case expSynthParse, expSynthClose, expSynthBind, expSynthNoData:
+			ss.out = appendEmpty(ss.out, synthMessage[e.kind])
 			ss.pop()
 			continue
 		case expSynthDone:

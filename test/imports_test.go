@@ -24,10 +24,9 @@ var rules = []importRule{
 	{tree: "proxy", internal: []string{"planner", "router", "topology"}, external: []string{
 		"github.com/jackc/pgx/v5", "github.com/prometheus/", "gopkg.in/yaml.v3", "golang.org/x/"}},
 	// pg_query_go's parse trees are protobuf messages: the planner copies
-	// them (to rewrite a statement) with protobuf's own deep copy and walks
-	// them with its reflection.
+	// them (to rewrite a statement) with protobuf's own deep copy.
 	{tree: "planner", internal: []string{"router", "topology"}, external: []string{
-		"github.com/pganalyze/pg_query_go/v6", "google.golang.org/protobuf/proto", "google.golang.org/protobuf/reflect/protoreflect", "github.com/jackc/pgx/v5/pgtype", "github.com/prometheus/"},
+		"github.com/pganalyze/pg_query_go/v6", "google.golang.org/protobuf/proto", "github.com/jackc/pgx/v5/pgtype", "github.com/prometheus/"},
 		banned: []string{"net", "net/http", "os/exec"}},
 	{tree: "router", internal: []string{"topology"}, banned: []string{"net", "net/http", "os/exec", "os"}},
 	{tree: "topology", internal: nil},

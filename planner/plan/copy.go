@@ -138,12 +138,7 @@ func (s *CopySplitter) row(row []byte, emit func(string, []byte) error) error {
 	}
 	if s.cs.Header && !s.hdrDone {
 		s.hdrDone = true
-		for _, sh := range s.cs.Shards {
-			if err := emit(sh, row); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.toEveryShard(row, emit)
 	}
 	key, null, err := s.field(line)
 	if err != nil {

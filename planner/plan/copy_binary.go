@@ -16,8 +16,32 @@ import (
 // first, each tuple to the shard of its key field, the trailer to every
 // shard.
 
-// copySignature opens every binary COPY stream.
-var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
+// copySignature opens every binary COPY stream; BinaryCopyTrailer ends it.
+var (
+	copySignature     = []byte("PGCOPY\n\xff\r\n\x00")
+	BinaryCopyTrailer = []byte{0xFF, 0xFF}
+)
+
+// BinaryCopyHeader returns the length of the binary COPY file header
+// (signature, flags, header extension) at the start of b, 0 when b does
+// not hold all of it yet, or a 22P04 error when b cannot start one.
+func BinaryCopyHeader(b []byte) (int, error) {
+	const fixed = 11 + 4 + 4
+	if !bytes.HasPrefix(b, copySignature[:min(len(b), len(copySignature))]) {
+		return 0, badCopySignature()
+	}
+	if len(b) < fixed {
+		return 0, nil
+	}
+	ext := int(int32(binary.BigEndian.Uint32(b[15:19])))
+	if ext < 0 {
+		return 0, &Error{Code: "22P04", Message: "invalid COPY file header (missing length)"}
+	}
+	if len(b) < fixed+ext {
+		return 0, nil
+	}
+	return fixed + ext, nil
+}
 
 // writeBinary is Write for FORMAT binary.
 func (s *CopySplitter) writeBinary(data []byte, emit func(shard string, row []byte) error) error {
@@ -46,25 +70,12 @@ func (s *CopySplitter) writeBinary(data []byte, emit func(shard string, row []by
 // of b and returns how many bytes it used (0: b does not hold all of it).
 func (s *CopySplitter) nextBinary(b []byte, emit func(string, []byte) error) (int, error) {
 	if !s.hdrDone {
-		const fixed = 11 + 4 + 4
-		if len(b) < fixed {
-			if len(b) >= len(copySignature) && !bytes.Equal(b[:len(copySignature)], copySignature) {
-				return 0, badCopySignature()
-			}
-			return 0, nil
-		}
-		if !bytes.Equal(b[:len(copySignature)], copySignature) {
-			return 0, badCopySignature()
-		}
-		ext := int(int32(binary.BigEndian.Uint32(b[15:19])))
-		if ext < 0 {
-			return 0, &Error{Code: "22P04", Message: "invalid COPY file header (missing length)"}
-		}
-		if len(b) < fixed+ext {
-			return 0, nil
+		n, err := BinaryCopyHeader(b)
+		if err != nil || n == 0 {
+			return 0, err
 		}
 		s.hdrDone = true
-		return fixed + ext, s.toEveryShard(b[:fixed+ext], emit)
+		return n, s.toEveryShard(b[:n], emit)
 	}
 	if len(b) < 2 {
 		return 0, nil
@@ -72,7 +83,7 @@ func (s *CopySplitter) nextBinary(b []byte, emit func(string, []byte) error) (in
 	fields := int(int16(binary.BigEndian.Uint16(b)))
 	if fields == -1 {
 		s.done = true
-		return 2, s.toEveryShard(b[:2], emit)
+		return 2, s.toEveryShard(BinaryCopyTrailer, emit)
 	}
 	if fields <= s.cs.KeyColumnIndex {
 		return 0, &Error{Code: "22P04", Message: fmt.Sprintf("row field count is %d, the distribution key column %q is field %d (COPY row %d)",

@@ -144,29 +144,41 @@ func (sc *ServerConn) alive() bool {
 // ReadyForQuery, updating Params. It fails on an ErrorResponse, on a
 // transaction status other than idle, and when timeout passes.
 func (sc *ServerConn) simpleQuery(sql string, timeout time.Duration) error {
+	_, err := sc.queryColumn(sql, timeout)
+	return err
+}
+
+// queryColumn is simpleQuery returning the first column of the rows (text);
+// a server's ErrorResponse is an *Error.
+func (sc *ServerConn) queryColumn(sql string, timeout time.Duration) ([]string, error) {
 	if err := sc.Conn.SetDeadline(time.Now().Add(timeout)); err != nil {
-		return err
+		return nil, err
 	}
 	sc.queryMsg.String = sql
 	sc.Frontend.SendQuery(&sc.queryMsg)
 	if err := sc.Frontend.Flush(); err != nil {
-		return err
+		return nil, err
 	}
+	var rows []string
 	var qerr error
 	for {
 		msg, err := sc.Frontend.Receive()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch m := msg.(type) {
 		case *pgproto3.ReadyForQuery:
 			if err := sc.Conn.SetDeadline(time.Time{}); err != nil {
-				return err
+				return nil, err
 			}
 			if qerr == nil && m.TxStatus != 'I' {
 				qerr = fmt.Errorf("server connection not idle after %q (status %c)", sql, m.TxStatus)
 			}
-			return qerr
+			return rows, qerr
+		case *pgproto3.DataRow:
+			if len(m.Values) > 0 {
+				rows = append(rows, string(m.Values[0]))
+			}
 		case *pgproto3.ErrorResponse:
 			qerr = &Error{Severity: m.Severity, Code: m.Code, Message: m.Message, Detail: m.Detail, Hint: m.Hint}
 		case *pgproto3.ParameterStatus:

@@ -1,12 +1,10 @@
 package pool
 
 import (
+	"errors"
 	"os"
-	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Prepared-statement verification, for tests and debugging: with it on
@@ -31,46 +29,26 @@ func SetVerifyPrepared(on bool) { verifyPrepared.Store(on) }
 func PreparedDrift() int64 { return preparedDrift.Load() }
 
 // verifyStmtCache compares sc's StmtCache with the server's statements. A
-// connection that fails the check is marked broken (Release discards it).
+// connection the check cannot run on is marked broken (Release discards
+// it).
 func (p *Pool) verifyStmtCache(sc *ServerConn) {
-	if err := sc.Conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+	names, err := sc.queryColumn("SELECT name FROM pg_prepared_statements", 5*time.Second)
+	var serverErr *Error
+	if errors.As(err, &serverErr) {
+		return // e.g. a cancel meant for the previous query arrived late: nothing to compare
+	}
+	if err != nil {
 		sc.MarkBroken()
 		return
 	}
-	sc.queryMsg.String = "SELECT name FROM pg_prepared_statements"
-	sc.Frontend.SendQuery(&sc.queryMsg)
-	if err := sc.Frontend.Flush(); err != nil {
-		sc.MarkBroken()
-		return
+	onServer := make(map[string]bool, len(names))
+	for _, n := range names {
+		onServer[n] = true
 	}
-	var onServer []string
-	failed := false // e.g. a cancel meant for the previous query arrived late: nothing to compare
-	for {
-		msg, err := sc.Frontend.Receive()
-		if err != nil {
-			sc.MarkBroken()
-			return
-		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			onServer = append(onServer, string(m.Values[0]))
-		case *pgproto3.ErrorResponse:
-			failed = true
-		case *pgproto3.ReadyForQuery:
-			if err := sc.Conn.SetDeadline(time.Time{}); err != nil {
-				sc.MarkBroken()
-				return
-			}
-			if failed {
-				return
-			}
-			for _, name := range sc.Prepared.Names() {
-				if !slices.Contains(onServer, name) {
-					preparedDrift.Add(1)
-					p.logger.Error("prepared statement cache drift: cached but not on the server", "pid", sc.PID, "statement", name)
-				}
-			}
-			return
+	for _, name := range sc.Prepared.Names() {
+		if !onServer[name] {
+			preparedDrift.Add(1)
+			p.logger.Error("prepared statement cache drift: cached but not on the server", "pid", sc.PID, "statement", name)
 		}
 	}
 }
