@@ -390,22 +390,14 @@ func (cs *cursorShard) Next() ([][]byte, error) {
 // its first Execute; the portal then survives Sync until the transaction
 // ends.
 func (ss *session) executeCursorPortal(snap *topology.Snapshot, mp *multiPortal, limit int) error {
-	if mp.cursor == nil {
-		if err := ss.settle(); err != nil {
-			return err
-		}
-		if ss.skip {
-			return nil
-		}
-		cr, err := ss.openCursorRead(snap, mp.op, mp.params, mp.resultFormats)
-		if err != nil {
-			return ss.failExtendedTx(err)
-		}
-		mp.cursor = cr
-	} else if ss.txStatus == 'E' {
+	if mp.cursor != nil && ss.txStatus == 'E' {
 		return ss.failExtendedTx(&sqlError{abortedError})
 	}
-	cr := mp.cursor
+	cr, err := ss.portalCursor(mp)
+	if err != nil {
+		return ss.failExtendedTx(err)
+	}
+	cr.setFormats(nil) // a FETCH naming the portal may have asked for others
 	n, err := cr.send(limit, false)
 	if err != nil {
 		return ss.failExtendedTx(err)
@@ -446,12 +438,48 @@ func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor,
 }
 
 // proxyCursor returns the cross-shard cursor a FETCH/MOVE/CLOSE names, if
-// the proxy runs it.
-func (ss *session) proxyCursor(o *plan.Session) *cursorRead {
+// the proxy runs it: a SQL cursor (DECLARE), or a protocol-level portal of
+// a cross-shard read inside a transaction block, which FETCH and MOVE may
+// name as well (asyncpg moves its cursors with MOVE FORWARD n portal). A
+// portal not executed yet starts its read here. A nil cursor and nil error:
+// the statement is not the proxy's.
+func (ss *session) proxyCursor(o *plan.Session) (*cursorRead, error) {
 	if o.Kind != "fetch" && o.Kind != "close" {
-		return nil
+		return nil, nil
 	}
-	return ss.multiCursor[o.Name]
+	if cr := ss.multiCursor[o.Name]; cr != nil {
+		return cr, nil
+	}
+	mp := ss.multi[o.Name]
+	if mp == nil || o.Name == "" {
+		return nil, nil
+	}
+	if mp.cursor != nil || !ss.inTxBlock() || !rowsPlan(mp.op) || mp.live != nil || mp.done || mp.ended {
+		return mp.cursor, nil
+	}
+	return ss.portalCursor(mp)
+}
+
+// portalCursor returns the cursorRead behind a cross-shard portal inside a
+// transaction block, opening it at the first use (its first Execute, or a
+// FETCH or MOVE naming it). errBatchFailed: an earlier message of the
+// batch failed, the rest is skipped to Sync.
+func (ss *session) portalCursor(mp *multiPortal) (*cursorRead, error) {
+	if mp.cursor != nil {
+		return mp.cursor, nil
+	}
+	if err := ss.settle(); err != nil {
+		return nil, err
+	}
+	if ss.skip {
+		return nil, errBatchFailed
+	}
+	cr, err := ss.openCursorRead(mp.snap, mp.op, mp.params, mp.resultFormats)
+	if err != nil {
+		return nil, err
+	}
+	mp.cursor = cr
+	return cr, nil
 }
 
 // cursorStatement answers FETCH, MOVE or CLOSE of a cross-shard cursor
@@ -459,7 +487,11 @@ func (ss *session) proxyCursor(o *plan.Session) *cursorRead {
 // FETCH returns the cursor's formats (text, or binary for BINARY).
 func (ss *session) cursorStatement(o *plan.Session, cr *cursorRead, rf []int16, describe bool) (string, error) {
 	if o.Kind == "close" {
-		delete(ss.multiCursor, o.Name)
+		if ss.multiCursor[o.Name] == cr {
+			delete(ss.multiCursor, o.Name)
+		} else {
+			delete(ss.multi, o.Name) // a protocol-level portal
+		}
 		cr.close()
 		return "CLOSE CURSOR", nil
 	}
@@ -525,8 +557,8 @@ func (ss *session) describeCursorStatement(op plan.Operator, rf []int16) bool {
 		ss.out = appendEmpty(ss.out, msgNoData)
 		return true
 	case *plan.Session:
-		cr := ss.proxyCursor(o)
-		if cr == nil {
+		cr, err := ss.proxyCursor(o)
+		if cr == nil || err != nil {
 			return false
 		}
 		if o.Kind == "fetch" && o.Fetch != nil && !o.Fetch.Move {
@@ -568,9 +600,18 @@ func (ss *session) cursorQuery(o *plan.Session) (handled bool, err error) {
 			delete(ss.multiCursor, name)
 			cr.close()
 		}
+		for name, mp := range ss.multi { // CLOSE ALL drops the protocol-level portals too
+			if mp.cursor != nil {
+				delete(ss.multi, name)
+				mp.cursor.close()
+			}
+		}
 		return false, nil
 	}
-	cr := ss.proxyCursor(o)
+	cr, err := ss.proxyCursor(o)
+	if err != nil {
+		return true, ss.queryFailed(err)
+	}
 	if cr == nil {
 		return false, nil
 	}
@@ -594,7 +635,10 @@ func (ss *session) executeCursorStatement(o *plan.Session, rf []int16) error {
 	if ss.skip {
 		return nil
 	}
-	cr := ss.proxyCursor(o)
+	cr, err := ss.proxyCursor(o)
+	if err != nil {
+		return ss.failExtendedTx(err)
+	}
 	if cr == nil {
 		return ss.failExtendedTx(&sqlError{errorFields{Code: "34000", Message: "cursor \"" + o.Name + "\" does not exist"}})
 	}
@@ -610,7 +654,7 @@ func (ss *session) executeCursorStatement(o *plan.Session, rf []int16) error {
 // of a cross-shard cursor (drivers prepare FETCH before binding it): no
 // parameters, and the cursor's row shape. It reports whether it answered.
 func (ss *session) describeCursorStmt(snap *topology.Snapshot, a *planner.Analysis) (bool, error) {
-	if len(ss.multiCursor) == 0 || len(a.Statements) != 1 || a.Statements[0].Kind != planner.KindCursor {
+	if (len(ss.multiCursor) == 0 && len(ss.multi) == 0) || len(a.Statements) != 1 || a.Statements[0].Kind != planner.KindCursor {
 		return false, nil
 	}
 	op, err := ss.srv.planner.Plan(snap, a, planner.Params{})
@@ -618,7 +662,12 @@ func (ss *session) describeCursorStmt(snap *topology.Snapshot, a *planner.Analys
 		return false, nil
 	}
 	s, ok := op.(*plan.Session)
-	if !ok || ss.proxyCursor(s) == nil {
+	if !ok {
+		return false, nil
+	}
+	if cr, err := ss.proxyCursor(s); err != nil {
+		return true, ss.failExtendedTx(err)
+	} else if cr == nil {
 		return false, nil
 	}
 	if err := ss.settle(); err != nil {

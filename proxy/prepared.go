@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/hex"
 	"hash/maphash"
 	"strconv"
@@ -103,6 +104,28 @@ func (in *stmtIntern) sql(body string) *stmtEntry {
 	e := &stmtEntry{name: in.uniqueName("sps_", sum), key: key}
 	in.byKey[key] = e
 	return e
+}
+
+// retire takes e out of the intern after a server reported that its plan
+// went stale ("cached plan must not change result type": a table it reads
+// changed shape): the next Parse of the same text gets a new entry under a
+// new server-side name, prepared afresh wherever it runs, instead of
+// meeting the stale copy that server connections keep under the old name.
+// Clients still bound to e keep it, as they would keep their statement on
+// PostgreSQL (where it fails the same way until they prepare it again).
+func (in *stmtIntern) retire(e *stmtEntry) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.byKey[e.key] == e {
+		delete(in.byKey, e.key)
+	}
+}
+
+// isStalePlanError reports whether an ErrorResponse body is PostgreSQL's
+// "cached plan must not change result type" (0A000), raised when a
+// prepared statement meets a table that changed shape since its Parse.
+func isStalePlanError(body []byte) bool {
+	return errorCode(body) == codeFeatureNotSupported && bytes.Contains(body, []byte("cached plan must not change result type"))
 }
 
 func (in *stmtIntern) uniqueName(prefix string, sum uint64) string {

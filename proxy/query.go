@@ -439,8 +439,29 @@ func (ss *session) notePinningParse(e *stmtEntry, query []byte) {
 }
 
 // commitPending applies the settings changes of a committed transaction
-// to the client's wanted settings and to the server connection's record.
+// to the client's wanted settings and to the record of the server
+// connection, and of every held one when the transaction was a block the
+// proxy followed (txBegin): a SET inside it ran on every shard of it
+// (setInTx). Outside one, a SET ran on the active connection only.
 func (ss *session) commitPending() {
+	if len(ss.pending) == 0 {
+		return
+	}
+	if ss.txBegin != "" {
+		sc := ss.sc
+		for i := range ss.held {
+			ss.sc = ss.held[i].sc
+			ss.applyPending()
+		}
+		ss.sc = sc
+	}
+	ss.applyPending()
+	ss.pending = ss.pending[:0]
+}
+
+// applyPending applies the pending settings changes to the client's wanted
+// settings and ss.sc's record.
+func (ss *session) applyPending() {
 	for _, c := range ss.pending {
 		switch c.kind {
 		case setOne:
@@ -475,7 +496,6 @@ func (ss *session) commitPending() {
 			}
 		}
 	}
-	ss.pending = ss.pending[:0]
 }
 
 // pin keeps the server connection for this session until reason is gone.

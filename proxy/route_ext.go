@@ -196,8 +196,14 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	ss.noteRoute(op)
 	shard, beginHere, read := "", "", false
 	var savepoint *plan.Session // recorded for shards that join later, once its shard is attached
-	if s, ok := op.(*plan.Session); ok && ss.proxyCursor(s) != nil {
-		return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
+	if s, ok := op.(*plan.Session); ok {
+		cr, err := ss.proxyCursor(s)
+		if err != nil {
+			return true, ss.failExtendedTx(err)
+		}
+		if cr != nil {
+			return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
+		}
 	}
 	switch o := op.(type) {
 	case *plan.Route:
@@ -233,16 +239,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 					beginHere = o.SQL // the transaction opens in this batch
 				}
 			case "savepoint", "release", "rollback_to":
-				if ss.inTransaction() {
-					if err := ss.settle(); err != nil || ss.skip {
-						return true, err
-					}
-					target, err := ss.savepointElsewhere(snap, o)
-					if err != nil {
-						return true, ss.failExtendedTx(err)
-					}
-					shard, savepoint = target, o
-				}
+				savepoint = o
 			case "commit", "rollback":
 				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
 					if err := ss.settle(); err != nil {
@@ -288,10 +285,28 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 					shard = shards[0]
 				}
 			}
+		case "set", "reset", "set_local":
+			savepoint = o
 		case "listen", "unlisten", "notify":
 			shard = snap.DefaultShard()
 		case "fetch", "close":
 			shard = ss.cursors[strings.ToLower(o.Name)]
+		}
+		if savepoint != nil {
+			// SAVEPOINT, RELEASE, ROLLBACK TO or SET inside a transaction:
+			// run on every shard of it, the portal's answers.
+			if !ss.inTransaction() {
+				savepoint = nil
+			} else {
+				if err := ss.settle(); err != nil || ss.skip {
+					return true, err
+				}
+				target, err := ss.savepointElsewhere(snap, o)
+				if err != nil {
+					return true, ss.failExtendedTx(err)
+				}
+				shard = target
+			}
 		}
 		if shard == "" {
 			shard = ss.sessionStatementShard(snap)

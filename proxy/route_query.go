@@ -53,7 +53,7 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 	case *plan.Session:
 		return ss.sessionQuery(snap, o, body)
 	case *plan.Sequence:
-		return ss.sequenceQuery(snap, o, body)
+		return ss.sequenceQuery(snap, a, o, body)
 	}
 	return ss.execQuery(snap, op)
 }
@@ -115,9 +115,10 @@ func (ss *session) execQuery(snap *topology.Snapshot, op plan.Operator) error {
 }
 
 // sequenceQuery runs a multi-statement query string. It is relayed whole
-// when all its statements belong on one shard; otherwise it is refused.
-func (ss *session) sequenceQuery(snap *topology.Snapshot, seq *plan.Sequence, body []byte) error {
-	shard, write := "", false
+// when all its statements belong on one shard; otherwise the proxy runs
+// its statements one at a time (sequenceOneByOne).
+func (ss *session) sequenceQuery(snap *topology.Snapshot, a *planner.Analysis, seq *plan.Sequence, body []byte) error {
+	shard, write, whole := "", false, true
 	for _, st := range seq.Statements {
 		switch o := st.(type) {
 		case *plan.Route:
@@ -128,10 +129,7 @@ func (ss *session) sequenceQuery(snap *topology.Snapshot, seq *plan.Sequence, bo
 				if o.ReadAnyShard {
 					continue
 				}
-				return ss.queryFailed(&plan.Unsupported{
-					Message: "the statements of this query string belong on different shards (" + shard + ", " + o.Shard + ")",
-					Hint:    "send the statements one at a time",
-				})
+				whole = false
 			}
 			shard = o.Shard
 			write = write || !o.ReadOnly
@@ -140,10 +138,7 @@ func (ss *session) sequenceQuery(snap *topology.Snapshot, seq *plan.Sequence, bo
 				return ss.queryFailed(&plan.Unsupported{Message: "SET shardproxy.* must be sent as a query of its own"})
 			}
 		default:
-			return ss.queryFailed(&plan.Unsupported{
-				Message: "a query string with several statements must keep each of them on one shard; " + st.Describe().Name + " needs several",
-				Hint:    "send that statement as a query of its own",
-			})
+			whole = false
 		}
 	}
 	if shard == "" {
@@ -151,11 +146,11 @@ func (ss *session) sequenceQuery(snap *topology.Snapshot, seq *plan.Sequence, bo
 	}
 	for _, s := range ss.txShards() {
 		if s != shard {
-			return ss.queryFailed(&plan.Unsupported{
-				Message: "a query string with several statements inside a transaction that spans shards is not supported",
-				Hint:    "send the statements one at a time",
-			})
+			whole = false
 		}
+	}
+	if !whole {
+		return ss.sequenceOneByOne(snap, a, seq)
 	}
 	return ss.relayRouted(snap, shard, write, seq, body)
 }
@@ -190,6 +185,10 @@ func (ss *session) sessionQuery(snap *topology.Snapshot, o *plan.Session, body [
 		})
 	case "listen", "unlisten", "notify":
 		return ss.relayRouted(snap, snap.DefaultShard(), false, o, body)
+	case "set", "reset", "set_local":
+		if ss.inTransaction() {
+			return ss.setInTx(snap, o, body)
+		}
 	}
 	return ss.relayRouted(snap, ss.sessionStatementShard(snap), false, o, body)
 }
@@ -352,6 +351,11 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 // shards: the error when failure is set, else the command tag.
 func (ss *session) finishTx(tag string, failure error) error {
 	ss.txStatus = 'I'
+	if tag == "COMMIT" && failure == nil {
+		ss.commitPending()
+	} else {
+		ss.pending = ss.pending[:0]
+	}
 	ss.resetTx()
 	ss.batch = false
 	if failure != nil {
@@ -431,11 +435,11 @@ func isServerGone(err error) bool {
 	return ok
 }
 
-// recordSavepoint remembers a savepoint statement for shards that join the
-// transaction later; ROLLBACK TO ends the proxy's own abort.
+// recordSavepoint remembers a savepoint statement (or a SET) for shards
+// that join the transaction later; ROLLBACK TO ends the proxy's own abort.
 func (ss *session) recordSavepoint(o *plan.Session) {
 	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
-	if o.Name == "rollback_to" {
+	if o.Kind == "transaction" && o.Name == "rollback_to" {
 		ss.txAborted = false
 	}
 }
@@ -464,10 +468,27 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 	return ss.relayQuery(body)
 }
 
-// savepointElsewhere runs a SAVEPOINT, RELEASE or ROLLBACK TO (o) on every
-// shard of the transaction but the first, which it returns for the
-// client's own statement ("" when no shard is in the transaction yet); in
-// a failed transaction only ROLLBACK TO may run.
+// setInTx runs SET or RESET inside a transaction block on every shard of
+// the transaction, and remembers it for shards that join later (a SET
+// TRANSACTION, a SET LOCAL statement_timeout or a search_path holds for
+// the whole transaction, whichever shards it reaches).
+func (ss *session) setInTx(snap *topology.Snapshot, o *plan.Session, body []byte) error {
+	target, err := ss.savepointElsewhere(snap, o)
+	if err != nil {
+		return ss.queryFailed(err)
+	}
+	ss.recordSavepoint(o)
+	if target == "" {
+		target = ss.sessionStatementShard(snap)
+	}
+	return ss.relayRouted(snap, target, false, o, body)
+}
+
+// savepointElsewhere runs a SAVEPOINT, RELEASE or ROLLBACK TO (o), or a
+// SET inside the transaction, on every shard of the transaction but the
+// first, which it returns for the client's own statement ("" when no shard
+// is in the transaction yet); in a failed transaction only ROLLBACK TO may
+// run.
 func (ss *session) savepointElsewhere(snap *topology.Snapshot, o *plan.Session) (string, error) {
 	if ss.txStatus == 'E' && o.Name != "rollback_to" {
 		return "", &sqlError{abortedError}

@@ -564,7 +564,11 @@ func (ss *session) loop() error {
 		if debugTrace {
 			ss.srv.log.Debug("wire trace: client", "pid", ss.pid, "type", string(rune(typ)), "body", fmt.Sprintf("%q", body), "skip", ss.skip, "attached", ss.sc != nil, "tx", string(rune(ss.txStatus)))
 		}
-		if ss.skip && typ != msgSync {
+		if ss.skip && typ != msgSync && typ != msgFlush {
+			// A Flush still goes through: the error that started the
+			// skip must reach a client that waits for it before sending
+			// Sync (asyncpg sends Parse, Describe, Flush), as PostgreSQL
+			// sends its errors at once.
 			if typ == msgTerminate {
 				return nil
 			}
@@ -1000,7 +1004,7 @@ func (ss *session) handleBind(body []byte) error {
 	ss.sout = append(ss.sout, e.name...)
 	ss.sout = append(ss.sout, 0)
 	ss.sout = append(ss.sout, rest...)
-	ss.push(expect{kind: expBind})
+	ss.push(expect{kind: expBind, stmt: e})
 	return ss.maybeFlushBatch()
 }
 
@@ -1394,6 +1398,9 @@ func (ss *session) drain() error {
 			if e.auto != nil {
 				ss.releaseAutoNotices()
 				body = ss.autoErrorPosition(body)
+			}
+			if e.kind == expBind && e.stmt != nil && isStalePlanError(body) {
+				ss.srv.intern.retire(e.stmt) // the client's next Parse of this text prepares afresh
 			}
 			ss.srv.metrics.countError(errorCode(body))
 			ss.out = appendMsg(ss.out, typ, body)

@@ -61,6 +61,11 @@ func Run(ctx context.Context, conn *pgconn.PgConn, sql string, args []string, mo
 		}
 		res = conn.ExecParams(ctx, sql, values, nil, nil, []int16{format}).Read()
 	}
+	return outcomeOf(res)
+}
+
+// outcomeOf puts one result in comparable form.
+func outcomeOf(res *pgconn.Result) Outcome {
 	if res.Err != nil {
 		return failed(res.Err)
 	}

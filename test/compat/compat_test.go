@@ -140,6 +140,7 @@ func TestCompat(t *testing.T) {
 		}
 	}
 	t.Logf("%d statements × %d modes (simple twice), %d differences", len(Corpus), len(Modes)+1, failures)
+	t.Run("multi-statement query strings", func(t *testing.T) { checkQueryStrings(t, ctx, ref, sharded) })
 }
 
 // runCase runs one case in one mode on both sides and describes what is

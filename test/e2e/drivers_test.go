@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// TestDrivers runs application code written for psycopg 3, psycopg2 and
-// node-postgres (test/e2e/drivers) once against plain PostgreSQL and once
+// TestDrivers runs application code written for psycopg 3, psycopg2,
+// asyncpg and node-postgres (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -50,6 +50,9 @@ func TestDrivers(t *testing.T) {
 	}{
 		{"psycopg", func(dsn string) *exec.Cmd {
 			return exec.CommandContext(ctx, python, "drivers/psycopg_check.py", dsn)
+		}},
+		{"asyncpg", func(dsn string) *exec.Cmd {
+			return exec.CommandContext(ctx, python, "drivers/asyncpg_check.py", dsn)
 		}},
 		{"node-postgres", func(dsn string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, node, "pg_check.js", dsn)
@@ -98,12 +101,12 @@ func runDriverScript(t *testing.T, cmd *exec.Cmd) []string {
 func driverPython(t *testing.T) string {
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2").Run()
+		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2, asyncpg").Run()
 		cancel()
 		if err == nil {
 			return p
 		}
 	}
-	t.Fatal("no python3 with psycopg and psycopg2: run bash test/scripts/ensure-drivers.sh (make test does)")
+	t.Fatal("no python3 with psycopg, psycopg2 and asyncpg: run bash test/scripts/ensure-drivers.sh (make test does)")
 	return ""
 }

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/shardproxy/shardproxy/planner"
+	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/topology"
+)
+
+// sequenceOneByOne runs a multi-statement query string whose statements
+// need different shards (or the proxy's own execution) one statement at a
+// time, as the client could have sent them, and answers with one
+// ReadyForQuery, keeping PostgreSQL's semantics for the string:
+//
+//   - without transaction control in it, outside a transaction block, the
+//     statements form one implicit transaction: the proxy opens a
+//     transaction block around them and commits it (with two-phase commit
+//     when several shards were written) or, after an error, rolls it back;
+//   - inside a transaction block they run in it; an error aborts it;
+//   - a string that opens its own transaction ("BEGIN; …; COMMIT") runs
+//     as written;
+//
+// and after an error the rest of the string is skipped. Other places of
+// transaction control (a COMMIT in the middle, savepoints) are refused
+// with 0A000.
+func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis, seq *plan.Sequence) error {
+	if len(a.Statements) != len(seq.Statements) || ss.implicitTx {
+		return ss.queryFailed(oneByOneUnsupported("its statements could not be told apart"))
+	}
+	opens := false
+	for i, op := range seq.Statements {
+		o, ok := op.(*plan.Session)
+		if !ok || o.Kind != "transaction" {
+			continue
+		}
+		switch {
+		case i == 0 && o.Name == "begin" && ss.txStatus == 'I':
+			opens = true
+		case i == len(seq.Statements)-1 && opens && (o.Name == "commit" || o.Name == "rollback"):
+		default:
+			return ss.queryFailed(oneByOneUnsupported("it has transaction control other than a leading BEGIN and a final COMMIT or ROLLBACK"))
+		}
+	}
+	wrap := !opens && ss.txStatus == 'I'
+	if wrap {
+		if failed, err := ss.subStatement(snap, "BEGIN"); err != nil || failed {
+			return ss.endSequence(err)
+		}
+		ss.dropTag("BEGIN")
+	}
+	failed := false
+	for _, st := range a.Statements {
+		var err error
+		if failed, err = ss.subStatement(snap, st.SQL); err != nil {
+			return err
+		}
+		if failed {
+			break
+		}
+	}
+	if wrap {
+		verb := "COMMIT"
+		if failed || ss.txStatus == 'E' {
+			verb = "ROLLBACK"
+		}
+		commitFailed, err := ss.subStatement(snap, verb)
+		if err != nil {
+			return err
+		}
+		if !commitFailed {
+			ss.dropTag(verb)
+			ss.dropTag("ROLLBACK") // a COMMIT of a failed transaction answers ROLLBACK
+		}
+	}
+	return ss.endSequence(nil)
+}
+
+// oneByOneUnsupported is the 0A000 for a query string the proxy cannot run
+// statement by statement.
+func oneByOneUnsupported(why string) error {
+	return &plan.Unsupported{
+		Message: "this query string needs several shards and " + why,
+		Hint:    "send its statements one at a time",
+	}
+}
+
+// subStatement runs one statement of a query string through the simple
+// query path and takes back the ReadyForQuery it ends with. failed: the
+// statement answered with an error.
+func (ss *session) subStatement(snap *topology.Snapshot, sql string) (failed bool, err error) {
+	saved := ss.batchFailed
+	ss.batchFailed = false
+	body := append([]byte(sql), 0)
+	if err := ss.routeQuery(snap, body); err != nil {
+		return true, err
+	}
+	failed = ss.batchFailed
+	ss.batchFailed = saved || failed
+	n := len(ss.out)
+	if n < 6 || ss.out[n-6] != msgReadyForQuery {
+		return true, fmt.Errorf("proxy: internal error: a statement of a query string did not end with ReadyForQuery")
+	}
+	ss.out = ss.out[:n-6]
+	return failed, nil
+}
+
+// dropTag removes the CommandComplete with tag from the end of the
+// output: the proxy's own BEGIN and COMMIT around a query string are not
+// the client's.
+func (ss *session) dropTag(tag string) {
+	cc := appendCommandComplete(nil, tag)
+	if bytes.HasSuffix(ss.out, cc) {
+		ss.out = ss.out[:len(ss.out)-len(cc)]
+	}
+}
+
+// endSequence sends the query string's one ReadyForQuery.
+func (ss *session) endSequence(err error) error {
+	if err != nil {
+		return err
+	}
+	ss.out = appendRFQ(ss.out, ss.txStatus)
+	ss.start = time.Time{}
+	return nil
+}
