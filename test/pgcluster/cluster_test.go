@@ -215,12 +215,16 @@ func TestPersistentRestart(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 90*time.Second)
 	dir := filepath.Join(t.TempDir(), "data")
-	opts := Options{DataDir: dir, Replicas: 1}
+	// The first start takes two ports away from where parallel tests pick
+	// theirs (61000 up), so none of them takes one while the cluster is
+	// stopped; the restart must find them recorded.
+	opts := Options{DataDir: dir, Replicas: 1, BasePort: quietPortPair(t)}
 
 	c, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.BasePort = 0
 	p := c.Shards[0].Primary
 	if p.DataDir != filepath.Join(c.root, "shard0", "primary") {
 		t.Errorf("primary DataDir = %s", p.DataDir)
@@ -603,4 +607,30 @@ func TestWaitReplicasCaughtUpAsyncCommits(t *testing.T) {
 			t.Fatalf("round %d: the replica has %d rows right after WaitReplicasCaughtUp", n, got)
 		}
 	}
+}
+
+// quietPortPair returns the first of two free consecutive ports from 62000
+// up, where the automatic choice (from 61000 up) does not reach in practice.
+func quietPortPair(t *testing.T) int {
+	t.Helper()
+	for port := 62000; port < 63000; port += 2 {
+		a, err := tryPort("127.0.0.1", port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a == nil {
+			continue
+		}
+		b, err := tryPort("127.0.0.1", port+1)
+		a.f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b != nil {
+			b.f.Close()
+			return port
+		}
+	}
+	t.Fatal("no two free ports from 62000 up")
+	return 0
 }
