@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/shardproxy/shardproxy/planner"
@@ -76,6 +78,54 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 		}
 	}
 	return ss.endSequence(nil)
+}
+
+// codeOnListedTables reports whether sql is a DO block or creates a
+// function or procedure in pg_temp (made to be called right away, as
+// Sequelize's findOrCreate does) whose text names a distributed or
+// reference table: the proxy cannot route the statements inside, so they
+// would run on whichever one shard the block or the call went to, writing
+// rows where they do not belong. Functions created in other schemas are
+// DDL for every shard, where triggers and calls find them.
+func codeOnListedTables(snap *topology.Snapshot, sql string) bool {
+	f := strings.Fields(strings.ToLower(sql))
+	switch {
+	case len(f) > 0 && f[0] == "do":
+	case len(f) >= 3 && f[0] == "create":
+		i := 1
+		if len(f) >= 5 && f[1] == "or" && f[2] == "replace" {
+			i = 3
+		}
+		if (f[i] != "function" && f[i] != "procedure") || !strings.HasPrefix(strings.TrimPrefix(f[i+1], `"`), "pg_temp") {
+			return false
+		}
+	default:
+		return false
+	}
+	listed := make(map[string]bool)
+	for _, t := range snap.Tables() {
+		listed[t.Name[strings.LastIndexByte(t.Name, '.')+1:]] = true
+	}
+	for _, word := range identifierRE.FindAllString(sql, -1) {
+		if strings.HasPrefix(word, `"`) {
+			word = strings.Trim(word, `"`)
+		} else {
+			word = strings.ToLower(word)
+		}
+		if listed[word] {
+			return true
+		}
+	}
+	return false
+}
+
+// identifierRE matches identifiers, quoted or not.
+var identifierRE = regexp.MustCompile(`"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*`)
+
+// codeRefusal is the 0A000 for codeOnListedTables.
+var codeRefusal = &plan.Unsupported{
+	Message: "a DO block or a pg_temp function that reads or writes distributed or reference tables would run on one shard only",
+	Hint:    "send its statements directly (they are routed by their keys), or create the function in a schema so that it exists on every shard",
 }
 
 // oneByOneUnsupported is the 0A000 for a query string the proxy cannot run

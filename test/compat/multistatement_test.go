@@ -51,6 +51,12 @@ var queryStrings = []queryString{
 		after: "SELECT id, name FROM users WHERE id > 900000 ORDER BY id"},
 	{sql: "SELECT count(*) FROM posts; SAVEPOINT s; SELECT 1", refused: true},
 	{sql: "COMMIT; SELECT id, name FROM users WHERE id = 5; SELECT count(*) FROM users", refused: true},
+	// Sequelize's findOrCreate: run apart, the INSERT in the function would
+	// land on the shard the call went to, not the row's own.
+	{sql: "CREATE OR REPLACE FUNCTION pg_temp.testfunc(OUT response users, OUT caught text) RETURNS RECORD AS $f$ BEGIN " +
+		"INSERT INTO users (id, name, email, active, created_at) VALUES (900010, 'f', 'f@x', true, '2024-01-01') RETURNING * INTO response; " +
+		"EXCEPTION WHEN unique_violation THEN GET STACKED DIAGNOSTICS caught = PG_EXCEPTION_DETAIL; END $f$ LANGUAGE plpgsql; " +
+		"SELECT (testfunc.response).id, testfunc.caught FROM pg_temp.testfunc(); DROP FUNCTION IF EXISTS pg_temp.testfunc()", refused: true},
 }
 
 // checkQueryStrings runs queryStrings on both sides and compares every
@@ -61,20 +67,19 @@ func checkQueryStrings(t *testing.T, ctx context.Context, ref, sharded *pgconn.P
 			Run(ctx, ref, qs.before, nil, Simple)
 			Run(ctx, sharded, qs.before, nil, Simple)
 		}
-		want, wantStatus := runString(ctx, ref, qs.sql)
-		got, gotStatus := runString(ctx, sharded, qs.sql)
-		switch {
-		case qs.refused:
+		if qs.refused { // the reference need not run it
+			got, _ := runString(ctx, sharded, qs.sql)
 			if len(got) != 1 || got[0].Code != Refused {
 				t.Errorf("%s\n    want 0A000, got %s", qs.sql, describeAll(got))
 			}
 			if sharded.TxStatus() != 'I' {
 				Run(ctx, sharded, "ROLLBACK", nil, Simple)
 			}
-			if ref.TxStatus() != 'I' {
-				Run(ctx, ref, "ROLLBACK", nil, Simple)
-			}
 			continue
+		}
+		want, wantStatus := runString(ctx, ref, qs.sql)
+		got, gotStatus := runString(ctx, sharded, qs.sql)
+		switch {
 		case describeAll(want) != describeAll(got):
 			t.Errorf("%s\n    reference: %s\n    proxy:     %s", qs.sql, describeAll(want), describeAll(got))
 		case wantStatus != gotStatus:
