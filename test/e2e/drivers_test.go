@@ -12,7 +12,7 @@ import (
 )
 
 // TestDrivers runs application code written for psycopg 3, psycopg2,
-// asyncpg and node-postgres (test/e2e/drivers) once against plain PostgreSQL and once
+// asyncpg, node-postgres and postgres.js (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -26,8 +26,10 @@ func TestDrivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "pg")); err != nil {
-		t.Fatalf("node-postgres is not installed in %s: run bash test/scripts/ensure-drivers.sh (make test does)", nodeDir)
+	for _, m := range []string{"pg", "postgres"} {
+		if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", m)); err != nil {
+			t.Fatalf("%s is not installed in %s: run bash test/scripts/ensure-drivers.sh (make test does)", m, nodeDir)
+		}
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -56,6 +58,11 @@ func TestDrivers(t *testing.T) {
 		}},
 		{"node-postgres", func(dsn string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, node, "pg_check.js", dsn)
+			cmd.Dir = nodeDir
+			return cmd
+		}},
+		{"postgres.js", func(dsn string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, node, "postgresjs_check.js", dsn)
 			cmd.Dir = nodeDir
 			return cmd
 		}},
