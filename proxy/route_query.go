@@ -35,6 +35,9 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 	}
 	for _, st := range a.Statements {
 		if (st.Kind == planner.KindUtility || st.Kind == planner.KindDDL) && a.Hint == "" && ss.forcedShard == "" && codeOnListedTables(snap, st.SQL) {
+			if f, ok := planner.ParseTempInsertFunction(sql); ok {
+				return ss.tempInsertFunction(snap, f)
+			}
 			return ss.queryFailed(codeRefusal)
 		}
 	}

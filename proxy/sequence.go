@@ -176,3 +176,47 @@ func (ss *session) endSequence(err error) error {
 	ss.start = time.Time{}
 	return nil
 }
+
+// tempInsertFunction runs an ORM's insert-in-a-temporary-function string
+// (planner.TempInsertFunction, Sequelize's findOrCreate) on the shard of
+// the row it inserts: a key left to its default gets one from the
+// cluster-wide allocator first, written into the function's INSERT.
+func (ss *session) tempInsertFunction(snap *topology.Snapshot, f *planner.TempInsertFunction) error {
+	if ss.txStatus == 'E' {
+		return ss.queryFailed(&sqlError{abortedError})
+	}
+	insert := f.Insert
+	for range 2 {
+		a, err := ss.srv.planner.Analyze(insert)
+		if err != nil {
+			return ss.queryFailed(err)
+		}
+		if err := ss.loadCatalog(snap, a); err != nil {
+			return ss.queryFailed(err)
+		}
+		snap2, op, err := ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
+			return ss.srv.planner.Plan(s, a, planner.Params{})
+		})
+		if err != nil {
+			return ss.queryFailed(err)
+		}
+		switch o := op.(type) {
+		case *plan.AllocateKeys:
+			keys, err := ss.allocateFor(snap2, o)
+			if err != nil {
+				return ss.queryFailed(err)
+			}
+			if insert, err = planner.FillParams(o.SQL, o.FirstParam, keys); err != nil {
+				return ss.queryFailed(err)
+			}
+			continue // planned again with its key
+		case *plan.Route:
+			if o.SQL == insert && o.ParamIndexes == nil && !o.ReadAnyShard {
+				ss.noteRoute(op)
+				return ss.relayRouted(snap2, o.Shard, true, op, append([]byte(f.WithInsert(insert)), 0))
+			}
+		}
+		break
+	}
+	return ss.queryFailed(codeRefusal)
+}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestDrivers runs application code written for psycopg 3, psycopg2,
-// asyncpg, node-postgres and postgres.js (test/e2e/drivers) once against plain PostgreSQL and once
+// asyncpg, node-postgres, postgres.js and the Sequelize ORM (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -26,7 +26,7 @@ func TestDrivers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"pg", "postgres"} {
+	for _, m := range []string{"pg", "postgres", "sequelize"} {
 		if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", m)); err != nil {
 			t.Fatalf("%s is not installed in %s: run bash test/scripts/ensure-drivers.sh (make test does)", m, nodeDir)
 		}
@@ -63,6 +63,11 @@ func TestDrivers(t *testing.T) {
 		}},
 		{"postgres.js", func(dsn string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, node, "postgresjs_check.js", dsn)
+			cmd.Dir = nodeDir
+			return cmd
+		}},
+		{"Sequelize", func(dsn string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, node, "sequelize_check.js", dsn)
 			cmd.Dir = nodeDir
 			return cmd
 		}},

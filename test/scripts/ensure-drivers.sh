@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ensure-drivers.sh installs what test/e2e/drivers_test.go runs: psycopg 3,
-# psycopg2 and asyncpg for the system Python (Debian packages), node-postgres
-# and postgres.js (npm ci from test/e2e/drivers/node/package-lock.json). It
+# psycopg2 and asyncpg for the system Python (Debian packages), node-postgres,
+# postgres.js and Sequelize (npm ci from test/e2e/drivers/node/package-lock.json). It
 # changes nothing when they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt_install nodejs npm
 fi
 dir=test/e2e/drivers/node
-if [ ! -d "$dir/node_modules/pg" ] || [ ! -d "$dir/node_modules/postgres" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+if [ ! -d "$dir/node_modules/pg" ] || [ ! -d "$dir/node_modules/postgres" ] || [ ! -d "$dir/node_modules/sequelize" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
   echo "ensure-drivers: npm ci in $dir"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
