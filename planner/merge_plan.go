@@ -322,8 +322,14 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	if sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
 		return nil, unsupported("FETCH FIRST ... WITH TIES across shards is not supported yet", "use FETCH FIRST ... ROWS ONLY or LIMIT")
 	}
-	if len(sel.LockingClause) > 0 && (len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0) {
-		return nil, unsupported("FOR UPDATE/SHARE with ORDER BY, LIMIT or DISTINCT across shards is not supported", "lock the rows of each shard with a key condition")
+	// FOR UPDATE with a LIMIT and no ORDER BY (Django's
+	// select_for_update().get() adds LIMIT 21) runs on every shard with the
+	// LIMIT: the answer is any LIMIT rows, as on one server, but each
+	// shard locks up to LIMIT rows of its own. With ORDER BY or OFFSET the
+	// rows locked would be the wrong ones (a job queue's "ORDER BY id
+	// LIMIT 1 FOR UPDATE SKIP LOCKED" would lock one row per shard).
+	if len(sel.LockingClause) > 0 && (len(sel.SortClause) > 0 || sel.LimitOffset != nil || len(sel.DistinctClause) > 0) {
+		return nil, unsupported("FOR UPDATE/SHARE with ORDER BY, OFFSET or DISTINCT across shards is not supported", "lock the rows of each shard with a key condition")
 	}
 	mb.exprs = map[string]colIdx{}
 	mb.names = map[string]colIdx{}

@@ -607,10 +607,19 @@ func buildCorpus() []Case {
 	b.refused("GROUPING SETS, ROLLUP and CUBE are not supported across shards",
 		"SELECT level, active, count(*) FROM users GROUP BY ROLLUP (level, active)",
 	)
+	b.refused("FOR UPDATE with ORDER BY or OFFSET across shards would lock rows the answer does not return; lock by a key condition",
+		"SELECT id FROM users WHERE level = 1 ORDER BY id LIMIT 1 FOR UPDATE",
+	)
 	b.refused("INTERSECT and EXCEPT across shards are not supported",
 		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows",
 		"SELECT id FROM users EXCEPT SELECT author_id FROM posts",
 	)
+
+	b.section("Row locks across shards")
+	// Django's select_for_update().get() and update_or_create add LIMIT 21.
+	b.ok("SELECT id, name FROM users WHERE email LIKE '%@%' AND id < 6 LIMIT 21 FOR UPDATE",
+		"SELECT id, level FROM users WHERE id BETWEEN 10 AND 13 FOR UPDATE",
+		"SELECT id FROM users WHERE id BETWEEN 10 AND 13 LIMIT 21 FOR NO KEY UPDATE")
 
 	b.section("Errors are the server's")
 	b.fails(
