@@ -17,7 +17,8 @@ import (
 // several shards, the query alone is analysed and planned like any read
 // and wrapped in a plan.DeclareCursor, which the proxy runs as a
 // cursor-backed read (FETCH/MOVE/CLOSE are then answered by the proxy).
-// WITH HOLD and SCROLL cursors over several shards are refused with 0A000.
+// SCROLL cursors over several shards are refused with 0A000; WITH HOLD ones
+// are materialized by the proxy (plan.DeclareCursor.Hold).
 
 // DECLARE option bits (PostgreSQL's CURSOR_OPT_*).
 const (
@@ -95,13 +96,9 @@ func (p *Planner) planDeclare(snap *topology.Snapshot, st *stmtInfo, b *binding,
 	if _, ok := op.(*plan.Route); ok {
 		return nil, err
 	}
-	if d.options&cursorOptHold != 0 {
-		return nil, unsupported("a WITH HOLD cursor over several shards is not supported",
-			"declare the cursor without WITH HOLD inside a transaction block, or add a condition on the distribution key that selects one shard")
-	}
 	if d.options&cursorOptScroll != 0 {
 		return nil, unsupported("a SCROLL cursor over several shards is not supported (only forward FETCH is)",
 			"declare the cursor without SCROLL (NO SCROLL) and fetch forward only")
 	}
-	return &plan.DeclareCursor{Name: d.name, Binary: d.options&cursorOptBinary != 0, Query: op, SQL: sql}, nil
+	return &plan.DeclareCursor{Name: d.name, Binary: d.options&cursorOptBinary != 0, Hold: d.options&cursorOptHold != 0, Query: op, SQL: sql}, nil
 }

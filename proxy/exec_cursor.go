@@ -53,10 +53,11 @@ type cursorRead struct {
 	res     *merge.Result
 	rf      []int16 // the result formats it was opened with
 	batch   int
-	primed  bool  // the first fetch was sent to every shard
-	done    bool  // the merge returned io.EOF
-	failed  error // a fetch or the merge failed: the read cannot go on
-	flushed bool  // send flushed rows to the client
+	primed  bool      // the first fetch was sent to every shard
+	done    bool      // the merge returned io.EOF
+	failed  error     // a fetch or the merge failed: the read cannot go on
+	flushed bool      // send flushed rows to the client
+	spool   *heldRows // WITH HOLD: the rows, read at DECLARE (exec_holdcursor.go); no shards
 }
 
 // cursorShard is one shard's portal of a cursorRead; it is the merge's
@@ -182,12 +183,20 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 }
 
 // rowDescription is what the read gives the client.
-func (cr *cursorRead) rowDescription() *pgproto3.RowDescription { return cr.res.RowDescription() }
+func (cr *cursorRead) rowDescription() *pgproto3.RowDescription {
+	if cr.spool != nil {
+		return cr.spool.rowDescription()
+	}
+	return cr.res.RowDescription()
+}
 
 // setFormats makes the rows come in the formats a FETCH portal's Bind
 // asked for (rf), or in the cursor's own (text, or binary for BINARY)
 // when it asked for none.
 func (cr *cursorRead) setFormats(rf []int16) {
+	if cr.spool != nil {
+		return // stored in the cursor's own formats
+	}
 	if len(rf) == 0 {
 		rf = cr.rf
 	}
@@ -199,6 +208,9 @@ func (cr *cursorRead) setFormats(rf []int16) {
 func (cr *cursorRead) send(limit int, discard bool) (int, error) {
 	if cr.failed != nil {
 		return 0, cr.failed
+	}
+	if cr.spool != nil {
+		return cr.spool.send(cr, limit, discard)
 	}
 	ss := cr.ss
 	switch {
@@ -268,6 +280,10 @@ func (cr *cursorRead) prime() error {
 // go with the transaction otherwise). Errors are ignored: the portal is
 // gone either way.
 func (cr *cursorRead) close() {
+	if cr.spool != nil {
+		cr.spool.close()
+		return
+	}
 	if cr.ss.txStatus != 'T' {
 		return
 	}
@@ -417,7 +433,9 @@ func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor,
 	case 'E':
 		return "", &sqlError{abortedError}
 	case 'I':
-		return "", &sqlError{errorFields{Code: "25P01", Message: "DECLARE CURSOR can only be used in transaction blocks"}}
+		if !o.Hold {
+			return "", &sqlError{errorFields{Code: "25P01", Message: "DECLARE CURSOR can only be used in transaction blocks"}}
+		}
 	}
 	if _, ok := ss.multiCursor[o.Name]; ok {
 		return "", &sqlError{errorFields{Code: "42P03", Message: "cursor \"" + o.Name + "\" already exists"}}
@@ -426,7 +444,11 @@ func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor,
 	if o.Binary {
 		rf = []int16{1}
 	}
-	cr, err := ss.openCursorRead(snap, o.Query, params, rf)
+	open := ss.openCursorRead
+	if o.Hold {
+		open = ss.openHeldRead
+	}
+	cr, err := open(snap, o.Query, params, rf)
 	if err != nil {
 		return "", err
 	}
@@ -575,7 +597,13 @@ func (ss *session) describeCursorStatement(op plan.Operator, rf []int16) bool {
 // endCursorReads forgets every cursorRead when the transaction ends (the
 // shards dropped their portals with it).
 func (ss *session) endCursorReads() {
-	clear(ss.multiCursor)
+	for name, cr := range ss.multiCursor {
+		if cr.spool == nil { // WITH HOLD cursors outlive the transaction
+			delete(ss.multiCursor, name)
+		} else {
+			cr.spool.inTx = false
+		}
+	}
 	for name, mp := range ss.multi {
 		if mp.cursor != nil {
 			delete(ss.multi, name)

@@ -487,6 +487,7 @@ func (ss *session) applyPending() {
 				clear(ss.sc.Applied)
 			}
 			if c.kind == discardAll {
+				ss.closeHeldCursors(false)
 				clear(ss.stmts)
 				clear(ss.sqlStmts)
 				if ss.sc != nil {

@@ -280,6 +280,9 @@ func (ss *session) txControl(snap *topology.Snapshot, o *plan.Session, body []by
 		ss.txStatus = 'T'
 		return ss.querySynthetic("BEGIN")
 	case "commit", "rollback":
+		if o.Name == "rollback" || ss.txAborted || ss.txStatus == 'E' {
+			ss.closeHeldCursors(true)
+		}
 		return ss.endTx(snap, o.Name == "commit", body)
 	case "savepoint", "release", "rollback_to":
 		return ss.savepoint(snap, o, body)

@@ -254,6 +254,9 @@ func (ss *session) cleanup() {
 		}
 	}
 	ss.held = nil
+	if len(ss.multiCursor) > 0 {
+		ss.closeHeldCursors(false) // their temporary files
+	}
 	if len(ss.pinReasons) > 0 {
 		ss.srv.metrics.pinned.Dec()
 	}

@@ -6,11 +6,15 @@ package plan
 // the shard's connection inside the client's transaction block, and rows
 // are fetched from the shards in batches as FETCH asks for them, so the
 // cursor lives until CLOSE or the end of the transaction like a
-// PostgreSQL cursor. Only forward fetching is supported (SCROLL and WITH
-// HOLD are refused by the planner).
+// PostgreSQL cursor. A WITH HOLD cursor (Hold) instead runs Query to the
+// end at DECLARE and keeps the rows in a temporary file, as PostgreSQL
+// materializes a WITH HOLD cursor when its transaction commits; it lives
+// until CLOSE or the end of the session, also outside a transaction block.
+// Only forward fetching is supported (SCROLL is refused by the planner).
 type DeclareCursor struct {
 	Name   string   // the cursor's name as PostgreSQL folds it
 	Binary bool     // DECLARE … BINARY: rows in binary format
+	Hold   bool     // DECLARE … WITH HOLD
 	Query  Operator // the read plan of the cursor's query
 	SQL    string   // the DECLARE statement
 }
@@ -20,6 +24,9 @@ func (o *DeclareCursor) Describe() Description {
 	f := map[string]any{"name": o.Name}
 	if o.Binary {
 		f["binary"] = true
+	}
+	if o.Hold {
+		f["hold"] = true
 	}
 	return Description{Name: "DeclareCursor", Fields: f}
 }

@@ -678,12 +678,21 @@ func TestCrossShardCursors(t *testing.T) {
 		}
 	})
 
-	t.Run("what a cross-shard cursor cannot do is refused with 0A000", func(t *testing.T) {
+	t.Run("WITH HOLD cursors over shards; what a cross-shard cursor cannot do is refused with 0A000", func(t *testing.T) {
 		proxy := newWireScript(t, ctx, env.proxy.dsn("postgres"))
 		for _, step := range []struct{ sql, want string }{
+			// WITH HOLD is materialized by the proxy, outside a transaction
+			// block too, and outlives the transaction that declared it.
+			{"DECLARE h CURSOR WITH HOLD FOR SELECT id FROM users ORDER BY id", "tag DECLARE CURSOR|ready I"},
+			{"FETCH 2 FROM h", `desc id/20/0|row "1"|row "2"|tag FETCH 2|ready I`},
 			{"BEGIN", "tag BEGIN|ready T"},
-			{"DECLARE h CURSOR WITH HOLD FOR SELECT id FROM users", "error 0A000|ready E"},
-			{"ROLLBACK", "tag ROLLBACK|ready I"},
+			{"DECLARE h2 CURSOR WITH HOLD FOR SELECT id FROM users ORDER BY id DESC", "tag DECLARE CURSOR|ready T"},
+			{"COMMIT", "tag COMMIT|ready I"},
+			{"MOVE 1 FROM h", "tag MOVE 1|ready I"},
+			{"FETCH 1 FROM h", `desc id/20/0|row "4"|tag FETCH 1|ready I`},
+			{"CLOSE h", "tag CLOSE CURSOR|ready I"},
+			{"FETCH 1 FROM h", "error 34000|ready I"},
+			{"CLOSE h2", "tag CLOSE CURSOR|ready I"},
 			{"BEGIN", "tag BEGIN|ready T"},
 			{"DECLARE s SCROLL CURSOR FOR SELECT id FROM users ORDER BY id", "error 0A000|ready E"},
 			{"ROLLBACK", "tag ROLLBACK|ready I"},

@@ -268,6 +268,42 @@ def p2_named_cursor():
 step("psycopg2 named cursor", p2_named_cursor)
 
 
+# A named cursor WITH HOLD outside a transaction (what Django's
+# QuerySet.iterator() does in autocommit mode): the proxy materializes it.
+def p2_named_cursor_with_hold():
+    c2.autocommit = True
+    try:
+        nc = c2.cursor(name="held", withhold=True)
+        nc.itersize = 7
+        nc.execute("SELECT id, name FROM users WHERE id < 60 ORDER BY name, id")
+        first = nc.fetchmany(4)
+        nc.scroll(3)  # MOVE 3
+        rest = list(nc)
+        nc.close()
+        return first, len(rest), rest[-2:]
+    finally:
+        c2.autocommit = False
+
+
+step("psycopg2 named cursor WITH HOLD", p2_named_cursor_with_hold)
+
+
+def held_cursor_rolled_back():
+    c2.autocommit = True
+    cur = c2.cursor()
+    try:
+        cur.execute("BEGIN")
+        cur.execute("DECLARE gone CURSOR WITH HOLD FOR SELECT id FROM users ORDER BY id")
+        cur.execute("ROLLBACK")
+        cur.execute("FETCH 1 FROM gone")
+        return cur.fetchall()
+    finally:
+        c2.autocommit = False
+
+
+step("WITH HOLD cursor of a rolled-back transaction", held_cursor_rolled_back)
+
+
 def p2_execute_values():
     psycopg2.extras.execute_values(cur2, "INSERT INTO posts (author_id, id, body) VALUES %s",
                                    [(i % 40 + 1, 2000 + i, "values") for i in range(50)])
