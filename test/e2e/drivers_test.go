@@ -12,7 +12,7 @@ import (
 )
 
 // TestDrivers runs application code written for psycopg 3, psycopg2,
-// asyncpg, node-postgres, postgres.js and the Sequelize ORM (test/e2e/drivers) once against plain PostgreSQL and once
+// asyncpg, node-postgres, postgres.js and the Django and Sequelize ORMs (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -55,6 +55,9 @@ func TestDrivers(t *testing.T) {
 		}},
 		{"asyncpg", func(dsn string) *exec.Cmd {
 			return exec.CommandContext(ctx, python, "drivers/asyncpg_check.py", dsn)
+		}},
+		{"Django", func(dsn string) *exec.Cmd {
+			return exec.CommandContext(ctx, python, "drivers/django_check.py", dsn)
 		}},
 		{"node-postgres", func(dsn string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, node, "pg_check.js", dsn)
@@ -113,12 +116,12 @@ func runDriverScript(t *testing.T, cmd *exec.Cmd) []string {
 func driverPython(t *testing.T) string {
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2, asyncpg").Run()
+		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2, asyncpg, django").Run()
 		cancel()
 		if err == nil {
 			return p
 		}
 	}
-	t.Fatal("no python3 with psycopg, psycopg2 and asyncpg: run bash test/scripts/ensure-drivers.sh (make test does)")
+	t.Fatal("no python3 with psycopg, psycopg2, asyncpg and django: run bash test/scripts/ensure-drivers.sh (make test does)")
 	return ""
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ensure-drivers.sh installs what test/e2e/drivers_test.go runs: psycopg 3,
-# psycopg2 and asyncpg for the system Python (Debian packages), node-postgres,
+# psycopg2, asyncpg and Django for the system Python (Debian packages), node-postgres,
 # postgres.js and Sequelize (npm ci from test/e2e/drivers/node/package-lock.json). It
 # changes nothing when they are already there.
 set -euo pipefail
@@ -16,9 +16,9 @@ apt_install() {
   }
 }
 
-if ! /usr/bin/python3 -c 'import psycopg, psycopg2, asyncpg' 2>/dev/null; then
-  echo "ensure-drivers: installing python3-psycopg, python3-psycopg2 and python3-asyncpg"
-  apt_install python3 python3-psycopg python3-psycopg2 python3-asyncpg
+if ! /usr/bin/python3 -c 'import psycopg, psycopg2, asyncpg, django' 2>/dev/null; then
+  echo "ensure-drivers: installing python3-psycopg, python3-psycopg2, python3-asyncpg and python3-django"
+  apt_install python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-django
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "ensure-drivers: installing nodejs and npm"
