@@ -75,8 +75,12 @@ type cursorShard struct {
 }
 
 // inTxBlock reports whether the client's explicit transaction block is
-// open and not failed (the only place a cursorRead can live).
-func (ss *session) inTxBlock() bool { return ss.txStatus == 'T' }
+// open and not failed (the only place a cursorRead can live), also when a
+// BEGIN earlier in the pipelined batch opened it and its ReadyForQuery has
+// not come yet (JDBC sends BEGIN with the first query of a transaction).
+func (ss *session) inTxBlock() bool {
+	return ss.txStatus == 'T' || (ss.txStatus == 'I' && ss.txBegin != "" && !ss.implicitTx)
+}
 
 // shardResultFormats is what the shards are asked for under a merge root:
 // the client's formats when the shard columns are the client's (plus
@@ -614,7 +618,7 @@ func (ss *session) endCursorReads() {
 // multiAtSync drops the proxy's portals at Sync outside a transaction
 // block; inside one they live on, as PostgreSQL's portals do.
 func (ss *session) multiAtSync() {
-	if ss.txStatus == 'I' {
+	if ss.txStatus == 'I' && !ss.inTxBlock() {
 		clear(ss.multi)
 	}
 }

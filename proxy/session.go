@@ -1212,6 +1212,12 @@ func (ss *session) handleSync() error {
 		}
 		ss.skip = false
 	}
+	if ss.txStatus == 'I' && ss.txBegin != "" && !ss.implicitTx && ss.txOpenOnServers() {
+		// A BEGIN earlier in this batch opened the transaction, and the
+		// proxy's own exchanges (a cross-shard cursor's fetches) consumed
+		// the ReadyForQuery that said so: the client's transaction is open.
+		ss.txStatus = 'T'
+	}
 	ss.multiAtSync()
 	if ss.sc == nil || !ss.scBatch {
 		if ss.sc != nil && ss.pendingCount() > 0 {
@@ -1539,6 +1545,20 @@ func (ss *session) skipToSync(failed ...expect) {
 }
 
 func (ss *session) inExplicitTx() bool { return ss.txStatus != 'I' }
+
+// txOpenOnServers reports whether a server connection of the session is
+// inside a transaction block.
+func (ss *session) txOpenOnServers() bool {
+	if ss.sc != nil && ss.scTx {
+		return true
+	}
+	for _, h := range ss.held {
+		if h.inTx {
+			return true
+		}
+	}
+	return false
+}
 
 // undo reverts the bookkeeping of a message that did not take effect.
 func (ss *session) undo(e *expect, failed bool) {

@@ -456,6 +456,20 @@ func TestCrossShardCursors(t *testing.T) {
 			// The portal ended with its transaction.
 			{exec("C_1", 10), sync},
 		}},
+		// JDBC with autocommit off and a fetch size sends BEGIN in the same
+		// batch as the first query; the transaction must stay open after
+		// that Sync (a write in it is rolled back with it).
+		{"portal fetched across Syncs, BEGIN pipelined with it (JDBC)", [][]pgproto3.FrontendMessage{
+			{&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, exec("", 0),
+				&pgproto3.Parse{Query: "SELECT id, name FROM users ORDER BY name DESC, id"},
+				&pgproto3.Bind{DestinationPortal: "C_1"},
+				&pgproto3.Describe{ObjectType: 'P', Name: "C_1"}, exec("C_1", 50), sync},
+			{exec("C_1", 50), sync},
+			{&pgproto3.Parse{Query: "UPDATE users SET name = 'rolled back' WHERE id = 7"}, &pgproto3.Bind{}, exec("", 0), sync},
+			{exec("C_1", 50), sync},
+			{q("ROLLBACK")},
+			{q("SELECT name FROM users WHERE id = 7")},
+		}},
 		{"SQL cursors over merged reads", [][]pgproto3.FrontendMessage{
 			{q("DECLARE c CURSOR FOR SELECT id FROM users ORDER BY id")},
 			{q("BEGIN")},
