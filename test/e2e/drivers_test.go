@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,8 @@ import (
 )
 
 // TestDrivers runs application code written for psycopg 3, psycopg2,
-// asyncpg, node-postgres, postgres.js and the Django and Sequelize ORMs (test/e2e/drivers) once against plain PostgreSQL and once
+// asyncpg, node-postgres, postgres.js, pgjdbc and the Django and Sequelize
+// ORMs (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -34,6 +36,13 @@ func TestDrivers(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node not found: run bash test/scripts/ensure-drivers.sh (make test does)")
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		t.Fatal("java not found: run bash test/scripts/ensure-drivers.sh (make test does)")
+	}
+	if _, err := os.Stat(jdbcJar); err != nil {
+		t.Fatalf("pgjdbc is not installed (%s): run bash test/scripts/ensure-drivers.sh (make test does)", jdbcJar)
 	}
 	env := startSharded(t)
 	ctx := testCtx(t, 4*time.Minute)
@@ -69,6 +78,9 @@ func TestDrivers(t *testing.T) {
 			cmd.Dir = nodeDir
 			return cmd
 		}},
+		{"pgjdbc", func(dsn string) *exec.Cmd {
+			return exec.CommandContext(ctx, java, "-cp", jdbcJar, "drivers/jdbc/JdbcCheck.java", jdbcURL(dsn))
+		}},
 		{"Sequelize", func(dsn string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, node, "sequelize_check.js", dsn)
 			cmd.Dir = nodeDir
@@ -96,6 +108,22 @@ func TestDrivers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// jdbcJar is pgjdbc as Debian's libpostgresql-jdbc-java installs it.
+const jdbcJar = "/usr/share/java/postgresql.jar"
+
+// jdbcURL turns a postgres:// URL into pgjdbc's form.
+func jdbcURL(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	user := "postgres"
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	return "jdbc:postgresql://" + u.Host + u.Path + "?user=" + url.QueryEscape(user)
 }
 
 // runDriverScript runs cmd and returns its output lines; the script failing

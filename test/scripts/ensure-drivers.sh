@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ensure-drivers.sh installs what test/e2e/drivers_test.go runs: psycopg 3,
-# psycopg2, asyncpg and Django for the system Python (Debian packages), node-postgres,
-# postgres.js and Sequelize (npm ci from test/e2e/drivers/node/package-lock.json). It
-# changes nothing when they are already there.
+# psycopg2, asyncpg and Django for the system Python, a JDK and pgjdbc (Debian
+# packages), node-postgres, postgres.js and Sequelize (npm ci from
+# test/e2e/drivers/node/package-lock.json). It changes nothing when they are
+# already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,6 +20,10 @@ apt_install() {
 if ! /usr/bin/python3 -c 'import psycopg, psycopg2, asyncpg, django' 2>/dev/null; then
   echo "ensure-drivers: installing python3-psycopg, python3-psycopg2, python3-asyncpg and python3-django"
   apt_install python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-django
+fi
+if ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/postgresql.jar ]; then
+  echo "ensure-drivers: installing a JDK and pgjdbc (libpostgresql-jdbc-java)"
+  apt_install default-jdk-headless libpostgresql-jdbc-java
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "ensure-drivers: installing nodejs and npm"
