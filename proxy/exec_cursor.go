@@ -199,7 +199,8 @@ func (cr *cursorRead) rowDescription() *pgproto3.RowDescription {
 // when it asked for none.
 func (cr *cursorRead) setFormats(rf []int16) {
 	if cr.spool != nil {
-		return // stored in the cursor's own formats
+		cr.spool.want = rf // stored in the cursor's own formats (heldRows.send)
+		return
 	}
 	if len(rf) == 0 {
 		rf = cr.rf

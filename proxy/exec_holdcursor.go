@@ -32,6 +32,9 @@ type heldRows struct {
 	// inTx: declared inside a transaction block that has not ended yet; a
 	// ROLLBACK of it drops the cursor, as on PostgreSQL.
 	inTx bool
+	// want is the result formats the FETCH being answered asked for (its
+	// Bind's); the rows are stored in the cursor's own.
+	want []int16
 }
 
 // openHeldRead runs root with results in the formats rf and stores its
@@ -104,6 +107,12 @@ func (h *heldRows) rowDescription() *pgproto3.RowDescription {
 // send appends up to limit stored rows (0: all that are left) to the
 // client's output, or skips them (MOVE), and returns how many.
 func (h *heldRows) send(cr *cursorRead, limit int, discard bool) (int, error) {
+	if !discard && !h.formatsMatch() {
+		return 0, &plan.Unsupported{
+			Message: "a WITH HOLD cursor over several shards returns its rows in the format of its DECLARE (text, or binary for DECLARE … BINARY)",
+			Hint:    "fetch in that format, or declare the cursor BINARY to fetch binary rows",
+		}
+	}
 	ss := cr.ss
 	var head [5]byte
 	n := 0
@@ -141,6 +150,28 @@ func (h *heldRows) send(cr *cursorRead, limit int, discard bool) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// formatsMatch reports whether the formats the FETCH asks for (none: the
+// cursor's own) are those the rows are stored in.
+func (h *heldRows) formatsMatch() bool {
+	if len(h.want) == 0 {
+		return true
+	}
+	rd := h.rowDescription()
+	for i, f := range rd.Fields {
+		w := h.want[0]
+		if len(h.want) > 1 {
+			if i >= len(h.want) {
+				return false
+			}
+			w = h.want[i]
+		}
+		if w != f.Format {
+			return false
+		}
+	}
+	return true
 }
 
 // close drops the stored rows.

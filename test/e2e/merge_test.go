@@ -704,6 +704,7 @@ func TestCrossShardCursors(t *testing.T) {
 			{"COMMIT", "tag COMMIT|ready I"},
 			{"MOVE 1 FROM h", "tag MOVE 1|ready I"},
 			{"FETCH 1 FROM h", `desc id/20/0|row "4"|tag FETCH 1|ready I`},
+			{"", "*pgproto3.ParseComplete|*pgproto3.BindComplete|error 0A000|ready I"}, // binary FETCH of a text cursor
 			{"CLOSE h", "tag CLOSE CURSOR|ready I"},
 			{"FETCH 1 FROM h", "error 34000|ready I"},
 			{"CLOSE h2", "tag CLOSE CURSOR|ready I"},
@@ -716,7 +717,12 @@ func TestCrossShardCursors(t *testing.T) {
 			{"FETCH BACKWARD 1 FROM k", "error 0A000|ready E"},
 			{"ROLLBACK", "tag ROLLBACK|ready I"},
 		} {
-			if got := strings.Join(proxy.run(q(step.sql)), "|"); got != step.want {
+			msgs := []pgproto3.FrontendMessage{q(step.sql)}
+			if step.sql == "" {
+				msgs = []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "FETCH 1 FROM h"},
+					&pgproto3.Bind{ResultFormatCodes: []int16{1}}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+			}
+			if got := strings.Join(proxy.run(msgs...), "|"); got != step.want {
 				t.Fatalf("%s: got %s, want %s", step.sql, got, step.want)
 			}
 		}

@@ -304,6 +304,19 @@ def held_cursor_rolled_back():
 step("WITH HOLD cursor of a rolled-back transaction", held_cursor_rolled_back)
 
 
+def p3_server_cursor_with_hold():
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        with conn.cursor("held3", withhold=True) as cur:
+            cur.itersize = 5
+            cur.execute("SELECT id, name FROM users WHERE id < %s ORDER BY id", (40,))
+            first = cur.fetchmany(3)
+            cur.scroll(2)
+            return first, cur.fetchone(), len(cur.fetchall()), [d.name for d in cur.description]
+
+
+step("psycopg 3 server cursor WITH HOLD", p3_server_cursor_with_hold)
+
+
 def p2_execute_values():
     psycopg2.extras.execute_values(cur2, "INSERT INTO posts (author_id, id, body) VALUES %s",
                                    [(i % 40 + 1, 2000 + i, "values") for i in range(50)])
