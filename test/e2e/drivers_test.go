@@ -13,8 +13,8 @@ import (
 )
 
 // TestDrivers runs application code written for psycopg 3, psycopg2,
-// asyncpg, node-postgres, postgres.js, pgjdbc and the Django and Sequelize
-// ORMs (test/e2e/drivers) once against plain PostgreSQL and once
+// asyncpg, node-postgres, postgres.js, pgjdbc and the SQLAlchemy, Django and
+// Sequelize ORMs (test/e2e/drivers) once against plain PostgreSQL and once
 // through shardproxy over four shards, and compares every step's result:
 // rows, row counts and SQLSTATEs. The steps are what those drivers do on
 // their own — psycopg 3's pipelined executemany and transaction(),
@@ -64,6 +64,9 @@ func TestDrivers(t *testing.T) {
 		}},
 		{"asyncpg", func(dsn string) *exec.Cmd {
 			return exec.CommandContext(ctx, python, "drivers/asyncpg_check.py", dsn)
+		}},
+		{"SQLAlchemy", func(dsn string) *exec.Cmd {
+			return exec.CommandContext(ctx, python, "drivers/sqlalchemy_check.py", dsn)
 		}},
 		{"Django", func(dsn string) *exec.Cmd {
 			return exec.CommandContext(ctx, python, "drivers/django_check.py", dsn)
@@ -144,12 +147,12 @@ func runDriverScript(t *testing.T, cmd *exec.Cmd) []string {
 func driverPython(t *testing.T) string {
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2, asyncpg, django").Run()
+		err := exec.CommandContext(ctx, p, "-c", "import psycopg, psycopg2, asyncpg, django, sqlalchemy").Run()
 		cancel()
 		if err == nil {
 			return p
 		}
 	}
-	t.Fatal("no python3 with psycopg, psycopg2, asyncpg and django: run bash test/scripts/ensure-drivers.sh (make test does)")
+	t.Fatal("no python3 with psycopg, psycopg2, asyncpg, django and sqlalchemy: run bash test/scripts/ensure-drivers.sh (make test does)")
 	return ""
 }

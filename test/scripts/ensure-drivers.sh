@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ensure-drivers.sh installs what test/e2e/drivers_test.go runs: psycopg 3,
-# psycopg2, asyncpg and Django for the system Python, a JDK and pgjdbc (Debian
+# psycopg2, asyncpg, SQLAlchemy and Django for the system Python, a JDK and pgjdbc (Debian
 # packages), node-postgres, postgres.js and Sequelize (npm ci from
 # test/e2e/drivers/node/package-lock.json). It changes nothing when they are
 # already there.
@@ -17,9 +17,9 @@ apt_install() {
   }
 }
 
-if ! /usr/bin/python3 -c 'import psycopg, psycopg2, asyncpg, django' 2>/dev/null; then
-  echo "ensure-drivers: installing python3-psycopg, python3-psycopg2, python3-asyncpg and python3-django"
-  apt_install python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-django
+if ! /usr/bin/python3 -c 'import psycopg, psycopg2, asyncpg, django, sqlalchemy' 2>/dev/null; then
+  echo "ensure-drivers: installing python3-psycopg, python3-psycopg2, python3-asyncpg, python3-django and python3-sqlalchemy"
+  apt_install python3 python3-psycopg python3-psycopg2 python3-asyncpg python3-django python3-sqlalchemy
 fi
 if ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/postgresql.jar ]; then
   echo "ensure-drivers: installing a JDK and pgjdbc (libpostgresql-jdbc-java)"
