@@ -178,6 +178,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	if ri.err != nil {
 		return true, ss.failExtendedTx(ri.err)
 	}
+	if ss.codeOnListedTables(snap, ri.analysis) {
+		return true, ss.failExtendedTx(codeRefusal)
+	}
 	params, rf, ok := bindValues(rest)
 	if !ok {
 		return true, newSQLError(codeProtocolViolation, "invalid Bind message format")

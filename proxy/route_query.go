@@ -33,13 +33,11 @@ func (ss *session) routeQuery(snap *topology.Snapshot, body []byte) error {
 	if err := ss.loadCatalog(snap, a); err != nil {
 		return ss.queryFailed(err)
 	}
-	for _, st := range a.Statements {
-		if (st.Kind == planner.KindUtility || st.Kind == planner.KindDDL) && a.Hint == "" && ss.forcedShard == "" && codeOnListedTables(snap, st.SQL) {
-			if f, ok := planner.ParseTempInsertFunction(sql); ok {
-				return ss.tempInsertFunction(snap, f)
-			}
-			return ss.queryFailed(codeRefusal)
+	if ss.codeOnListedTables(snap, a) {
+		if f, ok := planner.ParseTempInsertFunction(sql); ok {
+			return ss.tempInsertFunction(snap, f)
 		}
+		return ss.queryFailed(codeRefusal)
 	}
 	snap, op, err := ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
 		return ss.srv.planner.Plan(s, a, planner.Params{ForcedShard: ss.forcedShard})

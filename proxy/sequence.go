@@ -80,6 +80,20 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 	return ss.endSequence(nil)
 }
 
+// codeOnListedTables reports whether a statement of a (without a routing
+// hint) is code the proxy cannot route (codeOnListedTables).
+func (ss *session) codeOnListedTables(snap *topology.Snapshot, a *planner.Analysis) bool {
+	if a.Hint != "" || ss.forcedShard != "" {
+		return false
+	}
+	for _, st := range a.Statements {
+		if (st.Kind == planner.KindUtility || st.Kind == planner.KindDDL) && codeOnListedTables(snap, st.SQL) {
+			return true
+		}
+	}
+	return false
+}
+
 // codeOnListedTables reports whether sql is a DO block or creates a
 // function or procedure in pg_temp (made to be called right away, as
 // Sequelize's findOrCreate does) whose text names a distributed or

@@ -256,3 +256,36 @@ func TestShardedTransactions(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestCodeBlocksOnShardedTables: a DO block or a pg_temp function whose
+// statements touch distributed tables would run on one shard only, so the
+// proxy refuses it (0A000) through both protocols and nothing changes;
+// code that touches no listed table runs.
+func TestCodeBlocksOnShardedTables(t *testing.T) {
+	env := startSharded(t)
+	ctx := testCtx(t, time.Minute)
+	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
+	for _, stmt := range strings.Split(routingSchema, ";") {
+		mustExec(t, ctx, app, stmt)
+	}
+	mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES (1, 'one'), (2, 'two')")
+	for _, sql := range []string{
+		"DO $$ BEGIN UPDATE users SET name = 'changed'; END $$",
+		"CREATE FUNCTION pg_temp.f() RETURNS void AS $$ DELETE FROM users $$ LANGUAGE sql",
+	} {
+		// Simple protocol, then extended (pgx prepares it).
+		if _, err := app.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); sqlState(err) != "0A000" {
+			t.Errorf("%s (simple): %v, want 0A000", sql, err)
+		}
+		if _, err := app.Exec(ctx, sql); sqlState(err) != "0A000" {
+			t.Errorf("%s (extended): %v, want 0A000", sql, err)
+		}
+	}
+	var names string
+	if err := app.QueryRow(ctx, "SELECT string_agg(name, ',' ORDER BY id) FROM users").Scan(&names); err != nil || names != "one,two" {
+		t.Fatalf("users after the refused blocks: %q, %v", names, err)
+	}
+	if _, err := app.Exec(ctx, "DO $$ BEGIN PERFORM 1; END $$"); err != nil {
+		t.Errorf("a DO block on no listed table: %v", err)
+	}
+}
