@@ -71,7 +71,7 @@ func (ss *session) openHeldRead(snap *topology.Snapshot, root plan.Operator, par
 	}
 	h.w = nil
 	h.r = bufio.NewReaderSize(f, 64<<10)
-	h.inTx = ss.txStatus != 'I'
+	h.inTx = ss.inTransaction()
 	return &cursorRead{ss: ss, rf: rf, spool: h}, nil
 }
 

@@ -163,7 +163,7 @@ func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
 				break // a replica's: not for this, the primary's is acquired
 			}
 			ss.unpark(i)
-			return nil
+			return ss.joinTx()
 		}
 	}
 	p, err := ss.shardPool(snap, shard)
@@ -172,6 +172,23 @@ func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
 	}
 	ss.pool, ss.shard = p, shard
 	return ss.ensureServer()
+}
+
+// joinTx brings a held connection made active again into the client's
+// open transaction when it is not in it (held from before the transaction
+// began, e.g. by a statement the proxy ran itself), as attach does for a
+// new one: otherwise the statement would run outside the transaction.
+func (ss *session) joinTx() error {
+	if ss.scTx || ss.scBatch || !(ss.txStatus != 'I' || ss.txBegin != "") {
+		return nil
+	}
+	if err := ss.runRaw(appendQuery(nil, ss.beginOnJoin())); err != nil {
+		if isServerGone(err) {
+			ss.abandonServer(err)
+		}
+		return err
+	}
+	return nil
 }
 
 // settle sends what is queued for the active server connection and relays

@@ -244,6 +244,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 			case "savepoint", "release", "rollback_to":
 				savepoint = o
 			case "commit", "rollback":
+				if o.Name == "rollback" || ss.txAborted || ss.txStatus == 'E' {
+					ss.closeHeldCursors(true) // declared in the transaction that now rolls back
+				}
 				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
 					if err := ss.settle(); err != nil {
 						return true, err

@@ -121,6 +121,28 @@ public class JdbcCheck {
             c.setAutoCommit(true);
             return seen + " " + query("SELECT name FROM users WHERE id = 4007");
         });
+        step("WITH HOLD cursor dropped by rollback()", () -> {
+            c.setAutoCommit(false);
+            try (Statement st = c.createStatement()) {
+                st.execute("DECLARE held CURSOR WITH HOLD FOR SELECT id FROM users WHERE id >= 4000 ORDER BY id");
+            }
+            c.rollback();
+            c.setAutoCommit(true);
+            return query("FETCH 1 FROM held");
+        });
+        step("WITH HOLD cursor kept by commit()", () -> {
+            c.setAutoCommit(false);
+            try (Statement st = c.createStatement()) {
+                st.execute("DECLARE kept CURSOR WITH HOLD FOR SELECT id FROM users WHERE id >= 4000 ORDER BY id");
+            }
+            c.commit();
+            c.setAutoCommit(true);
+            List<String> r = query("FETCH 2 FROM kept");
+            try (Statement st = c.createStatement()) {
+                st.execute("CLOSE kept");
+            }
+            return r;
+        });
         step("select for update", () -> {
             c.setAutoCommit(false);
             List<String> r = query("SELECT id FROM users WHERE id = 4008 FOR UPDATE");
