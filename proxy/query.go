@@ -431,7 +431,11 @@ func (ss *session) notePinningParse(e *stmtEntry, query []byte) {
 		case sqlclass.CreateTemp:
 			ss.pin("temporary table")
 		case sqlclass.DeclareHold:
-			ss.pin("WITH HOLD cursor")
+			// Over several shards the proxy keeps the rows itself
+			// (exec_holdcursor.go): routeBind pins only a cursor on one.
+			if _, sharded := ss.snapshot(); !sharded {
+				ss.pin("WITH HOLD cursor")
+			}
 		case sqlclass.SetConfigDynamic:
 			ss.pin("set_config with computed arguments")
 		}

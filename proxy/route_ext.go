@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -219,6 +220,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 				return true, ss.failExtendedTx(&sqlError{abortedError})
 			}
 			ss.noteDeclare(ri.analysis, shard)
+			if cs := e.classes(); len(cs) > 0 && cs[0].Kind == sqlclass.DeclareHold {
+				ss.pin("WITH HOLD cursor") // it lives in this shard's server connection
+			}
 			if !o.ReadOnly {
 				if err := ss.checkWrite([]string{shard}); err != nil {
 					return true, ss.failExtendedTx(err)
