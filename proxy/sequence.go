@@ -21,7 +21,8 @@ import (
 //     statements form one implicit transaction: the proxy opens a
 //     transaction block around them and commits it (with two-phase commit
 //     when several shards were written) or, after an error, rolls it back;
-//   - inside a transaction block they run in it; an error aborts it;
+//   - inside a transaction block they run in it (a final COMMIT or
+//     ROLLBACK ends it); an error aborts it;
 //   - a string that opens its own transaction ("BEGIN; …; COMMIT") runs
 //     as written;
 //
@@ -41,7 +42,7 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 		switch {
 		case i == 0 && o.Name == "begin" && ss.txStatus == 'I':
 			opens = true
-		case i == len(seq.Statements)-1 && opens && (o.Name == "commit" || o.Name == "rollback"):
+		case i == len(seq.Statements)-1 && (opens || ss.txStatus != 'I') && (o.Name == "commit" || o.Name == "rollback"):
 		default:
 			return ss.queryFailed(oneByOneUnsupported("it has transaction control other than a leading BEGIN and a final COMMIT or ROLLBACK"))
 		}

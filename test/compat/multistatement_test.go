@@ -40,6 +40,8 @@ var queryStrings = []queryString{
 		after: "SELECT id, name FROM users WHERE id = 5"},
 	{before: "BEGIN", sql: "UPDATE users SET name = 'committed' WHERE id = 5; UPDATE users SET name = 'committed' WHERE id = 6; COMMIT",
 		after: "SELECT id, name FROM users WHERE id IN (5, 6) ORDER BY id"},
+	{before: "BEGIN", sql: "UPDATE users SET name = 'ended' WHERE id = 1; UPDATE users SET name = 'ended' WHERE id = 2; SELECT count(*) FROM users; COMMIT",
+		after: "SELECT id, name FROM users WHERE id IN (1, 2) ORDER BY id"},
 	{before: "BEGIN", sql: "SET LOCAL statement_timeout = '8s'; SELECT count(*) FROM users WHERE current_setting('statement_timeout') = '8s'; SHOW statement_timeout",
 		after: "SHOW statement_timeout"},
 	{sql: "SET statement_timeout = '7s'; SELECT count(*) FROM users; SHOW statement_timeout", after: "SHOW statement_timeout"},
