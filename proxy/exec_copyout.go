@@ -153,27 +153,21 @@ func (w *copyOutRows) field(dst, v []byte) []byte {
 	}
 	d := w.op.Delimiter
 	for _, c := range v {
-		switch {
+		switch e := textCopyEscapes[c]; {
 		case c == '\\' || c == d:
 			dst = append(dst, '\\', c)
-		case c == '\b':
-			dst = append(dst, '\\', 'b')
-		case c == '\f':
-			dst = append(dst, '\\', 'f')
-		case c == '\n':
-			dst = append(dst, '\\', 'n')
-		case c == '\r':
-			dst = append(dst, '\\', 'r')
-		case c == '\t':
-			dst = append(dst, '\\', 't')
-		case c == '\v':
-			dst = append(dst, '\\', 'v')
+		case e != 0:
+			dst = append(dst, '\\', e)
 		default:
 			dst = append(dst, c)
 		}
 	}
 	return dst
 }
+
+// textCopyEscapes maps the control characters COPY's text format writes
+// as backslash escapes to their letter.
+var textCopyEscapes = [256]byte{'\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't', '\v': 'v'}
 
 // csvField quotes a value when it holds the delimiter, the quote or a line
 // break, equals the NULL string, or is a lone \. in a one-column COPY, as

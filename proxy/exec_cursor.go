@@ -50,14 +50,28 @@ var cursorPortalSeq atomic.Uint64
 type cursorRead struct {
 	ss      *session
 	shards  []*cursorShard
-	res     *merge.Result
-	rf      []int16 // the result formats it was opened with
+	res     cursorRows // the merge over the shards' portals, or a WITH HOLD cursor's stored rows (heldRows)
+	rf      []int16    // the result formats it was opened with
 	batch   int
-	primed  bool      // the first fetch was sent to every shard
-	done    bool      // the merge returned io.EOF
-	failed  error     // a fetch or the merge failed: the read cannot go on
-	flushed bool      // send flushed rows to the client
-	spool   *heldRows // WITH HOLD: the rows, read at DECLARE (exec_holdcursor.go); no shards
+	primed  bool  // the first fetch was sent to every shard
+	done    bool  // the merge returned io.EOF
+	failed  error // a fetch or the merge failed: the read cannot go on
+	flushed bool  // send flushed rows to the client
+}
+
+// cursorRows is where a cursorRead takes its rows from: *merge.Result over
+// the shards' portals, or *heldRows.
+type cursorRows interface {
+	RowDescription() *pgproto3.RowDescription
+	SetResultFormats(rf []int16)
+	Next() ([][]byte, error) // io.EOF after the last row
+}
+
+// spool is the stored rows of a WITH HOLD cursor, nil for a read of shard
+// portals.
+func (cr *cursorRead) spool() *heldRows {
+	h, _ := cr.res.(*heldRows)
+	return h
 }
 
 // cursorShard is one shard's portal of a cursorRead; it is the merge's
@@ -187,21 +201,12 @@ func (ss *session) openCursorRead(snap *topology.Snapshot, root plan.Operator, p
 }
 
 // rowDescription is what the read gives the client.
-func (cr *cursorRead) rowDescription() *pgproto3.RowDescription {
-	if cr.spool != nil {
-		return cr.spool.rowDescription()
-	}
-	return cr.res.RowDescription()
-}
+func (cr *cursorRead) rowDescription() *pgproto3.RowDescription { return cr.res.RowDescription() }
 
 // setFormats makes the rows come in the formats a FETCH portal's Bind
 // asked for (rf), or in the cursor's own (text, or binary for BINARY)
 // when it asked for none.
 func (cr *cursorRead) setFormats(rf []int16) {
-	if cr.spool != nil {
-		cr.spool.want = rf // stored in the cursor's own formats (heldRows.send)
-		return
-	}
 	if len(rf) == 0 {
 		rf = cr.rf
 	}
@@ -214,8 +219,10 @@ func (cr *cursorRead) send(limit int, discard bool) (int, error) {
 	if cr.failed != nil {
 		return 0, cr.failed
 	}
-	if cr.spool != nil {
-		return cr.spool.send(cr, limit, discard)
+	if h := cr.spool(); h != nil {
+		if err := h.formatsErr(); err != nil {
+			return 0, err
+		}
 	}
 	ss := cr.ss
 	switch {
@@ -285,8 +292,8 @@ func (cr *cursorRead) prime() error {
 // go with the transaction otherwise). Errors are ignored: the portal is
 // gone either way.
 func (cr *cursorRead) close() {
-	if cr.spool != nil {
-		cr.spool.close()
+	if h := cr.spool(); h != nil {
+		h.close()
 		return
 	}
 	if cr.ss.txStatus != 'T' {
@@ -538,6 +545,9 @@ func (ss *session) cursorStatement(o *plan.Session, cr *cursorRead, rf []int16, 
 			limit = int(f.Count)
 		}
 	}
+	if f.Move {
+		rf = nil // the rows are skipped: their formats do not matter
+	}
 	cr.setFormats(rf)
 	// PostgreSQL runs a FETCH to its end before sending anything, so a
 	// FETCH that fails sends no rows (unless some had to be flushed).
@@ -603,10 +613,10 @@ func (ss *session) describeCursorStatement(op plan.Operator, rf []int16) bool {
 // shards dropped their portals with it).
 func (ss *session) endCursorReads() {
 	for name, cr := range ss.multiCursor {
-		if cr.spool == nil { // WITH HOLD cursors outlive the transaction
+		if h := cr.spool(); h == nil { // WITH HOLD cursors outlive the transaction
 			delete(ss.multiCursor, name)
 		} else {
-			cr.spool.inTx = false
+			h.inTx = false
 		}
 	}
 	for name, mp := range ss.multi {

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -23,7 +25,7 @@ import (
 // is not pinned. Django's QuerySet.iterator() and psycopg2's named cursors
 // with withhold=True declare such cursors outside transactions.
 type heldRows struct {
-	desc []byte // the RowDescription body
+	desc *pgproto3.RowDescription
 	file *os.File
 	w    *bufio.Writer
 	r    *bufio.Reader
@@ -35,6 +37,8 @@ type heldRows struct {
 	// want is the result formats the FETCH being answered asked for (its
 	// Bind's); the rows are stored in the cursor's own.
 	want []int16
+	vals [][]byte // Next's values (reused)
+	row  []byte   // Next's DataRow body (reused)
 }
 
 // openHeldRead runs root with results in the formats rf and stores its
@@ -72,7 +76,7 @@ func (ss *session) openHeldRead(snap *topology.Snapshot, root plan.Operator, par
 	h.w = nil
 	h.r = bufio.NewReaderSize(f, 64<<10)
 	h.inTx = ss.inTransaction()
-	return &cursorRead{ss: ss, rf: rf, spool: h}, nil
+	return &cursorRead{ss: ss, rf: rf, res: h}, nil
 }
 
 // take consumes the complete messages buffered in ss.out (session.filter).
@@ -80,7 +84,10 @@ func (h *heldRows) take(ss *session) {
 	err := eachMessage(ss.out, func(typ byte, body []byte) {
 		switch typ {
 		case msgRowDescription:
-			h.desc = append([]byte(nil), body...)
+			h.desc = &pgproto3.RowDescription{}
+			if err := h.desc.Decode(body); err != nil && h.bad == nil {
+				h.bad = fmt.Errorf("WITH HOLD cursor: %w", err)
+			}
 		case msgDataRow:
 			if h.bad == nil {
 				_, h.bad = h.w.Write(appendMsg(nil, typ, body))
@@ -95,61 +102,45 @@ func (h *heldRows) take(ss *session) {
 	ss.out = ss.out[:0]
 }
 
-// rowDescription is the shape of the stored rows.
-func (h *heldRows) rowDescription() *pgproto3.RowDescription {
-	var rd pgproto3.RowDescription
-	if err := rd.Decode(h.desc); err != nil {
-		return &pgproto3.RowDescription{}
+// RowDescription is the shape of the stored rows (cursorRows).
+func (h *heldRows) RowDescription() *pgproto3.RowDescription { return h.desc }
+
+// SetResultFormats records the formats the FETCH asks for (cursorRows):
+// the rows are stored in the cursor's own, so Next refuses others.
+func (h *heldRows) SetResultFormats(rf []int16) { h.want = rf }
+
+// Next returns the next stored row's values (cursorRows).
+func (h *heldRows) Next() ([][]byte, error) {
+	var head [5]byte
+	if _, err := io.ReadFull(h.r, head[:]); err != nil {
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("WITH HOLD cursor: %w", err)
 	}
-	return &rd
+	size := int(binary.BigEndian.Uint32(head[1:])) - 4
+	h.row = slices.Grow(h.row[:0], size)[:size]
+	if _, err := io.ReadFull(h.r, h.row); err != nil {
+		return nil, fmt.Errorf("WITH HOLD cursor: %w", err)
+	}
+	vals, ok := splitDataRow(h.row, h.vals[:0])
+	if !ok {
+		return nil, errors.New("WITH HOLD cursor: a stored row is malformed")
+	}
+	h.vals = vals
+	return vals, nil
 }
 
-// send appends up to limit stored rows (0: all that are left) to the
-// client's output, or skips them (MOVE), and returns how many.
-func (h *heldRows) send(cr *cursorRead, limit int, discard bool) (int, error) {
-	if !discard && !h.formatsMatch() {
-		return 0, &plan.Unsupported{
-			Message: "a WITH HOLD cursor over several shards returns its rows in the format of its DECLARE (text, or binary for DECLARE … BINARY)",
-			Hint:    "fetch in that format, or declare the cursor BINARY to fetch binary rows",
-		}
+// formatsErr is the 0A000 for a FETCH asking for other formats than the
+// rows are stored in (the FETCH fails; the cursor stays usable).
+func (h *heldRows) formatsErr() error {
+	if h.formatsMatch() {
+		return nil
 	}
-	ss := cr.ss
-	var head [5]byte
-	n := 0
-	for !cr.done && (limit <= 0 || n < limit) {
-		if _, err := io.ReadFull(h.r, head[:]); err != nil {
-			if err == io.EOF {
-				cr.done = true
-				break
-			}
-			cr.failed = fmt.Errorf("WITH HOLD cursor: %w", err)
-			return n, cr.failed
-		}
-		size := int(uint32(head[1])<<24|uint32(head[2])<<16|uint32(head[3])<<8|uint32(head[4])) - 4
-		n++
-		if discard {
-			if _, err := h.r.Discard(size); err != nil {
-				cr.failed = fmt.Errorf("WITH HOLD cursor: %w", err)
-				return n, cr.failed
-			}
-			continue
-		}
-		at := len(ss.out)
-		ss.out = append(ss.out, head[:]...)
-		ss.out = append(ss.out, make([]byte, size)...)
-		if _, err := io.ReadFull(h.r, ss.out[at+5:]); err != nil {
-			ss.out = ss.out[:at]
-			cr.failed = fmt.Errorf("WITH HOLD cursor: %w", err)
-			return n, cr.failed
-		}
-		if len(ss.out) > 64<<10 {
-			cr.flushed = true
-			if err := ss.flushClient(); err != nil {
-				return n, err
-			}
-		}
+	return &plan.Unsupported{
+		Message: "a WITH HOLD cursor over several shards returns its rows in the format of its DECLARE (text, or binary for DECLARE … BINARY)",
+		Hint:    "fetch in that format, or declare the cursor BINARY to fetch binary rows",
 	}
-	return n, nil
 }
 
 // formatsMatch reports whether the formats the FETCH asks for (none: the
@@ -158,8 +149,7 @@ func (h *heldRows) formatsMatch() bool {
 	if len(h.want) == 0 {
 		return true
 	}
-	rd := h.rowDescription()
-	for i, f := range rd.Fields {
+	for i, f := range h.desc.Fields {
 		w := h.want[0]
 		if len(h.want) > 1 {
 			if i >= len(h.want) {
@@ -182,12 +172,21 @@ func (h *heldRows) close() {
 	}
 }
 
+// heldCursorsAtTxEnd drops, for the COMMIT or ROLLBACK o that ends the
+// client's transaction, the WITH HOLD cursors the transaction declared if
+// it rolls back (a COMMIT of a failed transaction does too).
+func (ss *session) heldCursorsAtTxEnd(o *plan.Session) {
+	if o.Name == "rollback" || ss.txAborted || ss.txStatus == 'E' {
+		ss.closeHeldCursors(true)
+	}
+}
+
 // closeHeldCursors drops the WITH HOLD cursors: all of them (the session
 // ends, DISCARD ALL), or those the transaction now rolled back declared.
 func (ss *session) closeHeldCursors(rolledBackOnly bool) {
 	for name, cr := range ss.multiCursor {
-		if cr.spool != nil && (!rolledBackOnly || cr.spool.inTx) {
-			cr.spool.close()
+		if h := cr.spool(); h != nil && (!rolledBackOnly || h.inTx) {
+			h.close()
 			delete(ss.multiCursor, name)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/shardproxy/shardproxy/proxy/pool"
 	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 )
 
@@ -451,27 +452,21 @@ func (ss *session) commitPending() {
 	if len(ss.pending) == 0 {
 		return
 	}
-	if ss.txBegin != "" {
-		sc := ss.sc
-		for i := range ss.held {
-			ss.sc = ss.held[i].sc
-			ss.applyPending()
-		}
-		ss.sc = sc
+	var conns []*pool.ServerConn
+	if ss.sc != nil {
+		conns = append(conns, ss.sc)
 	}
-	ss.applyPending()
-	ss.pending = ss.pending[:0]
-}
-
-// applyPending applies the pending settings changes to the client's wanted
-// settings and ss.sc's record.
-func (ss *session) applyPending() {
+	if ss.txBegin != "" {
+		for _, h := range ss.held {
+			conns = append(conns, h.sc)
+		}
+	}
 	for _, c := range ss.pending {
 		switch c.kind {
 		case setOne:
 			ss.settings[c.name] = c.apply
-			if ss.sc != nil {
-				ss.sc.Applied[c.name] = c.apply
+			for _, sc := range conns {
+				sc.Applied[c.name] = c.apply
 			}
 		case resetOne:
 			if v, ok := ss.startupValues[c.name]; ok {
@@ -479,16 +474,16 @@ func (ss *session) applyPending() {
 			} else {
 				delete(ss.settings, c.name)
 			}
-			if ss.sc != nil {
-				delete(ss.sc.Applied, c.name)
+			for _, sc := range conns {
+				delete(sc.Applied, c.name)
 			}
 		case resetAll, discardAll:
 			clear(ss.settings)
 			for k, v := range ss.startupValues {
 				ss.settings[k] = applyConfig(k, v)
 			}
-			if ss.sc != nil {
-				clear(ss.sc.Applied)
+			for _, sc := range conns {
+				clear(sc.Applied)
 			}
 			if c.kind == discardAll {
 				ss.closeHeldCursors(false)
@@ -501,6 +496,7 @@ func (ss *session) applyPending() {
 			}
 		}
 	}
+	ss.pending = ss.pending[:0]
 }
 
 // pin keeps the server connection for this session until reason is gone.

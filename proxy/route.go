@@ -174,12 +174,12 @@ func (ss *session) useShard(snap *topology.Snapshot, shard string) error {
 	return ss.ensureServer()
 }
 
-// joinTx brings a held connection made active again into the client's
-// open transaction when it is not in it (held from before the transaction
-// began, e.g. by a statement the proxy ran itself), as attach does for a
-// new one: otherwise the statement would run outside the transaction.
+// joinTx brings the active connection into the client's open transaction
+// when it is not in it: a new one (attach), or a held one made active again
+// that was held from before the transaction began (e.g. by a statement the
+// proxy ran itself), whose statements would otherwise run outside it.
 func (ss *session) joinTx() error {
-	if ss.scTx || ss.scBatch || !(ss.txStatus != 'I' || ss.txBegin != "") {
+	if ss.scTx || ss.scBatch || !ss.inTransaction() {
 		return nil
 	}
 	if err := ss.runRaw(appendQuery(nil, ss.beginOnJoin())); err != nil {

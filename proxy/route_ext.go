@@ -199,7 +199,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	}
 	ss.noteRoute(op)
 	shard, beginHere, read := "", "", false
-	var savepoint *plan.Session // recorded for shards that join later, once its shard is attached
+	var replay *plan.Session // SAVEPOINT/RELEASE/ROLLBACK TO or SET: recorded for shards that join later, once its shard is attached
 	if s, ok := op.(*plan.Session); ok {
 		cr, err := ss.proxyCursor(s)
 		if err != nil {
@@ -246,11 +246,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 					beginHere = o.SQL // the transaction opens in this batch
 				}
 			case "savepoint", "release", "rollback_to":
-				savepoint = o
+				replay = o
 			case "commit", "rollback":
-				if o.Name == "rollback" || ss.txAborted || ss.txStatus == 'E' {
-					ss.closeHeldCursors(true) // declared in the transaction that now rolls back
-				}
+				ss.heldCursorsAtTxEnd(o)
 				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
 					if err := ss.settle(); err != nil {
 						return true, err
@@ -296,22 +294,22 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 				}
 			}
 		case "set", "reset", "set_local":
-			savepoint = o
+			replay = o
 		case "listen", "unlisten", "notify":
 			shard = snap.DefaultShard()
 		case "fetch", "close":
 			shard = ss.cursors[strings.ToLower(o.Name)]
 		}
-		if savepoint != nil {
+		if replay != nil {
 			// SAVEPOINT, RELEASE, ROLLBACK TO or SET inside a transaction:
 			// run on every shard of it, the portal's answers.
 			if !ss.inTransaction() {
-				savepoint = nil
+				replay = nil
 			} else {
 				if err := ss.settle(); err != nil || ss.skip {
 					return true, err
 				}
-				target, err := ss.savepointElsewhere(snap, o)
+				target, err := ss.runOnOtherTxShards(snap, o)
 				if err != nil {
 					return true, ss.failExtendedTx(err)
 				}
@@ -339,8 +337,8 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 		ss.txBegin = beginHere
 		ss.scTx = true
 	}
-	if savepoint != nil {
-		ss.recordSavepoint(savepoint)
+	if replay != nil {
+		ss.recordReplay(replay)
 	}
 	if ss.portals == nil {
 		ss.portals = make(map[string]string)

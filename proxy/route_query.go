@@ -278,9 +278,7 @@ func (ss *session) txControl(snap *topology.Snapshot, o *plan.Session, body []by
 		ss.txStatus = 'T'
 		return ss.querySynthetic("BEGIN")
 	case "commit", "rollback":
-		if o.Name == "rollback" || ss.txAborted || ss.txStatus == 'E' {
-			ss.closeHeldCursors(true)
-		}
+		ss.heldCursorsAtTxEnd(o)
 		return ss.endTx(snap, o.Name == "commit", body)
 	case "savepoint", "release", "rollback_to":
 		return ss.savepoint(snap, o, body)
@@ -444,9 +442,10 @@ func isServerGone(err error) bool {
 	return ok
 }
 
-// recordSavepoint remembers a savepoint statement (or a SET) for shards
-// that join the transaction later; ROLLBACK TO ends the proxy's own abort.
-func (ss *session) recordSavepoint(o *plan.Session) {
+// recordReplay remembers a savepoint statement or a SET for shards that
+// join the transaction later (beginOnJoin); ROLLBACK TO ends the proxy's
+// own abort.
+func (ss *session) recordReplay(o *plan.Session) {
 	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
 	if o.Kind == "transaction" && o.Name == "rollback_to" {
 		ss.txAborted = false
@@ -459,11 +458,11 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 	if ss.txStatus == 'I' {
 		return ss.relayRouted(snap, ss.sessionStatementShard(snap), false, o, body)
 	}
-	target, err := ss.savepointElsewhere(snap, o)
+	target, err := ss.runOnOtherTxShards(snap, o)
 	if err != nil {
 		return ss.queryFailed(err)
 	}
-	ss.recordSavepoint(o)
+	ss.recordReplay(o)
 	if target == "" {
 		if o.Name == "rollback_to" {
 			ss.txStatus = 'T'
@@ -482,23 +481,23 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 // TRANSACTION, a SET LOCAL statement_timeout or a search_path holds for
 // the whole transaction, whichever shards it reaches).
 func (ss *session) setInTx(snap *topology.Snapshot, o *plan.Session, body []byte) error {
-	target, err := ss.savepointElsewhere(snap, o)
+	target, err := ss.runOnOtherTxShards(snap, o)
 	if err != nil {
 		return ss.queryFailed(err)
 	}
-	ss.recordSavepoint(o)
+	ss.recordReplay(o)
 	if target == "" {
 		target = ss.sessionStatementShard(snap)
 	}
 	return ss.relayRouted(snap, target, false, o, body)
 }
 
-// savepointElsewhere runs a SAVEPOINT, RELEASE or ROLLBACK TO (o), or a
+// runOnOtherTxShards runs a SAVEPOINT, RELEASE or ROLLBACK TO (o), or a
 // SET inside the transaction, on every shard of the transaction but the
 // first, which it returns for the client's own statement ("" when no shard
 // is in the transaction yet); in a failed transaction only ROLLBACK TO may
 // run.
-func (ss *session) savepointElsewhere(snap *topology.Snapshot, o *plan.Session) (string, error) {
+func (ss *session) runOnOtherTxShards(snap *topology.Snapshot, o *plan.Session) (string, error) {
 	if ss.txStatus == 'E' && o.Name != "rollback_to" {
 		return "", &sqlError{abortedError}
 	}

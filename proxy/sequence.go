@@ -103,7 +103,7 @@ func (ss *session) codeOnListedTables(snap *topology.Snapshot, a *planner.Analys
 // rows where they do not belong. Functions created in other schemas are
 // DDL for every shard, where triggers and calls find them.
 func codeOnListedTables(snap *topology.Snapshot, sql string) bool {
-	f := strings.Fields(strings.ToLower(sql))
+	f := strings.Fields(strings.ToLower(sql[:min(len(sql), 120)])) // the leading words say what it is
 	switch {
 	case len(f) > 0 && f[0] == "do":
 	case len(f) >= 3 && f[0] == "create":
@@ -117,10 +117,13 @@ func codeOnListedTables(snap *topology.Snapshot, sql string) bool {
 	default:
 		return false
 	}
-	listed := make(map[string]bool)
-	for _, t := range snap.Tables() {
-		listed[t.Name[strings.LastIndexByte(t.Name, '.')+1:]] = true
-	}
+	listed := snap.Memo(listedNamesKey{}, func(s *topology.Snapshot) any {
+		names := make(map[string]bool)
+		for _, t := range s.Tables() {
+			names[t.Name[strings.LastIndexByte(t.Name, '.')+1:]] = true
+		}
+		return names
+	}).(map[string]bool)
 	for _, word := range identifierRE.FindAllString(sql, -1) {
 		if strings.HasPrefix(word, `"`) {
 			word = strings.Trim(word, `"`)
@@ -133,6 +136,10 @@ func codeOnListedTables(snap *topology.Snapshot, sql string) bool {
 	}
 	return false
 }
+
+// listedNamesKey caches, per snapshot, the unqualified names of the
+// distributed and reference tables (codeOnListedTables).
+type listedNamesKey struct{}
 
 // identifierRE matches identifiers, quoted or not.
 var identifierRE = regexp.MustCompile(`"[^"]+"|[A-Za-z_][A-Za-z0-9_$]*`)
@@ -201,37 +208,35 @@ func (ss *session) tempInsertFunction(snap *topology.Snapshot, f *planner.TempIn
 		return ss.queryFailed(&sqlError{abortedError})
 	}
 	insert := f.Insert
-	for range 2 {
-		a, err := ss.srv.planner.Analyze(insert)
-		if err != nil {
-			return ss.queryFailed(err)
-		}
-		if err := ss.loadCatalog(snap, a); err != nil {
-			return ss.queryFailed(err)
-		}
-		snap2, op, err := ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
-			return ss.srv.planner.Plan(s, a, planner.Params{})
-		})
-		if err != nil {
-			return ss.queryFailed(err)
-		}
-		switch o := op.(type) {
-		case *plan.AllocateKeys:
-			keys, err := ss.allocateFor(snap2, o)
-			if err != nil {
-				return ss.queryFailed(err)
-			}
-			if insert, err = planner.FillParams(o.SQL, o.FirstParam, keys); err != nil {
-				return ss.queryFailed(err)
-			}
-			continue // planned again with its key
-		case *plan.Route:
-			if o.SQL == insert && o.ParamIndexes == nil && !o.ReadAnyShard {
-				ss.noteRoute(op)
-				return ss.relayRouted(snap2, o.Shard, true, op, append([]byte(f.WithInsert(insert)), 0))
+	snap, op, err := ss.planText(snap, insert)
+	if ak, ok := op.(*plan.AllocateKeys); ok && err == nil {
+		var keys []string
+		if keys, err = ss.allocateFor(snap, ak); err == nil {
+			if insert, err = planner.FillParams(ak.SQL, ak.FirstParam, keys); err == nil {
+				snap, op, err = ss.planText(snap, insert) // with its key
 			}
 		}
-		break
+	}
+	if err != nil {
+		return ss.queryFailed(err)
+	}
+	if r, ok := op.(*plan.Route); ok && r.SQL == insert && r.ParamIndexes == nil && !r.ReadAnyShard {
+		ss.noteRoute(op)
+		return ss.relayRouted(snap, r.Shard, true, op, append([]byte(f.WithInsert(insert)), 0))
 	}
 	return ss.queryFailed(codeRefusal)
+}
+
+// planText analyzes and plans one statement without parameters.
+func (ss *session) planText(snap *topology.Snapshot, sql string) (*topology.Snapshot, plan.Operator, error) {
+	a, err := ss.srv.planner.Analyze(sql)
+	if err != nil {
+		return snap, nil, err
+	}
+	if err := ss.loadCatalog(snap, a); err != nil {
+		return snap, nil, err
+	}
+	return ss.planHeld(snap, func(s *topology.Snapshot) (plan.Operator, error) {
+		return ss.srv.planner.Plan(s, a, planner.Params{})
+	})
 }

@@ -409,18 +409,9 @@ func (ss *session) attach() error {
 		return err
 	}
 	ss.scStatus, ss.scTx, ss.scBatch = 'I', false, false
-	if ss.txStatus != 'I' || ss.txBegin != "" {
-		// A shard joins the client's open transaction (or the one a BEGIN
-		// earlier in this pipelined batch opened).
-		if err := ss.runRaw(appendQuery(nil, ss.beginOnJoin())); err != nil {
-			var sg *errServerGone
-			if errors.As(err, &sg) {
-				ss.abandonServer(err)
-			}
-			return err
-		}
-	}
-	return nil
+	// A shard joins the client's open transaction (or the one a BEGIN
+	// earlier in this pipelined batch opened).
+	return ss.joinTx()
 }
 
 // abandonServer discards a server connection that failed.
@@ -1212,7 +1203,7 @@ func (ss *session) handleSync() error {
 		}
 		ss.skip = false
 	}
-	if ss.txStatus == 'I' && ss.txBegin != "" && !ss.implicitTx && ss.txOpenOnServers() {
+	if ss.txStatus == 'I' && ss.txBegin != "" && !ss.implicitTx && len(ss.txShards()) > 0 {
 		// A BEGIN earlier in this batch opened the transaction, and the
 		// proxy's own exchanges (a cross-shard cursor's fetches) consumed
 		// the ReadyForQuery that said so: the client's transaction is open.
@@ -1545,20 +1536,6 @@ func (ss *session) skipToSync(failed ...expect) {
 }
 
 func (ss *session) inExplicitTx() bool { return ss.txStatus != 'I' }
-
-// txOpenOnServers reports whether a server connection of the session is
-// inside a transaction block.
-func (ss *session) txOpenOnServers() bool {
-	if ss.sc != nil && ss.scTx {
-		return true
-	}
-	for _, h := range ss.held {
-		if h.inTx {
-			return true
-		}
-	}
-	return false
-}
 
 // undo reverts the bookkeeping of a message that did not take effect.
 func (ss *session) undo(e *expect, failed bool) {
