@@ -204,7 +204,7 @@ func (ss *session) cancelScatter(ctx context.Context) {
 		wg.Add(1)
 		go func(f *shardFeed) {
 			defer wg.Done()
-			_ = f.sc.Cancel(ctx)
+			_ = f.sc.CancelWhile(ctx, func() bool { return !f.done.Load() })
 		}(f)
 	}
 	wg.Wait()

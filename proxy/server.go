@@ -314,7 +314,7 @@ func (s *Server) cancel(pid, secret uint32) {
 	if sc == nil {
 		return
 	}
-	if err := sc.Cancel(ctx); err != nil {
+	if err := sc.CancelWhile(ctx, func() bool { return sess.current.Load() == sc }); err != nil {
 		s.log.Warn("forwarding cancel failed", "err", err)
 	}
 }

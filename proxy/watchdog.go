@@ -49,7 +49,7 @@ func (s *Server) watchdog() {
 			}
 			s.log.Debug("client left during a query; cancelling it", "user", sess.user)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			sc.Cancel(ctx)
+			sc.CancelWhile(ctx, func() bool { return sess.current.Load() == sc })
 			cancel()
 		}
 	}

@@ -81,8 +81,22 @@ func (sc *ServerConn) Pool() *Pool { return sc.pool }
 // Cancel is in flight is closed, not reused: the signal could otherwise
 // reach the backend after its next holder's query started there.
 func (sc *ServerConn) Cancel(ctx context.Context) error {
+	return sc.CancelWhile(ctx, nil)
+}
+
+// CancelWhile is Cancel for a caller that found the connection through a
+// client that may be done with it: holds (when not nil) is asked after
+// the cancel is registered and before anything is sent, and false means
+// the connection may already serve someone else, so nothing is sent. A
+// release that the check did not see happens after the registration and
+// so closes the connection instead of reusing it: the cancel can never
+// reach another client's query.
+func (sc *ServerConn) CancelWhile(ctx context.Context, holds func() bool) error {
 	sc.canceling.Add(1)
 	defer sc.canceling.Add(-1)
+	if holds != nil && !holds() {
+		return nil
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", sc.Addr)
 	if err != nil {

@@ -657,3 +657,42 @@ func TestReleaseDuringCancelCloses(t *testing.T) {
 		p.Release(sc4, false)
 	}
 }
+
+// TestCancelWhileClientLetGo: a client's cancel finds its server
+// connection, and before the cancel is registered the client's query ends
+// and the connection goes back to the pool (the race between a session's
+// release and server.cancel). CancelWhile's check then sees that the
+// client no longer holds it and sends nothing, and the released
+// connection is not handed to the next caller while the cancel is
+// registered. The release is made inside the check, the one point a real
+// race can hit, which a real server cannot be made to time.
+func TestCancelWhileClientLetGo(t *testing.T) {
+	p := newTestPool(t, testOptions(t, 2))
+	sc := mustAcquire(t, p)
+	pid := sc.PID
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sc.Addr = ln.Addr().String()
+	holding := true
+	err = sc.CancelWhile(context.Background(), func() bool {
+		p.Release(sc, false) // the client's transaction ended just now
+		holding = false
+		sc2 := mustAcquire(t, p) // the next client
+		if sc2.PID == pid {
+			t.Errorf("connection %d handed on while a cancel to it was registered", pid)
+		}
+		p.Release(sc2, false)
+		return holding
+	})
+	if err != nil {
+		t.Fatalf("CancelWhile: %v", err)
+	}
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now())
+	if c, err := ln.Accept(); err == nil {
+		c.Close()
+		t.Fatal("a cancel was sent for a connection its client had let go")
+	}
+}
