@@ -169,7 +169,7 @@ func (ss *session) sendAutoPrepared(body []byte) bool {
 		return false
 	}
 	ss.apQuery = body
-	ss.ensureServerStmt(e, sh)
+	ss.ensureServerStmt(e, sh) // auto-prepared statements are not shape-checked: always true
 	// Bind: unnamed portal, all parameters and results in text.
 	ss.sout = append(ss.sout, msgBind, 0, 0, 0, 0)
 	start := len(ss.sout) - 4

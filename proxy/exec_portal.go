@@ -71,6 +71,7 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	if err != nil {
 		return ss.failExtendedTx(err)
 	}
+	ss.noteSchemaChange(tag)
 	ss.out = appendCommandComplete(ss.out, tag)
 	return nil
 }

@@ -20,7 +20,8 @@ type stmtEntry struct {
 	key       string // query text + NUL + raw OID block (or the PREPARE text)
 	parseBody []byte // ready-made Parse body naming name (protocol-level entries only)
 
-	validated atomic.Bool // a server accepted the statement (its Parse succeeded)
+	validated atomic.Bool            // a server accepted the statement (its Parse succeeded)
+	shape     atomic.Pointer[string] // resultShape its clients were shown by a Describe (shape.go); nil until then
 
 	classOnce sync.Once
 	class     []sqlclass.Statement
@@ -119,6 +120,33 @@ func (in *stmtIntern) retire(e *stmtEntry) {
 	if in.byKey[e.key] == e {
 		delete(in.byKey, e.key)
 	}
+}
+
+// retireAll retires every entry (see retire): after a command that may
+// change the columns a statement's text yields (schemaChangeTag), the
+// next Parse of any text is prepared afresh, as it is on PostgreSQL,
+// instead of meeting a copy a server connection prepared before the
+// change and failing with 0A000 "cached plan must not change result type".
+// Clients keep the entries they prepared before, and those fail as on
+// PostgreSQL.
+func (in *stmtIntern) retireAll() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(in.byKey)
+}
+
+// schemaChangeTag reports whether a CommandComplete tag is one of a
+// command that can change the result columns of statements reading the
+// objects it names (ALTER/DROP of tables, views, types, domains, schemas;
+// CREATE OR REPLACE VIEW).
+func schemaChangeTag(tag string) bool {
+	switch tag {
+	case "ALTER TABLE", "DROP TABLE", "ALTER VIEW", "DROP VIEW", "CREATE VIEW",
+		"ALTER MATERIALIZED VIEW", "DROP MATERIALIZED VIEW", "ALTER TYPE", "DROP TYPE",
+		"ALTER DOMAIN", "DROP DOMAIN", "ALTER SCHEMA", "DROP SCHEMA":
+		return true
+	}
+	return false
 }
 
 // isStalePlanError reports whether an ErrorResponse body is PostgreSQL's

@@ -117,6 +117,7 @@ func (ss *session) execQuery(snap *topology.Snapshot, op plan.Operator) error {
 	if err != nil {
 		return ss.queryFailed(err)
 	}
+	ss.noteSchemaChange(tag)
 	return ss.querySynthetic(tag)
 }
 

@@ -45,6 +45,7 @@ const (
 	expSynthBind                    // emit BindComplete without the server
 	expSynthNoData                  // emit NoData without the server
 	expSynthDone                    // emit CommandComplete with tag name; restore undoes the statement
+	expShapeCheck                   // [ParameterDescription] RowDescription | NoData of an injected Describe, compared with stmt's shape (shape.go)
 )
 
 // synthMessage is the body-less message the proxy answers in place of the
@@ -125,6 +126,7 @@ type session struct {
 	autoClose     string                // auto-prepare: stale server statement to close before the retry
 	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
 	apQuery       []byte                // auto-prepare: the Query body of the exchange in flight
+	shapeChanged  bool                  // set by drain: a shape check found other result columns (shape.go)
 
 	deallocs map[string]*sqlclass.Statement // portals bound to a DEALLOCATE the proxy runs (deallocate.go)
 
@@ -911,9 +913,16 @@ func (ss *session) handleParse(body []byte) error {
 		ss.push(expect{kind: expSynthParse, name: name, prev: prev})
 		return nil
 	}
-	ss.addServerStmt(e.name)
-	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-	ss.push(expect{kind: expParse, name: name, prev: prev, server: e.name, stmt: e})
+	ok, err := ss.prepareChecked(e, expect{kind: expParse, name: name, prev: prev})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// The text now answers with other columns than e's clients were
+		// shown: this client's statement is a new one, prepared where it
+		// runs (e stays with the clients that prepared it before).
+		ss.stmts[name] = ss.srv.intern.protocol(pm.query, pm.oids)
+	}
 	return ss.maybeFlushBatch()
 }
 
@@ -928,13 +937,14 @@ func (ss *session) addServerStmt(name string) {
 
 // ensureServerStmt injects a Parse for e when the server connection lacks
 // it; auto is the shape when the Parse belongs to an auto-prepared Query.
-func (ss *session) ensureServerStmt(e *stmtEntry, auto *autoShape) {
+// It reports false when e's result columns changed since its clients were
+// shown them (the caller fails with errStaleShape); a failed Parse leaves
+// ss.skip set (the caller stops).
+func (ss *session) ensureServerStmt(e *stmtEntry, auto *autoShape) (bool, error) {
 	if ss.sc.Prepared.Has(e.name) {
-		return
+		return true, nil
 	}
-	ss.addServerStmt(e.name)
-	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
-	ss.push(expect{kind: expParseSwallow, server: e.name, stmt: e, auto: auto})
+	return ss.prepareChecked(e, expect{kind: expParseSwallow, auto: auto})
 }
 
 // handleBind rewrites the statement name of a Bind.
@@ -990,7 +1000,11 @@ func (ss *session) handleBind(body []byte) error {
 		ss.push(expect{kind: expBind})
 		return ss.maybeFlushBatch()
 	}
-	ss.ensureServerStmt(e, nil)
+	if ok, err := ss.ensureServerStmt(e, nil); err != nil || ss.skip {
+		return err
+	} else if !ok {
+		return ss.failExtendedTx(errStaleShape)
+	}
 	l := len(portal) + 1 + len(e.name) + 1 + len(rest) + 4
 	ss.sout = append(ss.sout, msgBind, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
 	ss.sout = append(ss.sout, portal...)
@@ -1058,14 +1072,13 @@ func (ss *session) handleDescribe(body []byte) error {
 			return newSQLError(codeProtocolViolation, "invalid Describe message format")
 		}
 		if e := ss.stmts[string(name)]; e != nil {
-			ss.ensureServerStmt(e, nil)
-			ss.sout = append(ss.sout, msgDescribe, 0, 0, 0, 0)
-			n := len(ss.sout)
-			ss.sout = append(ss.sout, 'S')
-			ss.sout = append(ss.sout, e.name...)
-			ss.sout = append(ss.sout, 0)
-			putLen(ss.sout[n-4:], len(ss.sout)-n+4)
-			ss.push(expect{kind: expDescribe})
+			if ok, err := ss.ensureServerStmt(e, nil); err != nil || ss.skip {
+				return err
+			} else if !ok {
+				return ss.failExtendedTx(errStaleShape)
+			}
+			ss.sout = appendDescribeStmt(ss.sout, e.name)
+			ss.push(expect{kind: expDescribe, stmt: e})
 			return ss.maybeFlushBatch()
 		}
 		if isServerStmtName(string(name)) {
@@ -1338,8 +1351,20 @@ func (ss *session) drain() error {
 				return ss.desync(typ, e.kind)
 			}
 		case msgParamDesc:
-			ss.out = appendMsg(ss.out, typ, body)
+			if e.kind != expShapeCheck {
+				ss.out = appendMsg(ss.out, typ, body)
+			}
 		case msgRowDescription, msgNoData:
+			if e.kind == expShapeCheck {
+				if !e.stmt.noteShape(typ, body) {
+					ss.shapeChanged = true
+				}
+				ss.pop()
+				continue
+			}
+			if e.kind == expDescribe && e.stmt != nil && e.stmt.shape.Load() == nil {
+				e.stmt.noteShape(typ, body)
+			}
 			if e.kind == expDescribeQuery {
 				ss.releaseAutoNotices()
 				if typ == msgRowDescription {
@@ -1353,6 +1378,11 @@ func (ss *session) drain() error {
 				ss.pop()
 			}
 		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
+			if typ == msgCommandComplete && len(body) > 0 && (body[0] == 'A' || body[0] == 'D' || body[0] == 'C') {
+				if t, _, ok := cstring(body); ok && schemaChangeTag(string(t)) {
+					ss.srv.intern.retireAll()
+				}
+			}
 			switch e.kind {
 			case expExecute:
 				ss.out = appendMsg(ss.out, typ, body)
