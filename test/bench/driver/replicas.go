@@ -268,7 +268,7 @@ func (e *rpEnv) report(proto, command string) string {
 	fmt.Fprintf(&b, "Written by `test/bench/replicas.sh` on %s (commit %s):\n\n```\n%s\n```\n\n",
 		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(cmdOut("git", "rev-parse", "--short", "HEAD")), command)
 	fmt.Fprintf(&b, "One shard: a primary and two streaming replicas (`test/pgcluster`, PostgreSQL %s), each server capped at %.2f core "+
-		"(cgroup v1), `pgbench -i -s %d` data. Three shardproxy processes in front of it list 0, 1 and 2 of the replicas "+
+		"(cgroup v1; the servers' group weighs cpu.shares 8192, so each gets its quota whenever it has work), `pgbench -i -s %d` data. Three shardproxy processes in front of it list 0, 1 and 2 of the replicas "+
 		"(`replicas.primary_reads: true`, pool.size %d per server, transaction pooling). `pgbench -S -M %s` with %d clients per "+
 		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). \"share\" is each server's part of the "+
 		"transactions committed during the runs (pg_stat_database; approximate, statistics trail). CPU columns are cores in use "+

@@ -159,7 +159,7 @@ func (e *soEnv) report() string {
 		"This section is generated; edit only its notes block.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), orNone(e.revision))
 	p("```\n%s\n```\n\n", cmdline)
 	p("For %s shard(s): that many PostgreSQL %s servers started by `test/pgcluster`, each capped at %g core with a cgroup v1 "+
-		"CPU quota (a stand-in for separate machines). `%s` (`aid integer PRIMARY KEY, bid, abalance, filler character(84)`, "+
+		"CPU quota (a stand-in for separate machines; the servers' group has a high CPU weight, cpu.shares 8192, so each gets its quota whenever it has work, as a machine of its own would). `%s` (`aid integer PRIMARY KEY, bid, abalance, filler character(84)`, "+
 		"%d rows per shard, `fillfactor = %d` so updates stay HOT) is created through shardproxy (the DDL reaches every shard) and loaded with one `COPY … FROM STDIN` "+
 		"through shardproxy, which splits the rows by key (hash distribution `accounts`, `key_type: int`); every shard's rows "+
 		"are then checked against the router (no row on the wrong shard). Both tables are vacuumed on every shard before every run. "+
