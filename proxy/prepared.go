@@ -60,8 +60,9 @@ type stmtIntern struct {
 	mu      sync.Mutex
 	seed    maphash.Seed
 	byKey   map[string]*stmtEntry
-	byName  map[string]bool
+	byName  map[string]bool // names given out in this generation
 	collide int
+	gen     int // generations so far: retireAll starts a new one
 }
 
 func newStmtIntern() *stmtIntern {
@@ -129,10 +130,16 @@ func (in *stmtIntern) retire(e *stmtEntry) {
 // change and failing with 0A000 "cached plan must not change result type".
 // Clients keep the entries they prepared before, and those fail as on
 // PostgreSQL.
+//
+// Names of a new generation carry its number, so they never meet the
+// old ones (still prepared on server connections) and the name set only
+// holds the current generation's.
 func (in *stmtIntern) retireAll() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	clear(in.byKey)
+	clear(in.byName)
+	in.gen++
 }
 
 // schemaChangeTag reports whether a CommandComplete tag is one of a
@@ -161,10 +168,14 @@ func (in *stmtIntern) uniqueName(prefix string, sum uint64) string {
 	for i := range b {
 		b[i] = byte(sum >> (56 - 8*i))
 	}
-	name := prefix + hex.EncodeToString(b[:])
-	for in.byName[name] { // hash collision between different texts
+	base := prefix + hex.EncodeToString(b[:])
+	if in.gen > 0 {
+		base += "g" + strconv.Itoa(in.gen)
+	}
+	name := base
+	for in.byName[name] { // hash collision between different texts, or a retired entry's name
 		in.collide++
-		name = prefix + hex.EncodeToString(b[:]) + "_" + strconv.Itoa(in.collide)
+		name = base + "_" + strconv.Itoa(in.collide)
 	}
 	in.byName[name] = true
 	return name

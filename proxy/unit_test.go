@@ -54,6 +54,26 @@ func TestStmtIntern(t *testing.T) {
 	if s.name[:4] != "sps_" || !isServerStmtName(s.name) {
 		t.Fatal(s.name)
 	}
+	// Retired entries are replaced by new ones under names never given
+	// out before (server connections may keep the old ones prepared), and
+	// a schema change keeps only the current generation's names.
+	seen := map[string]bool{a.name: true, c.name: true, s.name: true}
+	in.retire(a)
+	a2 := in.protocol([]byte("SELECT 1"), []byte{0, 0})
+	in.retireAll()
+	a3 := in.protocol([]byte("SELECT 1"), []byte{0, 0})
+	c3 := in.protocol([]byte("SELECT 1"), []byte{0, 1, 0, 0, 0, 23})
+	in.retire(a3)
+	a4 := in.protocol([]byte("SELECT 1"), []byte{0, 0})
+	for _, e := range []*stmtEntry{a2, a3, c3, a4} {
+		if seen[e.name] || !isServerStmtName(e.name) {
+			t.Fatalf("name %q given out again (or not a server name)", e.name)
+		}
+		seen[e.name] = true
+	}
+	if in.protocol([]byte("SELECT 1"), []byte{0, 1, 0, 0, 0, 23}) != c3 || len(in.byName) != 3 {
+		t.Fatalf("after retireAll: %d names held, want the 3 of this generation", len(in.byName))
+	}
 }
 
 // TestPullOutWritesAreHeld: an UPDATE or DELETE whose subqueries run first
