@@ -15,6 +15,11 @@ import (
 // handleQuery serves a simple Query: planned and routed over a sharded
 // topology, relayed as it is otherwise.
 func (ss *session) handleQuery(body []byte) error {
+	// A simple Query drops the client's unnamed statement, as on
+	// PostgreSQL (a later Bind of it fails with 26000).
+	if _, ok := ss.stmts[""]; ok {
+		delete(ss.stmts, "")
+	}
 	snap, sharded := ss.snapshot()
 	if sharded {
 		return ss.routeQuery(snap, body)

@@ -46,6 +46,7 @@ const (
 	expSynthNoData                  // emit NoData without the server
 	expSynthDone                    // emit CommandComplete with tag name; restore undoes the statement
 	expShapeCheck                   // [ParameterDescription] RowDescription | NoData of an injected Describe, compared with stmt's shape (shape.go)
+	expErrorAs                      // the ErrorResponse an injected message must raise, reported to the client as err
 )
 
 // synthMessage is the body-less message the proxy answers in place of the
@@ -860,13 +861,7 @@ func (ss *session) handleParse(body []byte) error {
 	name := string(pm.name)
 	prev := ss.stmts[name]
 	if name != "" && prev != nil {
-		f := errorFields{Code: codeDuplicatePrepared, Message: fmt.Sprintf("prepared statement %q already exists", name)}
-		if ss.txStatus == 'E' {
-			f = abortedError // PostgreSQL checks the transaction first
-		}
-		ss.push(expect{kind: expSynthError, err: f})
-		ss.skip = true
-		return nil
+		return ss.parseDuplicate(name, pm.query, pm.oids)
 	}
 	var e *stmtEntry
 	if prev != nil && len(prev.key) == len(pm.query)+1+len(pm.oids) &&
@@ -876,6 +871,11 @@ func (ss *session) handleParse(body []byte) error {
 		e = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
 	ss.notePinningParse(e, pm.query)
+	if ss.txStatus == 'E' && ss.sc != nil {
+		if _, sharded := ss.snapshot(); !sharded {
+			return ss.parseInAbortedTx(name, prev, e, pm.query, pm.oids)
+		}
+	}
 	if snap, sharded := ss.snapshot(); sharded {
 		synth, err := ss.routeParse(snap, e)
 		if err != nil {
@@ -923,6 +923,65 @@ func (ss *session) handleParse(body []byte) error {
 		// runs (e stays with the clients that prepared it before).
 		ss.stmts[name] = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
+	return ss.maybeFlushBatch()
+}
+
+// parseDuplicate answers a Parse naming a statement the client has: as
+// on PostgreSQL, the text's own errors (syntax; 25P02 in a failed
+// transaction block) come first, else 42P05, and the error fails the
+// transaction block. The server parses the text as its unnamed statement
+// and is then asked to describe a statement that does not exist, so it
+// fails (and skips to Sync) either way; that second error is reported as
+// 42P05 with the client's name.
+func (ss *session) parseDuplicate(name string, query, oids []byte) error {
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch, ss.scBatch = true, true
+	ss.closeEvicted()
+	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
+	ss.push(expect{kind: expParseSwallow})
+	return ss.raiseOnServer(errorFields{Code: codeDuplicatePrepared,
+		Message: fmt.Sprintf("prepared statement %q already exists", name)})
+}
+
+// missingServerStmt names no statement on any server connection.
+const missingServerStmt = "shardproxy_missing_statement"
+
+// raiseOnServer reports the error f for the current extended-protocol
+// message the way the server would have: it asks the server to describe
+// a statement that does not exist, so the server fails too — skipping to
+// Sync and, inside a transaction block, aborting it, with everything that
+// follows answered by the server as PostgreSQL would — and the client
+// gets f in place of the server's error. Over a sharded topology the
+// proxy's own transaction-abort tracking does this (failExtendedTx).
+func (ss *session) raiseOnServer(f errorFields) error {
+	if _, sharded := ss.snapshot(); sharded {
+		return ss.failExtendedTx(&sqlError{f})
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch, ss.scBatch = true, true
+	ss.closeEvicted()
+	ss.sout = appendDescribeStmt(ss.sout, missingServerStmt)
+	ss.push(expect{kind: expErrorAs, err: f})
+	return ss.maybeFlushBatch()
+}
+
+// parseInAbortedTx answers a Parse inside a failed transaction block the
+// way PostgreSQL does — a syntax error as such, 25P02 for anything but a
+// statement that ends the transaction, ParseComplete for those — by
+// letting the server parse the text as its unnamed statement (which the
+// proxy never relies on between batches): the proxy's own copy of the
+// statement may already be prepared there and would be answered without
+// the server.
+func (ss *session) parseInAbortedTx(name string, prev, e *stmtEntry, query, oids []byte) error {
+	ss.batch, ss.scBatch = true, true
+	ss.closeEvicted()
+	ss.stmts[name] = e
+	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
+	ss.push(expect{kind: expParse, name: name, prev: prev})
 	return ss.maybeFlushBatch()
 }
 
@@ -989,11 +1048,8 @@ func (ss *session) handleBind(body []byte) error {
 		ss.portalStmt = e
 	}
 	if e == nil {
-		if isServerStmtName(string(stmt)) {
-			ss.push(expect{kind: expSynthError, err: errorFields{Code: codeUndefinedPrepared,
-				Message: fmt.Sprintf("prepared statement %q does not exist", stmt)}})
-			ss.skip = true
-			return nil
+		if f, ok := missingStmtError(string(stmt)); ok {
+			return ss.raiseOnServer(f)
 		}
 		// Unknown name: let the server say so, with the client's name.
 		ss.sout = appendMsg(ss.sout, msgBind, body)
@@ -1014,6 +1070,21 @@ func (ss *session) handleBind(body []byte) error {
 	ss.sout = append(ss.sout, rest...)
 	ss.push(expect{kind: expBind, stmt: e})
 	return ss.maybeFlushBatch()
+}
+
+// missingStmtError is PostgreSQL's error for a client statement name the
+// proxy does not know and must answer itself: the unnamed statement (the
+// server's unnamed statement is the proxy's, not the client's) and names
+// shaped like the proxy's own. Other unknown names go to the server, which
+// answers with the client's name.
+func missingStmtError(name string) (errorFields, bool) {
+	switch {
+	case name == "":
+		return errorFields{Code: codeUndefinedPrepared, Message: "unnamed prepared statement does not exist"}, true
+	case isServerStmtName(name):
+		return errorFields{Code: codeUndefinedPrepared, Message: fmt.Sprintf("prepared statement %q does not exist", name)}, true
+	}
+	return errorFields{}, false
 }
 
 // handleDescribe rewrites Describe('S') and passes Describe('P') through.
@@ -1081,11 +1152,8 @@ func (ss *session) handleDescribe(body []byte) error {
 			ss.push(expect{kind: expDescribe, stmt: e})
 			return ss.maybeFlushBatch()
 		}
-		if isServerStmtName(string(name)) {
-			ss.push(expect{kind: expSynthError, err: errorFields{Code: codeUndefinedPrepared,
-				Message: fmt.Sprintf("prepared statement %q does not exist", name)}})
-			ss.skip = true
-			return nil
+		if f, ok := missingStmtError(string(name)); ok {
+			return ss.raiseOnServer(f)
 		}
 	}
 	ss.sout = appendMsg(ss.sout, msgDescribe, body)
@@ -1416,6 +1484,12 @@ func (ss *session) drain() error {
 				er.Decode(body)
 				return ss.lostServer(fmt.Errorf("server sent FATAL %s: %s", er.Code, er.Message),
 					errorFields{Code: er.Code, Message: er.Message, Detail: er.Detail, Hint: er.Hint})
+			}
+			if e.kind == expErrorAs {
+				ss.sendError(e.err)
+				ss.batchFailed = true
+				ss.serverError(e)
+				continue
 			}
 			if e.auto != nil && ss.autoFailed(e, body) {
 				ss.autoNotices = ss.autoNotices[:0]

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/shardproxy/shardproxy/test/wait"
+	"github.com/shardproxy/shardproxy/test/wire"
 )
 
 // mergeQueries are cross-shard reads the proxy merges itself; each must
@@ -359,28 +360,12 @@ func (w *wireScript) run(msgs ...pgproto3.FrontendMessage) []string {
 		if err != nil {
 			w.t.Fatal(err)
 		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			vals := make([]string, len(m.Values))
-			for i, v := range m.Values {
-				vals[i] = fmt.Sprintf("%q", v)
-			}
-			out = append(out, "row "+strings.Join(vals, ","))
-		case *pgproto3.RowDescription:
-			var names []string
-			for _, f := range m.Fields {
-				names = append(names, fmt.Sprintf("%s/%d/%d", f.Name, f.DataTypeOID, f.Format))
-			}
-			out = append(out, "desc "+strings.Join(names, ","))
-		case *pgproto3.CommandComplete:
-			out = append(out, "tag "+string(m.CommandTag))
-		case *pgproto3.ErrorResponse:
-			out = append(out, "error "+m.Code)
-		case *pgproto3.ReadyForQuery:
-			return append(out, "ready "+string(m.TxStatus))
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
-		default:
-			out = append(out, fmt.Sprintf("%T", msg))
+		line := wire.Line(msg)
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return append(out, line)
+		}
+		if line != "" {
+			out = append(out, line)
 		}
 	}
 }
