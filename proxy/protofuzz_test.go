@@ -171,16 +171,7 @@ type wireConn struct {
 }
 
 func openWire(t *testing.T, ctx context.Context, dsn string) *wireConn {
-	t.Helper()
-	pc, err := pgconn.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hj, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hj.Conn.Close() })
+	hj := wire.Dial(t, ctx, dsn)
 	return &wireConn{t: t, c: hj, fe: hj.Frontend}
 }
 

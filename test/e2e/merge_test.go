@@ -331,17 +331,7 @@ type wireScript struct {
 }
 
 func newWireScript(t *testing.T, ctx context.Context, dsn string) *wireScript {
-	t.Helper()
-	pc, err := pgconn.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hj, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hj.Conn.Close() })
-	return &wireScript{t: t, fe: hj.Frontend}
+	return &wireScript{t: t, fe: wire.Dial(t, ctx, dsn).Frontend}
 }
 
 // run sends msgs (the last must be Sync or Query) and returns the answers

@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -38,4 +41,20 @@ func Line(msg pgproto3.BackendMessage) string {
 		return ""
 	}
 	return fmt.Sprintf("%T", msg)
+}
+
+// Dial connects to dsn and takes the connection over for raw messages;
+// it is closed when the test ends.
+func Dial(t testing.TB, ctx context.Context, dsn string) *pgconn.HijackedConn {
+	t.Helper()
+	pc, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hj.Conn.Close() })
+	return hj
 }
