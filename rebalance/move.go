@@ -1054,10 +1054,35 @@ func (c *Controller) dropReplication(ctx context.Context, src, dst string, p dbP
 	if err := dropSlot(ctx, sconn, p.Name); err != nil {
 		return err
 	}
-	if _, err := sconn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+quoteIdent(p.Name)); err != nil {
+	if err := dropPublicationOnly(ctx, sconn, p.Name); err != nil {
 		return fmt.Errorf("dropping the publication: %w", err)
 	}
 	return nil
+}
+
+// dropPublicationOnly drops publication name (if it exists) in two steps:
+// its tables leave it first, then the empty publication is dropped. A
+// write that builds its table's cache entry while a publication of the
+// table is dropped can fail with PostgreSQL's internal error "cache lookup
+// failed for publication" (XX000): it read the table's publications just
+// before the drop and looks one up just after. Once the tables have left,
+// no write looks this publication up any more.
+func dropPublicationOnly(ctx context.Context, conn *pgx.Conn, name string) error {
+	rows, err := conn.Query(ctx, "SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables WHERE pubname = $1", name)
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	if len(tables) > 0 {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+quoteIdent(name)+" DROP TABLE "+strings.Join(tables, ", ")); err != nil {
+			return err
+		}
+	}
+	_, err = conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+quoteIdent(name))
+	return err
 }
 
 // dropSlot drops the replication slot (ending its walsender first) if it

@@ -259,7 +259,7 @@ func dropPublication(ctx context.Context, conn *pgx.Conn, name string) error {
 	if err := dropSlot(ctx, conn, name); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+quoteIdent(name)); err != nil {
+	if err := dropPublicationOnly(ctx, conn, name); err != nil {
 		return fmt.Errorf("dropping publication %s: %w", name, err)
 	}
 	return nil
@@ -383,9 +383,7 @@ func (c *Controller) sweepDB(ctx context.Context, shard, addr, db string) error 
 		case "slot":
 			errs = append(errs, dropSlot(ctx, conn, o.name))
 		case "publication":
-			if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+quoteIdent(o.name)); err != nil {
-				errs = append(errs, err)
-			}
+			errs = append(errs, dropPublicationOnly(ctx, conn, o.name))
 		}
 	}
 	return errors.Join(errs...)
