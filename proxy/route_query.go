@@ -20,6 +20,7 @@ func (ss *session) handleQuery(body []byte) error {
 	if _, ok := ss.stmts[""]; ok {
 		delete(ss.stmts, "")
 	}
+	ss.txEndInBatch = false
 	snap, sharded := ss.snapshot()
 	if sharded {
 		return ss.routeQuery(snap, body)

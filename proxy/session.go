@@ -69,7 +69,7 @@ type expect struct {
 	auto   *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
 	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
 
-	restore func() // expSynthDone: undoes the proxy-run statement when PostgreSQL would have skipped it
+	restore func() // expSynthDone, expSynthError: undoes the proxy's bookkeeping when PostgreSQL would have skipped the message
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
@@ -128,6 +128,7 @@ type session struct {
 	autoNotices   []byte                // auto-prepare: notices raised before the statement ran (held)
 	apQuery       []byte                // auto-prepare: the Query body of the exchange in flight
 	shapeChanged  bool                  // set by drain: a shape check found other result columns (shape.go)
+	txEndInBatch  bool                  // an Execute in a failed block in this batch may have ended it (handleParse's 25P02 check stops)
 
 	deallocs map[string]*sqlclass.Statement // portals bound to a DEALLOCATE the proxy runs (deallocate.go)
 
@@ -871,15 +872,19 @@ func (ss *session) handleParse(body []byte) error {
 		e = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
 	ss.notePinningParse(e, pm.query)
-	if ss.txStatus == 'E' && ss.sc != nil {
-		if _, sharded := ss.snapshot(); !sharded {
+	if ss.txStatus == 'E' {
+		if _, sharded := ss.snapshot(); !sharded && ss.sc != nil {
 			return ss.parseInAbortedTx(name, prev, e, pm.query, pm.oids)
+		} else if sharded && !ss.txEndInBatch && ss.route(e).err == nil && !endsTx(e) {
+			// Parsed fine (a syntax error is reported as such by
+			// routeParse, as PostgreSQL reports it first).
+			return ss.failParse(name, prev, &sqlError{abortedError})
 		}
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		synth, err := ss.routeParse(snap, e)
 		if err != nil {
-			return ss.failExtendedTx(err)
+			return ss.failParse(name, prev, err)
 		}
 		if ss.skip {
 			return nil
@@ -983,6 +988,46 @@ func (ss *session) parseInAbortedTx(name string, prev, e *stmtEntry, query, oids
 	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
 	ss.push(expect{kind: expParse, name: name, prev: prev})
 	return ss.maybeFlushBatch()
+}
+
+// failParse fails a client's Parse with a proxy-raised error. As on
+// PostgreSQL, a failed Parse of the unnamed statement leaves none — unless
+// an earlier message of the batch fails on the server first, so that the
+// server never gets to this Parse: then the unnamed statement stays.
+func (ss *session) failParse(name string, prev *stmtEntry, err error) error {
+	if name != "" || prev == nil {
+		return ss.failExtendedTx(err)
+	}
+	delete(ss.stmts, "")
+	n := len(ss.fifo)
+	err = ss.failExtendedTx(err)
+	if len(ss.fifo) == n+1 && ss.fifo[n].kind == expSynthError {
+		ss.fifo[n].restore = func() { ss.stmts[""] = prev }
+	} else {
+		ss.stmts[""] = prev
+	}
+	return err
+}
+
+// endsTx reports whether PostgreSQL parses e in a failed transaction
+// block: one COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT or PREPARE
+// TRANSACTION, or no statement at all.
+func endsTx(e *stmtEntry) bool {
+	cs := e.classes()
+	if len(cs) == 0 {
+		return true // an empty query: PostgreSQL checks statements only
+	}
+	if len(cs) != 1 {
+		return false
+	}
+	text := strings.ToUpper(strings.TrimSpace(e.text()))
+	switch cs[0].Kind {
+	case sqlclass.Commit, sqlclass.Rollback:
+		return true
+	case sqlclass.Savepoint:
+		return strings.HasPrefix(text, "ROLLBACK")
+	}
+	return strings.HasPrefix(text, "PREPARE TRANSACTION")
 }
 
 // addServerStmt records that name is being prepared on the server
@@ -1166,6 +1211,11 @@ func putLen(b []byte, n int) {
 }
 
 func (ss *session) handleExecute(body []byte) error {
+	if ss.txStatus == 'E' {
+		// Only a COMMIT or ROLLBACK runs in a failed block: if this
+		// one runs, the block ends within the batch.
+		ss.txEndInBatch = true
+	}
 	if _, d := ss.deallocPortal(body); d != nil {
 		return ss.executeDeallocate(d)
 	}
@@ -1264,6 +1314,7 @@ func (ss *session) handleFlush() error {
 }
 
 func (ss *session) handleSync() error {
+	ss.txEndInBatch = false
 	if err := ss.endSuspended(); err != nil {
 		return err
 	}
@@ -1657,7 +1708,7 @@ func (ss *session) undo(e *expect, failed bool) {
 		if e.prev != nil {
 			ss.stmts[e.name] = e.prev
 		}
-	case expSynthDone:
+	case expSynthDone, expSynthError:
 		if e.restore != nil {
 			e.restore()
 		}
