@@ -52,18 +52,35 @@ func ctlBuild(t *testing.T, dir string) (shardproxy, shardctl string) {
 // above the ports pgcluster hands out from 61000 up to the servers of this
 // and parallel test binaries (one of those took a proxy's port between
 // this check and the proxy's start once: "address already in use").
+//
+// A port is never handed out twice in one test binary: the proxies of a
+// test start one after another, so a port picked for one and not bound
+// yet would still look free for the next (a proxy's admin address once
+// got the port another's Raft address took).
 func ctlPort(t *testing.T) int {
 	t.Helper()
+	ctlPorts.Lock()
+	defer ctlPorts.Unlock()
 	for range 200 {
 		p := 63000 + rand.IntN(2000)
+		if ctlPorts.given[p] {
+			continue
+		}
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 			l.Close()
+			ctlPorts.given[p] = true
 			return p
 		}
 	}
 	t.Fatal("no free port in 63000-65000")
 	return 0
 }
+
+// ctlPorts are the ports ctlPort gave out.
+var ctlPorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
 
 type ctlBuf struct {
 	mu sync.Mutex
