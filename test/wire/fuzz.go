@@ -16,11 +16,12 @@ import (
 // RandomBatch returns up to a dozen random extended-protocol messages
 // ending with Sync (or a simple Query now and then): valid, misnamed,
 // mistyped and out of order, over the statements s1, s2 and the unnamed
-// one, the portals p1 and the unnamed one, and a table fz (id int, v text).
-func RandomBatch(rng *rand.Rand) []pgproto3.FrontendMessage {
-	queries := []string{"SELECT $1::int + 1", "SELECT 1 AS one", "SELEC oops", "SELECT v FROM fz WHERE id = $1",
+// one, the portals p1 and the unnamed one, and a table fz (id int, v text);
+// more adds statement texts to choose from.
+func RandomBatch(rng *rand.Rand, more ...string) []pgproto3.FrontendMessage {
+	queries := append([]string{"SELECT $1::int + 1", "SELECT 1 AS one", "SELEC oops", "SELECT v FROM fz WHERE id = $1",
 		"SELECT id, v FROM fz ORDER BY id", "BEGIN", "COMMIT", "ROLLBACK", "", "SELECT 1; SELECT 2",
-		"SELECT $1::text, $2::int", "SELECT 1/0", "SAVEPOINT a", "SHOW search_path"}
+		"SELECT $1::text, $2::int", "SELECT 1/0", "SAVEPOINT a", "SHOW search_path"}, more...)
 	stmts := []string{"", "s1", "s2", "nope"}
 	portals := []string{"", "p1"}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
