@@ -141,6 +141,19 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 
 // paramTokens lists the $n tokens of a statement at offset start of sql
 // (toks are its scanned tokens) and the highest n.
+// ParamCount is the highest parameter number ($n) sql refers to, 0 for
+// none or when sql does not scan. PostgreSQL gives a prepared statement
+// that many parameters, or as many as its Parse declared types for when
+// that is more.
+func ParamCount(sql string) int {
+	sc, err := pg_query.Scan(sql)
+	if err != nil {
+		return 0
+	}
+	_, n := paramTokens(sql, 0, sc.Tokens)
+	return n
+}
+
 func paramTokens(sql string, start int, toks []*pg_query.ScanToken) ([]paramTok, int) {
 	var out []paramTok
 	maxN := 0

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -27,6 +28,7 @@ type routeInfo struct {
 	analysis *planner.Analysis
 	err      error
 	oids     []uint32
+	params   int // the statement's parameter count, as PostgreSQL counts them
 }
 
 // route returns e's analysis and parameter types, computed once.
@@ -44,6 +46,7 @@ func (ss *session) route(e *stmtEntry) *routeInfo {
 				ri.oids = append(ri.oids, binary.BigEndian.Uint32([]byte(oidBlock[2+4*i:2+4*i+4])))
 			}
 		}
+		ri.params = max(len(ri.oids), planner.ParamCount(q))
 		e.route = ri
 	})
 	return e.route
@@ -170,7 +173,7 @@ func uint16At(b []byte) (int, []byte, bool) {
 // when the proxy answered the Bind itself (a multiPortal, or an error);
 // otherwise the active connection is the portal's shard and the caller
 // forwards the Bind.
-func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntry, rest []byte) (bool, error) {
+func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *stmtEntry, rest []byte) (bool, error) {
 	delete(ss.multi, portal)
 	if e == nil {
 		return false, ss.useShard(snap, ss.sessionStatementShard(snap))
@@ -185,6 +188,13 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal string, e *stmtEntr
 	params, rf, ok := bindValues(rest)
 	if !ok {
 		return true, newSQLError(codeProtocolViolation, "invalid Bind message format")
+	}
+	if len(params.Values) != ri.params {
+		// PostgreSQL checks this before anything else of the Bind (the
+		// proxy would otherwise plan with missing values, or answer
+		// BindComplete for a plan it runs itself).
+		return true, ss.failExtendedTx(newSQLError(codeProtocolViolation,
+			fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(params.Values), name, ri.params)))
 	}
 	params.OIDs = ri.oids
 	params.ForcedShard = ss.forcedShard

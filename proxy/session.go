@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,7 @@ const (
 	expSynthDone                    // emit CommandComplete with tag name; restore undoes the statement
 	expShapeCheck                   // [ParameterDescription] RowDescription | NoData of an injected Describe, compared with stmt's shape (shape.go)
 	expErrorAs                      // the ErrorResponse an injected message must raise, reported to the client as err
+	expSynthMessages                // emit name: whole backend messages the proxy built
 )
 
 // synthMessage is the body-less message the proxy answers in place of the
@@ -1009,6 +1011,35 @@ func (ss *session) failParse(name string, prev *stmtEntry, err error) error {
 	return err
 }
 
+// describeWithoutRows builds PostgreSQL's answer to a Describe of e —
+// ParameterDescription and NoData — when e is a statement without result
+// rows whose parameter types the proxy knows (all declared by its Parse):
+// transaction control, SET/RESET, DISCARD, LISTEN, DEALLOCATE, or empty.
+func describeWithoutRows(e *stmtEntry, ri *routeInfo) ([]byte, bool) {
+	if ri.params != len(ri.oids) {
+		return nil, false
+	}
+	for _, c := range e.classes() {
+		switch c.Kind {
+		case sqlclass.Begin, sqlclass.Commit, sqlclass.Rollback, sqlclass.Savepoint, sqlclass.Set, sqlclass.SetLocal,
+			sqlclass.Reset, sqlclass.ResetAll, sqlclass.Discard, sqlclass.Listen, sqlclass.Unlisten, sqlclass.UnlistenAll,
+			sqlclass.Deallocate, sqlclass.DeallocateAll:
+		default:
+			return nil, false
+		}
+	}
+	if len(e.classes()) > 1 {
+		return nil, false
+	}
+	body := make([]byte, 2, 2+4*len(ri.oids))
+	binary.BigEndian.PutUint16(body, uint16(len(ri.oids)))
+	for _, oid := range ri.oids {
+		body = binary.BigEndian.AppendUint32(body, oid)
+	}
+	msgs := appendMsg(nil, msgParamDesc, body)
+	return appendEmpty(msgs, msgNoData), true
+}
+
 // endsTx reports whether PostgreSQL parses e in a failed transaction
 // block: one COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT or PREPARE
 // TRANSACTION, or no statement at all.
@@ -1072,7 +1103,7 @@ func (ss *session) handleBind(body []byte) error {
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		ss.batch = true
-		handled, err := ss.routeBind(snap, string(portal), e, rest)
+		handled, err := ss.routeBind(snap, string(portal), string(stmt), e, rest)
 		if handled || err != nil || ss.skip {
 			if len(portal) == 0 {
 				ss.portalStmt = e
@@ -1160,6 +1191,20 @@ func (ss *session) handleDescribe(body []byte) error {
 				return ss.describeMulti(snap, mp)
 			}
 		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
+			if ss.txStatus == 'E' && !ss.txEndInBatch {
+				if msgs, ok := describeWithoutRows(e, ss.route(e)); ok {
+					// PostgreSQL describes a statement without result
+					// rows in a failed block (drivers Describe their
+					// ROLLBACK); statements with rows get 25P02.
+					ss.push(expect{kind: expSynthMessages, name: string(msgs)})
+					return nil
+				}
+				if e.shape.Load() == nil || *e.shape.Load() != "" {
+					// Possibly with rows (the statement's shard may be
+					// outside the failed transaction and answer it).
+					return ss.failExtendedTx(&sqlError{abortedError})
+				}
+			}
 			if done, err := ss.describeCursorStmt(snap, ss.route(e).analysis); done {
 				return err
 			}
@@ -1395,6 +1440,10 @@ func (ss *session) drain() error {
 			continue
 		case expSynthDone:
 			ss.out = appendCommandComplete(ss.out, e.name)
+			ss.pop()
+			continue
+		case expSynthMessages:
+			ss.out = append(ss.out, e.name...)
 			ss.pop()
 			continue
 		case expSynthError:

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/shardproxy/shardproxy/test/wire"
 )
 
@@ -23,9 +25,9 @@ import (
 // messages' parameters before the failed state, the proxy answers 25P02
 // for a statement it would route first) — either way the message fails
 // and the block stays failed. Seeds beyond these still find differences
-// inside failed blocks (the docs list them under known gaps): a Describe
-// of a statement without result rows (PostgreSQL answers it, the proxy
-// 25P02) and an Execute of an unnamed portal left from an earlier batch.
+// inside failed blocks: an Execute of a portal bound in an earlier batch
+// (PostgreSQL runs a ROLLBACK bound there, the proxy answers 25P02; an
+// unnamed one left from a cross-shard plan answers "SELECT 0").
 func TestShardedExtendedProtocolDifferential(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
@@ -34,11 +36,28 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
 	ref := connectPgx(t, ctx, refDSN)
 	for _, sql := range []string{"CREATE TABLE fz (id int PRIMARY KEY, v text)",
-		"INSERT INTO fz SELECT g, 'v' || g FROM generate_series(1, 5) g"} {
+		"INSERT INTO fz SELECT g, 'v' || g FROM generate_series(1, 5) g",
+		"CREATE TABLE users (id bigint PRIMARY KEY, name text)",
+		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g"} {
 		mustExec(t, ctx, app, sql)
 		mustExec(t, ctx, ref, sql)
 	}
-	for seed := uint64(1); seed <= 8; seed++ {
+	// A Bind with the wrong number of parameters for a statement the
+	// proxy runs over every shard itself (it answered BindComplete and
+	// failed at Execute), and for one routed by key.
+	t.Run("parameter count", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		for _, q := range []string{"SELECT count(*) FROM users", "SELECT name FROM users WHERE id = $1"} {
+			for _, params := range [][][]byte{nil, {[]byte("1")}, {[]byte("1"), []byte("2")}} {
+				msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{Parameters: params},
+					&pgproto3.Execute{}, &pgproto3.Sync{}}
+				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+					t.Errorf("%s with %d parameters:\nPostgreSQL: %q\nthrough the proxy: %q", q, len(params), w, g)
+				}
+			}
+		}
+	})
+	for seed := uint64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 11))
 			want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
