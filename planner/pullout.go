@@ -139,8 +139,6 @@ func (p *Planner) pullOut(snap *topology.Snapshot, a *Analysis, st *stmtInfo, pa
 	return op, nil
 }
 
-// paramTokens lists the $n tokens of a statement at offset start of sql
-// (toks are its scanned tokens) and the highest n.
 // ParamCount is the highest parameter number ($n) sql refers to, 0 for
 // none or when sql does not scan. PostgreSQL gives a prepared statement
 // that many parameters, or as many as its Parse declared types for when
@@ -154,6 +152,8 @@ func ParamCount(sql string) int {
 	return n
 }
 
+// paramTokens lists the $n tokens of a statement at offset start of sql
+// (toks are its scanned tokens) and the highest n.
 func paramTokens(sql string, start int, toks []*pg_query.ScanToken) ([]paramTok, int) {
 	var out []paramTok
 	maxN := 0

@@ -56,11 +56,19 @@ func (ss *session) route(e *stmtEntry) *routeInfo {
 // message: skipped to Sync, and inside a transaction block the
 // transaction is aborted.
 func (ss *session) failExtendedTx(err error) error {
+	return ss.failExtendedTxUndoing(err, nil)
+}
+
+// failExtendedTxUndoing is failExtendedTx with failExtendedUndoing's undo.
+func (ss *session) failExtendedTxUndoing(err error, undo func()) error {
 	if isServerGone(err) {
+		if undo != nil {
+			undo()
+		}
 		return err
 	}
 	ss.failInTx()
-	return ss.failExtended(err)
+	return ss.failExtendedUndoing(err, undo)
 }
 
 // routeParse picks the connection for a Parse over a sharded topology.

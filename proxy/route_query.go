@@ -17,9 +17,7 @@ import (
 func (ss *session) handleQuery(body []byte) error {
 	// A simple Query drops the client's unnamed statement, as on
 	// PostgreSQL (a later Bind of it fails with 26000).
-	if _, ok := ss.stmts[""]; ok {
-		delete(ss.stmts, "")
-	}
+	delete(ss.stmts, "")
 	ss.txEndInBatch = false
 	snap, sharded := ss.snapshot()
 	if sharded {

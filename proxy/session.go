@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -772,17 +771,28 @@ func (ss *session) maybeFlushBatch() error {
 // connection. For extended-protocol messages the rest of the batch is
 // skipped up to Sync, like PostgreSQL does after an error.
 func (ss *session) failExtended(err error) error {
+	return ss.failExtendedUndoing(err, nil)
+}
+
+// failExtendedUndoing is failExtended for a message whose bookkeeping the
+// proxy has already changed: undo (when not nil) reverts it if PostgreSQL
+// would not have reached the message — an earlier message of the batch
+// fails on the server first — or if no error is queued for it.
+func (ss *session) failExtendedUndoing(err error, undo func()) error {
 	var sg *errServerGone
-	if errors.As(err, &sg) {
+	if errors.As(err, &sg) || err == errBatchFailed {
+		if undo != nil {
+			undo()
+		}
+		if err == errBatchFailed {
+			return nil // skipping to the Sync already
+		}
 		return err
-	}
-	if err == errBatchFailed {
-		return nil // skipping to the Sync already
 	}
 	if debugTrace {
 		ss.srv.log.Debug("wire trace: request failed", "pid", ss.pid, "err", err)
 	}
-	ss.push(expect{kind: expSynthError, err: toErrorFields(err)})
+	ss.push(expect{kind: expSynthError, err: toErrorFields(err), restore: undo})
 	ss.skip = true
 	return nil
 }
@@ -874,16 +884,22 @@ func (ss *session) handleParse(body []byte) error {
 		e = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
 	ss.notePinningParse(e, pm.query)
+	snap, sharded := ss.snapshot()
 	if ss.txStatus == 'E' {
-		if _, sharded := ss.snapshot(); !sharded && ss.sc != nil {
-			return ss.parseInAbortedTx(name, prev, e, pm.query, pm.oids)
+		if !sharded && ss.sc != nil {
+			// The server answers as PostgreSQL does (a syntax error,
+			// 25P02, or ParseComplete for COMMIT/ROLLBACK); the proxy's
+			// copy of e may already be prepared there.
+			ss.stmts[name] = e
+			ss.probeParse(pm.query, pm.oids, expect{kind: expParse, name: name, prev: prev})
+			return ss.maybeFlushBatch()
 		} else if sharded && !ss.txEndInBatch && ss.route(e).err == nil && !endsTx(e) {
 			// Parsed fine (a syntax error is reported as such by
 			// routeParse, as PostgreSQL reports it first).
 			return ss.failParse(name, prev, &sqlError{abortedError})
 		}
 	}
-	if snap, sharded := ss.snapshot(); sharded {
+	if sharded {
 		synth, err := ss.routeParse(snap, e)
 		if err != nil {
 			return ss.failParse(name, prev, err)
@@ -931,134 +947,6 @@ func (ss *session) handleParse(body []byte) error {
 		ss.stmts[name] = ss.srv.intern.protocol(pm.query, pm.oids)
 	}
 	return ss.maybeFlushBatch()
-}
-
-// parseDuplicate answers a Parse naming a statement the client has: as
-// on PostgreSQL, the text's own errors (syntax; 25P02 in a failed
-// transaction block) come first, else 42P05, and the error fails the
-// transaction block. The server parses the text as its unnamed statement
-// and is then asked to describe a statement that does not exist, so it
-// fails (and skips to Sync) either way; that second error is reported as
-// 42P05 with the client's name.
-func (ss *session) parseDuplicate(name string, query, oids []byte) error {
-	if err := ss.ensureServer(); err != nil {
-		return ss.failExtended(err)
-	}
-	ss.batch, ss.scBatch = true, true
-	ss.closeEvicted()
-	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
-	ss.push(expect{kind: expParseSwallow})
-	return ss.raiseOnServer(errorFields{Code: codeDuplicatePrepared,
-		Message: fmt.Sprintf("prepared statement %q already exists", name)})
-}
-
-// missingServerStmt names no statement on any server connection.
-const missingServerStmt = "shardproxy_missing_statement"
-
-// raiseOnServer reports the error f for the current extended-protocol
-// message the way the server would have: it asks the server to describe
-// a statement that does not exist, so the server fails too — skipping to
-// Sync and, inside a transaction block, aborting it, with everything that
-// follows answered by the server as PostgreSQL would — and the client
-// gets f in place of the server's error. Over a sharded topology the
-// proxy's own transaction-abort tracking does this (failExtendedTx).
-func (ss *session) raiseOnServer(f errorFields) error {
-	if _, sharded := ss.snapshot(); sharded {
-		return ss.failExtendedTx(&sqlError{f})
-	}
-	if err := ss.ensureServer(); err != nil {
-		return ss.failExtended(err)
-	}
-	ss.batch, ss.scBatch = true, true
-	ss.closeEvicted()
-	ss.sout = appendDescribeStmt(ss.sout, missingServerStmt)
-	ss.push(expect{kind: expErrorAs, err: f})
-	return ss.maybeFlushBatch()
-}
-
-// parseInAbortedTx answers a Parse inside a failed transaction block the
-// way PostgreSQL does — a syntax error as such, 25P02 for anything but a
-// statement that ends the transaction, ParseComplete for those — by
-// letting the server parse the text as its unnamed statement (which the
-// proxy never relies on between batches): the proxy's own copy of the
-// statement may already be prepared there and would be answered without
-// the server.
-func (ss *session) parseInAbortedTx(name string, prev, e *stmtEntry, query, oids []byte) error {
-	ss.batch, ss.scBatch = true, true
-	ss.closeEvicted()
-	ss.stmts[name] = e
-	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
-	ss.push(expect{kind: expParse, name: name, prev: prev})
-	return ss.maybeFlushBatch()
-}
-
-// failParse fails a client's Parse with a proxy-raised error. As on
-// PostgreSQL, a failed Parse of the unnamed statement leaves none — unless
-// an earlier message of the batch fails on the server first, so that the
-// server never gets to this Parse: then the unnamed statement stays.
-func (ss *session) failParse(name string, prev *stmtEntry, err error) error {
-	if name != "" || prev == nil {
-		return ss.failExtendedTx(err)
-	}
-	delete(ss.stmts, "")
-	n := len(ss.fifo)
-	err = ss.failExtendedTx(err)
-	if len(ss.fifo) == n+1 && ss.fifo[n].kind == expSynthError {
-		ss.fifo[n].restore = func() { ss.stmts[""] = prev }
-	} else {
-		ss.stmts[""] = prev
-	}
-	return err
-}
-
-// describeWithoutRows builds PostgreSQL's answer to a Describe of e —
-// ParameterDescription and NoData — when e is a statement without result
-// rows whose parameter types the proxy knows (all declared by its Parse):
-// transaction control, SET/RESET, DISCARD, LISTEN, DEALLOCATE, or empty.
-func describeWithoutRows(e *stmtEntry, ri *routeInfo) ([]byte, bool) {
-	if ri.params != len(ri.oids) {
-		return nil, false
-	}
-	for _, c := range e.classes() {
-		switch c.Kind {
-		case sqlclass.Begin, sqlclass.Commit, sqlclass.Rollback, sqlclass.Savepoint, sqlclass.Set, sqlclass.SetLocal,
-			sqlclass.Reset, sqlclass.ResetAll, sqlclass.Discard, sqlclass.Listen, sqlclass.Unlisten, sqlclass.UnlistenAll,
-			sqlclass.Deallocate, sqlclass.DeallocateAll:
-		default:
-			return nil, false
-		}
-	}
-	if len(e.classes()) > 1 {
-		return nil, false
-	}
-	body := make([]byte, 2, 2+4*len(ri.oids))
-	binary.BigEndian.PutUint16(body, uint16(len(ri.oids)))
-	for _, oid := range ri.oids {
-		body = binary.BigEndian.AppendUint32(body, oid)
-	}
-	msgs := appendMsg(nil, msgParamDesc, body)
-	return appendEmpty(msgs, msgNoData), true
-}
-
-// endsTx reports whether PostgreSQL parses e in a failed transaction
-// block: one COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT or PREPARE
-// TRANSACTION, or no statement at all.
-func endsTx(e *stmtEntry) bool {
-	cs := e.classes()
-	if len(cs) == 0 {
-		return true // an empty query: PostgreSQL checks statements only
-	}
-	if len(cs) != 1 {
-		return false
-	}
-	text := strings.ToUpper(strings.TrimSpace(e.text()))
-	switch cs[0].Kind {
-	case sqlclass.Commit, sqlclass.Rollback:
-		return true
-	case sqlclass.Savepoint:
-		return strings.HasPrefix(text, "ROLLBACK")
-	}
-	return strings.HasPrefix(text, "PREPARE TRANSACTION")
 }
 
 // addServerStmt records that name is being prepared on the server
@@ -1148,21 +1036,6 @@ func (ss *session) handleBind(body []byte) error {
 	return ss.maybeFlushBatch()
 }
 
-// missingStmtError is PostgreSQL's error for a client statement name the
-// proxy does not know and must answer itself: the unnamed statement (the
-// server's unnamed statement is the proxy's, not the client's) and names
-// shaped like the proxy's own. Other unknown names go to the server, which
-// answers with the client's name.
-func missingStmtError(name string) (errorFields, bool) {
-	switch {
-	case name == "":
-		return errorFields{Code: codeUndefinedPrepared, Message: "unnamed prepared statement does not exist"}, true
-	case isServerStmtName(name):
-		return errorFields{Code: codeUndefinedPrepared, Message: fmt.Sprintf("prepared statement %q does not exist", name)}, true
-	}
-	return errorFields{}, false
-}
-
 // handleDescribe rewrites Describe('S') and passes Describe('P') through.
 func (ss *session) handleDescribe(body []byte) error {
 	if len(body) < 2 {
@@ -1191,24 +1064,25 @@ func (ss *session) handleDescribe(body []byte) error {
 				return ss.describeMulti(snap, mp)
 			}
 		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
+			ri := ss.route(e)
 			if ss.txStatus == 'E' && !ss.txEndInBatch {
-				if msgs, ok := describeWithoutRows(e, ss.route(e)); ok {
+				if msgs, ok := describeWithoutRows(e, ri); ok {
 					// PostgreSQL describes a statement without result
 					// rows in a failed block (drivers Describe their
 					// ROLLBACK); statements with rows get 25P02.
 					ss.push(expect{kind: expSynthMessages, name: string(msgs)})
 					return nil
 				}
-				if e.shape.Load() == nil || *e.shape.Load() != "" {
+				if sh := e.shape.Load(); sh == nil || *sh != "" {
 					// Possibly with rows (the statement's shard may be
 					// outside the failed transaction and answer it).
 					return ss.failExtendedTx(&sqlError{abortedError})
 				}
 			}
-			if done, err := ss.describeCursorStmt(snap, ss.route(e).analysis); done {
+			if done, err := ss.describeCursorStmt(snap, ri.analysis); done {
 				return err
 			}
-			if err := ss.useShardForStatement(snap, ss.parseShard(snap, ss.route(e).analysis)); err != nil {
+			if err := ss.useShardForStatement(snap, ss.parseShard(snap, ri.analysis)); err != nil {
 				return ss.failExtendedTx(err)
 			}
 		}
@@ -1547,8 +1421,8 @@ func (ss *session) drain() error {
 			}
 		case msgCommandComplete, msgEmptyQuery, msgPortalSuspended:
 			if typ == msgCommandComplete && len(body) > 0 && (body[0] == 'A' || body[0] == 'D' || body[0] == 'C') {
-				if t, _, ok := cstring(body); ok && schemaChangeTag(string(t)) {
-					ss.srv.intern.retireAll()
+				if t, _, ok := cstring(body); ok {
+					ss.noteSchemaChange(string(t))
 				}
 			}
 			switch e.kind {

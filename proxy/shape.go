@@ -74,8 +74,7 @@ func (ss *session) prepareChecked(e *stmtEntry, x expect) (bool, error) {
 	ss.sout = appendMsg(ss.sout, msgParse, e.parseBody)
 	x.server, x.stmt = e.name, e
 	ss.push(x)
-	want := e.shape.Load()
-	if want == nil || x.auto != nil {
+	if e.shape.Load() == nil || x.auto != nil {
 		return true, nil
 	}
 	ss.sout = appendDescribeStmt(ss.sout, e.name)

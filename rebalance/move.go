@@ -1051,13 +1051,7 @@ func (c *Controller) dropReplication(ctx context.Context, src, dst string, p dbP
 	if _, err := tconn.Exec(ctx, "DROP SUBSCRIPTION IF EXISTS "+quoteIdent(p.Name)); err != nil {
 		return fmt.Errorf("dropping the subscription: %w", err)
 	}
-	if err := dropSlot(ctx, sconn, p.Name); err != nil {
-		return err
-	}
-	if err := dropPublicationOnly(ctx, sconn, p.Name); err != nil {
-		return fmt.Errorf("dropping the publication: %w", err)
-	}
-	return nil
+	return dropPublication(ctx, sconn, p.Name)
 }
 
 // dropPublicationOnly drops publication name (if it exists) in two steps:

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
+)
+
+// Errors PostgreSQL raises about statement names and inside failed
+// transaction blocks, raised by the proxy in PostgreSQL's order where its
+// own bookkeeping (the statement intern, lazy preparation, routing)
+// would otherwise answer differently.
+
+// parseDuplicate answers a Parse naming a statement the client has: as
+// on PostgreSQL, the text's own errors (syntax; 25P02 in a failed
+// transaction block) come first, else 42P05, and the error fails the
+// transaction block. The server parses the text as its unnamed statement
+// and is then asked to describe a statement that does not exist, so it
+// fails (and skips to Sync) either way; that second error is reported as
+// 42P05 with the client's name.
+func (ss *session) parseDuplicate(name string, query, oids []byte) error {
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.probeParse(query, oids, expect{kind: expParseSwallow})
+	return ss.raiseOnServer(errorFields{Code: codeDuplicatePrepared,
+		Message: fmt.Sprintf("prepared statement %q already exists", name)})
+}
+
+// missingServerStmt names no statement on any server connection.
+const missingServerStmt = "shardproxy_missing_statement"
+
+// raiseOnServer reports the error f for the current extended-protocol
+// message the way the server would have: it asks the server to describe
+// a statement that does not exist, so the server fails too — skipping to
+// Sync and, inside a transaction block, aborting it, with everything that
+// follows answered by the server as PostgreSQL would — and the client
+// gets f in place of the server's error. Over a sharded topology the
+// proxy's own transaction-abort tracking does this (failExtendedTx).
+func (ss *session) raiseOnServer(f errorFields) error {
+	if _, sharded := ss.snapshot(); sharded {
+		return ss.failExtendedTx(&sqlError{f})
+	}
+	if err := ss.ensureServer(); err != nil {
+		return ss.failExtended(err)
+	}
+	ss.batch, ss.scBatch = true, true
+	ss.closeEvicted()
+	ss.sout = appendDescribeStmt(ss.sout, missingServerStmt)
+	ss.push(expect{kind: expErrorAs, err: f})
+	return ss.maybeFlushBatch()
+}
+
+// probeParse has the server parse query as its unnamed statement (the
+// proxy keeps nothing there between batches), answered as x: the server
+// then reports the text's own errors in PostgreSQL's order.
+func (ss *session) probeParse(query, oids []byte, x expect) {
+	ss.batch, ss.scBatch = true, true
+	ss.closeEvicted()
+	ss.sout = appendMsg(ss.sout, msgParse, buildParseBody("", query, oids))
+	ss.push(x)
+}
+
+// failParse fails a client's Parse with a proxy-raised error. As on
+// PostgreSQL, a failed Parse of the unnamed statement leaves none — unless
+// an earlier message of the batch fails on the server first, so that the
+// server never gets to this Parse: then the unnamed statement stays.
+func (ss *session) failParse(name string, prev *stmtEntry, err error) error {
+	if name != "" || prev == nil {
+		return ss.failExtendedTx(err)
+	}
+	delete(ss.stmts, "")
+	return ss.failExtendedTxUndoing(err, func() { ss.stmts[""] = prev })
+}
+
+// describeWithoutRows builds PostgreSQL's answer to a Describe of e —
+// ParameterDescription and NoData — when e is a statement without result
+// rows whose parameter types the proxy knows (all declared by its Parse):
+// transaction control, SET/RESET, DISCARD, LISTEN, DEALLOCATE, or empty.
+func describeWithoutRows(e *stmtEntry, ri *routeInfo) ([]byte, bool) {
+	cs := e.classes()
+	if ri.params != len(ri.oids) || len(cs) > 1 {
+		return nil, false
+	}
+	if len(cs) == 1 {
+		switch cs[0].Kind {
+		case sqlclass.Begin, sqlclass.Commit, sqlclass.Rollback, sqlclass.Savepoint, sqlclass.Set, sqlclass.SetLocal,
+			sqlclass.Reset, sqlclass.ResetAll, sqlclass.Discard, sqlclass.Listen, sqlclass.Unlisten, sqlclass.UnlistenAll,
+			sqlclass.Deallocate, sqlclass.DeallocateAll:
+		default:
+			return nil, false
+		}
+	}
+	body := make([]byte, 2, 2+4*len(ri.oids))
+	binary.BigEndian.PutUint16(body, uint16(len(ri.oids)))
+	for _, oid := range ri.oids {
+		body = binary.BigEndian.AppendUint32(body, oid)
+	}
+	msgs := appendMsg(nil, msgParamDesc, body)
+	return appendEmpty(msgs, msgNoData), true
+}
+
+// endsTx reports whether PostgreSQL parses e in a failed transaction
+// block: one COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT or PREPARE
+// TRANSACTION, or no statement at all.
+func endsTx(e *stmtEntry) bool {
+	cs := e.classes()
+	if len(cs) == 0 {
+		return true // an empty query: PostgreSQL checks statements only
+	}
+	if len(cs) != 1 {
+		return false
+	}
+	text := strings.ToUpper(strings.TrimSpace(e.text()))
+	switch cs[0].Kind {
+	case sqlclass.Commit, sqlclass.Rollback:
+		return true
+	case sqlclass.Savepoint:
+		return strings.HasPrefix(text, "ROLLBACK")
+	}
+	return strings.HasPrefix(text, "PREPARE TRANSACTION")
+}
+
+// missingStmtError is PostgreSQL's error for a client statement name the
+// proxy does not know and must answer itself: the unnamed statement (the
+// server's unnamed statement is the proxy's, not the client's) and names
+// shaped like the proxy's own. Other unknown names go to the server, which
+// answers with the client's name.
+func missingStmtError(name string) (errorFields, bool) {
+	switch {
+	case name == "":
+		return errorFields{Code: codeUndefinedPrepared, Message: "unnamed prepared statement does not exist"}, true
+	case isServerStmtName(name):
+		return errorFields{Code: codeUndefinedPrepared, Message: fmt.Sprintf("prepared statement %q does not exist", name)}, true
+	}
+	return errorFields{}, false
+}
