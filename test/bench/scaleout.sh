@@ -8,6 +8,9 @@
 #   bash test/bench/scaleout.sh                 # make bench-scaleout
 #   BENCH_SECONDS=10 bash test/bench/scaleout.sh
 #
+# Placement: BENCH_SERVER_CPUS confines the servers to those CPUs (cgroup v1
+# cpuset) and BENCH_CLIENT_CPUS pins shardproxy and pgbench (taskset), e.g.
+# BENCH_SERVER_CPUS=1 BENCH_CLIENT_CPUS=0 for machines of their own.
 # Environment: BENCH_SECONDS (default 15), BENCH_ROUNDS (2), BENCH_SHARD_COUNTS
 # (1,2,4), BENCH_CLIENTS_PER_SHARD (8), BENCH_ROWS_PER_SHARD (100000),
 # BENCH_CPU_QUOTA (0.25), BENCH_PROTOCOLS (pgbench -M modes, default prepared;
@@ -49,6 +52,8 @@ exec bin/bench-driver -mode scaleout \
 	-clients-per-shard "${BENCH_CLIENTS_PER_SHARD:-8}" \
 	-rows-per-shard "${BENCH_ROWS_PER_SHARD:-100000}" \
 	-cpu-quota "${BENCH_CPU_QUOTA:-0.25}" \
+	-server-cpus "${BENCH_SERVER_CPUS:-}" \
+	-client-cpus "${BENCH_CLIENT_CPUS:-}" \
 	-protocols "${BENCH_PROTOCOLS:-prepared}" \
 	-scaleout-pool "${BENCH_SCALEOUT_POOL:-0}" \
 	-threads 2 \

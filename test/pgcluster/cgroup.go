@@ -15,6 +15,9 @@ import (
 // cgroupCPURoot is where the cgroup v1 cpu controller is mounted.
 const cgroupCPURoot = "/sys/fs/cgroup/cpu"
 
+// cgroupCpusetRoot is where the cgroup v1 cpuset controller is mounted.
+const cgroupCpusetRoot = "/sys/fs/cgroup/cpuset"
+
 const cfsPeriodUS = 100000
 
 var cgroupSeq atomic.Int64
@@ -26,7 +29,7 @@ func newClusterCgroup() (string, error) {
 		return "", fmt.Errorf("pgcluster: CPUQuota needs the cgroup v1 cpu controller mounted at %s "+
 			"(writable, i.e. running as root): %w", cgroupCPURoot, err)
 	}
-	removeStaleCgroups()
+	removeStaleCgroups(cgroupCPURoot)
 	dir := filepath.Join(cgroupCPURoot, fmt.Sprintf("shardproxy-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", fmt.Errorf("pgcluster: CPUQuota needs to create cgroups (run as root): %w", err)
@@ -47,10 +50,36 @@ func newClusterCgroup() (string, error) {
 // this weight).
 const clusterCPUShares = 8192
 
-// removeStaleCgroups removes shardproxy-<pid>-* groups whose creator is dead
-// and that hold no processes.
-func removeStaleCgroups() {
-	dirs, _ := filepath.Glob(filepath.Join(cgroupCPURoot, "shardproxy-*"))
+// newClusterCpuset creates /sys/fs/cgroup/cpuset/shardproxy-<pid>-<n>, a
+// cpuset group confining a cluster's servers to cpus (a kernel CPU list
+// such as "1" or "2-3"), after removing groups left behind by dead
+// processes.
+func newClusterCpuset(cpus string) (string, error) {
+	mems, err := os.ReadFile(filepath.Join(cgroupCpusetRoot, "cpuset.mems"))
+	if err != nil {
+		return "", fmt.Errorf("pgcluster: CPUs needs the cgroup v1 cpuset controller mounted at %s: %w", cgroupCpusetRoot, err)
+	}
+	removeStaleCgroups(cgroupCpusetRoot)
+	dir := filepath.Join(cgroupCpusetRoot, fmt.Sprintf("shardproxy-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("pgcluster: CPUs needs to create cgroups (run as root): %w", err)
+	}
+	// A cpuset group takes no process before both lists are set.
+	if err := os.WriteFile(filepath.Join(dir, "cpuset.mems"), mems, 0o644); err != nil {
+		_ = os.Remove(dir)
+		return "", fmt.Errorf("pgcluster: cpuset.mems: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpuset.cpus"), []byte(cpus), 0o644); err != nil {
+		_ = os.Remove(dir)
+		return "", fmt.Errorf("pgcluster: CPUs %q: %w", cpus, err)
+	}
+	return dir, nil
+}
+
+// removeStaleCgroups removes the shardproxy-<pid>-* groups under root
+// whose creator is dead and that hold no processes.
+func removeStaleCgroups(root string) {
+	dirs, _ := filepath.Glob(filepath.Join(root, "shardproxy-*"))
 	for _, d := range dirs {
 		parts := strings.Split(filepath.Base(d), "-")
 		if len(parts) != 3 {

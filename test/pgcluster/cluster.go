@@ -31,6 +31,12 @@ type Options struct {
 	// CPUQuota caps each instance at this many cores (e.g. 0.25) with a cgroup
 	// v1 group /sys/fs/cgroup/cpu/shardproxy-<id>/<instance>; 0 = no cap.
 	CPUQuota float64
+	// CPUs confines every instance to these CPUs (a kernel CPU list such as
+	// "1") with one cgroup v1 cpuset group /sys/fs/cgroup/cpuset/
+	// shardproxy-<id>; "" = anywhere. With the clients kept off them (e.g.
+	// taskset), the servers' caches and wake-ups are their own, as on
+	// machines of their own.
+	CPUs string
 	// Settings are extra postgresql.conf settings, applied after (and
 	// overriding) ours; the ones pgcluster manages per instance (port,
 	// listen_addresses, unix_socket_directories, primary_conninfo,
@@ -63,6 +69,7 @@ type Cluster struct {
 	root      string // data root (resolved)
 	temp      bool   // root is ours: fast unsafe settings, removed on Stop
 	cgroupDir string // "" when no CPU quota
+	cpusetDir string // "" when no CPUs
 	log       *slog.Logger
 
 	mu       sync.Mutex
@@ -134,6 +141,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if opts.CPUQuota > 0 {
 		if c.cgroupDir, err = newClusterCgroup(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.CPUs != "" {
+		if c.cpusetDir, err = newClusterCpuset(opts.CPUs); err != nil {
 			return nil, err
 		}
 	}
@@ -256,8 +268,11 @@ func (c *Cluster) Stop() error {
 		}
 		in.mu.Unlock()
 	}
-	if c.cgroupDir != "" {
-		if err := removeCgroup(c.cgroupDir, 5*time.Second); err != nil {
+	for _, dir := range []string{c.cgroupDir, c.cpusetDir} {
+		if dir == "" {
+			continue
+		}
+		if err := removeCgroup(dir, 5*time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -435,6 +435,43 @@ func TestCPUQuota(t *testing.T) {
 	}
 }
 
+func TestCPUs(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t, 60*time.Second)
+	c := StartT(t, Options{Replicas: 1, CPUs: "0"})
+	if !strings.HasPrefix(c.cpusetDir, cgroupCpusetRoot+"/shardproxy-") {
+		t.Fatalf("cpuset dir %s", c.cpusetDir)
+	}
+	// Every server process (forked before or after its postmaster joined,
+	// a backend included) may run on CPU 0 only.
+	for _, in := range []*Instance{c.Shards[0].Primary, c.Shards[0].Replicas[0]} {
+		if _, err := queryString(ctx, in.DSN("postgres"), "SELECT 1::text"); err != nil {
+			t.Fatal(err)
+		}
+		pids := processesIn(in.DataDir)
+		if len(pids) < 2 {
+			t.Fatalf("%s: processes %v", in.Name, pids)
+		}
+		for _, pid := range pids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				continue // exited meanwhile
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok && strings.TrimSpace(v) != "0" {
+					t.Errorf("%s: process %d may run on CPUs %s", in.Name, pid, strings.TrimSpace(v))
+				}
+			}
+		}
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.cpusetDir); !os.IsNotExist(err) {
+		t.Errorf("cpuset group %s not removed: %v", c.cpusetDir, err)
+	}
+}
+
 func TestBasePort(t *testing.T) {
 	t.Parallel()
 	// Two consecutive free ports away from where automatic picks start.

@@ -318,6 +318,12 @@ func (i *Instance) startOnce(ctx context.Context) error {
 			return fmt.Errorf("pgcluster: %s: %w", i.Name, err)
 		}
 	}
+	if i.c.cpusetDir != "" {
+		if err := joinCgroup(i.c.cpusetDir, p.pid); err != nil {
+			_ = i.stop(syscall.SIGQUIT)
+			return fmt.Errorf("pgcluster: %s: %w", i.Name, err)
+		}
+	}
 
 	if err := i.waitReady(ctx, p); err != nil {
 		tail := i.logTail(p.logFrom)

@@ -46,6 +46,10 @@ type options struct {
 	cpuQuota        float64
 	protocols       string
 	scaleoutPool    int
+	// serverCPUs and clientCPUs place the scaleout and replicas runs: the
+	// PostgreSQL servers on serverCPUs (a cpuset group), shardproxy and
+	// pgbench on clientCPUs (taskset); "" = anywhere.
+	serverCPUs, clientCPUs string
 }
 
 func main() {
@@ -73,6 +77,8 @@ func main() {
 	flag.Float64Var(&o.cpuQuota, "cpu-quota", 0.25, "scaleout: CPU quota of each PostgreSQL server in cores (cgroup v1; 0 = none)")
 	flag.StringVar(&o.protocols, "protocols", "prepared", "scaleout: pgbench -M modes to run, comma-separated")
 	flag.IntVar(&o.scaleoutPool, "scaleout-pool", 0, "scaleout: shardproxy pool.size per shard (0 = -clients-per-shard)")
+	flag.StringVar(&o.serverCPUs, "server-cpus", "", "scaleout, replicas: CPU list the PostgreSQL servers are confined to (cgroup v1 cpuset; \"\" = anywhere)")
+	flag.StringVar(&o.clientCPUs, "client-cpus", "", "scaleout, replicas: CPU list shardproxy and pgbench are pinned to with taskset (\"\" = anywhere)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

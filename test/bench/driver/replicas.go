@@ -34,10 +34,13 @@ const (
 	replicasTarget = 2.7
 )
 
-// rpResult is one pgbench run through the proxy listing some replicas.
+// rpResult is one run with some replicas in use: pgbench through the proxy
+// listing them (target "shardproxy"), or one pgbench straight at each
+// server in use, all at once (target "direct", the servers' own ceiling).
 type rpResult struct {
 	replicas int
 	round    int
+	target   string
 	run      pgbenchRun
 	// xacts is how many transactions each server (primary, replica1, …)
 	// committed during the run.
@@ -75,7 +78,7 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 	proto := strings.Split(o.protocols, ",")[0]
 
 	log.Info("starting PostgreSQL: 1 primary, 2 replicas", "cpu_quota", o.cpuQuota)
-	cluster, err := pgcluster.Start(ctx, pgcluster.Options{Replicas: 2, CPUQuota: o.cpuQuota, Logger: log,
+	cluster, err := pgcluster.Start(ctx, pgcluster.Options{Replicas: 2, CPUQuota: o.cpuQuota, CPUs: o.serverCPUs, Logger: log,
 		Settings: map[string]string{"shared_buffers": "128MB"}})
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
@@ -117,14 +120,24 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 			if round%2 == 0 {
 				n = len(proxies) - 1 - i // alternate the order between rounds
 			}
-			if err := ctx.Err(); err != nil {
-				return err
+			for _, t := range rpTargets {
+				if !soSelected(*soTargets, t) {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				var r rpResult
+				if t == "direct" {
+					r = e.measureDirect(ctx, servers, n, round, proto, o.seconds)
+				} else {
+					r = e.measure(ctx, proxies[n], servers, n, round, proto, o.seconds)
+				}
+				log.Info("run", "round", round, "target", t, "replicas", n, "tps", fmt.Sprintf("%.0f", r.run.tps),
+					"lat_ms", fmt.Sprintf("%.2f", r.run.latencyMs), "xacts_per_server", r.xacts,
+					"proxy_cpu_s", fmt.Sprintf("%.2f", r.proxyCPU), "postgres_cpu_s", fmt.Sprintf("%.2f", r.pgCPU), "failed", r.run.failure)
+				e.results = append(e.results, r)
 			}
-			r := e.measure(ctx, proxies[n], servers, n, round, proto, o.seconds)
-			log.Info("run", "round", round, "replicas", n, "tps", fmt.Sprintf("%.0f", r.run.tps),
-				"lat_ms", fmt.Sprintf("%.2f", r.run.latencyMs), "xacts_per_server", r.xacts,
-				"proxy_cpu_s", fmt.Sprintf("%.2f", r.proxyCPU), "postgres_cpu_s", fmt.Sprintf("%.2f", r.pgCPU), "failed", r.run.failure)
-			e.results = append(e.results, r)
 		}
 	}
 
@@ -174,12 +187,58 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 		return nil, err
 	}
 	env := &env{workDir: e.so.workDir}
-	c, err := env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), exec.CommandContext(ctx, e.o.shardproxy, "--config", path), port)
+	c, err := env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), clientCommand(ctx, e.o, e.o.shardproxy, "--config", path), port)
 	if err != nil {
 		return nil, err
 	}
 	c.admin = admin
 	return c, nil
+}
+
+// rpTargets are the replica benchmark's targets, in the order each
+// configuration runs them (-scaleout-targets selects among them).
+var rpTargets = []string{"direct", "shardproxy"}
+
+// measureDirect runs one pgbench -S straight at each of the first n+1
+// servers (the primary and n replicas), clients-per-shard clients each,
+// all at once: what the capped servers can do without a proxy. tps and
+// transactions are summed, latency averaged.
+func (e *rpEnv) measureDirect(ctx context.Context, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
+	postmasters := make([]int, len(servers))
+	for i, s := range servers {
+		postmasters[i] = s.PID()
+	}
+	waitQuietAll(postmasters)
+	before := xactCounts(ctx, servers)
+	pgBefore := postgresCPU(postmasters)
+	r := rpResult{replicas: n, round: round, target: "direct"}
+	var waits []func() pgbenchRun
+	for _, s := range servers[:n+1] {
+		args := []string{"-n", "-S", "-c", strconv.Itoa(e.o.clientsPerShard), "-j", "1", "-T", strconv.Itoa(seconds),
+			"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "-U", "postgres", "postgres"}
+		wait, err := e.so.startPgbench(ctx, args, seconds)
+		if err != nil {
+			r.run.failure = err.Error()
+			continue
+		}
+		waits = append(waits, wait)
+	}
+	for _, wait := range waits {
+		pr := wait()
+		r.run.tps += pr.tps
+		r.run.latencyMs += pr.latencyMs / float64(len(waits))
+		r.run.processed += pr.processed
+		r.run.cpu += pr.cpu
+		if pr.failure != "" && r.run.failure == "" {
+			r.run.failure = pr.failure
+		}
+	}
+	r.pgCPU = postgresCPU(postmasters) - pgBefore
+	after := xactCounts(ctx, servers)
+	for i := range servers {
+		r.xacts = append(r.xacts, after[i]-before[i])
+	}
+	return r
 }
 
 // measure runs pgbench -S through p with clients-per-shard clients per
@@ -195,7 +254,7 @@ func (e *rpEnv) measure(ctx context.Context, p *child, servers []*pgcluster.Inst
 	clients := e.o.clientsPerShard * (n + 1)
 	args := []string{"-n", "-S", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(e.o.threads), "-T", strconv.Itoa(seconds),
 		"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-U", "postgres", "postgres"}
-	r := rpResult{replicas: n, round: round}
+	r := rpResult{replicas: n, round: round, target: "shardproxy"}
 	wait, err := e.so.startPgbench(ctx, args, seconds)
 	if err != nil {
 		r.run.failure = err.Error()
@@ -230,21 +289,26 @@ func (e *rpEnv) report(proto, command string) string {
 	type agg struct {
 		tps, lat        float64
 		proxyCPU, pgCPU float64
+		processed       int64
 		good            int
 		failure         string
 		xacts           []int64
+		runs            []string
 	}
-	aggs := make([]agg, 3)
-	runs := make([][]string, 3)
+	aggs := map[string]*[3]agg{}
+	for _, t := range rpTargets {
+		aggs[t] = &[3]agg{}
+	}
 	for _, r := range e.results {
-		a := &aggs[r.replicas]
-		runs[r.replicas] = append(runs[r.replicas], fmt.Sprintf("%.0f", r.run.tps))
+		a := &aggs[r.target][r.replicas]
+		a.runs = append(a.runs, fmt.Sprintf("%.0f", r.run.tps))
 		if r.run.failure != "" {
 			a.failure = r.run.failure
 			continue
 		}
 		a.tps += r.run.tps
 		a.lat += r.run.latencyMs
+		a.processed += r.run.processed
 		a.proxyCPU += r.proxyCPU / float64(e.o.seconds)
 		a.pgCPU += r.pgCPU / float64(e.o.seconds)
 		a.good++
@@ -255,12 +319,14 @@ func (e *rpEnv) report(proto, command string) string {
 			a.xacts[i] += x
 		}
 	}
-	for i := range aggs {
-		if aggs[i].good > 0 {
-			aggs[i].tps /= float64(aggs[i].good)
-			aggs[i].lat /= float64(aggs[i].good)
-			aggs[i].proxyCPU /= float64(aggs[i].good)
-			aggs[i].pgCPU /= float64(aggs[i].good)
+	for _, as := range aggs {
+		for i := range as {
+			if a := &as[i]; a.good > 0 {
+				a.tps /= float64(a.good)
+				a.lat /= float64(a.good)
+				a.proxyCPU /= float64(a.good)
+				a.pgCPU /= float64(a.good)
+			}
 		}
 	}
 	var b strings.Builder
@@ -270,44 +336,65 @@ func (e *rpEnv) report(proto, command string) string {
 	fmt.Fprintf(&b, "One shard: a primary and two streaming replicas (`test/pgcluster`, PostgreSQL %s), each server capped at %.2f core "+
 		"(cgroup v1; the servers' group weighs cpu.shares 8192, so each gets its quota whenever it has work), `pgbench -i -s %d` data. Three shardproxy processes in front of it list 0, 1 and 2 of the replicas "+
 		"(`replicas.primary_reads: true`, pool.size %d per server, transaction pooling). `pgbench -S -M %s` with %d clients per "+
-		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). \"share\" is each server's part of the "+
+		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). Target \"direct\" is the same load without a "+
+		"proxy: one pgbench straight at each server in use, all at once, what the capped servers can do on this machine. "+
+		"\"share\" is each server's part of the "+
 		"transactions committed during the runs (pg_stat_database; approximate, statistics trail). CPU columns are cores in use "+
-		"on average during the runs (shardproxy; the three PostgreSQL servers together).\n\n",
+		"on average during the runs (shardproxy; the three PostgreSQL servers together); PostgreSQL µs per query is their CPU "+
+		"divided by the transactions pgbench processed.\n\n",
 		e.pg, e.o.cpuQuota, e.scale, e.o.clientsPerShard, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds)
-	b.WriteString("| replicas | clients | tps | ratio to 0 replicas | latency | share primary / replica1 / replica2 | shardproxy CPU | PostgreSQL CPU | runs (tps) | target |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---|---:|---:|---|---|\n")
-	for n, a := range aggs {
-		tps, ratioCell, lat, share, pcpu, gcpu := "failed: "+a.failure, "-", "-", "-", "-", "-"
-		if a.good > 0 {
-			tps, lat = fmt.Sprintf("%.0f", a.tps), fmt.Sprintf("%.2f ms", a.lat)
-			pcpu = fmt.Sprintf("%.2f", a.proxyCPU)
-			gcpu = fmt.Sprintf("%.2f (%.0f%% of the servers' quota)", a.pgCPU, 100*a.pgCPU/(e.o.cpuQuota*float64(n+1)))
-			if aggs[0].good > 0 && aggs[0].tps > 0 {
-				ratioCell = fmt.Sprintf("%.2f×", a.tps/aggs[0].tps)
+	if pl := placement(e.o); pl != "" {
+		b.WriteString(pl + "\n\n")
+	}
+	b.WriteString("| replicas | target | clients | tps | ratio to 0 replicas | latency | share primary / replica1 / replica2 | shardproxy CPU | PostgreSQL CPU | PostgreSQL µs per query | runs (tps) | target |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|\n")
+	starved := false
+	for n := 0; n <= 2; n++ {
+		for _, t := range rpTargets {
+			a, base := aggs[t][n], aggs[t][0]
+			if len(a.runs) == 0 {
+				continue
 			}
-			var total int64
-			for _, x := range a.xacts {
-				total += x
+			tps, ratioCell, lat, share, pcpu, gcpu, perQuery := "failed: "+a.failure, "-", "-", "-", "-", "-", "-"
+			if a.good > 0 {
+				tps, lat = fmt.Sprintf("%.0f", a.tps), fmt.Sprintf("%.2f ms", a.lat)
+				if t == "shardproxy" {
+					pcpu = fmt.Sprintf("%.2f", a.proxyCPU)
+				}
+				gcpu = fmt.Sprintf("%.2f (%.0f%% of the servers' quota)", a.pgCPU, 100*a.pgCPU/(e.o.cpuQuota*float64(n+1)))
+				if a.processed > 0 {
+					perQuery = fmt.Sprintf("%.1f", a.pgCPU*float64(e.o.seconds*a.good)*1e6/float64(a.processed))
+				}
+				if a.pgCPU < 0.85*e.o.cpuQuota*float64(n+1) {
+					starved = true
+				}
+				if base.good > 0 && base.tps > 0 {
+					ratioCell = fmt.Sprintf("%.2f×", a.tps/base.tps)
+				}
+				var total int64
+				for _, x := range a.xacts {
+					total += x
+				}
+				var parts []string
+				for _, x := range a.xacts {
+					parts = append(parts, fmt.Sprintf("%.0f%%", 100*float64(x)/float64(max(total, 1))))
+				}
+				share = strings.Join(parts, " / ")
 			}
-			var parts []string
-			for _, x := range a.xacts {
-				parts = append(parts, fmt.Sprintf("%.0f%%", 100*float64(x)/float64(max(total, 1))))
-			}
-			share = strings.Join(parts, " / ")
-		}
-		target := "—"
-		if n == 2 {
-			target = fmt.Sprintf("≥ %.1f×", replicasTarget)
-			if a.good > 0 && aggs[0].good > 0 && aggs[0].tps > 0 {
-				if a.tps/aggs[0].tps >= replicasTarget {
-					target += " met"
-				} else {
-					target += " **not met**"
+			target := "—"
+			if n == 2 && t == "shardproxy" {
+				target = fmt.Sprintf("≥ %.1f×", replicasTarget)
+				if a.good > 0 && base.good > 0 && base.tps > 0 {
+					if a.tps/base.tps >= replicasTarget {
+						target += " met"
+					} else {
+						target += " **not met**"
+					}
 				}
 			}
+			fmt.Fprintf(&b, "| %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, t, e.o.clientsPerShard*(n+1), tps,
+				ratioCell, lat, share, pcpu, gcpu, perQuery, strings.Join(a.runs, ", "), target)
 		}
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, e.o.clientsPerShard*(n+1), tps, ratioCell, lat, share,
-			pcpu, gcpu, strings.Join(runs[n], ", "), target)
 	}
 	load := loadAverage()
 	fmt.Fprintf(&b, "\nMachine: %d logical CPUs, shared with other jobs (1-minute load average when the report was written: %s); %s.\n",
@@ -316,12 +403,6 @@ func (e *rpEnv) report(proto, command string) string {
 	// what says the ratios are not about read scaling is PostgreSQL using
 	// well under its quota (then pgbench and shardproxy, not the servers'
 	// caps, limited tps).
-	starved := false
-	for n, a := range aggs {
-		if a.good > 0 && a.pgCPU < 0.85*e.o.cpuQuota*float64(n+1) {
-			starved = true
-		}
-	}
 	if starved {
 		b.WriteString("**The machine was overloaded during this run**: where PostgreSQL used well under its quota, pgbench and " +
 			"shardproxy could not get CPU and the servers' caps were not what limited tps, so the ratios say little about " +

@@ -224,6 +224,7 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 	cluster, err := pgcluster.Start(ctx, pgcluster.Options{
 		Shards:   n,
 		CPUQuota: e.o.cpuQuota,
+		CPUs:     e.o.serverCPUs,
 		Logger:   e.log,
 		Settings: map[string]string{"shared_buffers": "128MB"},
 	})
@@ -387,7 +388,7 @@ func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n in
 		return nil, "", err
 	}
 	env := &env{workDir: e.workDir}
-	c, err := env.startChild(fmt.Sprintf("%s-%d", name, n), exec.CommandContext(ctx, binary, "--config", path), port)
+	c, err := env.startChild(fmt.Sprintf("%s-%d", name, n), clientCommand(ctx, e.o, binary, "--config", path), port)
 	if err != nil {
 		return nil, "", err
 	}
@@ -548,7 +549,7 @@ func (e *soEnv) pgbenchArgs(port, clients, threads, seconds int, proto, script s
 
 func (e *soEnv) startPgbench(ctx context.Context, args []string, seconds int) (func() pgbenchRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second+2*time.Minute)
-	cmd := exec.CommandContext(ctx, e.pgbench, args...)
+	cmd := clientCommand(ctx, e.o, e.pgbench, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -569,6 +570,26 @@ func (e *soEnv) startPgbench(ctx context.Context, args []string, seconds int) (f
 		}
 		return r
 	}, nil
+}
+
+// placement describes -server-cpus and -client-cpus for a report ("" when
+// neither is set).
+func placement(o options) string {
+	if o.serverCPUs == "" && o.clientCPUs == "" {
+		return ""
+	}
+	return fmt.Sprintf("Placement: the PostgreSQL servers confined to CPU(s) %s (a cgroup v1 cpuset group), shardproxy and "+
+		"pgbench pinned to CPU(s) %s (`taskset`), so that the servers' caches and wake-ups are their own, as on machines "+
+		"of their own (`BENCH_SERVER_CPUS`, `BENCH_CLIENT_CPUS`).", orNone(o.serverCPUs), orNone(o.clientCPUs))
+}
+
+// clientCommand runs name with args, pinned to -client-cpus when set (taskset
+// execs name, so the process keeps taskset's PID).
+func clientCommand(ctx context.Context, o options, name string, args ...string) *exec.Cmd {
+	if o.clientCPUs == "" {
+		return exec.CommandContext(ctx, name, args...)
+	}
+	return exec.CommandContext(ctx, "taskset", append([]string{"-c", o.clientCPUs, name}, args...)...)
 }
 
 // parsePgbench reads tps, latency and processed transactions from pgbench

@@ -165,6 +165,9 @@ func (e *soEnv) report() string {
 		"are then checked against the router (no row on the wrong shard). Both tables are vacuumed on every shard before every run. "+
 		"With one shard shardproxy does not plan statements (a one-shard topology is the plain pooler path); from two shards on every Bind is planned and routed.\n\n",
 		joinInts(e.counts), orNone(e.pgVersion), e.o.cpuQuota, soTable, e.o.rowsPerShard, soFillfactor)
+	if pl := placement(e.o); pl != "" {
+		p("%s\n\n", pl)
+	}
 	p("Workloads (pgbench custom scripts, %s, one statement per transaction, so per query = per transaction):\n\n", protoList)
 	for _, w := range soWorkloads {
 		script := strings.NewReplacer("%[1]s", soTable, "%[2]d", "ROWS", "\n", " ").Replace(strings.TrimSpace(w.script))
