@@ -147,22 +147,42 @@ func sqlstateClass(code string) string {
 }
 
 // observePoolWait records how long an Acquire on the pool for backend took.
-// cache keeps the histogram child between calls (one per session): it is
-// looked up again only when the backend or the topology snapshot changed
-// (the backend's shard and role come from the snapshot).
-func (m *metrics) observePoolWait(s *Server, cache *poolWaitObserver, backend string, d time.Duration) {
+// cache keeps the histogram children between calls (one cache per
+// session, one child per backend the session used lately, so a session
+// whose statements go to several shards does not look one up per
+// statement): a child is looked up again only when the backend is not in
+// the cache or the topology snapshot changed (the backend's shard and role
+// come from the snapshot).
+func (m *metrics) observePoolWait(s *Server, cache *poolWaitCache, backend string, d time.Duration) {
 	snap := s.topo.Current()
-	if cache.obs == nil || cache.snap != snap || cache.backend != backend {
-		if last := m.lastPoolWait.Load(); last != nil && last.snap == snap && last.backend == backend {
-			*cache = *last
-		} else {
-			ep := endpointsOf(snap).get(backend)
-			*cache = poolWaitObserver{snap: snap, backend: backend, obs: m.poolWait.WithLabelValues(ep.shard, ep.role)}
-			c := *cache
-			m.lastPoolWait.Store(&c)
+	var obs prometheus.Observer
+	for i := range cache.entries {
+		if e := &cache.entries[i]; e.obs != nil && e.snap == snap && e.backend == backend {
+			obs = e.obs
+			break
 		}
 	}
-	cache.obs.Observe(d.Seconds())
+	if obs == nil {
+		e := &cache.entries[cache.next%uint8(len(cache.entries))]
+		cache.next++
+		if last := m.lastPoolWait.Load(); last != nil && last.snap == snap && last.backend == backend {
+			*e = *last
+		} else {
+			ep := endpointsOf(snap).get(backend)
+			*e = poolWaitObserver{snap: snap, backend: backend, obs: m.poolWait.WithLabelValues(ep.shard, ep.role)}
+			c := *e
+			m.lastPoolWait.Store(&c)
+		}
+		obs = e.obs
+	}
+	obs.Observe(d.Seconds())
+}
+
+// poolWaitCache is a session's pool-wait histogram children, replaced
+// round robin.
+type poolWaitCache struct {
+	entries [8]poolWaitObserver
+	next    uint8
 }
 
 // poolWaitObserver is the pool-wait histogram child of one backend under

@@ -255,6 +255,60 @@ func TestSetIsolation(t *testing.T) {
 	}
 }
 
+// TestSetIsolationSameStartup is TestSetIsolation for clients that start
+// with the same settings (one application's connection string): a server
+// connection whose last holder had the same settings is handed over
+// without comparing them, so a SET (and a RESET) of one client must still
+// not reach the other.
+func TestSetIsolationSameStartup(t *testing.T) {
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 })
+	ctx := ctx10(t)
+	dsn := tp.dsn + "&application_name=sameapp"
+	a := connect(t, dsn, pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, dsn, pgx.QueryExecModeSimpleProtocol)
+	show := func(c *pgx.Conn, name string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []*pgx.Conn{a, b, a, b} { // both have held the one server connection
+		if v := show(c, "application_name"); v != "sameapp" {
+			t.Fatalf("application_name = %q", v)
+		}
+	}
+	if _, err := a.Exec(ctx, "SET statement_timeout = '123s'"); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(b, "statement_timeout"); v != "0" {
+		t.Fatalf("B sees A's statement_timeout: %q", v)
+	}
+	if v := show(a, "statement_timeout"); v != "123s" {
+		t.Fatalf("A lost its statement_timeout: %q", v)
+	}
+	if _, err := b.Exec(ctx, "SET application_name = 'other'"); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(a, "application_name"); v != "sameapp" {
+		t.Fatalf("A sees B's application_name: %q", v)
+	}
+	if _, err := b.Exec(ctx, "RESET application_name"); err != nil {
+		t.Fatal(err)
+	}
+	if v := show(b, "application_name"); v != "sameapp" {
+		t.Fatalf("B's RESET: application_name = %q", v)
+	}
+	if _, err := a.Exec(ctx, "RESET statement_timeout"); err != nil {
+		t.Fatal(err)
+	}
+	show(b, "statement_timeout")
+	if v := show(a, "statement_timeout"); v != "0" {
+		t.Fatalf("A's RESET lost: %q", v)
+	}
+}
+
 func TestPreparedInterleaved(t *testing.T) {
 	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 2; c.Pool.MaxPreparedStatements = 3 })
 	ctx := ctx10(t)

@@ -461,6 +461,12 @@ func (ss *session) commitPending() {
 			conns = append(conns, h.sc)
 		}
 	}
+	if len(ss.pending) > 0 {
+		ss.settingsKey = ""
+		for _, sc := range conns {
+			sc.AppliedKey = ""
+		}
+	}
 	for _, c := range ss.pending {
 		switch c.kind {
 		case setOne:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,7 @@ type session struct {
 	txStatus      byte                  // last ReadyForQuery status sent to the client
 	startupValues map[string]string     // startup parameters (the RESET values)
 	settings      map[string]string     // wanted session settings: name → statement establishing it
+	settingsKey   string                // settingsFingerprint's memo; "" after every change of settings
 	pending       []settingChange       // settings changed inside the open transaction
 	stmts         map[string]*stmtEntry // protocol-level statements by client name
 	sqlStmts      map[string]*stmtEntry // SQL PREPAREd statements by client name
@@ -188,7 +190,7 @@ type session struct {
 	// shard (metrics.go); nextObserver is the slot the next miss replaces.
 	observers    [4]routeObserver
 	nextObserver uint8
-	poolWaitObs  poolWaitObserver // observePoolWait's cache
+	poolWaitObs  poolWaitCache // observePoolWait's cache
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -461,6 +463,10 @@ func (ss *session) syncSettings() error {
 	if len(ss.settings) == 0 && len(sc.Applied) == 0 {
 		return nil // the common case: nothing set on either side
 	}
+	key := ss.settingsFingerprint()
+	if sc.AppliedKey == key {
+		return nil // the connection's last holder had the same settings
+	}
 	// Resets first, then every wanted setting again if anything was
 	// reset (a reset of session characteristics also resets
 	// default_transaction_read_only and friends).
@@ -478,6 +484,7 @@ func (ss *session) syncSettings() error {
 		}
 	}
 	if b.Len() == 0 {
+		sc.AppliedKey = key
 		return nil
 	}
 	if err := ss.runInternal(b.String()); err != nil {
@@ -488,7 +495,33 @@ func (ss *session) syncSettings() error {
 	for k, v := range ss.settings {
 		sc.Applied[k] = v
 	}
+	sc.AppliedKey = key
 	return nil
+}
+
+// settingsFingerprint returns a string that names ss.settings exactly (equal
+// strings, equal settings), computed once per change: the proxy's sessions
+// mostly share their settings (one application's startup parameters), so
+// a server connection whose last holder had the same settings needs no
+// comparison.
+func (ss *session) settingsFingerprint() string {
+	if ss.settingsKey == "" {
+		names := make([]string, 0, len(ss.settings))
+		for name := range ss.settings {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		var b strings.Builder
+		b.WriteByte('#') // never "", which means not computed
+		for _, name := range names {
+			b.WriteString(name)
+			b.WriteByte(0)
+			b.WriteString(ss.settings[name])
+			b.WriteByte(0)
+		}
+		ss.settingsKey = b.String()
+	}
+	return ss.settingsKey
 }
 
 // resetStatement undoes setting name on a server connection.

@@ -47,6 +47,10 @@ type ServerConn struct {
 	// Applied is the session state (parameter name -> SET value SQL text)
 	// currently in effect on the server; nil or empty means server defaults.
 	Applied map[string]string
+	// AppliedKey names the settings Applied was last made equal to (the
+	// holder's fingerprint of them); "" when unknown. Whoever changes
+	// Applied otherwise clears it.
+	AppliedKey string
 
 	pool      *Pool
 	broken    atomic.Bool

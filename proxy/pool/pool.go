@@ -374,7 +374,7 @@ func (p *Pool) Release(sc *ServerConn, resetQuery bool) {
 			}
 		}
 		sc.Prepared.Clear()
-		sc.Applied = nil
+		sc.Applied, sc.AppliedKey = nil, ""
 	}
 	if verifyPrepared.Load() {
 		p.verifyStmtCache(sc)
