@@ -24,26 +24,18 @@ func TestSessionCharacteristicsPooled(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	show := func(c *pgx.Conn, name string) string {
-		t.Helper()
-		var v string
-		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
 	exec(a, "CREATE TABLE IF NOT EXISTS characteristics_t (x int)")
 	t.Cleanup(func() { b.Exec(ctx, "DROP TABLE IF EXISTS characteristics_t") })
 
 	exec(a, "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 	for i := 0; i < 3; i++ {
-		if v := show(b, "default_transaction_read_only"); v != "off" {
+		if v := showSetting(t, ctx, b, "default_transaction_read_only"); v != "off" {
 			t.Fatalf("B sees A's characteristics: default_transaction_read_only = %s", v)
 		}
-		if v := show(a, "default_transaction_read_only"); v != "on" {
+		if v := showSetting(t, ctx, a, "default_transaction_read_only"); v != "on" {
 			t.Fatalf("A lost READ ONLY: %s", v)
 		}
-		if v := show(a, "default_transaction_isolation"); v != "repeatable read" {
+		if v := showSetting(t, ctx, a, "default_transaction_isolation"); v != "repeatable read" {
 			t.Fatalf("A lost its isolation level: %s", v)
 		}
 	}
@@ -56,26 +48,26 @@ func TestSessionCharacteristicsPooled(t *testing.T) {
 	// applied again each time).
 	exec(a, "SET default_transaction_read_only = off")
 	for i := 0; i < 20; i++ {
-		show(b, "default_transaction_read_only")
+		showSetting(t, ctx, b, "default_transaction_read_only")
 		exec(a, "INSERT INTO characteristics_t VALUES (2)")
-		if v := show(a, "default_transaction_isolation"); v != "repeatable read" {
+		if v := showSetting(t, ctx, a, "default_transaction_isolation"); v != "repeatable read" {
 			t.Fatalf("round %d: A lost its isolation level: %s", i, v)
 		}
 	}
 	// And the other way round.
 	exec(a, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 	for i := 0; i < 5; i++ {
-		show(b, "default_transaction_read_only")
-		if v := show(a, "default_transaction_read_only"); v != "on" {
+		showSetting(t, ctx, b, "default_transaction_read_only")
+		if v := showSetting(t, ctx, a, "default_transaction_read_only"); v != "on" {
 			t.Fatalf("round %d: the later SET SESSION CHARACTERISTICS lost: %s", i, v)
 		}
 	}
 	exec(a, "RESET ALL")
-	show(b, "default_transaction_read_only")
-	if v := show(a, "default_transaction_read_only"); v != "off" {
+	showSetting(t, ctx, b, "default_transaction_read_only")
+	if v := showSetting(t, ctx, a, "default_transaction_read_only"); v != "off" {
 		t.Fatalf("after RESET ALL: default_transaction_read_only = %s", v)
 	}
-	if v := show(a, "default_transaction_isolation"); v != "read committed" {
+	if v := showSetting(t, ctx, a, "default_transaction_isolation"); v != "read committed" {
 		t.Fatalf("after RESET ALL: default_transaction_isolation = %s", v)
 	}
 }

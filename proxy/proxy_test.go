@@ -212,47 +212,50 @@ func TestSetIsolation(t *testing.T) {
 	ctx := ctx10(t)
 	a := connect(t, tp.dsn, pgx.QueryExecModeCacheStatement)
 	b := connect(t, tp.dsn, pgx.QueryExecModeCacheStatement)
-	show := func(c *pgx.Conn, name string) string {
-		var v string
-		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	defB := show(b, "search_path")
+	defB := showSetting(t, ctx, b, "search_path")
 	if _, err := a.Exec(ctx, "SET search_path = pg_catalog, public"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Exec(ctx, "SET statement_timeout = '123s'"); err != nil {
 		t.Fatal(err)
 	}
-	if v := show(b, "search_path"); v != defB {
+	if v := showSetting(t, ctx, b, "search_path"); v != defB {
 		t.Fatalf("B sees A's search_path: %q", v)
 	}
-	if v := show(b, "statement_timeout"); v != "0" {
+	if v := showSetting(t, ctx, b, "statement_timeout"); v != "0" {
 		t.Fatalf("B sees A's statement_timeout: %q", v)
 	}
-	if v := show(a, "search_path"); v != "pg_catalog, public" {
+	if v := showSetting(t, ctx, a, "search_path"); v != "pg_catalog, public" {
 		t.Fatalf("A lost its search_path: %q", v)
 	}
-	if v := show(a, "statement_timeout"); v != "123s" {
+	if v := showSetting(t, ctx, a, "statement_timeout"); v != "123s" {
 		t.Fatalf("A lost its statement_timeout: %q", v)
 	}
 	// Rolled-back SET is undone.
 	tx, _ := a.Begin(ctx)
 	tx.Exec(ctx, "SET statement_timeout = '5s'")
 	tx.Rollback(ctx)
-	show(b, "statement_timeout")
-	if v := show(a, "statement_timeout"); v != "123s" {
+	showSetting(t, ctx, b, "statement_timeout")
+	if v := showSetting(t, ctx, a, "statement_timeout"); v != "123s" {
 		t.Fatalf("rolled-back SET survived: %q", v)
 	}
 	if _, err := a.Exec(ctx, "RESET statement_timeout"); err != nil {
 		t.Fatal(err)
 	}
-	show(b, "statement_timeout")
-	if v := show(a, "statement_timeout"); v != "0" {
+	showSetting(t, ctx, b, "statement_timeout")
+	if v := showSetting(t, ctx, a, "statement_timeout"); v != "0" {
 		t.Fatalf("RESET lost: %q", v)
 	}
+}
+
+// showSetting returns SHOW name on c.
+func showSetting(t *testing.T, ctx context.Context, c *pgx.Conn, name string) string {
+	t.Helper()
+	var v string
+	if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestSetIsolationSameStartup is TestSetIsolation for clients that start
@@ -266,45 +269,37 @@ func TestSetIsolationSameStartup(t *testing.T) {
 	dsn := tp.dsn + "&application_name=sameapp"
 	a := connect(t, dsn, pgx.QueryExecModeSimpleProtocol)
 	b := connect(t, dsn, pgx.QueryExecModeSimpleProtocol)
-	show := func(c *pgx.Conn, name string) string {
-		t.Helper()
-		var v string
-		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
 	for _, c := range []*pgx.Conn{a, b, a, b} { // both have held the one server connection
-		if v := show(c, "application_name"); v != "sameapp" {
+		if v := showSetting(t, ctx, c, "application_name"); v != "sameapp" {
 			t.Fatalf("application_name = %q", v)
 		}
 	}
 	if _, err := a.Exec(ctx, "SET statement_timeout = '123s'"); err != nil {
 		t.Fatal(err)
 	}
-	if v := show(b, "statement_timeout"); v != "0" {
+	if v := showSetting(t, ctx, b, "statement_timeout"); v != "0" {
 		t.Fatalf("B sees A's statement_timeout: %q", v)
 	}
-	if v := show(a, "statement_timeout"); v != "123s" {
+	if v := showSetting(t, ctx, a, "statement_timeout"); v != "123s" {
 		t.Fatalf("A lost its statement_timeout: %q", v)
 	}
 	if _, err := b.Exec(ctx, "SET application_name = 'other'"); err != nil {
 		t.Fatal(err)
 	}
-	if v := show(a, "application_name"); v != "sameapp" {
+	if v := showSetting(t, ctx, a, "application_name"); v != "sameapp" {
 		t.Fatalf("A sees B's application_name: %q", v)
 	}
 	if _, err := b.Exec(ctx, "RESET application_name"); err != nil {
 		t.Fatal(err)
 	}
-	if v := show(b, "application_name"); v != "sameapp" {
+	if v := showSetting(t, ctx, b, "application_name"); v != "sameapp" {
 		t.Fatalf("B's RESET: application_name = %q", v)
 	}
 	if _, err := a.Exec(ctx, "RESET statement_timeout"); err != nil {
 		t.Fatal(err)
 	}
-	show(b, "statement_timeout")
-	if v := show(a, "statement_timeout"); v != "0" {
+	showSetting(t, ctx, b, "statement_timeout")
+	if v := showSetting(t, ctx, a, "statement_timeout"); v != "0" {
 		t.Fatalf("A's RESET lost: %q", v)
 	}
 }
