@@ -177,6 +177,12 @@ func uint16At(b []byte) (int, []byte, bool) {
 	return int(binary.BigEndian.Uint16(b)), b[2:], true
 }
 
+// failedBlockBefore reports whether the client's transaction block had
+// failed before this batch and no Execute of the batch may have ended it
+// (only COMMIT or ROLLBACK runs there): then PostgreSQL answers 25P02 to
+// a Bind of anything but a transaction's end.
+func (ss *session) failedBlockBefore() bool { return ss.txStatus == 'E' && !ss.txEndInBatch }
+
 // routeBind plans a Bind over a sharded topology. It returns handled=true
 // when the proxy answered the Bind itself (a multiPortal, or an error);
 // otherwise the active connection is the portal's shard and the caller
@@ -224,6 +230,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			return true, ss.failExtendedTx(err)
 		}
 		if cr != nil {
+			if ss.failedBlockBefore() {
+				return true, ss.failExtendedTx(&sqlError{abortedError})
+			}
 			return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 		}
 	}
@@ -338,6 +347,11 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			shard = ss.sessionStatementShard(snap)
 		}
 	default:
+		if ss.failedBlockBefore() {
+			// A plan the proxy runs over shards is never a transaction's
+			// end: PostgreSQL refuses to bind it in a failed block.
+			return true, ss.failExtendedTx(&sqlError{abortedError})
+		}
 		return true, ss.bindMulti(snap, portal, op, params, rf)
 	}
 	if shard == "" {

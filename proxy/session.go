@@ -1098,7 +1098,7 @@ func (ss *session) handleDescribe(body []byte) error {
 			}
 		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
 			ri := ss.route(e)
-			if ss.txStatus == 'E' && !ss.txEndInBatch {
+			if ss.failedBlockBefore() {
 				if msgs, ok := describeWithoutRows(e, ri); ok {
 					// PostgreSQL describes a statement without result
 					// rows in a failed block (drivers Describe their

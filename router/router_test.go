@@ -190,28 +190,32 @@ func TestKeyParsing(t *testing.T) {
 			t.Errorf("%s/%d %q: got %v, %v; want %v", c.kt, c.format, c.in, got, err, c.want)
 		}
 	}
+	// Each with PostgreSQL's SQLSTATE for the same parameter of a bigint,
+	// text or uuid column.
 	bad := []struct {
 		kt     topology.KeyType
 		format int16
 		in     []byte
+		code   string
 	}{
-		{topology.Int, 0, []byte("1.5")},
-		{topology.Int, 0, []byte("9223372036854775808")},
-		{topology.Int, 0, []byte("")},
-		{topology.Int, 0, []byte("1_000")},
-		{topology.Int, 1, []byte{1, 2, 3}},
-		{topology.Text, 0, []byte{0xff, 0xfe}},
-		{topology.Text, 0, []byte("a\x00b")},
-		{topology.UUID, 0, []byte("not-a-uuid")},
-		{topology.UUID, 1, make([]byte, 15)},
-		{topology.Int, 2, []byte("1")},
-		{"float", 0, []byte("1")},
+		{topology.Int, 0, []byte("1.5"), "22P02"},
+		{topology.Int, 0, []byte("9223372036854775808"), "22003"},
+		{topology.Int, 0, []byte("-9223372036854775809"), "22003"},
+		{topology.Int, 0, []byte(""), "22P02"},
+		{topology.Int, 0, []byte("1_000"), "22P02"},
+		{topology.Int, 1, []byte{1, 2, 3}, "22P02"},
+		{topology.Text, 0, []byte{0xff, 0xfe}, "22021"},
+		{topology.Text, 0, []byte("a\x00b"), "22021"},
+		{topology.UUID, 0, []byte("not-a-uuid"), "22P02"},
+		{topology.UUID, 1, make([]byte, 15), "22P02"},
+		{topology.Int, 2, []byte("1"), "22P02"},
+		{"float", 0, []byte("1"), "22P02"},
 	}
 	for _, c := range bad {
 		_, err := router.KeyFromParam(c.kt, c.format, c.in)
 		var ke *router.KeyError
-		if !errors.As(err, &ke) || ke.SQLState() != "22P02" {
-			t.Errorf("%s/%d %q: got %v, want a KeyError", c.kt, c.format, c.in, err)
+		if !errors.As(err, &ke) || ke.SQLState() != c.code {
+			t.Errorf("%s/%d %q: got %v, want a KeyError with SQLSTATE %s", c.kt, c.format, c.in, err, c.code)
 		}
 	}
 	if v := router.UUIDKey([16]byte{}); v.Canonical() != "00000000-0000-0000-0000-000000000000" {

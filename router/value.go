@@ -2,6 +2,7 @@ package router
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,18 +61,27 @@ func (v Value) Canonical() string {
 // String is Canonical, for %v.
 func (v Value) String() string { return v.Canonical() }
 
-// KeyError is a key value that cannot be parsed as its key type. Its
-// SQLSTATE is 22P02 (invalid_text_representation), like PostgreSQL's own
-// input functions.
+// KeyError is a key value that cannot be parsed as its key type, with
+// PostgreSQL's SQLSTATE for the same input: 22P02
+// (invalid_text_representation) for bad syntax, 22003
+// (numeric_value_out_of_range) for an integer outside bigint, 22021
+// (character_not_in_repertoire) for text that is not valid UTF-8 or holds
+// a NUL byte.
 type KeyError struct {
 	Type topology.KeyType
 	Msg  string
+	Code string // "" = 22P02
 }
 
 func (e *KeyError) Error() string { return e.Msg }
 
-// SQLState returns "22P02".
-func (e *KeyError) SQLState() string { return "22P02" }
+// SQLState returns the error's SQLSTATE.
+func (e *KeyError) SQLState() string {
+	if e.Code == "" {
+		return "22P02"
+	}
+	return e.Code
+}
 
 // KeyFromText parses a key in PostgreSQL's text format — a Bind parameter in
 // format 0 or the text of a SQL literal — as the given key type:
@@ -83,23 +93,26 @@ func KeyFromText(kt topology.KeyType, text string) (Value, error) {
 	switch kt {
 	case topology.Int:
 		v, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return Value{}, &KeyError{kt, fmt.Sprintf("value %q is out of range for type bigint", text), "22003"}
+		}
 		if err != nil {
-			return Value{}, &KeyError{kt, fmt.Sprintf("invalid input syntax for integer key: %q", text)}
+			return Value{}, &KeyError{kt, fmt.Sprintf("invalid input syntax for integer key: %q", text), ""}
 		}
 		return IntKey(v), nil
 	case topology.Text:
 		if !utf8.ValidString(text) || strings.IndexByte(text, 0) >= 0 {
-			return Value{}, &KeyError{kt, fmt.Sprintf("invalid byte sequence in text key %q", text)}
+			return Value{}, &KeyError{kt, fmt.Sprintf("invalid byte sequence for encoding \"UTF8\" in text key %q", text), "22021"}
 		}
 		return TextKey(text), nil
 	case topology.UUID:
 		u, err := topology.ParseUUID(text)
 		if err != nil {
-			return Value{}, &KeyError{kt, err.Error()}
+			return Value{}, &KeyError{kt, err.Error(), ""}
 		}
 		return UUIDKey(u), nil
 	}
-	return Value{}, &KeyError{kt, fmt.Sprintf("unknown key type %q", kt)}
+	return Value{}, &KeyError{kt, fmt.Sprintf("unknown key type %q", kt), ""}
 }
 
 // KeyFromBinary parses a key in PostgreSQL's binary format (a Bind
@@ -119,18 +132,18 @@ func KeyFromBinary(kt topology.KeyType, b []byte) (Value, error) {
 		case 8:
 			return IntKey(int64(binary.BigEndian.Uint64(b))), nil
 		}
-		return Value{}, &KeyError{kt, fmt.Sprintf("binary integer key must be 2, 4 or 8 bytes, got %d", len(b))}
+		return Value{}, &KeyError{kt, fmt.Sprintf("binary integer key must be 2, 4 or 8 bytes, got %d", len(b)), ""}
 	case topology.Text:
 		return KeyFromText(kt, string(b))
 	case topology.UUID:
 		if len(b) != 16 {
-			return Value{}, &KeyError{kt, fmt.Sprintf("binary uuid key must be 16 bytes, got %d", len(b))}
+			return Value{}, &KeyError{kt, fmt.Sprintf("binary uuid key must be 16 bytes, got %d", len(b)), ""}
 		}
 		var u [16]byte
 		copy(u[:], b)
 		return UUIDKey(u), nil
 	}
-	return Value{}, &KeyError{kt, fmt.Sprintf("unknown key type %q", kt)}
+	return Value{}, &KeyError{kt, fmt.Sprintf("unknown key type %q", kt), ""}
 }
 
 // KeyFromParam parses a Bind parameter value with its format code (0 text,
@@ -142,5 +155,5 @@ func KeyFromParam(kt topology.KeyType, format int16, b []byte) (Value, error) {
 	case 1:
 		return KeyFromBinary(kt, b)
 	}
-	return Value{}, &KeyError{kt, fmt.Sprintf("unknown parameter format code %d", format)}
+	return Value{}, &KeyError{kt, fmt.Sprintf("unknown parameter format code %d", format), ""}
 }

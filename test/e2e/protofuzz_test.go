@@ -26,8 +26,12 @@ import (
 // for a statement it would route first) — either way the message fails
 // and the block stays failed. Seeds beyond these still find differences
 // inside failed blocks: an Execute of a portal bound in an earlier batch
-// (PostgreSQL runs a ROLLBACK bound there, the proxy answers 25P02; an
-// unnamed one left from a cross-shard plan answers "SELECT 0").
+// (PostgreSQL runs a ROLLBACK bound there, the proxy answers 25P02). With
+// distributed-table texts among the batches (wire.RandomBatch's more), a
+// parameter value PostgreSQL rejects at Bind (a binary integer of the
+// wrong width, "abc" for a statement without a key) in a statement the
+// proxy runs over shards is answered BindComplete and fails at Execute,
+// on the shards.
 func TestShardedExtendedProtocolDifferential(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
@@ -54,6 +58,52 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
 					t.Errorf("%s with %d parameters:\nPostgreSQL: %q\nthrough the proxy: %q", q, len(params), w, g)
 				}
+			}
+		}
+	})
+	// An Execute in a failed transaction block of a portal the proxy runs
+	// over every shard, bound to a named portal before the block failed
+	// (run to completion already, or not yet): 25P02 as on PostgreSQL.
+	t.Run("cross-shard portal in a failed block", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		execute := []pgproto3.FrontendMessage{&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}}
+		for _, run := range []bool{true, false} {
+			bind := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT id FROM users ORDER BY id LIMIT 3"},
+				&pgproto3.Bind{DestinationPortal: "p1"}}
+			if run {
+				bind = append(bind, &pgproto3.Execute{Portal: "p1"})
+			}
+			bind = append(bind, &pgproto3.Sync{})
+			for _, msgs := range [][]pgproto3.FrontendMessage{{&pgproto3.Query{String: "BEGIN"}}, bind,
+				{&pgproto3.Query{String: "SELECT 1/0"}}, execute, execute, {&pgproto3.Query{String: "ROLLBACK"}}} {
+				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+					t.Errorf("portal run before: %v\nmessages:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", run, wire.Describe(msgs), w, g)
+				}
+			}
+		}
+	})
+	// A Bind of a statement the proxy runs over every shard, prepared
+	// before the transaction block failed: PostgreSQL refuses it with 25P02
+	// (the proxy answered BindComplete). And a key parameter PostgreSQL
+	// rejects at Bind with its own SQLSTATE (22003 out of range, not the
+	// proxy's 22P02).
+	t.Run("bind errors", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		for _, msgs := range [][]pgproto3.FrontendMessage{
+			{&pgproto3.Query{String: "BEGIN"}},
+			{&pgproto3.Parse{Name: "scatter", Query: "SELECT count(*) FROM users"}, &pgproto3.Sync{}},
+			{&pgproto3.Query{String: "SELECT 1/0"}},
+			{&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "scatter"}, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "scatter"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Sync{}},
+			{&pgproto3.Query{String: "ROLLBACK"}},
+			{&pgproto3.Parse{Name: "point", Query: "SELECT name FROM users WHERE id = $1"},
+				&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("9223372036854775808")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("abc")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+		} {
+			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+				t.Errorf("messages:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", wire.Describe(msgs), w, g)
 			}
 		}
 	})
