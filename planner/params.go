@@ -130,8 +130,34 @@ func paramKey(p *Params, i int, kt topology.KeyType) (v router.Value, null bool,
 	if oid == oidBpchar {
 		b = []byte(strings.TrimRight(string(b), " "))
 	}
+	if f == 1 && kt == topology.Int {
+		if err := binaryIntWidth(oid, len(b), i); err != nil {
+			return router.Value{}, false, err
+		}
+	}
 	v, err = router.KeyFromParam(kt, f, b)
 	return v, false, err
+}
+
+// binaryIntWidth returns PostgreSQL's Bind error for a binary integer
+// parameter i of n bytes where its type (oid; unspecified is taken as the
+// bigint of a key column) reads a fixed width: 08P01 when short, 22P03
+// when long; nil when n is the width.
+func binaryIntWidth(oid uint32, n, i int) error {
+	width := 8
+	switch oid {
+	case oidInt4:
+		width = 4
+	case oidInt2:
+		width = 2
+	}
+	switch {
+	case n < width:
+		return &plan.Error{Code: "08P01", Message: "insufficient data left in message"}
+	case n > width:
+		return &plan.Error{Code: "22P03", Message: fmt.Sprintf("incorrect binary data format in bind parameter %d", i+1)}
+	}
+	return nil
 }
 
 // paramArray decodes Bind value i as an array of keys (= ANY($n)). A nil

@@ -87,9 +87,15 @@ func (e *KeyError) SQLState() string {
 // format 0 or the text of a SQL literal — as the given key type:
 //   - Int: optional surrounding whitespace and sign, decimal digits, within
 //     int64 (what int2in/int4in/int8in accept on PostgreSQL 15).
-//   - Text: taken as is; must be valid UTF-8 without NUL bytes.
+//   - Text: taken as is.
+//
+// For every type the text must be valid UTF-8 without NUL bytes (22021).
 //   - UUID: any form uuid_in accepts (see topology.ParseUUID).
 func KeyFromText(kt topology.KeyType, text string) (Value, error) {
+	if !utf8.ValidString(text) || strings.IndexByte(text, 0) >= 0 {
+		// PostgreSQL checks the encoding before any type's input.
+		return Value{}, &KeyError{kt, fmt.Sprintf("invalid byte sequence for encoding \"UTF8\" in key %q", text), "22021"}
+	}
 	switch kt {
 	case topology.Int:
 		v, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
@@ -101,9 +107,6 @@ func KeyFromText(kt topology.KeyType, text string) (Value, error) {
 		}
 		return IntKey(v), nil
 	case topology.Text:
-		if !utf8.ValidString(text) || strings.IndexByte(text, 0) >= 0 {
-			return Value{}, &KeyError{kt, fmt.Sprintf("invalid byte sequence for encoding \"UTF8\" in text key %q", text), "22021"}
-		}
 		return TextKey(text), nil
 	case topology.UUID:
 		u, err := topology.ParseUUID(text)

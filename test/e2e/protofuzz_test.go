@@ -84,9 +84,10 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 	})
 	// A Bind of a statement the proxy runs over every shard, prepared
 	// before the transaction block failed: PostgreSQL refuses it with 25P02
-	// (the proxy answered BindComplete). And a key parameter PostgreSQL
-	// rejects at Bind with its own SQLSTATE (22003 out of range, not the
-	// proxy's 22P02).
+	// (the proxy answered BindComplete). And key parameters PostgreSQL
+	// rejects at Bind, with its SQLSTATEs (the proxy said 22P02 for all):
+	// 22003 out of range, 22021 a NUL byte in text, 08P01 a binary
+	// integer too short, 22P03 too long.
 	t.Run("bind errors", func(t *testing.T) {
 		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
 		for _, msgs := range [][]pgproto3.FrontendMessage{
@@ -100,6 +101,13 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 				&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("9223372036854775808")}},
 				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("abc")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{{0, 0, 0, 3}}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{[]byte("7")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{make([]byte, 9)}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "point", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 0, 0, 0, 0, 7}}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 		} {
 			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
