@@ -34,7 +34,8 @@ type multiPortal struct {
 	resultFormats []int16
 	live          *rowSource  // running read suspended by an Execute row limit (exec_portal.go)
 	ended         bool        // its suspended read was ended by another statement, or failed
-	done          bool        // its suspended read ran to the end
+	done          bool        // its read ran to the end (another Execute answers "SELECT 0", as PostgreSQL's)
+	spent         bool        // it ran a statement without rows (another Execute fails, as PostgreSQL's)
 	cursor        *cursorRead // inside a transaction block: the read behind an Execute with a row limit (exec_cursor.go)
 	// describeOnExecute: the portal's Describe was left to the Execute
 	// right behind it, which sends the RowDescription (deferDescribe).

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,11 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 		ss.out = appendCommandComplete(ss.out, "SELECT 0")
 		return nil
 	}
+	if mp.spent {
+		// Like PostgreSQL: a write is not run twice by one portal.
+		name, _, _ := cstring(body)
+		return ss.failExtendedTx(newSQLError("55000", fmt.Sprintf("portal %q cannot be run", name)))
+	}
 	if mp.live != nil && ss.suspended == mp.live {
 		return ss.continuePortal(mp, limit)
 	}
@@ -70,6 +76,11 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	ss.execing = false
 	if err != nil {
 		return ss.failExtendedTx(err)
+	}
+	if rowsPlan(mp.op) {
+		mp.done = true
+	} else {
+		mp.spent = true
 	}
 	ss.noteSchemaChange(tag)
 	ss.out = appendCommandComplete(ss.out, tag)

@@ -1163,6 +1163,7 @@ func putLen(b []byte, n int) {
 }
 
 func (ss *session) handleExecute(body []byte) error {
+	failedBlock := ss.failedBlockBefore()
 	if ss.txStatus == 'E' {
 		// Only a COMMIT or ROLLBACK runs in a failed block: if this
 		// one runs, the block ends within the batch.
@@ -1182,6 +1183,11 @@ func (ss *session) handleExecute(body []byte) error {
 			return ss.failExtendedTx(err)
 		}
 		if mp != nil {
+			if failedBlock {
+				// A portal the proxy runs over shards is never a
+				// transaction's end: 25P02, as PostgreSQL answers.
+				return ss.failExtendedTx(&sqlError{abortedError})
+			}
 			if mp.snap != nil {
 				snap = mp.snap // a shard the plan names may have left the topology since the Bind
 			}

@@ -115,6 +115,21 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// A portal the proxy runs over shards, executed twice in one batch:
+	// PostgreSQL answers the second Execute of a read with no rows and
+	// refuses to run a write again (the proxy ran both again: rows twice,
+	// the UPDATE twice).
+	t.Run("portal executed twice", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		for _, q := range []string{"SELECT count(*) FROM users", "SELECT id FROM users ORDER BY id LIMIT 3",
+			"UPDATE users SET name = name || 'x' WHERE id > 30", "SELECT name FROM users WHERE id > 38 ORDER BY id"} {
+			msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{DestinationPortal: "p1"},
+				&pgproto3.Execute{Portal: "p1"}, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}}
+			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+				t.Errorf("%s\nPostgreSQL: %q\nthrough the proxy: %q", q, w, g)
+			}
+		}
+	})
 	for seed := uint64(1); seed <= 12; seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 11))
