@@ -1,10 +1,12 @@
 package planner
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/router"
@@ -137,6 +139,33 @@ func paramKey(p *Params, i int, kt topology.KeyType) (v router.Value, null bool,
 	}
 	v, err = router.KeyFromParam(kt, f, b)
 	return v, false, err
+}
+
+// CheckParams returns the error PostgreSQL's Bind would raise for a
+// parameter value of p that the proxy can judge without the server: text
+// that is not UTF-8 or holds a NUL (22021), and a binary integer of the
+// wrong width for its declared type (08P01, 22P03). For statements the
+// proxy runs itself (over several shards), whose Bind it answers: the
+// shards would see the values only at Execute, or not at all.
+func CheckParams(p Params) error {
+	for i, v := range p.Values {
+		if v == nil {
+			continue
+		}
+		if p.format(i) == 0 {
+			if !utf8.Valid(v) || bytes.IndexByte(v, 0) >= 0 {
+				return &plan.Error{Code: "22021", Message: "invalid byte sequence for encoding \"UTF8\""}
+			}
+			continue
+		}
+		switch oid := p.oid(i); oid {
+		case oidInt2, oidInt4, oidInt8:
+			if err := binaryIntWidth(oid, len(v), i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // binaryIntWidth returns PostgreSQL's Bind error for a binary integer

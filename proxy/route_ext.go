@@ -352,6 +352,11 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			// end: PostgreSQL refuses to bind it in a failed block.
 			return true, ss.failExtendedTx(&sqlError{abortedError})
 		}
+		if err := planner.CheckParams(params); err != nil {
+			// The proxy answers this Bind: it raises what PostgreSQL's
+			// would of the values it can judge.
+			return true, ss.failExtendedTx(err)
+		}
 		return true, ss.bindMulti(snap, portal, op, params, rf)
 	}
 	if shard == "" {

@@ -108,6 +108,15 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{&pgproto3.Bind{PreparedStatement: "point", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 0, 0, 0, 0, 7}}},
 				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			// A cross-shard statement with a declared parameter it does not
+			// use: the proxy answers its Bind, and checks the value as
+			// PostgreSQL's Bind would.
+			{&pgproto3.Parse{Name: "declared", Query: "SELECT id FROM users ORDER BY id LIMIT 3", ParameterOIDs: []uint32{23}},
+				&pgproto3.Bind{PreparedStatement: "declared", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{[]byte("5")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "declared", Parameters: [][]byte{{'5', 0}}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			{&pgproto3.Bind{PreparedStatement: "declared", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 5}}},
+				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 		} {
 			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
