@@ -3,6 +3,7 @@ package planner
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -156,6 +157,9 @@ func CheckParams(p Params) error {
 			if !utf8.Valid(v) || bytes.IndexByte(v, 0) >= 0 {
 				return &plan.Error{Code: "22021", Message: "invalid byte sequence for encoding \"UTF8\""}
 			}
+			if err := textInt(p.oid(i), string(v)); err != nil {
+				return err
+			}
 			continue
 		}
 		switch oid := p.oid(i); oid {
@@ -164,6 +168,33 @@ func CheckParams(p Params) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// textInt returns PostgreSQL 15's input error for text v as a parameter
+// of declared type oid when that is smallint, integer or bigint (nil for
+// other types): 22P02 unless v is optional ASCII white space, a sign and
+// decimal digits, 22003 outside the type's range.
+func textInt(oid uint32, v string) error {
+	var bits int
+	var name string
+	switch oid {
+	case oidInt2:
+		bits, name = 16, "smallint"
+	case oidInt4:
+		bits, name = 32, "integer"
+	case oidInt8:
+		bits, name = 64, "bigint"
+	default:
+		return nil
+	}
+	_, err := strconv.ParseInt(strings.Trim(v, " \t\n\v\f\r"), 10, bits)
+	if errors.Is(err, strconv.ErrRange) {
+		return &plan.Error{Code: "22003", Message: fmt.Sprintf("value %q is out of range for type %s", v, name)}
+	}
+	if err != nil {
+		return &plan.Error{Code: "22P02", Message: fmt.Sprintf("invalid input syntax for type %s: %q", name, v)}
 	}
 	return nil
 }
