@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/shardproxy/shardproxy/proxy/sqlclass"
+	"github.com/shardproxy/shardproxy/topology"
 )
 
 // Errors PostgreSQL raises about statement names and inside failed
@@ -21,12 +22,37 @@ import (
 // fails (and skips to Sync) either way; that second error is reported as
 // 42P05 with the client's name.
 func (ss *session) parseDuplicate(name string, query, oids []byte) error {
-	if err := ss.ensureServer(); err != nil {
+	if shard, snap := ss.duplicateProbeShard(query, oids); shard != "" {
+		// The shard the text would be prepared on parses it: another
+		// may lack its tables (42P01 where PostgreSQL says 42P05).
+		if err := ss.useShardForStatement(snap, shard); err != nil {
+			return ss.failExtendedTx(err)
+		}
+		if ss.skip {
+			return nil
+		}
+	} else if err := ss.ensureServer(); err != nil {
 		return ss.failExtended(err)
 	}
 	ss.probeParse(query, oids, expect{kind: expParseSwallow})
 	return ss.raiseOnServer(errorFields{Code: codeDuplicatePrepared,
 		Message: fmt.Sprintf("prepared statement %q already exists", name)})
+}
+
+// duplicateProbeShard returns the shard a sharded topology would prepare
+// the text on, outside a failed transaction block (whose own server
+// connection answers 25P02) and when the proxy can route the text; "" for
+// the current connection.
+func (ss *session) duplicateProbeShard(query, oids []byte) (string, *topology.Snapshot) {
+	snap, sharded := ss.snapshot()
+	if !sharded || ss.txStatus == 'E' {
+		return "", nil
+	}
+	ri := ss.route(ss.srv.intern.protocol(query, oids))
+	if ri.err != nil {
+		return "", nil
+	}
+	return ss.parseShard(snap, ri.analysis), snap
 }
 
 // missingServerStmt names no statement on any server connection.

@@ -127,6 +127,24 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// A duplicate Parse of a text whose table only the default shard has,
+	// after statements that went to other shards: 42P05 as on PostgreSQL
+	// (the proxy had the text parsed on the last shard used: 42P01).
+	t.Run("duplicate parse after other shards", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		dup := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "fzs", Query: "SELECT v FROM fz ORDER BY id"}, &pgproto3.Sync{}}
+		want.Run(dup)
+		got.Run(dup)
+		for k := 1; k <= 8; k++ {
+			point := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT name FROM users WHERE id = $1"},
+				&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(k))}}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+			for _, msgs := range [][]pgproto3.FrontendMessage{point, dup} {
+				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+					t.Errorf("after key %d:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", k, wire.Describe(msgs), w, g)
+				}
+			}
+		}
+	})
 	// A portal the proxy runs over shards, executed twice in one batch:
 	// PostgreSQL answers the second Execute of a read with no rows and
 	// refuses to run a write again (the proxy ran both again: rows twice,
