@@ -315,6 +315,7 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 		}
 		ss.txStatus = 'I'
 		ss.resetTx()
+		clear(ss.multi) // the transaction's portals ended with it
 		ss.batch = false
 		return ss.querySynthetic(tag)
 	}
@@ -369,6 +370,7 @@ func (ss *session) finishTx(tag string, failure error) error {
 		ss.pending = ss.pending[:0]
 	}
 	ss.resetTx()
+	clear(ss.multi) // the transaction's portals ended with it
 	ss.batch = false
 	if failure != nil {
 		ss.sendError(toErrorFields(failure))

@@ -1697,6 +1697,7 @@ func (ss *session) readyForQuery(status byte) {
 	if status == 'I' {
 		ss.commitPending()
 		ss.batch = false
+		clear(ss.multi) // the transaction's portals ended with it, as PostgreSQL's do
 		if ss.txBegin != "" || ss.txWriter != "" || ss.txAborted {
 			ss.resetTx()
 		}

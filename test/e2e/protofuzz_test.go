@@ -127,6 +127,27 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// A portal the proxy runs over shards, bound inside a transaction
+	// block, is gone when the block ends (by a simple or an extended
+	// ROLLBACK or COMMIT), as PostgreSQL's portals are (the proxy answered
+	// a later Execute of it "SELECT 0" or ran it again).
+	t.Run("portal after its transaction", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		for _, end := range [][]pgproto3.FrontendMessage{{&pgproto3.Query{String: "ROLLBACK"}}, {&pgproto3.Query{String: "COMMIT"}},
+			{&pgproto3.Parse{Query: "ROLLBACK"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}} {
+			for _, msgs := range [][]pgproto3.FrontendMessage{{&pgproto3.Query{String: "BEGIN"}},
+				{&pgproto3.Parse{Name: "cnt", Query: "SELECT count(*) FROM users"}, &pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "cnt"},
+					&pgproto3.Bind{PreparedStatement: "cnt"}, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}},
+				end,
+				{&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}},
+				{&pgproto3.Execute{}, &pgproto3.Sync{}},
+				{&pgproto3.Close{ObjectType: 'S', Name: "cnt"}, &pgproto3.Sync{}}} {
+				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+					t.Errorf("%s\nPostgreSQL: %q\nthrough the proxy: %q", wire.Describe(msgs), w, g)
+				}
+			}
+		}
+	})
 	// A duplicate Parse of a text whose table only the default shard has,
 	// after statements that went to other shards: 42P05 as on PostgreSQL
 	// (the proxy had the text parsed on the last shard used: 42P01).
