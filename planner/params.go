@@ -1,13 +1,11 @@
 package planner
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/router"
@@ -154,10 +152,11 @@ func CheckParams(p Params) error {
 			continue
 		}
 		if p.format(i) == 0 {
-			if !utf8.Valid(v) || bytes.IndexByte(v, 0) >= 0 {
-				return &plan.Error{Code: "22021", Message: "invalid byte sequence for encoding \"UTF8\""}
+			text := string(v)
+			if err := router.CheckText(text); err != nil {
+				return err
 			}
-			if err := textInt(p.oid(i), string(v)); err != nil {
+			if err := textInt(p.oid(i), text); err != nil {
 				return err
 			}
 			continue

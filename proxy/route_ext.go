@@ -230,9 +230,6 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			return true, ss.failExtendedTx(err)
 		}
 		if cr != nil {
-			if ss.failedBlockBefore() {
-				return true, ss.failExtendedTx(&sqlError{abortedError})
-			}
 			return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 		}
 	}
@@ -347,16 +344,6 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			shard = ss.sessionStatementShard(snap)
 		}
 	default:
-		if ss.failedBlockBefore() {
-			// A plan the proxy runs over shards is never a transaction's
-			// end: PostgreSQL refuses to bind it in a failed block.
-			return true, ss.failExtendedTx(&sqlError{abortedError})
-		}
-		if err := planner.CheckParams(params); err != nil {
-			// The proxy answers this Bind: it raises what PostgreSQL's
-			// would of the values it can judge.
-			return true, ss.failExtendedTx(err)
-		}
 		return true, ss.bindMulti(snap, portal, op, params, rf)
 	}
 	if shard == "" {
@@ -393,6 +380,16 @@ func (ss *session) bindMulti(snap *topology.Snapshot, portal string, op plan.Ope
 	}
 	if ss.skip {
 		return nil
+	}
+	// The proxy answers this Bind, so it raises what PostgreSQL's would:
+	// 25P02 in a failed block (a plan the proxy runs is never a
+	// transaction's end; its two-phase COMMIT comes here only outside
+	// one), then the errors of the values it can judge.
+	if ss.failedBlockBefore() {
+		return ss.failExtendedTx(&sqlError{abortedError})
+	}
+	if err := planner.CheckParams(params); err != nil {
+		return ss.failExtendedTx(err)
 	}
 	if ss.multi == nil {
 		ss.multi = make(map[string]*multiPortal)

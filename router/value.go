@@ -83,18 +83,26 @@ func (e *KeyError) SQLState() string {
 	return e.Code
 }
 
+// CheckText returns PostgreSQL's error (22021) for a text value that is
+// not valid UTF-8 or holds a NUL byte, which it raises before any type's
+// input function; nil otherwise.
+func CheckText(text string) error {
+	if utf8.ValidString(text) && strings.IndexByte(text, 0) < 0 {
+		return nil
+	}
+	return &KeyError{Msg: fmt.Sprintf("invalid byte sequence for encoding \"UTF8\" in %q", text), Code: "22021"}
+}
+
 // KeyFromText parses a key in PostgreSQL's text format — a Bind parameter in
-// format 0 or the text of a SQL literal — as the given key type:
+// format 0 or the text of a SQL literal — as the given key type, after
+// CheckText:
 //   - Int: optional surrounding whitespace and sign, decimal digits, within
 //     int64 (what int2in/int4in/int8in accept on PostgreSQL 15).
 //   - Text: taken as is.
-//
-// For every type the text must be valid UTF-8 without NUL bytes (22021).
 //   - UUID: any form uuid_in accepts (see topology.ParseUUID).
 func KeyFromText(kt topology.KeyType, text string) (Value, error) {
-	if !utf8.ValidString(text) || strings.IndexByte(text, 0) >= 0 {
-		// PostgreSQL checks the encoding before any type's input.
-		return Value{}, &KeyError{kt, fmt.Sprintf("invalid byte sequence for encoding \"UTF8\" in key %q", text), "22021"}
+	if err := CheckText(text); err != nil {
+		return Value{}, err
 	}
 	switch kt {
 	case topology.Int:

@@ -55,9 +55,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			for _, params := range [][][]byte{nil, {[]byte("1")}, {[]byte("1"), []byte("2")}} {
 				msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{Parameters: params},
 					&pgproto3.Execute{}, &pgproto3.Sync{}}
-				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-					t.Errorf("%s with %d parameters:\nPostgreSQL: %q\nthrough the proxy: %q", q, len(params), w, g)
-				}
+				wire.Same(t, want, got, msgs, fmt.Sprintf("%s with %d parameters", q, len(params)))
 			}
 		}
 	})
@@ -76,9 +74,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			bind = append(bind, &pgproto3.Sync{})
 			for _, msgs := range [][]pgproto3.FrontendMessage{{&pgproto3.Query{String: "BEGIN"}}, bind,
 				{&pgproto3.Query{String: "SELECT 1/0"}}, execute, execute, {&pgproto3.Query{String: "ROLLBACK"}}} {
-				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-					t.Errorf("portal run before: %v\nmessages:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", run, wire.Describe(msgs), w, g)
-				}
+				wire.Same(t, want, got, msgs, fmt.Sprintf("portal run before: %v", run))
 			}
 		}
 	})
@@ -122,9 +118,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 				&pgproto3.Execute{}, &pgproto3.Sync{}},
 			{&pgproto3.Bind{PreparedStatement: "point", Parameters: [][]byte{[]byte("7")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
 		} {
-			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-				t.Errorf("messages:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", wire.Describe(msgs), w, g)
-			}
+			wire.Same(t, want, got, msgs, "bind")
 		}
 	})
 	// A portal the proxy runs over shards, bound inside a transaction
@@ -142,9 +136,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 				{&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}},
 				{&pgproto3.Execute{}, &pgproto3.Sync{}},
 				{&pgproto3.Close{ObjectType: 'S', Name: "cnt"}, &pgproto3.Sync{}}} {
-				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-					t.Errorf("%s\nPostgreSQL: %q\nthrough the proxy: %q", wire.Describe(msgs), w, g)
-				}
+				wire.Same(t, want, got, msgs, wire.Describe(end))
 			}
 		}
 	})
@@ -160,9 +152,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			point := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT name FROM users WHERE id = $1"},
 				&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(k))}}, &pgproto3.Execute{}, &pgproto3.Sync{}}
 			for _, msgs := range [][]pgproto3.FrontendMessage{point, dup} {
-				if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-					t.Errorf("after key %d:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", k, wire.Describe(msgs), w, g)
-				}
+				wire.Same(t, want, got, msgs, fmt.Sprintf("after key %d", k))
 			}
 		}
 	})
@@ -176,9 +166,7 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			"UPDATE users SET name = name || 'x' WHERE id > 30", "SELECT name FROM users WHERE id > 38 ORDER BY id"} {
 			msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: q}, &pgproto3.Bind{DestinationPortal: "p1"},
 				&pgproto3.Execute{Portal: "p1"}, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}}
-			if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
-				t.Errorf("%s\nPostgreSQL: %q\nthrough the proxy: %q", q, w, g)
-			}
+			wire.Same(t, want, got, msgs, q)
 		}
 	})
 	for seed := uint64(1); seed <= 12; seed++ {

@@ -111,6 +111,15 @@ func Describe(msgs []pgproto3.FrontendMessage) string {
 	return b.String()
 }
 
+// Same sends msgs to want (PostgreSQL) and got (the proxy) and fails t,
+// naming the case with what, when their transcripts differ.
+func Same(t testing.TB, want, got *Conn, msgs []pgproto3.FrontendMessage, what string) {
+	t.Helper()
+	if w, g := want.Run(msgs), got.Run(msgs); strings.Join(g, "\n") != strings.Join(w, "\n") {
+		t.Errorf("%s\nmessages:\n%s\nPostgreSQL: %q\nthrough the proxy: %q", what, Describe(msgs), w, g)
+	}
+}
+
 // Conn is a raw protocol connection that turns answers into transcript
 // lines.
 type Conn struct {

@@ -223,15 +223,10 @@ func (e *rpEnv) measureDirect(ctx context.Context, servers []*pgcluster.Instance
 		}
 		waits = append(waits, wait)
 	}
-	for _, wait := range waits {
-		pr := wait()
-		r.run.tps += pr.tps
-		r.run.latencyMs += pr.latencyMs / float64(len(waits))
-		r.run.processed += pr.processed
-		r.run.cpu += pr.cpu
-		if pr.failure != "" && r.run.failure == "" {
-			r.run.failure = pr.failure
-		}
+	failure := r.run.failure
+	r.run = sumRuns(waits)
+	if failure != "" {
+		r.run.failure = failure
 	}
 	r.pgCPU = postgresCPU(postmasters) - pgBefore
 	after := xactCounts(ctx, servers)

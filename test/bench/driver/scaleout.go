@@ -692,23 +692,31 @@ func (e *soEnv) runDirect(ctx context.Context, rc soRunContext, w soWorkload, pr
 			r.failure = err.Error()
 		}
 	}
-	var lat float64
-	for _, wait := range waits {
-		pr := wait()
-		r.tps += pr.tps
-		lat += pr.latencyMs
-		r.processed += pr.processed
-		r.pgbenchCPU += pr.cpu
-		if pr.failure != "" && r.failure == "" {
-			r.failure = pr.failure
-		}
-	}
-	if len(waits) > 0 {
-		r.latencyMs = lat / float64(len(waits))
+	sum := sumRuns(waits)
+	r.tps, r.latencyMs, r.processed, r.pgbenchCPU = sum.tps, sum.latencyMs, sum.processed, sum.cpu
+	if r.failure == "" {
+		r.failure = sum.failure
 	}
 	waitQuietAll(rc.postmasters)
 	r.postgresCPU = postgresCPU(rc.postmasters) - pg0
 	return r
+}
+
+// sumRuns waits for pgbench processes that ran at once and sums them:
+// tps, transactions and CPU added up, latency averaged, the first failure.
+func sumRuns(waits []func() pgbenchRun) pgbenchRun {
+	var sum pgbenchRun
+	for _, wait := range waits {
+		pr := wait()
+		sum.tps += pr.tps
+		sum.latencyMs += pr.latencyMs / float64(len(waits))
+		sum.processed += pr.processed
+		sum.cpu += pr.cpu
+		if sum.failure == "" {
+			sum.failure = pr.failure
+		}
+	}
+	return sum
 }
 
 // queryOne returns the first column of the first row.
