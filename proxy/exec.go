@@ -128,15 +128,7 @@ func (ss *session) runReadPart(snap *topology.Snapshot, shard, sql string, args 
 
 // runPartHere is runPart on the active connection, which is shard's.
 func (ss *session) runPartHere(shard, sql string, args *partArgs, out *execOut, pass bool) (string, error) {
-	if args == nil {
-		ss.sout = appendQuery(ss.sout, sql)
-	} else {
-		ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
-		ss.sout = appendFrontend(ss.sout, &pgproto3.Bind{ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
-		ss.sout = appendFrontend(ss.sout, &pgproto3.Describe{ObjectType: 'P'})
-		ss.sout = appendFrontend(ss.sout, &pgproto3.Execute{})
-		ss.sout = appendEmpty(ss.sout, msgSync)
-	}
+	ss.sout = appendPart(ss.sout, sql, args)
 	if err := ss.flushServer(); err != nil {
 		return "", err
 	}
@@ -353,6 +345,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.execInsertSelect(snap, o, params, rf, out) // exec_insert_select.go
 	case *twoPhaseCommitOp:
 		return ss.commitExtended(snap)
+	case *failedCommitOp:
+		return ss.rollbackFailed(snap)
 	case *plan.CopyOut:
 		return ss.execCopyOut(snap, o, params) // exec_copyout.go
 	case *plan.DeclareCursor:

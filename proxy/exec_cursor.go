@@ -630,7 +630,7 @@ func (ss *session) endCursorReads() {
 // block; inside one they live on, as PostgreSQL's portals do.
 func (ss *session) multiAtSync() {
 	if ss.txStatus == 'I' && !ss.inTxBlock() {
-		clear(ss.multi)
+		ss.endPortals()
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/merge"
@@ -489,10 +487,7 @@ func (k *keyUpdateRun) capture(shard, sql string, write bool, args *partArgs) ([
 	if err := k.enter(shard, write); err != nil {
 		return nil, "", err
 	}
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Bind{ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Execute{})
-	ss.sout = appendEmpty(ss.sout, msgSync)
+	ss.sout = appendPartRun(ss.sout, "", sql, args, false)
 	if err := ss.flushServer(); err != nil {
 		return nil, "", err
 	}

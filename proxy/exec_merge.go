@@ -201,15 +201,39 @@ func (ss *session) openMerge(snap *topology.Snapshot, root plan.Operator, params
 }
 
 // appendPart appends one self-contained request for sql: a simple Query,
-// or Parse/Bind/Describe/Execute/Sync on the unnamed statement.
+// or the unnamed statement bound to partPortal, described and executed,
+// then Sync.
 func appendPart(dst []byte, sql string, args *partArgs) []byte {
 	if args == nil {
 		return appendQuery(dst, sql)
 	}
-	dst = appendFrontend(dst, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
-	dst = appendFrontend(dst, &pgproto3.Bind{ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
-	dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P'})
-	dst = appendFrontend(dst, &pgproto3.Execute{})
+	return appendPartRun(dst, "", sql, args, true)
+}
+
+// partPortal is the portal the proxy runs its own statements in on a
+// shard (parts of a cross-shard statement, evaluations). It is not the
+// unnamed portal: a client's unnamed portal on that server connection
+// outlives them, as it outlives a cross-shard statement on PostgreSQL.
+const partPortal = "shardproxy part"
+
+// appendPartRun appends Parse of sql as the unnamed statement (or, when
+// stmt is not empty, nothing: stmt is prepared), Bind of it to
+// partPortal, Describe of the portal when describe, Execute and Sync.
+// A Close of partPortal goes first: one a failed earlier part left open
+// in a transaction block would fail the Bind (closing a portal that does
+// not exist is no error). Its CloseComplete, ParseComplete and
+// BindComplete are the readers' to skip.
+func appendPartRun(dst []byte, stmt, sql string, args *partArgs, describe bool) []byte {
+	dst = appendClose(dst, 'P', partPortal)
+	if stmt == "" {
+		dst = appendFrontend(dst, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
+	}
+	dst = appendFrontend(dst, &pgproto3.Bind{DestinationPortal: partPortal, PreparedStatement: stmt,
+		ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
+	if describe {
+		dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P', Name: partPortal})
+	}
+	dst = appendFrontend(dst, &pgproto3.Execute{Portal: partPortal})
 	return appendEmpty(dst, msgSync)
 }
 
@@ -233,13 +257,9 @@ func (ss *session) describeFailedMerge(root plan.Operator, run *scatterRun, rf [
 	}
 }
 
-// appendBoundPart is appendPart for the prepared statement stmt: Bind,
-// Describe, Execute, Sync.
+// appendBoundPart is appendPart for the prepared statement stmt.
 func appendBoundPart(dst []byte, stmt string, args *partArgs) []byte {
-	dst = appendFrontend(dst, &pgproto3.Bind{PreparedStatement: stmt, ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
-	dst = appendFrontend(dst, &pgproto3.Describe{ObjectType: 'P'})
-	dst = appendFrontend(dst, &pgproto3.Execute{})
-	return appendEmpty(dst, msgSync)
+	return appendPartRun(dst, stmt, "", args, true)
 }
 
 // oidBlock encodes parameter types the way a Parse message carries them

@@ -35,6 +35,13 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	if mp.cursor != nil || (limit > 0 && rowsPlan(mp.op) && ss.inTxBlock() && !mp.done && mp.live == nil && !mp.ended) {
 		return ss.executeCursorPortal(snap, mp, limit)
 	}
+	if (mp.done || mp.spent) && ss.pendingCount() > 0 {
+		// The answer follows the messages before it, and not at all
+		// when one of them fails.
+		if err := ss.settle(); err != nil || ss.skip {
+			return err
+		}
+	}
 	if mp.done {
 		// Like PostgreSQL: a portal run to completion returns no more rows.
 		ss.out = appendCommandComplete(ss.out, "SELECT 0")

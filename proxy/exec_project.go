@@ -140,11 +140,7 @@ func (e *shardEvaluator) Evaluate(op *plan.Evaluate, sql string, vals merge.Eval
 // (shard's) and returns its rows (copied) and result types. Notices go to
 // the client; rows never do.
 func (ss *session) runEvalHere(shard, sql string, args *partArgs) ([][][]byte, []uint32, error) {
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Parse{Query: sql, ParameterOIDs: args.oids})
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Bind{ParameterFormatCodes: args.formats, Parameters: args.values, ResultFormatCodes: args.resultFormats})
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Describe{ObjectType: 'P'})
-	ss.sout = appendFrontend(ss.sout, &pgproto3.Execute{})
-	ss.sout = appendEmpty(ss.sout, msgSync)
+	ss.sout = appendPartRun(ss.sout, "", sql, args, true)
 	if err := ss.flushServer(); err != nil {
 		return nil, nil, err
 	}

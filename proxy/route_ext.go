@@ -188,6 +188,7 @@ func (ss *session) failedBlockBefore() bool { return ss.txStatus == 'E' && !ss.t
 // otherwise the active connection is the portal's shard and the caller
 // forwards the Bind.
 func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *stmtEntry, rest []byte) (bool, error) {
+	exists := ss.portalExists(portal)
 	delete(ss.multi, portal)
 	if e == nil {
 		return false, ss.useShard(snap, ss.sessionStatementShard(snap))
@@ -210,6 +211,13 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 		return true, ss.failExtendedTx(newSQLError(codeProtocolViolation,
 			fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(params.Values), name, ri.params)))
 	}
+	if exists {
+		// Bound already, maybe on another shard, or run by the proxy.
+		if ss.failedBlockBefore() && !endsTx(e) {
+			return true, ss.failExtendedTx(&sqlError{abortedError})
+		}
+		return true, ss.failExtendedTx(newSQLError("42P03", fmt.Sprintf("cursor %q already exists", portal)))
+	}
 	params.OIDs = ri.oids
 	params.ForcedShard = ss.forcedShard
 	if err := ss.loadCatalog(snap, ri.analysis); err != nil {
@@ -230,7 +238,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			return true, ss.failExtendedTx(err)
 		}
 		if cr != nil {
-			return true, ss.bindMulti(snap, portal, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
+			return true, ss.bindMulti(snap, portal, e, op, params, rf) // FETCH/CLOSE of a cross-shard cursor
 		}
 	}
 	switch o := op.(type) {
@@ -240,7 +248,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			if o.ReadAnyShard && ss.sc != nil && snap.HasShard(ss.shard) {
 				shard = ss.shard
 			}
-			if ss.blockedByAbort(shard) {
+			if ss.failedBlockBefore() && ss.blockedByAbort(shard) {
 				return true, ss.failExtendedTx(&sqlError{abortedError})
 			}
 			ss.noteDeclare(ri.analysis, shard)
@@ -273,6 +281,16 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 				replay = o
 			case "commit", "rollback":
 				ss.heldCursorsAtTxEnd(o)
+				if o.Name == "commit" && ss.txStatus != 'I' {
+					if err := ss.settle(); err != nil || ss.skip {
+						return true, err
+					}
+					if ss.txAborted || ss.failedBlockBefore() {
+						// Failed: whichever shard the COMMIT went to would
+						// commit its part unless the failure was there.
+						return true, ss.bindMulti(snap, portal, e, &failedCommitOp{}, params, rf)
+					}
+				}
 				if o.Name == "commit" && !ss.txAborted && ss.txStatus != 'E' {
 					if err := ss.settle(); err != nil {
 						return true, err
@@ -283,7 +301,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 					if len(ss.txWriters) > 1 {
 						// Written on several shards: the proxy commits with
 						// two-phase commit when the portal runs.
-						return true, ss.bindMulti(snap, portal, &twoPhaseCommitOp{}, params, rf)
+						return true, ss.bindMulti(snap, portal, e, &twoPhaseCommitOp{}, params, rf)
 					}
 				}
 				// Finish the other shards first; the portal's shard answers.
@@ -344,7 +362,7 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 			shard = ss.sessionStatementShard(snap)
 		}
 	default:
-		return true, ss.bindMulti(snap, portal, op, params, rf)
+		return true, ss.bindMulti(snap, portal, e, op, params, rf)
 	}
 	if shard == "" {
 		shard = ss.sessionStatementShard(snap)
@@ -372,9 +390,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 	return false, nil
 }
 
-// bindMulti answers a Bind whose plan the proxy runs itself: the portal
-// becomes a multiPortal.
-func (ss *session) bindMulti(snap *topology.Snapshot, portal string, op plan.Operator, params planner.Params, rf []int16) error {
+// bindMulti answers a Bind of stmt whose plan the proxy runs itself: the
+// portal becomes a multiPortal.
+func (ss *session) bindMulti(snap *topology.Snapshot, portal string, stmt *stmtEntry, op plan.Operator, params planner.Params, rf []int16) error {
 	if err := ss.settle(); err != nil {
 		return err
 	}
@@ -383,9 +401,9 @@ func (ss *session) bindMulti(snap *topology.Snapshot, portal string, op plan.Ope
 	}
 	// The proxy answers this Bind, so it raises what PostgreSQL's would:
 	// 25P02 in a failed block (a plan the proxy runs is never a
-	// transaction's end; its two-phase COMMIT comes here only outside
-	// one), then the errors of the values it can judge.
-	if ss.failedBlockBefore() {
+	// transaction's end but failedCommitOp; its two-phase COMMIT comes
+	// here only outside one), then the errors of the values it can judge.
+	if _, ends := op.(*failedCommitOp); ss.failedBlockBefore() && !ends {
 		return ss.failExtendedTx(&sqlError{abortedError})
 	}
 	if err := planner.CheckParams(params); err != nil {
@@ -403,16 +421,19 @@ func (ss *session) bindMulti(snap *topology.Snapshot, portal string, op plan.Ope
 	}
 	params.Values = vals
 	ss.multi[portal] = &multiPortal{op: op, params: params, resultFormats: rf, snap: snap}
+	if portal != "" {
+		ss.notePortal(portal, stmt)
+	}
 	ss.routeNotice(op)
 	ss.out = appendEmpty(ss.out, msgBindComplete)
 	return nil
 }
 
-// portalShard moves to the shard a portal was bound on. handled reports
-// that the portal is a multiPortal (mp) the proxy runs itself.
-func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPortal, error) {
+// portalShard returns the multiPortal (the proxy runs it itself) or the
+// shard a portal was bound on.
+func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPortal, string) {
 	if mp := ss.multi[portal]; mp != nil {
-		return mp, nil
+		return mp, ""
 	}
 	shard, ok := ss.portals[portal]
 	if !ok {
@@ -420,7 +441,60 @@ func (ss *session) portalShard(snap *topology.Snapshot, portal string) (*multiPo
 			shard = ss.sessionStatementShard(snap)
 		}
 	}
-	return nil, ss.usePortalShard(snap, shard)
+	return nil, shard
+}
+
+// boundStmt returns the statement bound to portal (nil: not known).
+func (ss *session) boundStmt(portal string) *stmtEntry {
+	if portal == "" {
+		return ss.portalStmt
+	}
+	return ss.portalStmts[portal]
+}
+
+// endPortals forgets the session's portals when its transaction ends:
+// PostgreSQL drops them then (cursors WITH HOLD are SQL cursors, tracked
+// in cursors).
+func (ss *session) endPortals() {
+	clear(ss.multi)
+	clear(ss.portals)
+	clear(ss.portalStmts)
+}
+
+// notePortal records that the named portal is bound to e (portalExists,
+// boundStmt).
+func (ss *session) notePortal(portal string, e *stmtEntry) {
+	if ss.portalStmts == nil {
+		ss.portalStmts = make(map[string]*stmtEntry)
+	}
+	ss.portalStmts[portal] = e
+}
+
+// portalExists reports that a Bind to the named portal must fail with
+// 42P03, as PostgreSQL's does: the portal was bound in the open
+// transaction (on any shard, or as one the proxy runs) and not closed.
+// Portals bound before a ROLLBACK TO do not count (it may have dropped
+// them): the shard a Bind goes to still checks its own.
+func (ss *session) portalExists(portal string) bool {
+	_, ok := ss.portalStmts[portal]
+	return ok && portal != ""
+}
+
+// failedPortal reports that a Describe (describe) or Execute of a portal
+// bound to e on shard must get 25P02 from the proxy: the transaction
+// block failed and shard's server, outside the failure, would answer it.
+// PostgreSQL still describes a portal without rows, and runs an empty
+// one or one that ends the transaction (e nil: not known, the server
+// answers).
+func (ss *session) failedPortal(e *stmtEntry, shard string, describe bool) bool {
+	if !ss.failedBlockBefore() || e == nil || !ss.blockedByAbort(shard) {
+		return false
+	}
+	cs := e.classes()
+	if describe {
+		return !withoutRows(cs)
+	}
+	return len(cs) > 0 && !endsTx(e)
 }
 
 // describeMulti answers Describe of a multiPortal: EXPLAIN's own row

@@ -315,7 +315,7 @@ func (ss *session) endTx(snap *topology.Snapshot, commit bool, body []byte) erro
 		}
 		ss.txStatus = 'I'
 		ss.resetTx()
-		clear(ss.multi) // the transaction's portals ended with it
+		ss.endPortals() // the transaction's portals ended with it
 		ss.batch = false
 		return ss.querySynthetic(tag)
 	}
@@ -370,7 +370,7 @@ func (ss *session) finishTx(tag string, failure error) error {
 		ss.pending = ss.pending[:0]
 	}
 	ss.resetTx()
-	clear(ss.multi) // the transaction's portals ended with it
+	ss.endPortals() // the transaction's portals ended with it
 	ss.batch = false
 	if failure != nil {
 		ss.sendError(toErrorFields(failure))
@@ -456,6 +456,7 @@ func (ss *session) recordReplay(o *plan.Session) {
 	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
 	if o.Kind == "transaction" && o.Name == "rollback_to" {
 		ss.txAborted = false
+		clear(ss.portalStmts) // it dropped the portals bound since its savepoint
 	}
 }
 

@@ -61,15 +61,16 @@ var synthMessage = [...]byte{
 }
 
 type expect struct {
-	kind   expKind
-	name   string     // client statement name (Parse / Close hooks)
-	prev   *stmtEntry // client mapping of name before this message, for rollback
-	server string     // server statement added to sc.Prepared by this message
-	err    errorFields
-	q      *queryState // simple Query: per-statement tracking
-	stmt   *stmtEntry  // Execute: the statement of the portal (for SET tracking)
-	auto   *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
-	retry  bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
+	kind    expKind
+	name    string     // client statement name (Parse / Close hooks); Bind: the named portal noted over shards
+	prev    *stmtEntry // client mapping of name before this message, for rollback
+	server  string     // server statement added to sc.Prepared by this message
+	err     errorFields
+	q       *queryState // simple Query: per-statement tracking
+	stmt    *stmtEntry  // Bind, Execute: the statement of the portal (for SET tracking)
+	auto    *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
+	retry   bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
+	unnamed bool        // Bind of the unnamed portal (portalStmt)
 
 	restore func() // expSynthDone, expSynthError: undoes the proxy's bookkeeping when PostgreSQL would have skipped the message
 }
@@ -159,8 +160,9 @@ type session struct {
 	scBatch     bool                    // extended messages went to sc since its last Sync
 	scStatus    byte                    // sc's last ReadyForQuery status
 	held        []heldConn              // other shards' connections of this transaction or batch
-	portals     map[string]string       // portal → shard it was bound on
-	multi       map[string]*multiPortal // portal → plan the proxy runs itself
+	portals     map[string]string       // portal → shard it was bound on, until its transaction ends (endPortals)
+	multi       map[string]*multiPortal // portal → plan the proxy runs itself, until its transaction ends
+	portalStmts map[string]*stmtEntry   // named portals bound in the open transaction since its last ROLLBACK TO → their statements
 	cursors     map[string]string       // cursor → shard it was declared on
 	multiCursor map[string]*cursorRead  // cross-shard cursors the proxy runs (exec_cursor.go)
 	forcedShard string                  // SET shardproxy.shard
@@ -1022,12 +1024,16 @@ func (ss *session) handleBind(body []byte) error {
 			return ss.bindDeallocate(string(portal), e, d)
 		}
 	}
-	if snap, sharded := ss.snapshot(); sharded {
+	snap, sharded := ss.snapshot()
+	if sharded {
 		ss.batch = true
 		handled, err := ss.routeBind(snap, string(portal), string(stmt), e, rest)
 		if handled || err != nil || ss.skip {
-			if len(portal) == 0 {
+			if len(portal) == 0 && e != nil { // an unknown statement (26000) leaves the unnamed portal as it was
 				ss.portalStmt = e
+				if ss.skip {
+					ss.portalStmt = nil // failed: what PostgreSQL's unnamed portal is now is not known
+				}
 			}
 			ss.batch = true
 			return err
@@ -1041,7 +1047,7 @@ func (ss *session) handleBind(body []byte) error {
 	}
 	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
-	if len(portal) == 0 {
+	if len(portal) == 0 && e != nil {
 		ss.portalStmt = e
 	}
 	if e == nil {
@@ -1065,7 +1071,12 @@ func (ss *session) handleBind(body []byte) error {
 	ss.sout = append(ss.sout, e.name...)
 	ss.sout = append(ss.sout, 0)
 	ss.sout = append(ss.sout, rest...)
-	ss.push(expect{kind: expBind, stmt: e})
+	track := "" // a named portal over shards (portalExists); undone if the Bind fails or is skipped
+	if len(portal) > 0 && sharded && e != nil {
+		track = string(portal)
+		ss.notePortal(track, e)
+	}
+	ss.push(expect{kind: expBind, stmt: e, name: track, unnamed: len(portal) == 0})
 	return ss.maybeFlushBatch()
 }
 
@@ -1089,12 +1100,18 @@ func (ss *session) handleDescribe(body []byte) error {
 			if cr := ss.multiCursor[string(name)]; cr != nil && ss.multi[string(name)] == nil {
 				return ss.describeProxyCursor(cr)
 			}
-			mp, err := ss.portalShard(snap, string(name))
-			if err != nil {
-				return ss.failExtendedTx(err)
-			}
+			mp, shard := ss.portalShard(snap, string(name))
 			if mp != nil {
+				if ss.failedBlockBefore() && rowsPlan(mp.op) {
+					return ss.failExtendedTx(&sqlError{abortedError}) // PostgreSQL describes a portal with rows only outside failed blocks
+				}
 				return ss.describeMulti(snap, mp)
+			}
+			if ss.failedPortal(ss.boundStmt(string(name)), shard, true) {
+				return ss.failExtendedTx(&sqlError{abortedError})
+			}
+			if err := ss.usePortalShard(snap, shard); err != nil {
+				return ss.failExtendedTx(err)
 			}
 		} else if e := ss.stmts[string(name)]; e != nil && ss.route(e).err == nil {
 			ri := ss.route(e)
@@ -1164,10 +1181,13 @@ func putLen(b []byte, n int) {
 
 func (ss *session) handleExecute(body []byte) error {
 	failedBlock := ss.failedBlockBefore()
-	if ss.txStatus == 'E' {
-		// Only a COMMIT or ROLLBACK runs in a failed block: if this
-		// one runs, the block ends within the batch.
-		ss.txEndInBatch = true
+	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body) {
+		if ss.txStatus == 'E' {
+			// Only a COMMIT or ROLLBACK runs in a failed block: if this
+			// one runs, the block ends within the batch.
+			ss.txEndInBatch = true
+		}
+		clear(ss.portalStmts) // the transaction's portals may end here
 	}
 	if _, d := ss.deallocPortal(body); d != nil {
 		return ss.executeDeallocate(d)
@@ -1178,12 +1198,9 @@ func (ss *session) handleExecute(body []byte) error {
 			return newSQLError(codeProtocolViolation, "invalid Execute message format")
 		}
 		ss.batch = true
-		mp, err := ss.portalShard(snap, string(name))
-		if err != nil {
-			return ss.failExtendedTx(err)
-		}
+		mp, shard := ss.portalShard(snap, string(name))
 		if mp != nil {
-			if failedBlock {
+			if _, ends := mp.op.(*failedCommitOp); failedBlock && !ends {
 				// A portal the proxy runs over shards is never a
 				// transaction's end: 25P02, as PostgreSQL answers.
 				return ss.failExtendedTx(&sqlError{abortedError})
@@ -1192,6 +1209,12 @@ func (ss *session) handleExecute(body []byte) error {
 				snap = mp.snap // a shard the plan names may have left the topology since the Bind
 			}
 			return ss.executeMulti(snap, mp, body)
+		}
+		if ss.failedPortal(ss.boundStmt(string(name)), shard, false) {
+			return ss.failExtendedTx(&sqlError{abortedError})
+		}
+		if err := ss.usePortalShard(snap, shard); err != nil {
+			return ss.failExtendedTx(err)
 		}
 		if ss.skip {
 			return nil
@@ -1209,6 +1232,15 @@ func (ss *session) handleExecute(body []byte) error {
 	ss.sout = appendMsg(ss.sout, msgExecute, body)
 	ss.push(expect{kind: expExecute, stmt: st})
 	return ss.maybeFlushBatch()
+}
+
+// executeMayEndTx reports that the Execute (body) may end a failed
+// transaction block: its portal's statement is a COMMIT, ROLLBACK or the
+// like, or not known.
+func (ss *session) executeMayEndTx(body []byte) bool {
+	name, _, _ := cstring(body)
+	e := ss.boundStmt(string(name))
+	return e == nil || (len(e.classes()) > 0 && endsTx(e))
 }
 
 // handleClose answers Close('S') itself (the server copy is left to the
@@ -1235,6 +1267,7 @@ func (ss *session) handleClose(body []byte) error {
 	}
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, _ := cstring(body[1:])
+		delete(ss.portalStmts, string(name))
 		if _, ok := ss.multi[string(name)]; ok {
 			delete(ss.multi, string(name))
 			ss.push(expect{kind: expSynthClose})
@@ -1674,6 +1707,15 @@ func (ss *session) undo(e *expect, failed bool) {
 		if e.restore != nil {
 			e.restore()
 		}
+	case expBind:
+		// Skipped, or failed (maybe after PostgreSQL replaced the portal
+		// with an empty one): the proxy no longer knows the portal.
+		if e.name != "" {
+			delete(ss.portalStmts, e.name)
+		}
+		if e.unnamed {
+			ss.portalStmt = nil // what it replaced is not known either
+		}
 	case expCloseSwallow:
 		// The evicted statement is still on the server but no longer in
 		// the cache: the connection's statement list is now unreliable.
@@ -1697,7 +1739,7 @@ func (ss *session) readyForQuery(status byte) {
 	if status == 'I' {
 		ss.commitPending()
 		ss.batch = false
-		clear(ss.multi) // the transaction's portals ended with it, as PostgreSQL's do
+		ss.endPortals() // the transaction's portals ended with it, as PostgreSQL's do
 		if ss.txBegin != "" || ss.txWriter != "" || ss.txAborted {
 			ss.resetTx()
 		}

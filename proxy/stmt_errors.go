@@ -106,18 +106,8 @@ func (ss *session) failParse(name string, prev *stmtEntry, err error) error {
 // rows whose parameter types the proxy knows (all declared by its Parse):
 // transaction control, SET/RESET, DISCARD, LISTEN, DEALLOCATE, or empty.
 func describeWithoutRows(e *stmtEntry, ri *routeInfo) ([]byte, bool) {
-	cs := e.classes()
-	if ri.params != len(ri.oids) || len(cs) > 1 {
+	if ri.params != len(ri.oids) || !withoutRows(e.classes()) {
 		return nil, false
-	}
-	if len(cs) == 1 {
-		switch cs[0].Kind {
-		case sqlclass.Begin, sqlclass.Commit, sqlclass.Rollback, sqlclass.Savepoint, sqlclass.Set, sqlclass.SetLocal,
-			sqlclass.Reset, sqlclass.ResetAll, sqlclass.Discard, sqlclass.Listen, sqlclass.Unlisten, sqlclass.UnlistenAll,
-			sqlclass.Deallocate, sqlclass.DeallocateAll:
-		default:
-			return nil, false
-		}
 	}
 	body := make([]byte, 2, 2+4*len(ri.oids))
 	binary.BigEndian.PutUint16(body, uint16(len(ri.oids)))
@@ -126,6 +116,25 @@ func describeWithoutRows(e *stmtEntry, ri *routeInfo) ([]byte, bool) {
 	}
 	msgs := appendMsg(nil, msgParamDesc, body)
 	return appendEmpty(msgs, msgNoData), true
+}
+
+// withoutRows reports that a statement of classes cs never returns rows:
+// none, or one of transaction control, SET/RESET, DISCARD, LISTEN or
+// DEALLOCATE.
+func withoutRows(cs []sqlclass.Statement) bool {
+	if len(cs) > 1 {
+		return false
+	}
+	if len(cs) == 1 {
+		switch cs[0].Kind {
+		case sqlclass.Begin, sqlclass.Commit, sqlclass.Rollback, sqlclass.Savepoint, sqlclass.Set, sqlclass.SetLocal,
+			sqlclass.Reset, sqlclass.ResetAll, sqlclass.Discard, sqlclass.Listen, sqlclass.Unlisten, sqlclass.UnlistenAll,
+			sqlclass.Deallocate, sqlclass.DeallocateAll:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // endsTx reports whether PostgreSQL parses e in a failed transaction
@@ -139,14 +148,22 @@ func endsTx(e *stmtEntry) bool {
 	if len(cs) != 1 {
 		return false
 	}
-	text := strings.ToUpper(strings.TrimSpace(e.text()))
 	switch cs[0].Kind {
 	case sqlclass.Commit, sqlclass.Rollback:
 		return true
 	case sqlclass.Savepoint:
-		return strings.HasPrefix(text, "ROLLBACK")
+		return startsFold(e.text(), "ROLLBACK")
+	case sqlclass.Other:
+		return startsFold(e.text(), "PREPARE TRANSACTION")
 	}
-	return strings.HasPrefix(text, "PREPARE TRANSACTION")
+	return false
+}
+
+// startsFold reports whether s, without leading space, starts with
+// prefix, ignoring ASCII case; it does not allocate.
+func startsFold(s, prefix string) bool {
+	s = strings.TrimSpace(s)
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // missingStmtError is PostgreSQL's error for a client statement name the

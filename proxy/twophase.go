@@ -557,6 +557,33 @@ func (*twoPhaseCommitOp) Describe() plan.Description {
 	return plan.Description{Name: "TwoPhaseCommit"}
 }
 
+// failedCommitOp is the plan of an extended-protocol COMMIT of a failed
+// transaction: when the portal executes, the proxy rolls the transaction
+// back on every shard and answers ROLLBACK, as PostgreSQL does. (Bound on
+// one shard, the COMMIT would commit that shard's part when the failure
+// was elsewhere: raised by the proxy, or on another shard.)
+type failedCommitOp struct{}
+
+func (*failedCommitOp) Inputs() []plan.Operator { return nil }
+
+func (*failedCommitOp) Describe() plan.Description {
+	return plan.Description{Name: "RollbackFailedTransaction"}
+}
+
+// rollbackFailed ends a failed transaction for failedCommitOp: ROLLBACK on
+// every shard in it; its SET changes are dropped.
+func (ss *session) rollbackFailed(snap *topology.Snapshot) (string, error) {
+	for _, s := range ss.txShards() {
+		if err := ss.runOnShard(snap, s, "ROLLBACK"); err != nil && isServerGone(err) {
+			return "", err
+		}
+	}
+	ss.pending = ss.pending[:0]
+	ss.txStatus = 'I'
+	ss.resetTx()
+	return "ROLLBACK", nil
+}
+
 // commitExtended commits the client's transaction over several shards for
 // an extended-protocol COMMIT; the transaction is over afterwards either
 // way.

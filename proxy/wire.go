@@ -160,9 +160,14 @@ func appendQuery(dst []byte, sql string) []byte {
 
 // appendCloseStmt appends Close('S', name).
 func appendCloseStmt(dst []byte, name string) []byte {
+	return appendClose(dst, 'S', name)
+}
+
+// appendClose appends Close of the statement ('S') or portal ('P') name.
+func appendClose(dst []byte, kind byte, name string) []byte {
 	dst = append(dst, msgClose, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(len(name)+6))
-	dst = append(dst, 'S')
+	dst = append(dst, kind)
 	dst = append(dst, name...)
 	return append(dst, 0)
 }

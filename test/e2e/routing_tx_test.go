@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/shardproxy/shardproxy/test/wait"
+	"github.com/shardproxy/shardproxy/test/wire"
 )
 
 // twoKeysOnDifferentShards returns user keys a < b that hash to different
@@ -78,6 +80,45 @@ func TestShardedTransactions(t *testing.T) {
 		var n int
 		if err := app.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = $1", a).Scan(&n); err != nil || n != 1 {
 			t.Errorf("session after ROLLBACK: %d, %v", n, err)
+		}
+	})
+
+	// JDBC and Npgsql send COMMIT as Parse/Bind/Execute. In a failed
+	// transaction PostgreSQL rolls back and answers ROLLBACK; the proxy
+	// bound the COMMIT on one shard, which committed its part when the
+	// failure was elsewhere (on another shard, or an error the proxy
+	// raised itself).
+	t.Run("an extended COMMIT of a failed transaction rolls back every shard", func(t *testing.T) {
+		c := wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		commit := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		for i, failure := range []func(b int64) []pgproto3.FrontendMessage{
+			func(b int64) []pgproto3.FrontendMessage { // on the other shard
+				return []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0 FROM users WHERE id = " + strconv.FormatInt(b, 10)}}
+			},
+			func(int64) []pgproto3.FrontendMessage { // raised by the proxy
+				return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELEC oops"}, &pgproto3.Sync{}}
+			},
+		} {
+			for _, both := range []bool{false, true} {
+				a, b := env.twoKeysOnDifferentShards(t, int64(11+4*i))
+				steps := [][]pgproto3.FrontendMessage{{&pgproto3.Query{String: "BEGIN"}},
+					{&pgproto3.Query{String: "UPDATE users SET name = 'lost' WHERE id = " + strconv.FormatInt(a, 10)}}}
+				if both {
+					steps = append(steps, []pgproto3.FrontendMessage{&pgproto3.Query{String: "UPDATE users SET name = 'lost' WHERE id = " + strconv.FormatInt(b, 10)}})
+				}
+				for _, msgs := range append(steps, failure(b)) {
+					c.Run(msgs)
+				}
+				got := strings.Join(c.Run(commit), " ")
+				if want := "*pgproto3.ParseComplete *pgproto3.BindComplete tag ROLLBACK ready I"; got != want {
+					t.Errorf("failure %d, both shards written %v: COMMIT answered %q, want %q", i, both, got, want)
+				}
+				for _, k := range []int64{a, b} {
+					if name := env.nameOnShard(t, ctx, k); name != "orig" {
+						t.Errorf("failure %d, both shards written %v: user %d is %q after the COMMIT of a failed transaction, want orig", i, both, k, name)
+					}
+				}
+			}
 		}
 	})
 
