@@ -93,5 +93,7 @@ func (ss *session) executeDeallocate(d *sqlclass.Statement) error {
 		ss.push(expect{kind: expSynthDone, name: "DEALLOCATE", restore: func() { ss.stmts[name] = prev }})
 		return nil
 	}
-	return ss.failExtended(newSQLError(codeUndefinedPrepared, fmt.Sprintf("prepared statement %q does not exist", name)))
+	// Raised on the server too: inside a transaction block the error
+	// aborts it, as PostgreSQL's does.
+	return ss.raiseOnServer(errorFields{Code: codeUndefinedPrepared, Message: fmt.Sprintf("prepared statement %q does not exist", name)})
 }

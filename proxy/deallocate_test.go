@@ -99,4 +99,21 @@ func TestExtendedDeallocate(t *testing.T) {
 	if v, err := run(b, "b2", []byte("2")); err != nil || v != "8" {
 		t.Fatalf("b2 re-prepared: %q %v", v, err)
 	}
+
+	// Inside a transaction block the error aborts it, as on PostgreSQL:
+	// what follows gets 25P02 and COMMIT rolls back (the proxy answered
+	// the error without the server, which went on and committed).
+	if _, err := b.Exec(ctx, "BEGIN; CREATE TEMP TABLE dealloc_tx (id int)").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.ExecParams(ctx, "DEALLOCATE nosuch", nil, nil, nil, nil).Read(); code(r.Err) != "26000" {
+		t.Fatalf("DEALLOCATE nosuch in a transaction: %v", r.Err)
+	}
+	if r := b.ExecParams(ctx, "INSERT INTO dealloc_tx VALUES (1)", nil, nil, nil, nil).Read(); code(r.Err) != "25P02" {
+		t.Errorf("statement after the error: %v, want 25P02", r.Err)
+	}
+	res, err := b.Exec(ctx, "COMMIT").ReadAll()
+	if err != nil || res[0].CommandTag.String() != "ROLLBACK" {
+		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
+	}
 }

@@ -370,6 +370,22 @@ func TestPreparedInterleaved(t *testing.T) {
 	if _, err := conns[0].Exec(ctx, "EXECUTE q(1)").ReadAll(); !errors.As(err, &pe) || pe.Code != "26000" {
 		t.Fatalf("want 26000 after DEALLOCATE, got %v", err)
 	}
+	// A duplicate PREPARE inside a transaction block aborts it, as on
+	// PostgreSQL (the proxy answered 42P05 itself and the server's
+	// transaction went on to commit).
+	tx := conns[1]
+	if _, err := tx.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "PREPARE q(int) AS SELECT $1").ReadAll(); !errors.As(err, &pe) || pe.Code != "42P05" {
+		t.Fatalf("duplicate PREPARE in a transaction: want 42P05, got %v", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1").ReadAll(); !errors.As(err, &pe) || pe.Code != "25P02" {
+		t.Errorf("statement after the error: want 25P02, got %v", err)
+	}
+	if res, err := tx.Exec(ctx, "COMMIT").ReadAll(); err != nil || res[0].CommandTag.String() != "ROLLBACK" {
+		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
+	}
 }
 
 func TestStartupErrors(t *testing.T) {

@@ -156,6 +156,13 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 				break
 			}
 			if _, dup := ss.sqlStmts[st.Name]; dup && single {
+				if ss.txStatus == 'T' {
+					// The error aborts the transaction block on the
+					// server too, as PostgreSQL's would.
+					if err := ss.runClientInternal("DEALLOCATE " + missingServerStmt); isServerGone(err) {
+						return nil, nil, err
+					}
+				}
 				ss.sendError(errorFields{Code: codeDuplicatePrepared, Message: "prepared statement \"" + st.Name + "\" already exists"})
 				q.synthetic = "-"
 				return ss.syntheticDone(q)

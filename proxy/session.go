@@ -1062,7 +1062,7 @@ func (ss *session) handleBind(body []byte) error {
 	if ok, err := ss.ensureServerStmt(e, nil); err != nil || ss.skip {
 		return err
 	} else if !ok {
-		return ss.failExtendedTx(errStaleShape)
+		return ss.raiseOnServer(toErrorFields(errStaleShape)) // the server's transaction fails with it
 	}
 	l := len(portal) + 1 + len(e.name) + 1 + len(rest) + 4
 	ss.sout = append(ss.sout, msgBind, byte(l>>24), byte(l>>16), byte(l>>8), byte(l))
@@ -1160,7 +1160,7 @@ func (ss *session) handleDescribe(body []byte) error {
 			if ok, err := ss.ensureServerStmt(e, nil); err != nil || ss.skip {
 				return err
 			} else if !ok {
-				return ss.failExtendedTx(errStaleShape)
+				return ss.raiseOnServer(toErrorFields(errStaleShape)) // the server's transaction fails with it
 			}
 			ss.sout = appendDescribeStmt(ss.sout, e.name)
 			ss.push(expect{kind: expDescribe, stmt: e})

@@ -114,6 +114,75 @@ func TestStatementShapeAfterTableChange(t *testing.T) {
 	}
 }
 
+// TestStaleStatementInTransaction: the stale-statement error of
+// TestStatementShapeAfterTableChange, raised inside a transaction block
+// that already wrote. On PostgreSQL the error aborts the transaction: its
+// COMMIT answers ROLLBACK (pgx: ErrTxCommitRollback) and the write is
+// gone. The proxy raises this error itself (the server connection never
+// saw the statement fail), so it must fail the server's transaction too:
+// before, the COMMIT committed the write.
+func TestStaleStatementInTransaction(t *testing.T) {
+	px := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 })
+	direct := testCluster.Shards[0].Primary.DSN("postgres")
+	ctx := ctx10(t)
+	admin := connect(t, direct, pgx.QueryExecModeSimpleProtocol)
+	for _, sql := range []string{
+		"DROP TABLE IF EXISTS stale_tx, stale_tx_log",
+		"CREATE TABLE stale_tx (id int, a text)",
+		"INSERT INTO stale_tx VALUES (1, 'one')",
+		"CREATE TABLE stale_tx_log (id int)",
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := connect(t, px.dsn, pgx.QueryExecModeCacheStatement)
+	q := "SELECT * FROM stale_tx WHERE id = $1"
+	var id int
+	var a string
+	if err := c.QueryRow(ctx, q, 1).Scan(&id, &a); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"ALTER TABLE stale_tx DROP COLUMN a", "ALTER TABLE stale_tx ADD COLUMN a int"} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The next transaction gets a new server connection, where the proxy
+	// prepares the statement afresh and finds other columns.
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO stale_tx_log VALUES ($1)", 1); err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if err := tx.QueryRow(ctx, q, 1).Scan(&id, &a); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("stale statement in the transaction: %v, want 0A000", err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO stale_tx_log VALUES ($1)", 2); !errors.As(err, &pe) || pe.Code != "25P02" {
+		t.Errorf("statement after the error: %v, want 25P02", err)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Errorf("COMMIT of the failed transaction: %v, want %v", err, pgx.ErrTxCommitRollback)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM stale_tx_log").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d rows written by the failed transaction were committed", n)
+	}
+}
+
 // TestStatementPreparedAfterSchemaChange: a table changes shape through
 // the proxy while the pool's server connection keeps a copy of a
 // statement prepared before. A client that prepares the statement after
