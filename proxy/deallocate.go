@@ -47,6 +47,9 @@ func (ss *session) deallocPortal(b []byte) (string, *sqlclass.Statement) {
 
 // bindDeallocate binds portal to a DEALLOCATE the proxy runs itself.
 func (ss *session) bindDeallocate(portal string, e *stmtEntry, d *sqlclass.Statement) error {
+	if ss.failedBlockBefore() {
+		return ss.raiseOnServer(abortedError) // PostgreSQL binds only a transaction's end in a failed block
+	}
 	delete(ss.multi, portal)
 	delete(ss.portals, portal)
 	if ss.deallocs == nil {

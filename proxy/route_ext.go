@@ -189,16 +189,29 @@ func (ss *session) failedBlockBefore() bool { return ss.txStatus == 'E' && !ss.t
 // forwards the Bind.
 func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *stmtEntry, rest []byte) (bool, error) {
 	exists := ss.portalExists(portal)
+	// A multiPortal of this name is replaced by this Bind; one that fails
+	// before PostgreSQL would create the portal (keep) leaves it.
+	prev := ss.multi[portal]
 	delete(ss.multi, portal)
+	keep := func(err error) (bool, error) {
+		if prev != nil {
+			ss.multi[portal] = prev
+		}
+		ss.bindKept = true
+		return true, err
+	}
 	if e == nil {
+		if prev != nil {
+			ss.multi[portal] = prev // 26000 from the server
+		}
 		return false, ss.useShard(snap, ss.sessionStatementShard(snap))
 	}
 	ri := ss.route(e)
 	if ri.err != nil {
-		return true, ss.failExtendedTx(ri.err)
+		return keep(ss.failExtendedTx(ri.err))
 	}
 	if ss.codeOnListedTables(snap, ri.analysis) {
-		return true, ss.failExtendedTx(codeRefusal)
+		return keep(ss.failExtendedTx(codeRefusal))
 	}
 	params, rf, ok := bindValues(rest)
 	if !ok {
@@ -208,15 +221,21 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 		// PostgreSQL checks this before anything else of the Bind (the
 		// proxy would otherwise plan with missing values, or answer
 		// BindComplete for a plan it runs itself).
-		return true, ss.failExtendedTx(newSQLError(codeProtocolViolation,
-			fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(params.Values), name, ri.params)))
+		return keep(ss.failExtendedTx(newSQLError(codeProtocolViolation,
+			fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(params.Values), name, ri.params))))
+	}
+	// PostgreSQL binds only a transaction's end without parameters in a
+	// failed block; when the proxy failed it, no server says so.
+	exitBind := endsTxStatement(e) && ri.params == 0
+	if ss.failedBlockBefore() && !exitBind && ss.txAborted {
+		return keep(ss.failExtendedTx(&sqlError{abortedError}))
 	}
 	if exists {
 		// Bound already, maybe on another shard, or run by the proxy.
-		if ss.failedBlockBefore() && !endsTx(e) {
-			return true, ss.failExtendedTx(&sqlError{abortedError})
+		if ss.failedBlockBefore() && !exitBind {
+			return keep(ss.failExtendedTx(&sqlError{abortedError}))
 		}
-		return true, ss.failExtendedTx(newSQLError("42P03", fmt.Sprintf("cursor %q already exists", portal)))
+		return keep(ss.failExtendedTx(newSQLError("42P03", fmt.Sprintf("cursor %q already exists", portal))))
 	}
 	params.OIDs = ri.oids
 	params.ForcedShard = ss.forcedShard
@@ -284,6 +303,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 				if o.Name == "commit" && ss.txStatus != 'I' {
 					if err := ss.settle(); err != nil || ss.skip {
 						return true, err
+					}
+					if ss.failedBlockBefore() && !exitBind {
+						return keep(ss.failExtendedTx(&sqlError{abortedError}))
 					}
 					if ss.txAborted || ss.failedBlockBefore() {
 						// Failed: whichever shard the COMMIT went to would
@@ -366,6 +388,11 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 	}
 	if shard == "" {
 		shard = ss.sessionStatementShard(snap)
+	}
+	if ss.failedBlockBefore() && !exitBind && ss.blockedByAbort(shard) {
+		// The failure is not on this shard's connection, which would
+		// bind the statement: 25P02, as PostgreSQL answers.
+		return keep(ss.failExtendedTx(&sqlError{abortedError}))
 	}
 	if err := ss.useShardAs(snap, shard, read); err != nil {
 		return true, ss.failExtendedTx(err)
@@ -459,6 +486,8 @@ func (ss *session) endPortals() {
 	clear(ss.multi)
 	clear(ss.portals)
 	clear(ss.portalStmts)
+	ss.portalsStale, ss.portalsPartial = false, false
+	ss.portalStmt = nil
 }
 
 // notePortal records that the named portal is bound to e (portalExists,
@@ -473,22 +502,26 @@ func (ss *session) notePortal(portal string, e *stmtEntry) {
 // portalExists reports that a Bind to the named portal must fail with
 // 42P03, as PostgreSQL's does: the portal was bound in the open
 // transaction (on any shard, or as one the proxy runs) and not closed.
-// Portals bound before a ROLLBACK TO do not count (it may have dropped
-// them): the shard a Bind goes to still checks its own.
+// Not after an Execute that may have ended the transaction (it may have
+// dropped it): the shard a Bind goes to still checks its own.
 func (ss *session) portalExists(portal string) bool {
 	_, ok := ss.portalStmts[portal]
-	return ok && portal != ""
+	return ok && portal != "" && !ss.portalsStale
 }
 
 // failedPortal reports that a Describe (describe) or Execute of a portal
 // bound to e on shard must get 25P02 from the proxy: the transaction
-// block failed and shard's server, outside the failure, would answer it.
-// PostgreSQL still describes a portal without rows, and runs an empty
-// one or one that ends the transaction (e nil: not known, the server
-// answers).
-func (ss *session) failedPortal(e *stmtEntry, shard string, describe bool) bool {
-	if !ss.failedBlockBefore() || e == nil || !ss.blockedByAbort(shard) {
+// block failed (failed) and shard's server, outside the failure, would
+// answer it. PostgreSQL still describes a portal without rows, and runs
+// an empty one or one that ends the transaction. e nil: not known; the
+// server describes it, and it is not run (it could be a COMMIT, which
+// would commit that shard's part).
+func (ss *session) failedPortal(e *stmtEntry, shard string, failed, describe bool) bool {
+	if !failed || !ss.blockedByAbort(shard) {
 		return false
+	}
+	if e == nil {
+		return !describe
 	}
 	cs := e.classes()
 	if describe {

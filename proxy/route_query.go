@@ -456,7 +456,10 @@ func (ss *session) recordReplay(o *plan.Session) {
 	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
 	if o.Kind == "transaction" && o.Name == "rollback_to" {
 		ss.txAborted = false
-		clear(ss.portalStmts) // it dropped the portals bound since its savepoint
+		// It dropped the portals bound since its savepoint and kept
+		// those before, which are no longer tracked.
+		clear(ss.portalStmts)
+		ss.portalsPartial = true
 	}
 }
 

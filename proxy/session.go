@@ -70,7 +70,8 @@ type expect struct {
 	stmt    *stmtEntry  // Bind, Execute: the statement of the portal (for SET tracking)
 	auto    *autoShape  // Parse/Bind/Describe/Execute of an auto-prepared Query (autoprepare.go)
 	retry   bool        // Sync of an auto-prepared Query that failed before it ran: send ss.apQuery instead
-	unnamed bool        // Bind of the unnamed portal (portalStmt)
+	unnamed bool        // Bind of the unnamed portal (portalStmt); prev: what it was bound to before
+	kept    bool        // the Bind failed before PostgreSQL replaces a portal: the portal is as it was
 
 	restore func() // expSynthDone, expSynthError: undoes the proxy's bookkeeping when PostgreSQL would have skipped the message
 }
@@ -155,31 +156,34 @@ type session struct {
 	cancelled atomic.Bool  // the watchdog already cancelled the current query
 
 	// Routing over several shards (route.go, exec.go).
-	shard       string                  // shard of sc / pool
-	scTx        bool                    // sc is inside the client's transaction block
-	scBatch     bool                    // extended messages went to sc since its last Sync
-	scStatus    byte                    // sc's last ReadyForQuery status
-	held        []heldConn              // other shards' connections of this transaction or batch
-	portals     map[string]string       // portal → shard it was bound on, until its transaction ends (endPortals)
-	multi       map[string]*multiPortal // portal → plan the proxy runs itself, until its transaction ends
-	portalStmts map[string]*stmtEntry   // named portals bound in the open transaction since its last ROLLBACK TO → their statements
-	cursors     map[string]string       // cursor → shard it was declared on
-	multiCursor map[string]*cursorRead  // cross-shard cursors the proxy runs (exec_cursor.go)
-	forcedShard string                  // SET shardproxy.shard
-	showRoutes  bool                    // SET shardproxy.show_routes = on
-	txBegin     string                  // BEGIN statement of the open transaction
-	txReplay    []string                // savepoint statements to replay on shards joining it
-	txWriter    string                  // the first shard written in this transaction or batch
-	txWriters   []string                // every shard written in this transaction, in order
-	txAborted   bool                    // the proxy raised an error inside the transaction
-	implicitTx  bool                    // the proxy opened the transaction around a pipelined batch (implicit_tx.go)
-	batchFailed bool                    // an error reached the client since implicitTx was set
-	execing     bool                    // the proxy runs a plan itself: keep every connection it touches
-	suspended   *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
-	lastSnap    *topology.Snapshot      // snapshot() cache
-	lastSharded bool                    // the path the session is on (snapshot, switchPath)
-	wantSharded bool                    // the path lastSnap wants
-	rep         replicaState            // read/write splitting (replica.go)
+	shard          string                  // shard of sc / pool
+	scTx           bool                    // sc is inside the client's transaction block
+	scBatch        bool                    // extended messages went to sc since its last Sync
+	scStatus       byte                    // sc's last ReadyForQuery status
+	held           []heldConn              // other shards' connections of this transaction or batch
+	portals        map[string]string       // portal → shard it was bound on, until its transaction ends (endPortals)
+	multi          map[string]*multiPortal // portal → plan the proxy runs itself, until its transaction ends
+	portalStmts    map[string]*stmtEntry   // named portals bound in the open transaction since its last ROLLBACK TO → their statements
+	bindKept       bool                    // routeBind failed the Bind before PostgreSQL would replace its portal
+	portalsStale   bool                    // portalStmts may name portals that are gone (an Execute that may have ended the transaction came since); endPortals resets it
+	portalsPartial bool                    // portalStmts may lack portals that exist (bound before a ROLLBACK TO); endPortals resets it
+	cursors        map[string]string       // cursor → shard it was declared on
+	multiCursor    map[string]*cursorRead  // cross-shard cursors the proxy runs (exec_cursor.go)
+	forcedShard    string                  // SET shardproxy.shard
+	showRoutes     bool                    // SET shardproxy.show_routes = on
+	txBegin        string                  // BEGIN statement of the open transaction
+	txReplay       []string                // savepoint statements to replay on shards joining it
+	txWriter       string                  // the first shard written in this transaction or batch
+	txWriters      []string                // every shard written in this transaction, in order
+	txAborted      bool                    // the proxy raised an error inside the transaction
+	implicitTx     bool                    // the proxy opened the transaction around a pipelined batch (implicit_tx.go)
+	batchFailed    bool                    // an error reached the client since implicitTx was set
+	execing        bool                    // the proxy runs a plan itself: keep every connection it touches
+	suspended      *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
+	lastSnap       *topology.Snapshot      // snapshot() cache
+	lastSharded    bool                    // the path the session is on (snapshot, switchPath)
+	wantSharded    bool                    // the path lastSnap wants
+	rep            replicaState            // read/write splitting (replica.go)
 	// pullingForWrite: the subqueries of an UPDATE or DELETE are running
 	// (exec_pullout.go); they read from primaries.
 	pullingForWrite bool
@@ -1025,14 +1029,18 @@ func (ss *session) handleBind(body []byte) error {
 		}
 	}
 	snap, sharded := ss.snapshot()
+	prevPortalStmt := ss.portalStmt
 	if sharded {
 		ss.batch = true
+		ss.bindKept = false
 		handled, err := ss.routeBind(snap, string(portal), string(stmt), e, rest)
 		if handled || err != nil || ss.skip {
 			if len(portal) == 0 && e != nil { // an unknown statement (26000) leaves the unnamed portal as it was
-				ss.portalStmt = e
-				if ss.skip {
-					ss.portalStmt = nil // failed: what PostgreSQL's unnamed portal is now is not known
+				switch {
+				case !ss.skip:
+					ss.portalStmt = e
+				case !ss.bindKept:
+					ss.portalStmt = nil // failed after PostgreSQL replaced the portal: with what is not known
 				}
 			}
 			ss.batch = true
@@ -1071,12 +1079,13 @@ func (ss *session) handleBind(body []byte) error {
 	ss.sout = append(ss.sout, e.name...)
 	ss.sout = append(ss.sout, 0)
 	ss.sout = append(ss.sout, rest...)
-	track := "" // a named portal over shards (portalExists); undone if the Bind fails or is skipped
+	track, before := "", prevPortalStmt // a named portal over shards (portalExists); undone if the Bind fails or is skipped
 	if len(portal) > 0 && sharded && e != nil {
 		track = string(portal)
+		before = ss.portalStmts[track]
 		ss.notePortal(track, e)
 	}
-	ss.push(expect{kind: expBind, stmt: e, name: track, unnamed: len(portal) == 0})
+	ss.push(expect{kind: expBind, stmt: e, name: track, unnamed: len(portal) == 0, prev: before})
 	return ss.maybeFlushBatch()
 }
 
@@ -1107,7 +1116,7 @@ func (ss *session) handleDescribe(body []byte) error {
 				}
 				return ss.describeMulti(snap, mp)
 			}
-			if ss.failedPortal(ss.boundStmt(string(name)), shard, true) {
+			if ss.failedPortal(ss.boundStmt(string(name)), shard, ss.failedBlockBefore(), true) {
 				return ss.failExtendedTx(&sqlError{abortedError})
 			}
 			if err := ss.usePortalShard(snap, shard); err != nil {
@@ -1181,18 +1190,19 @@ func putLen(b []byte, n int) {
 
 func (ss *session) handleExecute(body []byte) error {
 	failedBlock := ss.failedBlockBefore()
-	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body) {
+	snap, sharded := ss.snapshot()
+	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body, sharded) {
 		if ss.txStatus == 'E' {
 			// Only a COMMIT or ROLLBACK runs in a failed block: if this
 			// one runs, the block ends within the batch.
 			ss.txEndInBatch = true
 		}
-		clear(ss.portalStmts) // the transaction's portals may end here
+		ss.portalsStale = true // the transaction's portals may end here
 	}
 	if _, d := ss.deallocPortal(body); d != nil {
 		return ss.executeDeallocate(d)
 	}
-	if snap, sharded := ss.snapshot(); sharded {
+	if sharded {
 		name, _, ok := cstring(body)
 		if !ok {
 			return newSQLError(codeProtocolViolation, "invalid Execute message format")
@@ -1200,6 +1210,9 @@ func (ss *session) handleExecute(body []byte) error {
 		ss.batch = true
 		mp, shard := ss.portalShard(snap, string(name))
 		if mp != nil {
+			if _, ok := mp.op.(*twoPhaseCommitOp); ok && failedBlock {
+				mp.op = &failedCommitOp{} // bound before the transaction failed: it rolls back
+			}
 			if _, ends := mp.op.(*failedCommitOp); failedBlock && !ends {
 				// A portal the proxy runs over shards is never a
 				// transaction's end: 25P02, as PostgreSQL answers.
@@ -1210,8 +1223,22 @@ func (ss *session) handleExecute(body []byte) error {
 			}
 			return ss.executeMulti(snap, mp, body)
 		}
-		if ss.failedPortal(ss.boundStmt(string(name)), shard, false) {
+		e := ss.boundStmt(string(name))
+		if ss.failedPortal(e, shard, failedBlock, false) {
 			return ss.failExtendedTx(&sqlError{abortedError})
+		}
+		if failedBlock && e != nil && isCommit(e) && ss.blockedByAbort(shard) {
+			// A COMMIT bound before the transaction failed elsewhere:
+			// it rolls back everywhere (its shard would commit its part).
+			if err := ss.settle(); err != nil || ss.skip {
+				return err
+			}
+			tag, err := ss.rollbackFailed(snap)
+			if err != nil {
+				return ss.failExtendedTx(err)
+			}
+			ss.out = appendCommandComplete(ss.out, tag)
+			return nil
 		}
 		if err := ss.usePortalShard(snap, shard); err != nil {
 			return ss.failExtendedTx(err)
@@ -1236,11 +1263,14 @@ func (ss *session) handleExecute(body []byte) error {
 
 // executeMayEndTx reports that the Execute (body) may end a failed
 // transaction block: its portal's statement is a COMMIT, ROLLBACK or the
-// like, or not known.
-func (ss *session) executeMayEndTx(body []byte) bool {
+// like, or not known. Over shards (sharded) a named portal the session
+// does not know of does not exist, unless portalsPartial.
+func (ss *session) executeMayEndTx(body []byte, sharded bool) bool {
 	name, _, _ := cstring(body)
-	e := ss.boundStmt(string(name))
-	return e == nil || (len(e.classes()) > 0 && endsTx(e))
+	if e := ss.boundStmt(string(name)); e != nil {
+		return endsTxStatement(e)
+	}
+	return len(name) == 0 || !sharded || ss.portalsPartial
 }
 
 // handleClose answers Close('S') itself (the server copy is left to the
@@ -1268,6 +1298,9 @@ func (ss *session) handleClose(body []byte) error {
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, _ := cstring(body[1:])
 		delete(ss.portalStmts, string(name))
+		if len(name) == 0 {
+			ss.portalStmt = nil
+		}
 		if _, ok := ss.multi[string(name)]; ok {
 			delete(ss.multi, string(name))
 			ss.push(expect{kind: expSynthClose})
@@ -1549,6 +1582,9 @@ func (ss *session) drain() error {
 				ss.releaseAutoNotices()
 				body = ss.autoErrorPosition(body)
 			}
+			if e.kind == expBind {
+				e.kept = bindFailsBeforePortal(errorCode(body))
+			}
 			if e.kind == expBind && e.stmt != nil && isStalePlanError(body) {
 				ss.srv.intern.retire(e.stmt) // the client's next Parse of this text prepares afresh
 			}
@@ -1708,13 +1744,22 @@ func (ss *session) undo(e *expect, failed bool) {
 			e.restore()
 		}
 	case expBind:
-		// Skipped, or failed (maybe after PostgreSQL replaced the portal
-		// with an empty one): the proxy no longer knows the portal.
+		// Skipped, or failed before replacing the portal: it is as it
+		// was. Failed later: PostgreSQL replaced it with an empty one,
+		// which the proxy does not track.
+		restore := !failed || e.kept
 		if e.name != "" {
-			delete(ss.portalStmts, e.name)
+			if restore && e.prev != nil {
+				ss.portalStmts[e.name] = e.prev
+			} else {
+				delete(ss.portalStmts, e.name)
+			}
 		}
 		if e.unnamed {
-			ss.portalStmt = nil // what it replaced is not known either
+			ss.portalStmt = nil
+			if restore {
+				ss.portalStmt = e.prev
+			}
 		}
 	case expCloseSwallow:
 		// The evicted statement is still on the server but no longer in

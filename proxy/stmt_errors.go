@@ -159,6 +159,32 @@ func endsTx(e *stmtEntry) bool {
 	return false
 }
 
+// endsTxStatement reports whether e is one statement that ends a
+// transaction block: COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT or PREPARE
+// TRANSACTION (endsTx without the empty statement). PostgreSQL binds and
+// runs only these in a failed block.
+func endsTxStatement(e *stmtEntry) bool {
+	return len(e.classes()) > 0 && endsTx(e)
+}
+
+// bindFailsBeforePortal reports whether a Bind that failed with code
+// failed before PostgreSQL creates (or replaces) its portal: an unknown
+// statement, a failed transaction block, a portal that exists, a wrong
+// parameter count.
+func bindFailsBeforePortal(code string) bool {
+	switch code {
+	case codeUndefinedPrepared, "25P02", "42P03", codeProtocolViolation:
+		return true
+	}
+	return false
+}
+
+// isCommit reports whether e is one COMMIT statement.
+func isCommit(e *stmtEntry) bool {
+	cs := e.classes()
+	return len(cs) == 1 && cs[0].Kind == sqlclass.Commit
+}
+
 // startsFold reports whether s, without leading space, starts with
 // prefix, ignoring ASCII case; it does not allocate.
 func startsFold(s, prefix string) bool {

@@ -91,6 +91,10 @@ func TestShardedTransactions(t *testing.T) {
 	t.Run("an extended COMMIT of a failed transaction rolls back every shard", func(t *testing.T) {
 		c := wire.Open(t, ctx, env.proxy.dsn("postgres"))
 		commit := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		// The COMMIT bound before the failure, executed after it.
+		boundEarly := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "commit_early", Query: "COMMIT"},
+			&pgproto3.Bind{DestinationPortal: "pc", PreparedStatement: "commit_early"}, &pgproto3.Sync{}}
+		executeEarly := []pgproto3.FrontendMessage{&pgproto3.Execute{Portal: "pc"}, &pgproto3.Sync{}}
 		for i, failure := range []func(b int64) []pgproto3.FrontendMessage{
 			func(b int64) []pgproto3.FrontendMessage { // on the other shard
 				return []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1/0 FROM users WHERE id = " + strconv.FormatInt(b, 10)}}
@@ -106,17 +110,26 @@ func TestShardedTransactions(t *testing.T) {
 				if both {
 					steps = append(steps, []pgproto3.FrontendMessage{&pgproto3.Query{String: "UPDATE users SET name = 'lost' WHERE id = " + strconv.FormatInt(b, 10)}})
 				}
-				for _, msgs := range append(steps, failure(b)) {
-					c.Run(msgs)
-				}
-				got := strings.Join(c.Run(commit), " ")
-				if want := "*pgproto3.ParseComplete *pgproto3.BindComplete tag ROLLBACK ready I"; got != want {
-					t.Errorf("failure %d, both shards written %v: COMMIT answered %q, want %q", i, both, got, want)
-				}
-				for _, k := range []int64{a, b} {
-					if name := env.nameOnShard(t, ctx, k); name != "orig" {
-						t.Errorf("failure %d, both shards written %v: user %d is %q after the COMMIT of a failed transaction, want orig", i, both, k, name)
+				for _, early := range []bool{false, true} {
+					run := append([][]pgproto3.FrontendMessage{}, steps...)
+					end, want := commit, "*pgproto3.ParseComplete *pgproto3.BindComplete tag ROLLBACK ready I"
+					if early {
+						run = append(run, boundEarly)
+						end, want = executeEarly, "tag ROLLBACK ready I"
 					}
+					for _, msgs := range append(run, failure(b)) {
+						c.Run(msgs)
+					}
+					got := strings.Join(c.Run(end), " ")
+					if got != want {
+						t.Errorf("failure %d, both shards written %v, bound before the failure %v: COMMIT answered %q, want %q", i, both, early, got, want)
+					}
+					for _, k := range []int64{a, b} {
+						if name := env.nameOnShard(t, ctx, k); name != "orig" {
+							t.Errorf("failure %d, both shards written %v, bound before the failure %v: user %d is %q after the COMMIT of a failed transaction, want orig", i, both, early, k, name)
+						}
+					}
+					c.Run([]pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "commit_early"}, &pgproto3.Sync{}})
 				}
 			}
 		}
