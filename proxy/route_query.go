@@ -473,13 +473,22 @@ func (ss *session) savepoint(snap *topology.Snapshot, o *plan.Session, body []by
 	if err != nil {
 		return ss.queryFailed(err)
 	}
+	if target == "" && o.Name != "savepoint" {
+		// No shard is in the transaction yet: one joins (with the
+		// savepoints before this) and answers, as PostgreSQL would
+		// (3B001 for a savepoint that does not exist, 25P02 for a RELEASE
+		// in a failed block). Synthesized, it ended a failed block that a
+		// savepoint never saved.
+		target = ss.sessionStatementShard(snap)
+		if err := ss.useShard(snap, target); err != nil {
+			return ss.queryFailed(err)
+		}
+		ss.recordReplay(o)
+		return ss.relayQuery(body)
+	}
 	ss.recordReplay(o)
 	if target == "" {
-		if o.Name == "rollback_to" {
-			ss.txStatus = 'T'
-		}
-		tag := map[string]string{"savepoint": "SAVEPOINT", "release": "RELEASE", "rollback_to": "ROLLBACK"}[o.Name]
-		return ss.querySynthetic(tag)
+		return ss.querySynthetic("SAVEPOINT")
 	}
 	if err := ss.useShard(snap, target); err != nil {
 		return ss.queryFailed(err)
