@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -40,17 +41,10 @@ import (
 func TestShardedExtendedProtocolDifferential(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
-	mustExec(t, ctx, env.direct[env.names[0]], "CREATE DATABASE fuzz_reference")
-	refDSN := env.cluster.Shards[0].Primary.DSN("fuzz_reference")
-	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
-	ref := connectPgx(t, ctx, refDSN)
-	for _, sql := range []string{"CREATE TABLE fz (id int PRIMARY KEY, v text)",
+	refDSN := env.referenceDatabase(t, ctx, "fuzz_reference", "CREATE TABLE fz (id int PRIMARY KEY, v text)",
 		"INSERT INTO fz SELECT g, 'v' || g FROM generate_series(1, 5) g",
 		"CREATE TABLE users (id bigint PRIMARY KEY, name text)",
-		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g"} {
-		mustExec(t, ctx, app, sql)
-		mustExec(t, ctx, ref, sql)
-	}
+		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
 	// A Bind with the wrong number of parameters for a statement the
 	// proxy runs over every shard itself (it answered BindComplete and
 	// failed at Execute), and for one routed by key.
@@ -275,6 +269,21 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		})
 	}
+}
+
+// referenceDatabase creates the database name on the first shard's
+// primary, for the plain PostgreSQL side of a differential test, runs setup
+// there and through the proxy, and returns its DSN.
+func (e *shardedEnv) referenceDatabase(t *testing.T, ctx context.Context, name string, setup ...string) string {
+	mustExec(t, ctx, e.direct[e.names[0]], "CREATE DATABASE "+name)
+	dsn := e.cluster.Shards[0].Primary.DSN(name)
+	app := connectPgx(t, ctx, e.proxy.dsn("postgres"))
+	ref := connectPgx(t, ctx, dsn)
+	for _, sql := range setup {
+		mustExec(t, ctx, app, sql)
+		mustExec(t, ctx, ref, sql)
+	}
+	return dsn
 }
 
 // inFailedBlock replaces the SQLSTATE of errors raised inside an already

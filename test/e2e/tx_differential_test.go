@@ -32,15 +32,8 @@ import (
 func TestShardedTransactionDifferential(t *testing.T) {
 	env := startSharded(t)
 	ctx := testCtx(t, 3*time.Minute)
-	mustExec(t, ctx, env.direct[env.names[0]], "CREATE DATABASE tx_reference")
-	refDSN := env.cluster.Shards[0].Primary.DSN("tx_reference")
-	app := connectPgx(t, ctx, env.proxy.dsn("postgres"))
-	ref := connectPgx(t, ctx, refDSN)
-	for _, sql := range []string{"CREATE TABLE users (id bigint PRIMARY KEY, name text)",
-		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g"} {
-		mustExec(t, ctx, app, sql)
-		mustExec(t, ctx, ref, sql)
-	}
+	refDSN := env.referenceDatabase(t, ctx, "tx_reference", "CREATE TABLE users (id bigint PRIMARY KEY, name text)",
+		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
 	rows := []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT id, name FROM users ORDER BY id"}}
 	for seed := uint64(1); seed <= 20; seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
