@@ -67,6 +67,15 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	if ss.skip {
 		return nil
 	}
+	if ss.batch && !ss.inTransaction() && ss.txWriter != "" {
+		// The plan's parts end with Sync on their shards, which would
+		// commit the batch's earlier write there: the batch becomes the
+		// proxy's transaction first, one implicit transaction as on
+		// PostgreSQL.
+		if err := ss.beginImplicitTx(snap); err != nil {
+			return ss.failExtendedTx(err)
+		}
+	}
 	if limit > 0 && rowsPlan(mp.op) {
 		ss.execing = true
 		src, err := ss.openRows(snap, mp, out)

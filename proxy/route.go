@@ -244,6 +244,35 @@ func (ss *session) releaseHeld() {
 	ss.held = ss.held[:0]
 }
 
+// abortBatchWork ends the implicit transaction of every connection with
+// extended-protocol messages since its last Sync (the active one and held
+// ones) by making it fail: a Describe of a statement that does not exist,
+// then Sync. Their work in the batch rolls back; the answers are consumed
+// (the client got the batch's error already).
+func (ss *session) abortBatchWork() error {
+	poison := appendEmpty(appendDescribeStmt(nil, missingServerStmt), msgSync)
+	if ss.sc != nil && ss.scBatch {
+		status, err := ss.exchange(ss.sc.Conn, &ss.sr, poison)
+		if isServerGone(err) {
+			return err
+		}
+		ss.noteServerStatus(status)
+		ss.scBatch = false
+	}
+	for i := range ss.held {
+		h := &ss.held[i]
+		if !h.needSync {
+			continue
+		}
+		status, err := ss.exchangeHeld(h, poison)
+		if isServerGone(err) {
+			return err
+		}
+		h.needSync, h.inTx = false, status != 'I'
+	}
+	return nil
+}
+
 // syncHeld sends Sync to held connections with an open extended batch and
 // consumes their ReadyForQuery (the active connection's goes to the client).
 func (ss *session) syncHeld() error {

@@ -134,6 +134,7 @@ type session struct {
 	apQuery       []byte                // auto-prepare: the Query body of the exchange in flight
 	shapeChanged  bool                  // set by drain: a shape check found other result columns (shape.go)
 	txEndInBatch  bool                  // an Execute in a failed block in this batch may have ended it (handleParse's 25P02 check stops)
+	batchTxEnd    bool                  // an Execute in this batch may have ended a transaction (the work before it is committed)
 
 	deallocs map[string]*sqlclass.Statement // portals bound to a DEALLOCATE the proxy runs (deallocate.go)
 
@@ -1191,6 +1192,9 @@ func putLen(b []byte, n int) {
 func (ss *session) handleExecute(body []byte) error {
 	failedBlock := ss.failedBlockBefore()
 	snap, sharded := ss.snapshot()
+	if sharded && !ss.batchTxEnd && ss.executeMayEndTx(body, sharded) {
+		ss.batchTxEnd = true
+	}
 	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body, sharded) {
 		if ss.txStatus == 'E' {
 			// Only a COMMIT or ROLLBACK runs in a failed block: if this
@@ -1339,6 +1343,8 @@ func (ss *session) handleFlush() error {
 
 func (ss *session) handleSync() error {
 	ss.txEndInBatch = false
+	txEnd := ss.batchTxEnd
+	ss.batchTxEnd = false
 	if err := ss.endSuspended(); err != nil {
 		return err
 	}
@@ -1346,13 +1352,23 @@ func (ss *session) handleSync() error {
 		snap, _ := ss.snapshot()
 		return ss.syncImplicitTx(snap)
 	}
+	failed := ss.skip // the proxy raised an error in this batch
 	ss.skip = false
 	if ss.start.IsZero() {
 		ss.start = time.Now()
 	}
-	if len(ss.held) > 0 {
+	// Outside a transaction block a batch is one implicit transaction: an
+	// error anywhere in it rolls back the work of every statement before,
+	// on every shard it reached (a server only knows its own errors).
+	oneTx := ss.txStatus == 'I' && ss.txBegin == "" && !txEnd
+	if len(ss.held) > 0 || (failed && oneTx && ss.sc != nil && ss.scBatch) {
 		if err := ss.settle(); err != nil {
 			return err
+		}
+		if (failed || ss.skip) && oneTx {
+			if err := ss.abortBatchWork(); err != nil {
+				return err
+			}
 		}
 		if err := ss.syncHeld(); err != nil {
 			return err

@@ -135,6 +135,39 @@ func TestShardedTransactions(t *testing.T) {
 		}
 	})
 
+	// Outside a transaction block a pipelined batch is one implicit
+	// transaction: an error anywhere in it rolls back every write before
+	// it. The proxy synced the other shards' connections (an error on
+	// another shard, or one the proxy raised, left their writes
+	// committed), and a cross-shard read between ran its parts with Sync
+	// on the written shard, committing the write there.
+	t.Run("a failed pipelined batch rolls back its writes on every shard", func(t *testing.T) {
+		c := wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		stmt := func(sql string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+		}
+		for i, failure := range []func(b int64) string{
+			func(b int64) string { return "SELECT 1/0 FROM users WHERE id = " + strconv.FormatInt(b, 10) },
+			func(int64) string { return "SELEC oops" },
+		} {
+			for _, scatter := range []bool{false, true} {
+				a, b := env.twoKeysOnDifferentShards(t, int64(31+4*i))
+				batch := stmt("UPDATE users SET name = 'lost' WHERE id = " + strconv.FormatInt(a, 10))
+				if scatter {
+					batch = append(batch, stmt("SELECT count(*) FROM users")...)
+				}
+				batch = append(append(batch, stmt(failure(b))...), &pgproto3.Sync{})
+				got := c.Run(batch)
+				if last := got[len(got)-2:]; !strings.HasPrefix(last[0], "error ") || last[1] != "ready I" {
+					t.Errorf("failure %d, cross-shard read %v: batch ended %q, want an error and ready I", i, scatter, last)
+				}
+				if name := env.nameOnShard(t, ctx, a); name != "orig" {
+					t.Errorf("failure %d, cross-shard read %v: user %d is %q after the failed batch, want orig", i, scatter, a, name)
+				}
+			}
+		}
+	})
+
 	t.Run("a batch writing two shards commits both or neither", func(t *testing.T) {
 		// psycopg 3's executemany and pgx batches outside a transaction
 		// block: one implicit transaction, made atomic with two-phase

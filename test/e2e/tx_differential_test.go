@@ -41,11 +41,7 @@ func TestShardedTransactionDifferential(t *testing.T) {
 			want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
 			failed := false
 			for i := 0; i < 40; i++ {
-				sql, savepoint := randomTxStatement(rng)
-				msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
-				if !savepoint && rng.IntN(2) == 0 {
-					msgs = []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
-				}
+				msgs := randomTxStep(rng)
 				w, g := want.Run(msgs), got.Run(msgs)
 				w, _ = inFailedBlock(w, failed)
 				g, failed = inFailedBlock(g, failed)
@@ -63,38 +59,64 @@ func TestShardedTransactionDifferential(t *testing.T) {
 	}
 }
 
+// randomTxStep returns one step of TestShardedTransactionDifferential: a
+// statement as a simple Query, or as Parse/Bind/Execute and Sync, or two
+// to four statements without transaction control as one pipelined batch
+// (Parse/Bind/Execute each, one Sync: one implicit transaction outside a
+// transaction block). Savepoint statements go as simple Queries only.
+func randomTxStep(rng *rand.Rand) []pgproto3.FrontendMessage {
+	sql, control := randomTxStatement(rng)
+	if control == txSavepoint || rng.IntN(3) == 0 {
+		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
+	}
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	for n := rng.IntN(4); n > 0 && control == txNone; n-- {
+		if sql, c := randomTxStatement(rng); c == txNone {
+			msgs = append(msgs, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{})
+		}
+	}
+	return append(msgs, &pgproto3.Sync{})
+}
+
+// Transaction control in randomTxStatement's statements.
+const (
+	txNone      = iota
+	txBlock     // BEGIN, COMMIT, ROLLBACK
+	txSavepoint // SAVEPOINT, ROLLBACK TO, RELEASE
+)
+
 // randomTxStatement returns one statement of TestShardedTransactionDifferential's
-// mix on users (id 1..40 at the start; keys up to 60), and whether it is
-// a savepoint statement.
-func randomTxStatement(rng *rand.Rand) (string, bool) {
+// mix on users (id 1..40 at the start; keys up to 60), and its kind of
+// transaction control.
+func randomTxStatement(rng *rand.Rand) (string, int) {
 	key := func() string { return strconv.Itoa(1 + rng.IntN(60)) }
 	switch rng.IntN(16) {
 	case 0, 1:
-		return "BEGIN", false
+		return "BEGIN", txBlock
 	case 2:
-		return "COMMIT", false
+		return "COMMIT", txBlock
 	case 3:
-		return "ROLLBACK", false
+		return "ROLLBACK", txBlock
 	case 4:
-		return "SAVEPOINT s", true
+		return "SAVEPOINT s", txSavepoint
 	case 5:
-		return "ROLLBACK TO SAVEPOINT s", true
+		return "ROLLBACK TO SAVEPOINT s", txSavepoint
 	case 6:
-		return "RELEASE SAVEPOINT s", true
+		return "RELEASE SAVEPOINT s", txSavepoint
 	case 7, 8:
-		return "UPDATE users SET name = name || 'x' WHERE id = " + key(), false
+		return "UPDATE users SET name = name || 'x' WHERE id = " + key(), txNone
 	case 9:
-		return "INSERT INTO users VALUES (" + key() + ", 'n')", false
+		return "INSERT INTO users VALUES (" + key() + ", 'n')", txNone
 	case 10:
-		return "DELETE FROM users WHERE id = " + key(), false
+		return "DELETE FROM users WHERE id = " + key(), txNone
 	case 11:
-		return "SELECT 1/0 FROM users WHERE id = " + key(), false // a server error on that key's shard
+		return "SELECT 1/0 FROM users WHERE id = " + key(), txNone // a server error on that key's shard
 	case 12:
-		return "SELEC broken", false // a syntax error the proxy raises
+		return "SELEC broken", txNone // a syntax error the proxy raises
 	case 13:
-		return "UPDATE users SET name = name || 'y' WHERE id % 7 = " + strconv.Itoa(rng.IntN(7)), false // every shard
+		return "UPDATE users SET name = name || 'y' WHERE id % 7 = " + strconv.Itoa(rng.IntN(7)), txNone // every shard
 	case 14:
-		return "SELECT count(*) FROM users", false
+		return "SELECT count(*) FROM users", txNone
 	}
-	return "SELECT name FROM users WHERE id = " + key(), false
+	return "SELECT name FROM users WHERE id = " + key(), txNone
 }
