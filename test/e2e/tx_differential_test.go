@@ -19,11 +19,13 @@ import (
 // same rows at the end of each sequence: BEGIN, COMMIT and ROLLBACK,
 // savepoints, single-shard and all-shard writes, reads, and failures — a
 // server error on one shard, a syntax error the proxy raises itself, a
-// duplicate key — each statement sent as a simple Query or as
-// Parse/Bind/Execute/Sync. It found an extended COMMIT of a failed
+// duplicate key — sent as simple Queries (also several statements in one)
+// or as Parse/Bind/Execute/Sync (also pipelined batches). It found an extended COMMIT of a failed
 // transaction committing the shard it was bound on, and a RELEASE or
 // ROLLBACK TO of a savepoint that did not exist answered by the proxy
-// (ending a failed block) while no shard was in the transaction yet.
+// (ending a failed block) while no shard was in the transaction yet, and
+// failed pipelined batches leaving the writes of their other shards
+// committed.
 //
 // Savepoint statements go as simple Queries only: over the extended
 // protocol the proxy runs one on the transaction's other shards at Bind,
@@ -62,11 +64,17 @@ func TestShardedTransactionDifferential(t *testing.T) {
 // randomTxStep returns one step of TestShardedTransactionDifferential: a
 // statement as a simple Query, or as Parse/Bind/Execute and Sync, or two
 // to four statements without transaction control as one pipelined batch
-// (Parse/Bind/Execute each, one Sync: one implicit transaction outside a
-// transaction block). Savepoint statements go as simple Queries only.
+// (Parse/Bind/Execute each, one Sync) or one multi-statement Query — one
+// implicit transaction outside a transaction block. Savepoint statements
+// go as simple Queries only.
 func randomTxStep(rng *rand.Rand) []pgproto3.FrontendMessage {
 	sql, control := randomTxStatement(rng)
 	if control == txSavepoint || rng.IntN(3) == 0 {
+		for n := rng.IntN(4); n > 0 && control == txNone; n-- {
+			if more, c := randomTxStatement(rng); c == txNone {
+				sql += "; " + more
+			}
+		}
 		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
 	}
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
