@@ -20,16 +20,41 @@ import (
 // deallocation returns the statement's DEALLOCATE when the text is exactly
 // one DEALLOCATE statement.
 func (e *stmtEntry) deallocation() (*sqlclass.Statement, bool) {
+	e.classifySQLNamed()
+	return e.dealloc, e.dealloc != nil
+}
+
+// runsSQLNamed reports whether the text is exactly one PREPARE or EXECUTE
+// of an SQL prepared statement.
+func (e *stmtEntry) runsSQLNamed() bool {
+	e.classifySQLNamed()
+	return e.sqlNamed
+}
+
+// classifySQLNamed sets dealloc and sqlNamed, once.
+func (e *stmtEntry) classifySQLNamed() {
 	e.deallocOnce.Do(func() {
 		if !mayTrack([]byte(e.text())) {
 			return
 		}
-		if cs := e.classes(); len(cs) == 1 && (cs[0].Kind == sqlclass.Deallocate || cs[0].Kind == sqlclass.DeallocateAll) {
-			e.dealloc = &cs[0]
+		if cs := e.classes(); len(cs) == 1 {
+			switch cs[0].Kind {
+			case sqlclass.Deallocate, sqlclass.DeallocateAll:
+				e.dealloc = &cs[0]
+			case sqlclass.Prepare, sqlclass.Execute:
+				e.sqlNamed = true
+			}
 		}
 	})
-	return e.dealloc, e.dealloc != nil
 }
+
+// errSQLNamedExtended refuses PREPARE and EXECUTE over the extended
+// protocol: run as written, PREPARE would create the client's name on a
+// pooled server connection, where other clients could EXECUTE it, and
+// EXECUTE would not find a statement the proxy prepared under its own name.
+var errSQLNamedExtended = errorFields{Code: codeFeatureNotSupported,
+	Message: "PREPARE and EXECUTE statements are not supported over the extended query protocol through shardproxy",
+	Hint:    "send them as a simple query (psql, Exec without arguments), or use the protocol's own prepared statements (what drivers do by default)"}
 
 // deallocPortal returns the DEALLOCATE bound to the portal named at the
 // start of b (a Describe, Execute or Close body after its type byte), nil

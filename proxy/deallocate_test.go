@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -18,15 +19,7 @@ import (
 func TestExtendedDeallocate(t *testing.T) {
 	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 }) // one server connection for both clients
 	ctx := ctx10(t)
-	connectRaw := func() *pgconn.PgConn {
-		c, err := pgconn.Connect(ctx, tp.dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
-	a, b := connectRaw(), connectRaw()
+	a, b := connectPg(t, ctx, tp.dsn), connectPg(t, ctx, tp.dsn)
 	run := func(c *pgconn.PgConn, stmt string, args ...[]byte) (string, error) {
 		r := c.ExecPrepared(ctx, stmt, args, nil, nil).Read()
 		if r.Err != nil {
@@ -116,4 +109,61 @@ func TestExtendedDeallocate(t *testing.T) {
 	if err != nil || res[0].CommandTag.String() != "ROLLBACK" {
 		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
 	}
+}
+
+// TestSQLPreparedOverExtendedProtocol: PREPARE and EXECUTE statements sent
+// with the extended protocol get 0A000 with a hint, in a transaction block
+// aborting it as an error does. Run as written, PREPARE created the
+// client's name on the pooled server connection — another client could
+// EXECUTE it — and EXECUTE of a statement prepared with a simple query
+// failed with 26000 (the proxy prepares it under a name of its own).
+func TestSQLPreparedOverExtendedProtocol(t *testing.T) {
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 }) // one server connection for both clients
+	ctx := ctx10(t)
+	a, b := connectPg(t, ctx, tp.dsn), connectPg(t, ctx, tp.dsn)
+	code := func(err error) string {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		return ""
+	}
+	if _, err := a.Exec(ctx, "PREPARE q AS SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{"PREPARE leak AS SELECT 2", "EXECUTE q"} {
+		r := a.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+		var pe *pgconn.PgError
+		if !errors.As(r.Err, &pe) || pe.Code != "0A000" || pe.Hint == "" {
+			t.Errorf("%s over the extended protocol: %v, want 0A000 with a hint", sql, r.Err)
+		}
+	}
+	if _, err := b.Exec(ctx, "EXECUTE leak").ReadAll(); code(err) != "26000" {
+		t.Errorf("another client's EXECUTE of the name: %v, want 26000", err)
+	}
+	if res, err := a.Exec(ctx, "EXECUTE q").ReadAll(); err != nil || string(res[0].Rows[0][0]) != "1" {
+		t.Errorf("EXECUTE q as a simple query: %v %v", res, err)
+	}
+	if _, err := a.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.ExecParams(ctx, "EXECUTE q", nil, nil, nil, nil).Read(); code(r.Err) != "0A000" {
+		t.Fatalf("EXECUTE q in a transaction block: %v", r.Err)
+	}
+	if r := a.ExecParams(ctx, "SELECT 1", nil, nil, nil, nil).Read(); code(r.Err) != "25P02" {
+		t.Errorf("statement after the error: %v, want 25P02", r.Err)
+	}
+	if res, err := a.Exec(ctx, "COMMIT").ReadAll(); err != nil || res[0].CommandTag.String() != "ROLLBACK" {
+		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
+	}
+}
+
+// connectPg opens a pgconn connection closed when the test ends.
+func connectPg(t *testing.T, ctx context.Context, dsn string) *pgconn.PgConn {
+	c, err := pgconn.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }

@@ -31,6 +31,7 @@ type stmtEntry struct {
 
 	deallocOnce sync.Once
 	dealloc     *sqlclass.Statement // the text is this one DEALLOCATE (deallocate.go)
+	sqlNamed    bool                // the text is one PREPARE or EXECUTE of an SQL prepared statement
 }
 
 // isQuery reports whether e is the protocol-level entry of query (any

@@ -1028,6 +1028,9 @@ func (ss *session) handleBind(body []byte) error {
 		if d, ok := e.deallocation(); ok {
 			return ss.bindDeallocate(string(portal), e, d)
 		}
+		if e.runsSQLNamed() {
+			return ss.raiseOnServer(errSQLNamedExtended)
+		}
 	}
 	snap, sharded := ss.snapshot()
 	prevPortalStmt := ss.portalStmt
