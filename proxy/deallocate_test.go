@@ -99,14 +99,22 @@ func TestExtendedDeallocate(t *testing.T) {
 	if _, err := b.Exec(ctx, "BEGIN; CREATE TEMP TABLE dealloc_tx (id int)").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	if r := b.ExecParams(ctx, "DEALLOCATE nosuch", nil, nil, nil, nil).Read(); code(r.Err) != "26000" {
-		t.Fatalf("DEALLOCATE nosuch in a transaction: %v", r.Err)
+	failsTransaction(t, ctx, b, "DEALLOCATE nosuch", "26000")
+}
+
+// failsTransaction runs sql with the extended protocol inside c's open
+// transaction block and requires error code, then PostgreSQL's failed
+// block: 25P02 for the next statement, ROLLBACK for COMMIT.
+func failsTransaction(t *testing.T, ctx context.Context, c *pgconn.PgConn, sql, code string) {
+	t.Helper()
+	var pe *pgconn.PgError
+	if r := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read(); !errors.As(r.Err, &pe) || pe.Code != code {
+		t.Fatalf("%s in a transaction block: %v, want %s", sql, r.Err, code)
 	}
-	if r := b.ExecParams(ctx, "INSERT INTO dealloc_tx VALUES (1)", nil, nil, nil, nil).Read(); code(r.Err) != "25P02" {
+	if r := c.ExecParams(ctx, "SELECT 1", nil, nil, nil, nil).Read(); !errors.As(r.Err, &pe) || pe.Code != "25P02" {
 		t.Errorf("statement after the error: %v, want 25P02", r.Err)
 	}
-	res, err := b.Exec(ctx, "COMMIT").ReadAll()
-	if err != nil || res[0].CommandTag.String() != "ROLLBACK" {
+	if res, err := c.Exec(ctx, "COMMIT").ReadAll(); err != nil || res[0].CommandTag.String() != "ROLLBACK" {
 		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
 	}
 }
@@ -147,15 +155,7 @@ func TestSQLPreparedOverExtendedProtocol(t *testing.T) {
 	if _, err := a.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	if r := a.ExecParams(ctx, "EXECUTE q", nil, nil, nil, nil).Read(); code(r.Err) != "0A000" {
-		t.Fatalf("EXECUTE q in a transaction block: %v", r.Err)
-	}
-	if r := a.ExecParams(ctx, "SELECT 1", nil, nil, nil, nil).Read(); code(r.Err) != "25P02" {
-		t.Errorf("statement after the error: %v, want 25P02", r.Err)
-	}
-	if res, err := a.Exec(ctx, "COMMIT").ReadAll(); err != nil || res[0].CommandTag.String() != "ROLLBACK" {
-		t.Errorf("COMMIT of the failed transaction: %v %v, want ROLLBACK", res, err)
-	}
+	failsTransaction(t, ctx, a, "EXECUTE q", "0A000")
 }
 
 // connectPg opens a pgconn connection closed when the test ends.
