@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -166,4 +167,69 @@ func connectPg(t *testing.T, ctx context.Context, dsn string) *pgconn.PgConn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// TestSQLPreparedInStrings: SQL PREPARE inside multi-statement queries, as
+// PostgreSQL answers it. A PREPARE of a name the client has fails with
+// 42P05 where it stands (the proxy prepared it again under its own name);
+// a PREPARE after a failing statement of the string leaves the server
+// connection as it was (the proxy forgot its statement there, and the
+// next PREPARE of the text failed with 42P05); and a PREPARE after a
+// COMMIT ending a failed block is the client's, not created under the
+// client's name on the pooled connection for any client to EXECUTE.
+func TestSQLPreparedInStrings(t *testing.T) {
+	tp := startProxy(t, func(c *config.Config) { c.Pool.Size = 1 }) // one server connection for both clients
+	ctx := ctx10(t)
+	a, b := connectPg(t, ctx, tp.dsn), connectPg(t, ctx, tp.dsn)
+	run := func(c *pgconn.PgConn, sql string) ([]*pgconn.Result, string) {
+		res, err := c.Exec(ctx, sql).ReadAll()
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return res, pe.Code + " " + pe.Message
+		} else if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return res, ""
+	}
+	value := func(c *pgconn.PgConn, sql string) string {
+		res, errText := run(c, sql)
+		if errText != "" || len(res) == 0 || len(res[len(res)-1].Rows) == 0 {
+			return errText
+		}
+		return string(res[len(res)-1].Rows[0][0])
+	}
+	if _, e := run(a, "PREPARE q AS SELECT 1"); e != "" {
+		t.Fatal(e)
+	}
+	res, e := run(a, "SELECT 7; PREPARE q AS SELECT 2")
+	if e != `42P05 prepared statement "q" already exists` || len(res) == 0 || string(res[0].Rows[0][0]) != "7" {
+		t.Errorf("duplicate PREPARE in a string: %q after %d results, want 42P05 after the SELECT's row", e, len(res))
+	}
+	if v := value(a, "EXECUTE q"); v != "1" {
+		t.Errorf("EXECUTE q after the failed duplicate: %q, want 1", v)
+	}
+	if _, e := run(a, "SELECT 1/0; PREPARE r AS SELECT 1"); !strings.HasPrefix(e, "22012") {
+		t.Errorf("PREPARE after a failing statement: %q, want 22012", e)
+	}
+	if _, e := run(a, "PREPARE r AS SELECT 1"); e != "" {
+		t.Errorf("PREPARE r afterwards: %q", e)
+	}
+	if v := value(a, "EXECUTE r"); v != "1" {
+		t.Errorf("EXECUTE r: %q, want 1", v)
+	}
+	for _, sql := range []string{"BEGIN", "SELECT 1/0"} {
+		run(a, sql)
+	}
+	if res, e := run(a, "COMMIT; PREPARE s AS SELECT 3"); e != "" || len(res) != 2 || res[0].CommandTag.String() != "ROLLBACK" {
+		t.Errorf("COMMIT of a failed block, then PREPARE: %v %q", res, e)
+	}
+	if v := value(b, "EXECUTE s"); !strings.HasPrefix(v, "26000") {
+		t.Errorf("another client's EXECUTE s: %q, want 26000", v)
+	}
+	if _, e := run(a, "PREPARE s AS SELECT 4"); !strings.HasPrefix(e, "42P05") {
+		t.Errorf("PREPARE s again: %q, want 42P05", e)
+	}
+	if v := value(a, "EXECUTE s"); v != "3" {
+		t.Errorf("EXECUTE s: %q, want 3", v)
+	}
 }

@@ -20,6 +20,17 @@ type queryState struct {
 	synthetic string // answer with this tag without running anything
 }
 
+// failAs returns the error the client gets for the statement of q that
+// failed when the server reports the replacement's 26000 (nil q, or none
+// replaced: the server's own; a syntax error elsewhere in the string
+// comes first, as on PostgreSQL).
+func (q *queryState) failAs() *errorFields {
+	if q == nil || q.idx >= len(q.actions) {
+		return nil
+	}
+	return q.actions[q.idx].failAs
+}
+
 // plain reports whether the Query is one statement the pooler tracks
 // nothing of (an UPDATE … SET, say): it may run auto-prepared.
 func (q *queryState) plain() bool {
@@ -29,9 +40,10 @@ func (q *queryState) plain() bool {
 
 // stmtAction is what to do when the statement's CommandComplete arrives.
 type stmtAction struct {
-	stmt    int        // index into stmts, -1 for an injected statement
-	swallow bool       // injected: don't show the client
-	entry   *stmtEntry // SQL-level prepared statement involved
+	stmt    int          // index into stmts, -1 for an injected statement
+	swallow bool         // injected: don't show the client
+	entry   *stmtEntry   // SQL-level prepared statement involved (injected: the one its DEALLOCATE drops)
+	failAs  *errorFields // the statement was replaced by one that fails: the client gets this error for it
 }
 
 // settingKind says how a settingChange modifies session settings.
@@ -152,8 +164,18 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 		case sqlclass.SetConfigDynamic:
 			ss.pin("set_config with computed arguments")
 		case sqlclass.Prepare:
-			if ss.txStatus == 'E' {
-				break
+			if ss.txStatus == 'E' && single {
+				break // the server refuses it (25P02); in a string, a COMMIT or ROLLBACK before it may end the block
+			}
+			if _, dup := ss.sqlStmts[st.Name]; dup && !single {
+				// The statement fails where it stands in the string (what
+				// runs before it still runs): a DEALLOCATE of a name no
+				// server has, reported as PostgreSQL's 42P05.
+				act.failAs = &errorFields{Code: codeDuplicatePrepared, Message: "prepared statement \"" + st.Name + "\" already exists"}
+				texts = append(texts, "DEALLOCATE "+missingServerStmt)
+				q.actions = append(q.actions, act)
+				rewrite = true
+				continue
 			}
 			if _, dup := ss.sqlStmts[st.Name]; dup && single {
 				if ss.txStatus == 'T' {
@@ -183,9 +205,10 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 				return q, nil, nil
 			}
 			if ss.sc.Prepared.Has(e.name) {
+				// Dropped from the connection's record when it runs: an
+				// error before it in the string leaves it prepared there.
 				texts = append(texts, "DEALLOCATE "+e.name)
-				q.actions = append(q.actions, stmtAction{stmt: -1, swallow: true})
-				ss.sc.Prepared.Remove(e.name)
+				q.actions = append(q.actions, stmtAction{stmt: -1, swallow: true, entry: e})
 			}
 		case sqlclass.Execute, sqlclass.Deallocate:
 			e := ss.sqlStmts[st.Name]
@@ -309,6 +332,9 @@ func (ss *session) statementDone(q *queryState, typ byte, body []byte) bool {
 	}
 	act := q.actions[i]
 	if act.swallow {
+		if act.entry != nil {
+			ss.sc.Prepared.Remove(act.entry.name) // the DEALLOCATE before a PREPARE of it ran
+		}
 		return true
 	}
 	if act.stmt >= 0 && act.stmt < len(q.stmts) {

@@ -1608,7 +1608,11 @@ func (ss *session) drain() error {
 				ss.srv.intern.retire(e.stmt) // the client's next Parse of this text prepares afresh
 			}
 			ss.srv.metrics.countError(errorCode(body))
-			ss.out = appendMsg(ss.out, typ, body)
+			if f := e.q.failAs(); f != nil && errorCode(body) == codeUndefinedPrepared {
+				ss.sendError(*f)
+			} else {
+				ss.out = appendMsg(ss.out, typ, body)
+			}
 			ss.batchFailed = true
 			ss.serverError(e)
 		case msgReadyForQuery:
