@@ -232,4 +232,27 @@ func TestSQLPreparedInStrings(t *testing.T) {
 	if v := value(a, "EXECUTE s"); v != "3" {
 		t.Errorf("EXECUTE s: %q, want 3", v)
 	}
+	// Statements earlier in the same string count: a DEALLOCATE frees the
+	// name (also when the new text is the one it had), a PREPARE makes it
+	// there for an EXECUTE after it.
+	for _, c := range []struct{ sql, want string }{
+		{"DEALLOCATE s; PREPARE s AS SELECT 5; EXECUTE s", "5"},
+		{"DEALLOCATE s; PREPARE s AS SELECT 5; EXECUTE s", "5"},
+		{"PREPARE t AS SELECT 6; EXECUTE t", "6"},
+		{"DEALLOCATE t; EXECUTE t", `26000 prepared statement "t" does not exist`},
+		{"PREPARE u AS SELECT 8; PREPARE u AS SELECT 9", `42P05 prepared statement "u" already exists`},
+		{"DEALLOCATE ALL; PREPARE s AS SELECT 10; EXECUTE s", "10"},
+		{"EXECUTE s", "10"},
+		{"DEALLOCATE ALL; EXECUTE s", `26000 prepared statement "s" does not exist`},
+		{"PREPARE v AS SELECT 11; PREPARE w AS SELECT 11", ""},
+		{"DEALLOCATE v; EXECUTE w", "11"}, // one server statement for both names
+		{"EXECUTE w", "11"},
+	} {
+		if v := value(a, c.sql); v != c.want {
+			t.Errorf("%s: %q, want %q", c.sql, v, c.want)
+		}
+	}
+	if v := value(b, "EXECUTE t"); !strings.HasPrefix(v, "26000") {
+		t.Errorf("another client's EXECUTE t: %q, want 26000", v)
+	}
 }

@@ -44,6 +44,7 @@ type stmtAction struct {
 	swallow bool         // injected: don't show the client
 	entry   *stmtEntry   // SQL-level prepared statement involved (injected: the one its DEALLOCATE drops)
 	failAs  *errorFields // the statement was replaced by one that fails: the client gets this error for it
+	adds    bool         // injected PREPARE of entry (else an injected DEALLOCATE of it)
 }
 
 // settingKind says how a settingChange modifies session settings.
@@ -149,6 +150,10 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 	rewrite := false
 	texts := make([]string, 0, len(stmts))
 	single := len(stmts) == 1
+	// What the string's statements find: PREPARE and DEALLOCATE earlier
+	// in it count (an error ends a string, so each statement runs only
+	// after all before it succeeded).
+	var view stringView
 	for i, st := range stmts {
 		act := stmtAction{stmt: i}
 		text := st.Text
@@ -167,7 +172,7 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 			if ss.txStatus == 'E' && single {
 				break // the server refuses it (25P02); in a string, a COMMIT or ROLLBACK before it may end the block
 			}
-			if _, dup := ss.sqlStmts[st.Name]; dup && !single {
+			if dup := view.clientStmt(ss, st.Name); dup != nil && !single {
 				// The statement fails where it stands in the string (what
 				// runs before it still runs): a DEALLOCATE of a name no
 				// server has, reported as PostgreSQL's 42P05.
@@ -204,14 +209,18 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 				q.synthetic = "PREPARE"
 				return q, nil, nil
 			}
-			if ss.sc.Prepared.Has(e.name) {
+			if view.serverHas(ss, e.name) {
 				// Dropped from the connection's record when it runs: an
 				// error before it in the string leaves it prepared there.
 				texts = append(texts, "DEALLOCATE "+e.name)
 				q.actions = append(q.actions, stmtAction{stmt: -1, swallow: true, entry: e})
 			}
+			view.prepared(st.Name, e)
 		case sqlclass.Execute, sqlclass.Deallocate:
 			e := ss.sqlStmts[st.Name]
+			if !single {
+				e = view.clientStmt(ss, st.Name)
+			}
 			if e == nil {
 				// DEALLOCATE also drops protocol-level statements (one namespace).
 				if _, ok := ss.stmts[st.Name]; ok && st.Kind == sqlclass.Deallocate && single && ss.txStatus != 'E' {
@@ -226,13 +235,27 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 				q.synthetic = "DEALLOCATE"
 				return q, nil, nil
 			}
-			if err := ss.ensureSQLStmt(e); err != nil {
-				return ss.internalFailed(err)
+			switch has, known := view.serverState(e.name); {
+			case !known:
+				if err := ss.ensureSQLStmt(e); err != nil {
+					return ss.internalFailed(err)
+				}
+			case !has:
+				// Deallocated earlier in the string (under another client
+				// name with the same text, or by DEALLOCATE ALL): prepared
+				// again in its place.
+				texts = append(texts, e.prepareSQL())
+				q.actions = append(q.actions, stmtAction{stmt: -1, swallow: true, entry: e, adds: true})
+			}
+			view.serverSet(e.name, true)
+			if st.Kind == sqlclass.Deallocate {
+				view.deallocated(st.Name, e)
 			}
 			act.entry = e
 			text = sqlclass.RewritePreparedName(st, e.name)
 			rewrite = true
 		case sqlclass.DeallocateAll:
+			view.deallocatedAll()
 			if single && ss.txStatus != 'E' {
 				clear(ss.sqlStmts)
 				clear(ss.stmts)
@@ -248,6 +271,80 @@ func (ss *session) prepareQuery(body []byte) (*queryState, *string, error) {
 	}
 	s := strings.Join(texts, ";\n")
 	return q, &s, nil
+}
+
+// prepareSQL is the PREPARE statement that creates the SQL-level statement
+// e under its server-side name.
+func (e *stmtEntry) prepareSQL() string {
+	// The key holds the PREPARE text with the name replaced by namePlaceholder.
+	return strings.Replace(strings.TrimPrefix(e.key, "\x00sql\x00"), namePlaceholder, e.name, 1)
+}
+
+// stringView is what a statement of a multi-statement Query finds of SQL
+// prepared statements once the statements before it in the string ran:
+// the client's names and the server connection's statements, where the
+// string changed them.
+type stringView struct {
+	client     map[string]*stmtEntry // nil entry: deallocated in the string
+	server     map[string]bool       // server-side name → prepared
+	droppedAll bool                  // DEALLOCATE ALL ran in the string
+}
+
+// clientStmt returns the statement the client's name stands for.
+func (v *stringView) clientStmt(ss *session, name string) *stmtEntry {
+	if e, ok := v.client[name]; ok {
+		return e
+	}
+	if v.droppedAll {
+		return nil
+	}
+	return ss.sqlStmts[name]
+}
+
+// serverState says whether the server connection has the statement; known
+// is false when the string did not touch it (the connection's record holds).
+func (v *stringView) serverState(name string) (has, known bool) {
+	if has, ok := v.server[name]; ok {
+		return has, true
+	}
+	return false, v.droppedAll
+}
+
+func (v *stringView) serverHas(ss *session, name string) bool {
+	if has, known := v.serverState(name); known {
+		return has
+	}
+	return ss.sc.Prepared.Has(name)
+}
+
+func (v *stringView) serverSet(name string, has bool) {
+	if v.server == nil {
+		v.server = make(map[string]bool)
+	}
+	v.server[name] = has
+}
+
+func (v *stringView) setClient(name string, e *stmtEntry) {
+	if v.client == nil {
+		v.client = make(map[string]*stmtEntry)
+	}
+	v.client[name] = e
+}
+
+// prepared notes a PREPARE of name as e.
+func (v *stringView) prepared(name string, e *stmtEntry) {
+	v.setClient(name, e)
+	v.serverSet(e.name, true)
+}
+
+// deallocated notes a DEALLOCATE of name, which stood for e.
+func (v *stringView) deallocated(name string, e *stmtEntry) {
+	v.setClient(name, nil)
+	v.serverSet(e.name, false)
+}
+
+func (v *stringView) deallocatedAll() {
+	*v = stringView{droppedAll: true}
 }
 
 // syntheticDone finishes a Query the proxy answered with an error itself.
@@ -284,10 +381,7 @@ func (ss *session) ensureSQLStmt(e *stmtEntry) error {
 	if ss.sc.Prepared.Has(e.name) {
 		return nil
 	}
-	text := strings.TrimPrefix(e.key, "\x00sql\x00")
-	// The key holds the PREPARE text with the name replaced by namePlaceholder.
-	text = strings.Replace(text, namePlaceholder, e.name, 1)
-	if err := ss.runClientInternal(text); err != nil {
+	if err := ss.runClientInternal(e.prepareSQL()); err != nil {
 		return err
 	}
 	ss.addSQLStmt(e.name)
@@ -332,7 +426,11 @@ func (ss *session) statementDone(q *queryState, typ byte, body []byte) bool {
 	}
 	act := q.actions[i]
 	if act.swallow {
-		if act.entry != nil {
+		switch {
+		case act.entry == nil:
+		case act.adds:
+			ss.addSQLStmtDeferred(act.entry.name) // prepared again after the string deallocated it
+		default:
 			ss.sc.Prepared.Remove(act.entry.name) // the DEALLOCATE before a PREPARE of it ran
 		}
 		return true
