@@ -347,6 +347,8 @@ func (ss *session) execPlan(snap *topology.Snapshot, op plan.Operator, params pl
 		return ss.commitExtended(snap)
 	case *failedCommitOp:
 		return ss.rollbackFailed(snap)
+	case *batchTxOp:
+		return ss.runBatchTxOp(snap, o) // batch_txcontrol.go
 	case *plan.CopyOut:
 		return ss.execCopyOut(snap, o, params) // exec_copyout.go
 	case *plan.DeclareCursor:

@@ -67,7 +67,7 @@ func (ss *session) executeMulti(snap *topology.Snapshot, mp *multiPortal, body [
 	if ss.skip {
 		return nil
 	}
-	if ss.batch && !ss.inTransaction() && ss.txWriter != "" {
+	if _, txControl := mp.op.(*batchTxOp); ss.batch && !ss.inTransaction() && ss.txWriter != "" && !txControl {
 		// The plan's parts end with Sync on their shards, which would
 		// commit the batch's earlier write there: the batch becomes the
 		// proxy's transaction first, one implicit transaction as on

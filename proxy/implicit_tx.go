@@ -27,6 +27,12 @@ import (
 // in (see above); replica connections are given back; connections that
 // join later begin when they attach.
 func (ss *session) beginImplicitTx(snap *topology.Snapshot) error {
+	return ss.beginImplicitTxWith(snap, "BEGIN")
+}
+
+// beginImplicitTxWith is beginImplicitTx with begin as the BEGIN statement
+// (the client's own, when the transaction becomes its block).
+func (ss *session) beginImplicitTxWith(snap *topology.Snapshot, begin string) error {
 	if err := ss.settle(); err != nil {
 		return err
 	}
@@ -51,15 +57,15 @@ func (ss *session) beginImplicitTx(snap *topology.Snapshot) error {
 	}
 	ss.implicitTx = true
 	ss.batchFailed = false
-	ss.txBegin = "BEGIN"
+	ss.txBegin = begin
 	if ss.sc != nil && !ss.scTx {
-		if err := ss.runRaw(appendQuery(nil, "BEGIN")); err != nil {
+		if err := ss.runRaw(appendQuery(nil, begin)); err != nil {
 			return err
 		}
 	}
 	for i := 0; i < len(ss.held); i++ {
 		if h := &ss.held[i]; !h.inTx {
-			if err := ss.runOnShard(snap, h.shard, "BEGIN"); err != nil {
+			if err := ss.runOnShard(snap, h.shard, begin); err != nil {
 				return err
 			}
 		}
@@ -76,41 +82,53 @@ var errBatchFailed = errors.New("proxy: the batch already failed")
 // phase) or, when anything in the batch failed, all roll back; the client
 // gets ReadyForQuery idle.
 func (ss *session) syncImplicitTx(snap *topology.Snapshot) error {
-	if err := ss.settle(); err != nil {
+	commitErr, err := ss.endImplicitTx(snap)
+	if err != nil {
 		return err
 	}
+	ss.multiAtSync() // the batch's portals end with it, as PostgreSQL's do
+	ss.skip = false
+	ss.batch = false
+	if commitErr != nil {
+		ss.sendError(toErrorFields(commitErr))
+	}
+	ss.out = appendRFQ(ss.out, 'I')
+	ss.observeRequest()
+	ss.start = time.Time{}
+	return nil
+}
+
+// endImplicitTx ends the proxy's transaction around a batch: every
+// connection finishes the batch's messages (Sync), then all commit (two-
+// phase) or, when anything in the batch failed, all roll back. The
+// transaction is over either way, unless err (a lost server) comes back;
+// commitErr is the commit's failure, for the client.
+func (ss *session) endImplicitTx(snap *topology.Snapshot) (commitErr, err error) {
+	if err := ss.settle(); err != nil {
+		return nil, err
+	}
 	if err := ss.syncHeld(); err != nil {
-		return err
+		return nil, err
 	}
 	if ss.sc != nil && ss.scBatch {
 		if err := ss.runRaw(appendEmpty(nil, msgSync)); err != nil {
 			if isServerGone(err) {
-				return err
+				return nil, err
 			}
 			ss.batchFailed = true
 		}
 		ss.scBatch = false
 	}
 	failed := ss.batchFailed || ss.txAborted || ss.txStatus == 'E' || (ss.sc != nil && ss.scStatus == 'E')
-	var err error
 	if failed {
 		ss.rollbackShards(snap, ss.txShards())
 	} else {
-		_, err = ss.commitExtended(snap)
+		_, commitErr = ss.commitExtended(snap)
+		if isServerGone(commitErr) {
+			return nil, commitErr
+		}
 	}
 	ss.txStatus = 'I'
 	ss.resetTx()
-	ss.multiAtSync() // the batch's portals end with it, as PostgreSQL's do
-	ss.skip = false
-	ss.batch = false
-	if err != nil {
-		if isServerGone(err) {
-			return err
-		}
-		ss.sendError(toErrorFields(err))
-	}
-	ss.out = appendRFQ(ss.out, 'I')
-	ss.observeRequest()
-	ss.start = time.Time{}
-	return nil
+	return commitErr, nil
 }

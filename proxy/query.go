@@ -536,6 +536,9 @@ func (ss *session) executeDone(st *stmtEntry, body []byte) {
 	switch string(t) {
 	case "BEGIN", "COMMIT", "ROLLBACK", "START TRANSACTION":
 		ss.noteTag(nil, string(t))
+		if t[0] != 'B' && t[0] != 'S' {
+			ss.blockEnded = true
+		}
 	case "SET", "RESET", "DISCARD ALL", "SELECT 1":
 		if st != nil {
 			for _, c := range st.classes() {

@@ -291,6 +291,9 @@ func (ss *session) routeBind(snap *topology.Snapshot, portal, name string, e *st
 		}
 		switch o.Kind {
 		case "transaction":
+			if op := ss.batchTxControl(o.Name, o.SQL); op != nil {
+				return true, ss.bindMulti(snap, portal, e, op, params, rf) // batch_txcontrol.go
+			}
 			switch o.Name {
 			case "begin":
 				if ss.txStatus == 'I' && ss.txBegin == "" {

@@ -179,6 +179,11 @@ type session struct {
 	txAborted      bool                    // the proxy raised an error inside the transaction
 	implicitTx     bool                    // the proxy opened the transaction around a pipelined batch (implicit_tx.go)
 	batchFailed    bool                    // an error reached the client since implicitTx was set
+	errSeq         uint64                  // errors sent to the client so far
+	batchErrMark   uint64                  // errSeq when the batch started (or its last syncMidBatch)
+	batchExecuted  bool                    // an Execute of this batch ran or was sent (batch_txcontrol.go)
+	mayEndBlock    bool                    // an Execute that may end a transaction was sent in this batch; beforeExtended settles it
+	blockEnded     bool                    // a COMMIT or ROLLBACK of this batch completed
 	execing        bool                    // the proxy runs a plan itself: keep every connection it touches
 	suspended      *rowSource              // cross-shard read of a portal suspended by an Execute row limit (exec_portal.go)
 	lastSnap       *topology.Snapshot      // snapshot() cache
@@ -618,28 +623,35 @@ func (ss *session) loop() error {
 				return err
 			}
 		}
-		switch typ {
-		case msgQuery:
+		if ss.lastSharded {
+			var skip bool
+			if skip, err = ss.beforeExtended(typ); skip {
+				continue // an error before it reached the client: skipped up to Sync
+			}
+		}
+		switch {
+		case err != nil:
+		case typ == msgQuery:
 			err = ss.handleQuery(body)
-		case msgParse:
+		case typ == msgParse:
 			err = ss.handleParse(body)
-		case msgBind:
+		case typ == msgBind:
 			err = ss.handleBind(body)
-		case msgDescribe:
+		case typ == msgDescribe:
 			err = ss.handleDescribe(body)
-		case msgExecute:
+		case typ == msgExecute:
 			err = ss.handleExecute(body)
-		case msgClose:
+		case typ == msgClose:
 			err = ss.handleClose(body)
-		case msgFlush:
+		case typ == msgFlush:
 			err = ss.handleFlush()
-		case msgSync:
+		case typ == msgSync:
 			err = ss.handleSync()
-		case msgFuncCall:
+		case typ == msgFuncCall:
 			err = ss.handleFuncCall(body)
-		case msgCopyData, msgCopyDone, msgCopyFail:
+		case typ == msgCopyData || typ == msgCopyDone || typ == msgCopyFail:
 			// Outside COPY: ignored, as PostgreSQL does.
-		case msgTerminate:
+		case typ == msgTerminate:
 			return nil
 		default:
 			return newSQLError(codeProtocolViolation, fmt.Sprintf("invalid frontend message type %d", typ))
@@ -898,6 +910,7 @@ func (ss *session) handleFuncCall(body []byte) error {
 // sendError queues an ErrorResponse for the client.
 func (ss *session) sendError(f errorFields) {
 	ss.batchFailed = true
+	ss.errSeq++
 	ss.srv.metrics.countError(f.Code)
 	ss.out = appendError(ss.out, f)
 }
@@ -1195,8 +1208,11 @@ func putLen(b []byte, n int) {
 func (ss *session) handleExecute(body []byte) error {
 	failedBlock := ss.failedBlockBefore()
 	snap, sharded := ss.snapshot()
-	if sharded && !ss.batchTxEnd && ss.executeMayEndTx(body, sharded) {
-		ss.batchTxEnd = true
+	if sharded {
+		ss.batchExecuted = true
+		if ss.executeMayEndTx(body, sharded) {
+			ss.batchTxEnd, ss.mayEndBlock = true, true
+		}
 	}
 	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body, sharded) {
 		if ss.txStatus == 'E' {
@@ -1346,6 +1362,7 @@ func (ss *session) handleFlush() error {
 
 func (ss *session) handleSync() error {
 	ss.txEndInBatch = false
+	ss.batchExecuted, ss.mayEndBlock, ss.blockEnded = false, false, false
 	txEnd := ss.batchTxEnd
 	ss.batchTxEnd = false
 	if err := ss.endSuspended(); err != nil {
@@ -1614,6 +1631,7 @@ func (ss *session) drain() error {
 				ss.out = appendMsg(ss.out, typ, body)
 			}
 			ss.batchFailed = true
+			ss.errSeq++
 			ss.serverError(e)
 		case msgReadyForQuery:
 			if len(body) != 1 || (e.kind != expSync && e.kind != expQuery) {

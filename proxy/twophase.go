@@ -581,6 +581,7 @@ func (ss *session) rollbackFailed(snap *topology.Snapshot) (string, error) {
 	ss.pending = ss.pending[:0]
 	ss.txStatus = 'I'
 	ss.resetTx()
+	ss.blockEnded = true
 	return "ROLLBACK", nil
 }
 
@@ -604,6 +605,7 @@ func (ss *session) commitExtended(snap *topology.Snapshot) (string, error) {
 	err := ss.twoPhaseCommit(snap, append([]string(nil), writers...))
 	ss.txStatus = 'I'
 	ss.resetTx()
+	ss.blockEnded = true
 	if err != nil {
 		return "", err
 	}

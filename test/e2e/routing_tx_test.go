@@ -168,6 +168,69 @@ func TestShardedTransactions(t *testing.T) {
 		}
 	})
 
+	// PostgreSQL's BEGIN, COMMIT and ROLLBACK act on the batch's implicit
+	// transaction where they stand: the proxy did so on one shard's
+	// connection only.
+	t.Run("transaction control in the middle of a pipelined batch", func(t *testing.T) {
+		c := wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		stmt := func(sql string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+		}
+		upd := func(k int64, name string) []pgproto3.FrontendMessage {
+			return stmt("UPDATE users SET name = '" + name + "' WHERE id = " + strconv.FormatInt(k, 10))
+		}
+		batch := func(parts ...[]pgproto3.FrontendMessage) []string {
+			var msgs []pgproto3.FrontendMessage
+			for _, p := range parts {
+				msgs = append(msgs, p...)
+			}
+			return c.Run(append(msgs, &pgproto3.Sync{}))
+		}
+		a, b := env.twoKeysOnDifferentShards(t, 41)
+		names := func(what string, want ...string) {
+			t.Helper()
+			for i, k := range []int64{a, b} {
+				if got := env.nameOnShard(t, ctx, k); got != want[i] {
+					t.Errorf("%s: user %d is %q, want %q", what, k, got, want[i])
+				}
+			}
+		}
+		for _, k := range []int64{a, b} {
+			mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES ($1, 'orig')", k)
+		}
+		// BEGIN takes the writes before it into the block it opens.
+		if got := batch(upd(a, "x"), upd(b, "x"), stmt("BEGIN")); got[len(got)-1] != "ready T" {
+			t.Errorf("BEGIN after writes on two shards: %q, want ready T", got)
+		}
+		c.Run([]pgproto3.FrontendMessage{&pgproto3.Query{String: "ROLLBACK"}})
+		names("writes before a BEGIN, then ROLLBACK", "orig", "orig")
+		// ROLLBACK rolls back what came before it; what follows commits.
+		if got := strings.Join(batch(upd(a, "x"), upd(b, "x"), stmt("ROLLBACK"), upd(a, "after")), " "); !strings.HasSuffix(got, "tag ROLLBACK *pgproto3.ParseComplete *pgproto3.BindComplete tag UPDATE 1 ready I") {
+			t.Errorf("ROLLBACK in the middle: %q", got)
+		}
+		names("ROLLBACK in the middle of a batch", "after", "orig")
+		// A COMMIT that ends a block: what follows is a new implicit
+		// transaction, rolled back by its own error only.
+		c.Run([]pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN"}})
+		got := strings.Join(batch(upd(a, "committed"), stmt("COMMIT"), upd(b, "lost"), stmt("SELECT 1/0 FROM users WHERE id = "+strconv.FormatInt(a, 10))), " ")
+		if got != "*pgproto3.ParseComplete *pgproto3.BindComplete tag UPDATE 1 *pgproto3.ParseComplete *pgproto3.BindComplete tag COMMIT *pgproto3.ParseComplete *pgproto3.BindComplete tag UPDATE 1 *pgproto3.ParseComplete error 22012 ready I" {
+			t.Errorf("COMMIT, then a failing implicit transaction: %q", got)
+		}
+		names("COMMIT in the middle of a batch, then an error", "committed", "orig")
+		c.Run([]pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN"}})
+		if got := batch(upd(a, "again"), stmt("COMMIT"), upd(b, "kept")); got[len(got)-1] != "ready I" {
+			t.Errorf("COMMIT, then a write on another shard: %q, want ready I", got)
+		}
+		names("COMMIT in the middle of a batch, then a write on another shard", "again", "kept")
+		// Transaction modes after writes on several shards: refused, and
+		// the batch's writes roll back as after any error in it.
+		got = strings.Join(batch(upd(a, "lost"), upd(b, "lost"), stmt("BEGIN ISOLATION LEVEL SERIALIZABLE")), " ")
+		if !strings.HasSuffix(got, "tag UPDATE 1 *pgproto3.ParseComplete *pgproto3.BindComplete error 0A000 ready I") {
+			t.Errorf("BEGIN with transaction modes after writes on two shards: %q, want 0A000", got)
+		}
+		names("a refused BEGIN after writes on two shards", "again", "kept")
+	})
+
 	t.Run("a batch writing two shards commits both or neither", func(t *testing.T) {
 		// psycopg 3's executemany and pgx batches outside a transaction
 		// block: one implicit transaction, made atomic with two-phase

@@ -25,7 +25,10 @@ import (
 // ROLLBACK TO of a savepoint that did not exist answered by the proxy
 // (ending a failed block) while no shard was in the transaction yet, and
 // failed pipelined batches leaving the writes of their other shards
-// committed.
+// committed, and BEGIN, COMMIT or ROLLBACK in the middle of a batch acting
+// on one shard's connection only (a BEGIN after writes on several shards
+// left them committed, statements after a COMMIT failed with 25P02 or left
+// the client in a failed block).
 //
 // Savepoint statements go as simple Queries only: over the extended
 // protocol the proxy runs one on the transaction's other shards at Bind,
@@ -37,7 +40,7 @@ func TestShardedTransactionDifferential(t *testing.T) {
 	refDSN := env.referenceDatabase(t, ctx, "tx_reference", "CREATE TABLE users (id bigint PRIMARY KEY, name text)",
 		"INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 40) g")
 	rows := []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT id, name FROM users ORDER BY id"}}
-	for seed := uint64(1); seed <= 20; seed++ {
+	for seed := uint64(1); seed <= 40; seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
@@ -62,11 +65,11 @@ func TestShardedTransactionDifferential(t *testing.T) {
 }
 
 // randomTxStep returns one step of TestShardedTransactionDifferential: a
-// statement as a simple Query, or as Parse/Bind/Execute and Sync, or two
-// to four statements without transaction control as one pipelined batch
-// (Parse/Bind/Execute each, one Sync) or one multi-statement Query — one
-// implicit transaction outside a transaction block. Savepoint statements
-// go as simple Queries only.
+// statement as a simple Query, or two to four statements without
+// transaction control as one multi-statement Query, or one to five
+// statements as one pipelined batch (Parse/Bind/Execute each, one Sync),
+// BEGIN, COMMIT and ROLLBACK anywhere in it. Savepoint statements go as
+// simple Queries only.
 func randomTxStep(rng *rand.Rand) []pgproto3.FrontendMessage {
 	sql, control := randomTxStatement(rng)
 	if control == txSavepoint || rng.IntN(3) == 0 {
@@ -78,8 +81,8 @@ func randomTxStep(rng *rand.Rand) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
 	}
 	msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	for n := rng.IntN(4); n > 0 && control == txNone; n-- {
-		if sql, c := randomTxStatement(rng); c == txNone {
+	for n := rng.IntN(5); n > 0; n-- {
+		if sql, c := randomTxStatement(rng); c != txSavepoint {
 			msgs = append(msgs, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{})
 		}
 	}
