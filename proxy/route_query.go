@@ -148,6 +148,11 @@ func (ss *session) sequenceQuery(snap *topology.Snapshot, a *planner.Analysis, s
 			if o.Proxy {
 				return ss.queryFailed(&plan.Unsupported{Message: "SET shardproxy.* must be sent as a query of its own"})
 			}
+			if o.Kind == "transaction" && savepointStatement[o.Name] != "" {
+				// Run one by one, so that shards joining the transaction
+				// later get the savepoint too (recordReplay).
+				whole = false
+			}
 		default:
 			whole = false
 		}
@@ -159,6 +164,12 @@ func (ss *session) sequenceQuery(snap *topology.Snapshot, a *planner.Analysis, s
 		if s != shard {
 			whole = false
 		}
+	}
+	if ss.txStatus == 'E' {
+		// The failure may not be this shard's (another shard's, or one the
+		// proxy raised): a COMMIT or ROLLBACK in the string must end the
+		// block everywhere, and nothing else may run before it.
+		whole = false
 	}
 	if !whole {
 		return ss.sequenceOneByOne(snap, a, seq)

@@ -17,59 +17,77 @@ import (
 // time, as the client could have sent them, and answers with one
 // ReadyForQuery, keeping PostgreSQL's semantics for the string:
 //
-//   - without transaction control in it, outside a transaction block, the
-//     statements form one implicit transaction: the proxy opens a
-//     transaction block around them and commits it (with two-phase commit
-//     when several shards were written) or, after an error, rolls it back;
-//   - inside a transaction block they run in it (a final COMMIT or
-//     ROLLBACK ends it); an error aborts it;
-//   - a string that opens its own transaction ("BEGIN; …; COMMIT") runs
-//     as written;
+//   - statements outside a transaction block form an implicit transaction
+//     (up to the end of the string or the next transaction control): the
+//     proxy opens a transaction block around them and commits it (with
+//     two-phase commit when several shards were written) or, after an
+//     error, rolls it back;
+//   - a BEGIN there makes that block the client's (the statements before
+//     it are in it); a COMMIT or ROLLBACK there commits or rolls it back
+//     with PostgreSQL's WARNING that no transaction is in progress;
+//     savepoint statements there fail with 25P01;
+//   - inside the client's transaction block statements run in it, and a
+//     COMMIT or ROLLBACK ends it; an error aborts it;
 //
-// and after an error the rest of the string is skipped. Other places of
-// transaction control (a COMMIT in the middle, savepoints) are refused
-// with 0A000.
+// and after an error the rest of the string is skipped.
 func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis, seq *plan.Sequence) error {
 	if len(a.Statements) != len(seq.Statements) || ss.implicitTx {
 		return ss.queryFailed(oneByOneUnsupported("its statements could not be told apart"))
 	}
-	opens := false
-	for i, op := range seq.Statements {
-		o, ok := op.(*plan.Session)
-		if !ok || o.Kind != "transaction" {
-			continue
-		}
-		switch {
-		case i == 0 && o.Name == "begin" && ss.txStatus == 'I':
-			opens = true
-		case i == len(seq.Statements)-1 && (opens || ss.txStatus != 'I') && (o.Name == "commit" || o.Name == "rollback"):
-		default:
-			return ss.queryFailed(oneByOneUnsupported("it has transaction control other than a leading BEGIN and a final COMMIT or ROLLBACK"))
-		}
-	}
-	wrap := !opens && ss.txStatus == 'I'
-	if wrap {
-		if failed, err := ss.subStatement(snap, "BEGIN"); err != nil || failed {
-			return ss.endSequence(err)
-		}
-		ss.dropTag("BEGIN")
+	wrapped := false // the proxy's BEGIN opened the block the statements run in
+	end := func(verb string) (failed bool, err error) {
+		wrapped = false
+		failed, err = ss.subStatement(snap, verb)
+		return failed, err
 	}
 	failed := false
-	for _, st := range a.Statements {
+	for i, st := range a.Statements {
+		control := ""
+		if o, ok := seq.Statements[i].(*plan.Session); ok && o.Kind == "transaction" {
+			control = o.Name
+		}
+		ends := control == "begin" || control == "commit" || control == "rollback"
+		if !wrapped && ss.txStatus == 'I' && !ends {
+			var err error
+			if failed, err = ss.subStatement(snap, "BEGIN"); err != nil || failed {
+				return ss.endSequence(err)
+			}
+			ss.dropTag("BEGIN")
+			wrapped = true
+		}
 		var err error
-		if failed, err = ss.subStatement(snap, st.SQL); err != nil {
+		switch {
+		case wrapped && control == "begin":
+			if !plainBegin(st.SQL) {
+				ss.sendError(toErrorFields(oneByOneUnsupported("a BEGIN with transaction modes after other statements")))
+				failed = true
+				break
+			}
+			wrapped = false // the block is the client's now
+			ss.txBegin = st.SQL
+			ss.out = appendCommandComplete(ss.out, "BEGIN")
+		case wrapped && (control == "commit" || control == "rollback"):
+			ss.out = appendWarning(ss.out, "25P01", "there is no transaction in progress")
+			failed, err = end(strings.ToUpper(control))
+		case wrapped && savepointStatement[control] != "":
+			ss.sendError(errorFields{Code: "25P01", Message: savepointStatement[control] + " can only be used in transaction blocks"})
+			failed = true
+		default:
+			failed, err = ss.subStatement(snap, st.SQL)
+		}
+		if err != nil {
 			return err
 		}
 		if failed {
 			break
 		}
 	}
-	if wrap {
+	if wrapped {
 		verb := "COMMIT"
 		if failed || ss.txStatus == 'E' {
 			verb = "ROLLBACK"
 		}
-		commitFailed, err := ss.subStatement(snap, verb)
+		commitFailed, err := end(verb)
 		if err != nil {
 			return err
 		}
@@ -80,6 +98,10 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 	}
 	return ss.endSequence(nil)
 }
+
+// savepointStatement names the savepoint statements in PostgreSQL's
+// errors, by the planner's Session name.
+var savepointStatement = map[string]string{"savepoint": "SAVEPOINT", "release": "RELEASE SAVEPOINT", "rollback_to": "ROLLBACK TO SAVEPOINT"}
 
 // codeOnListedTables reports whether a statement of a (without a routing
 // hint) is code the proxy cannot route (codeOnListedTables).

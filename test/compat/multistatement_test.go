@@ -51,8 +51,11 @@ var queryStrings = []queryString{
 		after: "SELECT id, name FROM users WHERE id > 900000 ORDER BY id"},
 	{sql: "DELETE FROM users WHERE id = 900001; INSERT INTO users (id, name, email, active, created_at) VALUES (900002, 'dup', 'd@x', true, '2024-01-01'); DELETE FROM users WHERE id = 900002",
 		after: "SELECT id, name FROM users WHERE id > 900000 ORDER BY id"},
-	{sql: "SELECT count(*) FROM posts; SAVEPOINT s; SELECT 1", refused: true},
-	{sql: "COMMIT; SELECT id, name FROM users WHERE id = 5; SELECT count(*) FROM users", refused: true},
+	{sql: "SELECT count(*) FROM posts; SAVEPOINT s; SELECT 1"}, // 25P01: savepoints need a transaction block
+	{sql: "COMMIT; SELECT id, name FROM users WHERE id = 5; SELECT count(*) FROM users"},
+	{sql: "UPDATE users SET name = 'kept' WHERE id = 7; UPDATE users SET name = 'kept' WHERE id = 8; BEGIN; SAVEPOINT s; UPDATE users SET name = 'undone' WHERE id = 7; ROLLBACK TO SAVEPOINT s; COMMIT; UPDATE users SET name = 'lost' WHERE id = 8; SELECT 1/0",
+		after: "SELECT id, name FROM users WHERE id IN (7, 8) ORDER BY id"},
+	{sql: "UPDATE users SET name = 'rolled' WHERE id = 7; UPDATE users SET name = 'rolled' WHERE id = 8; ROLLBACK; SELECT id, name FROM users WHERE id IN (7, 8) ORDER BY id"},
 	// Sequelize's findOrCreate: run apart, the INSERT in the function would
 	// land on the shard the call went to, not the row's own.
 	{sql: "CREATE OR REPLACE FUNCTION pg_temp.testfunc(OUT response users, OUT caught text) RETURNS RECORD AS $f$ BEGIN " +

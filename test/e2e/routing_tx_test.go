@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,6 +230,20 @@ func TestShardedTransactions(t *testing.T) {
 			t.Errorf("BEGIN with transaction modes after writes on two shards: %q, want 0A000", got)
 		}
 		names("a refused BEGIN after writes on two shards", "again", "kept")
+		// The same in a multi-statement simple Query.
+		query := func(sql string) string {
+			return strings.Join(c.Run([]pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}), " ")
+		}
+		two := fmt.Sprintf("UPDATE users SET name = 'q' WHERE id = %d; UPDATE users SET name = 'q' WHERE id = %d; ", a, b)
+		if got := query(two + "BEGIN"); got != "tag UPDATE 1 tag UPDATE 1 tag BEGIN ready T" {
+			t.Errorf("a query string with BEGIN after writes on two shards: %q", got)
+		}
+		query("ROLLBACK")
+		names("a query string's writes before its BEGIN, then ROLLBACK", "again", "kept")
+		if got := query(two + "BEGIN ISOLATION LEVEL SERIALIZABLE"); got != "tag UPDATE 1 tag UPDATE 1 error 0A000 ready I" {
+			t.Errorf("a query string with BEGIN ISOLATION LEVEL after writes on two shards: %q, want 0A000", got)
+		}
+		names("a refused BEGIN in a query string", "again", "kept")
 	})
 
 	t.Run("a batch writing two shards commits both or neither", func(t *testing.T) {

@@ -28,7 +28,11 @@ import (
 // committed, and BEGIN, COMMIT or ROLLBACK in the middle of a batch acting
 // on one shard's connection only (a BEGIN after writes on several shards
 // left them committed, statements after a COMMIT failed with 25P02 or left
-// the client in a failed block).
+// the client in a failed block), and the same over multi-statement
+// Queries (which the proxy refused with 0A000 when their transaction
+// control was not a leading BEGIN and a final COMMIT or ROLLBACK; a string
+// with a savepoint relayed whole to one shard left the savepoint unknown
+// to shards joining later, 3B001 at ROLLBACK TO).
 //
 // Savepoint statements go as simple Queries only: over the extended
 // protocol the proxy runs one on the transaction's other shards at Bind,
@@ -64,19 +68,17 @@ func TestShardedTransactionDifferential(t *testing.T) {
 	}
 }
 
-// randomTxStep returns one step of TestShardedTransactionDifferential: a
-// statement as a simple Query, or two to four statements without
-// transaction control as one multi-statement Query, or one to five
-// statements as one pipelined batch (Parse/Bind/Execute each, one Sync),
-// BEGIN, COMMIT and ROLLBACK anywhere in it. Savepoint statements go as
-// simple Queries only.
+// randomTxStep returns one step of TestShardedTransactionDifferential: one
+// to four statements as one simple Query (transaction control and
+// savepoints anywhere in it), or one to five statements as one pipelined
+// batch (Parse/Bind/Execute each, one Sync), BEGIN, COMMIT and ROLLBACK
+// anywhere in it. Savepoint statements go as simple Queries only.
 func randomTxStep(rng *rand.Rand) []pgproto3.FrontendMessage {
 	sql, control := randomTxStatement(rng)
 	if control == txSavepoint || rng.IntN(3) == 0 {
-		for n := rng.IntN(4); n > 0 && control == txNone; n-- {
-			if more, c := randomTxStatement(rng); c == txNone {
-				sql += "; " + more
-			}
+		for n := rng.IntN(4); n > 0; n-- {
+			more, _ := randomTxStatement(rng)
+			sql += "; " + more
 		}
 		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
 	}
