@@ -210,6 +210,13 @@ func (ss *session) settle() error {
 
 // park moves the settled active connection to held.
 func (ss *session) park() {
+	if ss.sc != nil && ss.scStatus == 'E' && ss.txStatus == 'E' {
+		// The block failed on this connection; the one the session uses
+		// next reports 'T': the proxy keeps the failure (an Execute of an
+		// empty portal, a Close there, answered ready T, and a COMMIT then
+		// committed that shard's part).
+		ss.txAborted = true
+	}
 	ss.held = append(ss.held, heldConn{shard: ss.shard, pool: ss.pool, sc: ss.sc, br: ss.sr.br,
 		inTx: ss.scTx, needSync: ss.batch && ss.scBatch})
 	ss.sr.br = nil

@@ -493,6 +493,34 @@ func (ss *session) endPortals() {
 	ss.portalStmt = nil
 }
 
+// forgetPortal drops what the session knows of portal name for a Close of
+// it, and returns what puts it back (the Close skipped after an error
+// earlier in the batch).
+func (ss *session) forgetPortal(name string) (restore func()) {
+	stmt, hadStmt := ss.portalStmts[name]
+	unnamed := ss.portalStmt
+	mp, hadMulti := ss.multi[name]
+	shard, hadShard := ss.portals[name]
+	delete(ss.portalStmts, name)
+	if name == "" {
+		ss.portalStmt = nil
+	}
+	return func() {
+		if hadStmt {
+			ss.notePortal(name, stmt)
+		}
+		if name == "" {
+			ss.portalStmt = unnamed
+		}
+		if hadMulti && ss.multi != nil {
+			ss.multi[name] = mp
+		}
+		if hadShard && ss.portals != nil {
+			ss.portals[name] = shard
+		}
+	}
+}
+
 // notePortal records that the named portal is bound to e (portalExists,
 // boundStmt).
 func (ss *session) notePortal(portal string, e *stmtEntry) {

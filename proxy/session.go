@@ -73,7 +73,7 @@ type expect struct {
 	unnamed bool        // Bind of the unnamed portal (portalStmt); prev: what it was bound to before
 	kept    bool        // the Bind failed before PostgreSQL replaces a portal: the portal is as it was
 
-	restore func() // expSynthDone, expSynthError: undoes the proxy's bookkeeping when PostgreSQL would have skipped the message
+	restore func() // expSynthDone, expSynthError, expSynthClose, expClose: undoes the proxy's bookkeeping when PostgreSQL would have skipped the message
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, serverReadBufSize) }}
@@ -1318,23 +1318,23 @@ func (ss *session) handleClose(body []byte) error {
 		ss.push(expect{kind: expSynthClose})
 		return nil
 	}
+	var restore func()
 	if snap, sharded := ss.snapshot(); sharded {
 		name, _, _ := cstring(body[1:])
-		delete(ss.portalStmts, string(name))
-		if len(name) == 0 {
-			ss.portalStmt = nil
-		}
+		restore = ss.forgetPortal(string(name))
 		if _, ok := ss.multi[string(name)]; ok {
 			delete(ss.multi, string(name))
-			ss.push(expect{kind: expSynthClose})
+			ss.push(expect{kind: expSynthClose, restore: restore})
 			return nil
 		}
 		if shard, ok := ss.portals[string(name)]; ok {
 			delete(ss.portals, string(name))
 			if err := ss.useShard(snap, shard); err != nil {
+				restore()
 				return ss.failExtendedTx(err)
 			}
 			if ss.skip {
+				restore() // an error before it: skipped
 				return nil
 			}
 		}
@@ -1345,7 +1345,7 @@ func (ss *session) handleClose(body []byte) error {
 	ss.batch, ss.scBatch = true, true
 	ss.closeEvicted()
 	ss.sout = appendMsg(ss.sout, msgClose, body)
-	ss.push(expect{kind: expClose})
+	ss.push(expect{kind: expClose, restore: restore})
 	return ss.maybeFlushBatch()
 }
 
@@ -1779,6 +1779,13 @@ func (ss *session) undo(e *expect, failed bool) {
 	case expSynthClose:
 		if e.prev != nil {
 			ss.stmts[e.name] = e.prev
+		}
+		if e.restore != nil {
+			e.restore()
+		}
+	case expClose:
+		if e.restore != nil {
+			e.restore()
 		}
 	case expSynthDone, expSynthError:
 		if e.restore != nil {

@@ -222,6 +222,29 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// A Close of a portal skipped after an error earlier in its batch
+	// leaves the portal: the proxy forgot it, and answered a later Execute
+	// of the portal (an empty query, which runs in a failed block) with
+	// 25P02 where PostgreSQL answers EmptyQueryResponse.
+	t.Run("portal close skipped after an error", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		failures := []string{"SELEC oops"} // raised by the proxy
+		for k := 1; k <= 4; k++ {
+			failures = append(failures, fmt.Sprintf("SELECT 1/0 FROM users WHERE id = %d", k)) // on some shard
+		}
+		for _, failure := range failures {
+			for _, msgs := range [][]pgproto3.FrontendMessage{
+				{&pgproto3.Query{String: "BEGIN"}},
+				{&pgproto3.Parse{Query: ""}, &pgproto3.Bind{DestinationPortal: "p1"}, &pgproto3.Sync{}},
+				{&pgproto3.Query{String: failure}},
+				{&pgproto3.Describe{ObjectType: 'P', Name: "nosuch"}, &pgproto3.Close{ObjectType: 'P', Name: "p1"}, &pgproto3.Sync{}},
+				{&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}},
+				{&pgproto3.Query{String: "ROLLBACK"}},
+			} {
+				wire.Same(t, want, got, msgs, "failure "+failure)
+			}
+		}
+	})
 	// A Bind to a named portal that is bound already fails with 42P03, as
 	// on PostgreSQL, also when the two Binds go to different shards or
 	// the first is one the proxy runs itself (it answered BindComplete);

@@ -169,6 +169,41 @@ func TestShardedTransactions(t *testing.T) {
 		}
 	})
 
+	// After a statement failed on one shard, a message answered by
+	// another shard's connection (ready T there) left the client's
+	// transaction healthy in the proxy's eyes, and a COMMIT then committed
+	// the other shard's writes.
+	t.Run("a failed transaction stays failed on the next shard", func(t *testing.T) {
+		c := wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		a, b := env.twoKeysOnDifferentShards(t, 51)
+		for _, k := range []int64{a, b} {
+			mustExec(t, ctx, app, "INSERT INTO users (id, name) VALUES ($1, 'orig')", k)
+		}
+		for _, next := range [][]pgproto3.FrontendMessage{
+			{&pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{}}, // an empty portal runs in a failed block
+			{&pgproto3.Close{ObjectType: 'P', Name: "p1"}, &pgproto3.Sync{}},
+			{&pgproto3.Describe{ObjectType: 'P', Name: "p1"}, &pgproto3.Sync{}},
+		} {
+			for _, msgs := range [][]pgproto3.FrontendMessage{
+				{&pgproto3.Query{String: "BEGIN"}},
+				{&pgproto3.Query{String: fmt.Sprintf("UPDATE users SET name = 'lost' WHERE id = %d", a)}},
+				{&pgproto3.Parse{Query: ""}, &pgproto3.Bind{DestinationPortal: "p1"}, &pgproto3.Sync{}},
+				{&pgproto3.Query{String: fmt.Sprintf("SELECT 1/0 FROM users WHERE id = %d", b)}},
+			} {
+				c.Run(msgs)
+			}
+			if got := c.Run(next); got[len(got)-1] != "ready E" {
+				t.Errorf("%s after the failure: %q, want ready E", wire.Describe(next), got)
+			}
+			if got := strings.Join(c.Run([]pgproto3.FrontendMessage{&pgproto3.Query{String: "COMMIT"}}), " "); got != "tag ROLLBACK ready I" {
+				t.Errorf("COMMIT after %s: %q, want ROLLBACK", wire.Describe(next), got)
+			}
+			if name := env.nameOnShard(t, ctx, a); name != "orig" {
+				t.Errorf("after %s and COMMIT: user %d is %q, want orig", wire.Describe(next), a, name)
+			}
+		}
+	})
+
 	// PostgreSQL's BEGIN, COMMIT and ROLLBACK act on the batch's implicit
 	// transaction where they stand: the proxy did so on one shard's
 	// connection only.
