@@ -638,6 +638,11 @@ func (ss *session) multiAtSync() {
 // simple Query; CLOSE ALL closes the cross-shard cursors and is then
 // relayed for the others (handled false).
 func (ss *session) cursorQuery(o *plan.Session) (handled bool, err error) {
+	if ss.txStatus == 'E' {
+		// As every statement but a transaction's end in a failed block
+		// (the proxy closed its own cursor and answered CLOSE CURSOR).
+		return true, ss.queryFailed(&sqlError{abortedError})
+	}
 	if o.Kind == "close" && o.Name == "" {
 		for name, cr := range ss.multiCursor {
 			delete(ss.multiCursor, name)

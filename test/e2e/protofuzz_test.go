@@ -222,6 +222,17 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// FETCH, MOVE and CLOSE of a cross-shard cursor (which the proxy runs
+	// itself) in a failed block get 25P02 as simple Queries too: the proxy
+	// closed the cursor and answered CLOSE CURSOR.
+	t.Run("cross-shard cursor in a failed block", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		for _, stmt := range []string{"CLOSE c", "FETCH 1 FROM c", "MOVE 1 IN c", "CLOSE ALL", "SELECT 1; CLOSE c"} {
+			for _, sql := range []string{"BEGIN", "DECLARE c CURSOR FOR SELECT id, name FROM users ORDER BY id", "SELECT 1/0", stmt, "ROLLBACK"} {
+				wire.Same(t, want, got, []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, "after a failure: "+stmt)
+			}
+		}
+	})
 	// A Close of a portal skipped after an error earlier in its batch
 	// leaves the portal: the proxy forgot it, and answered a later Execute
 	// of the portal (an empty query, which runs in a failed block) with
