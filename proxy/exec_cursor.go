@@ -57,6 +57,9 @@ type cursorRead struct {
 	done    bool  // the merge returned io.EOF
 	failed  error // a fetch or the merge failed: the read cannot go on
 	flushed bool  // send flushed rows to the client
+	// declaredAt is len(txReplay) at DECLARE: a ROLLBACK TO a savepoint
+	// made before it drops the cursor (dropCursorsSince).
+	declaredAt int
 }
 
 // cursorRows is where a cursorRead takes its rows from: *merge.Result over
@@ -467,8 +470,41 @@ func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor,
 	if ss.multiCursor == nil {
 		ss.multiCursor = make(map[string]*cursorRead)
 	}
+	cr.declaredAt = len(ss.txReplay)
 	ss.multiCursor[o.Name] = cr
 	return "DECLARE CURSOR", nil
+}
+
+// dropCursorsSince forgets the cross-shard cursors declared after the
+// last SAVEPOINT named savepoint, for a ROLLBACK TO it: PostgreSQL drops
+// them (their shards' portals went with the subtransaction).
+func (ss *session) dropCursorsSince(savepoint string) {
+	at := -1
+	for i := len(ss.txReplay) - 1; i >= 0 && at < 0; i-- {
+		if f := strings.Fields(ss.txReplay[i]); len(f) == 2 && strings.EqualFold(f[0], "savepoint") && identName(f[1]) == savepoint {
+			at = i
+		}
+	}
+	if at < 0 {
+		return
+	}
+	for name, cr := range ss.multiCursor {
+		if cr.declaredAt > at {
+			delete(ss.multiCursor, name)
+			if h := cr.spool(); h != nil {
+				h.close() // a WITH HOLD cursor's rows
+			}
+		}
+	}
+}
+
+// identName is an SQL identifier as PostgreSQL names it: unquoted folded
+// to lower case, quoted as written.
+func identName(word string) string {
+	if len(word) >= 2 && word[0] == '"' && word[len(word)-1] == '"' {
+		return strings.ReplaceAll(word[1:len(word)-1], `""`, `"`)
+	}
+	return strings.ToLower(word)
 }
 
 // proxyCursor returns the cross-shard cursor a FETCH/MOVE/CLOSE names, if

@@ -233,6 +233,24 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// ROLLBACK TO SAVEPOINT drops the cursors declared after the
+	// savepoint, as PostgreSQL does, and keeps those declared before (at
+	// the position they reached); a cross-shard cursor the proxy runs
+	// stayed, and a second DECLARE of its name failed with 42P03.
+	t.Run("cross-shard cursor and ROLLBACK TO SAVEPOINT", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		declare := "DECLARE c CURSOR FOR SELECT id, name FROM users ORDER BY id"
+		for _, seq := range [][]string{
+			{"BEGIN", "SAVEPOINT s", declare, "FETCH 1 FROM c", "ROLLBACK TO SAVEPOINT s", "FETCH 1 FROM c", "ROLLBACK"},
+			{"BEGIN", "SAVEPOINT s", declare, "ROLLBACK TO s", declare, "FETCH 2 FROM c", "ROLLBACK"},
+			{"BEGIN", declare, "SAVEPOINT s", "FETCH 1 FROM c", "SELECT 1/0", "ROLLBACK TO SAVEPOINT s", "FETCH 1 FROM c", "ROLLBACK"},
+			{"BEGIN", "SAVEPOINT a", declare, "SAVEPOINT b", "ROLLBACK TO b", "FETCH 1 FROM c", "ROLLBACK TO a", "FETCH 1 FROM c", "ROLLBACK"},
+		} {
+			for _, sql := range seq {
+				wire.Same(t, want, got, []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, strings.Join(seq, "; "))
+			}
+		}
+	})
 	// A Close of a portal skipped after an error earlier in its batch
 	// leaves the portal: the proxy forgot it, and answered a later Execute
 	// of the portal (an empty query, which runs in a failed block) with
