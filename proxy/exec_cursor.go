@@ -444,13 +444,11 @@ func (ss *session) executeCursorPortal(snap *topology.Snapshot, mp *multiPortal,
 
 // declareCursor runs DECLARE … CURSOR over several shards.
 func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor, params planner.Params) (string, error) {
-	switch ss.txStatus {
-	case 'E':
+	if ss.txStatus == 'E' {
 		return "", &sqlError{abortedError}
-	case 'I':
-		if !o.Hold {
-			return "", &sqlError{errorFields{Code: "25P01", Message: "DECLARE CURSOR can only be used in transaction blocks"}}
-		}
+	}
+	if !ss.clientBlockOpen() && !o.Hold { // a BEGIN earlier in this batch opened one
+		return "", &sqlError{errorFields{Code: "25P01", Message: "DECLARE CURSOR can only be used in transaction blocks"}}
 	}
 	if _, ok := ss.multiCursor[o.Name]; ok {
 		return "", &sqlError{errorFields{Code: "42P03", Message: "cursor \"" + o.Name + "\" already exists"}}

@@ -251,6 +251,23 @@ func TestShardedExtendedProtocolDifferential(t *testing.T) {
 			}
 		}
 	})
+	// A cross-shard DECLARE right after a BEGIN in the same pipelined batch
+	// runs in the block it opened (the proxy answered 25P01, no block yet);
+	// in a batch without BEGIN it fails with 25P01, as on PostgreSQL.
+	t.Run("cross-shard cursor after BEGIN in one batch", func(t *testing.T) {
+		want, got := wire.Open(t, ctx, refDSN), wire.Open(t, ctx, env.proxy.dsn("postgres"))
+		stmt := func(sql string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+		}
+		declare := stmt("DECLARE c CURSOR FOR SELECT id, name FROM users ORDER BY id")
+		for _, msgs := range [][]pgproto3.FrontendMessage{
+			append(append(append(stmt("BEGIN"), declare...), stmt("FETCH 2 FROM c")...), &pgproto3.Sync{}),
+			{&pgproto3.Query{String: "ROLLBACK"}},
+			append(append(stmt("SELECT 1"), declare...), &pgproto3.Sync{}),
+		} {
+			wire.Same(t, want, got, msgs, "DECLARE in a batch")
+		}
+	})
 	// A Close of a portal skipped after an error earlier in its batch
 	// leaves the portal: the proxy forgot it, and answered a later Execute
 	// of the portal (an empty query, which runs in a failed block) with
