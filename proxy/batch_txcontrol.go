@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -47,7 +48,7 @@ func (o *batchTxOp) Describe() plan.Description {
 // ReadyForQuery said so); the proxy's own transaction around a batch
 // (implicitTx) is not one.
 func (ss *session) clientBlockOpen() bool {
-	return ss.txStatus != 'I' || (ss.txBegin != "" && !ss.implicitTx)
+	return ss.txStatus == 'E' || ss.inTxBlock()
 }
 
 // batchTxControl returns the plan for a Bind of transaction control verb
@@ -65,23 +66,15 @@ func (ss *session) batchTxControl(verb, sql string) *batchTxOp {
 	return nil
 }
 
-// batchFailedSoFar reports whether an error reached the client in this
-// batch: PostgreSQL skips the rest of it.
-func (ss *session) batchFailedSoFar() bool {
-	return ss.skip || ss.errSeq != ss.batchErrMark
-}
-
 // runBatchTxOp runs o at its Execute and returns its command tag.
 func (ss *session) runBatchTxOp(snap *topology.Snapshot, o *batchTxOp) (string, error) {
 	if err := ss.settle(); err != nil {
 		return "", err
 	}
-	if ss.batchFailedSoFar() {
-		ss.skip = true // PostgreSQL skips it with the rest of the batch
-		return "", errBatchFailed
+	if ss.skip {
+		return "", errBatchFailed // an error before it: PostgreSQL skips it with the rest of the batch
 	}
-	switch o.verb {
-	case "begin":
+	if o.verb == "begin" {
 		if ss.implicitTx && !plainBegin(o.sql) {
 			return "", &plan.Unsupported{Message: "transaction modes in a BEGIN after statements on several shards in the same pipelined batch are not supported",
 				Hint: "send the BEGIN first in the batch, or a Sync before it"}
@@ -96,41 +89,35 @@ func (ss *session) runBatchTxOp(snap *topology.Snapshot, o *batchTxOp) (string, 
 		ss.txBegin = o.sql
 		ss.batchExecuted = false
 		return "BEGIN", nil
-	case "rollback":
-		ss.out = appendWarning(ss.out, "25P01", "there is no transaction in progress")
-		if ss.implicitTx {
-			ss.batchFailed = true // endImplicitTx rolls back
-			if _, err := ss.endImplicitTx(snap); err != nil {
-				return "", err
-			}
-		} else if err := ss.abortBatchWork(); err != nil {
+	}
+	// COMMIT or ROLLBACK: every connection's implicit transaction commits
+	// at the Sync syncMidBatch sends, or rolls back after a poison
+	// Describe (abortBatchWork); the proxy's own transaction around the
+	// batch ends as at the client's Sync (endImplicitTx).
+	rollback := o.verb == "rollback"
+	ss.out = appendWarning(ss.out, "25P01", "there is no transaction in progress")
+	if ss.implicitTx {
+		ss.batchFailed = ss.batchFailed || rollback
+		commitErr, err := ss.endImplicitTx(snap)
+		if err == nil {
+			err = commitErr
+		}
+		if err != nil {
 			return "", err
 		}
-		return "ROLLBACK", ss.syncMidBatch()
-	default: // commit
-		ss.out = appendWarning(ss.out, "25P01", "there is no transaction in progress")
-		if ss.implicitTx {
-			commitErr, err := ss.endImplicitTx(snap)
-			if err == nil {
-				err = commitErr
-			}
-			if err != nil {
-				return "", err
-			}
+	} else if rollback {
+		if err := ss.abortBatchWork(); err != nil {
+			return "", err
 		}
-		return "COMMIT", ss.syncMidBatch()
 	}
+	return strings.ToUpper(o.verb), ss.syncMidBatch()
 }
 
 // plainBegin reports whether sql is BEGIN or START TRANSACTION without
 // transaction modes.
 func plainBegin(sql string) bool {
-	f := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), ";")))
-	switch strings.Join(f, " ") {
-	case "begin", "begin work", "begin transaction", "start transaction":
-		return true
-	}
-	return false
+	cs := sqlclass.Classify(sql)
+	return len(cs) == 1 && cs[0].Kind == sqlclass.Begin && cs[0].Value == ""
 }
 
 // syncMidBatch ends the implicit transaction of every connection with
@@ -160,7 +147,6 @@ func (ss *session) syncMidBatch() error {
 	ss.multiAtSync()
 	ss.batchTxEnd, ss.txEndInBatch, ss.blockEnded = false, false, false
 	ss.batchExecuted = false
-	ss.batchErrMark = ss.errSeq
 	ss.batch = true
 	return nil
 }
@@ -178,7 +164,6 @@ func (ss *session) beforeExtended(typ byte) (skip bool, err error) {
 		return false, nil
 	}
 	if !ss.batch {
-		ss.batchErrMark = ss.errSeq
 		ss.batchExecuted, ss.blockEnded, ss.mayEndBlock = false, false, false
 	}
 	if !ss.mayEndBlock {

@@ -12,6 +12,7 @@ import (
 	"github.com/shardproxy/shardproxy/planner"
 	"github.com/shardproxy/shardproxy/planner/plan"
 	"github.com/shardproxy/shardproxy/proxy/merge"
+	"github.com/shardproxy/shardproxy/proxy/sqlclass"
 	"github.com/shardproxy/shardproxy/topology"
 )
 
@@ -479,7 +480,8 @@ func (ss *session) declareCursor(snap *topology.Snapshot, o *plan.DeclareCursor,
 func (ss *session) dropCursorsSince(savepoint string) {
 	at := -1
 	for i := len(ss.txReplay) - 1; i >= 0 && at < 0; i-- {
-		if f := strings.Fields(ss.txReplay[i]); len(f) == 2 && strings.EqualFold(f[0], "savepoint") && identName(f[1]) == savepoint {
+		if cs := sqlclass.Classify(ss.txReplay[i]); len(cs) == 1 && cs[0].Kind == sqlclass.Savepoint && cs[0].Name == savepoint &&
+			hasPrefixFold([]byte(cs[0].Text), "savepoint") { // not a RELEASE or ROLLBACK TO of it
 			at = i
 		}
 	}
@@ -494,15 +496,6 @@ func (ss *session) dropCursorsSince(savepoint string) {
 			}
 		}
 	}
-}
-
-// identName is an SQL identifier as PostgreSQL names it: unquoted folded
-// to lower case, quoted as written.
-func identName(word string) string {
-	if len(word) >= 2 && word[0] == '"' && word[len(word)-1] == '"' {
-		return strings.ReplaceAll(word[1:len(word)-1], `""`, `"`)
-	}
-	return strings.ToLower(word)
 }
 
 // proxyCursor returns the cross-shard cursor a FETCH/MOVE/CLOSE names, if

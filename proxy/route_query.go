@@ -464,20 +464,15 @@ func isServerGone(err error) bool {
 // join the transaction later (beginOnJoin); ROLLBACK TO ends the proxy's
 // own abort.
 func (ss *session) recordReplay(o *plan.Session) {
-	sql := strings.TrimRight(strings.TrimSpace(o.SQL), ";")
 	if o.Kind == "transaction" && o.Name == "rollback_to" {
-		if f := strings.Fields(sql); len(f) > 0 {
-			ss.dropCursorsSince(identName(f[len(f)-1]))
-		}
-	}
-	ss.txReplay = append(ss.txReplay, sql)
-	if o.Kind == "transaction" && o.Name == "rollback_to" {
+		ss.dropCursorsSince(o.Value) // the planner's Value: the savepoint
 		ss.txAborted = false
 		// It dropped the portals bound since its savepoint and kept
 		// those before, which are no longer tracked.
 		clear(ss.portalStmts)
 		ss.portalsPartial = true
 	}
+	ss.txReplay = append(ss.txReplay, strings.TrimRight(strings.TrimSpace(o.SQL), ";"))
 }
 
 // savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every shard in the

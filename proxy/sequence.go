@@ -35,11 +35,6 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 		return ss.queryFailed(oneByOneUnsupported("its statements could not be told apart"))
 	}
 	wrapped := false // the proxy's BEGIN opened the block the statements run in
-	end := func(verb string) (failed bool, err error) {
-		wrapped = false
-		failed, err = ss.subStatement(snap, verb)
-		return failed, err
-	}
 	failed := false
 	for i, st := range a.Statements {
 		control := ""
@@ -68,7 +63,8 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 			ss.out = appendCommandComplete(ss.out, "BEGIN")
 		case wrapped && (control == "commit" || control == "rollback"):
 			ss.out = appendWarning(ss.out, "25P01", "there is no transaction in progress")
-			failed, err = end(strings.ToUpper(control))
+			wrapped = false
+			failed, err = ss.subStatement(snap, strings.ToUpper(control))
 		case wrapped && savepointStatement[control] != "":
 			ss.sendError(errorFields{Code: "25P01", Message: savepointStatement[control] + " can only be used in transaction blocks"})
 			failed = true
@@ -87,7 +83,7 @@ func (ss *session) sequenceOneByOne(snap *topology.Snapshot, a *planner.Analysis
 		if failed || ss.txStatus == 'E' {
 			verb = "ROLLBACK"
 		}
-		commitFailed, err := end(verb)
+		commitFailed, err := ss.subStatement(snap, verb)
 		if err != nil {
 			return err
 		}

@@ -179,8 +179,6 @@ type session struct {
 	txAborted      bool                    // the proxy raised an error inside the transaction
 	implicitTx     bool                    // the proxy opened the transaction around a pipelined batch (implicit_tx.go)
 	batchFailed    bool                    // an error reached the client since implicitTx was set
-	errSeq         uint64                  // errors sent to the client so far
-	batchErrMark   uint64                  // errSeq when the batch started (or its last syncMidBatch)
 	batchExecuted  bool                    // an Execute of this batch ran or was sent (batch_txcontrol.go)
 	mayEndBlock    bool                    // an Execute that may end a transaction was sent in this batch; beforeExtended settles it
 	blockEnded     bool                    // a COMMIT or ROLLBACK of this batch completed
@@ -910,7 +908,6 @@ func (ss *session) handleFuncCall(body []byte) error {
 // sendError queues an ErrorResponse for the client.
 func (ss *session) sendError(f errorFields) {
 	ss.batchFailed = true
-	ss.errSeq++
 	ss.srv.metrics.countError(f.Code)
 	ss.out = appendError(ss.out, f)
 }
@@ -1208,13 +1205,15 @@ func putLen(b []byte, n int) {
 func (ss *session) handleExecute(body []byte) error {
 	failedBlock := ss.failedBlockBefore()
 	snap, sharded := ss.snapshot()
+	portalsAtStake := ss.txStatus == 'E' || len(ss.portalStmts) > 0
+	mayEndTx := (sharded || portalsAtStake) && ss.executeMayEndTx(body, sharded)
 	if sharded {
 		ss.batchExecuted = true
-		if ss.executeMayEndTx(body, sharded) {
+		if mayEndTx {
 			ss.batchTxEnd, ss.mayEndBlock = true, true
 		}
 	}
-	if (ss.txStatus == 'E' || len(ss.portalStmts) > 0) && ss.executeMayEndTx(body, sharded) {
+	if portalsAtStake && mayEndTx {
 		if ss.txStatus == 'E' {
 			// Only a COMMIT or ROLLBACK runs in a failed block: if this
 			// one runs, the block ends within the batch.
@@ -1631,7 +1630,6 @@ func (ss *session) drain() error {
 				ss.out = appendMsg(ss.out, typ, body)
 			}
 			ss.batchFailed = true
-			ss.errSeq++
 			ss.serverError(e)
 		case msgReadyForQuery:
 			if len(body) != 1 || (e.kind != expSync && e.kind != expQuery) {

@@ -282,12 +282,12 @@ func isFatal(body []byte) bool {
 	return false
 }
 
-// appendNotice appends a NoticeResponse (severity NOTICE, SQLSTATE 00000).
 // appendWarning appends a WARNING NoticeResponse with SQLSTATE code.
 func appendWarning(dst []byte, code, msg string) []byte {
 	return appendEncoded(dst, &pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: code, Message: msg})
 }
 
+// appendNotice appends a NoticeResponse (severity NOTICE, SQLSTATE 00000).
 func appendNotice(dst []byte, msg string) []byte {
 	return appendEncoded(dst, &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg})
 }
