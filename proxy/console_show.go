@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,9 +177,17 @@ func (s *Server) clientInfos() []clientInfo {
 	return out
 }
 
+// splitAddr gives a client address as SHOW CLIENTS lists it. Both ends of
+// a Unix-domain socket connection are "unix" with the proxy's port (from
+// the socket's name), as in PgBouncer.
 func splitAddr(a net.Addr) (string, int) {
 	if a == nil {
 		return "", 0
+	}
+	if ua, ok := a.(*net.UnixAddr); ok {
+		_, port, _ := strings.Cut(filepath.Base(ua.Name), ".s.PGSQL.")
+		n, _ := strconv.Atoi(port)
+		return "unix", n
 	}
 	h, p, err := net.SplitHostPort(a.String())
 	if err != nil {
@@ -219,6 +228,9 @@ func (s *Server) showClients() *consoleTable {
 		}
 		addr, port := splitAddr(c.remote)
 		laddr, lport := splitAddr(c.local)
+		if addr == "unix" {
+			port = lport // the client's end of a Unix socket has no name
+		}
 		t.add("C", c.user, c.database, state, addr, port, laddr, lport, consoleTime(c.connected),
 			int64(wait/time.Second), int64(wait%time.Second/time.Microsecond), c.serverPID, c.tls, c.app, c.id, shard)
 	}

@@ -60,7 +60,25 @@ func TestCopyBothWays(t *testing.T) {
 
 func TestCancelPgSleep(t *testing.T) {
 	tp := startProxy(t, nil)
-	cfg, err := pgx.ParseConfig(tp.dsn)
+	c := connectCancelling(t, tp.dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Fatalf("cancel took %v", took)
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("want 57014, got %v", err)
+	}
+}
+
+// connectCancelling connects a client that sends a CancelRequest as soon
+// as a query's context is done.
+func connectCancelling(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,18 +89,8 @@ func TestCancelPgSleep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err = c.Exec(ctx, "SELECT pg_sleep(30)")
-	if took := time.Since(start); took > 1500*time.Millisecond {
-		t.Fatalf("cancel took %v", took)
-	}
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "57014" {
-		t.Fatalf("want 57014, got %v", err)
-	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }
 
 func TestListenNotifyPinned(t *testing.T) {

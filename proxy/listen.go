@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
 	"time"
 )
 
@@ -26,4 +28,39 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, err
 	}
 	return wrapListener(ln)
+}
+
+// ListenUnix opens the Unix-domain socket path for clients (see
+// config.Config.UnixSocketPath) with the permission bits mode. A socket
+// file left behind by a process that is gone is replaced; one that still
+// accepts connections is an error, as is a path that is not a socket.
+// Closing the listener removes the file.
+func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another server accepts connections on %s", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("unix_socket_mode: %w", err)
+	}
+	return ln, nil
+}
+
+// isUnixSocket reports whether c came in on a Unix-domain socket.
+func isUnixSocket(c net.Conn) bool {
+	_, ok := c.LocalAddr().(*net.UnixAddr)
+	return ok
 }

@@ -44,8 +44,9 @@ func TestMain(m *testing.M) {
 
 // testProxy is a running proxy in front of the test cluster.
 type testProxy struct {
-	srv *Server
-	dsn string
+	srv  *Server
+	dsn  string
+	port int // the TCP port clients connect to
 }
 
 func startProxy(t testing.TB, mutate func(*config.Config)) *testProxy {
@@ -82,7 +83,8 @@ func startProxy(t testing.TB, mutate func(*config.Config)) *testProxy {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
 	})
-	return &testProxy{srv: srv, dsn: fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", ln.Addr())}
+	return &testProxy{srv: srv, dsn: fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", ln.Addr()),
+		port: ln.Addr().(*net.TCPAddr).Port}
 }
 
 func connect(t *testing.T, dsn string, mode pgx.QueryExecMode) *pgx.Conn {

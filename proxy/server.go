@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
+	unixLn   net.Listener // unix_socket_dir's socket; nil when not configured
 	lnReady  chan struct{}
 	sessions map[uint32]*session // by ProcessID handed to the client
 	workers  sessionWorkers      // goroutines that run sessions (accept.go)
@@ -183,7 +185,10 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Serve accepts connections on ln until Shutdown; it then returns
-// ErrServerClosed. Temporary accept errors are retried with backoff.
+// ErrServerClosed. Temporary accept errors are retried with backoff. With
+// unix_socket_dir configured it also accepts on the Unix-domain socket
+// named after ln's port (ListenUnix); when that socket cannot be opened,
+// Serve closes ln and returns the error.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -195,7 +200,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("proxy: Serve called twice")
 	}
-	s.ln = ln
+	unixLn, err := s.listenUnix(ln.Addr())
+	if err != nil {
+		s.mu.Unlock()
+		ln.Close()
+		return err
+	}
+	s.ln, s.unixLn = ln, unixLn
 	close(s.lnReady)
 	recoverCtx, stopRecovery := context.WithCancel(context.Background())
 	go func() {
@@ -208,6 +219,44 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	go s.watchdog()
 
+	if unixLn != nil {
+		go func() {
+			if err := s.acceptLoop(unixLn); !errors.Is(err, ErrServerClosed) {
+				s.log.Error("the Unix-domain socket stopped accepting clients", "path", unixLn.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return s.acceptLoop(ln)
+}
+
+// listenUnix opens unix_socket_dir's socket for a proxy listening on addr;
+// nil when unix_socket_dir is not set.
+func (s *Server) listenUnix(addr net.Addr) (net.Listener, error) {
+	cfg := s.config()
+	if cfg.UnixSocketDir == "" {
+		return nil, nil
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("unix_socket_dir: no port in the listen address %s", addr)
+	}
+	n, _ := strconv.Atoi(port)
+	mode, err := cfg.UnixSocketFileMode()
+	if err != nil {
+		return nil, err
+	}
+	path := cfg.UnixSocketPath(n)
+	ln, err := ListenUnix(path, mode)
+	if err != nil {
+		return nil, fmt.Errorf("unix_socket_dir: %w", err)
+	}
+	s.log.Info("accepting clients on a Unix-domain socket", "path", path)
+	return ln, nil
+}
+
+// acceptLoop hands ln's connections to sessions until ln fails or
+// Shutdown closes it (ErrServerClosed).
+func (s *Server) acceptLoop(ln net.Listener) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -328,10 +377,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if first {
 		close(s.done)
 	}
-	ln := s.ln
+	ln, unixLn := s.ln, s.unixLn
 	s.mu.Unlock()
 	if ln != nil {
 		ln.Close()
+	}
+	if unixLn != nil {
+		unixLn.Close() // removes the socket file
 	}
 	finished := make(chan struct{})
 	go func() { s.wg.Wait(); close(finished) }()
@@ -390,6 +442,10 @@ func (s *Server) Reload(cfg config.Config) error {
 	if cfg.Listen != old.Listen {
 		s.log.Warn("reload: listen address change needs a restart", "old", old.Listen, "new", cfg.Listen)
 		cfg.Listen = old.Listen
+	}
+	if cfg.UnixSocketDir != old.UnixSocketDir || cfg.UnixSocketMode != old.UnixSocketMode {
+		s.log.Warn("reload: unix_socket_dir and unix_socket_mode changes need a restart", "old", old.UnixSocketDir, "new", cfg.UnixSocketDir)
+		cfg.UnixSocketDir, cfg.UnixSocketMode = old.UnixSocketDir, old.UnixSocketMode
 	}
 	if cfg.NodeID != old.NodeID {
 		s.log.Warn("reload: node_id change needs a restart")

@@ -132,7 +132,7 @@ func (ss *session) startup() bool {
 		switch code {
 		case codeSSLRequest:
 			conf := ss.srv.tlsConf.Load()
-			if conf == nil {
+			if conf == nil || isUnixSocket(ss.rawConn) { // as PostgreSQL: no TLS over a Unix socket
 				ss.conn.Write(answerNo)
 				continue
 			}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,12 @@ import (
 type Config struct {
 	// Listen is the client-facing address, e.g. "127.0.0.1:6432".
 	Listen string `yaml:"listen"`
+	// UnixSocketDir, when set, makes the proxy also accept clients on the
+	// Unix-domain socket DIR/.s.PGSQL.PORT (PORT: listen's port), the name
+	// libpq looks for with host=DIR, as PostgreSQL and PgBouncer do.
+	UnixSocketDir string `yaml:"unix_socket_dir"`
+	// UnixSocketMode is the socket file's permission bits, octal ("0777").
+	UnixSocketMode string `yaml:"unix_socket_mode"`
 	// NodeID identifies this proxy (1..4095); it is encoded in the
 	// BackendKeyData handed to clients so cancels can be forwarded.
 	NodeID int `yaml:"node_id"`
@@ -256,6 +264,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	def(&c.Listen, "127.0.0.1:6432")
+	def(&c.UnixSocketMode, "0777")
 	defI(&c.NodeID, 1)
 	def(&c.Raft.Bind, "127.0.0.1:9931")
 	defI(&c.Raft.MaxVoters, 5)
@@ -303,6 +312,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("listen", "%q is not host:port", c.Listen)
+	}
+	if err := c.validateUnixSocket(); err != nil {
+		return err
 	}
 	if c.AdminListen != "" {
 		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
@@ -630,4 +642,39 @@ func (c *Config) LookupUser(name string) (User, bool) {
 		}
 	}
 	return User{}, false
+}
+
+// maxUnixSocketPath is the longest socket path Linux accepts (sun_path
+// holds 108 bytes with the terminating NUL).
+const maxUnixSocketPath = 107
+
+// UnixSocketFileMode returns unix_socket_mode as permission bits.
+func (c *Config) UnixSocketFileMode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(c.UnixSocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, &FieldError{Key: "unix_socket_mode", Problem: fmt.Sprintf("%q is not an octal permission mode like 0777 or 0700", c.UnixSocketMode)}
+	}
+	return os.FileMode(m), nil
+}
+
+// UnixSocketPath is the socket file clients connect to for a proxy
+// listening on port: unix_socket_dir/.s.PGSQL.PORT.
+func (c *Config) UnixSocketPath(port int) string {
+	return filepath.Join(c.UnixSocketDir, fmt.Sprintf(".s.PGSQL.%d", port))
+}
+
+func (c *Config) validateUnixSocket() error {
+	if _, err := c.UnixSocketFileMode(); err != nil {
+		return err
+	}
+	if c.UnixSocketDir == "" {
+		return nil
+	}
+	if !filepath.IsAbs(c.UnixSocketDir) {
+		return &FieldError{Key: "unix_socket_dir", Problem: fmt.Sprintf("%q is not an absolute path", c.UnixSocketDir)}
+	}
+	if p := c.UnixSocketPath(65535); len(p) > maxUnixSocketPath {
+		return &FieldError{Key: "unix_socket_dir", Problem: fmt.Sprintf("%q is too long: the socket path %s would exceed %d bytes", c.UnixSocketDir, p, maxUnixSocketPath)}
+	}
+	return nil
 }

@@ -58,3 +58,36 @@ func TestShardingErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+func TestUnixSocketSettings(t *testing.T) {
+	cfg, err := Parse([]byte(shardedYAML + "unix_socket_dir: /var/run/shardproxy\nunix_socket_mode: \"0700\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.UnixSocketPath(6432); got != "/var/run/shardproxy/.s.PGSQL.6432" {
+		t.Errorf("socket path %q", got)
+	}
+	if m, err := cfg.UnixSocketFileMode(); err != nil || m != 0o700 {
+		t.Errorf("mode %o, %v", m, err)
+	}
+	def, err := Parse([]byte(shardedYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.UnixSocketDir != "" || def.UnixSocketMode != "0777" {
+		t.Errorf("defaults: dir %q mode %q, want off and 0777", def.UnixSocketDir, def.UnixSocketMode)
+	}
+	cases := map[string]struct{ yaml, key, problem string }{
+		"relative dir": {"unix_socket_dir: run\n", "unix_socket_dir", "not an absolute path"},
+		"long dir":     {"unix_socket_dir: /" + strings.Repeat("d", 100) + "\n", "unix_socket_dir", "too long"},
+		"bad mode":     {"unix_socket_dir: /tmp\nunix_socket_mode: rwx\n", "unix_socket_mode", "octal"},
+		"mode too big": {"unix_socket_dir: /tmp\nunix_socket_mode: \"01777\"\n", "unix_socket_mode", "octal"},
+	}
+	for name, c := range cases {
+		_, err := Parse([]byte(shardedYAML + c.yaml))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Key != c.key || !strings.Contains(fe.Problem, c.problem) {
+			t.Errorf("%s: error %v, want a FieldError for %s saying %q", name, err, c.key, c.problem)
+		}
+	}
+}
