@@ -34,7 +34,8 @@ func Listen(addr string) (net.Listener, error) {
 // config.Config.UnixSocketPath) with the permission bits mode. A socket
 // file left behind by a process that is gone is replaced; one that still
 // accepts connections is an error, as is a path that is not a socket.
-// Closing the listener removes the file.
+// Closing the listener removes the file. On Linux connections are
+// accepted with raw system calls (netio.Listener).
 func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -56,7 +57,7 @@ func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("unix_socket_mode: %w", err)
 	}
-	return ln, nil
+	return wrapListener(ln) // raw accepts on Linux, as Listen's
 }
 
 // isUnixSocket reports whether c came in on a Unix-domain socket.

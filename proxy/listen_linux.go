@@ -10,13 +10,19 @@ import (
 )
 
 // wrapListener accepts with raw system calls (see netio.Listener); the
-// accepted sockets get their options from the listening socket.
+// accepted sockets get their options from the listening socket. TCP and
+// Unix-domain listeners are wrapped, others returned as they are.
 func wrapListener(ln net.Listener) (net.Listener, error) {
-	tl, ok := ln.(*net.TCPListener)
-	if !ok {
+	var rl *netio.Listener
+	var err error
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		rl, err = netio.NewListener(l)
+	case *net.UnixListener:
+		rl, err = netio.NewListener(l)
+	default:
 		return ln, nil
 	}
-	rl, err := netio.NewListener(tl)
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -464,7 +464,7 @@ func (s *Server) adminConnect(ctx context.Context, addr, db string) (*pgconn.PgC
 	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
 		host, port = addr[:i], addr[i+1:]
 	}
-	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable connect_timeout=5", host, port, quoteConnValue(user), quoteConnValue(db))
+	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable connect_timeout=5", quoteConnValue(host), quoteConnValue(port), quoteConnValue(user), quoteConnValue(db))
 	if password != "" {
 		dsn += " password=" + quoteConnValue(password)
 	}

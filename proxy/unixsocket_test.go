@@ -273,3 +273,53 @@ func waitUnixSocket(t *testing.T, path string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestUnixSocketServers: a shard whose host is a directory reaches
+// PostgreSQL over its Unix-domain socket (as libpq's host=DIR, PgBouncer's
+// host=/var/run/postgresql) for the pool, cancel requests and the health
+// checks.
+func TestUnixSocketServers(t *testing.T) {
+	p := testCluster.Shards[0].Primary
+	dir, err := p.SocketDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := startProxy(t, func(c *config.Config) {
+		c.Shards = []config.Shard{{Name: "s0", Primary: config.Endpoint{Host: dir, Port: p.Port}}}
+	})
+	ctx := ctx10(t)
+	c := connectCancelling(t, tp.dsn)
+	var serverAddr *string
+	var n int
+	if err := c.QueryRow(ctx, "SELECT inet_server_addr()::text, $1::int * 2", 21).Scan(&serverAddr, &n); err != nil || n != 42 {
+		t.Fatalf("query: %d, %v", n, err)
+	}
+	if serverAddr != nil {
+		t.Fatalf("inet_server_addr %q: the proxy's server connection is TCP, want the Unix socket", *serverAddr)
+	}
+
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Exec(qctx, "SELECT pg_sleep(30)"); !isCode(err, "57014") {
+		t.Fatalf("cancel through a Unix-socket server connection: want 57014, got %v", err)
+	}
+	if err := c.QueryRow(ctx, "SELECT 3").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("after the cancel: %d, %v", n, err)
+	}
+
+	// The health checker logs in through the same address (adminConnect).
+	addr := net.JoinHostPort(dir, fmt.Sprint(p.Port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tp.srv.health.mu.Lock()
+		b := tp.srv.health.by[addr]
+		tp.srv.health.mu.Unlock()
+		if b != nil && b.up.Load() && b.lsn.Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health check of %s never succeeded (checker %v)", addr, b != nil)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -57,6 +56,22 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// Conninfo is a libpq keyword/value connection string for a shard server
+// at addr (host:port; a host that is an absolute path is the directory of
+// the server's Unix-domain socket, as in libpq), database, user and
+// password (omitted when empty), every value quoted.
+func Conninfo(addr, database, user, password string) string {
+	host, port := addr, "5432"
+	if h, p, err := splitHostPort(addr); err == nil {
+		host, port = h, p
+	}
+	s := "host=" + conninfoValue(host) + " port=" + conninfoValue(port) + " dbname=" + conninfoValue(database) + " user=" + conninfoValue(user)
+	if password != "" {
+		s += " password=" + conninfoValue(password)
+	}
+	return s
+}
+
 // Login returns Connect and Conninfo functions for user and password
 // (password may be empty for trust authentication).
 func Login(user, password string, connectTimeout time.Duration) (func(ctx context.Context, addr, database string) (*pgx.Conn, error), func(addr, database string) string) {
@@ -64,14 +79,7 @@ func Login(user, password string, connectTimeout time.Duration) (func(ctx contex
 		connectTimeout = 5 * time.Second
 	}
 	connect := func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
-		u := url.URL{Scheme: "postgres", Host: addr, Path: "/" + database,
-			RawQuery: "sslmode=prefer&application_name=shardproxy-rebalance"}
-		if password != "" {
-			u.User = url.UserPassword(user, password)
-		} else {
-			u.User = url.User(user)
-		}
-		cfg, err := pgx.ParseConfig(u.String())
+		cfg, err := pgx.ParseConfig(Conninfo(addr, database, user, password) + " sslmode=prefer application_name=shardproxy-rebalance")
 		if err != nil {
 			return nil, err
 		}
@@ -79,16 +87,7 @@ func Login(user, password string, connectTimeout time.Duration) (func(ctx contex
 		return pgx.ConnectConfig(ctx, cfg)
 	}
 	conninfo := func(addr, database string) string {
-		host, port := addr, "5432"
-		if h, p, err := splitHostPort(addr); err == nil {
-			host, port = h, p
-		}
-		s := "host=" + conninfoValue(host) + " port=" + port + " dbname=" + conninfoValue(database) + " user=" + conninfoValue(user) +
-			" application_name=shardproxy_move"
-		if password != "" {
-			s += " password=" + conninfoValue(password)
-		}
-		return s
+		return Conninfo(addr, database, user, password) + " application_name=shardproxy_move"
 	}
 	return connect, conninfo
 }

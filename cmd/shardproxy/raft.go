@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/shardproxy/shardproxy/proxy/admin"
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/rebalance"
 	"github.com/shardproxy/shardproxy/topology/raftstore"
 )
 
@@ -153,14 +153,7 @@ func shardConn(cfg config.Config) admin.ShardConnFunc {
 	user, password := shardLogin(cfg)
 	timeout := cfg.Pool.ConnectTimeout.D()
 	return func(ctx context.Context, addr, database string) (*pgx.Conn, error) {
-		u := url.URL{Scheme: "postgres", Host: addr, Path: "/" + database,
-			RawQuery: "sslmode=prefer&application_name=shardproxy-admin"}
-		if password != "" {
-			u.User = url.UserPassword(user, password)
-		} else {
-			u.User = url.User(user)
-		}
-		pc, err := pgx.ParseConfig(u.String())
+		pc, err := pgx.ParseConfig(rebalance.Conninfo(addr, database, user, password) + " sslmode=prefer application_name=shardproxy-admin")
 		if err != nil {
 			return nil, err
 		}

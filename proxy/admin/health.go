@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/pool"
 )
 
 // probe checks one PostgreSQL server: a TCP connect and an SSLRequest,
@@ -48,7 +50,8 @@ func (s *Server) probe(ctx context.Context, addr, role string) Health {
 // sslProbe sends an SSLRequest and expects a one-byte answer.
 func sslProbe(ctx context.Context, addr string) error {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	network, address := pool.DialAddress(addr)
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return err
 	}

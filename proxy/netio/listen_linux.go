@@ -14,8 +14,9 @@ import (
 	"unsafe"
 )
 
-// Listener accepts TCP connections with accept4(2) made as a raw system
-// call and returns them as *Conn, ready for raw reads and writes.
+// Listener accepts TCP or Unix-domain connections with accept4(2) made as
+// a raw system call and returns them as *Conn, ready for raw reads and
+// writes.
 //
 // net.TCPListener.Accept costs three system calls through syscall.Syscall
 // per connection (accept4, setsockopt TCP_NODELAY, plus getsockname), and
@@ -31,11 +32,17 @@ import (
 // A net.TCPListener's RawConn refuses Read, so the listening socket is
 // held as the *os.File of a duplicate of its descriptor (non-blocking, in
 // the netpoller), which Accept waits on.
+//
+// A Unix-domain connection's local address is the listener's socket path
+// and its peer is unnamed (as net.UnixListener reports them), so no address
+// is looked up at all.
 type Listener struct {
-	f      *os.File
-	raw    syscall.RawConn
-	addr   net.Addr
-	closed atomic.Bool
+	f       *os.File
+	raw     syscall.RawConn
+	addr    net.Addr
+	network string // "tcp" or "unix"
+	unlink  string // a Unix socket file Close removes ("" for none)
+	closed  atomic.Bool
 
 	mu    sync.Mutex // one Accept at a time uses the state below
 	afn   func(fd uintptr) bool
@@ -44,21 +51,38 @@ type Listener struct {
 	peer  rawSockaddr
 }
 
-// NewListener takes over ln's socket: ln itself is closed (the socket
-// stays open through the duplicate), and the Listener's Close closes it.
-func NewListener(ln *net.TCPListener) (*Listener, error) {
+// NewListener takes over ln's socket (a *net.TCPListener or a
+// *net.UnixListener): ln itself is closed (the socket stays open through
+// the duplicate), and the Listener's Close closes it and, for a Unix
+// socket ln would have removed on Close, removes the socket file.
+func NewListener(ln interface {
+	net.Listener
+	File() (*os.File, error)
+}) (*Listener, error) {
 	addr := ln.Addr()
+	l := &Listener{addr: addr, network: "tcp"}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		l.network = "unix"
+		// net.Listen("unix") listeners remove their file on Close; the
+		// file must outlive ln's Close, so Close here removes it instead.
+		if ua, ok := addr.(*net.UnixAddr); ok && ua.Name != "" && ua.Name[0] != '@' {
+			l.unlink = ua.Name
+		}
+		ul.SetUnlinkOnClose(false)
+	}
 	f, err := ln.File()
 	ln.Close()
 	if err != nil {
+		l.removeFile()
 		return nil, err
 	}
 	raw, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		l.removeFile()
 		return nil, err
 	}
-	l := &Listener{f: f, raw: raw, addr: addr}
+	l.f, l.raw = f, raw
 	l.afn = l.acceptOnce
 	return l, nil
 }
@@ -74,12 +98,21 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 // net.ErrClosed.
 func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
-		return &net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+		return &net.OpError{Op: "close", Net: l.network, Addr: l.addr, Err: net.ErrClosed}
 	}
-	if err := l.f.Close(); err != nil {
-		return &net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: err}
+	err := l.f.Close()
+	l.removeFile()
+	if err != nil {
+		return &net.OpError{Op: "close", Net: l.network, Addr: l.addr, Err: err}
 	}
 	return nil
+}
+
+// removeFile removes the Unix socket file the Listener owns.
+func (l *Listener) removeFile() {
+	if l.unlink != "" {
+		os.Remove(l.unlink)
+	}
 }
 
 // Accept waits for the next connection. Errors look like
@@ -98,15 +131,18 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.closed.Load() {
 			err = net.ErrClosed
 		}
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: err}
+		return nil, &net.OpError{Op: "accept", Net: l.network, Addr: l.addr, Err: err}
 	}
-	f := os.NewFile(uintptr(nfd), "tcp")
+	f := os.NewFile(uintptr(nfd), l.network)
 	fraw, err := f.SyscallConn()
 	if err != nil { // not reached: f is valid
 		f.Close()
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: err}
+		return nil, &net.OpError{Op: "accept", Net: l.network, Addr: l.addr, Err: err}
 	}
 	s := &socket{f: f, remoteRaw: addr}
+	if l.network == "unix" {
+		s.unixLocal = l.addr
+	}
 	s.raw = socketRaw{RawConn: fraw, s: s}
 	return wrapRaw(s, &s.raw), nil
 }
@@ -136,7 +172,8 @@ func (l *Listener) acceptOnce(fd uintptr) bool {
 
 // rawSockaddr is the peer address accept4 filled in. A TCP peer's
 // address is a sockaddr_in or sockaddr_in6, so the storage is the size of
-// the larger (accept4 truncates anything longer).
+// the larger (accept4 truncates anything longer, such as a Unix peer's
+// path, which is not used).
 type rawSockaddr struct {
 	sa  syscall.RawSockaddrInet6
 	len uint32
@@ -165,21 +202,26 @@ func (a *rawSockaddr) tcpAddr() *net.TCPAddr {
 	return nil
 }
 
-// socket is an accepted TCP connection held as an *os.File. It is the
-// net.Conn inside the *Conn that Listener.Accept returns; its own Read and
-// Write are used only by callers that unwrap it.
+// socket is an accepted TCP or Unix-domain connection held as an
+// *os.File. It is the net.Conn inside the *Conn that Listener.Accept
+// returns; its own Read and Write are used only by callers that unwrap it.
 type socket struct {
 	f         *os.File
 	raw       socketRaw
 	remoteRaw rawSockaddr
+	unixLocal net.Addr // the listener's socket path; nil for TCP
 	closed    atomic.Bool
 
 	remoteOnce, localOnce sync.Once
 	remote, local         net.Addr
 }
 
-// LocalAddr is looked up (getsockname) on first use.
+// LocalAddr is looked up (getsockname) on first use; a Unix-domain
+// connection's is the listener's path.
 func (s *socket) LocalAddr() net.Addr {
+	if s.unixLocal != nil {
+		return s.unixLocal
+	}
 	s.localOnce.Do(func() {
 		s.local = &net.TCPAddr{}
 		s.raw.RawConn.Control(func(fd uintptr) {
@@ -196,10 +238,13 @@ func (s *socket) LocalAddr() net.Addr {
 	return s.local
 }
 
-// RemoteAddr is the address accept4 reported.
+// RemoteAddr is the address accept4 reported; a Unix-domain peer is
+// unnamed.
 func (s *socket) RemoteAddr() net.Addr {
 	s.remoteOnce.Do(func() {
-		if ra := s.remoteRaw.tcpAddr(); ra != nil {
+		if s.unixLocal != nil {
+			s.remote = &net.UnixAddr{Name: "@", Net: "unix"} // as net.UnixListener reports it
+		} else if ra := s.remoteRaw.tcpAddr(); ra != nil {
 			s.remote = ra
 		} else {
 			s.remote = &net.TCPAddr{}
@@ -251,7 +296,11 @@ func (s *socket) opError(op string, err error) error {
 	if s.closed.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
 		err = net.ErrClosed
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+	network := "tcp"
+	if s.unixLocal != nil {
+		network = "unix"
+	}
+	return &net.OpError{Op: op, Net: network, Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
 
 // socketRaw is the *os.File's RawConn with net's error for a closed

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -17,7 +19,13 @@ func listenRaw(t *testing.T, network, addr string) *Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl, err := NewListener(ln.(*net.TCPListener))
+	var rl *Listener
+	switch l := ln.(type) {
+	case *net.TCPListener:
+		rl, err = NewListener(l)
+	case *net.UnixListener:
+		rl, err = NewListener(l)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +36,16 @@ func listenRaw(t *testing.T, network, addr string) *Listener {
 // A connection from Listener.Accept behaves like a net.TCPConn wrapped by
 // Wrap: addresses, data both ways, deadlines, end of stream, Close.
 func TestListenerAcceptedConn(t *testing.T) {
-	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
+	unixPath := filepath.Join(t.TempDir(), "s")
+	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}, {"unix", unixPath}} {
 		t.Run(tc.network, func(t *testing.T) {
-			probe, err := net.Listen(tc.network, tc.addr)
-			if err != nil {
-				t.Fatalf("%s loopback not available: %v", tc.network, err)
+			if tc.network != "unix" {
+				probe, err := net.Listen(tc.network, tc.addr)
+				if err != nil {
+					t.Fatalf("%s loopback not available: %v", tc.network, err)
+				}
+				probe.Close()
 			}
-			probe.Close()
 			ln := listenRaw(t, tc.network, tc.addr)
 			client, c := dialAccept(t, ln)
 			if _, ok := c.(*Conn); !ok {
@@ -114,6 +125,35 @@ func TestListenerCloseEndsAccept(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Fatal("the socket still accepts connections after Close")
+	}
+}
+
+// A Unix-domain listener keeps its socket file while it listens (taking
+// over the net.UnixListener does not remove it) and removes it on Close.
+func TestUnixListenerSocketFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	ln := listenRaw(t, "unix", path)
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket file while listening: %v, %v", fi, err)
+	}
+	client, c := dialAccept(t, ln)
+	if got := c.RemoteAddr(); got.Network() != "unix" {
+		t.Errorf("RemoteAddr %#v, want a unix address", got)
+	}
+	client.Write([]byte("x"))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'x' {
+		t.Fatalf("read %q, %v", b[:], err)
+	}
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket file after Close: %v", err)
+	}
+	var oe *net.OpError
+	if _, err := ln.Accept(); !errors.As(err, &oe) || oe.Net != "unix" || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v", err)
 	}
 }
 

@@ -78,7 +78,7 @@ func (sc *ServerConn) Broken() bool { return sc.broken.Load() }
 func (sc *ServerConn) Pool() *Pool { return sc.pool }
 
 // Cancel asks the server to cancel whatever the connection is running: it
-// opens a new TCP connection to Addr, sends CancelRequest{PID, SecretKey} and
+// opens a new connection to Addr (see DialAddress), sends CancelRequest{PID, SecretKey} and
 // waits until the server closes that connection (or ctx ends). As in
 // PostgreSQL, success means the request was delivered, not that a query was
 // cancelled. Safe to call from any goroutine. A connection released while a
@@ -102,7 +102,8 @@ func (sc *ServerConn) CancelWhile(ctx context.Context, holds func() bool) error 
 		return nil
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", sc.Addr)
+	network, address := DialAddress(sc.Addr)
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("cancel request to %s: %w", sc.Addr, err)
 	}
@@ -131,6 +132,22 @@ func (sc *ServerConn) CancelWhile(ctx context.Context, holds func() bool) error 
 		return fmt.Errorf("cancel request to %s: %w", sc.Addr, err)
 	}
 	return nil
+}
+
+// DialAddress gives the network and address to dial for a server at addr
+// (host:port): a host that is an absolute path is the directory of the
+// server's Unix-domain socket, as in libpq ("unix", DIR/.s.PGSQL.PORT);
+// anything else is TCP.
+func DialAddress(addr string) (network, address string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp", addr
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return "tcp", addr
+	}
+	return pgconn.NetworkAddress(host, uint16(n))
 }
 
 // close closes the network connection, telling the server politely.

@@ -12,7 +12,8 @@
 # comma-separated names of test/bench/pgbench.sh), CPT_TARGETS
 # (pgbouncer,baseline,shardproxy), CPT_BASELINE (a prebuilt binary instead of
 # building HEAD), CPT_SHARDPROXY (a prebuilt binary or wrapper script instead
-# of building the working tree, e.g. one that sets GOMAXPROCS), CPT_LOG (/tmp/cpu_per_tx.log, the driver's full log).
+# of building the working tree, e.g. one that sets GOMAXPROCS), CPT_LOG (/tmp/cpu_per_tx.log, the driver's full log),
+# CPT_CLIENT_SOCKET (tcp; unix: pgbench reaches the poolers over their Unix-domain sockets).
 #
 # Prints, per workload and target, the median over rounds of the pooler's CPU
 # µs per transaction (utime+stime from /proc/PID/stat over the run divided by
@@ -48,7 +49,7 @@ fi
 
 echo "load before: $(cat /proc/loadavg)" >&2
 "$work/bench-driver" -seconds "$SECS" -rounds "$ROUNDS" -clients 50 -pool 20 -idle-clients 0 \
-	-only "$WORKLOADS" -targets "$TARGETS" -shardproxy "$shardproxy" \
+	-only "$WORKLOADS" -targets "$TARGETS" -shardproxy "$shardproxy" -client-socket "${CPT_CLIENT_SOCKET:-tcp}" \
 	-baseline "$baseline" -out "" >/dev/null 2>"$LOG" || { tail -30 "$LOG" >&2; exit 1; }
 echo "load after: $(cat /proc/loadavg)" >&2
 

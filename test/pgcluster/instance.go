@@ -432,6 +432,10 @@ func (i *Instance) logTail(from int64) string {
 
 // socketDir is where the server puts its Unix socket: the data directory
 // when the socket path fits in sun_path (107 bytes), else a short temp dir.
+// SocketDir is the directory of the server's Unix-domain socket
+// (.s.PGSQL.PORT; libpq's host=DIR). Connections there are trusted.
+func (i *Instance) SocketDir() (string, error) { return i.socketDir() }
+
 func (i *Instance) socketDir() (string, error) {
 	if len(i.DataDir)+len("/.s.PGSQL.65535") < 107 {
 		return i.DataDir, nil

@@ -178,6 +178,7 @@ func (u osUser) runTool(ctx context.Context, env []string, name string, args ...
 	cmd.Env = env
 	cmd.Dir = "/"
 	cmd.SysProcAttr = u.sysProcAttr(syscall.SIGKILL)
+	cmd.WaitDelay = 10 * time.Second // a grandchild left holding the output pipe does not block Wait for ever
 	if err := spawn(cmd); err != nil {
 		return nil, fmt.Errorf("pgcluster: start %s: %w", filepath.Base(name), err)
 	}
@@ -185,7 +186,10 @@ func (u osUser) runTool(ctx context.Context, env []string, name string, args ...
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = cmd.Process.Kill()
+			// The whole process group (Setpgid): pg_basebackup -X stream
+			// forks a WAL streamer that holds the output pipe open, and
+			// Wait would wait for it.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		case <-done:
 		}
 	}()

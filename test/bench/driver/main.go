@@ -35,8 +35,11 @@ type options struct {
 	command    string
 	only       string
 	pinCPU     string
-	targets    string
-	profileDir string
+	// clientSocket is how pgbench reaches the poolers: "tcp" (loopback)
+	// or "unix" (their Unix-domain sockets; direct stays TCP).
+	clientSocket string
+	targets      string
+	profileDir   string
 
 	// -mode scaleout (see scaleout.go)
 	mode            string
@@ -69,6 +72,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
 	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "directory for a Go CPU profile of shardproxy during each of its runs (\"\" = none)")
+	flag.StringVar(&o.clientSocket, "client-socket", "tcp", "compare: how pgbench connects to PgBouncer and shardproxy: tcp (loopback) or unix (their Unix-domain sockets); direct always uses TCP")
 	flag.StringVar(&o.pinCPU, "pin", "1", "CPU list pgbench is pinned to with taskset (\"\" = no pinning)")
 	flag.StringVar(&o.mode, "mode", "compare", "compare (direct vs PgBouncer vs shardproxy on one server), scaleout (1, 2, 4 shards through one shardproxy) or replicas (pgbench -S over 0, 1, 2 replicas, see replicas.go)")
 	flag.StringVar(&o.shardCounts, "shard-counts", "1,2,4", "scaleout: ascending shard counts to measure")

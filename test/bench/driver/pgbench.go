@@ -39,7 +39,7 @@ var (
 func (e *env) runPgbench(ctx context.Context, w workload, t target, round int) result {
 	r := result{workload: w.name, target: t.name, round: round}
 	args := []string{"-n", "-c", strconv.Itoa(e.o.clients), "-j", strconv.Itoa(e.o.threads),
-		"-T", strconv.Itoa(e.o.seconds), "-h", "127.0.0.1", "-p", strconv.Itoa(t.port), "-U", "postgres"}
+		"-T", strconv.Itoa(e.o.seconds), "-h", t.pgbenchHost(), "-p", strconv.Itoa(t.port), "-U", "postgres"}
 	args = append(args, w.args...)
 	args = append(args, "postgres")
 	name := e.pgbench
@@ -158,4 +158,13 @@ func (e *env) startProfile(ctx context.Context, t target, w workload, round int)
 		}
 	}()
 	return done
+}
+
+// pgbenchHost is pgbench's -h for t: its Unix socket directory when it
+// has one, else loopback.
+func (t target) pgbenchHost() string {
+	if t.host != "" {
+		return t.host
+	}
+	return "127.0.0.1"
 }

@@ -42,6 +42,7 @@ var workloads = []workload{
 type target struct {
 	name   string
 	port   int
+	host   string // what pgbench's -h names: 127.0.0.1, or the pooler's socket directory with -client-socket unix
 	pooler int    // PID of the pooler process; 0 for direct
 	admin  string // shardproxy's admin address when profiling, else ""
 }
@@ -145,7 +146,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		defer bouncer.stop()
 		children = append(children, bouncer)
-		e.targets = append(e.targets, target{name: "pgbouncer", port: bouncer.port, pooler: bouncer.cmd.Process.Pid})
+		e.targets = append(e.targets, target{name: "pgbouncer", port: bouncer.port, host: e.socketDir(), pooler: bouncer.cmd.Process.Pid})
 	}
 	// "baseline" is a second shardproxy binary (-baseline), e.g. the last
 	// commit, measured in the same run to compare two builds side by side.
@@ -159,7 +160,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		defer proxy.stop()
 		children = append(children, proxy)
-		e.targets = append(e.targets, target{name: sp.name, port: proxy.port, pooler: proxy.cmd.Process.Pid, admin: proxy.admin})
+		e.targets = append(e.targets, target{name: sp.name, port: proxy.port, host: e.socketDir(), pooler: proxy.cmd.Process.Pid, admin: proxy.admin})
 	}
 	for _, t := range e.targets {
 		if err := waitReady(ctx, t.port, 30*time.Second); err != nil {
@@ -359,7 +360,7 @@ func (e *env) startPgBouncer(ctx context.Context) (*child, error) {
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = %d
-unix_socket_dir =
+unix_socket_dir = %s
 auth_type = trust
 auth_file = %s/userlist.txt
 pool_mode = transaction
@@ -373,7 +374,7 @@ ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
 pidfile = %s/pgbouncer.pid
-`, e.pgHost, e.pgPort, port, dir, e.o.pool, e.o.idle+1000, dir)
+`, e.pgHost, e.pgPort, port, e.socketDir(), dir, e.o.pool, e.o.idle+1000, dir)
 	files := map[string]string{"pgbouncer.ini": ini, "userlist.txt": "\"postgres\" \"\"\n"}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -423,6 +424,7 @@ func (e *env) startShardproxy(ctx context.Context, name, binary string) (*child,
 		return nil, err
 	}
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+unix_socket_dir: "%s"
 admin_listen: "%s"
 log_level: warn
 auth:
@@ -434,7 +436,7 @@ pool:
 shards:
   - name: shard0
     primary: {host: %s, port: %d}
-`, port, admin, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
+`, port, e.socketDir(), admin, e.o.pool, e.o.idle+1000, e.pgHost, e.pgPort)
 	path := filepath.Join(e.workDir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -444,6 +446,20 @@ shards:
 		c.admin = admin
 	}
 	return c, err
+}
+
+// socketDir is the directory of the poolers' Unix-domain sockets with
+// -client-socket unix (created on first use, writable by PgBouncer's OS
+// user), else "" (no socket).
+func (e *env) socketDir() string {
+	if e.o.clientSocket != "unix" {
+		return ""
+	}
+	dir := filepath.Join(e.workDir, "sockets")
+	if err := os.MkdirAll(dir, 0o777); err == nil {
+		os.Chmod(dir, 0o777)
+	}
+	return dir
 }
 
 // freePort returns a loopback port in 61000-65000 that is free now.
