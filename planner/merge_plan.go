@@ -850,7 +850,10 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 		ex.val = withName("sum", fc.Args, nil)
 		ex.hiddenArg = withName("count", fc.Args, nil)
 		ex.hiddenFunc = plan.AggCount
-	case "string_agg", "array_agg":
+	case "string_agg", "array_agg", "jsonb_agg":
+		if fn == "jsonb_agg" && len(fc.Args) != 1 {
+			return col, ex, unsupported("jsonb_agg() needs one argument", "")
+		}
 		if fn == "string_agg" {
 			if len(fc.Args) != 2 {
 				return col, ex, unsupported("string_agg() needs two arguments", "")
@@ -867,10 +870,7 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 			col.Sep = sv.Sval.Sval
 		}
 		if len(fc.AggOrder) == 0 {
-			col.Func = plan.AggStringAgg
-			if fn == "array_agg" {
-				col.Func = plan.AggArrayAgg
-			}
+			col.Func = map[string]string{"string_agg": plan.AggStringAgg, "array_agg": plan.AggArrayAgg, "jsonb_agg": plan.AggJsonbAgg}[fn]
 			return col, ex, nil
 		}
 		if len(fc.AggOrder) != 1 {
@@ -880,10 +880,7 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
 			return col, ex, unsupported(fn+"(... ORDER BY ... USING) across shards is not supported", "")
 		}
-		col.Func = plan.AggOrderedStringAgg
-		if fn == "array_agg" {
-			col.Func = plan.AggOrderedArrayAgg
-		}
+		col.Func = map[string]string{"string_agg": plan.AggOrderedStringAgg, "array_agg": plan.AggOrderedArrayAgg, "jsonb_agg": plan.AggOrderedJsonbAgg}[fn]
 		col.Desc = sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC
 		col.NullsFirst = col.Desc
 		switch sb.SortbyNulls {
@@ -892,12 +889,23 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
 			col.NullsFirst = false
 		}
+		// The values in the key's order (jsonb_agg keeps its own form:
+		// each element as to_jsonb makes it), and the keys.
 		ex.val = withName("array_agg", fc.Args[:1], fc.AggOrder)
+		if fn == "jsonb_agg" {
+			ex.val = withName("jsonb_agg", fc.Args[:1], fc.AggOrder)
+		}
 		ex.hiddenArg = withName("array_agg", []*pg_query.Node{sb.Node}, fc.AggOrder)
 		ex.hiddenFunc = plan.AggAny
+	case "json_agg":
+		// Its text puts a line break between composite or array elements
+		// but not between json values of the same shape: combining the
+		// shards' texts would need the argument's type.
+		return col, ex, unsupported("aggregate json_agg() across shards is not supported",
+			"use jsonb_agg(), which is combined across shards, or GROUP BY the distribution key, or add a key condition")
 	default:
 		return col, ex, unsupported("aggregate "+fn+"() across shards is not supported yet",
-			"use count, sum, avg, min, max, bool_and, bool_or, string_agg or array_agg, GROUP BY the distribution key, or add a key condition")
+			"use count, sum, avg, min, max, bool_and, bool_or, string_agg, array_agg or jsonb_agg, GROUP BY the distribution key, or add a key condition")
 	}
 	return col, ex, nil
 }

@@ -127,7 +127,15 @@ const (
 	AggArrayAgg         = "array_agg"          // partial array_agg(x): concatenation of the arrays
 	AggOrderedStringAgg = "string_agg_ordered" // see AggColumn.Arg/OrderArg
 	AggOrderedArrayAgg  = "array_agg_ordered"  // see AggColumn.Arg/OrderArg
+	AggJsonbAgg         = "jsonb_agg"          // partial jsonb_agg(x): the elements of the arrays, concatenated
+	AggOrderedJsonbAgg  = "jsonb_agg_ordered"  // partial jsonb_agg(x ORDER BY k), merged by Arg as the ordered array_agg
 )
+
+// Ordered reports whether f is an ordered aggregate, whose Arg column holds
+// the partial array_agg of its ORDER BY key.
+func Ordered(f string) bool {
+	return f == AggOrderedStringAgg || f == AggOrderedArrayAgg || f == AggOrderedJsonbAgg
+}
 
 // AggColumn says how one output column of an Aggregate is computed from
 // the rows of a group. The output column has the same position as the
@@ -141,7 +149,7 @@ type AggColumn struct {
 	Arg int
 	// Sep is string_agg's delimiter (a constant in the statement).
 	Sep string
-	// Desc, NullsFirst: the ORDER BY inside an ordered string_agg/array_agg.
+	// Desc, NullsFirst: the ORDER BY inside an ordered string_agg/array_agg/jsonb_agg.
 	Desc       bool
 	NullsFirst bool
 	// Name is the output column name the client sees (the planner aliases
@@ -157,7 +165,7 @@ func (c AggColumn) String() string {
 	if c.Sep != "" {
 		s += " sep " + strconv.Quote(c.Sep)
 	}
-	if c.Func == AggOrderedStringAgg || c.Func == AggOrderedArrayAgg {
+	if Ordered(c.Func) {
 		s += SortKey{Column: c.Arg, Desc: c.Desc, NullsFirst: c.NullsFirst}.String()[len(strconv.Itoa(c.Arg)):]
 	}
 	return s

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -83,7 +84,7 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 	for i, spec := range o.Columns {
 		f := lay.fields[i]
 		c := aggCol{fn: spec.Func, in: i, inC: lay.codecs[i], inFmt: f.Format, arg: -1, sep: []byte(spec.Sep), desc: spec.Desc, nfirst: spec.NullsFirst}
-		if spec.Arg >= 0 && (spec.Func == plan.AggAvg || spec.Func == plan.AggOrderedArrayAgg || spec.Func == plan.AggOrderedStringAgg) {
+		if spec.Arg >= 0 && (spec.Func == plan.AggAvg || plan.Ordered(spec.Func)) {
 			p, err := b.col(lay, spec.Arg, "aggregate argument")
 			if err != nil {
 				return nil, layout{}, err
@@ -137,6 +138,10 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 			if c.inC.kind != kArray || c.inC.elem.kind == kOther {
 				return nil, layout{}, errUnsupportedAgg("array_agg", in)
 			}
+		case plan.AggJsonbAgg, plan.AggOrderedJsonbAgg:
+			if in != oidJSONB {
+				return nil, layout{}, errUnsupportedAgg("jsonb_agg", in)
+			}
 		case plan.AggOrderedStringAgg:
 			if c.inC.kind != kArray {
 				return nil, layout{}, errUnsupportedAgg("string_agg", in)
@@ -148,7 +153,7 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 		default:
 			return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: unknown aggregate " + spec.Func}
 		}
-		if c.fn == plan.AggOrderedArrayAgg || c.fn == plan.AggOrderedStringAgg {
+		if plan.Ordered(c.fn) {
 			if c.arg < 0 || c.argC.kind != kArray || !c.argC.elem.ordered() {
 				return nil, layout{}, errUnsupportedAgg(spec.Func+" ORDER BY", in)
 			}
@@ -329,10 +334,30 @@ func (a *aggregator) add(c *aggCol, s *aggState, row [][]byte) error {
 		}
 		s.arr = append(s.arr, copyValues(v.arr)...)
 		s.has = true
-	case plan.AggOrderedArrayAgg, plan.AggOrderedStringAgg:
+	case plan.AggJsonbAgg:
+		elems, err := jsonbElements(v.b, c.inFmt)
+		if err != nil {
+			return err
+		}
+		if err := a.mem.grow(int64(len(raw) + 24*len(elems))); err != nil {
+			return err
+		}
+		s.parts = append(s.parts, elems...)
+		s.has = true
+	case plan.AggOrderedArrayAgg, plan.AggOrderedStringAgg, plan.AggOrderedJsonbAgg:
 		kv, err := c.argC.decode(row[c.arg], c.argFmt)
 		if err != nil {
 			return err
+		}
+		if c.fn == plan.AggOrderedJsonbAgg {
+			elems, err := jsonbElements(v.b, c.inFmt)
+			if err != nil {
+				return err
+			}
+			v.arr = make([]value, len(elems))
+			for i, e := range elems {
+				v.arr[i] = value{b: e}
+			}
 		}
 		if kv.null || len(kv.arr) != len(v.arr) {
 			return &Error{Code: "XX000", Message: "shardproxy merge: ordered aggregate arrays of different lengths"}
@@ -465,7 +490,12 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 			return nil, nil
 		}
 		return a.enc(c, value{arr: s.arr})
-	case plan.AggOrderedArrayAgg, plan.AggOrderedStringAgg:
+	case plan.AggJsonbAgg:
+		if !s.has {
+			return nil, nil
+		}
+		return jsonbArray(s.parts, c.inFmt), nil
+	case plan.AggOrderedArrayAgg, plan.AggOrderedStringAgg, plan.AggOrderedJsonbAgg:
 		if !s.has {
 			return nil, nil
 		}
@@ -486,6 +516,13 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 			}
 			return cmp < 0
 		})
+		if c.fn == plan.AggOrderedJsonbAgg {
+			elems := make([][]byte, len(s.pairs))
+			for i, p := range s.pairs {
+				elems[i] = p.val.b
+			}
+			return jsonbArray(elems, c.inFmt), nil
+		}
 		if c.fn == plan.AggOrderedArrayAgg {
 			vals := make([]value, len(s.pairs))
 			for i, p := range s.pairs {
@@ -585,3 +622,42 @@ func (a *aggregator) encAvg(c *aggCol, s *aggState) ([]byte, error) {
 }
 
 var _ pgproto3.FieldDescription
+
+// jsonbElements splits a partial jsonb_agg (a jsonb array, in text or
+// binary form: a version byte and the text) into its elements' text,
+// copied. PostgreSQL prints jsonb in one canonical form, so an element's
+// text is the same whichever array holds it.
+func jsonbElements(raw []byte, format int16) ([][]byte, error) {
+	if format == 1 {
+		if len(raw) == 0 || raw[0] != 1 {
+			return nil, &Error{Code: "XX000", Message: "shardproxy merge: unknown binary jsonb version"}
+		}
+		raw = raw[1:]
+	}
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, &Error{Code: "XX000", Message: "shardproxy merge: a shard's jsonb_agg is not a JSON array: " + err.Error()}
+	}
+	out := make([][]byte, len(elems))
+	for i, e := range elems {
+		out[i] = append([]byte(nil), e...)
+	}
+	return out, nil
+}
+
+// jsonbArray prints elements as PostgreSQL prints a jsonb array ("[a, b]"),
+// in text or binary form.
+func jsonbArray(elems [][]byte, format int16) []byte {
+	var out []byte
+	if format == 1 {
+		out = append(out, 1)
+	}
+	out = append(out, '[')
+	for i, e := range elems {
+		if i > 0 {
+			out = append(out, ", "...)
+		}
+		out = append(out, e...)
+	}
+	return append(out, ']')
+}

@@ -25,6 +25,7 @@ const (
 	oidFloat4      = 700
 	oidFloat8      = 701
 	oidUnknown     = 705
+	oidJSONB       = 3802
 	oidBpchar      = 1042
 	oidVarchar     = 1043
 	oidDate        = 1082

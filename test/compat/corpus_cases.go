@@ -167,6 +167,8 @@ func buildCorpus() []Case {
 		"SELECT avg(DISTINCT level) FROM users",
 		"SELECT string_agg(name, ',' ORDER BY id) FROM users WHERE id < 30",
 		"SELECT array_agg(id ORDER BY id) FROM users WHERE level = 0",
+		"SELECT jsonb_agg(id ORDER BY id) FROM users WHERE level = 0",
+		"SELECT jsonb_agg(u ORDER BY id) FROM users u WHERE id < 12",
 		"SELECT count(*), sum(karma), min(karma), max(karma), avg(karma) FROM users WHERE active",
 		"SELECT count(*) AS n, max(created_at) AS latest FROM posts",
 		"SELECT count(*) FROM users u JOIN posts p ON p.author_id = u.id",
@@ -206,6 +208,7 @@ func buildCorpus() []Case {
 		"SELECT upper(country_code), count(*) FROM users GROUP BY upper(country_code) ORDER BY 1 NULLS LAST",
 		"SELECT country_code, string_agg(name, ';' ORDER BY id) FROM users GROUP BY country_code ORDER BY country_code",
 		"SELECT level, array_agg(id ORDER BY id) FROM users GROUP BY level ORDER BY level",
+		"SELECT level, jsonb_agg(name ORDER BY id DESC) FROM users GROUP BY level ORDER BY level",
 		"SELECT level, bool_and(active), bool_or(active) FROM users GROUP BY level ORDER BY level",
 		"SELECT level, count(DISTINCT country_code) FROM users GROUP BY level ORDER BY level",
 		"SELECT country_code, count(*) FROM users GROUP BY country_code ORDER BY country_code LIMIT 5",
@@ -592,7 +595,7 @@ func buildCorpus() []Case {
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
 	)
-	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application",
+	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application (jsonb_agg instead of json_agg is combined across shards)",
 		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
 		"SELECT json_agg(id) FROM users",
 	)

@@ -29,7 +29,7 @@ Not covered by the suite: text ordering under collations other than C,
 POSIX and C.UTF-8 (the proxy refuses text sort keys and text min/max under
 other collations with 0A000 and the hint to add COLLATE "C"); float sums and
 averages may differ in the last bits (float addition is not associative);
-string_agg/array_agg without ORDER BY concatenate in arrival order (unspecified
+string_agg/array_agg/jsonb_agg without ORDER BY concatenate in arrival order (unspecified
 in PostgreSQL too).
 
 `)
