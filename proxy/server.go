@@ -184,6 +184,10 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// Ready is closed once Serve has opened its listeners and accepts clients
+// (never, if Serve failed).
+func (s *Server) Ready() <-chan struct{} { return s.lnReady }
+
 // Serve accepts connections on ln until Shutdown; it then returns
 // ErrServerClosed. Temporary accept errors are retried with backoff. With
 // unix_socket_dir configured it also accepts on the Unix-domain socket
@@ -250,7 +254,6 @@ func (s *Server) listenUnix(addr net.Addr) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unix_socket_dir: %w", err)
 	}
-	s.log.Info("accepting clients on a Unix-domain socket", "path", path)
 	return ln, nil
 }
 

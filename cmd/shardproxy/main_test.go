@@ -369,6 +369,17 @@ func TestBadConfigNamesKey(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unix_socket_dir that does not exist", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "nope")
+		path := writeFile(t, "sock.yaml", fmt.Sprintf("listen: 127.0.0.1:%d\nunix_socket_dir: %s\nshards:\n  - name: s0\n    primary: {host: 127.0.0.1, port: 5432}\n", freePort(t), dir))
+		p := startBinary(t, "--config", path)
+		if code := p.wait(t, 30*time.Second); code == 0 {
+			t.Fatalf("exit code 0; output:\n%s", p.out.String())
+		}
+		if !strings.Contains(p.stderr.String(), "unix_socket_dir: listen unix "+dir) || strings.Contains(p.out.String(), "shardproxy listening") {
+			t.Fatalf("want the unix_socket_dir error and no \"listening\" line; output:\n%s", p.out.String())
+		}
+	})
 	t.Run("missing file", func(t *testing.T) {
 		p := startBinary(t, "--config", filepath.Join(t.TempDir(), "nope.yaml"))
 		if code := p.wait(t, 30*time.Second); code == 0 || !strings.Contains(p.stderr.String(), "nope.yaml") {

@@ -203,8 +203,18 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case <-srv.Ready(): // every listener open (unix_socket_dir's too)
+	case err := <-serveErr:
+		closeAdmin(admin)
+		return fmt.Errorf("serve: %w", err)
+	}
 	serving.Store(true)
-	log.Info("shardproxy listening", "addr", ln.Addr().String(), "admin", addrString(adminAddr),
+	unixSocket := ""
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && cfg.UnixSocketDir != "" {
+		unixSocket = cfg.UnixSocketPath(ta.Port)
+	}
+	log.Info("shardproxy listening", "addr", ln.Addr().String(), "unix_socket", unixSocket, "admin", addrString(adminAddr),
 		"pool_mode", cfg.Pool.Mode, "pool_size", cfg.Pool.Size, "shards", len(store.Current().ShardNames()),
 		"topology_version", store.Current().Version(), "raft", cfg.Raft.Enabled(), "version", version)
 	if ready != nil {
