@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/shardproxy/shardproxy/proxy/auth"
 )
 
 // ClientKeepAlive is the TCP keepalive clients' connections get from
@@ -64,4 +66,22 @@ func ListenUnix(path string, mode os.FileMode) (net.Listener, error) {
 func isUnixSocket(c net.Conn) bool {
 	_, ok := c.LocalAddr().(*net.UnixAddr)
 	return ok
+}
+
+// peerAuthenticate lets user in when the process at the other end of the
+// Unix-domain socket c runs as the OS user of that name (SO_PEERCRED), as
+// PostgreSQL's peer authentication; otherwise the error is PostgreSQL's
+// 28000 "Peer authentication failed".
+func peerAuthenticate(c net.Conn, user string) error {
+	failed := func(detail string) error {
+		return &auth.AuthError{Code: codeInvalidAuthorization, Message: fmt.Sprintf("Peer authentication failed for user %q", user), Detail: detail}
+	}
+	osUser, err := peerUser(c)
+	if err != nil {
+		return failed(err.Error())
+	}
+	if osUser != user {
+		return failed(fmt.Sprintf("the client runs as OS user %q", osUser))
+	}
+	return nil
 }

@@ -3,7 +3,10 @@
 package proxy
 
 import (
+	"errors"
 	"net"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"github.com/shardproxy/shardproxy/proxy/netio"
@@ -70,4 +73,33 @@ func listenConfig() *net.ListenConfig {
 			return serr
 		},
 	}
+}
+
+// peerUser is the OS user name of the process at the other end of the
+// Unix-domain socket c (SO_PEERCRED: the credentials it had when it
+// connected).
+func peerUser(c net.Conn) (string, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok || !isUnixSocket(c) {
+		return "", errors.New("not a Unix-domain socket connection")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return "", err
+	}
+	if cerr != nil {
+		return "", cerr
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(cred.Uid), 10))
+	if err != nil {
+		return "", err
+	}
+	return u.Username, nil
 }

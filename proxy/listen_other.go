@@ -2,7 +2,10 @@
 
 package proxy
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // wrapListener returns ln: accepted connections are net.TCPConns.
 func wrapListener(ln net.Listener) (net.Listener, error) { return ln, nil }
@@ -10,4 +13,9 @@ func wrapListener(ln net.Listener) (net.Listener, error) { return ln, nil }
 // listenConfig keeps the runtime's per-connection keepalive.
 func listenConfig() *net.ListenConfig {
 	return &net.ListenConfig{KeepAlive: ClientKeepAlive}
+}
+
+// peerUser: peer authentication needs SO_PEERCRED (Linux).
+func peerUser(net.Conn) (string, error) {
+	return "", errors.New("peer authentication is supported on Linux only")
 }

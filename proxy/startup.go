@@ -439,8 +439,16 @@ func quoteIdent(s string) string {
 // authenticate runs the configured authentication exchange for user.
 func (ss *session) authenticate(cfg *config.Config, user, db string) error {
 	method := cfg.Auth.Method
-	if method == "trust" || (cfg.Auth.TrustLoopback && isLoopback(ss.conn.RemoteAddr())) {
+	if m := cfg.Auth.UnixSocketMethod; m != "" && isUnixSocket(ss.rawConn) {
+		method = m // the socket's own method; trust_loopback does not apply
+	} else if cfg.Auth.TrustLoopback && isLoopback(ss.conn.RemoteAddr()) {
 		return nil
+	}
+	switch method {
+	case "trust":
+		return nil
+	case "peer":
+		return peerAuthenticate(ss.rawConn, user)
 	}
 	be := pgproto3.NewBackend(oneByteReader{ss.cr.br}, ss.conn)
 	if u, ok := cfg.LookupUser(user); ok {

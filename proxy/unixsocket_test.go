@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -321,5 +322,79 @@ func TestUnixSocketServers(t *testing.T) {
 			t.Fatalf("health check of %s never succeeded (checker %v)", addr, b != nil)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestUnixSocketPeerAuth: with auth.unix_socket_method peer, a client on
+// the socket logs in only as its own OS user (SO_PEERCRED), with no
+// password; other users get PostgreSQL's 28000 "Peer authentication
+// failed"; TCP clients still use auth.method.
+func TestUnixSocketPeerAuth(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sp-peer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777) // the postgres OS user connects below
+	tp := startProxy(t, func(c *config.Config) {
+		c.Auth.TrustLoopback = false
+		c.Auth.UnixSocketMethod = "peer"
+		c.Users = []config.User{{Name: "postgres", Password: "tcp-secret"}}
+		c.UnixSocketDir = dir
+	})
+	path := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", tp.port))
+	waitUnixSocket(t, path)
+	ctx := ctx10(t)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockDSN := func(u string) string {
+		return fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", dir, tp.port, u)
+	}
+
+	// Another user than the client's own: refused, with or without a password.
+	other := "postgres"
+	if me.Username == "postgres" {
+		other = "nobody"
+	}
+	for _, dsn := range []string{sockDSN(other), sockDSN(other) + " password=tcp-secret"} {
+		_, err := pgx.Connect(ctx, dsn)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "28000" || pe.Message != fmt.Sprintf("Peer authentication failed for user %q", other) {
+			t.Fatalf("%s as OS user %s: want 28000 Peer authentication failed, got %v", dsn, me.Username, err)
+		}
+	}
+
+	// Its own user: in without a password. As root the client runs as
+	// the postgres OS user, whose role exists on the server.
+	if os.Geteuid() == 0 {
+		psql := "/usr/bin/psql"
+		if _, err := os.Stat(psql); err != nil {
+			psql = "/usr/lib/postgresql/15/bin/psql"
+		}
+		cmd := exec.Command("runuser", "-u", "postgres", "--", psql, "-X", "-At", "-w", "-h", dir, "-p", fmt.Sprint(tp.port),
+			"-U", "postgres", "-d", "postgres", "-c", "SELECT 'peer ok ' || current_user")
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "peer ok postgres" {
+			t.Fatalf("psql as the postgres OS user over the socket: %v\n%s", err, out)
+		}
+	} else {
+		_, err := pgx.Connect(ctx, sockDSN(me.Username))
+		if err != nil && strings.Contains(err.Error(), "Peer authentication failed") {
+			t.Fatalf("own OS user %s refused: %v", me.Username, err)
+		}
+	}
+
+	// TCP clients: auth.method (SCRAM) as before.
+	tcp := fmt.Sprintf("postgres://postgres:%%s@127.0.0.1:%d/postgres?sslmode=disable", tp.port)
+	if _, err := pgx.Connect(ctx, fmt.Sprintf(tcp, "wrong")); !isCode(err, "28P01") {
+		t.Fatalf("TCP with a wrong password: want 28P01, got %v", err)
+	}
+	c := connect(t, fmt.Sprintf(tcp, "tcp-secret"), pgx.QueryExecModeSimpleProtocol)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 8").Scan(&n); err != nil || n != 8 {
+		t.Fatalf("TCP with the password: %d, %v", n, err)
 	}
 }

@@ -127,6 +127,12 @@ type Auth struct {
 	Method string `yaml:"method"`
 	// TrustLoopback lets loopback clients in without a password (dev mode).
 	TrustLoopback bool `yaml:"trust_loopback"`
+	// UnixSocketMethod is how clients on unix_socket_dir's socket
+	// authenticate: peer (the client process's OS user must be the user it
+	// logs in as, as PostgreSQL's peer), trust, scram-sha-256 or md5.
+	// Empty: as TCP clients (Method; TrustLoopback counts the socket as
+	// loopback).
+	UnixSocketMethod string `yaml:"unix_socket_method"`
 	// Passthrough checks passwords of users not listed in Users against the
 	// server itself (like PgBouncer's auth_query): the proxy connects to the
 	// first shard with the client's user and password.
@@ -351,6 +357,11 @@ func (c *Config) Validate() error {
 	case "scram-sha-256", "md5", "trust":
 	default:
 		return bad("auth.method", "must be scram-sha-256, md5 or trust, got %q", c.Auth.Method)
+	}
+	switch c.Auth.UnixSocketMethod {
+	case "", "peer", "scram-sha-256", "md5", "trust":
+	default:
+		return bad("auth.unix_socket_method", "must be peer, scram-sha-256, md5 or trust, got %q", c.Auth.UnixSocketMethod)
 	}
 	if err := validatePoolMode("pool.mode", c.Pool.Mode); err != nil {
 		return err

@@ -83,8 +83,13 @@ func TestUnixSocketSettings(t *testing.T) {
 		"bad mode":     {"unix_socket_dir: /tmp\nunix_socket_mode: rwx\n", "unix_socket_mode", "octal"},
 		"mode too big": {"unix_socket_dir: /tmp\nunix_socket_mode: \"01777\"\n", "unix_socket_mode", "octal"},
 	}
+	cases["bad method"] = struct{ yaml, key, problem string }{"", "auth.unix_socket_method", "must be peer"}
 	for name, c := range cases {
-		_, err := Parse([]byte(shardedYAML + c.yaml))
+		doc := shardedYAML + c.yaml
+		if name == "bad method" {
+			doc = strings.Replace(shardedYAML, "auth: {method: trust}", "auth: {method: trust, unix_socket_method: ident}", 1)
+		}
+		_, err := Parse([]byte(doc))
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Key != c.key || !strings.Contains(fe.Problem, c.problem) {
 			t.Errorf("%s: error %v, want a FieldError for %s saying %q", name, err, c.key, c.problem)
