@@ -26,6 +26,9 @@ type mergeTmpl struct {
 	having   *plan.Cond
 	distinct *plan.Distinct
 	window   []plan.WindowColumn // ranking functions the proxy computes (window.go)
+	// afterSort: the statement's ORDER BY when it is not the window's; the
+	// rows are sorted again after the Window (nil: the window's order).
+	afterSort []plan.SortKey
 	// windowPartition: the first keys are the window's PARTITION BY
 	windowPartition int
 	limit           *limitSpec
@@ -64,6 +67,9 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
 			op = &plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}
+			if len(m.afterSort) > 0 {
+				op = &plan.Sort{Input: op, Keys: m.afterSort}
+			}
 		}
 	}
 	if m.distinct != nil {
@@ -287,8 +293,12 @@ type colIdx struct {
 }
 
 type mergeBuilder struct {
-	sel          *pg_query.SelectStmt
-	oneMore      bool // shards must send one row beyond LIMIT + OFFSET (lead reads ahead)
+	sel     *pg_query.SelectStmt
+	oneMore bool // shards must send one row beyond LIMIT + OFFSET (lead reads ahead)
+	// finalOrder: the statement's ORDER BY when it differs from the
+	// window's (window.go): the rows are sorted again after the Window,
+	// and LIMIT/OFFSET stay in the proxy.
+	finalOrder   []*pg_query.Node
 	grouped      bool
 	localWindows bool // window functions are partitioned by the key: plain columns
 
@@ -394,6 +404,15 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 		return nil, err
 	}
 	m.keys = keys
+	if mb.finalOrder != nil {
+		windowOrder := sel.SortClause
+		sel.SortClause = mb.finalOrder
+		m.afterSort, err = mb.sortKeys(false)
+		sel.SortClause = windowOrder
+		if err != nil {
+			return nil, err
+		}
+	}
 	if len(sel.DistinctClause) > 0 {
 		d, err := mb.distinctOp(false)
 		if err != nil {
@@ -407,7 +426,11 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		mb.pushLimit(lim)
+		if mb.finalOrder != nil {
+			dropLimit(sel, lim) // every row: the window comes first
+		} else {
+			mb.pushLimit(lim)
+		}
 	}
 	if len(m.keys) == 0 && m.distinct == nil && m.limit == nil {
 		return &mergeTmpl{none: true}, nil
@@ -415,6 +438,7 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	mb.appendHidden()
 	m.hidden = len(mb.hidden)
 	m.keys = mb.resolveKeys(m.keys)
+	m.afterSort = mb.resolveKeys(m.afterSort)
 	if m.distinct != nil {
 		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
 	}
@@ -526,7 +550,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		return nil, err
 	}
 	m.limit = lim
-	sel.LimitCount, sel.LimitOffset, sel.LimitOption = nil, nil, pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	dropLimit(sel, lim)
 	mb.appendHidden()
 	m.hidden = len(mb.hidden)
 	for i := range mb.cols {
@@ -1204,6 +1228,33 @@ func (mb *mergeBuilder) pushLimit(lim *limitSpec) {
 			sel.LimitCount = pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{pg_query.MakeStrNode("+")},
 				sel.LimitCount, pg_query.MakeAConstIntNode(1, -1), -1)
 		}
+	}
+}
+
+// dropLimit takes LIMIT and OFFSET out of the shards' statement (the proxy
+// applies l). Their parameters stay referenced, typed bigint as
+// PostgreSQL types them there, in clauses that never limit —
+// LIMIT NULLIF($n, $n) is LIMIT NULL (no limit), OFFSET NULLIF($m, $m)
+// is OFFSET 0 — so a shard can still type every parameter of the Bind.
+func dropLimit(sel *pg_query.SelectStmt, l *limitSpec) {
+	sel.LimitCount, sel.LimitOffset, sel.LimitOption = nil, nil, pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	if l == nil {
+		return
+	}
+	never := func(p int) *pg_query.Node {
+		param := func() *pg_query.Node {
+			return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
+				Arg:      pg_query.MakeParamRefNode(int32(p+1), -1),
+				TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1, Location: -1},
+				Location: -1}}}
+		}
+		return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{pg_query.MakeStrNode("=")}, param(), param(), -1)
+	}
+	if l.countParam >= 0 {
+		sel.LimitCount, sel.LimitOption = never(l.countParam), pg_query.LimitOption_LIMIT_OPTION_COUNT
+	}
+	if l.offsetParam >= 0 {
+		sel.LimitOffset = never(l.offsetParam)
 	}
 }
 

@@ -16,11 +16,13 @@ import (
 // bigint where each ranking call was (x where a lag(x), lead(x) or
 // first_value(x) was; same column name), the proxy merges the streams in that order and
 // numbers the rows (or moves the x values along), starting again at each
-// partition. The statement's own ORDER BY must be absent (the rows then
-// come in the window's order) or that order, so no second sort is needed
-// and LIMIT still reaches the shards: every row ranked before one of the
-// first n is itself among the first n of some shard. GROUP BY,
-// aggregates, DISTINCT, * and several different windows keep the refusal.
+// partition. When the statement's own ORDER BY is absent (the rows then
+// come in the window's order) or that order, no second sort is needed and
+// LIMIT still reaches the shards: every row ranked before one of the first
+// n is itself among the first n of some shard. Any other ORDER BY sorts
+// the numbered rows again in the proxy (plan.Sort above the Window), and
+// LIMIT/OFFSET are applied there only. GROUP BY, aggregates, DISTINCT, *
+// and several different windows keep the refusal.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -132,7 +134,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	sel := mb.sel
 	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, the statement ordered by its PARTITION BY then ORDER BY or not at all, without GROUP BY (but by the distribution key), aggregates, DISTINCT or *",
+		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, without GROUP BY (but by the distribution key), aggregates, DISTINCT, * or a window function call in ORDER BY",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	if other || len(sel.DistinctClause) > 0 {
@@ -171,7 +173,20 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
 		}
 	case deparseSortList(sel.SortClause) != want:
-		return refuse()
+		// Another order: the shards send the window's, the proxy sorts
+		// the numbered rows again. A key may name a window column (by
+		// alias or position) but not call a window function itself: the
+		// shards would compute it over their own rows.
+		for _, s := range sel.SortClause {
+			if sb := s.GetSortBy(); sb == nil || windowIn(sb.Node) != "" {
+				return refuse()
+			}
+		}
+		mb.finalOrder = sel.SortClause
+		sel.SortClause = nil
+		for _, o := range order {
+			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
+		}
 	}
 	whole, peers := false, false
 	for _, i := range ranking {

@@ -512,16 +512,24 @@ func buildCorpus() []Case {
 		"SELECT level, avg(karma) OVER (PARTITION BY level), avg(flags) OVER (PARTITION BY level) FROM users ORDER BY level",
 		"SELECT author_id % 3, sum(like_count) OVER (PARTITION BY author_id % 3), max(created_at) OVER (PARTITION BY author_id % 3), min(created_at) OVER (PARTITION BY author_id % 3) FROM posts WHERE id < 120 ORDER BY author_id % 3",
 		"SELECT created_at::date AS day, count(*) OVER (ORDER BY created_at::date) AS running FROM posts WHERE like_count > 45 ORDER BY created_at::date LIMIT 10",
+		// Another ORDER BY than the window's: the numbered rows are sorted again.
+		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY id",
+		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
+		"SELECT id, karma, rank() OVER (ORDER BY karma DESC NULLS LAST) AS r FROM users ORDER BY r, id LIMIT 10 OFFSET 2",
+		"SELECT level, id, row_number() OVER (PARTITION BY level ORDER BY id DESC) FROM users WHERE id < 60 ORDER BY id",
+		"SELECT id, lag(karma) OVER (ORDER BY created_at, id), lead(id) OVER (ORDER BY created_at, id), sum(level) OVER (ORDER BY created_at, id) FROM users WHERE id < 40 ORDER BY level DESC, id",
+		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
+		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
+		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
+	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY id DESC LIMIT $2 OFFSET $3", "2", "5", "1")
+	b.args("SELECT level, count(*) FROM users WHERE id > $1 GROUP BY level ORDER BY level LIMIT $2 OFFSET $3", "3", "4", "1")
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY id",
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
-		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
-		"SELECT country_code, dense_rank() OVER (ORDER BY country_code) FROM users ORDER BY country_code, 2",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, 2, 0) OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
@@ -533,6 +541,7 @@ func buildCorpus() []Case {
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
+		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
@@ -591,9 +600,6 @@ func buildCorpus() []Case {
 	)
 	b.refused("a subquery that needs rows from other shards and is correlated with the outer query (not on the distribution key), or is not an IN / = ANY / scalar comparison operand among the WHERE's AND conjuncts (those run first), is not supported; correlate it on the key or run it separately",
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
-	)
-	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
 	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application (jsonb_agg instead of json_agg is combined across shards)",
 		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
