@@ -95,6 +95,8 @@ var corpus = []string{
 	`SELECT id FROM t ORDER BY id LIMIT 0`,
 	`SELECT id, row_number() OVER (ORDER BY id) FROM t ORDER BY id LIMIT 7`,
 	`SELECT grp, rank() OVER (ORDER BY grp DESC), dense_rank() OVER (ORDER BY grp DESC) FROM t ORDER BY grp DESC`,
+	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY id`,
+	`SELECT id, grp, row_number() OVER (ORDER BY grp, id) AS n FROM t ORDER BY n DESC LIMIT 4`,
 	`SELECT grp, id, row_number() OVER (PARTITION BY grp ORDER BY id DESC) FROM t ORDER BY grp, id DESC LIMIT 9`,
 	`SELECT grp, id, sum(id) OVER (PARTITION BY grp ORDER BY id), count(*) OVER (PARTITION BY grp ORDER BY id), max(id) OVER (PARTITION BY grp ORDER BY id ROWS UNBOUNDED PRECEDING) FROM t ORDER BY grp, id`,
 	`SELECT grp, id, last_value(id) OVER (PARTITION BY grp ORDER BY id), nth_value(id, 2) OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY grp, id`,
@@ -185,7 +187,7 @@ var refusedAtMerge = []string{
 
 // refused: statements that must plan to 0A000.
 var refused = []string{
-	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY id`,
+	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY rank() OVER (PARTITION BY grp ORDER BY id), id`,
 	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
 	`SELECT count(*) + (SELECT 1) FROM t`,
 	`SELECT count(*) FROM (SELECT DISTINCT grp FROM t) s(g)`, // a derived table with column aliases is not pulled out
