@@ -63,6 +63,12 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		if len(m.keys) > 0 {
 			op = &plan.Sort{Input: op, Keys: m.keys}
 		}
+		if m.window != nil { // over the groups, in the order just sorted
+			op = &plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}
+			if len(m.afterSort) > 0 {
+				op = &plan.Sort{Input: op, Keys: m.afterSort}
+			}
+		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
@@ -536,6 +542,13 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		return nil, err
 	}
 	m.keys = keys
+	if mb.finalOrder != nil { // window.go: keys is the window's order
+		sel.SortClause = mb.finalOrder
+		m.afterSort, err = mb.sortKeys(true)
+		if err != nil {
+			return nil, err
+		}
+	}
 	sel.SortClause = nil
 	if len(sel.DistinctClause) > 0 {
 		d, err := mb.distinctOp(true)
@@ -565,6 +578,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	}
 	m.agg = agg
 	m.keys = mb.resolveKeys(m.keys)
+	m.afterSort = mb.resolveKeys(m.afterSort)
 	if m.distinct != nil {
 		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
 	}

@@ -21,8 +21,10 @@ import (
 // LIMIT still reaches the shards: every row ranked before one of the first
 // n is itself among the first n of some shard. Any other ORDER BY sorts
 // the numbered rows again in the proxy (plan.Sort above the Window), and
-// LIMIT/OFFSET are applied there only. GROUP BY, aggregates, DISTINCT, *
-// and several different windows keep the refusal.
+// LIMIT/OFFSET are applied there only. Over groups the proxy aggregates
+// itself (GROUP BY not by the key) the numbering functions run after the
+// Aggregate and HAVING, on the groups sorted into the window's order.
+// DISTINCT, * and several different windows keep the refusal.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -134,11 +136,25 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	sel := mb.sel
 	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, without GROUP BY (but by the distribution key), aggregates, DISTINCT, * or a window function call in ORDER BY",
+		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
-	if other || len(sel.DistinctClause) > 0 {
+	// Aggregated in the proxy (GROUP BY not by the key): the window runs
+	// over the final groups, after the Aggregate (and HAVING), sorted into
+	// its order there. Only the numbering functions: their values come
+	// from the order alone.
+	grouped := mb.agg && !mb.star
+	if (other && !grouped) || len(sel.DistinctClause) > 0 {
 		return refuse()
+	}
+	if grouped {
+		for _, i := range ranking {
+			switch funcName(rankingCall(sel.TargetList[i].GetResTarget().Val)) {
+			case "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile":
+			default:
+				return refuse()
+			}
+		}
 	}
 	first := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val)
 	order, partition := windowOrder(first), len(first.Over.PartitionClause)
@@ -246,7 +262,11 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	for _, c := range cols {
 		mb.oneMore = mb.oneMore || c.Func == "lead"
 	}
-	m, err := mb.plain()
+	build := mb.plain
+	if grouped {
+		build = mb.aggregate
+	}
+	m, err := build()
 	if err != nil {
 		return nil, err
 	}

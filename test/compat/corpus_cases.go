@@ -521,13 +521,19 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// Over groups the proxy aggregates (GROUP BY not by the key): numbered after HAVING.
+		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
+		"SELECT country_code, count(*) AS n, dense_rank() OVER (ORDER BY count(*) DESC) FROM users GROUP BY country_code ORDER BY country_code NULLS FIRST",
+		"SELECT level, active, sum(karma), row_number() OVER (PARTITION BY active ORDER BY sum(karma) DESC NULLS LAST, level) FROM users GROUP BY level, active HAVING count(*) > 3 ORDER BY active, level",
+		"SELECT level, count(*), ntile(3) OVER (ORDER BY level), percent_rank() OVER (ORDER BY level), cume_dist() OVER (ORDER BY level) FROM users GROUP BY level ORDER BY 2 DESC, level LIMIT 4",
+		"SELECT post_author_id % 5 AS g, count(*), rank() OVER (ORDER BY count(*) DESC, post_author_id % 5) AS r FROM likes GROUP BY post_author_id % 5 ORDER BY r",
 	)
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY karma DESC NULLS LAST LIMIT $2", "2", "5")
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY id DESC LIMIT $2 OFFSET $3", "2", "5", "1")
 	b.args("SELECT level, count(*) FROM users WHERE id > $1 GROUP BY level ORDER BY level LIMIT $2 OFFSET $3", "3", "4", "1")
+	b.args("SELECT country_code, count(*), rank() OVER (ORDER BY count(*) DESC, country_code) FROM users WHERE level > $1 GROUP BY country_code ORDER BY 3 LIMIT $2", "1", "5")
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
@@ -542,6 +548,7 @@ func buildCorpus() []Case {
 		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
+		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
