@@ -316,10 +316,13 @@ type mergeBuilder struct {
 	names   map[string]colIdx // output name → column (-1 j when ambiguous)
 
 	// aggregate mode
-	agg       bool
-	cols      []plan.AggColumn // per visible entry, then per hidden
-	distinctX string           // deparsed argument of DISTINCT aggregates
-	groupKeys map[string]bool
+	agg  bool
+	cols []plan.AggColumn // per visible entry, then per hidden
+	// distinctXs: deparsed arguments of DISTINCT aggregates, each added to
+	// the shards' GROUP BY (their rows per combination of the values; each
+	// DISTINCT aggregate collects its own argument's values)
+	distinctXs map[string]bool
+	groupKeys  map[string]bool
 
 	// expressions over aggregates (aggexpr.go)
 	ev         *evalBuild
@@ -853,11 +856,11 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 			}
 			x := fc.Args[0]
 			k := deparseExpr(x)
-			if mb.distinctX != "" && mb.distinctX != k {
-				return col, ex, unsupported("DISTINCT aggregates of different expressions ("+mb.distinctX+", "+k+") across shards are not supported", "use one DISTINCT expression per query, or add a key condition")
-			}
-			if mb.distinctX == "" {
-				mb.distinctX = k
+			if !mb.distinctXs[k] {
+				if mb.distinctXs == nil {
+					mb.distinctXs = map[string]bool{}
+				}
+				mb.distinctXs[k] = true
 				if !mb.groupKeys[k] {
 					mb.sel.GroupClause = append(mb.sel.GroupClause, x)
 				}
