@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"math"
+
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 
@@ -8,7 +10,7 @@ import (
 )
 
 // Windows across shards (plan.Window). row_number(), rank(),
-// dense_rank(), lag(x), lead(x), first_value(x) and the running
+// dense_rank(), lag(x [, n [, default]]), lead(x [, n [, default]]), first_value(x) and the running
 // aggregates count, sum (integer, numeric), min and max over one window — a leaderboard, `rank() OVER
 // (ORDER BY karma DESC)`, or per group, `rank() OVER (PARTITION BY level
 // ORDER BY karma DESC)` — are computed by the proxy: the shards return
@@ -43,14 +45,10 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		if len(fc.Args) > 0 || fc.AggStar {
 			return nil
 		}
-	case "lag":
-		// lag(x) or lag(x, n) with n a positive integer constant
-		if len(fc.Args) < 1 || len(fc.Args) > 2 || fc.FuncVariadic || fc.AggStar || (len(fc.Args) == 2 && nthOf(fc) < 1) {
-			return nil
-		}
-	case "lead":
-		// lead(x) or lead(x, n) with n a positive integer constant
-		if len(fc.Args) < 1 || len(fc.Args) > 2 || fc.FuncVariadic || fc.AggStar || (len(fc.Args) == 2 && nthOf(fc) < 1) {
+	case "lag", "lead":
+		// lag(x), lag(x, n) or lag(x, n, default) with n a positive
+		// integer constant; lead likewise
+		if len(fc.Args) < 1 || len(fc.Args) > 3 || fc.FuncVariadic || fc.AggStar || (len(fc.Args) >= 2 && nthOf(fc) < 1) {
 			return nil
 		}
 	case "percent_rank", "cume_dist":
@@ -227,11 +225,24 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			rt.Name = fn
 		}
 		call := rankingCall(rt.Val)
+		dflt := 0
 		switch {
 		case isWindowAggregate(fn):
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
 			rt.Val = overCurrentRow(call)
+		case len(call.Args) == 3:
+			// lag(x, n, d), lead(x, n, d): the result's type is the common
+			// type of x and d. lag(x, 0, d) is each row's x in that type;
+			// lag(x, <more rows than any shard has>, d) its default in that
+			// type, as a hidden column the proxy takes where no row is n
+			// away.
+			lagOf := func(offset int) *pg_query.Node {
+				return overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
+					Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(int64(offset), -1), call.Args[2]}})
+			}
+			rt.Val = lagOf(0)
+			dflt = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
 		case len(call.Args) >= 1:
 			// lag, lead, first_value, last_value, nth_value: the shards
 			// return the argument, the proxy moves values along. As a
@@ -249,7 +260,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		if fn == "ntile" {
 			n = intConstArg(call, 0)
 		}
-		col := plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n}
+		col := plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3}
 		if fn == "avg" {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.
@@ -277,7 +288,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		return refuse()
 	}
 	for k := range cols {
-		if cols[k].Func == "avg" {
+		if cols[k].Func == "avg" || cols[k].Default {
 			cols[k].Arg = mb.resolve(colIdxOf(cols[k].Arg))
 		}
 	}
@@ -338,7 +349,8 @@ func nthOf(fc *pg_query.FuncCall) int64 {
 	switch fn := funcName(fc); {
 	case (fn == "lag" || fn == "lead") && len(fc.Args) == 1:
 		return 1
-	case (fn != "nth_value" && fn != "lag" && fn != "lead") || len(fc.Args) != 2:
+	case fn == "nth_value" && len(fc.Args) == 2, (fn == "lag" || fn == "lead") && (len(fc.Args) == 2 || len(fc.Args) == 3):
+	default:
 		return 0
 	}
 	return intConstArg(fc, 1)

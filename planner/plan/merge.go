@@ -279,8 +279,11 @@ type WindowColumn struct {
 	// bucket count.
 	N int64
 	// Arg is avg's hidden input column: each row's exact sum(x) (Column
-	// holds avg(x) over the row itself, for the result's type).
-	Arg int
+	// holds avg(x) over the row itself, for the result's type); with
+	// Default, lag's or lead's hidden column of each row's default value
+	// (typed as the result), taken where no row is N rows away.
+	Arg     int
+	Default bool
 }
 
 // Project drops the last Hidden columns of every row and of the
@@ -309,6 +312,9 @@ func (o *Window) Describe() Description {
 		cols[i] = fmt.Sprintf("%d %s", c.Column, c.Func)
 		if c.Rows {
 			cols[i] = cols[i].(string) + " rows"
+		}
+		if c.Default {
+			cols[i] = fmt.Sprintf("%s default(%d)", cols[i], c.Arg)
 		}
 	}
 	f := map[string]any{"keys": keysToAny(o.Keys), "columns": cols}

@@ -51,6 +51,7 @@ type windowCol struct {
 	kept   []byte   // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
 	nth    []byte   // nth_value: the partition's n-th row's value, once read
 	n      int64    // nth_value's and lag's position (lag(x): 1)
+	dflt   int      // lag/lead: the column of the row's default value, -1 for NULL
 	back   [][]byte // lag: the partition's last n values
 	c      *codec
 	// in is the column an aggregate reads: pos, or avg's hidden exact sum
@@ -76,6 +77,15 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N, in: p}
 		if c.Func == "avg" {
 			if col.in, err = b.col(lay, c.Arg, "window function"); err != nil {
+				return nil, layout{}, err
+			}
+		}
+		col.dflt = -1
+		if c.Default {
+			if c.Func != "lag" && c.Func != "lead" {
+				return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: a default for " + c.Func}
+			}
+			if col.dflt, err = b.col(lay, c.Arg, "window function"); err != nil {
 				return nil, layout{}, err
 			}
 		}
@@ -151,14 +161,15 @@ func (w *windower) next() ([][]byte, error) {
 			if w.number == 1 {
 				c.back = c.back[:0]
 			}
-			out = nil // fewer than n rows before: NULL
+			out = c.dfltOf(r) // fewer than n rows before: the default
 			if int64(len(c.back)) == c.n {
 				out = c.back[0]
 				c.back = c.back[1:]
 			}
 			c.back = append(c.back, keepValue(r.row[c.pos]))
 		case "lead":
-			if c.n > 1 { // the group is the whole partition (whole)
+			out = c.dfltOf(r) // no row n ahead in the partition: the default
+			if c.n > 1 {      // the group is the whole partition (whole)
 				if k := int64(i) + c.n; k < int64(len(w.group)) {
 					out = w.group[k].row[c.pos]
 				}
@@ -439,4 +450,13 @@ func keepValue(v []byte) []byte {
 		return nil
 	}
 	return append([]byte{}, v...)
+}
+
+// dfltOf is lag's or lead's value for row r when no row is n away: the
+// row's default (lag(x, n, default)), else NULL.
+func (c *windowCol) dfltOf(r *windowRow) []byte {
+	if c.dflt < 0 {
+		return nil
+	}
+	return r.row[c.dflt]
 }

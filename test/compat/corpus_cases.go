@@ -528,6 +528,12 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// lag and lead with a default: taken where no row is n away, in the common type of the value and the default.
+		"SELECT id, lag(id, 2, 0) OVER (ORDER BY id) FROM users",
+		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
+		"SELECT level, id, lag(karma, 1, 0) OVER (PARTITION BY level ORDER BY id), lead(name, 2, 'none') OVER (PARTITION BY level ORDER BY id) FROM users WHERE id < 60 ORDER BY level, id",
+		"SELECT id, lag(level, 1, 1.5) OVER (ORDER BY id), lead(flags, 3, level * 100) OVER (ORDER BY id), lead(id, 1, -id) OVER (ORDER BY id) FROM users WHERE id < 30 ORDER BY id",
+		"SELECT id, lag(birthday, 1, '2000-01-01') OVER (ORDER BY id), lead(country_code, 1, NULL) OVER (ORDER BY id) FROM users WHERE id < 20 ORDER BY id DESC",
 		// Over groups the proxy aggregates (GROUP BY not by the key): numbered after HAVING.
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
 		"SELECT country_code, count(*) AS n, dense_rank() OVER (ORDER BY count(*) DESC) FROM users GROUP BY country_code ORDER BY country_code NULLS FIRST",
@@ -544,9 +550,7 @@ func buildCorpus() []Case {
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
-		"SELECT id, lag(id, 2, 0) OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
-		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
 		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
