@@ -29,6 +29,10 @@ type mergeTmpl struct {
 	// afterSort: the statement's ORDER BY when it is not the window's; the
 	// rows are sorted again after the Window (nil: the window's order).
 	afterSort []plan.SortKey
+	// moreWindows: windows computed after the first, each over the rows
+	// sorted into its Keys (windowKeys while building).
+	moreWindows []plan.Window
+	windowKeys  [][]plan.SortKey
 	// windowPartition: the first keys are the window's PARTITION BY
 	windowPartition int
 	limit           *limitSpec
@@ -64,18 +68,12 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 			op = &plan.Sort{Input: op, Keys: m.keys}
 		}
 		if m.window != nil { // over the groups, in the order just sorted
-			op = &plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}
-			if len(m.afterSort) > 0 {
-				op = &plan.Sort{Input: op, Keys: m.afterSort}
-			}
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
 		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
-			op = &plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}
-			if len(m.afterSort) > 0 {
-				op = &plan.Sort{Input: op, Keys: m.afterSort}
-			}
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
 		}
 	}
 	if m.distinct != nil {
@@ -114,6 +112,20 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		op = &plan.Project{Input: op, Hidden: m.hidden}
 	}
 	return op, nil
+}
+
+// windowOps puts the windows after the first (each over the rows sorted
+// into its order) and the statement's own sort above the first Window.
+func (m *mergeTmpl) windowOps(first *plan.Window) plan.Operator {
+	var op plan.Operator = first
+	for _, w := range m.moreWindows {
+		w.Input = &plan.Sort{Input: op, Keys: w.Keys}
+		op = &w
+	}
+	if len(m.afterSort) > 0 {
+		op = &plan.Sort{Input: op, Keys: m.afterSort}
+	}
+	return op
 }
 
 // opHavingParam marks a $n leaf of a HAVING template (Column = the 0-based
@@ -304,7 +316,10 @@ type mergeBuilder struct {
 	// finalOrder: the statement's ORDER BY when it differs from the
 	// window's (window.go): the rows are sorted again after the Window,
 	// and LIMIT/OFFSET stay in the proxy.
-	finalOrder   []*pg_query.Node
+	finalOrder []*pg_query.Node
+	// windowOrders: the orders of the windows after the first (window.go),
+	// each sorted into by the proxy before its Window.
+	windowOrders [][]*pg_query.Node
 	grouped      bool
 	localWindows bool // window functions are partitioned by the key: plain columns
 
@@ -413,14 +428,8 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 		return nil, err
 	}
 	m.keys = keys
-	if mb.finalOrder != nil {
-		windowOrder := sel.SortClause
-		sel.SortClause = mb.finalOrder
-		m.afterSort, err = mb.sortKeys(false)
-		sel.SortClause = windowOrder
-		if err != nil {
-			return nil, err
-		}
+	if m.afterSort, m.windowKeys, err = mb.laterSorts(false); err != nil {
+		return nil, err
 	}
 	if len(sel.DistinctClause) > 0 {
 		d, err := mb.distinctOp(false)
@@ -435,8 +444,8 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		if mb.finalOrder != nil {
-			dropLimit(sel, lim) // every row: the window comes first
+		if mb.finalOrder != nil || len(mb.windowOrders) > 0 {
+			dropLimit(sel, lim) // every row: the windows come first
 		} else {
 			mb.pushLimit(lim)
 		}
@@ -448,10 +457,38 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	m.hidden = len(mb.hidden)
 	m.keys = mb.resolveKeys(m.keys)
 	m.afterSort = mb.resolveKeys(m.afterSort)
+	for i := range m.windowKeys {
+		m.windowKeys[i] = mb.resolveKeys(m.windowKeys[i])
+	}
 	if m.distinct != nil {
 		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
 	}
 	return m, nil
+}
+
+// laterSorts plans the sorts after the first window (window.go): the keys
+// of each further window's order and of the statement's own ORDER BY
+// (nil when the rows keep the last window's order), as statement ORDER BY
+// lists (agg: over the proxy's groups).
+func (mb *mergeBuilder) laterSorts(agg bool) (final []plan.SortKey, windows [][]plan.SortKey, err error) {
+	sel := mb.sel
+	first := sel.SortClause
+	defer func() { sel.SortClause = first }()
+	for _, o := range mb.windowOrders {
+		sel.SortClause = o
+		keys, err := mb.sortKeys(agg)
+		if err != nil {
+			return nil, nil, err
+		}
+		windows = append(windows, keys)
+	}
+	if mb.finalOrder != nil {
+		sel.SortClause = mb.finalOrder
+		if final, err = mb.sortKeys(agg); err != nil {
+			return nil, nil, err
+		}
+	}
+	return final, windows, nil
 }
 
 // aggregate rewrites a SELECT with aggregates or GROUP BY that is not
@@ -545,12 +582,8 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		return nil, err
 	}
 	m.keys = keys
-	if mb.finalOrder != nil { // window.go: keys is the window's order
-		sel.SortClause = mb.finalOrder
-		m.afterSort, err = mb.sortKeys(true)
-		if err != nil {
-			return nil, err
-		}
+	if m.afterSort, m.windowKeys, err = mb.laterSorts(true); err != nil { // window.go: keys is the first window's order
+		return nil, err
 	}
 	sel.SortClause = nil
 	if len(sel.DistinctClause) > 0 {
@@ -582,6 +615,9 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	m.agg = agg
 	m.keys = mb.resolveKeys(m.keys)
 	m.afterSort = mb.resolveKeys(m.afterSort)
+	for i := range m.windowKeys {
+		m.windowKeys[i] = mb.resolveKeys(m.windowKeys[i])
+	}
 	if m.distinct != nil {
 		m.distinct.Columns = mb.resolveCols(m.distinct.Columns)
 	}

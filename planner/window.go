@@ -2,6 +2,7 @@ package planner
 
 import (
 	"math"
+	"strconv"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
@@ -23,10 +24,12 @@ import (
 // LIMIT still reaches the shards: every row ranked before one of the first
 // n is itself among the first n of some shard. Any other ORDER BY sorts
 // the numbered rows again in the proxy (plan.Sort above the Window), and
-// LIMIT/OFFSET are applied there only. Over groups the proxy aggregates
+// LIMIT/OFFSET are applied there only; so are further windows: each one
+// sorts the rows into its order (plan.Sort) and numbers them again. Over
+// groups the proxy aggregates
 // itself (GROUP BY not by the key) the numbering functions run after the
 // Aggregate and HAVING, on the groups sorted into the window's order.
-// DISTINCT, * and several different windows keep the refusal.
+// DISTINCT and * keep the refusal.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -134,7 +137,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	sel := mb.sel
 	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, all over one window, without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
+		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	// Aggregated in the proxy (GROUP BY not by the key): the window runs
@@ -154,43 +157,61 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			}
 		}
 	}
-	first := rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val)
-	order, partition := windowOrder(first), len(first.Over.PartitionClause)
-	// The window's ORDER BY may become the statement's, where a number is
-	// a position and a bare name an output column first: neither may
-	// change what it names.
+	// The calls grouped by window (PARTITION BY and ORDER BY), in the
+	// order of their first call: the shards send the first window's
+	// order, every further window sorts the rows again in the proxy.
+	type stage struct {
+		order     []*pg_query.Node
+		partition int
+		calls     []int // select-list positions
+	}
+	var stages []*stage
+	byWindow := map[string]*stage{}
+	for _, i := range ranking {
+		fc := rankingCall(sel.TargetList[i].GetResTarget().Val)
+		order := windowOrder(fc)
+		k := deparseSortList(order) + "|" + strconv.Itoa(len(fc.Over.PartitionClause))
+		st := byWindow[k]
+		if st == nil {
+			st = &stage{order: order, partition: len(fc.Over.PartitionClause)}
+			byWindow[k] = st
+			stages = append(stages, st)
+		}
+		st.calls = append(st.calls, i)
+	}
+	// A window's ORDER BY becomes a sort list planned as the statement's,
+	// where a number is a position and a bare name an output column
+	// first: neither may change what it names.
 	aliases := map[string]bool{}
 	for _, t := range sel.TargetList {
 		if rt := t.GetResTarget(); rt != nil && rt.Name != "" {
 			aliases[rt.Name] = true
 		}
 	}
-	for _, o := range order {
-		k := o.GetSortBy().GetNode()
-		if isIntConst(k) {
-			return refuse()
-		}
-		if cr := k.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil && aliases[cr.Fields[0].GetString_().Sval] {
-			return refuse()
+	for _, st := range stages {
+		for _, o := range st.order {
+			k := o.GetSortBy().GetNode()
+			if isIntConst(k) {
+				return refuse()
+			}
+			if cr := k.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil && aliases[cr.Fields[0].GetString_().Sval] {
+				return refuse()
+			}
 		}
 	}
+	order := stages[0].order
 	want := deparseSortList(order)
-	for _, i := range ranking[1:] {
-		fc := rankingCall(sel.TargetList[i].GetResTarget().Val)
-		if deparseSortList(windowOrder(fc)) != want || len(fc.Over.PartitionClause) != partition {
-			return refuse()
-		}
-	}
 	switch {
 	case len(sel.SortClause) == 0:
 		for _, o := range order {
 			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
 		}
-	case deparseSortList(sel.SortClause) != want:
-		// Another order: the shards send the window's, the proxy sorts
-		// the numbered rows again. A key may name a window column (by
-		// alias or position) but not call a window function itself: the
-		// shards would compute it over their own rows.
+	case deparseSortList(sel.SortClause) != want || len(stages) > 1:
+		// Another order (or more windows after the first): the shards send
+		// the first window's, the proxy sorts the numbered rows again. A
+		// key may name a window column (by alias or position) but not
+		// call a window function itself: the shards would compute it over
+		// their own rows.
 		for _, s := range sel.SortClause {
 			if sb := s.GetSortBy(); sb == nil || windowIn(sb.Node) != "" {
 				return refuse()
@@ -202,24 +223,79 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
 		}
 	}
-	whole, peers := false, false
-	for _, i := range ranking {
-		call := rankingCall(sel.TargetList[i].GetResTarget().Val)
-		switch funcName(call) {
-		case "ntile", "percent_rank", "cume_dist":
-			whole = true
-		case "lead":
-			whole = whole || nthOf(call) > 1 // reads further ahead: the partition is buffered
-		case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
-			peers = true
+	for _, st := range stages[1:] {
+		mb.windowOrders = append(mb.windowOrders, st.order)
+	}
+	var windows [][]plan.WindowColumn
+	for _, st := range stages {
+		whole, peers := false, false
+		for _, i := range st.calls {
+			call := rankingCall(sel.TargetList[i].GetResTarget().Val)
+			switch funcName(call) {
+			case "ntile", "percent_rank", "cume_dist":
+				whole = true
+			case "lead":
+				whole = whole || nthOf(call) > 1 // reads further ahead: the partition is buffered
+			case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
+				peers = true
+			}
+		}
+		if whole && peers {
+			return refuse() // one needs the partition, the other one peer group at a time
+		}
+		cols, err := mb.windowColumns(st.calls)
+		if err != nil {
+			return nil, err
+		}
+		windows = append(windows, cols)
+	}
+	for _, cols := range windows {
+		for _, c := range cols {
+			mb.oneMore = mb.oneMore || c.Func == "lead"
 		}
 	}
-	if whole && peers {
-		return refuse() // one needs the partition, the other one peer group at a time
+	build := mb.plain
+	if grouped {
+		build = mb.aggregate
 	}
+	m, err := build()
+	if err != nil {
+		return nil, err
+	}
+	if m.none || len(m.keys) == 0 {
+		return refuse()
+	}
+	for k, st := range stages {
+		keys := m.keys
+		if k > 0 {
+			keys = m.windowKeys[k-1]
+		}
+		if st.partition > len(keys) {
+			return refuse()
+		}
+		cols := windows[k]
+		for c := range cols {
+			if cols[c].Func == "avg" || cols[c].Default {
+				cols[c].Arg = mb.resolve(colIdxOf(cols[c].Arg))
+			}
+		}
+		if k == 0 {
+			m.window, m.windowPartition = cols, st.partition
+			continue
+		}
+		m.moreWindows = append(m.moreWindows, plan.Window{Keys: keys, Partition: st.partition, Columns: cols})
+	}
+	return m, nil
+}
+
+// windowColumns rewrites the select-list entries at positions calls (the
+// calls of one window) into what the shards send for the proxy to compute
+// them, and returns the window's columns (avg's sum and lag's/lead's
+// default as encoded hidden columns, resolved by the caller).
+func (mb *mergeBuilder) windowColumns(calls []int) ([]plan.WindowColumn, error) {
 	var cols []plan.WindowColumn
-	for _, i := range ranking {
-		rt := sel.TargetList[i].GetResTarget()
+	for _, i := range calls {
+		rt := mb.sel.TargetList[i].GetResTarget()
 		fn := funcName(rankingCall(rt.Val))
 		if rt.Name == "" {
 			rt.Name = fn
@@ -270,31 +346,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		}
 		cols = append(cols, col)
 	}
-	for _, c := range cols {
-		mb.oneMore = mb.oneMore || c.Func == "lead"
-	}
-	build := mb.plain
-	if grouped {
-		build = mb.aggregate
-	}
-	m, err := build()
-	if err != nil {
-		return nil, err
-	}
-	if m.none || len(m.keys) == 0 {
-		return refuse()
-	}
-	if partition > len(m.keys) {
-		return refuse()
-	}
-	for k := range cols {
-		if cols[k].Func == "avg" || cols[k].Default {
-			cols[k].Arg = mb.resolve(colIdxOf(cols[k].Arg))
-		}
-	}
-	m.window = cols
-	m.windowPartition = partition
-	return m, nil
+	return cols, nil
 }
 
 // deparseSortList is the text of an ORDER BY list, for comparing two.

@@ -528,6 +528,12 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// Several windows: the shards send the first one's order, the proxy sorts again for each further one.
+		"SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST, id) AS by_karma, rank() OVER (ORDER BY rating DESC NULLS LAST, id) AS by_rating FROM users WHERE id < 60 ORDER BY id",
+		"SELECT level, id, row_number() OVER (PARTITION BY level ORDER BY id), dense_rank() OVER (ORDER BY level DESC), lag(id) OVER (ORDER BY id) FROM users WHERE id < 50",
+		"SELECT id, row_number() OVER (ORDER BY id DESC) AS a, row_number() OVER (ORDER BY id) AS b FROM users ORDER BY a LIMIT 5",
+		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY level), sum(level) OVER (PARTITION BY active ORDER BY id) FROM users WHERE id < 40 ORDER BY id",
+		"SELECT level, count(*), rank() OVER (ORDER BY count(*) DESC, level), rank() OVER (ORDER BY sum(karma) NULLS FIRST, level) FROM users GROUP BY level ORDER BY level",
 		// lag and lead with a default: taken where no row is n away, in the common type of the value and the default.
 		"SELECT id, lag(id, 2, 0) OVER (ORDER BY id) FROM users",
 		"SELECT id, lead(id, 2, 0) OVER (ORDER BY id) FROM users",
