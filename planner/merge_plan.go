@@ -68,12 +68,12 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 			op = &plan.Sort{Input: op, Keys: m.keys}
 		}
 		if m.window != nil { // over the groups, in the order just sorted
-			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}, false)
 		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
-			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}, true)
 		}
 	}
 	if m.distinct != nil {
@@ -115,12 +115,19 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 }
 
 // windowOps puts the windows after the first (each over the rows sorted
-// into its order) and the statement's own sort above the first Window.
-func (m *mergeTmpl) windowOps(first *plan.Window) plan.Operator {
+// into its order), the evaluation of expressions over window values (eval:
+// not grouped; over groups Evaluate follows the Aggregate) and the
+// statement's own sort above the first Window.
+func (m *mergeTmpl) windowOps(first *plan.Window, eval bool) plan.Operator {
 	var op plan.Operator = first
 	for _, w := range m.moreWindows {
 		w.Input = &plan.Sort{Input: op, Keys: w.Keys}
 		op = &w
+	}
+	if eval && m.eval != nil {
+		e := *m.eval
+		e.Input = op
+		op = &e
 	}
 	if len(m.afterSort) > 0 {
 		op = &plan.Sort{Input: op, Keys: m.afterSort}
@@ -369,7 +376,8 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	mb.names = map[string]colIdx{}
 	mb.starAt = -1
 	hasAgg := false
-	var ranking []int // select-list entries that are ranking functions the proxy computes
+	var ranking []int     // select-list entries that are ranking functions the proxy computes
+	var windowExprs []int // select-list expressions over such calls, evaluated after them
 	for i, t := range sel.TargetList {
 		rt := t.GetResTarget()
 		if rt == nil {
@@ -384,6 +392,10 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 		if w := windowIn(rt.Val); w != "" && !mb.localWindows {
 			if rankingCall(rt.Val) != nil && !mb.star {
 				ranking = append(ranking, i)
+				continue
+			}
+			if windowExpr(rt.Val) && !mb.star {
+				windowExprs = append(windowExprs, i)
 				continue
 			}
 			return nil, unsupported("window function "+w+"() across shards is not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
@@ -402,8 +414,8 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 		}
 	}
 	mb.agg = hasAgg && !mb.grouped
-	if len(ranking) > 0 {
-		return mb.rankingWindows(ranking, (hasAgg && !mb.grouped) || mb.star) // window.go: grouped by the key, the shards' groups are final
+	if len(ranking)+len(windowExprs) > 0 {
+		return mb.rankingWindows(ranking, windowExprs, (hasAgg && !mb.grouped) || mb.star) // window.go: grouped by the key, the shards' groups are final
 	}
 	if mb.agg {
 		return mb.aggregate()
@@ -1377,6 +1389,42 @@ func containsAgg(n *pg_query.Node) bool {
 		return true
 	})
 	return found
+}
+
+// windowExpr reports whether n is an expression over window calls the
+// proxy can compute (rankingCall), with no aggregate or subquery outside
+// them, and no window call inside another's arguments.
+func windowExpr(n *pg_query.Node) bool {
+	ok, calls := true, 0
+	walkExpr(n, func(c *pg_query.Node) bool {
+		if !ok {
+			return false
+		}
+		if c.GetSubLink() != nil || c.GetSelectStmt() != nil {
+			ok = false
+			return false
+		}
+		if fc := c.GetFuncCall(); fc != nil {
+			if fc.Over != nil {
+				calls++
+				if rankingCall(c) == nil {
+					ok = false
+				}
+				for _, a := range fc.Args {
+					if windowIn(a) != "" {
+						ok = false
+					}
+				}
+				return false
+			}
+			if isAggCall(fc) {
+				ok = false
+				return false
+			}
+		}
+		return true
+	})
+	return ok && calls > 0
 }
 
 // windowIn returns the name of a window function call in n (outside

@@ -133,11 +133,36 @@ func windowOrder(fc *pg_query.FuncCall) []*pg_query.Node {
 // ranking are ranking calls (see rankingCall) for the proxy to compute;
 // other is true when the statement aggregates or selects *, which keeps
 // the refusal.
-func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, error) {
+func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*mergeTmpl, error) {
 	sel := mb.sel
-	name := funcName(rankingCall(sel.TargetList[ranking[0]].GetResTarget().Val))
+	var slots []windowSlot
+	for _, i := range ranking {
+		slots = append(slots, windowSlot{col: i, rt: sel.TargetList[i].GetResTarget(), hidden: -1})
+	}
+	// Window calls inside expressions: each becomes a hidden column the
+	// proxy computes, the expression is evaluated after the windows
+	// (plan.Evaluate) with those values and the row's columns.
+	var evalAt []int
+	var evalOf []*pg_query.Node
+	var evalCalls [][]windowSlot
+	for _, i := range exprs {
+		rt := sel.TargetList[i].GetResTarget()
+		evalAt, evalOf = append(evalAt, i), append(evalOf, proto.Clone(rt.Val).(*pg_query.Node))
+		var calls []windowSlot
+		walkExpr(rt.Val, func(c *pg_query.Node) bool {
+			if fc := c.GetFuncCall(); fc != nil && fc.Over != nil {
+				j := mb.addHidden(proto.Clone(c).(*pg_query.Node), plan.AggColumn{})
+				calls = append(calls, windowSlot{col: encodeCol(colIdx{hidden: true, j: j}), hidden: j})
+				return false
+			}
+			return true
+		})
+		slots = append(slots, calls...)
+		evalCalls = append(evalCalls, calls)
+	}
+	name := funcName(slots[0].call(mb))
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only as a select-list entry of its own, without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
+		return nil, unsupported("window function "+name+"() across shards is supported only in the select list (on its own, or inside an expression without aggregates or subqueries), without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	// Aggregated in the proxy (GROUP BY not by the key): the window runs
@@ -145,12 +170,12 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	// its order there. Only the numbering functions: their values come
 	// from the order alone.
 	grouped := mb.agg && !mb.star
-	if (other && !grouped) || len(sel.DistinctClause) > 0 {
+	if (other && !grouped) || len(sel.DistinctClause) > 0 || (grouped && len(exprs) > 0) {
 		return refuse()
 	}
 	if grouped {
-		for _, i := range ranking {
-			switch funcName(rankingCall(sel.TargetList[i].GetResTarget().Val)) {
+		for _, sl := range slots {
+			switch funcName(sl.call(mb)) {
 			case "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile":
 			default:
 				return refuse()
@@ -163,12 +188,12 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	type stage struct {
 		order     []*pg_query.Node
 		partition int
-		calls     []int // select-list positions
+		calls     []windowSlot
 	}
 	var stages []*stage
 	byWindow := map[string]*stage{}
-	for _, i := range ranking {
-		fc := rankingCall(sel.TargetList[i].GetResTarget().Val)
+	for _, i := range slots {
+		fc := i.call(mb)
 		order := windowOrder(fc)
 		k := deparseSortList(order) + "|" + strconv.Itoa(len(fc.Over.PartitionClause))
 		st := byWindow[k]
@@ -230,7 +255,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 	for _, st := range stages {
 		whole, peers := false, false
 		for _, i := range st.calls {
-			call := rankingCall(sel.TargetList[i].GetResTarget().Val)
+			call := i.call(mb)
 			switch funcName(call) {
 			case "ntile", "percent_rank", "cume_dist":
 				whole = true
@@ -254,6 +279,11 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 			mb.oneMore = mb.oneMore || c.Func == "lead"
 		}
 	}
+	for k, i := range evalAt {
+		if err := mb.evalWindowTarget(i, evalOf[k], evalCalls[k]); err != nil {
+			return nil, err
+		}
+	}
 	build := mb.plain
 	if grouped {
 		build = mb.aggregate
@@ -275,6 +305,7 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		}
 		cols := windows[k]
 		for c := range cols {
+			cols[c].Column = mb.resolve(colIdxOf(cols[c].Column))
 			if cols[c].Func == "avg" || cols[c].Default {
 				cols[c].Arg = mb.resolve(colIdxOf(cols[c].Arg))
 			}
@@ -285,28 +316,115 @@ func (mb *mergeBuilder) rankingWindows(ranking []int, other bool) (*mergeTmpl, e
 		}
 		m.moreWindows = append(m.moreWindows, plan.Window{Keys: keys, Partition: st.partition, Columns: cols})
 	}
+	if !grouped {
+		m.eval = mb.resolveEval()
+	}
 	return m, nil
 }
 
-// windowColumns rewrites the select-list entries at positions calls (the
-// calls of one window) into what the shards send for the proxy to compute
-// them, and returns the window's columns (avg's sum and lag's/lead's
-// default as encoded hidden columns, resolved by the caller).
-func (mb *mergeBuilder) windowColumns(calls []int) ([]plan.WindowColumn, error) {
-	var cols []plan.WindowColumn
-	for _, i := range calls {
-		rt := mb.sel.TargetList[i].GetResTarget()
-		fn := funcName(rankingCall(rt.Val))
-		if rt.Name == "" {
-			rt.Name = fn
+// evalWindowTarget makes select-list entry i, an expression n over window
+// calls (already hidden columns: calls, in walk order) and the row's
+// columns, an evaluated column: the shards send a probe with its name and
+// type, Evaluate computes it after the windows from the window values and
+// the columns it reads (hidden columns too).
+func (mb *mergeBuilder) evalWindowTarget(i int, n *pg_query.Node, calls []windowSlot) error {
+	rt := mb.sel.TargetList[i].GetResTarget()
+	cp := proto.Clone(n).(*pg_query.Node)
+	cols := map[string]colIdx{}
+	var fail error
+	walkExpr(cp, func(c *pg_query.Node) bool {
+		if fail != nil {
+			return false
 		}
-		call := rankingCall(rt.Val)
+		switch x := c.Node.(type) {
+		case *pg_query.Node_SubLink, *pg_query.Node_SelectStmt:
+			fail = unsupported("a subquery inside an expression with window functions across shards is not supported", "select the subquery's value separately")
+			return false
+		case *pg_query.Node_FuncCall:
+			if x.FuncCall.Over != nil {
+				sl := calls[0]
+				calls = calls[1:]
+				c.Node = mb.evalArg(colIdx{hidden: true, j: sl.hidden}).Node
+				return false
+			}
+		case *pg_query.Node_ParamRef:
+			ev := mb.evalState()
+			p := int(x.ParamRef.Number) - 1
+			num, ok := ev.params[p]
+			if !ok {
+				ev.pidx = append(ev.pidx, p)
+				num = len(ev.pidx)
+				ev.params[p] = num
+			}
+			x.ParamRef.Number = int32(num)
+			return false
+		case *pg_query.Node_ColumnRef:
+			k := deparseExpr(c)
+			ci, ok := cols[k]
+			if !ok {
+				ci = colIdx{hidden: true, j: mb.addHidden(proto.Clone(c).(*pg_query.Node), plan.AggColumn{})}
+				cols[k] = ci
+			}
+			c.Node = mb.evalArg(ci).Node
+			return false
+		}
+		return true
+	})
+	if fail != nil {
+		return fail
+	}
+	if rt.Name == "" {
+		rt.Name = pgColumnName(n)
+	}
+	rt.Val = probe(n)
+	ev := mb.evalState()
+	ev.cols = append(ev.cols, plan.EvalColumn{Column: encodeCol(colIdx{j: i}), Expr: deparseExpr(cp)})
+	return nil
+}
+
+// windowSlot is one window call the proxy computes: a select-list entry
+// of its own (rt), or a hidden column (hidden ≥ 0) standing for a call
+// inside an evaluated expression. col is its encoded column (encodeCol).
+type windowSlot struct {
+	col    int
+	rt     *pg_query.ResTarget
+	hidden int
+}
+
+func (sl windowSlot) call(mb *mergeBuilder) *pg_query.FuncCall {
+	if sl.rt != nil {
+		return rankingCall(sl.rt.Val)
+	}
+	return rankingCall(mb.hidden[sl.hidden])
+}
+
+func (sl windowSlot) set(mb *mergeBuilder, n *pg_query.Node) {
+	if sl.rt != nil {
+		sl.rt.Val = n
+		return
+	}
+	mb.hidden[sl.hidden] = n
+}
+
+// windowColumns rewrites the window calls (of one window) into what the
+// shards send for the proxy to compute them, and returns the window's
+// columns (Column, avg's sum and lag's/lead's default as encoded columns,
+// resolved by the caller).
+func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, error) {
+	var cols []plan.WindowColumn
+	for _, sl := range calls {
+		call := sl.call(mb)
+		fn := funcName(call)
+		if sl.rt != nil && sl.rt.Name == "" {
+			sl.rt.Name = fn
+		}
+		var val *pg_query.Node
 		dflt := 0
 		switch {
 		case isWindowAggregate(fn):
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
-			rt.Val = overCurrentRow(call)
+			val = overCurrentRow(call)
 		case len(call.Args) == 3:
 			// lag(x, n, d), lead(x, n, d): the result's type is the common
 			// type of x and d. lag(x, 0, d) is each row's x in that type;
@@ -317,26 +435,27 @@ func (mb *mergeBuilder) windowColumns(calls []int) ([]plan.WindowColumn, error) 
 				return overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
 					Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(int64(offset), -1), call.Args[2]}})
 			}
-			rt.Val = lagOf(0)
+			val = lagOf(0)
 			dflt = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
 		case len(call.Args) >= 1:
 			// lag, lead, first_value, last_value, nth_value: the shards
 			// return the argument, the proxy moves values along. As a
 			// window function's result, so its type has no modifier, like
 			// lag's.
-			rt.Val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args[:1]})
+			val = overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("first_value")}, Args: call.Args[:1]})
 		case fn == "ntile":
-			rt.Val = nullOf("int4")
+			val = nullOf("int4")
 		case fn == "percent_rank" || fn == "cume_dist":
-			rt.Val = nullOf("float8")
+			val = nullOf("float8")
 		default:
-			rt.Val = nullOf("int8")
+			val = nullOf("int8")
 		}
+		sl.set(mb, val)
 		n := nthOf(call)
 		if fn == "ntile" {
 			n = intConstArg(call, 0)
 		}
-		col := plan.WindowColumn{Column: i, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3}
+		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3}
 		if fn == "avg" {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.

@@ -528,6 +528,12 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// Window calls inside expressions: computed by the proxy, the expression evaluated after them.
+		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
+		"SELECT id, karma - lag(karma) OVER (ORDER BY id) AS delta FROM users WHERE id < 30 ORDER BY id",
+		"SELECT level, id, row_number() OVER (PARTITION BY level ORDER BY id) + 1, round(100.0 * rank() OVER (ORDER BY karma DESC NULLS LAST, id) / count(*) OVER (ORDER BY karma DESC NULLS LAST, id), 2) FROM users WHERE id < 40 ORDER BY id",
+		"SELECT id, coalesce(lead(name) OVER (ORDER BY id), 'last') AS next_name, upper(name) || '/' || lag(id, 1, 0) OVER (ORDER BY id) FROM users WHERE id < 20 ORDER BY id DESC",
+		"SELECT id, level * 10 + dense_rank() OVER (PARTITION BY active ORDER BY level) AS score FROM users WHERE id < 50 ORDER BY score, id LIMIT 7",
 		// Several windows: the shards send the first one's order, the proxy sorts again for each further one.
 		"SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST, id) AS by_karma, rank() OVER (ORDER BY rating DESC NULLS LAST, id) AS by_rating FROM users WHERE id < 60 ORDER BY id",
 		"SELECT level, id, row_number() OVER (PARTITION BY level ORDER BY id), dense_rank() OVER (ORDER BY level DESC), lag(id) OVER (ORDER BY id) FROM users WHERE id < 50",
@@ -551,10 +557,10 @@ func buildCorpus() []Case {
 	b.args("SELECT id, rank() OVER (ORDER BY karma DESC NULLS LAST) FROM users WHERE level = $1 ORDER BY id DESC LIMIT $2 OFFSET $3", "2", "5", "1")
 	b.args("SELECT level, count(*) FROM users WHERE id > $1 GROUP BY level ORDER BY level LIMIT $2 OFFSET $3", "3", "4", "1")
 	b.args("SELECT country_code, count(*), rank() OVER (ORDER BY count(*) DESC, country_code) FROM users WHERE level > $1 GROUP BY country_code ORDER BY 3 LIMIT $2", "1", "5")
+	b.args("SELECT id, row_number() OVER (ORDER BY id) * $1 FROM users WHERE level = $2 ORDER BY id", "3", "2")
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
-		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
