@@ -279,6 +279,20 @@ func (mb *mergeBuilder) evalArg(c colIdx) *pg_query.Node {
 		Fields: []*pg_query.Node{pg_query.MakeStrNode("v"), pg_query.MakeStrNode("c" + strconv.Itoa(k+1))}, Location: -1}}}
 }
 
+// evalParam renumbers a statement parameter for the evaluation statement,
+// where the statement's parameters it uses come first ($1..$m).
+func (mb *mergeBuilder) evalParam(pr *pg_query.ParamRef) {
+	ev := mb.evalState()
+	p := int(pr.Number) - 1
+	num, ok := ev.params[p]
+	if !ok {
+		ev.pidx = append(ev.pidx, p)
+		num = len(ev.pidx)
+		ev.params[p] = num
+	}
+	pr.Number = int32(num)
+}
+
 // evalExpr returns the SQL that computes n in the evaluation statement:
 // a copy of n with its aggregates and group keys replaced by references
 // to the merged values (added as partial / key columns as needed) and its
@@ -312,15 +326,7 @@ func (mb *mergeBuilder) evalExpr(n *pg_query.Node, what string) (expr string, ke
 				return false
 			}
 		case *pg_query.Node_ParamRef:
-			ev := mb.evalState()
-			p := int(x.ParamRef.Number) - 1
-			num, ok := ev.params[p]
-			if !ok {
-				ev.pidx = append(ev.pidx, p)
-				num = len(ev.pidx)
-				ev.params[p] = num
-			}
-			x.ParamRef.Number = int32(num)
+			mb.evalParam(x.ParamRef)
 			return false
 		case *pg_query.Node_String_, *pg_query.Node_AConst, *pg_query.Node_List, *pg_query.Node_AStar:
 			return true

@@ -348,15 +348,7 @@ func (mb *mergeBuilder) evalWindowTarget(i int, n *pg_query.Node, calls []window
 				return false
 			}
 		case *pg_query.Node_ParamRef:
-			ev := mb.evalState()
-			p := int(x.ParamRef.Number) - 1
-			num, ok := ev.params[p]
-			if !ok {
-				ev.pidx = append(ev.pidx, p)
-				num = len(ev.pidx)
-				ev.params[p] = num
-			}
-			x.ParamRef.Number = int32(num)
+			mb.evalParam(x.ParamRef)
 			return false
 		case *pg_query.Node_ColumnRef:
 			k := deparseExpr(c)
