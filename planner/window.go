@@ -204,6 +204,33 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		}
 		st.calls = append(st.calls, i)
 	}
+	// A window whose calls need its whole partition (ntile, percent_rank,
+	// cume_dist, lead(x, n > 1)) and calls that run over peer groups
+	// (running aggregates, last_value, nth_value) is computed in two
+	// passes: the second sorts by the same keys, and the sort is stable,
+	// so both see the rows in the same order.
+	var split []*stage
+	for _, st := range stages {
+		var whole, rest []windowSlot
+		peers := false
+		for _, sl := range st.calls {
+			call := sl.call(mb)
+			switch fn := funcName(call); {
+			case fn == "ntile" || fn == "percent_rank" || fn == "cume_dist" || (fn == "lead" && nthOf(call) > 1):
+				whole = append(whole, sl)
+			default:
+				rest = append(rest, sl)
+				peers = peers || fn == "count" || fn == "sum" || fn == "avg" || fn == "min" || fn == "max" || fn == "last_value" || fn == "nth_value"
+			}
+		}
+		if len(whole) == 0 || !peers {
+			split = append(split, st)
+			continue
+		}
+		split = append(split, &stage{order: st.order, partition: st.partition, calls: whole},
+			&stage{order: st.order, partition: st.partition, calls: rest})
+	}
+	stages = split
 	// A window's ORDER BY becomes a sort list planned as the statement's,
 	// where a number is a position and a bare name an output column
 	// first: neither may change what it names.

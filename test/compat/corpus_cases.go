@@ -528,6 +528,10 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// Calls that need the whole partition beside calls over peer groups, in one window: two passes in the same order.
+		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
+		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
+		"SELECT level, id, percent_rank() OVER (PARTITION BY level ORDER BY karma NULLS FIRST, id), sum(id) OVER (PARTITION BY level ORDER BY karma NULLS FIRST, id ROWS UNBOUNDED PRECEDING), lead(name, 3) OVER (PARTITION BY level ORDER BY karma NULLS FIRST, id) FROM users WHERE id < 80 ORDER BY level, id",
 		// Window calls inside expressions: computed by the proxy, the expression evaluated after them.
 		"SELECT level, row_number() OVER (ORDER BY level) + 1 FROM users",
 		"SELECT id, karma - lag(karma) OVER (ORDER BY id) AS delta FROM users WHERE id < 30 ORDER BY id",
@@ -563,12 +567,10 @@ func buildCorpus() []Case {
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
-		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
 		"SELECT id, avg(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
-		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
 		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
