@@ -390,7 +390,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 			continue
 		}
 		if w := windowIn(rt.Val); w != "" && !mb.localWindows {
-			if rankingCall(rt.Val) != nil && !mb.star {
+			if rankingCall(rt.Val) != nil {
 				ranking = append(ranking, i)
 				continue
 			}
@@ -415,7 +415,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	}
 	mb.agg = hasAgg && !mb.grouped
 	if len(ranking)+len(windowExprs) > 0 {
-		return mb.rankingWindows(ranking, windowExprs, (hasAgg && !mb.grouped) || mb.star) // window.go: grouped by the key, the shards' groups are final
+		return mb.rankingWindows(ranking, windowExprs, hasAgg && !mb.grouped) // window.go: grouped by the key, the shards' groups are final
 	}
 	if mb.agg {
 		return mb.aggregate()

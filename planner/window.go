@@ -29,7 +29,8 @@ import (
 // groups the proxy aggregates
 // itself (GROUP BY not by the key) the numbering functions run after the
 // Aggregate and HAVING, on the groups sorted into the window's order.
-// DISTINCT and * keep the refusal.
+// DISTINCT keeps the refusal; so do * with aggregates or with window
+// calls inside expressions.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -161,8 +162,16 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		evalCalls = append(evalCalls, calls)
 	}
 	name := funcName(slots[0].call(mb))
+	starAfter := func(i int) bool { // a * after entry i: its place from the row's end is unknown
+		for _, t := range sel.TargetList[i+1:] {
+			if rt := t.GetResTarget(); rt != nil && isStar(rt.Val) {
+				return true
+			}
+		}
+		return false
+	}
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only in the select list (on its own, or inside an expression without aggregates or subqueries), without DISTINCT, * or a window function call in ORDER BY, and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
+		return nil, unsupported("window function "+name+"() across shards is supported only in the select list (on its own, or inside an expression without aggregates or subqueries), without DISTINCT or a window function call in ORDER BY (beside *: one window, the statement in its order, no expression), and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	// Aggregated in the proxy (GROUP BY not by the key): the window runs
@@ -170,8 +179,13 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	// its order there. Only the numbering functions: their values come
 	// from the order alone.
 	grouped := mb.agg && !mb.star
-	if (other && !grouped) || len(sel.DistinctClause) > 0 || (grouped && len(exprs) > 0) {
+	if (other && !grouped) || len(sel.DistinctClause) > 0 || (grouped && len(exprs) > 0) || (mb.star && (mb.agg || len(exprs) > 0)) {
 		return refuse()
+	}
+	for _, i := range ranking {
+		if mb.star && i > mb.starAt && starAfter(i) {
+			return refuse()
+		}
 	}
 	if grouped {
 		for _, sl := range slots {
@@ -275,6 +289,11 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
 		}
 	}
+	if mb.star && (mb.finalOrder != nil || len(stages) > 1) {
+		// A later sort could name an output column after the * (by alias),
+		// whose place in the row is not known here.
+		return refuse()
+	}
 	for _, st := range stages[1:] {
 		mb.windowOrders = append(mb.windowOrders, st.order)
 	}
@@ -332,7 +351,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		}
 		cols := windows[k]
 		for c := range cols {
-			cols[c].Column = mb.resolve(colIdxOf(cols[c].Column))
+			cols[c].Column = mb.resolveTarget(cols[c].Column)
 			if cols[c].Func == "avg" || cols[c].Default {
 				cols[c].Arg = mb.resolve(colIdxOf(cols[c].Arg))
 			}
@@ -399,6 +418,16 @@ func (mb *mergeBuilder) evalWindowTarget(i int, n *pg_query.Node, calls []window
 	ev := mb.evalState()
 	ev.cols = append(ev.cols, plan.EvalColumn{Column: encodeCol(colIdx{j: i}), Expr: deparseExpr(cp)})
 	return nil
+}
+
+// resolveTarget resolves an encoded column like resolve, where a
+// select-list entry after a * counts from the end of the row (the width
+// of * is the shards').
+func (mb *mergeBuilder) resolveTarget(enc int) int {
+	if enc >= 0 && mb.star && enc > mb.starAt {
+		return -((mb.visible - enc) + len(mb.hidden))
+	}
+	return mb.resolve(colIdxOf(enc))
 }
 
 // windowSlot is one window call the proxy computes: a select-list entry

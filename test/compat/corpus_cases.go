@@ -528,6 +528,11 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// Windows beside *: columns after the * counted from the row's end.
+		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
+		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id DESC",
+		"SELECT u.*, rank() OVER (ORDER BY id), lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY id",
+		"SELECT *, lead(id, 1, 0) OVER (ORDER BY created_at, author_id, id) FROM posts ORDER BY created_at, author_id, id LIMIT 5",
 		// Calls that need the whole partition beside calls over peer groups, in one window: two passes in the same order.
 		"SELECT id, lead(id, 2) OVER (ORDER BY id), sum(id) OVER (ORDER BY id) FROM users",
 		"SELECT id, ntile(4) OVER (ORDER BY id), count(*) OVER (ORDER BY id) FROM users",
@@ -565,7 +570,6 @@ func buildCorpus() []Case {
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
-		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
@@ -573,6 +577,9 @@ func buildCorpus() []Case {
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
+		"SELECT *, row_number() OVER (ORDER BY id), * FROM users",
+		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id",
+		"SELECT u.*, lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY prev NULLS FIRST, id",
 		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
 	)
 
