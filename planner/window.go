@@ -29,7 +29,8 @@ import (
 // groups the proxy aggregates
 // itself (GROUP BY not by the key) the numbering functions run after the
 // Aggregate and HAVING, on the groups sorted into the window's order.
-// DISTINCT keeps the refusal; so do * with aggregates or with window
+// lag, lead and the value functions of one aggregate call run over the
+// groups too (the final aggregate moves along). DISTINCT keeps the refusal; so do * with aggregates or with window
 // calls inside expressions.
 
 // rankingCall returns n's ranking function call when n is one, with no
@@ -189,8 +190,15 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	}
 	if grouped {
 		for _, sl := range slots {
-			switch funcName(sl.call(mb)) {
+			call := sl.call(mb)
+			switch funcName(call) {
 			case "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile":
+			case "lag", "lead", "first_value", "last_value", "nth_value":
+				// Of one aggregate call (lag(count(*)) OVER (ORDER BY
+				// month)): the proxy's final aggregate moves along.
+				if len(call.Args) == 3 || call.Args[0].GetFuncCall() == nil || !isAggCall(call.Args[0].GetFuncCall()) {
+					return refuse()
+				}
 			default:
 				return refuse()
 			}
@@ -485,6 +493,10 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			}
 			val = lagOf(0)
 			dflt = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
+		case len(call.Args) >= 1 && mb.agg:
+			// Over the proxy's groups: the aggregate itself, combined by
+			// the Aggregate; the Window moves its final values along.
+			val = proto.Clone(call.Args[0]).(*pg_query.Node)
 		case len(call.Args) >= 1:
 			// lag, lead, first_value, last_value, nth_value: the shards
 			// return the argument, the proxy moves values along. As a

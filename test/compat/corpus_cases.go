@@ -556,6 +556,9 @@ func buildCorpus() []Case {
 		"SELECT id, lag(level, 1, 1.5) OVER (ORDER BY id), lead(flags, 3, level * 100) OVER (ORDER BY id), lead(id, 1, -id) OVER (ORDER BY id) FROM users WHERE id < 30 ORDER BY id",
 		"SELECT id, lag(birthday, 1, '2000-01-01') OVER (ORDER BY id), lead(country_code, 1, NULL) OVER (ORDER BY id) FROM users WHERE id < 20 ORDER BY id DESC",
 		// Over groups the proxy aggregates (GROUP BY not by the key): numbered after HAVING.
+		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, sum(karma), lead(sum(karma), 2) OVER (ORDER BY country_code NULLS FIRST), first_value(max(id)) OVER (ORDER BY count(*) DESC, country_code), last_value(avg(level)) OVER (ORDER BY country_code NULLS FIRST) FROM users GROUP BY country_code ORDER BY country_code NULLS FIRST",
+		"SELECT active, level, min(created_at), nth_value(min(created_at), 2) OVER (PARTITION BY active ORDER BY level) FROM users GROUP BY active, level HAVING count(*) > 2 ORDER BY active, level",
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
 		"SELECT country_code, count(*) AS n, dense_rank() OVER (ORDER BY count(*) DESC) FROM users GROUP BY country_code ORDER BY country_code NULLS FIRST",
 		"SELECT level, active, sum(karma), row_number() OVER (PARTITION BY active ORDER BY sum(karma) DESC NULLS LAST, level) FROM users GROUP BY level, active HAVING count(*) > 3 ORDER BY active, level",
@@ -580,7 +583,8 @@ func buildCorpus() []Case {
 		"SELECT *, row_number() OVER (ORDER BY id), * FROM users",
 		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id",
 		"SELECT u.*, lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY prev NULLS FIRST, id",
-		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT level, count(*), lag(count(*), 1, 0) OVER (ORDER BY level) FROM users GROUP BY level",
+		"SELECT level, count(*) - lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
