@@ -133,8 +133,9 @@ func windowOrder(fc *pg_query.FuncCall) []*pg_query.Node {
 
 // rankingWindows rewrites a SELECT whose select-list entries at positions
 // ranking are ranking calls (see rankingCall) for the proxy to compute;
-// other is true when the statement aggregates or selects *, which keeps
-// the refusal.
+// exprs are entries with window calls inside expressions (evaluated after
+// the windows); other is true when the statement aggregates (not grouped
+// by the key): the windows then run over the proxy's groups.
 func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*mergeTmpl, error) {
 	sel := mb.sel
 	var slots []windowSlot
@@ -172,13 +173,13 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		return false
 	}
 	refuse := func() (*mergeTmpl, error) {
-		return nil, unsupported("window function "+name+"() across shards is supported only in the select list (on its own, or inside an expression without aggregates or subqueries), without DISTINCT or a window function call in ORDER BY (beside *: one window, the statement in its order, no expression), and over groups the proxy aggregates (GROUP BY not by the distribution key) only row_number, rank, dense_rank, ntile, percent_rank and cume_dist",
+		return nil, unsupported("window function "+name+"() across shards is supported only in the select list (on its own, or inside an expression without aggregates or subqueries), without DISTINCT or a window function call in ORDER BY (beside *: one window, the statement in its order, no expression), and over groups the proxy aggregates (GROUP BY not by the distribution key) only on its own: row_number, rank, dense_rank, ntile, percent_rank, cume_dist, or lag, lead, first_value, last_value, nth_value of one aggregate call",
 			"partition the window by the distribution key and add a key condition, or compute it in the application")
 	}
 	// Aggregated in the proxy (GROUP BY not by the key): the window runs
 	// over the final groups, after the Aggregate (and HAVING), sorted into
-	// its order there. Only the numbering functions: their values come
-	// from the order alone.
+	// its order there. The numbering functions, and the value functions
+	// of one aggregate call (its final values move along).
 	grouped := mb.agg && !mb.star
 	if (other && !grouped) || len(sel.DistinctClause) > 0 || (grouped && len(exprs) > 0) || (mb.star && (mb.agg || len(exprs) > 0)) {
 		return refuse()
