@@ -327,6 +327,9 @@ type mergeBuilder struct {
 	// windowOrders: the orders of the windows after the first (window.go),
 	// each sorted into by the proxy before its Window.
 	windowOrders [][]*pg_query.Node
+	// limitInProxy: a window call needs rows past LIMIT + OFFSET (its
+	// peers or its whole partition), so the shards send every row.
+	limitInProxy bool
 	grouped      bool
 	localWindows bool // window functions are partitioned by the key: plain columns
 
@@ -456,7 +459,7 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	}
 	if lim != nil {
 		m.limit = lim
-		if mb.finalOrder != nil || len(mb.windowOrders) > 0 {
+		if mb.finalOrder != nil || len(mb.windowOrders) > 0 || mb.limitInProxy {
 			dropLimit(sel, lim) // every row: the windows come first
 		} else {
 			mb.pushLimit(lim)

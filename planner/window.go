@@ -298,6 +298,21 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 			sel.SortClause = append(sel.SortClause, proto.Clone(o).(*pg_query.Node))
 		}
 	}
+	// LIMIT can reach the shards only when every call depends on the rows
+	// before it (and lead(x) on one row after: oneMore); a call over the
+	// row's peers or its whole partition needs rows past the limit.
+	for _, sl := range slots {
+		call := sl.call(mb)
+		switch fn := funcName(call); fn {
+		case "row_number", "rank", "dense_rank", "lag", "first_value":
+		case "lead":
+			mb.limitInProxy = mb.limitInProxy || nthOf(call) > 1
+		case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
+			mb.limitInProxy = mb.limitInProxy || !frameRows[call.Over.FrameOptions]
+		default: // ntile, percent_rank, cume_dist
+			mb.limitInProxy = true
+		}
+	}
 	if mb.star && (mb.finalOrder != nil || len(stages) > 1) {
 		// A later sort could name an output column after the * (by alias),
 		// whose place in the row is not known here.

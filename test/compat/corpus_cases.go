@@ -528,6 +528,14 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, ntile(3) OVER (PARTITION BY author_id % 2 ORDER BY like_count, id) FROM posts WHERE id < 90 ORDER BY 3 DESC, id, author_id LIMIT 12",
 		"SELECT author_id, count(*), rank() OVER (ORDER BY count(*) DESC) FROM posts GROUP BY author_id HAVING count(*) > 1 ORDER BY author_id",
 		"SELECT id, rank() OVER (PARTITION BY level ORDER BY id) FROM users ORDER BY id",
+		// With LIMIT, calls over peers or the whole partition need rows past the limit: it stays in the proxy.
+		"SELECT id, percent_rank() OVER (ORDER BY created_at, id) FROM users WHERE id < 109 ORDER BY created_at, id LIMIT 5 OFFSET 4",
+		"SELECT level, count(*) OVER (ORDER BY level) FROM users ORDER BY level LIMIT 3",
+		"SELECT level, id, ntile(3) OVER (ORDER BY level, id), cume_dist() OVER (ORDER BY level, id) FROM users ORDER BY level, id LIMIT 4",
+		"SELECT level, count(*) OVER (PARTITION BY level), max(karma) OVER (PARTITION BY level) FROM users ORDER BY level LIMIT 5",
+		"SELECT id, lead(id, 3) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 4",
+		"SELECT level, id, max(id) OVER (ORDER BY level) FROM users ORDER BY level, id LIMIT 4",
+		"SELECT id, sum(level) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING), lead(id) OVER (ORDER BY id) FROM users ORDER BY id LIMIT 6",
 		// Windows beside *: columns after the * counted from the row's end.
 		"SELECT *, row_number() OVER (ORDER BY id) FROM users",
 		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id DESC",
