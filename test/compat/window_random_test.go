@@ -23,6 +23,7 @@ func TestWindowsRandomAcrossShards(t *testing.T) {
 	_, ref, sharded := startLoaded(t, ctx, "windows_random_reference")
 	statements := int64(150)
 	answered, refused := 0, 0
+	reasons := map[string]int{} // refusal messages (without the shard list) and how often
 	if n, err := strconv.ParseInt(os.Getenv("WINDOW_STATEMENTS"), 10, 64); err == nil && n > 0 {
 		statements = n // a longer exploration: WINDOW_STATEMENTS=2000 go test -run TestWindowsRandomAcrossShards ./test/compat/
 	}
@@ -37,6 +38,7 @@ func TestWindowsRandomAcrossShards(t *testing.T) {
 			got := Run(ctx, sharded, q, nil, mode)
 			if got.Code == "0A000" {
 				refused++
+				reasons[strings.SplitN(got.Message, " (", 2)[0]]++
 				break
 			}
 			if d := Diff(want, got, true); d != "" {
@@ -48,6 +50,9 @@ func TestWindowsRandomAcrossShards(t *testing.T) {
 		}
 	}
 	t.Logf("%d statements: %d answered like PostgreSQL in every mode, %d refused with 0A000", statements, answered, refused)
+	for r, n := range reasons {
+		t.Logf("refused %d×: %s", n, r)
+	}
 	if int64(answered) < statements/2 {
 		t.Fatalf("only %d of %d generated statements were answered: the generator no longer exercises the merge", answered, statements)
 	}
