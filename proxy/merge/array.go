@@ -4,31 +4,35 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 )
 
-// One-dimensional arrays, as array_agg returns them.
+// One-dimensional arrays, as array_agg returns them. The decoders also
+// return the lower bound (1 unless the array says otherwise: '[2:3]={…}'),
+// which orders arrays with the same elements.
 
-func decodeArrayBinary(raw []byte, elem *codec) ([]value, error) {
+func decodeArrayBinary(raw []byte, elem *codec) ([]value, int64, error) {
 	if len(raw) < 12 {
-		return nil, fmt.Errorf("short array")
+		return nil, 0, fmt.Errorf("short array")
 	}
 	ndim := int32(binary.BigEndian.Uint32(raw))
 	p := 12
 	if ndim == 0 {
-		return []value{}, nil
+		return []value{}, 1, nil
 	}
 	if ndim != 1 {
-		return nil, fmt.Errorf("array with %d dimensions", ndim)
+		return nil, 0, fmt.Errorf("array with %d dimensions", ndim)
 	}
 	if len(raw) < p+8 {
-		return nil, fmt.Errorf("short array")
+		return nil, 0, fmt.Errorf("short array")
 	}
 	n := int(int32(binary.BigEndian.Uint32(raw[p:])))
+	lbound := int64(int32(binary.BigEndian.Uint32(raw[p+4:])))
 	p += 8
 	out := make([]value, 0, n)
 	for i := 0; i < n; i++ {
 		if len(raw) < p+4 {
-			return nil, fmt.Errorf("short array")
+			return nil, 0, fmt.Errorf("short array")
 		}
 		l := int(int32(binary.BigEndian.Uint32(raw[p:])))
 		p += 4
@@ -37,16 +41,16 @@ func decodeArrayBinary(raw []byte, elem *codec) ([]value, error) {
 			continue
 		}
 		if len(raw) < p+l {
-			return nil, fmt.Errorf("short array")
+			return nil, 0, fmt.Errorf("short array")
 		}
 		v, err := elem.decode1(raw[p:p+l], 1)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, v)
 		p += l
 	}
-	return out, nil
+	return out, lbound, nil
 }
 
 func encodeArrayBinary(dst []byte, arr []value, elem *codec) ([]byte, error) {
@@ -84,21 +88,29 @@ func encodeArrayBinary(dst []byte, arr []value, elem *codec) ([]byte, error) {
 }
 
 // decodeArrayText parses array_out's form: {a,"b c",NULL}.
-func decodeArrayText(raw []byte, elem *codec) ([]value, error) {
+func decodeArrayText(raw []byte, elem *codec) ([]value, int64, error) {
+	lbound := int64(1)
 	if bytes.HasPrefix(raw, []byte("[")) {
 		i := bytes.IndexByte(raw, '=')
 		if i < 0 {
-			return nil, fmt.Errorf("bad array")
+			return nil, 0, fmt.Errorf("bad array")
+		}
+		if lb, _, ok := bytes.Cut(raw[1:i], []byte(":")); ok {
+			n, err := strconv.ParseInt(string(lb), 10, 32)
+			if err != nil {
+				return nil, 0, fmt.Errorf("bad array bounds %q", raw[:i])
+			}
+			lbound = n
 		}
 		raw = raw[i+1:]
 	}
 	if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' {
-		return nil, fmt.Errorf("bad array %q", truncate(raw))
+		return nil, 0, fmt.Errorf("bad array %q", truncate(raw))
 	}
 	body := raw[1 : len(raw)-1]
 	out := []value{}
 	if len(body) == 0 {
-		return out, nil
+		return out, lbound, nil
 	}
 	delim := byte(',')
 	i := 0
@@ -106,7 +118,7 @@ func decodeArrayText(raw []byte, elem *codec) ([]value, error) {
 		var item []byte
 		quoted := false
 		if i < len(body) && body[i] == '{' {
-			return nil, fmt.Errorf("multi-dimensional array")
+			return nil, 0, fmt.Errorf("multi-dimensional array")
 		}
 		if i < len(body) && body[i] == '"' {
 			quoted = true
@@ -134,7 +146,7 @@ func decodeArrayText(raw []byte, elem *codec) ([]value, error) {
 			}
 			v, err := elem.decode1(item, 0)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			out = append(out, v)
 		}
@@ -142,11 +154,11 @@ func decodeArrayText(raw []byte, elem *codec) ([]value, error) {
 			break
 		}
 		if body[i] != delim {
-			return nil, fmt.Errorf("bad array")
+			return nil, 0, fmt.Errorf("bad array")
 		}
 		i++
 	}
-	return out, nil
+	return out, lbound, nil
 }
 
 // encodeArrayText prints like array_out (quoting elements that need it).

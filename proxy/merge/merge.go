@@ -271,6 +271,9 @@ func (b *builder) col(l layout, i int, what string) (int, error) {
 }
 
 func (b *builder) checkCollation(c *codec, explicit string) error {
+	if c.kind == kArray {
+		c = c.elem // text[] sorts by its elements' collation
+	}
 	if c.kind != kText && c.kind != kBpchar {
 		return nil
 	}
@@ -372,7 +375,7 @@ func (b *builder) keys(lay layout, keys []plan.SortKey) ([]sortKey, error) {
 		c := lay.codecs[p]
 		if !c.ordered() {
 			return nil, &Error{Code: "0A000", Message: fmt.Sprintf("ORDER BY a column of type %d across shards is not supported", c.oid),
-				Hint: "sort by an integer, numeric, float, text, bytea, bool, date/time, interval or uuid expression, or add a key condition"}
+				Hint: "sort by an integer, numeric, float, text, bytea, bool, date/time, interval or uuid expression (or a one-dimensional array of those), or add a key condition"}
 		}
 		if err := b.checkCollation(c, k.Collation); err != nil {
 			return nil, err

@@ -100,7 +100,8 @@ func kindOf(oid uint32) kind {
 	return kOther
 }
 
-// value is one decoded non-NULL column value (or null).
+// value is one decoded non-NULL column value (or null). For an array, i
+// is its lower bound.
 type value struct {
 	null bool
 	i    int64   // ints, bool (0/1), date (days), time/timestamp(tz) (µs), interval µs
@@ -127,7 +128,12 @@ func codecFor(oid uint32) *codec {
 	return c
 }
 
-func (c *codec) ordered() bool { return c.kind != kOther && c.kind != kArray }
+func (c *codec) ordered() bool {
+	if c.kind == kArray {
+		return c.elem.ordered()
+	}
+	return c.kind != kOther
+}
 
 func errDecode(c *codec, raw []byte, err error) error {
 	return &Error{Code: "XX000", Message: fmt.Sprintf("shardproxy merge: cannot decode a value of type %d (%q): %v", c.oid, truncate(raw), err)}
@@ -307,9 +313,9 @@ func (c *codec) decode1(raw []byte, format int16) (value, error) {
 	case kArray:
 		var err error
 		if bin {
-			v.arr, err = decodeArrayBinary(raw, c.elem)
+			v.arr, v.i, err = decodeArrayBinary(raw, c.elem)
 		} else {
-			v.arr, err = decodeArrayText(raw, c.elem)
+			v.arr, v.i, err = decodeArrayText(raw, c.elem)
 		}
 		return v, err
 	}
@@ -330,8 +336,37 @@ func (c *codec) compare(a, b value) int {
 		return bytes.Compare(bytes.TrimRight(a.b, " "), bytes.TrimRight(b.b, " "))
 	case kInterval:
 		return intervalSpan(a).Cmp(intervalSpan(b))
+	case kArray:
+		return c.compareArrays(a, b)
 	}
 	return bytes.Compare(a.b, b.b)
+}
+
+// compareArrays orders one-dimensional arrays as array_cmp: element by
+// element (a NULL element is larger than any other), then the shorter
+// (an empty array has no dimension) first, then by lower bound.
+func (c *codec) compareArrays(a, b value) int {
+	for i := 0; i < len(a.arr) && i < len(b.arr); i++ {
+		x, y := a.arr[i], b.arr[i]
+		switch {
+		case x.null && y.null:
+			continue
+		case x.null:
+			return 1
+		case y.null:
+			return -1
+		}
+		if r := c.elem.compare(x, y); r != 0 {
+			return r
+		}
+	}
+	if r := cmpInt(int64(len(a.arr)), int64(len(b.arr))); r != 0 {
+		return r
+	}
+	if len(a.arr) == 0 {
+		return 0
+	}
+	return cmpInt(a.i, b.i)
 }
 
 func cmpInt(a, b int64) int {
@@ -405,6 +440,9 @@ func (c *codec) appendKey(dst []byte, v value) []byte {
 		return appendLen(dst, []byte(intervalSpan(v).String()))
 	case kArray:
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v.arr)))
+		if len(v.arr) > 0 { // as array_eq: the lower bound counts too
+			dst = binary.BigEndian.AppendUint64(dst, uint64(v.i))
+		}
 		for _, e := range v.arr {
 			dst = c.elem.appendKey(dst, e)
 		}

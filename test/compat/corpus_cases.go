@@ -212,6 +212,11 @@ func buildCorpus() []Case {
 		"SELECT upper(country_code), count(*) FROM users GROUP BY upper(country_code) ORDER BY 1 NULLS LAST",
 		"SELECT country_code, string_agg(name, ';' ORDER BY id) FROM users GROUP BY country_code ORDER BY country_code",
 		"SELECT level, array_agg(id ORDER BY id) FROM users GROUP BY level ORDER BY level",
+		// Arrays as sort keys (element by element, a NULL element largest, then the shorter first).
+		"SELECT level, array_agg(id ORDER BY id) AS ids FROM users WHERE id < 60 GROUP BY level ORDER BY ids DESC",
+		"SELECT active, level, array_agg(country_code ORDER BY id) FROM users WHERE id < 80 GROUP BY active, level ORDER BY 3, 1, 2",
+		"SELECT country_code, array_agg(level ORDER BY id) FROM users GROUP BY country_code ORDER BY 2 DESC, 1 NULLS FIRST LIMIT 6",
+		"SELECT max(ARRAY[level, flags]), min(ARRAY[level, flags]) FROM users",
 		"SELECT level, jsonb_agg(name ORDER BY id DESC) FROM users GROUP BY level ORDER BY level",
 		"SELECT level, bool_and(active), bool_or(active) FROM users GROUP BY level ORDER BY level",
 		"SELECT level, count(DISTINCT country_code) FROM users GROUP BY level ORDER BY level",
