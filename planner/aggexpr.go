@@ -134,6 +134,9 @@ func (mb *mergeBuilder) evalTarget(i int, rt *pg_query.ResTarget) error {
 	if err != nil {
 		return err
 	}
+	// Window calls (window.go) may mention GROUP BY expressions in their
+	// OVER clause, which a scalar subquery probe could not: the CASE probe.
+	keyExprs = keyExprs || mb.postWindow[i]
 	ev := mb.evalState()
 	ev.cols = append(ev.cols, plan.EvalColumn{Column: encodeCol(colIdx{j: i}), Expr: expr})
 	mb.cols[i] = plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: outputName(rt)}
@@ -311,6 +314,10 @@ func (mb *mergeBuilder) evalExpr(n *pg_query.Node, what string) (expr string, ke
 				"select the subquery's value separately, or add a key condition")
 			return false
 		case *pg_query.Node_FuncCall:
+			if w, ok := mb.windowArgs[deparseExpr(c)]; ok && x.FuncCall.Over != nil {
+				c.Node = mb.evalArg(w).Node // a window value over the groups (window.go)
+				return false
+			}
 			if x.FuncCall.Over != nil {
 				fail = unsupported("window function "+funcName(x.FuncCall)+"() across shards is not supported yet",
 					"partition the window by the distribution key and add a key condition, or compute it in the application")

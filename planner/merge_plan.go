@@ -18,14 +18,17 @@ import (
 // binding (it depends on the topology only through "grouped by the key").
 // Limit values that come from parameters are filled in per execution.
 type mergeTmpl struct {
-	none     bool // concatenating the shards' rows is exact: bare Scatter, original SQL
-	sql      string
-	keys     []plan.SortKey
-	agg      *plan.Aggregate // nil: no Aggregate
-	eval     *plan.Evaluate  // nil: no expression over aggregates (aggexpr.go)
-	having   *plan.Cond
-	distinct *plan.Distinct
-	window   []plan.WindowColumn // ranking functions the proxy computes (window.go)
+	none bool // concatenating the shards' rows is exact: bare Scatter, original SQL
+	sql  string
+	keys []plan.SortKey
+	agg  *plan.Aggregate // nil: no Aggregate
+	eval *plan.Evaluate  // nil: no expression over aggregates (aggexpr.go)
+	// evalAfter: expressions over groups' aggregates and window values,
+	// evaluated after the windows (window.go); nil when none.
+	evalAfter *plan.Evaluate
+	having    *plan.Cond
+	distinct  *plan.Distinct
+	window    []plan.WindowColumn // ranking functions the proxy computes (window.go)
 	// afterSort: the statement's ORDER BY when it is not the window's; the
 	// rows are sorted again after the Window (nil: the window's order).
 	afterSort []plan.SortKey
@@ -126,6 +129,11 @@ func (m *mergeTmpl) windowOps(first *plan.Window, eval bool) plan.Operator {
 	}
 	if eval && m.eval != nil {
 		e := *m.eval
+		e.Input = op
+		op = &e
+	}
+	if m.evalAfter != nil {
+		e := *m.evalAfter
 		e.Input = op
 		op = &e
 	}
@@ -296,8 +304,10 @@ func buildMerge(sql string, grouped, localWindows bool) *mergeTmpl {
 	if err != nil {
 		return &mergeTmpl{err: err}
 	}
-	if m.eval != nil && len(m.eval.ParamIndexes) > 0 {
-		m.eval.TypeSQL = original
+	for _, e := range []*plan.Evaluate{m.eval, m.evalAfter} {
+		if e != nil && len(e.ParamIndexes) > 0 {
+			e.TypeSQL = original
+		}
 	}
 	if m.none {
 		return m
@@ -330,6 +340,12 @@ type mergeBuilder struct {
 	// limitInProxy: a window call needs rows past LIMIT + OFFSET (its
 	// peers or its whole partition), so the shards send every row.
 	limitInProxy bool
+	// Over the proxy's groups (window.go): windowArgs maps a window call's
+	// text to its hidden column, postWindow the select-list entries whose
+	// expressions use them (evaluated after the windows, with evAfter).
+	windowArgs   map[string]colIdx
+	postWindow   map[int]bool
+	evAfter      *evalBuild
 	grouped      bool
 	localWindows bool // window functions are partitioned by the key: plain columns
 
@@ -399,6 +415,7 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 			}
 			if windowExpr(rt.Val) && !mb.star {
 				windowExprs = append(windowExprs, i)
+				hasAgg = hasAgg || aggOutsideWindows(rt.Val)
 				continue
 			}
 			return nil, unsupported("window function "+w+"() across shards is not supported yet", "partition the window by the distribution key and add a key condition, or compute it in the application")
@@ -523,7 +540,9 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		return nil, unsupported("GROUP BY DISTINCT across shards is not supported yet", "")
 	}
 	m := &mergeTmpl{}
-	mb.cols = make([]plan.AggColumn, len(sel.TargetList))
+	// Hidden columns added before (window.go, over these groups) keep
+	// their merge functions after the select list's.
+	mb.cols = append(make([]plan.AggColumn, len(sel.TargetList)), mb.cols...)
 	mb.groupKeys = map[string]bool{}
 	scalar := len(sel.GroupClause) == 0
 	// Note every entry (by its original text) before rewriting partials.
@@ -550,7 +569,15 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 			continue
 		}
 		if needsEval(rt.Val) {
-			if err := mb.evalTarget(i, rt); err != nil {
+			if mb.postWindow[i] {
+				// Over window values: evaluated after the windows.
+				mb.ev, mb.evAfter = mb.evAfter, mb.ev
+			}
+			err := mb.evalTarget(i, rt)
+			if mb.postWindow[i] {
+				mb.ev, mb.evAfter = mb.evAfter, mb.ev
+			}
+			if err != nil {
 				return nil, err
 			}
 			continue
@@ -623,6 +650,11 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		}
 	}
 	m.eval = mb.resolveEval()
+	if mb.evAfter != nil {
+		mb.ev, mb.evAfter = mb.evAfter, mb.ev
+		m.evalAfter = mb.resolveEval()
+		mb.ev, mb.evAfter = mb.evAfter, mb.ev
+	}
 	agg := &plan.Aggregate{Columns: mb.cols, Scalar: scalar}
 	for _, c := range groupCols {
 		agg.GroupBy = append(agg.GroupBy, mb.resolve(colIdxOf(c)))
@@ -1395,8 +1427,8 @@ func containsAgg(n *pg_query.Node) bool {
 }
 
 // windowExpr reports whether n is an expression over window calls the
-// proxy can compute (rankingCall), with no aggregate or subquery outside
-// them, and no window call inside another's arguments.
+// proxy can compute (rankingCall), with no subquery, and no window call
+// inside another's arguments (aggregates are for window.go to judge).
 func windowExpr(n *pg_query.Node) bool {
 	ok, calls := true, 0
 	walkExpr(n, func(c *pg_query.Node) bool {
@@ -1420,14 +1452,29 @@ func windowExpr(n *pg_query.Node) bool {
 				}
 				return false
 			}
-			if isAggCall(fc) {
-				ok = false
-				return false
-			}
 		}
 		return true
 	})
 	return ok && calls > 0
+}
+
+// aggOutsideWindows reports whether n calls an aggregate outside its
+// window calls' arguments.
+func aggOutsideWindows(n *pg_query.Node) bool {
+	found := false
+	walkExpr(n, func(c *pg_query.Node) bool {
+		if found || c.GetSubLink() != nil || c.GetSelectStmt() != nil {
+			return false
+		}
+		if fc := c.GetFuncCall(); fc != nil {
+			if fc.Over != nil {
+				return false
+			}
+			found = found || isAggCall(fc)
+		}
+		return !found
+	})
+	return found
 }
 
 // windowIn returns the name of a window function call in n (outside

@@ -148,8 +148,54 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	var evalAt []int
 	var evalOf []*pg_query.Node
 	var evalCalls [][]windowSlot
+	if mb.agg && !mb.star && len(exprs) > 0 {
+		// Over the proxy's groups: the window calls become hidden columns
+		// (their aggregate's partial, or a placeholder), the expressions
+		// are evaluated by aggregate() after the windows (postWindow).
+		mb.windowArgs, mb.postWindow = map[string]colIdx{}, map[int]bool{}
+		for _, i := range exprs {
+			rt := sel.TargetList[i].GetResTarget()
+			if !groupWindowExpr(rt.Val) {
+				return nil, unsupported("this expression over window functions and aggregates ("+deparseExpr(rt.Val)+") across shards is not supported",
+					"use count, sum, min or max (not avg or the variance family) inside and around the window calls, or compute it in the application")
+			}
+			mb.postWindow[i] = true
+			var fail error
+			walkExpr(rt.Val, func(c *pg_query.Node) bool {
+				fc := c.GetFuncCall()
+				if fc == nil || fc.Over == nil || fail != nil {
+					return fail == nil
+				}
+				k := deparseExpr(c)
+				if _, ok := mb.windowArgs[k]; ok {
+					return false
+				}
+				col := plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: funcName(fc)}
+				val := proto.Clone(c).(*pg_query.Node)
+				if len(fc.Args) > 0 { // lag(count(*)) and the like: the aggregate's partial
+					pc, extra, err := mb.partial(proto.Clone(fc.Args[0].GetFuncCall()).(*pg_query.FuncCall), funcName(fc))
+					if err != nil || extra.hiddenArg != nil {
+						fail = unsupported("window function "+funcName(fc)+"() of "+deparseExpr(fc.Args[0])+" inside an expression across shards is not supported", "use count, sum, min or max")
+						return false
+					}
+					col = pc
+				}
+				j := mb.addHidden(val, col)
+				mb.windowArgs[k] = colIdx{hidden: true, j: j}
+				slots = append(slots, windowSlot{col: encodeCol(colIdx{hidden: true, j: j}), hidden: j})
+				return false
+			})
+			if fail != nil {
+				return nil, fail
+			}
+		}
+		exprs = nil
+	}
 	for _, i := range exprs {
 		rt := sel.TargetList[i].GetResTarget()
+		if aggOutsideWindows(rt.Val) { // aggregates over the key's groups beside windows: not evaluated
+			return nil, unsupported("window function "+windowIn(rt.Val)+"() inside an expression with aggregates across shards is supported only when the proxy aggregates the groups", "compute it in the application, or select the parts separately")
+		}
 		evalAt, evalOf = append(evalAt, i), append(evalOf, proto.Clone(rt.Val).(*pg_query.Node))
 		var calls []windowSlot
 		walkExpr(rt.Val, func(c *pg_query.Node) bool {
@@ -181,7 +227,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	// its order there. The numbering functions, and the value functions
 	// of one aggregate call (its final values move along).
 	grouped := mb.agg && !mb.star
-	if (other && !grouped) || len(sel.DistinctClause) > 0 || (grouped && len(exprs) > 0) || (mb.star && (mb.agg || len(exprs) > 0)) {
+	if (other && !grouped) || len(sel.DistinctClause) > 0 || (mb.star && (mb.agg || len(exprs) > 0)) {
 		return refuse()
 	}
 	for _, i := range ranking {
@@ -452,6 +498,48 @@ func (mb *mergeBuilder) resolveTarget(enc int) int {
 		return -((mb.visible - enc) + len(mb.hidden))
 	}
 	return mb.resolve(colIdxOf(enc))
+}
+
+// groupWindowExpr reports whether n, an expression over window calls in a
+// statement the proxy aggregates, is one it can evaluate after the
+// windows: its aggregates (outside and inside the window calls) are
+// count, sum, min or max (no DISTINCT, FILTER or ORDER BY), each window
+// call is a numbering function or a value function of one such aggregate
+// without a default.
+func groupWindowExpr(n *pg_query.Node) bool {
+	ok := true
+	simpleAgg := func(fc *pg_query.FuncCall) bool {
+		switch funcName(fc) {
+		case "count", "sum", "min", "max":
+			return !fc.AggDistinct && fc.AggFilter == nil && len(fc.AggOrder) == 0 && !fc.AggWithinGroup
+		}
+		return false
+	}
+	walkExpr(n, func(c *pg_query.Node) bool {
+		if !ok {
+			return false
+		}
+		fc := c.GetFuncCall()
+		switch {
+		case c.GetSubLink() != nil || c.GetSelectStmt() != nil:
+			ok = false
+		case fc != nil && fc.Over != nil:
+			switch funcName(fc) {
+			case "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile":
+			case "lag", "lead", "first_value", "last_value", "nth_value":
+				a := fc.Args[0].GetFuncCall()
+				ok = len(fc.Args) < 3 && a != nil && a.Over == nil && isAggCall(a) && simpleAgg(a)
+			default:
+				ok = false
+			}
+			return false
+		case fc != nil && isAggCall(fc):
+			ok = simpleAgg(fc)
+			return false
+		}
+		return ok
+	})
+	return ok
 }
 
 // windowSlot is one window call the proxy computes: a select-list entry

@@ -570,6 +570,11 @@ func buildCorpus() []Case {
 		"SELECT id, lag(birthday, 1, '2000-01-01') OVER (ORDER BY id), lead(country_code, 1, NULL) OVER (ORDER BY id) FROM users WHERE id < 20 ORDER BY id DESC",
 		// Over groups the proxy aggregates (GROUP BY not by the key): numbered after HAVING.
 		"SELECT level, count(*), lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		// Expressions over the groups' aggregates and window values (month over month), evaluated after the windows.
+		"SELECT level, count(*) - lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level",
+		"SELECT date_trunc('month', created_at) AS month, count(*) AS n, count(*) - lag(count(*)) OVER (ORDER BY date_trunc('month', created_at)) AS growth FROM posts GROUP BY 1 ORDER BY 1",
+		"SELECT level, sum(karma), round(100 * sum(karma) / nullif(lag(sum(karma)) OVER (ORDER BY level), 0), 2) AS pct FROM users GROUP BY level ORDER BY level",
+		"SELECT active, max(id) - min(id) + rank() OVER (ORDER BY active) AS x, count(*) FROM users GROUP BY active ORDER BY x DESC",
 		"SELECT country_code, sum(karma), lead(sum(karma), 2) OVER (ORDER BY country_code NULLS FIRST), first_value(max(id)) OVER (ORDER BY count(*) DESC, country_code), last_value(avg(level)) OVER (ORDER BY country_code NULLS FIRST) FROM users GROUP BY country_code ORDER BY country_code NULLS FIRST",
 		"SELECT active, level, min(created_at), nth_value(min(created_at), 2) OVER (PARTITION BY active ORDER BY level) FROM users GROUP BY active, level HAVING count(*) > 2 ORDER BY active, level",
 		"SELECT level, count(*), rank() OVER (ORDER BY count(*)) FROM users GROUP BY level",
@@ -597,7 +602,7 @@ func buildCorpus() []Case {
 		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id",
 		"SELECT u.*, lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY prev NULLS FIRST, id",
 		"SELECT level, count(*), lag(count(*), 1, 0) OVER (ORDER BY level) FROM users GROUP BY level",
-		"SELECT level, count(*) - lag(count(*)) OVER (ORDER BY level) FROM users GROUP BY level",
+		"SELECT level, avg(karma) - lag(avg(karma)) OVER (ORDER BY level) FROM users GROUP BY level",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
