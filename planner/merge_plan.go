@@ -23,8 +23,9 @@ type mergeTmpl struct {
 	keys []plan.SortKey
 	agg  *plan.Aggregate // nil: no Aggregate
 	eval *plan.Evaluate  // nil: no expression over aggregates (aggexpr.go)
-	// evalAfter: expressions over groups' aggregates and window values,
-	// evaluated after the windows (window.go); nil when none.
+	// evalAfter: expressions over window values (and, over the proxy's
+	// groups, their aggregates), evaluated after the windows (window.go);
+	// nil when none.
 	evalAfter *plan.Evaluate
 	having    *plan.Cond
 	distinct  *plan.Distinct
@@ -55,11 +56,7 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		a := *m.agg
 		a.Input = op
 		op = &a
-		if m.eval != nil {
-			e := *m.eval
-			e.Input = op
-			op = &e
-		}
+		op = evaluateOver(m.eval, op)
 		if m.having != nil {
 			cond, err := bindHaving(m.having, params)
 			if err != nil {
@@ -71,12 +68,12 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 			op = &plan.Sort{Input: op, Keys: m.keys}
 		}
 		if m.window != nil { // over the groups, in the order just sorted
-			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}, false)
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
 		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
 		if m.window != nil {
-			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window}, true)
+			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
 		}
 	}
 	if m.distinct != nil {
@@ -118,29 +115,29 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 }
 
 // windowOps puts the windows after the first (each over the rows sorted
-// into its order), the evaluation of expressions over window values (eval:
-// not grouped; over groups Evaluate follows the Aggregate) and the
-// statement's own sort above the first Window.
-func (m *mergeTmpl) windowOps(first *plan.Window, eval bool) plan.Operator {
+// into its order), the evaluation of expressions over window values
+// (evalAfter) and the statement's own sort above the first Window.
+func (m *mergeTmpl) windowOps(first *plan.Window) plan.Operator {
 	var op plan.Operator = first
 	for _, w := range m.moreWindows {
 		w.Input = &plan.Sort{Input: op, Keys: w.Keys}
 		op = &w
 	}
-	if eval && m.eval != nil {
-		e := *m.eval
-		e.Input = op
-		op = &e
-	}
-	if m.evalAfter != nil {
-		e := *m.evalAfter
-		e.Input = op
-		op = &e
-	}
+	op = evaluateOver(m.evalAfter, op)
 	if len(m.afterSort) > 0 {
 		op = &plan.Sort{Input: op, Keys: m.afterSort}
 	}
 	return op
+}
+
+// evaluateOver is a copy of the template e over in (in itself when e is nil).
+func evaluateOver(e *plan.Evaluate, in plan.Operator) plan.Operator {
+	if e == nil {
+		return in
+	}
+	op := *e
+	op.Input = in
+	return &op
 }
 
 // opHavingParam marks a $n leaf of a HAVING template (Column = the 0-based
@@ -498,6 +495,14 @@ func (mb *mergeBuilder) plain() (*mergeTmpl, error) {
 	return m, nil
 }
 
+// afterWindows runs f with evAfter as the evaluation being built (mb.ev
+// is the one evalTarget, evalArg and resolveEval use).
+func (mb *mergeBuilder) afterWindows(f func()) {
+	mb.ev, mb.evAfter = mb.evAfter, mb.ev
+	defer func() { mb.ev, mb.evAfter = mb.evAfter, mb.ev }()
+	f()
+}
+
 // laterSorts plans the sorts after the first window (window.go): the keys
 // of each further window's order and of the statement's own ORDER BY
 // (nil when the rows keep the last window's order), as statement ORDER BY
@@ -569,13 +574,11 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 			continue
 		}
 		if needsEval(rt.Val) {
-			if mb.postWindow[i] {
-				// Over window values: evaluated after the windows.
-				mb.ev, mb.evAfter = mb.evAfter, mb.ev
-			}
-			err := mb.evalTarget(i, rt)
-			if mb.postWindow[i] {
-				mb.ev, mb.evAfter = mb.evAfter, mb.ev
+			var err error
+			if mb.postWindow[i] { // over window values: evaluated after the windows
+				mb.afterWindows(func() { err = mb.evalTarget(i, rt) })
+			} else {
+				err = mb.evalTarget(i, rt)
 			}
 			if err != nil {
 				return nil, err
@@ -651,9 +654,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	}
 	m.eval = mb.resolveEval()
 	if mb.evAfter != nil {
-		mb.ev, mb.evAfter = mb.evAfter, mb.ev
-		m.evalAfter = mb.resolveEval()
-		mb.ev, mb.evAfter = mb.evAfter, mb.ev
+		mb.afterWindows(func() { m.evalAfter = mb.resolveEval() })
 	}
 	agg := &plan.Aggregate{Columns: mb.cols, Scalar: scalar}
 	for _, c := range groupCols {
@@ -1342,13 +1343,7 @@ func dropLimit(sel *pg_query.SelectStmt, l *limitSpec) {
 		return
 	}
 	never := func(p int) *pg_query.Node {
-		param := func() *pg_query.Node {
-			return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
-				Arg:      pg_query.MakeParamRefNode(int32(p+1), -1),
-				TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1, Location: -1},
-				Location: -1}}}
-		}
-		return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{pg_query.MakeStrNode("=")}, param(), param(), -1)
+		return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{pg_query.MakeStrNode("=")}, int8Param(p), int8Param(p), -1)
 	}
 	if l.countParam >= 0 {
 		sel.LimitCount, sel.LimitOption = never(l.countParam), pg_query.LimitOption_LIMIT_OPTION_COUNT
@@ -1356,6 +1351,15 @@ func dropLimit(sel *pg_query.SelectStmt, l *limitSpec) {
 	if l.offsetParam >= 0 {
 		sel.LimitOffset = never(l.offsetParam)
 	}
+}
+
+// int8Param is the statement parameter with 0-based index p as bigint:
+// $n::pg_catalog.int8 (the type PostgreSQL gives LIMIT and OFFSET).
+func int8Param(p int) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
+		Arg:      pg_query.MakeParamRefNode(int32(p+1), -1),
+		TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1, Location: -1},
+		Location: -1}}}
 }
 
 func pushLimit(sel *pg_query.SelectStmt, l *limitSpec) {
@@ -1380,10 +1384,7 @@ func pushLimit(sel *pg_query.SelectStmt, l *limitSpec) {
 			if p < 0 {
 				return pg_query.MakeAConstIntNode(v, -1)
 			}
-			return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{
-				Arg:      pg_query.MakeParamRefNode(int32(p+1), -1),
-				TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1, Location: -1},
-				Location: -1}}}
+			return int8Param(p)
 		}
 		if l.offset == 0 && l.offsetParam < 0 {
 			sel.LimitCount = term(l.count, l.countParam)

@@ -284,13 +284,12 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		peers := false
 		for _, sl := range st.calls {
 			call := sl.call(mb)
-			switch fn := funcName(call); {
-			case fn == "ntile" || fn == "percent_rank" || fn == "cume_dist" || (fn == "lead" && nthOf(call) > 1):
+			if needsPartition(call) {
 				whole = append(whole, sl)
-			default:
-				rest = append(rest, sl)
-				peers = peers || fn == "count" || fn == "sum" || fn == "avg" || fn == "min" || fn == "max" || fn == "last_value" || fn == "nth_value"
+				continue
 			}
+			rest = append(rest, sl)
+			peers = peers || overPeers(call)
 		}
 		if len(whole) == 0 || !peers {
 			split = append(split, st)
@@ -349,15 +348,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	// row's peers or its whole partition needs rows past the limit.
 	for _, sl := range slots {
 		call := sl.call(mb)
-		switch fn := funcName(call); fn {
-		case "row_number", "rank", "dense_rank", "lag", "first_value":
-		case "lead":
-			mb.limitInProxy = mb.limitInProxy || nthOf(call) > 1
-		case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
-			mb.limitInProxy = mb.limitInProxy || !frameRows[call.Over.FrameOptions]
-		default: // ntile, percent_rank, cume_dist
-			mb.limitInProxy = true
-		}
+		mb.limitInProxy = mb.limitInProxy || needsPartition(call) || (overPeers(call) && !frameRows[call.Over.FrameOptions])
 	}
 	if mb.star && (mb.finalOrder != nil || len(stages) > 1) {
 		// A later sort could name an output column after the * (by alias),
@@ -369,26 +360,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	}
 	var windows [][]plan.WindowColumn
 	for _, st := range stages {
-		whole, peers := false, false
-		for _, i := range st.calls {
-			call := i.call(mb)
-			switch funcName(call) {
-			case "ntile", "percent_rank", "cume_dist":
-				whole = true
-			case "lead":
-				whole = whole || nthOf(call) > 1 // reads further ahead: the partition is buffered
-			case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
-				peers = true
-			}
-		}
-		if whole && peers {
-			return refuse() // one needs the partition, the other one peer group at a time
-		}
-		cols, err := mb.windowColumns(st.calls)
-		if err != nil {
-			return nil, err
-		}
-		windows = append(windows, cols)
+		windows = append(windows, mb.windowColumns(st.calls))
 	}
 	for _, cols := range windows {
 		for _, c := range cols {
@@ -432,8 +404,8 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		}
 		m.moreWindows = append(m.moreWindows, plan.Window{Keys: keys, Partition: st.partition, Columns: cols})
 	}
-	if !grouped {
-		m.eval = mb.resolveEval()
+	if !grouped { // over groups aggregate() sets evalAfter
+		m.evalAfter = mb.resolveEval()
 	}
 	return m, nil
 }
@@ -498,6 +470,28 @@ func (mb *mergeBuilder) resolveTarget(enc int) int {
 		return -((mb.visible - enc) + len(mb.hidden))
 	}
 	return mb.resolve(colIdxOf(enc))
+}
+
+// needsPartition reports whether a window call reads its whole partition
+// (the executor buffers it): ntile, percent_rank, cume_dist, lead(x, n > 1).
+func needsPartition(call *pg_query.FuncCall) bool {
+	switch fn := funcName(call); fn {
+	case "ntile", "percent_rank", "cume_dist":
+		return true
+	case "lead":
+		return nthOf(call) > 1
+	}
+	return false
+}
+
+// overPeers reports whether a window call's value runs to the row's last
+// peer (with a RANGE frame): the running aggregates, last_value, nth_value.
+func overPeers(call *pg_query.FuncCall) bool {
+	switch funcName(call) {
+	case "count", "sum", "avg", "min", "max", "last_value", "nth_value":
+		return true
+	}
+	return false
 }
 
 // groupWindowExpr reports whether n, an expression over window calls in a
@@ -570,7 +564,7 @@ func (sl windowSlot) set(mb *mergeBuilder, n *pg_query.Node) {
 // shards send for the proxy to compute them, and returns the window's
 // columns (Column, avg's sum and lag's/lead's default as encoded columns,
 // resolved by the caller).
-func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, error) {
+func (mb *mergeBuilder) windowColumns(calls []windowSlot) []plan.WindowColumn {
 	var cols []plan.WindowColumn
 	for _, sl := range calls {
 		call := sl.call(mb)
@@ -629,7 +623,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 		}
 		cols = append(cols, col)
 	}
-	return cols, nil
+	return cols
 }
 
 // deparseSortList is the text of an ORDER BY list, for comparing two.

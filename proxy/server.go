@@ -184,6 +184,17 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
+// UnixAddr returns the Unix-domain socket Serve listens on (unix_socket_dir),
+// or nil when there is none or Serve has not opened it yet.
+func (s *Server) UnixAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unixLn == nil {
+		return nil
+	}
+	return s.unixLn.Addr()
+}
+
 // Ready is closed once Serve has opened its listeners and accepts clients
 // (never, if Serve failed).
 func (s *Server) Ready() <-chan struct{} { return s.lnReady }

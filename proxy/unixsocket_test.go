@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shardproxy/shardproxy/proxy/config"
+	"github.com/shardproxy/shardproxy/test/wait"
 )
 
 // TestUnixSocketClients: with unix_socket_dir set, clients connect on
@@ -261,18 +262,13 @@ func isCode(err error, code string) bool {
 // runs in its own goroutine).
 func waitUnixSocket(t *testing.T, path string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Until(t, 10*time.Second, "a listener on "+path, func() bool {
 		c, err := net.Dial("unix", path)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing accepts on %s: %v", path, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 // TestUnixSocketServers: a shard whose host is a directory reaches
@@ -310,19 +306,12 @@ func TestUnixSocketServers(t *testing.T) {
 
 	// The health checker logs in through the same address (adminConnect).
 	addr := net.JoinHostPort(dir, fmt.Sprint(p.Port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Until(t, 10*time.Second, "a successful health check of "+addr, func() bool {
 		tp.srv.health.mu.Lock()
 		b := tp.srv.health.by[addr]
 		tp.srv.health.mu.Unlock()
-		if b != nil && b.up.Load() && b.lsn.Load() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health check of %s never succeeded (checker %v)", addr, b != nil)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return b != nil && b.up.Load() && b.lsn.Load() > 0
+	})
 }
 
 // TestUnixSocketPeerAuth: with auth.unix_socket_method peer, a client on

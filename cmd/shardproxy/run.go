@@ -210,11 +210,7 @@ func runProxy(ctx context.Context, cfg config.Config, log *slog.Logger, sigs <-c
 		return fmt.Errorf("serve: %w", err)
 	}
 	serving.Store(true)
-	unixSocket := ""
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && cfg.UnixSocketDir != "" {
-		unixSocket = cfg.UnixSocketPath(ta.Port)
-	}
-	log.Info("shardproxy listening", "addr", ln.Addr().String(), "unix_socket", unixSocket, "admin", addrString(adminAddr),
+	log.Info("shardproxy listening", "addr", ln.Addr().String(), "unix_socket", addrString(srv.UnixAddr()), "admin", addrString(adminAddr),
 		"pool_mode", cfg.Pool.Mode, "pool_size", cfg.Pool.Size, "shards", len(store.Current().ShardNames()),
 		"topology_version", store.Current().Version(), "raft", cfg.Raft.Enabled(), "version", version)
 	if ready != nil {

@@ -1,14 +1,11 @@
 package compat
 
 import (
-	"context"
 	"fmt"
 	"math/rand"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestAggregatesRandomAcrossShards generates aggregate queries over users
@@ -18,43 +15,7 @@ import (
 // PostgreSQL in every protocol mode: the same answer or 0A000, never a
 // different answer. AGG_STATEMENTS=N runs N statements instead of 150.
 func TestAggregatesRandomAcrossShards(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	_, ref, sharded := startLoaded(t, ctx, "aggregates_random_reference")
-	statements := int64(150)
-	if n, err := strconv.ParseInt(os.Getenv("AGG_STATEMENTS"), 10, 64); err == nil && n > 0 {
-		statements = n
-	}
-	answered, refused := 0, 0
-	reasons := map[string]int{} // refusal messages (without the shard list) and how often
-	for seed := int64(1); seed <= statements; seed++ {
-		q := randomAggregateQuery(rand.New(rand.NewSource(seed)))
-		for _, mode := range Modes {
-			want := Run(ctx, ref, q, nil, mode)
-			if want.Code != "" {
-				t.Fatalf("seed %d: the generator made a statement PostgreSQL refuses (%s %s): %s", seed, want.Code, want.Message, q)
-			}
-			got := Run(ctx, sharded, q, nil, mode)
-			if got.Code == "0A000" {
-				refused++
-				reasons[strings.SplitN(got.Message, " (", 2)[0]]++
-				break
-			}
-			if d := Diff(want, got, true); d != "" {
-				t.Fatalf("seed %d, %s: %s\n%s", seed, mode, q, d)
-			}
-			if mode == Modes[len(Modes)-1] {
-				answered++
-			}
-		}
-	}
-	t.Logf("%d statements: %d answered like PostgreSQL in every mode, %d refused with 0A000", statements, answered, refused)
-	for r, n := range reasons {
-		t.Logf("refused %d×: %s", n, r)
-	}
-	if int64(answered) < statements/2 {
-		t.Fatalf("only %d of %d generated statements were answered: the generator no longer exercises the merge", answered, statements)
-	}
+	runGenerated(t, "aggregates_random_reference", "AGG_STATEMENTS", randomAggregateQuery)
 }
 
 func randomAggregateQuery(rng *rand.Rand) string {

@@ -18,18 +18,27 @@ import (
 // or 0A000 (refused), never a different answer. Orders end with the
 // unique id so that PostgreSQL's own answer is deterministic.
 func TestWindowsRandomAcrossShards(t *testing.T) {
+	// A longer exploration: WINDOW_STATEMENTS=2000 go test -run TestWindowsRandomAcrossShards ./test/compat/
+	runGenerated(t, "windows_random_reference", "WINDOW_STATEMENTS", randomWindowQuery)
+}
+
+// runGenerated runs 150 statements from gen (seeds 1, 2, …; the
+// environment variable envVar asks for more) against PostgreSQL and
+// through the proxy in every protocol mode: each must answer the same or
+// be refused with 0A000 (the refusal reasons are logged), and at least
+// half must be answered, or the generator no longer exercises the merge.
+func runGenerated(t *testing.T, refDB, envVar string, gen func(*rand.Rand) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	_, ref, sharded := startLoaded(t, ctx, "windows_random_reference")
+	_, ref, sharded := startLoaded(t, ctx, refDB)
 	statements := int64(150)
+	if n, err := strconv.ParseInt(os.Getenv(envVar), 10, 64); err == nil && n > 0 {
+		statements = n
+	}
 	answered, refused := 0, 0
 	reasons := map[string]int{} // refusal messages (without the shard list) and how often
-	if n, err := strconv.ParseInt(os.Getenv("WINDOW_STATEMENTS"), 10, 64); err == nil && n > 0 {
-		statements = n // a longer exploration: WINDOW_STATEMENTS=2000 go test -run TestWindowsRandomAcrossShards ./test/compat/
-	}
 	for seed := int64(1); seed <= statements; seed++ {
-		rng := rand.New(rand.NewSource(seed))
-		q := randomWindowQuery(rng)
+		q := gen(rand.New(rand.NewSource(seed)))
 		for _, mode := range Modes {
 			want := Run(ctx, ref, q, nil, mode)
 			if want.Code != "" {
