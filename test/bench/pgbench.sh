@@ -21,16 +21,7 @@ cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 
-# PgBouncer from the Debian package, without starting its system service.
-if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
-	echo "installing pgbouncer (Debian package)..." >&2
-	SUDO=""
-	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-	if ! $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y pgbouncer >/dev/null; then
-		$SUDO apt-get update >/dev/null
-		$SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y pgbouncer >/dev/null
-	fi
-fi
+bash test/scripts/ensure-pgbouncer.sh
 if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 && ! command -v pgbench >/dev/null 2>&1; then
 	bash test/scripts/ensure-postgres.sh
 fi

@@ -21,13 +21,18 @@
 # binary; default: build the working tree into bin/shardproxy), BENCH_CPUPROFILE
 # (a directory: a Go CPU profile of shardproxy per run, e.g.
 # `go tool pprof -top bin/shardproxy DIR/shardproxy-replicas2-simple-r1.pprof`),
-# BENCH_TARGETS (direct,shardproxy; default both).
+# BENCH_TARGETS (of direct,pgbouncer,shardproxy; default all three: target
+# pgbouncer is the same load as direct through one PgBouncer, a database per
+# server).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 
+if [ -z "${BENCH_TARGETS:-}" ] || [[ "${BENCH_TARGETS}" == *pgbouncer* ]]; then
+	bash test/scripts/ensure-pgbouncer.sh
+fi
 if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 && ! command -v pgbench >/dev/null 2>&1; then
 	bash test/scripts/ensure-postgres.sh
 fi

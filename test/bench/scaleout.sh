@@ -23,7 +23,9 @@
 # BENCH_BASELINE (a second shardproxy binary on the same cluster, run as
 # target "baseline" next to "shardproxy" in every round, to compare two
 # builds side by side; its runs are in the log and the every-run table),
-# BENCH_TARGETS (targets to run, of direct,shardproxy,baseline; default all),
+# BENCH_TARGETS (targets to run, of direct,shardproxy,baseline,pgbouncer;
+# default all but pgbouncer, which is the direct load through one PgBouncer
+# with a database per shard),
 # BENCH_WORKLOADS (select,update; default both). For example, two builds on
 # point selects at 4 shards only:
 #   BENCH_BASELINE=/tmp/shardproxy-head BENCH_TARGETS=baseline,shardproxy \
@@ -34,6 +36,9 @@ cd "$(dirname "$0")/../.."
 GO=${GO:-go}
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 
+if [[ "${BENCH_TARGETS:-}" == *pgbouncer* ]]; then
+	bash test/scripts/ensure-pgbouncer.sh
+fi
 if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 && ! command -v pgbench >/dev/null 2>&1; then
 	bash test/scripts/ensure-postgres.sh
 fi

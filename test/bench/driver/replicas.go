@@ -57,6 +57,10 @@ type rpEnv struct {
 	results []rpResult
 	scale   int
 	pg      string
+	// bouncer is the PgBouncer of target pgbouncer (nil when not run).
+	bouncer     *child
+	bouncerVer  string
+	bouncerMode string // pool_mode
 }
 
 func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
@@ -110,9 +114,19 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 		proxies = append(proxies, p)
 	}
 
+	if soSelected(*soTargets, "pgbouncer") {
+		if err := e.startBouncer(ctx, servers); err != nil {
+			return err
+		}
+		defer e.bouncer.stop()
+	}
+
 	// Warm up every server's cache and every proxy's connections.
 	for n, p := range proxies {
 		e.measure(ctx, p, servers, n, 0, proto, min(3, o.seconds))
+	}
+	if e.bouncer != nil {
+		e.measureBouncer(ctx, servers, 2, 0, proto, min(3, o.seconds))
 	}
 	for round := 1; round <= o.rounds; round++ {
 		for i := range proxies {
@@ -128,9 +142,12 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 					return err
 				}
 				var r rpResult
-				if t == "direct" {
+				switch t {
+				case "direct":
 					r = e.measureDirect(ctx, servers, n, round, proto, o.seconds)
-				} else {
+				case "pgbouncer":
+					r = e.measureBouncer(ctx, servers, n, round, proto, o.seconds)
+				default:
 					r = e.measure(ctx, proxies[n], servers, n, round, proto, o.seconds)
 				}
 				log.Info("run", "round", round, "target", t, "replicas", n, "tps", fmt.Sprintf("%.0f", r.run.tps),
@@ -197,13 +214,49 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 
 // rpTargets are the replica benchmark's targets, in the order each
 // configuration runs them (-scaleout-targets selects among them).
-var rpTargets = []string{"direct", "shardproxy"}
+var rpTargets = []string{"direct", "pgbouncer", "shardproxy"}
 
 // measureDirect runs one pgbench -S straight at each of the first n+1
 // servers (the primary and n replicas), clients-per-shard clients each,
 // all at once: what the capped servers can do without a proxy. tps and
 // transactions are summed, latency averaged.
 func (e *rpEnv) measureDirect(ctx context.Context, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
+	return e.measureEach(ctx, servers, n, round, proto, seconds, "direct", nil, func(i int) (int, string) {
+		return servers[i].Port, "postgres"
+	})
+}
+
+// measureBouncer is measureDirect through PgBouncer: each pgbench connects
+// to PgBouncer's database for its server (bouncerDB), so every read passes
+// a pooler as it does through shardproxy, but PgBouncer does no read/write
+// split (pgbench picks the server).
+func (e *rpEnv) measureBouncer(ctx context.Context, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
+	return e.measureEach(ctx, servers, n, round, proto, seconds, "pgbouncer", e.bouncer, func(i int) (int, string) {
+		return e.bouncer.port, bouncerDB(i)
+	})
+}
+
+// startBouncer runs one PgBouncer with a database per server,
+// clients-per-shard server connections each.
+func (e *rpEnv) startBouncer(ctx context.Context, servers []*pgcluster.Instance) error {
+	// PgBouncer 1.18 cannot run -M prepared in transaction pooling; in
+	// session pooling with a server connection per client it passes
+	// prepared statements through.
+	e.bouncerMode = "transaction"
+	if strings.Split(e.o.protocols, ",")[0] == "prepared" {
+		e.bouncerMode = "session"
+	}
+	var err error
+	e.bouncer, e.bouncerVer, err = startServersBouncer(ctx, e.o, e.log, e.so.workDir, servers, e.o.clientsPerShard, e.bouncerMode)
+	return err
+}
+
+// measureEach runs one pgbench -S per server in use (the first n+1),
+// clients-per-shard clients each, all at once, at the port and database
+// conn names for server i; pooler (nil for none) is the process whose CPU
+// is the run's proxy CPU.
+func (e *rpEnv) measureEach(ctx context.Context, servers []*pgcluster.Instance, n, round int, proto string, seconds int,
+	target string, pooler *child, conn func(i int) (port int, db string)) rpResult {
 	postmasters := make([]int, len(servers))
 	for i, s := range servers {
 		postmasters[i] = s.PID()
@@ -211,11 +264,16 @@ func (e *rpEnv) measureDirect(ctx context.Context, servers []*pgcluster.Instance
 	waitQuietAll(postmasters)
 	before := xactCounts(ctx, servers)
 	pgBefore := postgresCPU(postmasters)
-	r := rpResult{replicas: n, round: round, target: "direct"}
+	var poolerBefore float64
+	if pooler != nil {
+		poolerBefore = treeCPUSeconds(pooler.cmd.Process.Pid)
+	}
+	r := rpResult{replicas: n, round: round, target: target}
 	var waits []func() pgbenchRun
-	for _, s := range servers[:n+1] {
+	for i := range servers[:n+1] {
+		port, db := conn(i)
 		args := []string{"-n", "-S", "-c", strconv.Itoa(e.o.clientsPerShard), "-j", "1", "-T", strconv.Itoa(seconds),
-			"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port), "-U", "postgres", "postgres"}
+			"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", db}
 		wait, err := e.so.startPgbench(ctx, args, seconds)
 		if err != nil {
 			r.run.failure = err.Error()
@@ -229,6 +287,9 @@ func (e *rpEnv) measureDirect(ctx context.Context, servers []*pgcluster.Instance
 		r.run.failure = failure
 	}
 	r.pgCPU = postgresCPU(postmasters) - pgBefore
+	if pooler != nil {
+		r.proxyCPU = treeCPUSeconds(pooler.cmd.Process.Pid) - poolerBefore
+	}
 	after := xactCounts(ctx, servers)
 	for i := range servers {
 		r.xacts = append(r.xacts, after[i]-before[i])
@@ -333,15 +394,19 @@ func (e *rpEnv) report(proto, command string) string {
 		"(`replicas.primary_reads: true`, pool.size %d per server, transaction pooling). `pgbench -S -M %s` with %d clients per "+
 		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). Target \"direct\" is the same load without a "+
 		"proxy: one pgbench straight at each server in use, all at once, what the capped servers can do on this machine. "+
+		"Target \"pgbouncer\" (%s, when run) is direct with a pooler on the path: one PgBouncer (%s pooling, "+
+		"%d server connections per server) with a database per server, one pgbench at each server's database, so PgBouncer "+
+		"passes the reads without choosing where they go — how far a single-threaded C pooler on this machine gets. "+
 		"\"share\" is each server's part of the "+
 		"transactions committed during the runs (pg_stat_database; approximate, statistics trail). CPU columns are cores in use "+
-		"on average during the runs (shardproxy; the three PostgreSQL servers together); PostgreSQL µs per query is their CPU "+
+		"on average during the runs (the pooler: shardproxy or PgBouncer; the three PostgreSQL servers together); PostgreSQL µs per query is their CPU "+
 		"divided by the transactions pgbench processed.\n\n",
-		e.pg, e.o.cpuQuota, e.scale, e.o.clientsPerShard, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds)
+		e.pg, e.o.cpuQuota, e.scale, e.o.clientsPerShard, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds,
+		orNone(e.bouncerVer), e.bouncerMode, e.o.clientsPerShard)
 	if pl := placement(e.o); pl != "" {
 		b.WriteString(pl + "\n\n")
 	}
-	b.WriteString("| replicas | target | clients | tps | ratio to 0 replicas | latency | share primary / replica1 / replica2 | shardproxy CPU | PostgreSQL CPU | PostgreSQL µs per query | runs (tps) | target |\n")
+	b.WriteString("| replicas | target | clients | tps | ratio to 0 replicas | latency | share primary / replica1 / replica2 | pooler CPU | PostgreSQL CPU | PostgreSQL µs per query | runs (tps) | target |\n")
 	b.WriteString("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|\n")
 	starved := false
 	for n := 0; n <= 2; n++ {
@@ -353,15 +418,15 @@ func (e *rpEnv) report(proto, command string) string {
 			tps, ratioCell, lat, share, pcpu, gcpu, perQuery := "failed: "+a.failure, "-", "-", "-", "-", "-", "-"
 			if a.good > 0 {
 				tps, lat = fmt.Sprintf("%.0f", a.tps), fmt.Sprintf("%.2f ms", a.lat)
-				if t == "shardproxy" {
+				if t != "direct" {
 					pcpu = fmt.Sprintf("%.2f", a.proxyCPU)
 				}
 				gcpu = fmt.Sprintf("%.2f (%.0f%% of the servers' quota)", a.pgCPU, 100*a.pgCPU/(e.o.cpuQuota*float64(n+1)))
 				if a.processed > 0 {
 					perQuery = fmt.Sprintf("%.1f", a.pgCPU*float64(e.o.seconds*a.good)*1e6/float64(a.processed))
 				}
-				if a.pgCPU < 0.85*e.o.cpuQuota*float64(n+1) {
-					starved = true
+				if t == "shardproxy" && a.pgCPU < 0.85*e.o.cpuQuota*float64(n+1) {
+					starved = true // the ratio the target is about did not measure the servers
 				}
 				if base.good > 0 && base.tps > 0 {
 					ratioCell = fmt.Sprintf("%.2f×", a.tps/base.tps)
@@ -399,7 +464,7 @@ func (e *rpEnv) report(proto, command string) string {
 	// well under its quota (then pgbench and shardproxy, not the servers'
 	// caps, limited tps).
 	if starved {
-		b.WriteString("**The machine was overloaded during this run**: where PostgreSQL used well under its quota, pgbench and " +
+		b.WriteString("**The machine was overloaded during this run**: where PostgreSQL used well under its quota behind shardproxy, pgbench and " +
 			"shardproxy could not get CPU and the servers' caps were not what limited tps, so the ratios say little about " +
 			"read scaling. Rerun on a quiet machine.\n")
 	}

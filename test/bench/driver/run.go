@@ -73,27 +73,18 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if e.pgbench, err = findPgbench(); err != nil {
 		return err
 	}
-	if o.pgbouncer == "" {
-		if o.pgbouncer, err = exec.LookPath("pgbouncer"); err != nil {
-			o.pgbouncer = "/usr/sbin/pgbouncer"
-		}
-		e.o.pgbouncer = o.pgbouncer
+	if err := e.findPgBouncer(); err != nil {
+		return err
 	}
-	if _, err := os.Stat(o.pgbouncer); err != nil {
-		return fmt.Errorf("pgbouncer not found (%v); install the Debian package pgbouncer", err)
-	}
+	o.pgbouncer = e.o.pgbouncer
 	if _, err := os.Stat(o.shardproxy); err != nil && strings.Contains(o.targets, "shardproxy") {
 		return fmt.Errorf("shardproxy binary: %v (run make build)", err)
 	}
 	if _, err := os.Stat(o.baseline); err != nil && strings.Contains(o.targets, "baseline") {
 		return fmt.Errorf("-baseline binary %q: %v", o.baseline, err)
 	}
-	if u, err := user.Lookup("postgres"); err == nil {
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		e.postgresUID, e.postgresGID = uint32(uid), uint32(gid)
-	} else if os.Geteuid() == 0 {
-		return fmt.Errorf("running as root needs the postgres OS user for PgBouncer: %v", err)
+	if err := e.lookupPostgresUser(); err != nil {
+		return err
 	}
 	if e.workDir, err = os.MkdirTemp("", "shardproxy-bench-"); err != nil {
 		return err
@@ -345,7 +336,82 @@ func tail(cs ...*child) string {
 	return b.String()
 }
 
+// findPgBouncer sets -pgbouncer when empty (PATH, else /usr/sbin) and
+// checks the binary exists.
+func (e *env) findPgBouncer() error {
+	if e.o.pgbouncer == "" {
+		var err error
+		if e.o.pgbouncer, err = exec.LookPath("pgbouncer"); err != nil {
+			e.o.pgbouncer = "/usr/sbin/pgbouncer"
+		}
+	}
+	if _, err := os.Stat(e.o.pgbouncer); err != nil {
+		return fmt.Errorf("pgbouncer not found (%v); install the Debian package pgbouncer", err)
+	}
+	return nil
+}
+
+// lookupPostgresUser finds the postgres OS user PgBouncer runs as when the
+// benchmark runs as root (PgBouncer refuses root).
+func (e *env) lookupPostgresUser() error {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			return fmt.Errorf("running as root needs the postgres OS user for PgBouncer: %v", err)
+		}
+		return nil
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	e.postgresUID, e.postgresGID = uint32(uid), uint32(gid)
+	return nil
+}
+
+// startPgBouncer runs PgBouncer in front of the one server of -mode compare:
+// every database name goes there, -pool server connections each.
 func (e *env) startPgBouncer(ctx context.Context) (*child, error) {
+	return e.startPgBouncerWith(ctx, fmt.Sprintf("* = host=%s port=%d", e.pgHost, e.pgPort), e.o.pool, "transaction")
+}
+
+// startServersBouncer runs PgBouncer in front of several servers, a
+// database per server (bouncerDB(i) for servers[i], plus "postgres" for
+// the first, which waitReady uses), pool server connections per database,
+// and waits until it answers. It returns PgBouncer's version line too.
+func startServersBouncer(ctx context.Context, o options, log *slog.Logger, workDir string, servers []*pgcluster.Instance,
+	pool int, mode string) (*child, string, error) {
+	pe := &env{o: o, log: log, workDir: workDir}
+	if err := pe.findPgBouncer(); err != nil {
+		return nil, "", err
+	}
+	if err := pe.lookupPostgresUser(); err != nil {
+		return nil, "", err
+	}
+	// PgBouncer runs as the postgres OS user under root: it must reach its
+	// directory inside the (0700) work directory.
+	if err := os.Chmod(workDir, 0o755); err != nil {
+		return nil, "", err
+	}
+	dbs := []string{fmt.Sprintf("postgres = host=%s port=%d", servers[0].Host, servers[0].Port)}
+	for i, s := range servers {
+		dbs = append(dbs, fmt.Sprintf("%s = host=%s port=%d dbname=postgres", bouncerDB(i), s.Host, s.Port))
+	}
+	c, err := pe.startPgBouncerWith(ctx, strings.Join(dbs, "\n"), pool, mode)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitReady(ctx, c.port, 30*time.Second); err != nil {
+		c.stop()
+		return nil, "", fmt.Errorf("pgbouncer not ready: %w\n%s", err, tail(c))
+	}
+	return c, pe.bouncerVer, nil
+}
+
+// bouncerDB is startServersBouncer's database name for server i.
+func bouncerDB(i int) string { return fmt.Sprintf("server%d", i) }
+
+// startPgBouncerWith runs PgBouncer (trust) with the given [databases]
+// section, default_pool_size pool and pool_mode mode.
+func (e *env) startPgBouncerWith(ctx context.Context, databases string, pool int, mode string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -355,7 +421,7 @@ func (e *env) startPgBouncer(ctx context.Context) (*child, error) {
 		return nil, err
 	}
 	ini := fmt.Sprintf(`[databases]
-* = host=%s port=%d
+%s
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -363,7 +429,7 @@ listen_port = %d
 unix_socket_dir = %s
 auth_type = trust
 auth_file = %s/userlist.txt
-pool_mode = transaction
+pool_mode = %s
 default_pool_size = %d
 min_pool_size = 0
 reserve_pool_size = 0
@@ -374,7 +440,7 @@ ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
 pidfile = %s/pgbouncer.pid
-`, e.pgHost, e.pgPort, port, e.socketDir(), dir, e.o.pool, e.o.idle+1000, dir)
+`, databases, port, e.socketDir(), dir, mode, pool, e.o.idle+1000, dir)
 	files := map[string]string{"pgbouncer.ini": ini, "userlist.txt": "\"postgres\" \"\"\n"}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {

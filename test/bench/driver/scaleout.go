@@ -33,10 +33,11 @@ import (
 )
 
 // soTargets restricts the targets of every round (-scaleout-targets,
-// BENCH_TARGETS in scaleout.sh; "baseline" runs only with -baseline), and
+// BENCH_TARGETS in scaleout.sh; "baseline" runs only with -baseline,
+// "pgbouncer" only when listed), and
 // -only the workloads (BENCH_WORKLOADS), e.g. to compare two builds on
 // point selects alone. Registered here, before main parses the flags.
-var soTargets = flag.String("scaleout-targets", "", "scaleout: comma-separated targets to run of direct, shardproxy, baseline (\"\" = all)")
+var soTargets = flag.String("scaleout-targets", "", "scaleout: comma-separated targets to run of direct, shardproxy, baseline, pgbouncer (\"\" = all but pgbouncer)")
 
 // soSelected reports whether name is in the comma-separated list (an
 // empty list selects everything).
@@ -274,6 +275,17 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 		}
 	}
 
+	// Target pgbouncer (only when listed): one PgBouncer in session
+	// pooling (pgbench -M prepared needs it in PgBouncer 1.18) with a
+	// database per shard, the direct load through it.
+	var bouncer *child
+	if soListed(*soTargets, "pgbouncer") {
+		if bouncer, err = e.startBouncer(ctx, cluster); err != nil {
+			return err
+		}
+		defer bouncer.stop()
+	}
+
 	t0 := time.Now()
 	rows, err := e.load(ctx, cluster, proxy.port, router.For(snap), n)
 	if err != nil {
@@ -292,7 +304,7 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 		total += r
 	}
 	rc := soRunContext{n: n, cluster: cluster, proxy: proxy, admin: admin, baseline: baseline, baselineAdmin: baselineAdmin,
-		postmasters: postmasters, rows: rows, total: total}
+		bouncer: bouncer, postmasters: postmasters, rows: rows, total: total}
 
 	// Warm up: server connections, plan caches, shared buffers.
 	for _, proto := range e.protocols {
@@ -303,6 +315,9 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 		}
 		if soSelected(*soTargets, "direct") {
 			_ = e.runDirect(ctx, rc, soWorkloads[0], proto, 0, warm)
+		}
+		if bouncer != nil {
+			_ = e.runEachShard(ctx, rc, "pgbouncer", soWorkloads[0], proto, 0, warm)
 		}
 	}
 
@@ -319,6 +334,9 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 				if baseline != nil {
 					order = append(order, "baseline")
 				}
+				if bouncer != nil {
+					order = append(order, "pgbouncer")
+				}
 				if round%2 == 0 {
 					slices.Reverse(order)
 				}
@@ -333,9 +351,12 @@ func (e *soEnv) runShards(ctx context.Context, n int) error {
 						return err
 					}
 					var r soResult
-					if t == "direct" {
+					switch t {
+					case "direct":
 						r = e.runDirect(ctx, rc, w, proto, round, e.o.seconds)
-					} else {
+					case "pgbouncer":
+						r = e.runEachShard(ctx, rc, t, w, proto, round, e.o.seconds)
+					default:
 						r = e.runProxy(ctx, rc, t, w, proto, round, e.o.seconds)
 					}
 					log.Info("run", "round", round, "workload", w.name, "protocol", proto, "target", t,
@@ -356,6 +377,7 @@ type soRunContext struct {
 	proxy    *child
 	admin    string
 	baseline *child // -baseline proxy, or nil
+	bouncer  *child // PgBouncer of target pgbouncer, or nil
 	// baselineAdmin is the baseline proxy's admin address when profiling.
 	baselineAdmin string
 	postmasters   []int
@@ -543,8 +565,13 @@ type pgbenchRun struct {
 }
 
 func (e *soEnv) pgbenchArgs(port, clients, threads, seconds int, proto, script string) []string {
+	return e.pgbenchArgsDB(port, clients, threads, seconds, proto, script, "postgres")
+}
+
+// pgbenchArgsDB is pgbenchArgs for database db.
+func (e *soEnv) pgbenchArgsDB(port, clients, threads, seconds int, proto, script, db string) []string {
 	return []string{"-n", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(threads), "-T", strconv.Itoa(seconds),
-		"-M", proto, "-f", script, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres"}
+		"-M", proto, "-f", script, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", db}
 }
 
 func (e *soEnv) startPgbench(ctx context.Context, args []string, seconds int) (func() pgbenchRun, error) {
@@ -675,15 +702,31 @@ func (e *soEnv) runProxy(ctx context.Context, rc soRunContext, targetName string
 // (one pgbench per shard, all at once) on the per-shard baseline table; tps
 // and transactions are summed, latency averaged.
 func (e *soEnv) runDirect(ctx context.Context, rc soRunContext, w soWorkload, proto string, round, seconds int) soResult {
-	r := soResult{shards: rc.n, round: round, workload: w.name, protocol: proto, target: "direct", clients: e.o.clientsPerShard * rc.n}
+	return e.runEachShard(ctx, rc, "direct", w, proto, round, seconds)
+}
+
+// runEachShard is one pgbench per shard, all at once, on the per-shard
+// baseline table: straight at the shard (target "direct") or through
+// PgBouncer's database for it (target "pgbouncer", whose CPU is the run's
+// proxy CPU).
+func (e *soEnv) runEachShard(ctx context.Context, rc soRunContext, targetName string, w soWorkload, proto string, round, seconds int) soResult {
+	r := soResult{shards: rc.n, round: round, workload: w.name, protocol: proto, target: targetName, clients: e.o.clientsPerShard * rc.n}
 	waitQuietAll(rc.postmasters)
 	pg0 := postgresCPU(rc.postmasters)
+	var bouncer0 float64
+	if targetName == "pgbouncer" {
+		bouncer0 = cpuSeconds(rc.bouncer.cmd.Process.Pid)
+	}
 	var waits []func() pgbenchRun
 	for i, s := range rc.cluster.Shards {
 		script, err := e.scriptFile(w, soDirectTable, rc.rows[i])
 		if err == nil {
+			args := e.pgbenchArgs(s.Primary.Port, e.o.clientsPerShard, 1, seconds, proto, script)
+			if targetName == "pgbouncer" {
+				args = e.pgbenchArgsDB(rc.bouncer.port, e.o.clientsPerShard, 1, seconds, proto, script, bouncerDB(i))
+			}
 			var wait func() pgbenchRun
-			wait, err = e.startPgbench(ctx, e.pgbenchArgs(s.Primary.Port, e.o.clientsPerShard, 1, seconds, proto, script), seconds)
+			wait, err = e.startPgbench(ctx, args, seconds)
 			if err == nil {
 				waits = append(waits, wait)
 			}
@@ -699,7 +742,27 @@ func (e *soEnv) runDirect(ctx context.Context, rc soRunContext, w soWorkload, pr
 	}
 	waitQuietAll(rc.postmasters)
 	r.postgresCPU = postgresCPU(rc.postmasters) - pg0
+	if targetName == "pgbouncer" {
+		r.proxyCPU = cpuSeconds(rc.bouncer.cmd.Process.Pid) - bouncer0
+	}
 	return r
+}
+
+// soListed reports whether name is named in the comma-separated list
+// (an empty list names nothing).
+func soListed(list, name string) bool {
+	return list != "" && soSelected(list, name)
+}
+
+// startBouncer runs PgBouncer in session pooling with a database per
+// shard, clients-per-shard server connections each.
+func (e *soEnv) startBouncer(ctx context.Context, cluster *pgcluster.Cluster) (*child, error) {
+	var primaries []*pgcluster.Instance
+	for _, s := range cluster.Shards {
+		primaries = append(primaries, s.Primary)
+	}
+	c, _, err := startServersBouncer(ctx, e.o, e.log, e.workDir, primaries, e.o.clientsPerShard, "session")
+	return c, err
 }
 
 // sumRuns waits for pgbench processes that ran at once and sums them:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -215,6 +216,31 @@ func (e *soEnv) report() string {
 	p("\n")
 	if len(verdicts) > 0 {
 		p("Target through shardproxy at 4 shards, ≥ %.1f× the 1-shard tps: %s.\n\n", scaleoutTargets[4], strings.Join(verdicts, "; "))
+	}
+
+	if slices.ContainsFunc(e.results, func(r soResult) bool { return r.target == "pgbouncer" }) {
+		p("### PgBouncer on the same path\n\n")
+		p("Target pgbouncer (`BENCH_TARGETS=…,pgbouncer`): the direct load (one pgbench per shard, keys of that shard) " +
+			"through one PgBouncer with a database per shard, session pooling (PgBouncer 1.18 cannot run `-M prepared` in " +
+			"transaction pooling), a server connection per client: how a single-threaded C pooler that does no routing " +
+			"scales on this machine.\n\n")
+		p("| workload | `-M` | shards | PgBouncer tps | vs %d shard | PgBouncer µs/query | PostgreSQL µs/query | pgbench µs/query |\n", base)
+		p("|---|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, proto := range e.protocols {
+			for _, w := range soWorkloads {
+				b0 := aggregateScaleout(e.results, base, w.name, proto, "pgbouncer")
+				for _, n := range e.counts {
+					a := aggregateScaleout(e.results, n, w.name, proto, "pgbouncer")
+					if a.runs == 0 { // workload not run
+						continue
+					}
+					_, ratio := scaleRatio(a, b0)
+					p("| %s | %s | %d | %s | %s | %s | %s | %s |\n", w.name, proto, n, a.tpsCell(), ratio,
+						a.usPer(a.proxyCPU), a.usPer(a.pgCPU), a.usPer(a.pgbenchCPU))
+				}
+			}
+		}
+		p("\n")
 	}
 
 	p("### CPU per query\n\n")
