@@ -49,6 +49,7 @@ exec bin/bench-driver -mode replicas \
 	-rounds "${BENCH_ROUNDS:-2}" \
 	-clients-per-shard "${BENCH_CLIENTS_PER_SERVER:-8}" \
 	-scaleout-targets "${BENCH_TARGETS:-}" \
+	-proxy-pool-mode "${BENCH_POOL_MODE:-transaction}" \
 	-scale "${BENCH_SCALE:-5}" \
 	-cpu-quota "${BENCH_CPU_QUOTA:-0.25}" \
 	-server-cpus "${BENCH_SERVER_CPUS:-}" \

@@ -65,6 +65,7 @@ exec bin/bench-driver -mode scaleout \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-baseline "${BENCH_BASELINE:-}" \
 	-scaleout-targets "${BENCH_TARGETS:-}" \
+	-proxy-pool-mode "${BENCH_POOL_MODE:-transaction}" \
 	-only "${BENCH_WORKLOADS:-}" \
 	-shardproxy "$SHARDPROXY" \
 	-out "${BENCH_OUT-docs/benchmarks.md}" \

@@ -190,7 +190,7 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)
-	fmt.Fprintf(&b, "pool:\n  mode: transaction\n  size: %d\n  max_client_conn: %d\n", e.o.clientsPerShard, clients+100)
+	fmt.Fprintf(&b, "pool:\n  mode: %s\n  size: %d\n  max_client_conn: %d\n", e.o.proxyPoolMode, e.o.clientsPerShard, clients+100)
 	fmt.Fprintf(&b, "replicas:\n  primary_reads: true\n")
 	fmt.Fprintf(&b, "shards:\n  - name: %s\n    primary: {host: %s, port: %d}\n", sh.Name, sh.Primary.Host, sh.Primary.Port)
 	if n > 0 {

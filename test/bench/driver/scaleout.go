@@ -396,7 +396,7 @@ func (e *soEnv) startProxy(ctx context.Context, cluster *pgcluster.Cluster, n in
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)
-	fmt.Fprintf(&b, "pool:\n  mode: transaction\n  size: %d\n  max_client_conn: %d\n", e.poolSize(), e.o.clientsPerShard*n+100)
+	fmt.Fprintf(&b, "pool:\n  mode: %s\n  size: %d\n  max_client_conn: %d\n", e.o.proxyPoolMode, e.poolSize(), e.o.clientsPerShard*n+100)
 	b.WriteString("shards:\n")
 	for _, s := range cluster.Shards {
 		fmt.Fprintf(&b, "  - name: %s\n    primary: {host: %s, port: %d}\n", s.Name, s.Primary.Host, s.Primary.Port)
