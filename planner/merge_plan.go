@@ -29,6 +29,7 @@ type mergeTmpl struct {
 	evalAfter *plan.Evaluate
 	having    *plan.Cond
 	distinct  *plan.Distinct
+	setop     *plan.SetOp         // INTERSECT/EXCEPT over the parts' tagged rows (setOp)
 	window    []plan.WindowColumn // ranking functions the proxy computes (window.go)
 	// afterSort: the statement's ORDER BY when it is not the window's; the
 	// rows are sorted again after the Window (nil: the window's order).
@@ -69,6 +70,13 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		}
 		if m.window != nil { // over the groups, in the order just sorted
 			op = m.windowOps(&plan.Window{Input: op, Keys: m.keys, Partition: m.windowPartition, Columns: m.window})
+		}
+	} else if m.setop != nil {
+		so := *m.setop
+		so.Input = op
+		op = &so
+		if len(m.keys) > 0 {
+			op = &plan.Sort{Input: op, Keys: m.keys}
 		}
 	} else if len(m.keys) > 0 {
 		op = &plan.MergeSort{Input: op, Keys: m.keys}
@@ -1152,13 +1160,29 @@ func (mb *mergeBuilder) distinctOp(agg bool) (*plan.Distinct, error) {
 // setOp rewrites UNION [ALL] of scattered SELECTs: every shard runs the
 // whole statement over its rows; UNION removes duplicates again after
 // the merge.
+//
+// INTERSECT and EXCEPT [ALL] of two SELECTs cannot run on each shard (a
+// row's copies in the two parts may be on different shards): the shards
+// run the parts as UNION ALL, each row tagged with its part in an extra
+// last column, and the proxy's SetOp counts the copies; ORDER BY and
+// LIMIT are then applied in the proxy only.
 func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	sel := mb.sel
-	distinct, err := checkSetOps(sel, true)
-	if err != nil {
-		return nil, err
+	opName := strings.TrimPrefix(sel.Op.String(), "SETOP_")
+	var setop *plan.SetOp
+	distinct := false
+	if sel.Op == pg_query.SetOperation_SETOP_INTERSECT || sel.Op == pg_query.SetOperation_SETOP_EXCEPT {
+		var err error
+		if setop, err = tagParts(sel); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if distinct, err = checkSetOps(sel, true); err != nil {
+			return nil, err
+		}
 	}
-	m := &mergeTmpl{}
+	m := &mergeTmpl{setop: setop}
 	mb.exprs = map[string]colIdx{}
 	mb.names = map[string]colIdx{}
 	left := sel
@@ -1213,7 +1237,7 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 			return nil, err
 		}
 		if !ok {
-			return nil, unsupported("ORDER BY of a UNION across shards must name an output column or its position", "")
+			return nil, unsupported("ORDER BY of a "+opName+" across shards must name an output column or its position", "")
 		}
 		k.Column = c.j
 		m.keys = append(m.keys, k)
@@ -1228,6 +1252,13 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	if err != nil {
 		return nil, err
 	}
+	if setop != nil {
+		// The shards send every row of both parts, unordered.
+		m.limit, m.hidden = lim, 1
+		sel.SortClause = nil
+		dropLimit(sel, lim)
+		return m, nil
+	}
 	if lim != nil {
 		m.limit = lim
 		mb.pushLimit(lim)
@@ -1236,6 +1267,40 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 		return &mergeTmpl{none: true}, nil
 	}
 	return m, nil
+}
+
+// tagParts turns sel, INTERSECT or EXCEPT [ALL] of two SELECTs, into the
+// UNION ALL the shards run for plan.SetOp: every row of the left part
+// gets a last column 1, of the right part 2 (a VALUES part is read
+// through a subquery to get it). It returns the SetOp.
+func tagParts(sel *pg_query.SelectStmt) (*plan.SetOp, error) {
+	op := &plan.SetOp{Except: sel.Op == pg_query.SetOperation_SETOP_EXCEPT, All: sel.All}
+	name := (&plan.SetOp{Except: op.Except}).Describe().Fields["op"].(string)
+	for _, part := range []*pg_query.SelectStmt{sel.Larg, sel.Rarg} {
+		if part == nil || part.Op != pg_query.SetOperation_SETOP_NONE {
+			return nil, unsupported(name+" with more than two parts across shards is not supported",
+				"put one "+name+" between two SELECTs (nest the others in a subquery in FROM), or add key conditions that put every part on one shard")
+		}
+	}
+	for i, slot := range []**pg_query.SelectStmt{&sel.Larg, &sel.Rarg} {
+		part := *slot
+		tag := pg_query.MakeResTargetNodeWithVal(pg_query.MakeAConstIntNode(int64(i+1), -1), -1)
+		if len(part.ValuesLists) == 0 {
+			part.TargetList = append(part.TargetList, tag)
+			continue
+		}
+		*slot = &pg_query.SelectStmt{
+			TargetList: []*pg_query.Node{pg_query.MakeResTargetNodeWithVal(pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, -1), -1), tag},
+			FromClause: []*pg_query.Node{{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
+				Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: part}},
+				Alias:    &pg_query.Alias{Aliasname: fmt.Sprintf("shardproxy_part%d", i+1)},
+			}}}},
+			Op:          pg_query.SetOperation_SETOP_NONE,
+			LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		}
+	}
+	sel.Op, sel.All = pg_query.SetOperation_SETOP_UNION, true
+	return op, nil
 }
 
 // checkSetOps accepts UNION ALL trees, and any UNION/UNION ALL tree whose

@@ -161,9 +161,13 @@ func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
 		}
 		per[ai] = append(per[ai], ci)
 	}
-	distinct := false
+	// Under UNION, INTERSECT and EXCEPT (not ALL) how many copies of a row
+	// arrive does not matter, so a part may read no distributed table (every
+	// shard returns its rows).
+	distinct, opName := false, "UNION ALL"
 	if sel := st.node.GetSelectStmt(); sel != nil {
-		distinct = sel.Op == pg_query.SetOperation_SETOP_UNION && !sel.All
+		distinct = sel.Op != pg_query.SetOperation_SETOP_NONE && !sel.All
+		opName = strings.TrimPrefix(sel.Op.String(), "SETOP_") + " ALL"
 	}
 	for ai := range arms {
 		switch {
@@ -175,8 +179,8 @@ func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
 			return placement{err: unsupported(fmt.Sprintf("part %d of the set operation reads %s, which are not joined on their distribution keys and are not all on one shard", ai+1, strings.Join(labels, " and ")),
 				"join distributed tables on their keys, or add key conditions that put every table on the same shard")}
 		case len(per[ai]) == 0 && !distinct:
-			return placement{err: unsupported(fmt.Sprintf("part %d of UNION ALL reads no distributed table, so every shard would return its rows", ai+1),
-				"use UNION, or add key conditions that put every part on one shard")}
+			return placement{err: unsupported(fmt.Sprintf("part %d of %s reads no distributed table, so every shard would return its rows", ai+1, opName),
+				"use "+strings.TrimSuffix(opName, " ALL")+" without ALL, or add key conditions that put every part on one shard")}
 		}
 	}
 	var shards, reasons []string

@@ -23,7 +23,7 @@ import (
 // isMergeOp reports whether op is a merge operator.
 func isMergeOp(op plan.Operator) bool {
 	switch op.(type) {
-	case *plan.MergeSort, *plan.Sort, *plan.Limit, *plan.Aggregate, *plan.Evaluate, *plan.Having, *plan.Distinct, *plan.Project, *plan.Window:
+	case *plan.MergeSort, *plan.Sort, *plan.Limit, *plan.Aggregate, *plan.Evaluate, *plan.Having, *plan.Distinct, *plan.SetOp, *plan.Project, *plan.Window:
 		return true
 	}
 	return false

@@ -244,6 +244,24 @@ type Distinct struct {
 	On      bool
 }
 
+// SetOp computes INTERSECT or EXCEPT over its input, which holds the rows
+// of both parts (the shards run them as UNION ALL), each with a last
+// column — an int the shards fill in — saying which part the row came
+// from: 1 the left, 2 the right. Rows are equal when their other columns
+// are (values compared decoded; NULLs equal). Without All, each distinct
+// row of the left part comes out once when the right part has it too
+// (INTERSECT) or does not (EXCEPT); with All, a row the left part has l
+// times and the right r times comes out min(l, r) times (INTERSECT ALL) or
+// max(l-r, 0) times (EXCEPT ALL). Rows come out in the order their first
+// copy arrived from the left part, still with the part column. SetOp reads
+// its whole input before its first row; the rows and keys it keeps count
+// against the memory limit.
+type SetOp struct {
+	Input  Operator
+	Except bool
+	All    bool
+}
+
 // Window computes ranking window functions over its input, which arrives
 // sorted by Keys (the window's PARTITION BY, then its ORDER BY, merged
 // from the shards): each of Columns is a bigint column the shards left NULL
@@ -385,6 +403,18 @@ func (o *Distinct) Describe() Description {
 		f["on"] = true
 	}
 	return Description{Name: "Distinct", Fields: f}
+}
+
+func (o *SetOp) Inputs() []Operator { return []Operator{o.Input} }
+func (o *SetOp) Describe() Description {
+	op := "INTERSECT"
+	if o.Except {
+		op = "EXCEPT"
+	}
+	if o.All {
+		op += " ALL"
+	}
+	return Description{Name: "SetOp", Fields: map[string]any{"op": op}}
 }
 
 func (o *Project) Inputs() []Operator { return []Operator{o.Input} }

@@ -337,6 +337,12 @@ func (b *builder) build(op plan.Operator) (iter, layout, error) {
 			cols = append(cols, p)
 		}
 		return &distinct{in: in, cols: cols, lay: lay, mem: b.mem, seen: map[string]struct{}{}}, lay, nil
+	case *plan.SetOp:
+		s, err := newSetOp(in, lay, o, b.mem)
+		if err != nil {
+			return nil, layout{}, err
+		}
+		return s, lay, nil
 	case *plan.Project:
 		n := len(lay.fields) - o.Hidden
 		if n < 0 {
@@ -491,6 +497,19 @@ func (p *project) next() ([][]byte, error) {
 	return row[:p.n], nil
 }
 
+// appendRowKey appends the equality key of row's cols (decoded values, so
+// equal values of different text forms match; NULLs equal).
+func appendRowKey(dst []byte, row [][]byte, cols []int, lay layout) ([]byte, error) {
+	for _, c := range cols {
+		v, err := lay.codecs[c].decode(row[c], lay.fields[c].Format)
+		if err != nil {
+			return nil, err
+		}
+		dst = lay.codecs[c].appendKey(dst, v)
+	}
+	return dst, nil
+}
+
 type distinct struct {
 	in   iter
 	cols []int
@@ -506,13 +525,8 @@ func (d *distinct) next() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.key = d.key[:0]
-		for _, c := range d.cols {
-			v, err := d.lay.codecs[c].decode(row[c], d.lay.fields[c].Format)
-			if err != nil {
-				return nil, err
-			}
-			d.key = d.lay.codecs[c].appendKey(d.key, v)
+		if d.key, err = appendRowKey(d.key[:0], row, d.cols, d.lay); err != nil {
+			return nil, err
 		}
 		if _, ok := d.seen[string(d.key)]; ok {
 			continue

@@ -169,6 +169,12 @@ var corpus = []string{
 	`SELECT grp, small FROM t UNION SELECT note, k FROM t2`,
 	`SELECT id FROM t WHERE id < 20 UNION ALL SELECT id FROM t2 WHERE id < 20`,
 	`SELECT name FROM t UNION ALL SELECT note FROM t2 UNION SELECT grp FROM t ORDER BY 1 NULLS FIRST LIMIT 6`,
+	// INTERSECT / EXCEPT [ALL] (SetOp)
+	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
+	`SELECT grp, small FROM t EXCEPT SELECT note, k FROM t2 ORDER BY 1 NULLS FIRST, 2`,
+	`SELECT small FROM t INTERSECT ALL SELECT k FROM t2 ORDER BY 1 DESC LIMIT 7`,
+	`SELECT grp FROM t EXCEPT ALL SELECT note FROM t2 ORDER BY 1 NULLS LAST OFFSET 2`,
+	`SELECT amount, ratio FROM t WHERE id < 40 EXCEPT SELECT amount, ratio FROM t WHERE id % 2 = 0`,
 	// expressions over aggregates and the variance family (Evaluate)
 	`SELECT count(*) + 1, sum(amount) * 2, round(avg(ratio), 3) FROM t`,
 	`SELECT stddev(n), variance(small), stddev_pop(amount), var_pop(ratio), stddev(ratio), var_samp(amount), stddev_samp(id) FROM t`,
@@ -182,13 +188,14 @@ var corpus = []string{
 // the shards' column types.
 var refusedAtMerge = []string{
 	`SELECT stddev(f) FROM t`,
+	`SELECT to_jsonb(id) FROM t INTERSECT SELECT to_jsonb(id) FROM t2`,
 	`SELECT grp, round(var_pop(f)::numeric, 2) FROM t GROUP BY grp`,
 }
 
 // refused: statements that must plan to 0A000.
 var refused = []string{
 	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY rank() OVER (PARTITION BY grp ORDER BY id), id`,
-	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
+	`SELECT id FROM t INTERSECT SELECT id FROM t2 EXCEPT SELECT small FROM t`,
 	`SELECT count(*) + (SELECT 1) FROM t`,
 	`SELECT count(*) FROM (SELECT DISTINCT grp FROM t) s(g)`, // a derived table with column aliases is not pulled out
 }

@@ -337,6 +337,35 @@ func buildCorpus() []Case {
 		"SELECT name FROM users WHERE id = 1 UNION ALL SELECT name FROM users WHERE id = 2",
 	)
 
+	b.section("INTERSECT and EXCEPT across shards")
+	b.ok(
+		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows",
+		"SELECT id FROM users EXCEPT SELECT author_id FROM posts",
+		"SELECT author_id FROM posts INTERSECT ALL SELECT follower_id FROM follows",
+		"SELECT author_id FROM posts EXCEPT ALL SELECT follower_id FROM follows",
+		"SELECT follower_id FROM follows EXCEPT ALL SELECT author_id FROM posts ORDER BY 1",
+		"SELECT level, active FROM users INTERSECT SELECT level, active FROM users WHERE flags > 50 ORDER BY 1, 2",
+		"SELECT country_code FROM users INTERSECT SELECT code FROM countries ORDER BY 1",
+		"SELECT country_code FROM users EXCEPT SELECT code FROM countries WHERE continent = 'Europe' ORDER BY 1 NULLS FIRST",
+		"SELECT id FROM users WHERE level < 3 EXCEPT SELECT id FROM users WHERE level = 1 ORDER BY id DESC LIMIT 5 OFFSET 2",
+		"SELECT level FROM users INTERSECT VALUES (1), (3), (NULL) ORDER BY 1",
+		"SELECT author_id AS uid FROM posts INTERSECT SELECT user_id FROM likes ORDER BY uid LIMIT 10",
+		"SELECT name, country_code FROM users EXCEPT ALL SELECT name, country_code FROM users WHERE id % 3 = 0",
+		"SELECT * FROM users EXCEPT SELECT * FROM users WHERE level > 1",
+		"SELECT id FROM users INTERSECT SELECT level FROM users ORDER BY 1",
+		"SELECT karma FROM users INTERSECT SELECT karma FROM users WHERE active ORDER BY 1",
+		"SELECT u.id FROM users u JOIN posts p ON p.author_id = u.id WHERE p.like_count > 3 INTERSECT SELECT follower_id FROM follows ORDER BY 1",
+		"SELECT post_author_id, post_id FROM likes EXCEPT SELECT author_id, id FROM posts WHERE like_count > 2 ORDER BY 1, 2 LIMIT 7",
+	)
+	b.args("SELECT id FROM users WHERE level = $1 INTERSECT SELECT author_id FROM posts ORDER BY 1 LIMIT $2", "2", "5")
+	b.args("SELECT author_id FROM posts WHERE like_count > $1 EXCEPT ALL SELECT user_id FROM likes WHERE post_id < $2 ORDER BY 1 OFFSET $3", "1", "50", "3")
+	b.refused("INTERSECT/EXCEPT with more than two parts, ALL over a part with no distributed table, columns the proxy cannot compare",
+		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows EXCEPT SELECT id FROM users WHERE level = 1",
+		"SELECT country_code FROM users INTERSECT ALL SELECT code FROM countries",
+		"SELECT to_jsonb(level) FROM users INTERSECT SELECT to_jsonb(flags) FROM users",
+		"SELECT * FROM users EXCEPT SELECT * FROM users WHERE level > 1 ORDER BY id",
+	)
+
 	b.section("Colocated joins and reference joins (pushed down)")
 	b.ok(
 		"SELECT u.id, p.id FROM users u JOIN posts p ON p.author_id = u.id WHERE u.level = 3",
@@ -678,10 +707,6 @@ func buildCorpus() []Case {
 	)
 	b.refused("FOR UPDATE with ORDER BY or OFFSET across shards would lock rows the answer does not return; lock by a key condition",
 		"SELECT id FROM users WHERE level = 1 ORDER BY id LIMIT 1 FOR UPDATE",
-	)
-	b.refused("INTERSECT and EXCEPT across shards are not supported",
-		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows",
-		"SELECT id FROM users EXCEPT SELECT author_id FROM posts",
 	)
 
 	b.section("Row locks across shards")
