@@ -1,6 +1,6 @@
 // Package merge evaluates the planner's merge operators (planner/plan:
-// MergeSort, Sort, Limit, Aggregate, Having, Distinct, Project over a
-// Scatter) on the shards' result streams and produces the rows and the
+// MergeSort, Sort, Limit, Aggregate, Having, Distinct, SetOp, Window,
+// Evaluate, Project over a Scatter) on the shards' result streams and produces the rows and the
 // RowDescription one PostgreSQL server holding all the data would send.
 // It is pure: no I/O, no goroutines; it must not import package proxy.
 //
@@ -35,8 +35,9 @@
 //
 // Values are compared decoded (int2/4/8, oid, numeric, float4/8 with NaN
 // largest, text/varchar/bpchar/name/"char", bytea, bool, date, time,
-// timestamp, timestamptz, interval by its 30-day-month span, uuid), in
-// text or binary format, NULLs placed as the sort key says. Text compares
+// timestamp, timestamptz, interval by its 30-day-month span, uuid,
+// one-dimensional arrays of those as array_cmp, jsonb as jsonb_cmp: see
+// jsonb.go), in text or binary format, NULLs placed as the sort key says. Text compares
 // bytewise: that is PostgreSQL's order only for the collations C, POSIX and
 // C.UTF-8 (glibc's C.UTF-8 sorts by code point, which for UTF-8 is byte
 // order). Other locales (en_US.UTF-8 ...) order text by rules that
@@ -67,8 +68,12 @@
 // whose descriptions the shards already gave; stddev/variance inputs that
 // are not integer or numeric fail New with 0A000.
 //
-// Memory: Sort rows, Aggregate groups and their state, and Distinct keys
-// are accounted (an estimate of their bytes); beyond Options.MemoryLimit
+// SetOp (INTERSECT/EXCEPT [ALL]) reads its whole input first and keeps
+// one row and two counts per distinct row; json columns fail with 42883
+// as on PostgreSQL, other types it cannot compare with 0A000.
+//
+// Memory: Sort rows, Aggregate groups and their state, Distinct keys and
+// SetOp's rows are accounted (an estimate of their bytes); beyond Options.MemoryLimit
 // Next fails with 53200. MergeSort holds one row per shard, Evaluate one
 // batch, Limit and Project nothing.
 package merge

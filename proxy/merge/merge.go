@@ -274,7 +274,7 @@ func (b *builder) checkCollation(c *codec, explicit string) error {
 	if c.kind == kArray {
 		c = c.elem // text[] sorts by its elements' collation
 	}
-	if c.kind != kText && c.kind != kBpchar {
+	if c.kind != kText && c.kind != kBpchar && c.kind != kJSONB { // jsonb strings sort by the database collation
 		return nil
 	}
 	name := explicit
@@ -283,6 +283,10 @@ func (b *builder) checkCollation(c *codec, explicit string) error {
 	}
 	if CollationIsBytewise(name) {
 		return nil
+	}
+	if c.kind == kJSONB {
+		return &Error{Code: "0A000", Message: fmt.Sprintf("sorting jsonb across shards compares its strings by the database collation, which must be byte-order, but the shards use %q", name),
+			Hint: `sort by a text expression with COLLATE "C" (e.g. (data->>'name') COLLATE "C"), or use a database with LC_COLLATE C or C.UTF-8`}
 	}
 	return &Error{Code: "0A000", Message: fmt.Sprintf("sorting text across shards needs a byte-order collation, but the shards use %q", name),
 		Hint: `add COLLATE "C" to the text ORDER BY keys, or use a database with LC_COLLATE C or C.UTF-8`}
@@ -381,7 +385,7 @@ func (b *builder) keys(lay layout, keys []plan.SortKey) ([]sortKey, error) {
 		c := lay.codecs[p]
 		if !c.ordered() {
 			return nil, &Error{Code: "0A000", Message: fmt.Sprintf("ORDER BY a column of type %d across shards is not supported", c.oid),
-				Hint: "sort by an integer, numeric, float, text, bytea, bool, date/time, interval or uuid expression (or a one-dimensional array of those), or add a key condition"}
+				Hint: "sort by an integer, numeric, float, text, bytea, bool, date/time, interval, uuid or jsonb expression (or a one-dimensional array of those), or add a key condition"}
 		}
 		if err := b.checkCollation(c, k.Collation); err != nil {
 			return nil, err

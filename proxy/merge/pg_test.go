@@ -175,6 +175,11 @@ var corpus = []string{
 	`SELECT small FROM t INTERSECT ALL SELECT k FROM t2 ORDER BY 1 DESC LIMIT 7`,
 	`SELECT grp FROM t EXCEPT ALL SELECT note FROM t2 ORDER BY 1 NULLS LAST OFFSET 2`,
 	`SELECT amount, ratio FROM t WHERE id < 40 EXCEPT SELECT amount, ratio FROM t WHERE id % 2 = 0`,
+	// jsonb: jsonb_cmp order, equality by value
+	`SELECT to_jsonb(id) FROM t INTERSECT SELECT to_jsonb(id) FROM t2 ORDER BY 1`,
+	`SELECT id, jsonb_build_object('g', grp, 'a', amount) AS j FROM t ORDER BY j DESC, id LIMIT 15`,
+	`SELECT DISTINCT jsonb_build_array(small, grp) AS j FROM t ORDER BY j`,
+	`SELECT to_jsonb(amount) AS j, count(*) FROM t GROUP BY 1 ORDER BY 1 NULLS FIRST`,
 	// expressions over aggregates and the variance family (Evaluate)
 	`SELECT count(*) + 1, sum(amount) * 2, round(avg(ratio), 3) FROM t`,
 	`SELECT stddev(n), variance(small), stddev_pop(amount), var_pop(ratio), stddev(ratio), var_samp(amount), stddev_samp(id) FROM t`,
@@ -188,7 +193,7 @@ var corpus = []string{
 // the shards' column types.
 var refusedAtMerge = []string{
 	`SELECT stddev(f) FROM t`,
-	`SELECT to_jsonb(id) FROM t INTERSECT SELECT to_jsonb(id) FROM t2`,
+	`SELECT inet '10.0.0.1' + id FROM t INTERSECT SELECT inet '10.0.0.1' + id FROM t2`,
 	`SELECT grp, round(var_pop(f)::numeric, 2) FROM t GROUP BY grp`,
 }
 

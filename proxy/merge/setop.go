@@ -40,10 +40,13 @@ func newSetOp(in iter, lay layout, op *plan.SetOp, mem *budget) (*setOp, error) 
 	}
 	s := &setOp{in: in, op: op, lay: lay, mem: mem, part: n, index: map[string]*setGroup{}}
 	for i := range n {
+		if lay.codecs[i].oid == oidJSON { // as PostgreSQL: json has no equality
+			return nil, &Error{Code: "42883", Message: "could not identify an equality operator for type json"}
+		}
 		if !lay.codecs[i].ordered() {
 			return nil, &Error{Code: "0A000",
 				Message: fmt.Sprintf("%s across shards is not supported for column %d (type %d): the proxy cannot compare its values", s.name(), i+1, lay.codecs[i].oid),
-				Hint:    "compare integer, numeric, float, text, bytea, bool, date/time, interval or uuid columns (e.g. cast jsonb to text), or add key conditions that put every part on one shard"}
+				Hint:    "compare integer, numeric, float, text, bytea, bool, date/time, interval, uuid or jsonb columns (e.g. cast the column to text), or add key conditions that put every part on one shard"}
 		}
 		s.cols = append(s.cols, i)
 	}

@@ -25,6 +25,7 @@ const (
 	oidFloat4      = 700
 	oidFloat8      = 701
 	oidUnknown     = 705
+	oidJSON        = 114
 	oidJSONB       = 3802
 	oidBpchar      = 1042
 	oidVarchar     = 1043
@@ -63,6 +64,7 @@ const (
 	kInterval
 	kUUID
 	kArray
+	kJSONB // v.b the raw value, v.j parsed (jsonb.go)
 )
 
 func kindOf(oid uint32) kind {
@@ -93,6 +95,8 @@ func kindOf(oid uint32) kind {
 		return kInterval
 	case oidUUID:
 		return kUUID
+	case oidJSONB:
+		return kJSONB
 	}
 	if _, ok := arrayElem[oid]; ok {
 		return kArray
@@ -111,6 +115,7 @@ type value struct {
 	mon  int32  // interval months
 	day  int32  // interval days
 	arr  []value
+	j    *jsonNode // jsonb, parsed (v.b holds it as the shard sent it)
 }
 
 // codec decodes, compares, hashes and encodes the values of one type.
@@ -223,6 +228,11 @@ func (c *codec) decode1(raw []byte, format int16) (value, error) {
 	case kText, kBpchar, kOther:
 		v.b = raw
 		return v, nil
+	case kJSONB:
+		var err error
+		v.b = raw
+		v.j, err = parseJSONB(raw, format)
+		return v, err
 	case kBytea:
 		if bin {
 			v.b = raw
@@ -338,6 +348,8 @@ func (c *codec) compare(a, b value) int {
 		return intervalSpan(a).Cmp(intervalSpan(b))
 	case kArray:
 		return c.compareArrays(a, b)
+	case kJSONB:
+		return compareJSONB(a.j, b.j)
 	}
 	return bytes.Compare(a.b, b.b)
 }
@@ -447,6 +459,8 @@ func (c *codec) appendKey(dst []byte, v value) []byte {
 			dst = c.elem.appendKey(dst, e)
 		}
 		return dst
+	case kJSONB:
+		return appendJSONBKey(dst, v.j)
 	}
 	return appendLen(dst, v.b)
 }

@@ -358,12 +358,28 @@ func buildCorpus() []Case {
 		"SELECT post_author_id, post_id FROM likes EXCEPT SELECT author_id, id FROM posts WHERE like_count > 2 ORDER BY 1, 2 LIMIT 7",
 	)
 	b.args("SELECT id FROM users WHERE level = $1 INTERSECT SELECT author_id FROM posts ORDER BY 1 LIMIT $2", "2", "5")
+	b.ok("SELECT to_jsonb(level) FROM users INTERSECT SELECT to_jsonb(flags) FROM users ORDER BY 1",
+		"SELECT jsonb_build_object('k', karma) FROM users EXCEPT SELECT jsonb_build_object('k', karma * 1.0) FROM users WHERE level = 1")
+
 	b.args("SELECT author_id FROM posts WHERE like_count > $1 EXCEPT ALL SELECT user_id FROM likes WHERE post_id < $2 ORDER BY 1 OFFSET $3", "1", "50", "3")
 	b.refused("INTERSECT/EXCEPT with more than two parts, ALL over a part with no distributed table, columns the proxy cannot compare",
 		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows EXCEPT SELECT id FROM users WHERE level = 1",
 		"SELECT country_code FROM users INTERSECT ALL SELECT code FROM countries",
-		"SELECT to_jsonb(level) FROM users INTERSECT SELECT to_jsonb(flags) FROM users",
+		"SELECT ('10.0.0.' || abs(level) % 200)::inet FROM users INTERSECT SELECT ('10.0.0.' || abs(flags) % 5)::inet FROM users",
 		"SELECT * FROM users EXCEPT SELECT * FROM users WHERE level > 1 ORDER BY id",
+	)
+	b.fails("SELECT to_json(level) FROM users INTERSECT SELECT to_json(flags) FROM users")
+
+	b.section("jsonb across shards (ORDER BY, DISTINCT, GROUP BY: jsonb_cmp order, numbers by value)")
+	b.ok(
+		"SELECT id, jsonb_build_object('l', level, 'k', karma) AS j FROM users ORDER BY j, id LIMIT 20",
+		"SELECT id, to_jsonb(karma) AS j FROM users ORDER BY j DESC NULLS LAST, id",
+		"SELECT id, CASE WHEN id % 4 = 0 THEN '[]'::jsonb WHEN id % 4 = 1 THEN 'null'::jsonb WHEN id % 4 = 2 THEN to_jsonb(name) ELSE jsonb_build_array(level) END AS j FROM users ORDER BY j, id",
+		"SELECT level, jsonb_agg(id ORDER BY id) AS ids FROM users GROUP BY level ORDER BY ids",
+		"SELECT DISTINCT jsonb_build_object('a', level % 3, 'bb', active) AS j FROM users ORDER BY j",
+		"SELECT DISTINCT to_jsonb(karma) FROM users",
+		"SELECT jsonb_build_array(active, level % 2) AS k, count(*) FROM users GROUP BY 1 ORDER BY 1",
+		"SELECT jsonb_build_object('n', (level % 2)::numeric(4,2)) AS k, count(*) FROM users GROUP BY jsonb_build_object('n', (level % 2)::numeric(4,2)) ORDER BY 1",
 	)
 
 	b.section("Colocated joins and reference joins (pushed down)")
