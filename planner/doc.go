@@ -62,13 +62,14 @@
 //     values (batches of plan.EvalBatchRows rows as typed parameters of
 //     one statement on a connection of the statement).
 //     UNION [ALL] whose every part reads one class (or, under UNION, none)
-//     → every shard runs the whole statement, Distinct for UNION.
-//     INTERSECT/EXCEPT [ALL] of two SELECTs → the shards run the parts as
-//     UNION ALL, each row tagged with its part in a hidden last column;
-//     SetOp counts each row's copies per part, then Sort and Limit in the
-//     proxy (without ALL a part may read no distributed table). Stays
-//     0A000, with a message saying what to change: window functions,
-//     INTERSECT/EXCEPT of more than two parts, subqueries inside
+//     → every shard runs the whole statement, Distinct for UNION. Other
+//     set operations (INTERSECT/EXCEPT [ALL], UNION inside UNION ALL, UNION
+//     ALL with a part reading no distributed table) → the shards run the
+//     parts as one UNION ALL, each row tagged with its part in a hidden last
+//     column; SetOp counts each row's copies per part (a part reading no
+//     distributed table once, not once per shard) and evaluates the tree,
+//     then Sort and Limit in the proxy. Stays 0A000, with a message saying
+//     what to change: window functions, subqueries inside
 //     expressions over aggregates,
 //     aggregates other than count/sum/avg/min/max/bool_and/bool_or/every/
 //     string_agg/array_agg/stddev/variance (and their _samp/_pop forms;

@@ -73,7 +73,7 @@ func (m *mergeTmpl) ops(sc *plan.Scatter, params *Params) (plan.Operator, error)
 		}
 	} else if m.setop != nil {
 		so := *m.setop
-		so.Input = op
+		so.Input, so.Shards = op, len(sc.Shards)
 		op = &so
 		if len(m.keys) > 0 {
 			op = &plan.Sort{Input: op, Keys: m.keys}
@@ -274,7 +274,7 @@ func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped, localWindows 
 	if m := b.merge[key]; m != nil {
 		return m
 	}
-	m := buildMerge(sql, grouped, localWindows)
+	m := buildMerge(sql, grouped, localWindows, replicatedParts(st, b))
 	b.merge[key] = m
 	return m
 }
@@ -285,7 +285,7 @@ func (b *binding) mergeTemplate(st *stmtInfo, sql string, grouped, localWindows 
 // on one shard and aggregates/HAVING are final on the shards.
 // localWindows means every window function is partitioned by that key, so
 // the shards compute them completely.
-func buildMerge(sql string, grouped, localWindows bool) *mergeTmpl {
+func buildMerge(sql string, grouped, localWindows bool, replicated []int) *mergeTmpl {
 	tree, err := pg_query.Parse(sql)
 	if err != nil || len(tree.Stmts) != 1 {
 		return &mergeTmpl{err: unsupported("cannot rewrite this statement for several shards", "")}
@@ -304,7 +304,7 @@ func buildMerge(sql string, grouped, localWindows bool) *mergeTmpl {
 	if strings.Contains(sql, "$") {
 		original = deparseSelect(tree.Version, sel) // before the rewrite, for Evaluate.TypeSQL
 	}
-	mb := &mergeBuilder{sel: sel, grouped: grouped, localWindows: localWindows}
+	mb := &mergeBuilder{sel: sel, grouped: grouped, localWindows: localWindows, replicated: replicated}
 	m, err := mb.build()
 	if err != nil {
 		return &mergeTmpl{err: err}
@@ -333,8 +333,11 @@ type colIdx struct {
 }
 
 type mergeBuilder struct {
-	sel     *pg_query.SelectStmt
-	oneMore bool // shards must send one row beyond LIMIT + OFFSET (lead reads ahead)
+	sel *pg_query.SelectStmt
+	// replicated: the parts (1-based) of a top-level set operation that
+	// read no distributed table, so every shard returns all their rows.
+	replicated []int
+	oneMore    bool // shards must send one row beyond LIMIT + OFFSET (lead reads ahead)
 	// finalOrder: the statement's ORDER BY when it differs from the
 	// window's (window.go): the rows are sorted again after the Window,
 	// and LIMIT/OFFSET stay in the proxy.
@@ -1169,20 +1172,11 @@ func (mb *mergeBuilder) distinctOp(agg bool) (*plan.Distinct, error) {
 func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	sel := mb.sel
 	opName := strings.TrimPrefix(sel.Op.String(), "SETOP_")
-	var setop *plan.SetOp
-	distinct := false
-	if sel.Op == pg_query.SetOperation_SETOP_INTERSECT || sel.Op == pg_query.SetOperation_SETOP_EXCEPT {
-		var err error
-		if setop, err = tagParts(sel); err != nil {
-			return nil, err
-		}
-	} else {
-		var err error
-		if distinct, err = checkSetOps(sel, true); err != nil {
-			return nil, err
-		}
-	}
-	m := &mergeTmpl{setop: setop}
+	// Counting in the proxy (SetOp) unless the shards' own UNION [ALL]
+	// results concatenated are the answer.
+	distinct, ok := shardUnion(sel)
+	counting := !ok || (len(mb.replicated) > 0 && !distinct)
+	m := &mergeTmpl{}
 	mb.exprs = map[string]colIdx{}
 	mb.names = map[string]colIdx{}
 	left := sel
@@ -1252,9 +1246,10 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	if err != nil {
 		return nil, err
 	}
-	if setop != nil {
-		// The shards send every row of both parts, unordered.
-		m.limit, m.hidden = lim, 1
+	if counting {
+		// The shards send every row of every part, tagged, unordered.
+		m.setop = tagParts(sel, mb.replicated)
+		m.limit, m.hidden, m.distinct = lim, 1, nil
 		sel.SortClause = nil
 		dropLimit(sel, lim)
 		return m, nil
@@ -1269,27 +1264,32 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 	return m, nil
 }
 
-// tagParts turns sel, INTERSECT or EXCEPT [ALL] of two SELECTs, into the
-// UNION ALL the shards run for plan.SetOp: every row of the left part
-// gets a last column 1, of the right part 2 (a VALUES part is read
-// through a subquery to get it). It returns the SetOp.
-func tagParts(sel *pg_query.SelectStmt) (*plan.SetOp, error) {
-	op := &plan.SetOp{Except: sel.Op == pg_query.SetOperation_SETOP_EXCEPT, All: sel.All}
-	name := (&plan.SetOp{Except: op.Except}).Describe().Fields["op"].(string)
-	for _, part := range []*pg_query.SelectStmt{sel.Larg, sel.Rarg} {
-		if part == nil || part.Op != pg_query.SetOperation_SETOP_NONE {
-			return nil, unsupported(name+" with more than two parts across shards is not supported",
-				"put one "+name+" between two SELECTs (nest the others in a subquery in FROM), or add key conditions that put every part on one shard")
+// tagParts turns sel, a tree of set operations over SELECTs (its parts),
+// into the UNION ALL of the parts the shards run for plan.SetOp: every row
+// of part i (1-based, left to right) gets a last column i (a VALUES part
+// is read through a subquery to get it). replicated are the parts that
+// read no distributed table. It returns the SetOp.
+func tagParts(sel *pg_query.SelectStmt, replicated []int) *plan.SetOp {
+	var parts []*pg_query.SelectStmt
+	var tree func(s *pg_query.SelectStmt) *plan.SetNode
+	tree = func(s *pg_query.SelectStmt) *plan.SetNode {
+		if s.Op == pg_query.SetOperation_SETOP_NONE {
+			parts = append(parts, s)
+			return &plan.SetNode{Part: len(parts)}
 		}
+		n := &plan.SetNode{Op: strings.TrimPrefix(s.Op.String(), "SETOP_"), All: s.All}
+		n.Left = tree(s.Larg)
+		n.Right = tree(s.Rarg)
+		return n
 	}
-	for i, slot := range []**pg_query.SelectStmt{&sel.Larg, &sel.Rarg} {
-		part := *slot
+	root := tree(sel)
+	for i, part := range parts {
 		tag := pg_query.MakeResTargetNodeWithVal(pg_query.MakeAConstIntNode(int64(i+1), -1), -1)
 		if len(part.ValuesLists) == 0 {
 			part.TargetList = append(part.TargetList, tag)
 			continue
 		}
-		*slot = &pg_query.SelectStmt{
+		parts[i] = &pg_query.SelectStmt{
 			TargetList: []*pg_query.Node{pg_query.MakeResTargetNodeWithVal(pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, -1), -1), tag},
 			FromClause: []*pg_query.Node{{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
 				Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: part}},
@@ -1299,32 +1299,37 @@ func tagParts(sel *pg_query.SelectStmt) (*plan.SetOp, error) {
 			LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
 		}
 	}
-	sel.Op, sel.All = pg_query.SetOperation_SETOP_UNION, true
-	return op, nil
+	// sel keeps its WITH, ORDER BY and LIMIT; its parts become one
+	// left-deep UNION ALL.
+	left := parts[0]
+	for _, p := range parts[1 : len(parts)-1] {
+		left = &pg_query.SelectStmt{Op: pg_query.SetOperation_SETOP_UNION, All: true, Larg: left, Rarg: p,
+			LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT}
+	}
+	sel.Op, sel.All, sel.Larg, sel.Rarg = pg_query.SetOperation_SETOP_UNION, true, left, parts[len(parts)-1]
+	return &plan.SetOp{Root: root, Parts: len(parts), Replicated: replicated}
 }
 
-// checkSetOps accepts UNION ALL trees, and any UNION/UNION ALL tree whose
-// top is UNION (the final duplicate removal covers the inner ones). It
-// returns whether duplicates must be removed.
-func checkSetOps(sel *pg_query.SelectStmt, top bool) (bool, error) {
+// shardUnion reports whether the shards can run sel's set operations
+// themselves — a UNION/UNION ALL tree with no UNION below a UNION ALL (the
+// proxy's final duplicate removal covers UNIONs below a UNION) — and
+// whether duplicates must then be removed.
+func shardUnion(sel *pg_query.SelectStmt) (distinct, ok bool) {
 	switch sel.Op {
 	case pg_query.SetOperation_SETOP_NONE:
-		return false, nil
+		return false, true
 	case pg_query.SetOperation_SETOP_UNION:
 	default:
-		return false, unsupported(strings.TrimPrefix(sel.Op.String(), "SETOP_")+" across shards is not supported", "use UNION, or add key conditions that put every part on one shard")
+		return false, false
 	}
-	distinct := !sel.All
+	distinct = !sel.All
 	for _, arm := range []*pg_query.SelectStmt{sel.Larg, sel.Rarg} {
-		d, err := checkSetOps(arm, false)
-		if err != nil {
-			return false, err
-		}
-		if d && !(top && distinct) && !distinct {
-			return false, unsupported("UNION inside UNION ALL across shards is not supported", "use UNION ALL throughout, or UNION at the top")
+		d, ok := shardUnion(arm)
+		if !ok || (d && !distinct) { // UNION inside UNION ALL: the shards would deduplicate too little
+			return false, false
 		}
 	}
-	return distinct, nil
+	return distinct, true
 }
 
 // limitOf reads LIMIT/OFFSET (and FETCH FIRST): constants or $n.

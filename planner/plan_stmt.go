@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,26 +160,17 @@ func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
 		}
 		per[ai] = append(per[ai], ci)
 	}
-	// Under UNION, INTERSECT and EXCEPT (not ALL) how many copies of a row
-	// arrive does not matter, so a part may read no distributed table (every
-	// shard returns its rows).
-	distinct, opName := false, "UNION ALL"
-	if sel := st.node.GetSelectStmt(); sel != nil {
-		distinct = sel.Op != pg_query.SetOperation_SETOP_NONE && !sel.All
-		opName = strings.TrimPrefix(sel.Op.String(), "SETOP_") + " ALL"
-	}
+	// A part may read no distributed table: every shard returns all its
+	// rows, which the shards' own UNION deduplicates or the proxy's SetOp
+	// counts once (replicatedParts).
 	for ai := range arms {
-		switch {
-		case len(per[ai]) > 1:
+		if len(per[ai]) > 1 {
 			var labels []string
 			for _, ci := range per[ai] {
 				labels = append(labels, b.classes[ci].label)
 			}
 			return placement{err: unsupported(fmt.Sprintf("part %d of the set operation reads %s, which are not joined on their distribution keys and are not all on one shard", ai+1, strings.Join(labels, " and ")),
 				"join distributed tables on their keys, or add key conditions that put every table on the same shard")}
-		case len(per[ai]) == 0 && !distinct:
-			return placement{err: unsupported(fmt.Sprintf("part %d of %s reads no distributed table, so every shard would return its rows", ai+1, opName),
-				"use "+strings.TrimSuffix(opName, " ALL")+" without ALL, or add key conditions that put every part on one shard")}
 		}
 	}
 	var shards, reasons []string
@@ -193,6 +183,30 @@ func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
 		reasons = append(reasons, scatterWhy(&b.classes[ci]))
 	}
 	return placement{scatter: shards, class: -1, reason: strings.Join(reasons, " UNION ")}
+}
+
+// replicatedParts lists the parts (1-based, left to right) of st's
+// top-level set operation that read no distributed table.
+func replicatedParts(st *stmtInfo, b *binding) []int {
+	if st.topScope < 0 {
+		return nil
+	}
+	arms := st.arms[st.topScope]
+	used := make([]bool, len(arms))
+	for ci := range b.classes {
+		for i, a := range arms {
+			if st.within(b.classes[ci].home, a) {
+				used[i] = true
+			}
+		}
+	}
+	var out []int
+	for i, u := range used {
+		if !u {
+			out = append(out, i+1)
+		}
+	}
+	return out
 }
 
 // place decides where the tables of st (other than skip) must be read.

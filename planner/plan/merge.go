@@ -244,22 +244,55 @@ type Distinct struct {
 	On      bool
 }
 
-// SetOp computes INTERSECT or EXCEPT over its input, which holds the rows
-// of both parts (the shards run them as UNION ALL), each with a last
-// column — an int the shards fill in — saying which part the row came
-// from: 1 the left, 2 the right. Rows are equal when their other columns
-// are (values compared decoded; NULLs equal). Without All, each distinct
-// row of the left part comes out once when the right part has it too
-// (INTERSECT) or does not (EXCEPT); with All, a row the left part has l
-// times and the right r times comes out min(l, r) times (INTERSECT ALL) or
-// max(l-r, 0) times (EXCEPT ALL). Rows come out in the order their first
-// copy arrived from the left part, still with the part column. SetOp reads
-// its whole input before its first row; the rows and keys it keeps count
-// against the memory limit.
+// SetOp computes a set operation over its parts (UNION, INTERSECT, EXCEPT,
+// each with or without ALL, nested as the statement nests them) from its
+// input, which holds the rows of every part (the shards run the parts as
+// one UNION ALL), each with a last column — an int the shards fill in —
+// naming its part, 1 to Parts in the statement's order. Rows are equal
+// when their other columns are (values compared decoded; NULLs equal).
+// SetOp counts each distinct row's copies per part — dividing by Shards
+// the counts of the Replicated parts, which read no distributed table, so
+// every shard returned all their rows — and returns the row as many times
+// as Root says: UNION ALL adds the counts, INTERSECT ALL takes the lower,
+// EXCEPT ALL subtracts (not below 0), and without ALL the result is 1 when
+// that count would be positive. Rows come out in the order their first
+// copy arrived, still with the part column. SetOp reads its whole input
+// before its first row; the rows and counts it keeps count against the
+// memory limit.
 type SetOp struct {
-	Input  Operator
-	Except bool
-	All    bool
+	Input      Operator
+	Root       *SetNode
+	Parts      int
+	Replicated []int // 1-based parts
+	Shards     int
+}
+
+// SetNode is one node of a set operation: a part (Part > 0), or Op
+// ("UNION", "INTERSECT", "EXCEPT"; All for ALL) over Left and Right.
+type SetNode struct {
+	Part        int
+	Op          string
+	All         bool
+	Left, Right *SetNode
+}
+
+// String shows the node as SQL-like text over part numbers:
+// "(1 UNION ALL 2) EXCEPT 3".
+func (n *SetNode) String() string {
+	if n.Part > 0 {
+		return strconv.Itoa(n.Part)
+	}
+	side := func(c *SetNode) string {
+		if c.Part > 0 {
+			return c.String()
+		}
+		return "(" + c.String() + ")"
+	}
+	op := n.Op
+	if n.All {
+		op += " ALL"
+	}
+	return side(n.Left) + " " + op + " " + side(n.Right)
 }
 
 // Window computes ranking window functions over its input, which arrives
@@ -407,14 +440,11 @@ func (o *Distinct) Describe() Description {
 
 func (o *SetOp) Inputs() []Operator { return []Operator{o.Input} }
 func (o *SetOp) Describe() Description {
-	op := "INTERSECT"
-	if o.Except {
-		op = "EXCEPT"
+	f := map[string]any{"op": o.Root.String()}
+	if len(o.Replicated) > 0 {
+		f["replicated"] = intsToAny(o.Replicated)
 	}
-	if o.All {
-		op += " ALL"
-	}
-	return Description{Name: "SetOp", Fields: map[string]any{"op": op}}
+	return Description{Name: "SetOp", Fields: f}
 }
 
 func (o *Project) Inputs() []Operator { return []Operator{o.Input} }

@@ -68,8 +68,8 @@
 // whose descriptions the shards already gave; stddev/variance inputs that
 // are not integer or numeric fail New with 0A000.
 //
-// SetOp (INTERSECT/EXCEPT [ALL]) reads its whole input first and keeps
-// one row and two counts per distinct row; json columns fail with 42883
+// SetOp (set operations the shards cannot run themselves) reads its whole
+// input first and keeps one row and a count per part for each distinct row; json columns fail with 42883
 // as on PostgreSQL, other types it cannot compare with 0A000.
 //
 // Memory: Sort rows, Aggregate groups and their state, Distinct keys and

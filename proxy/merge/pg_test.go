@@ -171,6 +171,8 @@ var corpus = []string{
 	`SELECT name FROM t UNION ALL SELECT note FROM t2 UNION SELECT grp FROM t ORDER BY 1 NULLS FIRST LIMIT 6`,
 	// INTERSECT / EXCEPT [ALL] (SetOp)
 	`SELECT id FROM t INTERSECT SELECT id FROM t2`,
+	`SELECT id FROM t INTERSECT SELECT id FROM t2 EXCEPT SELECT small FROM t ORDER BY 1`,
+	`SELECT small FROM t UNION SELECT k FROM t2 UNION ALL SELECT 3 EXCEPT ALL SELECT 3 ORDER BY 1 NULLS FIRST`,
 	`SELECT grp, small FROM t EXCEPT SELECT note, k FROM t2 ORDER BY 1 NULLS FIRST, 2`,
 	`SELECT small FROM t INTERSECT ALL SELECT k FROM t2 ORDER BY 1 DESC LIMIT 7`,
 	`SELECT grp FROM t EXCEPT ALL SELECT note FROM t2 ORDER BY 1 NULLS LAST OFFSET 2`,
@@ -200,7 +202,6 @@ var refusedAtMerge = []string{
 // refused: statements that must plan to 0A000.
 var refused = []string{
 	`SELECT id, rank() OVER (PARTITION BY grp ORDER BY id) FROM t ORDER BY rank() OVER (PARTITION BY grp ORDER BY id), id`,
-	`SELECT id FROM t INTERSECT SELECT id FROM t2 EXCEPT SELECT small FROM t`,
 	`SELECT count(*) + (SELECT 1) FROM t`,
 	`SELECT count(*) FROM (SELECT DISTINCT grp FROM t) s(g)`, // a derived table with column aliases is not pulled out
 }

@@ -8,9 +8,8 @@ import (
 )
 
 // setOp is plan.SetOp: it reads every row, counts each distinct row (all
-// columns but the last) per part, keeps the first left copy of each, and
-// then returns the kept rows in arrival order, each as often as the
-// operation says.
+// columns but the last) per part, keeps its first copy, and then returns
+// the kept rows in arrival order, each as often as the operation says.
 type setOp struct {
 	in     iter
 	op     *plan.SetOp
@@ -18,27 +17,37 @@ type setOp struct {
 	mem    *budget
 	cols   []int // the compared columns: all but the part column
 	part   int   // the part column
+	scale  []int64
 	groups []*setGroup
 	index  map[string]*setGroup
 	key    []byte
 	read   bool
 	at     int // next group to return
-	left   int // copies of groups[at] still to return
+	left   int // copies of groups[at] still to return (-1: not computed)
 }
 
-// setGroup is one distinct row: its first copy from the left part (nil
-// while only the right part has had it) and how often each part had it.
+// setGroup is one distinct row: its first copy and how often each part
+// had it.
 type setGroup struct {
-	row         [][]byte
-	left, right int64
+	row    [][]byte
+	counts []int64
 }
 
 func newSetOp(in iter, lay layout, op *plan.SetOp, mem *budget) (*setOp, error) {
 	n := len(lay.fields) - 1
-	if n < 1 {
-		return nil, &Error{Code: "XX000", Message: "shardproxy merge: SetOp needs the part column after the row's columns"}
+	if n < 1 || op.Root == nil || op.Parts < 1 {
+		return nil, &Error{Code: "XX000", Message: "shardproxy merge: SetOp needs its parts and the part column after the row's columns"}
 	}
-	s := &setOp{in: in, op: op, lay: lay, mem: mem, part: n, index: map[string]*setGroup{}}
+	s := &setOp{in: in, op: op, lay: lay, mem: mem, part: n, index: map[string]*setGroup{}, scale: make([]int64, op.Parts)}
+	for i := range s.scale {
+		s.scale[i] = 1
+	}
+	for _, p := range op.Replicated {
+		if p < 1 || p > op.Parts || op.Shards < 1 {
+			return nil, &Error{Code: "XX000", Message: fmt.Sprintf("shardproxy merge: SetOp replicated part %d of %d over %d shards", p, op.Parts, op.Shards)}
+		}
+		s.scale[p-1] = int64(op.Shards)
+	}
 	for i := range n {
 		if lay.codecs[i].oid == oidJSON { // as PostgreSQL: json has no equality
 			return nil, &Error{Code: "42883", Message: "could not identify an equality operator for type json"}
@@ -53,12 +62,10 @@ func newSetOp(in iter, lay layout, op *plan.SetOp, mem *budget) (*setOp, error) 
 	return s, nil
 }
 
+// name is the operation at the root, for messages.
 func (s *setOp) name() string {
-	n := "INTERSECT"
-	if s.op.Except {
-		n = "EXCEPT"
-	}
-	if s.op.All {
+	n := s.op.Root.Op
+	if s.op.Root.All {
 		n += " ALL"
 	}
 	return n
@@ -75,7 +82,10 @@ func (s *setOp) next() ([][]byte, error) {
 	for s.at < len(s.groups) {
 		g := s.groups[s.at]
 		if s.left < 0 {
-			s.left = s.copies(g)
+			for i, c := range g.counts {
+				g.counts[i] = c / s.scale[i]
+			}
+			s.left = int(copies(s.op.Root, g.counts))
 		}
 		if s.left > 0 {
 			s.left--
@@ -88,25 +98,28 @@ func (s *setOp) next() ([][]byte, error) {
 	return nil, io.EOF
 }
 
-// copies is how many times g's row comes out.
-func (s *setOp) copies(g *setGroup) int {
-	if g.row == nil || g.left == 0 {
-		return 0
+// copies is how many times a row with counts (per part) comes out of n.
+func copies(n *plan.SetNode, counts []int64) int64 {
+	if n.Part > 0 {
+		return counts[n.Part-1]
 	}
-	var n int64
-	switch {
-	case !s.op.Except && !s.op.All:
-		n = min(1, g.right)
-	case !s.op.Except:
-		n = min(g.left, g.right)
-	case !s.op.All:
-		if g.right == 0 {
-			n = 1
+	l, r := copies(n.Left, counts), copies(n.Right, counts)
+	var c int64
+	switch n.Op {
+	case "UNION":
+		c = l + r
+	case "INTERSECT":
+		c = min(l, r)
+	case "EXCEPT":
+		c = max(l-r, 0)
+		if !n.All && r > 0 { // EXCEPT: in the left part and not in the right
+			c = 0
 		}
-	default:
-		n = max(g.left-g.right, 0)
 	}
-	return int(n)
+	if !n.All {
+		c = min(c, 1)
+	}
+	return c
 }
 
 // consume reads the whole input into the groups.
@@ -127,34 +140,21 @@ func (s *setOp) consume() error {
 		if err != nil {
 			return err
 		}
-		if pv.null || pc.kind != kInt || (pv.i != 1 && pv.i != 2) {
-			return &Error{Code: "XX000", Message: fmt.Sprintf("shardproxy merge: %s part column holds %q, not 1 or 2", s.name(), truncate(row[s.part]))}
+		if pv.null || pc.kind != kInt || pv.i < 1 || pv.i > int64(s.op.Parts) {
+			return &Error{Code: "XX000", Message: fmt.Sprintf("shardproxy merge: %s part column holds %q, not a part from 1 to %d", s.name(), truncate(row[s.part]), s.op.Parts)}
 		}
 		if s.key, err = appendRowKey(s.key[:0], row, s.cols, s.lay); err != nil {
 			return err
 		}
 		g := s.index[string(s.key)]
 		if g == nil {
-			if err := s.mem.grow(int64(len(s.key) + 96)); err != nil {
+			if err := s.mem.grow(int64(len(s.key)+96+8*len(s.scale)) + rowSize(row)); err != nil {
 				return err
 			}
-			g = &setGroup{}
+			g = &setGroup{row: CopyRow(row), counts: make([]int64, len(s.scale))}
 			s.index[string(s.key)] = g
-		}
-		if pv.i == 2 {
-			g.right++
-			continue
-		}
-		g.left++
-		if g.row == nil {
-			// The first left copy: kept to return, and its place in the
-			// order (a group first seen on the right takes its place
-			// only now).
-			if err := s.mem.grow(rowSize(row)); err != nil {
-				return err
-			}
-			g.row = CopyRow(row)
 			s.groups = append(s.groups, g)
 		}
+		g.counts[pv.i-1]++
 	}
 }

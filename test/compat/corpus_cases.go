@@ -362,9 +362,19 @@ func buildCorpus() []Case {
 		"SELECT jsonb_build_object('k', karma) FROM users EXCEPT SELECT jsonb_build_object('k', karma * 1.0) FROM users WHERE level = 1")
 
 	b.args("SELECT author_id FROM posts WHERE like_count > $1 EXCEPT ALL SELECT user_id FROM likes WHERE post_id < $2 ORDER BY 1 OFFSET $3", "1", "50", "3")
-	b.refused("INTERSECT/EXCEPT with more than two parts, ALL over a part with no distributed table, columns the proxy cannot compare",
+	b.ok(
 		"SELECT author_id FROM posts INTERSECT SELECT follower_id FROM follows EXCEPT SELECT id FROM users WHERE level = 1",
 		"SELECT country_code FROM users INTERSECT ALL SELECT code FROM countries",
+		"SELECT country_code FROM users WHERE level = 1 UNION ALL SELECT code FROM countries ORDER BY 1 NULLS FIRST",
+		"SELECT id FROM users WHERE level = 2 UNION ALL SELECT 7 UNION ALL SELECT author_id FROM posts WHERE like_count > 3",
+		"SELECT id FROM users WHERE level = 1 UNION SELECT id FROM users WHERE level < 3 UNION ALL SELECT author_id FROM posts ORDER BY 1 LIMIT 30",
+		"SELECT follower_id FROM follows EXCEPT (SELECT author_id FROM posts INTERSECT SELECT user_id FROM likes) ORDER BY 1",
+		"SELECT level FROM users EXCEPT ALL VALUES (1), (1), (2) ORDER BY 1",
+		"(SELECT author_id FROM posts UNION ALL SELECT follower_id FROM follows) INTERSECT ALL (SELECT user_id FROM likes UNION ALL SELECT id FROM users) ORDER BY 1 DESC LIMIT 12",
+		"SELECT code FROM countries EXCEPT SELECT country_code FROM users WHERE level > 1 ORDER BY 1",
+		"WITH eu AS (SELECT code FROM countries WHERE continent = 'Europe') SELECT country_code FROM users INTERSECT ALL SELECT code FROM eu EXCEPT SELECT 'DE' ORDER BY 1",
+	)
+	b.refused("INTERSECT/EXCEPT over columns the proxy cannot compare",
 		"SELECT ('10.0.0.' || abs(level) % 200)::inet FROM users INTERSECT SELECT ('10.0.0.' || abs(flags) % 5)::inet FROM users",
 		"SELECT * FROM users EXCEPT SELECT * FROM users WHERE level > 1 ORDER BY id",
 	)
