@@ -532,6 +532,8 @@ func TestCrossShardCursors(t *testing.T) {
 			"COPY (SELECT id FROM users WHERE id < 0 ORDER BY id) TO STDOUT",
 			"COPY (SELECT author_id, id, row_number() OVER (ORDER BY author_id, id) FROM posts ORDER BY author_id, id LIMIT 7) TO STDOUT",
 			"COPY (SELECT id, name, count(*) OVER () FROM users ORDER BY id LIMIT 3) TO STDOUT (FORMAT csv, HEADER)",
+			"COPY (SELECT author_id FROM posts INTERSECT SELECT id FROM users ORDER BY 1) TO STDOUT",
+			"COPY (SELECT country FROM users EXCEPT ALL SELECT country FROM users WHERE id % 2 = 0 ORDER BY 1 NULLS FIRST) TO STDOUT WITH (FORMAT csv)",
 		} {
 			var got, want bytes.Buffer
 			gtag, gerr := app.PgConn().CopyTo(ctx, &got, sql)
