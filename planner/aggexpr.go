@@ -37,6 +37,10 @@ import (
 // what sqrt_var does. Float arguments are refused by the executor (their
 // float accumulation order cannot be reproduced).
 //
+// percentile_cont and percentile_disc (constant fraction) WITHIN GROUP
+// (ORDER BY x): the shards return array_agg(x) and PostgreSQL runs the
+// same call over the merged array (percentileRef).
+//
 // Not evaluated (0A000): subqueries and window functions inside such an
 // expression, and column references that are neither inside an aggregate
 // nor GROUP BY expressions.
@@ -72,12 +76,27 @@ func isVarianceAgg(fc *pg_query.FuncCall) bool {
 	return true
 }
 
+// isPercentileAgg reports whether fc is percentile_cont or percentile_disc
+// (fraction) WITHIN GROUP (ORDER BY x): ordered-set aggregates without a
+// combine step, so the shards return array_agg(x) and PostgreSQL computes
+// the same call over the merged array (percentileRef).
+func isPercentileAgg(fc *pg_query.FuncCall) bool {
+	if fn := funcName(fc); (fn != "percentile_cont" && fn != "percentile_disc") || !fc.AggWithinGroup {
+		return false
+	}
+	if len(fc.Funcname) > 1 {
+		s := fc.Funcname[0].GetString_()
+		return s != nil && s.Sval == "pg_catalog"
+	}
+	return true
+}
+
 // needsEval reports whether n (containing an aggregate) must be evaluated
 // after the merge: anything but one plain aggregate call with a combine
 // step.
 func needsEval(n *pg_query.Node) bool {
 	fc := n.GetFuncCall()
-	return fc == nil || !isAggCall(fc) || isVarianceAgg(fc)
+	return fc == nil || !isAggCall(fc) || isVarianceAgg(fc) || isPercentileAgg(fc)
 }
 
 func (mb *mergeBuilder) evalState() *evalBuild {
@@ -438,6 +457,9 @@ func (mb *mergeBuilder) aggRef(fc *pg_query.FuncCall, what string) (*pg_query.No
 	if isVarianceAgg(fc) {
 		return mb.varianceRef(fc, what)
 	}
+	if isPercentileAgg(fc) {
+		return mb.percentileRef(fc, what)
+	}
 	call := &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: proto.Clone(fc).(*pg_query.FuncCall)}}
 	c, err := mb.aggExprCol(call, what)
 	if err != nil {
@@ -488,6 +510,68 @@ func (mb *mergeBuilder) varianceRef(fc *pg_query.FuncCall, what string) (*pg_que
 		return nil, unsupported("cannot build the cross-shard formula of "+fn+"()", "")
 	}
 	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+}
+
+// percentileRef adds array_agg(x) (with the call's FILTER) as a partial
+// column and returns the call itself over the merged array:
+// (SELECT percentile_cont(f) WITHIN GROUP (ORDER BY u) FROM unnest(<x's
+// values>) AS shardproxy_p(u)). NULLs in the array are ignored there as
+// they are by the original call; the fraction must be constant (also an
+// ARRAY of constants).
+func (mb *mergeBuilder) percentileRef(fc *pg_query.FuncCall, what string) (*pg_query.Node, error) {
+	fn := funcName(fc)
+	var sb *pg_query.SortBy
+	if len(fc.AggOrder) == 1 {
+		sb = fc.AggOrder[0].GetSortBy()
+	}
+	if fc.AggDistinct || len(fc.Args) != 1 || !constantExpr(fc.Args[0]) || sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+		return nil, unsupported(fn+"() across shards needs a constant fraction and one ORDER BY expression",
+			"write the fraction as a constant (or an ARRAY of constants), or add a key condition")
+	}
+	x := sb.Node
+	if cc := x.GetCollateClause(); cc != nil {
+		x = cc.Arg
+	}
+	values := &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: &pg_query.FuncCall{
+		Funcname: []*pg_query.Node{pg_query.MakeStrNode("array_agg")}, Args: []*pg_query.Node{proto.Clone(x).(*pg_query.Node)},
+		AggFilter: fc.AggFilter, Funcformat: fc.Funcformat, Location: -1}}}
+	c, err := mb.aggExprCol(values, what)
+	if err != nil {
+		return nil, err
+	}
+	final := proto.Clone(fc).(*pg_query.FuncCall)
+	final.AggFilter = nil
+	u := pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode("u")}, -1)
+	if fsb := final.AggOrder[0].GetSortBy(); fsb.Node.GetCollateClause() != nil {
+		fsb.Node.GetCollateClause().Arg = u
+	} else {
+		fsb.Node = u
+	}
+	call := deparseExpr(&pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: final}})
+	tree, err := pg_query.Parse("SELECT (SELECT " + call + " FROM unnest(" + deparseExpr(mb.evalArg(c)) + ") AS shardproxy_p(u))")
+	if err != nil || len(tree.Stmts) != 1 {
+		return nil, unsupported("cannot build the cross-shard form of "+fn+"()", "")
+	}
+	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+}
+
+// constantExpr reports whether n is built of constants only (casts and
+// ARRAY[...] of them included).
+func constantExpr(n *pg_query.Node) bool {
+	ok := true
+	walkExpr(n, func(c *pg_query.Node) bool {
+		switch c.Node.(type) {
+		case *pg_query.Node_AConst, *pg_query.Node_TypeCast, *pg_query.Node_AArrayExpr, *pg_query.Node_List,
+			*pg_query.Node_String_, *pg_query.Node_TypeName, *pg_query.Node_Integer:
+			return true
+		}
+		if c.GetAExpr() != nil { // -0.5
+			return true
+		}
+		ok = false
+		return false
+	})
+	return ok
 }
 
 // varianceSQL is the final step of the variance family over the merged

@@ -72,7 +72,8 @@
 //     what to change: window functions, subqueries inside
 //     expressions over aggregates,
 //     aggregates other than count/sum/avg/min/max/bool_and/bool_or/every/
-//     string_agg/array_agg/stddev/variance (and their _samp/_pop forms;
+//     string_agg/array_agg/jsonb_agg/percentile_cont/percentile_disc
+//     (constant fraction)/stddev/variance (and their _samp/_pop forms;
 //     of float arguments refused at run time), DISTINCT aggregates of two
 //     different expressions, GROUPING SETS, HAVING parameters compared
 //     directly in binary formats other than integers and floats, LIMIT

@@ -718,9 +718,23 @@ func buildCorpus() []Case {
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
 	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application (jsonb_agg instead of json_agg is combined across shards)",
-		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
 		"SELECT json_agg(id) FROM users",
 	)
+	b.section("percentile_cont and percentile_disc across shards")
+	b.ok(
+		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) FROM users",
+		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY rating) FROM users",
+		"SELECT level, percentile_disc(0.9) WITHIN GROUP (ORDER BY karma) FROM users GROUP BY level ORDER BY level",
+		"SELECT percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY level), percentile_disc(ARRAY[0.1, 0.9]) WITHIN GROUP (ORDER BY id DESC) FROM users",
+		`SELECT active, percentile_disc(0.5) WITHIN GROUP (ORDER BY name COLLATE "C" DESC) FROM users GROUP BY active ORDER BY 1`,
+		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY session_len) FILTER (WHERE active), count(*) FROM users",
+		"SELECT country_code, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY karma)::numeric, 2) AS median FROM users GROUP BY 1 HAVING percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) > 10 ORDER BY median DESC NULLS LAST, 1",
+		"SELECT percentile_disc(0) WITHIN GROUP (ORDER BY id), percentile_disc(1) WITHIN GROUP (ORDER BY id), percentile_cont(1) WITHIN GROUP (ORDER BY flags) FROM users WHERE level > 100",
+	)
+	b.refused("percentile_cont/percentile_disc across shards need a constant fraction",
+		"SELECT level, percentile_cont(level / 10.0) WITHIN GROUP (ORDER BY karma) FROM users GROUP BY level",
+	)
+	b.section("Cross-shard shapes that are refused")
 	b.refused("this form of a DISTINCT or ordered aggregate has no cross-shard combine step yet; use count, sum or avg with DISTINCT, order string_agg/array_agg by one key, or aggregate in the application",
 		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
 		"SELECT array_agg(id ORDER BY karma NULLS FIRST, id) FROM users WHERE level = 1",
