@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
@@ -97,8 +98,13 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		case "lead":
 			w.whole = w.whole || c.N > 1 // reads n rows ahead within the partition
 		case "sum", "avg":
-			if k := col.inC.kind; k != kInt && k != kNumeric {
-				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running %s of type %d across shards is not supported (only integer and numeric sums are exact in any order)", c.Func, col.inC.oid),
+			// Floats are added in the window's order, as PostgreSQL's
+			// float8pl/float4pl and float8_accum do row by row; rows equal
+			// on the window's ORDER BY may arrive in another order than on
+			// one server, which can change the last bits (as PostgreSQL's
+			// own order of such peers is unspecified).
+			if k := col.inC.kind; k != kInt && k != kNumeric && k != kFloat {
+				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("a running %s of type %d across shards is not supported", c.Func, col.inC.oid),
 					Hint: "cast the argument to numeric, or partition the window by the distribution key"}
 			}
 		default:
@@ -378,11 +384,23 @@ func (c *windowCol) add(raw []byte) error {
 	s := &c.acc
 	switch c.fn {
 	case "avg":
-		sumAdd(c.inC, s, v)
+		if c.inC.kind == kFloat { // float8_accum: float4 inputs are summed as float8
+			if err := floatAdd(&s.fsum, v.f, false); err != nil {
+				return err
+			}
+		} else {
+			sumAdd(c.inC, s, v)
+		}
 		s.cnt++
 	case "count":
 		s.n += v.i
 	case "sum":
+		if c.c.kind == kFloat {
+			if err := floatAdd(&s.fsum, v.f, c.c.oid == oidFloat4); err != nil {
+				return err
+			}
+			break
+		}
 		sumAdd(c.c, s, v)
 	case "min", "max":
 		if s.has {
@@ -396,6 +414,21 @@ func (c *windowCol) add(raw []byte) error {
 		s.v, s.raw = copyValues([]value{v})[0], keepValue(raw)
 	}
 	s.has = true
+	return nil
+}
+
+// floatAdd adds x to *sum as float8pl (or, for real, float4pl: rounded to
+// float4 after every addition) does, including its overflow error when
+// finite values add up to an infinity.
+func floatAdd(sum *float64, x float64, real bool) error {
+	r := *sum + x
+	if real {
+		r = float64(float32(*sum) + float32(x))
+	}
+	if math.IsInf(r, 0) && !math.IsInf(*sum, 0) && !math.IsInf(x, 0) {
+		return &Error{Code: "22003", Message: "value out of range: overflow"}
+	}
+	*sum = r
 	return nil
 }
 
@@ -418,6 +451,8 @@ func (c *windowCol) result() ([]byte, error) {
 			return c.c.encode(nil, value{i: s.isum.Int64()}, c.format)
 		case kNumeric:
 			return c.c.encode(nil, value{d: s.dsum}, c.format)
+		case kFloat:
+			return c.c.encode(nil, value{f: s.fsum}, c.format)
 		}
 	case "min", "max":
 		if !s.has {
@@ -427,6 +462,9 @@ func (c *windowCol) result() ([]byte, error) {
 	case "avg": // numeric_div of the exact sum by the count, as PostgreSQL's avg
 		if s.cnt == 0 {
 			return nil, nil
+		}
+		if c.inC.kind == kFloat { // float8_avg: Sx / N
+			return c.c.encode(nil, value{f: s.fsum / float64(s.cnt)}, c.format)
 		}
 		sum := s.dsum
 		if c.inC.kind == kInt {

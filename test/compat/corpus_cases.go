@@ -644,12 +644,19 @@ func buildCorpus() []Case {
 	b.args("SELECT country_code, count(*), rank() OVER (ORDER BY count(*) DESC, country_code) FROM users WHERE level > $1 GROUP BY country_code ORDER BY 3 LIMIT $2", "1", "5")
 	b.args("SELECT id, row_number() OVER (ORDER BY id) * $1 FROM users WHERE level = $2 ORDER BY id", "3", "2")
 	b.args("SELECT id, lead(id) OVER (ORDER BY id) FROM users WHERE level = $1 ORDER BY id LIMIT $2", "2", "5")
+	// Running float sums and averages: added in the window's order, as one
+	// server does (a unique ORDER BY, so the order is the same).
+	b.ok(
+		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
+		"SELECT id, avg(rating) OVER (ORDER BY id) FROM users",
+		"SELECT id, rating, sum(rating) OVER (PARTITION BY level ORDER BY rating NULLS FIRST, id DESC), avg(rating) OVER (PARTITION BY active ORDER BY id ROWS UNBOUNDED PRECEDING) FROM users ORDER BY id",
+		"SELECT author_id, id, score, sum(score) OVER (ORDER BY author_id, id), avg(score) OVER (PARTITION BY author_id % 3 ORDER BY author_id, id) FROM posts ORDER BY author_id, id",
+		"SELECT id, sum(rating::real) OVER (ORDER BY id DESC) FROM users ORDER BY id LIMIT 15",
+	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
-		"SELECT id, sum(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
-		"SELECT id, avg(rating) OVER (ORDER BY id) FROM users",
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
