@@ -48,7 +48,9 @@
 //     and FETCH FIRST (constants or $n) → Limit, shards get LIMIT
 //     count+offset; DISTINCT and DISTINCT ON → Distinct (shards keep it);
 //     aggregates, GROUP BY and HAVING not grouped by the class key →
-//     partial aggregates on the shards (avg = sum and count, count(DISTINCT
+//     partial aggregates on the shards (GROUPING SETS, ROLLUP and CUBE
+//     grouped by the shards too, merged by every set expression plus a
+//     hidden GROUPING() over them; avg = sum and count, count(DISTINCT
 //     x) pushes x into the shards' GROUP BY, ordered string_agg/array_agg
 //     send arrays of values and of sort keys, stddev/variance send count,
 //     sum and sum of squares) and Aggregate → Evaluate → Having → Sort
@@ -75,7 +77,7 @@
 //     string_agg/array_agg/jsonb_agg/percentile_cont/percentile_disc
 //     (constant fraction)/stddev/variance (and their _samp/_pop forms;
 //     of float arguments refused at run time), DISTINCT aggregates of two
-//     different expressions, GROUPING SETS, HAVING parameters compared
+//     different expressions, GROUP BY DISTINCT, HAVING parameters compared
 //     directly in binary formats other than integers and floats, LIMIT
 //     expressions, WITH TIES, SELECT * with aggregates, and subqueries,
 //     CTEs or UNION parts that need LIMIT/DISTINCT/aggregation over rows of

@@ -3,6 +3,7 @@ package planner
 import (
 	"encoding/binary"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"math"
 	"strconv"
 	"strings"
@@ -539,6 +540,58 @@ func (mb *mergeBuilder) laterSorts(agg bool) (final []plan.SortKey, windows [][]
 	return final, windows, nil
 }
 
+// groupingExprs lists the distinct expressions sel groups by, those inside
+// GROUPING SETS, ROLLUP and CUBE included (positions resolved to the
+// select-list expression they name, as GROUPING() needs them), and
+// whether there are grouping sets.
+func groupingExprs(sel *pg_query.SelectStmt) ([]*pg_query.Node, bool) {
+	sets := false
+	var out []*pg_query.Node
+	seen := map[string]bool{}
+	var add func(n *pg_query.Node)
+	add = func(n *pg_query.Node) {
+		switch x := n.Node.(type) {
+		case *pg_query.Node_GroupingSet:
+			sets = true
+			for _, c := range x.GroupingSet.Content {
+				add(c)
+			}
+			return
+		case *pg_query.Node_RowExpr: // (a, b) inside ROLLUP/CUBE: one element of several columns
+			if x.RowExpr.RowFormat == pg_query.CoercionForm_COERCE_IMPLICIT_CAST {
+				for _, c := range x.RowExpr.Args {
+					add(c)
+				}
+				return
+			}
+		case *pg_query.Node_List:
+			for _, c := range x.List.Items {
+				add(c)
+			}
+			return
+		}
+		k := deparseExpr(n)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, n)
+		}
+	}
+	for _, g := range sel.GroupClause {
+		add(g)
+	}
+	if !sets {
+		return sel.GroupClause, false
+	}
+	for i, g := range out { // GROUP BY ROLLUP (1): GROUPING() needs the expression
+		if c := g.GetAConst(); c != nil {
+			if iv, ok := c.GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival.Ival >= 1 && int(iv.Ival.Ival) <= len(sel.TargetList) {
+				out[i] = sel.TargetList[iv.Ival.Ival-1].GetResTarget().Val
+			}
+		}
+	}
+	return out, true
+}
+
 // aggregate rewrites a SELECT with aggregates or GROUP BY that is not
 // grouped by the key: shards compute partial aggregates per group, the
 // proxy combines them.
@@ -547,10 +600,14 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	if mb.star {
 		return nil, unsupported("SELECT * with aggregates or GROUP BY across shards is not supported", "list the columns")
 	}
-	for _, g := range sel.GroupClause {
-		if g.GetGroupingSet() != nil {
-			return nil, unsupported("GROUPING SETS, ROLLUP and CUBE across shards are not supported yet", "GROUP BY the distribution key, or add a key condition")
-		}
+	// GROUPING SETS, ROLLUP and CUBE: the shards group by the sets
+	// themselves; the proxy merges groups keyed by every expression of the
+	// sets plus a hidden GROUPING() over all of them, so a set's subtotal
+	// row (NULL where a column is rolled up) never meets a group whose key
+	// is NULL.
+	groupExprs, sets := groupingExprs(sel)
+	if sets && len(groupExprs) > 31 {
+		return nil, unsupported("GROUPING SETS over more than 31 expressions across shards are not supported", "GROUP BY the distribution key, or add a key condition")
 	}
 	if sel.GroupDistinct {
 		return nil, unsupported("GROUP BY DISTINCT across shards is not supported yet", "")
@@ -570,7 +627,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		}
 	}
 	var groupCols []int
-	for _, g := range sel.GroupClause {
+	for _, g := range groupExprs {
 		c, err := mb.groupCol(g)
 		if err != nil {
 			return nil, err
@@ -578,6 +635,15 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 		groupCols = append(groupCols, c)
 		mb.groupKeys[deparseExpr(g)] = true
 		mb.noteGroupKey(g, c)
+	}
+	if sets {
+		var args []*pg_query.Node
+		for _, g := range groupExprs {
+			args = append(args, proto.Clone(g).(*pg_query.Node))
+		}
+		gf := &pg_query.Node{Node: &pg_query.Node_GroupingFunc{GroupingFunc: &pg_query.GroupingFunc{Args: args, Location: -1}}}
+		j := mb.addHidden(gf, plan.AggColumn{Func: plan.AggKey, Arg: -1, Name: "grouping"})
+		groupCols = append(groupCols, encodeCol(colIdx{hidden: true, j: j}))
 	}
 	for i, t := range sel.TargetList {
 		rt := t.GetResTarget()

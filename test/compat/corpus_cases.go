@@ -749,9 +749,18 @@ func buildCorpus() []Case {
 	b.refused("a row comparison is not recognised as a join on the distribution keys; write one equality per column (ON c.post_author_id = p.author_id AND c.post_id = p.id)",
 		"SELECT count(*) FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id)",
 	)
-	b.refused("GROUPING SETS, ROLLUP and CUBE are not supported across shards",
+	b.section("GROUPING SETS, ROLLUP and CUBE across shards")
+	b.ok(
 		"SELECT level, active, count(*) FROM users GROUP BY ROLLUP (level, active)",
+		"SELECT level, active, count(*), sum(karma), GROUPING(level, active) FROM users GROUP BY CUBE (level, active) ORDER BY 5, 1 NULLS FIRST, 2 NULLS FIRST",
+		"SELECT country_code, level % 2 AS odd, count(*), avg(karma) FROM users GROUP BY GROUPING SETS ((country_code, level % 2), (country_code), ()) HAVING count(*) > 1 ORDER BY 1 NULLS LAST, 2 NULLS LAST",
+		"SELECT active, count(*), max(name) FROM users WHERE id < 0 GROUP BY ROLLUP (active)",
+		"SELECT level, active, count(*) FROM users GROUP BY level, ROLLUP (active) ORDER BY 1, 2 NULLS FIRST",
+		"SELECT country_code, count(*) FROM users GROUP BY ROLLUP (1) ORDER BY 1 NULLS FIRST, 2 LIMIT 5",
+		"SELECT country_code, birthday IS NULL AS nob, count(*) FROM users GROUP BY ROLLUP ((country_code, birthday IS NULL)) ORDER BY 1 NULLS FIRST, 2",
+		"SELECT level, string_agg(name, ',' ORDER BY name), GROUPING(level) FROM users WHERE level < 3 GROUP BY GROUPING SETS (level, ()) ORDER BY 3, 1",
 	)
+	b.section("Cross-shard shapes that are refused")
 	b.refused("FOR UPDATE with ORDER BY or OFFSET across shards would lock rows the answer does not return; lock by a key condition",
 		"SELECT id FROM users WHERE level = 1 ORDER BY id LIMIT 1 FOR UPDATE",
 	)
