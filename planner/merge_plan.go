@@ -3,13 +3,14 @@ package planner
 import (
 	"encoding/binary"
 	"fmt"
-	"google.golang.org/protobuf/proto"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/shardproxy/shardproxy/planner/plan"
 )
@@ -592,6 +593,109 @@ func groupingExprs(sel *pg_query.SelectStmt) ([]*pg_query.Node, bool) {
 	return out, true
 }
 
+// groupingSetCount expands sel's GROUP BY into its grouping sets, as
+// PostgreSQL does (each item's sets crossed with the next's; ROLLUP of n
+// elements gives n+1 sets, CUBE 2^n, GROUPING SETS the union of its
+// items'), and returns how many there are and whether one repeats (as a
+// set of expressions). It stops counting past 4096.
+func groupingSetCount(sel *pg_query.SelectStmt) (int, bool) {
+	const limit = 4096
+	key := func(n *pg_query.Node) string {
+		if c := n.GetAConst(); c != nil {
+			if iv, ok := c.GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival.Ival >= 1 && int(iv.Ival.Ival) <= len(sel.TargetList) {
+				n = sel.TargetList[iv.Ival.Ival-1].GetResTarget().Val
+			}
+		}
+		return deparseExpr(n)
+	}
+	// element is one item inside ROLLUP/CUBE/SETS: its expressions.
+	var element func(n *pg_query.Node) []string
+	element = func(n *pg_query.Node) []string {
+		if gs := n.GetGroupingSet(); gs != nil && gs.Kind == pg_query.GroupingSetKind_GROUPING_SET_SIMPLE {
+			var out []string
+			for _, c := range gs.Content {
+				out = append(out, element(c)...)
+			}
+			return out
+		}
+		if r := n.GetRowExpr(); r != nil && r.RowFormat == pg_query.CoercionForm_COERCE_IMPLICIT_CAST {
+			var out []string
+			for _, a := range r.Args {
+				out = append(out, key(a))
+			}
+			return out
+		}
+		return []string{key(n)}
+	}
+	var expand func(n *pg_query.Node) [][]string
+	expand = func(n *pg_query.Node) [][]string {
+		gs := n.GetGroupingSet()
+		if gs == nil {
+			return [][]string{element(n)}
+		}
+		var out [][]string
+		switch gs.Kind {
+		case pg_query.GroupingSetKind_GROUPING_SET_EMPTY:
+			return [][]string{nil}
+		case pg_query.GroupingSetKind_GROUPING_SET_SIMPLE:
+			var set []string
+			for _, c := range gs.Content {
+				set = append(set, element(c)...)
+			}
+			return [][]string{set}
+		case pg_query.GroupingSetKind_GROUPING_SET_ROLLUP:
+			for k := len(gs.Content); k >= 0; k-- {
+				var set []string
+				for _, c := range gs.Content[:k] {
+					set = append(set, element(c)...)
+				}
+				out = append(out, set)
+			}
+		case pg_query.GroupingSetKind_GROUPING_SET_CUBE:
+			if len(gs.Content) > 12 {
+				return make([][]string, limit+1)
+			}
+			for mask := 0; mask < 1<<len(gs.Content); mask++ {
+				var set []string
+				for i, c := range gs.Content {
+					if mask&(1<<i) != 0 {
+						set = append(set, element(c)...)
+					}
+				}
+				out = append(out, set)
+			}
+		default: // GROUPING SETS (…)
+			for _, c := range gs.Content {
+				out = append(out, expand(c)...)
+			}
+		}
+		return out
+	}
+	sets := [][]string{nil}
+	for _, g := range sel.GroupClause {
+		var next [][]string
+		for _, a := range sets {
+			for _, b := range expand(g) {
+				next = append(next, append(append([]string(nil), a...), b...))
+				if len(next) > limit {
+					return len(next), false
+				}
+			}
+		}
+		sets = next
+	}
+	seen := map[string]bool{}
+	for _, set := range sets {
+		set = slices.Compact(slices.Sorted(slices.Values(set)))
+		k := strings.Join(set, "\x00")
+		if seen[k] {
+			return len(sets), true
+		}
+		seen[k] = true
+	}
+	return len(sets), false
+}
+
 // aggregate rewrites a SELECT with aggregates or GROUP BY that is not
 // grouped by the key: shards compute partial aggregates per group, the
 // proxy combines them.
@@ -609,8 +713,13 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	if sets && len(groupExprs) > 31 {
 		return nil, unsupported("GROUPING SETS over more than 31 expressions across shards are not supported", "GROUP BY the distribution key, or add a key condition")
 	}
-	if sel.GroupDistinct {
-		return nil, unsupported("GROUP BY DISTINCT across shards is not supported yet", "")
+	if sets && !sel.GroupDistinct {
+		// A set listed twice gives its groups twice on one server; merged by
+		// set they would become one.
+		if n, dup := groupingSetCount(sel); dup || n > 4096 {
+			return nil, unsupported("GROUPING SETS that repeat a set (or more than 4096 sets) across shards are not supported",
+				"write GROUP BY DISTINCT to drop the repeated sets, or add a key condition")
+		}
 	}
 	m := &mergeTmpl{}
 	// Hidden columns added before (window.go, over these groups) keep

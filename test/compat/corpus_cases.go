@@ -759,6 +759,13 @@ func buildCorpus() []Case {
 		"SELECT country_code, count(*) FROM users GROUP BY ROLLUP (1) ORDER BY 1 NULLS FIRST, 2 LIMIT 5",
 		"SELECT country_code, birthday IS NULL AS nob, count(*) FROM users GROUP BY ROLLUP ((country_code, birthday IS NULL)) ORDER BY 1 NULLS FIRST, 2",
 		"SELECT level, string_agg(name, ',' ORDER BY name), GROUPING(level) FROM users WHERE level < 3 GROUP BY GROUPING SETS (level, ()) ORDER BY 3, 1",
+		"SELECT level, active, count(*) FROM users GROUP BY DISTINCT ROLLUP (level, active), ROLLUP (level) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 3",
+		"SELECT level, active, count(*) FROM users GROUP BY ROLLUP (level), CUBE (active) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST, 3",
+		"SELECT level % 3 AS l, active, count(*) FROM users GROUP BY DISTINCT level % 3, active ORDER BY 1, 2",
+	)
+	b.refused("GROUPING SETS that repeat a set across shards (write GROUP BY DISTINCT)",
+		"SELECT level, count(*) FROM users GROUP BY GROUPING SETS ((level), (level), ())",
+		"SELECT level, active, count(*) FROM users GROUP BY ROLLUP (level, active), ROLLUP (level)",
 	)
 	b.section("Cross-shard shapes that are refused")
 	b.refused("FOR UPDATE with ORDER BY or OFFSET across shards would lock rows the answer does not return; lock by a key condition",
