@@ -784,6 +784,7 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 			j := mb.addHidden(extra.hiddenArg, plan.AggColumn{Func: extra.hiddenFunc, Arg: -1, Name: extra.hiddenFunc})
 			mb.cols[i].Arg = -1000 - j // resolved below
 		}
+		mb.addMoreKeys(i, extra)
 	}
 	if having := sel.HavingClause; having != nil {
 		var c *plan.Cond
@@ -836,6 +837,11 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	for i := range mb.cols {
 		if mb.cols[i].Arg <= -1000 {
 			mb.cols[i].Arg = len(sel.TargetList) - len(mb.hidden) + (-1000 - mb.cols[i].Arg)
+		}
+		for k, mk := range mb.cols[i].MoreKeys {
+			if mk.Column <= -1000 {
+				mb.cols[i].MoreKeys[k].Column = len(sel.TargetList) - len(mb.hidden) + (-1000 - mk.Column)
+			}
 		}
 	}
 	m.eval = mb.resolveEval()
@@ -1080,10 +1086,12 @@ func (mb *mergeBuilder) aggExprCol(n *pg_query.Node, what string) (colIdx, error
 		return colIdx{}, err
 	}
 	j := mb.addHidden(extra.val, col)
+	ci := len(mb.cols) - 1
 	if extra.hiddenArg != nil {
 		a := mb.addHidden(extra.hiddenArg, plan.AggColumn{Func: extra.hiddenFunc, Arg: -1})
-		mb.cols[len(mb.cols)-2].Arg = -1000 - a
+		mb.cols[ci].Arg = -1000 - a
 	}
+	mb.addMoreKeys(ci, extra)
 	mb.exprs[k] = colIdx{hidden: true, j: j}
 	return colIdx{hidden: true, j: j}, nil
 }
@@ -1092,6 +1100,32 @@ type partialExtra struct {
 	val        *pg_query.Node // the shard's expression at the column
 	hiddenArg  *pg_query.Node // a second partial (avg's count, ordered agg's keys)
 	hiddenFunc string
+	// moreKeys: an ordered aggregate's arrays of its ORDER BY keys after the
+	// first (plan.AggColumn.MoreKeys).
+	moreKeys []*pg_query.Node
+}
+
+// sortDirection reads an ORDER BY item's direction and NULLS placement
+// (NULLS FIRST by default for DESC, as PostgreSQL).
+func sortDirection(sb *pg_query.SortBy) (desc, nullsFirst bool) {
+	desc = sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC
+	nullsFirst = desc
+	switch sb.SortbyNulls {
+	case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+		nullsFirst = true
+	case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+		nullsFirst = false
+	}
+	return desc, nullsFirst
+}
+
+// addMoreKeys adds the hidden key arrays of the partial at mb.cols[ci]
+// (resolved with the other -1000 - j references in aggregate()).
+func (mb *mergeBuilder) addMoreKeys(ci int, extra partialExtra) {
+	for k, n := range extra.moreKeys {
+		j := mb.addHidden(n, plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: "array_agg"})
+		mb.cols[ci].MoreKeys[k].Column = -1000 - j
+	}
 }
 
 // partial rewrites one aggregate call into its per-shard partial and the
@@ -1184,21 +1218,23 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 			col.Func = map[string]string{"string_agg": plan.AggStringAgg, "array_agg": plan.AggArrayAgg, "jsonb_agg": plan.AggJsonbAgg}[fn]
 			return col, ex, nil
 		}
-		if len(fc.AggOrder) != 1 {
-			return col, ex, unsupported(fn+"() with several ORDER BY keys across shards is not supported yet", "order by one expression")
+		var sbs []*pg_query.SortBy
+		for _, o := range fc.AggOrder {
+			sb := o.GetSortBy()
+			if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+				return col, ex, unsupported(fn+"(... ORDER BY ... USING) across shards is not supported", "")
+			}
+			sbs = append(sbs, sb)
 		}
-		sb := fc.AggOrder[0].GetSortBy()
-		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
-			return col, ex, unsupported(fn+"(... ORDER BY ... USING) across shards is not supported", "")
-		}
+		sb := sbs[0]
 		col.Func = map[string]string{"string_agg": plan.AggOrderedStringAgg, "array_agg": plan.AggOrderedArrayAgg, "jsonb_agg": plan.AggOrderedJsonbAgg}[fn]
-		col.Desc = sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC
-		col.NullsFirst = col.Desc
-		switch sb.SortbyNulls {
-		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
-			col.NullsFirst = true
-		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
-			col.NullsFirst = false
+		col.Desc, col.NullsFirst = sortDirection(sb)
+		// Keys after the first: one more array of the same rows each.
+		col.MoreKeys = nil
+		for _, k := range sbs[1:] {
+			d, nf := sortDirection(k)
+			col.MoreKeys = append(col.MoreKeys, plan.SortKey{Column: -1, Desc: d, NullsFirst: nf})
+			ex.moreKeys = append(ex.moreKeys, withName("array_agg", []*pg_query.Node{k.Node}, fc.AggOrder))
 		}
 		// The values in the key's order (jsonb_agg keeps its own form:
 		// each element as to_jsonb makes it), and the keys.

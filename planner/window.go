@@ -174,7 +174,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 				val := proto.Clone(c).(*pg_query.Node)
 				if len(fc.Args) > 0 { // lag(count(*)) and the like: the aggregate's partial
 					pc, extra, err := mb.partial(proto.Clone(fc.Args[0].GetFuncCall()).(*pg_query.FuncCall), funcName(fc))
-					if err != nil || extra.hiddenArg != nil {
+					if err != nil || extra.hiddenArg != nil || len(extra.moreKeys) > 0 {
 						fail = unsupported("window function "+funcName(fc)+"() of "+deparseExpr(fc.Args[0])+" inside an expression across shards is not supported", "use count, sum, min or max")
 						return false
 					}

@@ -152,6 +152,9 @@ type AggColumn struct {
 	// Desc, NullsFirst: the ORDER BY inside an ordered string_agg/array_agg/jsonb_agg.
 	Desc       bool
 	NullsFirst bool
+	// MoreKeys are an ordered aggregate's ORDER BY keys after the first:
+	// each Column holds array_agg(<key> ORDER BY ...) of the same rows.
+	MoreKeys []SortKey
 	// Name is the output column name the client sees (the planner aliases
 	// the partials with it, so it is also the shard's column name).
 	Name string
@@ -167,6 +170,9 @@ func (c AggColumn) String() string {
 	}
 	if Ordered(c.Func) {
 		s += SortKey{Column: c.Arg, Desc: c.Desc, NullsFirst: c.NullsFirst}.String()[len(strconv.Itoa(c.Arg)):]
+		for _, k := range c.MoreKeys {
+			s += ", " + k.String()
+		}
 	}
 	return s
 }

@@ -27,6 +27,16 @@ type aggCol struct {
 	sep    []byte
 	desc   bool
 	nfirst bool
+	more   []moreKey // an ordered aggregate's ORDER BY keys after the first
+}
+
+// moreKey is a column holding the arrays of one more ORDER BY key of an
+// ordered aggregate.
+type moreKey struct {
+	col          int
+	c            *codec
+	format       int16
+	desc, nfirst bool
 }
 
 type aggState struct {
@@ -46,7 +56,10 @@ type aggState struct {
 	pairs []pair
 }
 
-type pair struct{ key, val value }
+type pair struct {
+	key, val value
+	more     []value // the further ORDER BY keys
+}
 
 type group struct {
 	st []aggState
@@ -159,6 +172,20 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 			}
 			if err := b.checkCollation(c.argC.elem, ""); err != nil {
 				return nil, layout{}, err
+			}
+			for _, k := range spec.MoreKeys {
+				p, err := b.col(lay, k.Column, "aggregate ORDER BY key")
+				if err != nil {
+					return nil, layout{}, err
+				}
+				mk := moreKey{col: p, c: lay.codecs[p], format: lay.fields[p].Format, desc: k.Desc, nfirst: k.NullsFirst}
+				if mk.c.kind != kArray || !mk.c.elem.ordered() {
+					return nil, layout{}, errUnsupportedAgg(spec.Func+" ORDER BY", in)
+				}
+				if err := b.checkCollation(mk.c.elem, ""); err != nil {
+					return nil, layout{}, err
+				}
+				c.more = append(c.more, mk)
 			}
 		}
 		of := f
@@ -362,16 +389,56 @@ func (a *aggregator) add(c *aggCol, s *aggState, row [][]byte) error {
 		if kv.null || len(kv.arr) != len(v.arr) {
 			return &Error{Code: "XX000", Message: "shardproxy merge: ordered aggregate arrays of different lengths"}
 		}
-		if err := a.mem.grow(int64(len(raw) + len(row[c.arg]) + 96*len(v.arr))); err != nil {
+		more := make([][]value, len(c.more))
+		size := len(raw) + len(row[c.arg]) + 96*len(v.arr)
+		for k, mk := range c.more {
+			mv, err := mk.c.decode(row[mk.col], mk.format)
+			if err != nil {
+				return err
+			}
+			if mv.null || len(mv.arr) != len(v.arr) {
+				return &Error{Code: "XX000", Message: "shardproxy merge: ordered aggregate arrays of different lengths"}
+			}
+			more[k] = copyValues(mv.arr)
+			size += len(row[mk.col]) + 48*len(v.arr)
+		}
+		if err := a.mem.grow(int64(size)); err != nil {
 			return err
 		}
 		vals, keys := copyValues(v.arr), copyValues(kv.arr)
 		for i := range vals {
-			s.pairs = append(s.pairs, pair{key: keys[i], val: vals[i]})
+			p := pair{key: keys[i], val: vals[i]}
+			for k := range more {
+				p.more = append(p.more, more[k][i])
+			}
+			s.pairs = append(s.pairs, p)
 		}
 		s.has = true
 	}
 	return nil
+}
+
+// orderKeys compares two ORDER BY key values of an ordered aggregate.
+func orderKeys(kc *codec, x, y value, desc, nullsFirst bool) int {
+	switch {
+	case x.null && y.null:
+		return 0
+	case x.null:
+		if nullsFirst {
+			return -1
+		}
+		return 1
+	case y.null:
+		if nullsFirst {
+			return 1
+		}
+		return -1
+	}
+	cmp := kc.compare(x, y)
+	if desc {
+		cmp = -cmp
+	}
+	return cmp
 }
 
 func copyValues(vs []value) []value {
@@ -501,20 +568,15 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 		}
 		kc := c.argC.elem
 		sort.SliceStable(s.pairs, func(i, j int) bool {
-			x, y := s.pairs[i].key, s.pairs[j].key
-			switch {
-			case x.null && y.null:
-				return false
-			case x.null:
-				return c.nfirst
-			case y.null:
-				return !c.nfirst
+			if r := orderKeys(kc, s.pairs[i].key, s.pairs[j].key, c.desc, c.nfirst); r != 0 {
+				return r < 0
 			}
-			cmp := kc.compare(x, y)
-			if c.desc {
-				cmp = -cmp
+			for k, mk := range c.more {
+				if r := orderKeys(mk.c.elem, s.pairs[i].more[k], s.pairs[j].more[k], mk.desc, mk.nfirst); r != 0 {
+					return r < 0
+				}
 			}
-			return cmp < 0
+			return false
 		})
 		if c.fn == plan.AggOrderedJsonbAgg {
 			elems := make([][]byte, len(s.pairs))

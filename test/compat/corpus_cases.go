@@ -742,9 +742,15 @@ func buildCorpus() []Case {
 		"SELECT level, percentile_cont(level / 10.0) WITHIN GROUP (ORDER BY karma) FROM users GROUP BY level",
 	)
 	b.section("Cross-shard shapes that are refused")
-	b.refused("this form of a DISTINCT or ordered aggregate has no cross-shard combine step yet; use count, sum or avg with DISTINCT, order string_agg/array_agg by one key, or aggregate in the application",
-		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
+	b.ok(
 		"SELECT array_agg(id ORDER BY karma NULLS FIRST, id) FROM users WHERE level = 1",
+		"SELECT level, string_agg(name, ', ' ORDER BY active DESC, name COLLATE \"C\", id) FROM users GROUP BY level ORDER BY level",
+		"SELECT active, array_agg(id ORDER BY country_code NULLS FIRST, birthday DESC, id DESC) FROM users GROUP BY active ORDER BY active",
+		"SELECT jsonb_agg(id ORDER BY level, karma DESC NULLS LAST, id) FROM users WHERE id < 40",
+		"SELECT level, array_agg(name ORDER BY flags % 3, id) FILTER (WHERE active), count(*) FROM users GROUP BY level HAVING count(*) > 2 ORDER BY 1",
+	)
+	b.refused("a DISTINCT string_agg/array_agg has no cross-shard combine step yet; use count, sum or avg with DISTINCT, or aggregate in the application",
+		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
 	)
 	b.refused("a row comparison is not recognised as a join on the distribution keys; write one equality per column (ON c.post_author_id = p.author_id AND c.post_id = p.id)",
 		"SELECT count(*) FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id)",
