@@ -52,7 +52,8 @@
 //     grouped by the shards too, merged by every set expression plus a
 //     hidden GROUPING() over them; avg = sum and count, count(DISTINCT
 //     x) pushes x into the shards' GROUP BY, ordered string_agg/array_agg
-//     send arrays of values and of each sort key, stddev/variance send count,
+//     send arrays of values and of each sort key (with DISTINCT x ORDER BY
+//     x: distinct and sorted, repeats dropped), stddev/variance send count,
 //     sum and sum of squares) and Aggregate → Evaluate → Having → Sort
 //     above them; grouped by the key the shards' groups are final.
 //     Expressions over aggregates (`round(avg(x), 1)`, `count(*) + 1`,

@@ -1148,7 +1148,21 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 			AggFilter: fc.AggFilter, AggStar: fc.AggStar, Funcformat: fc.Funcformat, Location: -1}
 		return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: c}}
 	}
-	if fc.AggDistinct {
+	// string_agg/array_agg/jsonb_agg(DISTINCT x [ORDER BY x]): the shards
+	// send their distinct values sorted, the merge sorts all of them and
+	// drops repeats (plan.AggColumn.Distinct). Without ORDER BY one server
+	// returns them sorted too (its DISTINCT sorts).
+	distinctOrdered := false
+	if fc.AggDistinct && (fn == "string_agg" || fn == "array_agg" || fn == "jsonb_agg") && len(fc.Args) > 0 &&
+		(len(fc.AggOrder) == 0 || (len(fc.AggOrder) == 1 && fc.AggOrder[0].GetSortBy() != nil &&
+			deparseExpr(fc.AggOrder[0].GetSortBy().Node) == deparseExpr(fc.Args[0]))) {
+		distinctOrdered = true
+		if len(fc.AggOrder) == 0 {
+			fc.AggOrder = []*pg_query.Node{{Node: &pg_query.Node_SortBy{SortBy: &pg_query.SortBy{Node: proto.Clone(fc.Args[0]).(*pg_query.Node),
+				SortbyDir: pg_query.SortByDir_SORTBY_DEFAULT, SortbyNulls: pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, Location: -1}}}}
+		}
+	}
+	if fc.AggDistinct && !distinctOrdered {
 		if fn == "min" || fn == "max" {
 			fc.AggDistinct = false
 		} else {
@@ -1244,6 +1258,11 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 		}
 		ex.hiddenArg = withName("array_agg", []*pg_query.Node{sb.Node}, fc.AggOrder)
 		ex.hiddenFunc = plan.AggAny
+		if distinctOrdered {
+			col.Distinct = true
+			ex.val.GetFuncCall().AggDistinct = true
+			ex.hiddenArg.GetFuncCall().AggDistinct = true
+		}
 	case "json_agg":
 		// Its text puts a line break between composite or array elements
 		// but not between json values of the same shape: combining the

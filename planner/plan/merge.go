@@ -152,6 +152,9 @@ type AggColumn struct {
 	// Desc, NullsFirst: the ORDER BY inside an ordered string_agg/array_agg/jsonb_agg.
 	Desc       bool
 	NullsFirst bool
+	// Distinct: an ordered aggregate of DISTINCT values (ordered by the
+	// value itself): equal keys after the sort are kept once.
+	Distinct bool
 	// MoreKeys are an ordered aggregate's ORDER BY keys after the first:
 	// each Column holds array_agg(<key> ORDER BY ...) of the same rows.
 	MoreKeys []SortKey
@@ -172,6 +175,9 @@ func (c AggColumn) String() string {
 		s += SortKey{Column: c.Arg, Desc: c.Desc, NullsFirst: c.NullsFirst}.String()[len(strconv.Itoa(c.Arg)):]
 		for _, k := range c.MoreKeys {
 			s += ", " + k.String()
+		}
+		if c.Distinct {
+			s += " distinct"
 		}
 	}
 	return s

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"slices"
 	"sort"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -28,6 +29,7 @@ type aggCol struct {
 	desc   bool
 	nfirst bool
 	more   []moreKey // an ordered aggregate's ORDER BY keys after the first
+	dst    bool      // an ordered aggregate of DISTINCT values
 }
 
 // moreKey is a column holding the arrays of one more ORDER BY key of an
@@ -96,7 +98,7 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 	outLay := layout{}
 	for i, spec := range o.Columns {
 		f := lay.fields[i]
-		c := aggCol{fn: spec.Func, in: i, inC: lay.codecs[i], inFmt: f.Format, arg: -1, sep: []byte(spec.Sep), desc: spec.Desc, nfirst: spec.NullsFirst}
+		c := aggCol{fn: spec.Func, in: i, inC: lay.codecs[i], inFmt: f.Format, arg: -1, sep: []byte(spec.Sep), desc: spec.Desc, nfirst: spec.NullsFirst, dst: spec.Distinct}
 		if spec.Arg >= 0 && (spec.Func == plan.AggAvg || plan.Ordered(spec.Func)) {
 			p, err := b.col(lay, spec.Arg, "aggregate argument")
 			if err != nil {
@@ -578,6 +580,9 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 			}
 			return false
 		})
+		if c.dst { // each shard's values are distinct; across shards they repeat
+			s.pairs = slices.CompactFunc(s.pairs, func(x, y pair) bool { return orderKeys(kc, x.key, y.key, false, false) == 0 })
+		}
 		if c.fn == plan.AggOrderedJsonbAgg {
 			elems := make([][]byte, len(s.pairs))
 			for i, p := range s.pairs {

@@ -749,8 +749,12 @@ func buildCorpus() []Case {
 		"SELECT jsonb_agg(id ORDER BY level, karma DESC NULLS LAST, id) FROM users WHERE id < 40",
 		"SELECT level, array_agg(name ORDER BY flags % 3, id) FILTER (WHERE active), count(*) FROM users GROUP BY level HAVING count(*) > 2 ORDER BY 1",
 	)
-	b.refused("a DISTINCT string_agg/array_agg has no cross-shard combine step yet; use count, sum or avg with DISTINCT, or aggregate in the application",
+	b.ok(
 		"SELECT string_agg(DISTINCT country_code, ',' ORDER BY country_code) FROM users",
+		"SELECT array_agg(DISTINCT level) FROM users",
+		"SELECT active, array_agg(DISTINCT country_code ORDER BY country_code DESC) FROM users GROUP BY active ORDER BY 1",
+		"SELECT level % 3, jsonb_agg(DISTINCT flags % 4), count(DISTINCT country_code) FROM users GROUP BY 1 ORDER BY 1",
+		"SELECT string_agg(DISTINCT name, '|') FILTER (WHERE level > 1), array_agg(DISTINCT karma) FROM users WHERE id < 60",
 	)
 	b.refused("a row comparison is not recognised as a join on the distribution keys; write one equality per column (ON c.post_author_id = p.author_id AND c.post_id = p.id)",
 		"SELECT count(*) FROM posts p JOIN comments c ON (c.post_author_id, c.post_id) = (p.author_id, p.id)",
