@@ -30,7 +30,9 @@ import (
 // itself (GROUP BY not by the key) the numbering functions run after the
 // Aggregate and HAVING, on the groups sorted into the window's order.
 // lag, lead and the value functions of one aggregate call run over the
-// groups too (the final aggregate moves along). DISTINCT keeps the refusal; so do * with aggregates or with window
+// groups too (the final aggregate moves along), and so do running count,
+// sum, min and max of one count/sum/min/max call (running totals; the
+// group's merged aggregate is their input, plan.WindowColumn.OfGroups). DISTINCT keeps the refusal; so do * with aggregates or with window
 // calls inside expressions.
 
 // rankingCall returns n's ranking function call when n is one, with no
@@ -246,6 +248,13 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 				if len(call.Args) == 3 || call.Args[0].GetFuncCall() == nil || !isAggCall(call.Args[0].GetFuncCall()) {
 					return refuse()
 				}
+			case "count", "sum", "min", "max":
+				// A running aggregate of one count/sum/min/max (running
+				// totals: sum(count(*)) OVER (ORDER BY month)): over the
+				// groups' merged aggregates (plan.WindowColumn.OfGroups).
+				if len(call.Args) != 1 || call.Args[0].GetFuncCall() == nil || !simpleAggCall(call.Args[0].GetFuncCall()) {
+					return refuse()
+				}
 			default:
 				return refuse()
 			}
@@ -360,7 +369,11 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	}
 	var windows [][]plan.WindowColumn
 	for _, st := range stages {
-		windows = append(windows, mb.windowColumns(st.calls))
+		cols, err := mb.windowColumns(st.calls)
+		if err != nil {
+			return nil, err
+		}
+		windows = append(windows, cols)
 	}
 	for _, cols := range windows {
 		for _, c := range cols {
@@ -394,7 +407,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 		cols := windows[k]
 		for c := range cols {
 			cols[c].Column = mb.resolveTarget(cols[c].Column)
-			if cols[c].Func == "avg" || cols[c].Default {
+			if cols[c].Func == "avg" || cols[c].Default || cols[c].OfGroups {
 				cols[c].Arg = mb.resolve(colIdxOf(cols[c].Arg))
 			}
 		}
@@ -564,7 +577,7 @@ func (sl windowSlot) set(mb *mergeBuilder, n *pg_query.Node) {
 // shards send for the proxy to compute them, and returns the window's
 // columns (Column, avg's sum and lag's/lead's default as encoded columns,
 // resolved by the caller).
-func (mb *mergeBuilder) windowColumns(calls []windowSlot) []plan.WindowColumn {
+func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, error) {
 	var cols []plan.WindowColumn
 	for _, sl := range calls {
 		call := sl.call(mb)
@@ -573,8 +586,23 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) []plan.WindowColumn {
 			sl.rt.Name = fn
 		}
 		var val *pg_query.Node
-		dflt := 0
+		dflt, ofGroups := 0, false
 		switch {
+		case isWindowAggregate(fn) && mb.agg:
+			// Over the proxy's groups: the group's aggregate as a hidden
+			// partial the Aggregate merges; the column itself is a probe
+			// typed as the window call's result.
+			c, err := mb.aggExprCol(proto.Clone(call.Args[0]).(*pg_query.Node), "window function "+fn+"()")
+			if err != nil {
+				return nil, err
+			}
+			// The probe's window is OVER (): its PARTITION BY / ORDER BY may
+			// name GROUP BY expressions, which a scalar subquery cannot,
+			// and the result's type does not depend on them.
+			typed := proto.Clone(call).(*pg_query.FuncCall)
+			typed.Over = &pg_query.WindowDef{FrameOptions: windowFrameDefault, Location: -1}
+			val = probe(&pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: typed}})
+			dflt, ofGroups = encodeCol(c), true
 		case isWindowAggregate(fn):
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
@@ -613,7 +641,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) []plan.WindowColumn {
 		if fn == "ntile" {
 			n = intConstArg(call, 0)
 		}
-		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3}
+		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3, OfGroups: ofGroups}
 		if fn == "avg" {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.
@@ -623,7 +651,17 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) []plan.WindowColumn {
 		}
 		cols = append(cols, col)
 	}
-	return cols
+	return cols, nil
+}
+
+// simpleAggCall reports whether fc is count, sum, min or max without
+// DISTINCT, FILTER or ORDER BY (a group's value the merge combines).
+func simpleAggCall(fc *pg_query.FuncCall) bool {
+	switch funcName(fc) {
+	case "count", "sum", "min", "max":
+		return fc.Over == nil && !fc.AggDistinct && fc.AggFilter == nil && len(fc.AggOrder) == 0 && !fc.AggWithinGroup
+	}
+	return false
 }
 
 // deparseSortList is the text of an ORDER BY list, for comparing two.

@@ -55,8 +55,10 @@ type windowCol struct {
 	dflt   int      // lag/lead: the column of the row's default value, -1 for NULL
 	back   [][]byte // lag: the partition's last n values
 	c      *codec
-	// in is the column an aggregate reads: pos, or avg's hidden exact sum
+	// in is the column an aggregate reads: pos, avg's hidden exact sum, or
+	// (ofGroups) each group's merged aggregate
 	in       int
+	ofGroups bool
 	inC      *codec
 	inFormat int16
 	acc      aggState // aggregates: the partition's running state
@@ -76,11 +78,12 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 			return nil, layout{}, err
 		}
 		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N, in: p}
-		if c.Func == "avg" {
+		if c.Func == "avg" || c.OfGroups {
 			if col.in, err = b.col(lay, c.Arg, "window function"); err != nil {
 				return nil, layout{}, err
 			}
 		}
+		col.ofGroups = c.OfGroups
 		col.dflt = -1
 		if c.Default {
 			if c.Func != "lag" && c.Func != "lead" {
@@ -393,8 +396,17 @@ func (c *windowCol) add(raw []byte) error {
 		}
 		s.cnt++
 	case "count":
+		if c.ofGroups { // a group whose aggregate is not NULL
+			s.n++
+			break
+		}
 		s.n += v.i
 	case "sum":
+		if c.ofGroups && c.c.kind == kNumeric && c.inC.kind == kInt { // sum(count(*)), sum(sum(int)): numeric
+			d := &decimal{}
+			d.unscaled.SetInt64(v.i)
+			v = value{d: d}
+		}
 		if c.c.kind == kFloat {
 			if err := floatAdd(&s.fsum, v.f, c.c.oid == oidFloat4); err != nil {
 				return err
@@ -457,6 +469,9 @@ func (c *windowCol) result() ([]byte, error) {
 	case "min", "max":
 		if !s.has {
 			return nil, nil
+		}
+		if c.ofGroups && c.inFormat != c.format { // the group's aggregate came in another format
+			return c.c.encode(nil, s.v, c.format)
 		}
 		return s.raw, nil
 	case "avg": // numeric_div of the exact sum by the count, as PostgreSQL's avg

@@ -653,6 +653,15 @@ func buildCorpus() []Case {
 		"SELECT author_id, id, score, sum(score) OVER (ORDER BY author_id, id), avg(score) OVER (PARTITION BY author_id % 3 ORDER BY author_id, id) FROM posts ORDER BY author_id, id",
 		"SELECT id, sum(rating::real) OVER (ORDER BY id DESC) FROM users ORDER BY id LIMIT 15",
 	)
+	// Running aggregates of the groups' aggregates, over groups the proxy
+	// aggregates (running totals).
+	b.ok(
+		"SELECT level, count(*), sum(count(*)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, level % 2 AS odd, sum(karma), sum(sum(karma)) OVER (PARTITION BY country_code ORDER BY level % 2) FROM users GROUP BY 1, 2 ORDER BY 1 NULLS FIRST, 2",
+		"SELECT level, max(id), max(max(id)) OVER (ORDER BY level DESC), min(min(created_at)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT active, level, count(karma), count(sum(karma)) OVER (PARTITION BY active ORDER BY level ROWS UNBOUNDED PRECEDING) FROM users GROUP BY active, level ORDER BY 1, 2",
+		"SELECT date_trunc('month', created_at) AS month, count(*), sum(count(*)) OVER (ORDER BY date_trunc('month', created_at)) AS running FROM posts GROUP BY 1 ORDER BY 1 DESC LIMIT 5",
+	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
