@@ -77,8 +77,11 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 	case "count", "sum", "avg", "min", "max":
 		// Running aggregates (or a partition's total, without ORDER BY;
 		// OVER () is pulled out instead: pullout_window.go).
+		// Over () only of an aggregate (sum(count(*)) OVER (), a share of
+		// the total over the proxy's groups).
 		if len(fc.Args)+boolInt(fc.AggStar) != 1 || fc.FuncVariadic || !fromPartitionStart(w.FrameOptions) ||
-			(funcName(fc) != "count" && fc.AggStar) || len(w.PartitionClause)+len(w.OrderClause) == 0 {
+			(funcName(fc) != "count" && fc.AggStar) ||
+			(len(w.PartitionClause)+len(w.OrderClause) == 0 && (fc.AggStar || fc.Args[0].GetFuncCall() == nil || !isAggCall(fc.Args[0].GetFuncCall()))) {
 			return nil
 		}
 		return fc
@@ -174,7 +177,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 				}
 				col := plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: funcName(fc)}
 				val := proto.Clone(c).(*pg_query.Node)
-				if len(fc.Args) > 0 { // lag(count(*)) and the like: the aggregate's partial
+				if len(fc.Args) > 0 && !isWindowAggregate(funcName(fc)) { // lag(count(*)) and the like: the aggregate's partial
 					pc, extra, err := mb.partial(proto.Clone(fc.Args[0].GetFuncCall()).(*pg_query.FuncCall), funcName(fc))
 					if err != nil || extra.hiddenArg != nil || len(extra.moreKeys) > 0 {
 						fail = unsupported("window function "+funcName(fc)+"() of "+deparseExpr(fc.Args[0])+" inside an expression across shards is not supported", "use count, sum, min or max")
@@ -393,7 +396,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	if err != nil {
 		return nil, err
 	}
-	if m.none || len(m.keys) == 0 {
+	if m.none || (len(m.keys) == 0 && !(grouped && len(stages[0].order) == 0)) {
 		return refuse()
 	}
 	for k, st := range stages {
@@ -536,6 +539,12 @@ func groupWindowExpr(n *pg_query.Node) bool {
 			case "lag", "lead", "first_value", "last_value", "nth_value":
 				a := fc.Args[0].GetFuncCall()
 				ok = len(fc.Args) < 3 && a != nil && a.Over == nil && isAggCall(a) && simpleAgg(a)
+			case "count", "sum", "min", "max": // running totals and shares of the total
+				a := (*pg_query.FuncCall)(nil)
+				if len(fc.Args) == 1 {
+					a = fc.Args[0].GetFuncCall()
+				}
+				ok = a != nil && a.Over == nil && isAggCall(a) && simpleAgg(a) && !fc.AggDistinct && fc.AggFilter == nil
 			default:
 				ok = false
 			}

@@ -661,6 +661,10 @@ func buildCorpus() []Case {
 		"SELECT level, max(id), max(max(id)) OVER (ORDER BY level DESC), min(min(created_at)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
 		"SELECT active, level, count(karma), count(sum(karma)) OVER (PARTITION BY active ORDER BY level ROWS UNBOUNDED PRECEDING) FROM users GROUP BY active, level ORDER BY 1, 2",
 		"SELECT date_trunc('month', created_at) AS month, count(*), sum(count(*)) OVER (ORDER BY date_trunc('month', created_at)) AS running FROM posts GROUP BY 1 ORDER BY 1 DESC LIMIT 5",
+		"SELECT level, count(*), round(100.0 * count(*) / sum(count(*)) OVER (), 2) AS pct FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, sum(karma), sum(sum(karma)) OVER () AS total, max(max(id)) OVER () FROM users GROUP BY country_code ORDER BY 1 NULLS FIRST",
+		"SELECT active, level, count(*), count(*) - sum(count(*)) OVER (PARTITION BY active ORDER BY level) AS diff FROM users GROUP BY active, level ORDER BY 1, 2",
+		"SELECT count(*), sum(count(*)) OVER (), max(karma) FROM users WHERE level > 1",
 	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
