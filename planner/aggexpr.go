@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"strconv"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -66,9 +67,13 @@ var varianceAggs = map[string]struct{ sample, stddev bool }{
 }
 
 func isVarianceAgg(fc *pg_query.FuncCall) bool {
-	if _, ok := varianceAggs[funcName(fc)]; !ok {
-		return false
-	}
+	_, ok := varianceAggs[funcName(fc)]
+	return ok && builtinName(fc)
+}
+
+// builtinName reports whether fc names its function unqualified or in
+// pg_catalog (not a user's function of the same name in another schema).
+func builtinName(fc *pg_query.FuncCall) bool {
 	if len(fc.Funcname) > 1 {
 		s := fc.Funcname[0].GetString_()
 		return s != nil && s.Sval == "pg_catalog"
@@ -76,19 +81,22 @@ func isVarianceAgg(fc *pg_query.FuncCall) bool {
 	return true
 }
 
+// parseExpr parses the text of one expression built by the planner.
+func parseExpr(text string) (*pg_query.Node, error) {
+	tree, err := pg_query.Parse("SELECT " + text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return nil, fmt.Errorf("cannot parse %q: %v", text, err)
+	}
+	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+}
+
 // isPercentileAgg reports whether fc is percentile_cont or percentile_disc
 // (fraction) WITHIN GROUP (ORDER BY x): ordered-set aggregates without a
 // combine step, so the shards return array_agg(x) and PostgreSQL computes
 // the same call over the merged array (percentileRef).
 func isPercentileAgg(fc *pg_query.FuncCall) bool {
-	if fn := funcName(fc); (fn != "percentile_cont" && fn != "percentile_disc") || !fc.AggWithinGroup {
-		return false
-	}
-	if len(fc.Funcname) > 1 {
-		s := fc.Funcname[0].GetString_()
-		return s != nil && s.Sval == "pg_catalog"
-	}
-	return true
+	fn := funcName(fc)
+	return (fn == "percentile_cont" || fn == "percentile_disc") && fc.AggWithinGroup && builtinName(fc)
 }
 
 // needsEval reports whether n (containing an aggregate) must be evaluated
@@ -505,11 +513,11 @@ func (mb *mergeBuilder) varianceRef(fc *pg_query.FuncCall, what string) (*pg_que
 	}
 	spec := varianceAggs[fn]
 	sqlText := varianceSQL(spec.sample, spec.stddev, refs[0], refs[1], refs[2])
-	tree, err := pg_query.Parse("SELECT " + sqlText)
-	if err != nil || len(tree.Stmts) != 1 {
+	n, err := parseExpr(sqlText)
+	if err != nil {
 		return nil, unsupported("cannot build the cross-shard formula of "+fn+"()", "")
 	}
-	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+	return n, nil
 }
 
 // percentileRef adds array_agg(x) (with the call's FILTER) as a partial
@@ -548,11 +556,11 @@ func (mb *mergeBuilder) percentileRef(fc *pg_query.FuncCall, what string) (*pg_q
 		fsb.Node = u
 	}
 	call := deparseExpr(&pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: final}})
-	tree, err := pg_query.Parse("SELECT (SELECT " + call + " FROM unnest(" + deparseExpr(mb.evalArg(c)) + ") AS shardproxy_p(u))")
-	if err != nil || len(tree.Stmts) != 1 {
+	n, err := parseExpr("(SELECT " + call + " FROM unnest(" + deparseExpr(mb.evalArg(c)) + ") AS shardproxy_p(u))")
+	if err != nil {
 		return nil, unsupported("cannot build the cross-shard form of "+fn+"()", "")
 	}
-	return tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val, nil
+	return n, nil
 }
 
 // constantExpr reports whether n is built of constants only (casts and

@@ -584,13 +584,18 @@ func groupingExprs(sel *pg_query.SelectStmt) ([]*pg_query.Node, bool) {
 		return sel.GroupClause, false
 	}
 	for i, g := range out { // GROUP BY ROLLUP (1): GROUPING() needs the expression
-		if c := g.GetAConst(); c != nil {
-			if iv, ok := c.GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival.Ival >= 1 && int(iv.Ival.Ival) <= len(sel.TargetList) {
-				out[i] = sel.TargetList[iv.Ival.Ival-1].GetResTarget().Val
-			}
-		}
+		out[i] = groupingTarget(sel, g)
 	}
 	return out, true
+}
+
+// groupingTarget is the select-list expression a GROUP BY position (an
+// integer constant) names, or n itself.
+func groupingTarget(sel *pg_query.SelectStmt, n *pg_query.Node) *pg_query.Node {
+	if iv, ok := n.GetAConst().GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival != nil && iv.Ival.Ival >= 1 && int(iv.Ival.Ival) <= len(sel.TargetList) {
+		return sel.TargetList[iv.Ival.Ival-1].GetResTarget().Val
+	}
+	return n
 }
 
 // groupingSetCount expands sel's GROUP BY into its grouping sets, as
@@ -600,14 +605,7 @@ func groupingExprs(sel *pg_query.SelectStmt) ([]*pg_query.Node, bool) {
 // set of expressions). It stops counting past 4096.
 func groupingSetCount(sel *pg_query.SelectStmt) (int, bool) {
 	const limit = 4096
-	key := func(n *pg_query.Node) string {
-		if c := n.GetAConst(); c != nil {
-			if iv, ok := c.GetVal().(*pg_query.A_Const_Ival); ok && iv.Ival.Ival >= 1 && int(iv.Ival.Ival) <= len(sel.TargetList) {
-				n = sel.TargetList[iv.Ival.Ival-1].GetResTarget().Val
-			}
-		}
-		return deparseExpr(n)
-	}
+	key := func(n *pg_query.Node) string { return deparseExpr(groupingTarget(sel, n)) }
 	// element is one item inside ROLLUP/CUBE/SETS: its expressions.
 	var element func(n *pg_query.Node) []string
 	element = func(n *pg_query.Node) []string {
@@ -1014,14 +1012,8 @@ func (mb *mergeBuilder) sortKeys(agg bool) ([]plan.SortKey, error) {
 		if sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
 			return nil, unsupported("ORDER BY ... USING across shards is not supported", "use ASC or DESC")
 		}
-		k := plan.SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
-		k.NullsFirst = k.Desc
-		switch sb.SortbyNulls {
-		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
-			k.NullsFirst = true
-		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
-			k.NullsFirst = false
-		}
+		var k plan.SortKey
+		k.Desc, k.NullsFirst = sortDirection(sb)
 		expr := sb.Node
 		if cc := expr.GetCollateClause(); cc != nil {
 			var parts []string
@@ -1138,10 +1130,8 @@ func (mb *mergeBuilder) partial(fc *pg_query.FuncCall, name string) (plan.AggCol
 	if fc.AggWithinGroup {
 		return col, ex, unsupported(fn+"() WITHIN GROUP across shards is not supported", "add a key condition")
 	}
-	if len(fc.Funcname) > 1 {
-		if s := fc.Funcname[0].GetString_(); s == nil || s.Sval != "pg_catalog" {
-			return col, ex, unsupported("aggregate "+deparseFuncName(fc)+"() across shards is not supported", "add a key condition")
-		}
+	if !builtinName(fc) {
+		return col, ex, unsupported("aggregate "+deparseFuncName(fc)+"() across shards is not supported", "add a key condition")
 	}
 	withName := func(newName string, args []*pg_query.Node, order []*pg_query.Node) *pg_query.Node {
 		c := &pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode(newName)}, Args: args, AggOrder: order,
@@ -1437,14 +1427,8 @@ func (mb *mergeBuilder) setOp() (*mergeTmpl, error) {
 		if sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
 			return nil, unsupported("ORDER BY ... USING across shards is not supported", "use ASC or DESC")
 		}
-		k := plan.SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
-		k.NullsFirst = k.Desc
-		switch sb.SortbyNulls {
-		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
-			k.NullsFirst = true
-		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
-			k.NullsFirst = false
-		}
+		var k plan.SortKey
+		k.Desc, k.NullsFirst = sortDirection(sb)
 		expr := sb.Node
 		if cc := expr.GetCollateClause(); cc != nil {
 			var parts []string

@@ -145,25 +145,15 @@ type need struct {
 // the shards' results together are the part's result), or, below a UNION
 // that removes duplicates, no distributed table at all.
 func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
-	arms := st.arms[st.topScope]
-	per := make([][]int, len(arms))
-	for ci := range b.classes {
-		ai := -1
-		for i, a := range arms {
-			if st.within(b.classes[ci].home, a) {
-				ai = i
-			}
-		}
-		if ai < 0 {
-			return placement{err: unsupported("the set operation reads "+b.classes[ci].label+" outside its parts, on several shards",
-				"add key conditions that put every part on the same shard")}
-		}
-		per[ai] = append(per[ai], ci)
+	per, stray := armClasses(st, b)
+	if stray >= 0 {
+		return placement{err: unsupported("the set operation reads "+b.classes[stray].label+" outside its parts, on several shards",
+			"add key conditions that put every part on the same shard")}
 	}
 	// A part may read no distributed table: every shard returns all its
 	// rows, which the shards' own UNION deduplicates or the proxy's SetOp
 	// counts once (replicatedParts).
-	for ai := range arms {
+	for ai := range per {
 		if len(per[ai]) > 1 {
 			var labels []string
 			for _, ci := range per[ai] {
@@ -185,24 +175,40 @@ func (p *Planner) placeArms(st *stmtInfo, b *binding, needs []need) placement {
 	return placement{scatter: shards, class: -1, reason: strings.Join(reasons, " UNION ")}
 }
 
+// armClasses lists, per part of st's top-level set operation (left to
+// right), the distributed classes it reads; stray is a class read outside
+// every part (-1 when none).
+func armClasses(st *stmtInfo, b *binding) (per [][]int, stray int) {
+	arms := st.arms[st.topScope]
+	per, stray = make([][]int, len(arms)), -1
+	for ci := range b.classes {
+		ai := -1
+		for i, a := range arms {
+			if st.within(b.classes[ci].home, a) {
+				ai = i
+			}
+		}
+		if ai < 0 {
+			if stray < 0 {
+				stray = ci
+			}
+			continue
+		}
+		per[ai] = append(per[ai], ci)
+	}
+	return per, stray
+}
+
 // replicatedParts lists the parts (1-based, left to right) of st's
 // top-level set operation that read no distributed table.
 func replicatedParts(st *stmtInfo, b *binding) []int {
 	if st.topScope < 0 {
 		return nil
 	}
-	arms := st.arms[st.topScope]
-	used := make([]bool, len(arms))
-	for ci := range b.classes {
-		for i, a := range arms {
-			if st.within(b.classes[ci].home, a) {
-				used[i] = true
-			}
-		}
-	}
+	per, _ := armClasses(st, b)
 	var out []int
-	for i, u := range used {
-		if !u {
+	for i, cs := range per {
+		if len(cs) == 0 {
 			out = append(out, i+1)
 		}
 	}

@@ -518,13 +518,6 @@ func overPeers(call *pg_query.FuncCall) bool {
 // without a default.
 func groupWindowExpr(n *pg_query.Node) bool {
 	ok := true
-	simpleAgg := func(fc *pg_query.FuncCall) bool {
-		switch funcName(fc) {
-		case "count", "sum", "min", "max":
-			return !fc.AggDistinct && fc.AggFilter == nil && len(fc.AggOrder) == 0 && !fc.AggWithinGroup
-		}
-		return false
-	}
 	walkExpr(n, func(c *pg_query.Node) bool {
 		if !ok {
 			return false
@@ -538,19 +531,16 @@ func groupWindowExpr(n *pg_query.Node) bool {
 			case "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile":
 			case "lag", "lead", "first_value", "last_value", "nth_value":
 				a := fc.Args[0].GetFuncCall()
-				ok = len(fc.Args) < 3 && a != nil && a.Over == nil && isAggCall(a) && simpleAgg(a)
+				ok = len(fc.Args) < 3 && a != nil && simpleAggCall(a)
 			case "count", "sum", "min", "max": // running totals and shares of the total
-				a := (*pg_query.FuncCall)(nil)
-				if len(fc.Args) == 1 {
-					a = fc.Args[0].GetFuncCall()
-				}
-				ok = a != nil && a.Over == nil && isAggCall(a) && simpleAgg(a) && !fc.AggDistinct && fc.AggFilter == nil
+				ok = len(fc.Args) == 1 && fc.Args[0].GetFuncCall() != nil && simpleAggCall(fc.Args[0].GetFuncCall()) &&
+					!fc.AggDistinct && fc.AggFilter == nil
 			default:
 				ok = false
 			}
 			return false
 		case fc != nil && isAggCall(fc):
-			ok = simpleAgg(fc)
+			ok = simpleAggCall(fc)
 			return false
 		}
 		return ok
@@ -595,7 +585,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			sl.rt.Name = fn
 		}
 		var val *pg_query.Node
-		dflt, ofGroups := 0, false
+		arg, ofGroups := 0, false // WindowColumn.Arg: lag's default or the groups' aggregate
 		switch {
 		case isWindowAggregate(fn) && mb.agg:
 			// Over the proxy's groups: the group's aggregate as a hidden
@@ -611,7 +601,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			typed := proto.Clone(call).(*pg_query.FuncCall)
 			typed.Over = &pg_query.WindowDef{FrameOptions: windowFrameDefault, Location: -1}
 			val = probe(&pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: typed}})
-			dflt, ofGroups = encodeCol(c), true
+			arg, ofGroups = encodeCol(c), true
 		case isWindowAggregate(fn):
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
@@ -627,7 +617,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 					Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(int64(offset), -1), call.Args[2]}})
 			}
 			val = lagOf(0)
-			dflt = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
+			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
 		case len(call.Args) >= 1 && mb.agg:
 			// Over the proxy's groups: the aggregate itself, combined by
 			// the Aggregate; the Window moves its final values along.
@@ -650,7 +640,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 		if fn == "ntile" {
 			n = intConstArg(call, 0)
 		}
-		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: dflt, Default: len(call.Args) == 3, OfGroups: ofGroups}
+		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: arg, Default: len(call.Args) == 3, OfGroups: ofGroups}
 		if fn == "avg" {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.

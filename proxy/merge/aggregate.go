@@ -287,8 +287,11 @@ func (a *aggregator) add(c *aggCol, s *aggState, row [][]byte) error {
 	if raw == nil && c.fn != plan.AggAvg {
 		return nil
 	}
-	v, err := c.inC.decode(raw, c.inFmt)
-	if err != nil {
+	var v value
+	var err error
+	if c.fn == plan.AggJsonbAgg || c.fn == plan.AggOrderedJsonbAgg {
+		v.b = raw // a partial jsonb_agg: split by jsonbElements, not parsed per row
+	} else if v, err = c.inC.decode(raw, c.inFmt); err != nil {
 		return err
 	}
 	switch c.fn {

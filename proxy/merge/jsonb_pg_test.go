@@ -50,9 +50,6 @@ func randomJSON(r *rand.Rand, depth int) string {
 // compareJSONB and with PostgreSQL's ORDER BY (C.UTF-8 database), and
 // counts their distinct values with appendJSONBKey and with DISTINCT.
 func TestJSONBOrderMatchesPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts PostgreSQL")
-	}
 	c := pgcluster.StartT(t, pgcluster.Options{Shards: 1, Locale: "C.UTF-8"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

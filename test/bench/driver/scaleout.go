@@ -713,18 +713,20 @@ func (e *soEnv) runEachShard(ctx context.Context, rc soRunContext, targetName st
 	r := soResult{shards: rc.n, round: round, workload: w.name, protocol: proto, target: targetName, clients: e.o.clientsPerShard * rc.n}
 	waitQuietAll(rc.postmasters)
 	pg0 := postgresCPU(rc.postmasters)
-	var bouncer0 float64
+	var pooler *child // PgBouncer, whose CPU is the run's proxy CPU; nil for direct
+	var pooler0 float64
 	if targetName == "pgbouncer" {
-		bouncer0 = cpuSeconds(rc.bouncer.cmd.Process.Pid)
+		pooler, pooler0 = rc.bouncer, cpuSeconds(rc.bouncer.cmd.Process.Pid)
 	}
 	var waits []func() pgbenchRun
 	for i, s := range rc.cluster.Shards {
 		script, err := e.scriptFile(w, soDirectTable, rc.rows[i])
 		if err == nil {
-			args := e.pgbenchArgs(s.Primary.Port, e.o.clientsPerShard, 1, seconds, proto, script)
-			if targetName == "pgbouncer" {
-				args = e.pgbenchArgsDB(rc.bouncer.port, e.o.clientsPerShard, 1, seconds, proto, script, bouncerDB(i))
+			port, db := s.Primary.Port, "postgres"
+			if pooler != nil {
+				port, db = pooler.port, bouncerDB(i)
 			}
+			args := e.pgbenchArgsDB(port, e.o.clientsPerShard, 1, seconds, proto, script, db)
 			var wait func() pgbenchRun
 			wait, err = e.startPgbench(ctx, args, seconds)
 			if err == nil {
@@ -742,8 +744,8 @@ func (e *soEnv) runEachShard(ctx context.Context, rc soRunContext, targetName st
 	}
 	waitQuietAll(rc.postmasters)
 	r.postgresCPU = postgresCPU(rc.postmasters) - pg0
-	if targetName == "pgbouncer" {
-		r.proxyCPU = cpuSeconds(rc.bouncer.cmd.Process.Pid) - bouncer0
+	if pooler != nil {
+		r.proxyCPU = cpuSeconds(pooler.cmd.Process.Pid) - pooler0
 	}
 	return r
 }
