@@ -66,6 +66,9 @@ type healthMonitor struct {
 	snap *topology.Snapshot
 	// rr is the round-robin counter per shard.
 	rr sync.Map // shard → *atomic.Uint64
+	// sessions numbers the sessions that made a read decision under
+	// balance: sticky.
+	sessions atomic.Uint64
 	// failover is the automatic failover watcher.
 	failover failoverState
 }

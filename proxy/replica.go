@@ -54,6 +54,11 @@ type replicaState struct {
 	readAddr string              // one-shot: the server the next attach must use
 	dirty    map[string]bool     // shards used for writing since the last read decision
 	ryw      map[string]*rywMark // shard → the session's last committed writes
+	// sticky numbers the session for balance: sticky (0 until its first
+	// read decision): it reads from the qualifying server at that position
+	// in the shard's list, so sessions spread evenly and each keeps its
+	// server while the list stays the same.
+	sticky uint64
 }
 
 // rywMark is what read-your-writes remembers per shard.
@@ -285,9 +290,15 @@ func (ss *session) readTarget(snap *topology.Snapshot, shard string) (string, er
 		list = append(list, sh.Primary)
 	}
 	if len(list) == 1 {
-		return list[0], nil
+		return list[ss.rep.sticky%uint64(len(list))], nil
 	}
-	if cfg.Balance == "least_busy" {
+	switch cfg.Balance {
+	case config.BalanceSticky:
+		if ss.rep.sticky == 0 {
+			ss.rep.sticky = h.sessions.Add(1)
+		}
+		return list[ss.rep.sticky%uint64(len(list))], nil
+	case config.BalanceLeastBusy:
 		best, bestActive := "", -1
 		for _, addr := range list {
 			if a := ss.poolAt(addr).Stats().Active; bestActive < 0 || a < bestActive {

@@ -12,8 +12,10 @@ import (
 // ReadYourWrites — has replayed past the session's last write on that
 // shard; everything else goes to the primary.
 type Replicas struct {
-	// Balance picks among qualifying servers: round_robin (default) or
-	// least_busy (fewest server connections in use).
+	// Balance picks among qualifying servers: sticky (default: each
+	// session keeps reading from one server while that server qualifies;
+	// sessions are spread evenly), round_robin (every read the next
+	// server) or least_busy (fewest server connections in use).
 	Balance string `yaml:"balance"`
 	// PrimaryReads lets the primary take its share of the reads
 	// (default true); false sends reads to the primary only when no
@@ -52,6 +54,13 @@ type Replicas struct {
 	FailoverTimeout Duration `yaml:"failover_timeout"`
 }
 
+// Balancing policies for balance.
+const (
+	BalanceSticky     = "sticky"
+	BalanceRoundRobin = "round_robin"
+	BalanceLeastBusy  = "least_busy"
+)
+
 // Role names for target_role.
 const (
 	RoleAny     = "any"
@@ -67,7 +76,7 @@ func (r Replicas) ReadYourWritesOn() bool { return r.ReadYourWrites == nil || *r
 
 func (r *Replicas) applyDefaults() {
 	if r.Balance == "" {
-		r.Balance = "round_robin"
+		r.Balance = BalanceSticky
 	}
 	if r.TargetRole == "" {
 		r.TargetRole = RoleAny
@@ -97,9 +106,9 @@ func (r *Replicas) validate() error {
 		return &FieldError{Key: "replicas." + key, Problem: fmt.Sprintf(format, args...)}
 	}
 	switch r.Balance {
-	case "round_robin", "least_busy":
+	case BalanceSticky, BalanceRoundRobin, BalanceLeastBusy:
 	default:
-		return bad("balance", "must be round_robin or least_busy, got %q", r.Balance)
+		return bad("balance", "must be sticky, round_robin or least_busy, got %q", r.Balance)
 	}
 	switch r.TargetRole {
 	case RoleAny, RolePrimary, RoleReplica:

@@ -14,7 +14,7 @@ func TestReplicasSectionDefaultsAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := cfg.Replicas
-	if r.Balance != "round_robin" || r.TargetRole != RoleAny || r.MaxLagBytes != 16<<20 || r.MaxLag.D() != 10*time.Second ||
+	if r.Balance != BalanceSticky || r.TargetRole != RoleAny || r.MaxLagBytes != 16<<20 || r.MaxLag.D() != 10*time.Second ||
 		!r.ReadYourWritesOn() || !r.PrimaryTakesReads() || r.CheckInterval.D() != 250*time.Millisecond || r.FailoverTimeout != 0 {
 		t.Errorf("defaults: %+v", r)
 	}

@@ -21,9 +21,12 @@
 # binary; default: build the working tree into bin/shardproxy), BENCH_CPUPROFILE
 # (a directory: a Go CPU profile of shardproxy per run, e.g.
 # `go tool pprof -top bin/shardproxy DIR/shardproxy-replicas2-simple-r1.pprof`),
-# BENCH_TARGETS (of direct,pgbouncer,shardproxy; default all three: target
-# pgbouncer is the same load as direct through one PgBouncer, a database per
-# server).
+# BENCH_BALANCE (shardproxy's replicas.balance; default: its own default),
+# BENCH_POOL_MODE (pool.mode, transaction), BENCH_TARGETS (of direct,
+# pgbouncer,shardproxy,baseline; default all: target pgbouncer is the same
+# load as direct through one PgBouncer, a database per server),
+# BENCH_BASELINE (a second shardproxy binary or wrapper script, run
+# as target baseline beside the build under test).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -50,6 +53,7 @@ exec bin/bench-driver -mode replicas \
 	-clients-per-shard "${BENCH_CLIENTS_PER_SERVER:-8}" \
 	-scaleout-targets "${BENCH_TARGETS:-}" \
 	-proxy-pool-mode "${BENCH_POOL_MODE:-transaction}" \
+	-replica-balance "${BENCH_BALANCE:-}" \
 	-scale "${BENCH_SCALE:-5}" \
 	-cpu-quota "${BENCH_CPU_QUOTA:-0.25}" \
 	-server-cpus "${BENCH_SERVER_CPUS:-}" \
@@ -58,5 +62,6 @@ exec bin/bench-driver -mode replicas \
 	-threads 2 \
 	-cpuprofile "${BENCH_CPUPROFILE:-}" \
 	-shardproxy "$SHARDPROXY" \
+	-baseline "${BENCH_BASELINE:-}" \
 	-out "${BENCH_OUT-docs/benchmarks.md}" \
 	-command "BENCH_SECONDS=$SECONDS_PER_RUN bash test/bench/replicas.sh   # make bench-replicas"

@@ -53,6 +53,16 @@ func serverPort(t testing.TB, ctx context.Context, c *pgx.Conn, sql string, args
 	return port
 }
 
+// newSessionPort runs SELECT inet_server_port() in a new session through
+// the proxy at dsn: under balance sticky each session keeps its server, so
+// probing which servers take reads needs a session per probe.
+func newSessionPort(t testing.TB, ctx context.Context, dsn string) int {
+	t.Helper()
+	c := connectPgx(t, ctx, dsn)
+	defer c.Close(context.Background())
+	return serverPort(t, ctx, c, "SELECT inet_server_port()")
+}
+
 // portsOf maps each instance's port to its name.
 func portsOf(sh *pgcluster.Shard) map[int]string {
 	m := map[int]string{sh.Primary.Port: "primary"}
@@ -80,13 +90,43 @@ func TestReplicaReadWriteSplit(t *testing.T) {
 	if err := cl.WaitReplicasCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, cl, replicaConfig(noPrimaryReads))
+	p := startProxy(t, cl, replicaConfig(func(r *config.Replicas) {
+		noPrimaryReads(r)
+		r.Balance = config.BalanceRoundRobin
+	}))
 	c := connectPgx(t, ctx, p.dsn("postgres"))
 	waitReplicaReads(t, ctx, c, sh)
 	ports := portsOf(sh)
 	outer := t
 
-	t.Run("reads spread over the replicas", func(t *testing.T) {
+	t.Run("balance sticky: each session keeps one replica, sessions spread", func(t *testing.T) {
+		sp := startProxy(t, cl, replicaConfig(noPrimaryReads)) // the default balance
+		first := connectPgx(t, ctx, sp.dsn("postgres"))
+		waitReplicaReads(t, ctx, first, sh)
+		perReplica := map[string]int{}
+		for s := range 6 {
+			sc := connectPgx(t, ctx, sp.dsn("postgres"))
+			got := map[string]int{}
+			for i := range 10 {
+				mode := pgx.QueryExecModeCacheStatement
+				if i%2 == 1 {
+					mode = pgx.QueryExecModeSimpleProtocol
+				}
+				got[ports[serverPort(t, ctx, sc, "SELECT inet_server_port() FROM items WHERE id = $1", mode, i+1)]]++
+			}
+			if len(got) != 1 || got["primary"] != 0 {
+				t.Errorf("session %d read from %v: want all 10 reads on one replica", s, got)
+			}
+			for name := range got {
+				perReplica[name]++
+			}
+		}
+		if perReplica[sh.Replicas[0].Name] != 3 || perReplica[sh.Replicas[1].Name] != 3 {
+			t.Errorf("sessions per replica %v: want 3 and 3", perReplica)
+		}
+	})
+
+	t.Run("balance round_robin: reads spread over the replicas", func(t *testing.T) {
 		scansBefore := replicaScans(t, ctx, sh)
 		got := map[string]int{}
 		for i := range 60 {
@@ -262,9 +302,11 @@ func TestReplicaLagAndReadYourWrites(t *testing.T) {
 		execOn(t, ctx, lagging, "SELECT pg_wal_replay_pause()")
 		defer execOn(t, ctx, lagging, "SELECT pg_wal_replay_resume()")
 		execOn(t, ctx, sh.Primary, "INSERT INTO notes SELECT g, repeat('x', 500) FROM generate_series(1, 2000) g")
+		// A new session per read: each would stay on its server otherwise.
+		dsn := p.dsn("postgres")
 		streak := 0
 		waitFor(t, 10*time.Second, "40 reads in a row away from the paused replica", func() bool {
-			if serverPort(t, ctx, c, "SELECT inet_server_port()") == lagging.Port {
+			if newSessionPort(t, ctx, dsn) == lagging.Port {
 				streak = 0
 			} else {
 				streak++
@@ -272,13 +314,13 @@ func TestReplicaLagAndReadYourWrites(t *testing.T) {
 			return streak >= 40
 		})
 		for range 20 {
-			if port := serverPort(t, ctx, c, "SELECT inet_server_port()"); port != healthy.Port {
+			if port := newSessionPort(t, ctx, dsn); port != healthy.Port {
 				t.Fatalf("read on %s, want %s", ports[port], healthy.Name)
 			}
 		}
 		execOn(t, ctx, lagging, "SELECT pg_wal_replay_resume()")
 		waitFor(t, 10*time.Second, "reads back on the caught-up replica", func() bool {
-			return serverPort(t, ctx, c, "SELECT inet_server_port()") == lagging.Port
+			return newSessionPort(t, ctx, dsn) == lagging.Port
 		})
 	})
 
@@ -398,6 +440,6 @@ func TestReplicaKilledUnderReadLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "reads on the restarted replica", func() bool {
-		return serverPort(t, ctx, c, "SELECT inet_server_port()") == victim.Port
+		return newSessionPort(t, ctx, p.dsn("postgres")) == victim.Port
 	})
 }

@@ -24,20 +24,23 @@ type options struct {
 	// proxyPoolMode is shardproxy's pool.mode in -mode scaleout and
 	// replicas (transaction unless -proxy-pool-mode says session).
 	proxyPoolMode string
-	seconds       int
-	rounds        int
-	clients       int
-	threads       int
-	pool          int
-	scale         int
-	idle          int
-	shardproxy    string
-	baseline      string // a second shardproxy binary, target "baseline"
-	pgbouncer     string
-	out           string
-	command       string
-	only          string
-	pinCPU        string
+	// replicaBalance is shardproxy's replicas.balance in -mode replicas
+	// ("" = its default).
+	replicaBalance string
+	seconds        int
+	rounds         int
+	clients        int
+	threads        int
+	pool           int
+	scale          int
+	idle           int
+	shardproxy     string
+	baseline       string // a second shardproxy binary, target "baseline"
+	pgbouncer      string
+	out            string
+	command        string
+	only           string
+	pinCPU         string
 	// clientSocket is how pgbench reaches the poolers: "tcp" (loopback)
 	// or "unix" (their Unix-domain sockets; direct stays TCP).
 	clientSocket string
@@ -74,6 +77,7 @@ func main() {
 	flag.StringVar(&o.command, "command", "", "command line to record in the report")
 	flag.StringVar(&o.only, "only", "", "comma-separated workload names to run (default all)")
 	flag.StringVar(&o.proxyPoolMode, "proxy-pool-mode", "transaction", "scaleout, replicas: shardproxy's pool.mode (transaction or session)")
+	flag.StringVar(&o.replicaBalance, "replica-balance", "", "replicas: shardproxy's replicas.balance (sticky, round_robin, least_busy; \"\" = default)")
 	flag.StringVar(&o.targets, "targets", "direct,pgbouncer,shardproxy", "targets to run, in interleaving order")
 	flag.StringVar(&o.profileDir, "cpuprofile", "", "directory for a Go CPU profile of shardproxy during each of its runs (\"\" = none)")
 	flag.StringVar(&o.clientSocket, "client-socket", "tcp", "compare: how pgbench connects to PgBouncer and shardproxy: tcp (loopback) or unix (their Unix-domain sockets); direct always uses TCP")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardproxy/shardproxy/proxy/config"
 	"github.com/shardproxy/shardproxy/test/pgcluster"
 )
 
@@ -101,17 +103,27 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 
-	var proxies []*child
-	for n := 0; n <= 2; n++ {
-		p, err := e.startProxy(ctx, sh, n)
-		if err != nil {
-			return err
+	// proxies[target][n] lists n replicas; target baseline runs
+	// -baseline, a second build compared with this one in the same run.
+	proxies := map[string][]*child{}
+	for _, t := range []string{"shardproxy", "baseline"} {
+		binary := o.shardproxy
+		if t == "baseline" {
+			if binary = o.baseline; binary == "" {
+				continue
+			}
 		}
-		defer p.stop()
-		if err := waitReady(ctx, p.port, 30*time.Second); err != nil {
-			return fmt.Errorf("shardproxy with %d replicas not ready: %w\n%s", n, err, tail(p))
+		for n := 0; n <= 2; n++ {
+			p, err := e.startProxy(ctx, sh, n, t, binary)
+			if err != nil {
+				return err
+			}
+			defer p.stop()
+			if err := waitReady(ctx, p.port, 30*time.Second); err != nil {
+				return fmt.Errorf("%s with %d replicas not ready: %w\n%s", t, n, err, tail(p))
+			}
+			proxies[t] = append(proxies[t], p)
 		}
-		proxies = append(proxies, p)
 	}
 
 	if soSelected(*soTargets, "pgbouncer") {
@@ -122,17 +134,19 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 	}
 
 	// Warm up every server's cache and every proxy's connections.
-	for n, p := range proxies {
-		e.measure(ctx, p, servers, n, 0, proto, min(3, o.seconds))
+	for t, ps := range proxies {
+		for n, p := range ps {
+			e.measure(ctx, p, t, servers, n, 0, proto, min(3, o.seconds))
+		}
 	}
 	if e.bouncer != nil {
 		e.measureBouncer(ctx, servers, 2, 0, proto, min(3, o.seconds))
 	}
 	for round := 1; round <= o.rounds; round++ {
-		for i := range proxies {
+		for i := 0; i <= 2; i++ {
 			n := i
 			if round%2 == 0 {
-				n = len(proxies) - 1 - i // alternate the order between rounds
+				n = 2 - i // alternate the order between rounds
 			}
 			for _, t := range rpTargets {
 				if !soSelected(*soTargets, t) {
@@ -148,7 +162,10 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 				case "pgbouncer":
 					r = e.measureBouncer(ctx, servers, n, round, proto, o.seconds)
 				default:
-					r = e.measure(ctx, proxies[n], servers, n, round, proto, o.seconds)
+					if len(proxies[t]) == 0 {
+						continue
+					}
+					r = e.measure(ctx, proxies[t][n], t, servers, n, round, proto, o.seconds)
 				}
 				log.Info("run", "round", round, "target", t, "replicas", n, "tps", fmt.Sprintf("%.0f", r.run.tps),
 					"lat_ms", fmt.Sprintf("%.2f", r.run.latencyMs), "xacts_per_server", r.xacts,
@@ -177,8 +194,9 @@ func runReplicas(ctx context.Context, o options, log *slog.Logger) error {
 	return nil
 }
 
-// startProxy runs a shardproxy listing the first n replicas of sh.
-func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*child, error) {
+// startProxy runs binary (a shardproxy build, target name) listing the
+// first n replicas of sh.
+func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int, name, binary string) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -192,6 +210,9 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nadmin_listen: %q\nlog_level: warn\nauth:\n  trust_loopback: true\n", port, admin)
 	fmt.Fprintf(&b, "pool:\n  mode: %s\n  size: %d\n  max_client_conn: %d\n", e.o.proxyPoolMode, e.o.clientsPerShard, clients+100)
 	fmt.Fprintf(&b, "replicas:\n  primary_reads: true\n")
+	if e.o.replicaBalance != "" {
+		fmt.Fprintf(&b, "  balance: %s\n", e.o.replicaBalance)
+	}
 	fmt.Fprintf(&b, "shards:\n  - name: %s\n    primary: {host: %s, port: %d}\n", sh.Name, sh.Primary.Host, sh.Primary.Port)
 	if n > 0 {
 		b.WriteString("    replicas:\n")
@@ -199,12 +220,12 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 			fmt.Fprintf(&b, "      - {host: %s, port: %d}\n", r.Host, r.Port)
 		}
 	}
-	path := filepath.Join(e.so.workDir, fmt.Sprintf("shardproxy-replicas%d.yaml", n))
+	path := filepath.Join(e.so.workDir, fmt.Sprintf("%s-replicas%d.yaml", name, n))
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
 	env := &env{workDir: e.so.workDir}
-	c, err := env.startChild(fmt.Sprintf("shardproxy-replicas%d", n), clientCommand(ctx, e.o, e.o.shardproxy, "--config", path), port)
+	c, err := env.startChild(fmt.Sprintf("%s-replicas%d", name, n), clientCommand(ctx, e.o, binary, "--config", path), port)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +235,7 @@ func (e *rpEnv) startProxy(ctx context.Context, sh *pgcluster.Shard, n int) (*ch
 
 // rpTargets are the replica benchmark's targets, in the order each
 // configuration runs them (-scaleout-targets selects among them).
-var rpTargets = []string{"direct", "pgbouncer", "shardproxy"}
+var rpTargets = []string{"direct", "pgbouncer", "shardproxy", "baseline"}
 
 // measureDirect runs one pgbench -S straight at each of the first n+1
 // servers (the primary and n replicas), clients-per-shard clients each,
@@ -297,9 +318,9 @@ func (e *rpEnv) measureEach(ctx context.Context, servers []*pgcluster.Instance, 
 	return r
 }
 
-// measure runs pgbench -S through p with clients-per-shard clients per
+// measure runs pgbench -S through p (target name) with clients-per-shard clients per
 // server in use, and counts each server's committed transactions.
-func (e *rpEnv) measure(ctx context.Context, p *child, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
+func (e *rpEnv) measure(ctx context.Context, p *child, name string, servers []*pgcluster.Instance, n, round int, proto string, seconds int) rpResult {
 	var postmasters []int
 	for _, s := range servers {
 		postmasters = append(postmasters, s.PID())
@@ -310,13 +331,13 @@ func (e *rpEnv) measure(ctx context.Context, p *child, servers []*pgcluster.Inst
 	clients := e.o.clientsPerShard * (n + 1)
 	args := []string{"-n", "-S", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(e.o.threads), "-T", strconv.Itoa(seconds),
 		"-M", proto, "-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-U", "postgres", "postgres"}
-	r := rpResult{replicas: n, round: round, target: "shardproxy"}
+	r := rpResult{replicas: n, round: round, target: name}
 	wait, err := e.so.startPgbench(ctx, args, seconds)
 	if err != nil {
 		r.run.failure = err.Error()
 		return r
 	}
-	profiled := (&env{o: e.o, log: e.log}).startProfile(ctx, target{name: "shardproxy", admin: p.admin}, workload{name: fmt.Sprintf("replicas%d-%s", n, proto)}, round)
+	profiled := (&env{o: e.o, log: e.log}).startProfile(ctx, target{name: r.target, admin: p.admin}, workload{name: fmt.Sprintf("replicas%d-%s", n, proto)}, round)
 	r.run = wait()
 	<-profiled
 	r.proxyCPU = treeCPUSeconds(p.cmd.Process.Pid) - proxyBefore
@@ -391,7 +412,7 @@ func (e *rpEnv) report(proto, command string) string {
 		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(cmdOut("git", "rev-parse", "--short", "HEAD")), command)
 	fmt.Fprintf(&b, "One shard: a primary and two streaming replicas (`test/pgcluster`, PostgreSQL %s), each server capped at %.2f core "+
 		"(cgroup v1; the servers' group weighs cpu.shares 8192, so each gets its quota whenever it has work), `pgbench -i -s %d` data. Three shardproxy processes in front of it list 0, 1 and 2 of the replicas "+
-		"(`replicas.primary_reads: true`, pool.size %d per server, transaction pooling). `pgbench -S -M %s` with %d clients per "+
+		"(`replicas.primary_reads: true`, `balance: %s`, pool.size %d per server, %s pooling). `pgbench -S -M %s` with %d clients per "+
 		"server in use, %d s per run, %d interleaved rounds (mean of the rounds). Target \"direct\" is the same load without a "+
 		"proxy: one pgbench straight at each server in use, all at once, what the capped servers can do on this machine. "+
 		"Target \"pgbouncer\" (%s, when run) is direct with a pooler on the path: one PgBouncer (%s pooling, "+
@@ -401,7 +422,7 @@ func (e *rpEnv) report(proto, command string) string {
 		"transactions committed during the runs (pg_stat_database; approximate, statistics trail). CPU columns are cores in use "+
 		"on average during the runs (the pooler: shardproxy or PgBouncer; the three PostgreSQL servers together); PostgreSQL µs per query is their CPU "+
 		"divided by the transactions pgbench processed.\n\n",
-		e.pg, e.o.cpuQuota, e.scale, e.o.clientsPerShard, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds,
+		e.pg, e.o.cpuQuota, e.scale, cmp.Or(e.o.replicaBalance, config.BalanceSticky+" (the default)"), e.o.clientsPerShard, e.o.proxyPoolMode, proto, e.o.clientsPerShard, e.o.seconds, e.o.rounds,
 		orNone(e.bouncerVer), e.bouncerMode, e.o.clientsPerShard)
 	if pl := placement(e.o); pl != "" {
 		b.WriteString(pl + "\n\n")
