@@ -401,6 +401,9 @@ func (mb *mergeBuilder) build() (*mergeTmpl, error) {
 	if len(sel.LockingClause) > 0 && (len(sel.SortClause) > 0 || sel.LimitOffset != nil || len(sel.DistinctClause) > 0) {
 		return nil, unsupported("FOR UPDATE/SHARE with ORDER BY, OFFSET or DISTINCT across shards is not supported", "lock the rows of each shard with a key condition")
 	}
+	if !mb.localWindows && aggregates(sel) {
+		countGroups(sel.TargetList)
+	}
 	mb.exprs = map[string]colIdx{}
 	mb.names = map[string]colIdx{}
 	mb.starAt = -1
@@ -1760,6 +1763,50 @@ func aggOutsideWindows(n *pg_query.Node) bool {
 		return !found
 	})
 	return found
+}
+
+// aggregates reports whether sel aggregates its rows: GROUP BY, HAVING, or
+// an aggregate call outside window calls in the select list or ORDER BY.
+func aggregates(sel *pg_query.SelectStmt) bool {
+	if len(sel.GroupClause) > 0 || sel.HavingClause != nil {
+		return true
+	}
+	for _, t := range sel.TargetList {
+		if rt := t.GetResTarget(); rt != nil && aggOutsideWindows(rt.Val) {
+			return true
+		}
+	}
+	for _, s := range sel.SortClause {
+		if sb := s.GetSortBy(); sb != nil && aggOutsideWindows(sb.Node) {
+			return true
+		}
+	}
+	return false
+}
+
+// countGroups rewrites count(*) OVER (…) in the select list of a statement
+// that aggregates as count(count(*)) OVER (…): over groups both count the
+// groups in the frame (a group's count(*) is never NULL), and the second
+// is a running aggregate of an aggregate, which the proxy computes over
+// its groups.
+func countGroups(targets []*pg_query.Node) {
+	for _, t := range targets {
+		rt := t.GetResTarget()
+		if rt == nil {
+			continue
+		}
+		rt.Val = replaceNodes(rt.Val, func(n *pg_query.Node) *pg_query.Node {
+			fc := n.GetFuncCall()
+			if fc == nil || fc.Over == nil || !fc.AggStar || funcName(fc) != "count" || fc.AggFilter != nil || fc.AggDistinct {
+				return nil
+			}
+			inner := &pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("count")}, AggStar: true, Location: -1}
+			outer := proto.Clone(fc).(*pg_query.FuncCall)
+			outer.AggStar = false
+			outer.Args = []*pg_query.Node{{Node: &pg_query.Node_FuncCall{FuncCall: inner}}}
+			return &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: outer}}
+		})
+	}
 }
 
 // windowIn returns the name of a window function call in n (outside

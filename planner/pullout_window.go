@@ -14,8 +14,9 @@ import (
 // SELECT refused for a window function across shards gets another chance
 // when every window call is an aggregate over an empty window — `count(*)
 // OVER ()`, the total next to one page of rows — and the statement has no
-// GROUP BY, HAVING or DISTINCT: such a call has one value for every row,
-// the aggregate of all rows the FROM and WHERE clauses produce. The
+// GROUP BY, HAVING, DISTINCT or aggregate outside the windows: such a call
+// has one value for every row, the aggregate of all rows the FROM and
+// WHERE clauses produce. The
 // executor first runs `SELECT count(*) FROM … WHERE …` (planned like any
 // statement, merged across shards), then the statement with the value in
 // place of the call: `$n::bigint AS count`, the column keeping the name
@@ -33,8 +34,8 @@ const pulledValueMarker = "shardproxy_pulled_value_"
 // windows, or returns nil when it has none or another shape.
 func (p *Planner) pullWholeWindows(snap *topology.Snapshot, sql string, st *stmtInfo, params *Params) plan.Operator {
 	sel := st.node.GetSelectStmt()
-	if sel == nil || len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.DistinctClause) > 0 || len(sel.FromClause) == 0 {
-		return nil
+	if sel == nil || len(sel.DistinctClause) > 0 || len(sel.FromClause) == 0 || aggregates(sel) {
+		return nil // over groups (or the one row of a scalar aggregate) OVER () is not over the FROM's rows
 	}
 	outer := proto.Clone(sel).(*pg_query.SelectStmt)
 	var calls []*pg_query.FuncCall

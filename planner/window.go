@@ -26,14 +26,16 @@ import (
 // the numbered rows again in the proxy (plan.Sort above the Window), and
 // LIMIT/OFFSET are applied there only; so are further windows: each one
 // sorts the rows into its order (plan.Sort) and numbers them again. Over
-// groups the proxy aggregates
-// itself (GROUP BY not by the key) the numbering functions run after the
-// Aggregate and HAVING, on the groups sorted into the window's order.
-// lag, lead and the value functions of one aggregate call run over the
-// groups too (the final aggregate moves along), and so do running count,
-// sum, min and max of one count/sum/min/max call (running totals; the
-// group's merged aggregate is their input, plan.WindowColumn.OfGroups). DISTINCT keeps the refusal; so do * with aggregates or with window
-// calls inside expressions.
+// groups the proxy aggregates itself (GROUP BY not by the key) the
+// numbering functions run after the Aggregate and HAVING, on the groups
+// sorted into the window's order. lag, lead and the value functions of one
+// aggregate call run over the groups too (the final aggregate moves
+// along), and so do running count, sum, avg, min and max of one
+// count/sum/min/max call (running totals, the average group; the group's
+// merged aggregate is their input, plan.WindowColumn.OfGroups), and
+// count(*) OVER (…), which counts groups (countGroups). DISTINCT keeps the
+// refusal; so do * with aggregates or with window calls inside
+// expressions.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -162,7 +164,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 			rt := sel.TargetList[i].GetResTarget()
 			if !groupWindowExpr(rt.Val) {
 				return nil, unsupported("this expression over window functions and aggregates ("+deparseExpr(rt.Val)+") across shards is not supported",
-					"use count, sum, min or max (not avg or the variance family) inside and around the window calls, or compute it in the application")
+					"use count, sum, avg, min or max (not the variance family) around the window calls and count, sum, min or max inside them, or compute it in the application")
 			}
 			mb.postWindow[i] = true
 			var fail error
@@ -251,10 +253,11 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 				if len(call.Args) == 3 || call.Args[0].GetFuncCall() == nil || !isAggCall(call.Args[0].GetFuncCall()) {
 					return refuse()
 				}
-			case "count", "sum", "min", "max":
+			case "count", "sum", "avg", "min", "max":
 				// A running aggregate of one count/sum/min/max (running
-				// totals: sum(count(*)) OVER (ORDER BY month)): over the
-				// groups' merged aggregates (plan.WindowColumn.OfGroups).
+				// totals: sum(count(*)) OVER (ORDER BY month), the average
+				// group: avg(count(*)) OVER ()): over the groups' merged
+				// aggregates (plan.WindowColumn.OfGroups).
 				if len(call.Args) != 1 || call.Args[0].GetFuncCall() == nil || !simpleAggCall(call.Args[0].GetFuncCall()) {
 					return refuse()
 				}
@@ -532,7 +535,7 @@ func groupWindowExpr(n *pg_query.Node) bool {
 			case "lag", "lead", "first_value", "last_value", "nth_value":
 				a := fc.Args[0].GetFuncCall()
 				ok = len(fc.Args) < 3 && a != nil && simpleAggCall(a)
-			case "count", "sum", "min", "max": // running totals and shares of the total
+			case "count", "sum", "avg", "min", "max": // running totals, shares of the total, the average group
 				ok = len(fc.Args) == 1 && fc.Args[0].GetFuncCall() != nil && simpleAggCall(fc.Args[0].GetFuncCall()) &&
 					!fc.AggDistinct && fc.AggFilter == nil
 			default:
@@ -641,7 +644,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			n = intConstArg(call, 0)
 		}
 		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: arg, Default: len(call.Args) == 3, OfGroups: ofGroups}
-		if fn == "avg" {
+		if fn == "avg" && !ofGroups {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.
 			sum := proto.Clone(call).(*pg_query.FuncCall)

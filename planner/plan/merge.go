@@ -347,10 +347,11 @@ type WindowColumn struct {
 	// (typed as the result), taken where no row is N rows away.
 	Arg     int
 	Default bool
-	// OfGroups: a running count, sum, min or max of an aggregate over the
-	// proxy's groups (sum(count(*)) OVER (ORDER BY month)): Arg holds each
-	// group's merged aggregate, Column only types the result; count counts
-	// the groups whose aggregate is not NULL.
+	// OfGroups: a running count, sum, avg, min or max of an aggregate over
+	// the proxy's groups (sum(count(*)) OVER (ORDER BY month)): Arg holds
+	// each group's merged aggregate, Column only types the result; count
+	// counts the groups whose aggregate is not NULL, avg averages those
+	// aggregates.
 	OfGroups bool
 }
 

@@ -665,6 +665,16 @@ func buildCorpus() []Case {
 		"SELECT country_code, sum(karma), sum(sum(karma)) OVER () AS total, max(max(id)) OVER () FROM users GROUP BY country_code ORDER BY 1 NULLS FIRST",
 		"SELECT active, level, count(*), count(*) - sum(count(*)) OVER (PARTITION BY active ORDER BY level) AS diff FROM users GROUP BY active, level ORDER BY 1, 2",
 		"SELECT count(*), sum(count(*)) OVER (), max(karma) FROM users WHERE level > 1",
+		// count(*) over groups counts groups; avg of the groups' aggregates.
+		"SELECT count(*), count(*) OVER () FROM users",
+		"SELECT level, count(*), count(*) OVER () FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, count(*) OVER (ORDER BY country_code NULLS FIRST) AS n, count(*) FROM users GROUP BY country_code ORDER BY 1 NULLS FIRST",
+		"SELECT level, avg(count(*)) OVER () FROM users GROUP BY level ORDER BY level",
+		"SELECT level, sum(karma), avg(sum(karma)) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT active, level, max(rating), avg(max(rating)) OVER (PARTITION BY active ORDER BY level) FROM users GROUP BY 1, 2 ORDER BY 1, 2",
+		"SELECT level, count(*) - avg(count(*)) OVER () AS above_average FROM users GROUP BY level ORDER BY level",
+		"SELECT level, count(*), round(100.0 * count(*) / sum(count(*)) OVER (), 2) AS pct, count(*) OVER () AS groups FROM users GROUP BY level HAVING count(*) > 1 ORDER BY level",
+		"SELECT date_trunc('month', created_at) AS month, count(*), avg(count(*)) OVER (ORDER BY date_trunc('month', created_at) ROWS UNBOUNDED PRECEDING) FROM posts GROUP BY 1 ORDER BY 1",
 	)
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
@@ -678,6 +688,12 @@ func buildCorpus() []Case {
 		"SELECT u.*, lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY prev NULLS FIRST, id",
 		"SELECT level, count(*), lag(count(*), 1, 0) OVER (ORDER BY level) FROM users GROUP BY level",
 		"SELECT level, avg(karma) - lag(avg(karma)) OVER (ORDER BY level) FROM users GROUP BY level",
+		// Grouped by the key: the groups come from every shard, an empty
+		// window over them is refused.
+		"SELECT author_id, count(*), count(*) OVER () AS authors FROM posts GROUP BY author_id ORDER BY author_id LIMIT 5",
+		// Over the one row of a scalar aggregate: not the total of the
+		// FROM's rows (count(*) OVER () is computed, see above).
+		"SELECT count(*), count(1) OVER () FROM users",
 	)
 
 	b.section("Aggregates over the whole result (OVER ()) run first")
@@ -691,9 +707,6 @@ func buildCorpus() []Case {
 		"SELECT u.id, count(*) OVER () FROM users u JOIN posts p ON p.author_id = u.id WHERE u.level = 3 ORDER BY p.id DESC LIMIT 4",
 	)
 	b.args("SELECT id, count(*) OVER () FROM users WHERE level = $1 AND karma > $2 ORDER BY id LIMIT $3", "1", "0", "4")
-	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
-		"SELECT level, count(*), count(*) OVER () FROM users GROUP BY level ORDER BY level",
-	)
 
 	b.section("Joins of tables not colocated, one restricted by its own conditions: its rows are read first")
 	b.ok(
