@@ -29,8 +29,8 @@ import (
 // groups the proxy aggregates itself (GROUP BY not by the key) the
 // numbering functions run after the Aggregate and HAVING, on the groups
 // sorted into the window's order. lag, lead and the value functions of one
-// aggregate call run over the groups too (the final aggregate moves
-// along), and so do running count, sum, avg, min and max of one
+// aggregate call run over the groups too (the final aggregate moves along;
+// a default as a hidden column the shards type), and so do running count, sum, avg, min and max of one
 // count/sum/min/max call (running totals, the average group; the group's
 // merged aggregate is their input, plan.WindowColumn.OfGroups), and
 // count(*) OVER (…), which counts groups (countGroups). DISTINCT keeps the
@@ -81,7 +81,7 @@ func rankingCall(n *pg_query.Node) *pg_query.FuncCall {
 		// OVER () is pulled out instead: pullout_window.go).
 		// Over () only of an aggregate (sum(count(*)) OVER (), a share of
 		// the total over the proxy's groups).
-		if len(fc.Args)+boolInt(fc.AggStar) != 1 || fc.FuncVariadic || !fromPartitionStart(w.FrameOptions) ||
+		if len(fc.Args)+boolInt(fc.AggStar) != 1 || fc.FuncVariadic || (!fromPartitionStart(w.FrameOptions) && slidingRows(w) == 0) ||
 			(funcName(fc) != "count" && fc.AggStar) ||
 			(len(w.PartitionClause)+len(w.OrderClause) == 0 && (fc.AggStar || fc.Args[0].GetFuncCall() == nil || !isAggCall(fc.Args[0].GetFuncCall()))) {
 			return nil
@@ -109,6 +109,43 @@ func boolInt(b bool) int {
 // start to the current row (ROWS) or to its last peer (RANGE).
 var frameRows, frameRange = frameOptionsOf("ROWS UNBOUNDED PRECEDING", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"),
 	frameOptionsOf("RANGE UNBOUNDED PRECEDING", "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
+
+// frameSliding are the frame options of `ROWS [BETWEEN] n PRECEDING [AND
+// CURRENT ROW]` (the offset n is in the window's StartOffset): a moving
+// aggregate over the row and the n rows before it.
+var frameSliding = frameOptionsOf("ROWS 1 PRECEDING", "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW")
+
+// maxFrameRows bounds n in ROWS n PRECEDING: the proxy aggregates each
+// row's frame anew (as PostgreSQL does for aggregates without an inverse
+// transition, such as sum(float8)), so its work per row grows with n.
+const maxFrameRows = 10000
+
+// slidingRows returns n+1 for a moving-aggregate window ROWS [BETWEEN] n
+// PRECEDING [AND CURRENT ROW] with n an integer constant up to
+// maxFrameRows, else 0.
+func slidingRows(w *pg_query.WindowDef) int64 {
+	if !frameSliding[w.FrameOptions] || w.StartOffset == nil {
+		return 0
+	}
+	iv, ok := w.StartOffset.GetAConst().GetVal().(*pg_query.A_Const_Ival)
+	if !ok {
+		return 0
+	}
+	n := int64(0)
+	if iv.Ival != nil {
+		n = int64(iv.Ival.Ival)
+	}
+	if n < 0 || n > maxFrameRows {
+		return 0
+	}
+	return n + 1
+}
+
+// rowsFrame reports whether w's frame ends at the row itself (ROWS),
+// not at its last peer.
+func rowsFrame(w *pg_query.WindowDef) bool {
+	return frameRows[w.FrameOptions] || slidingRows(w) > 0
+}
 
 func frameOptionsOf(frames ...string) map[int32]bool {
 	out := map[int32]bool{}
@@ -250,7 +287,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 			case "lag", "lead", "first_value", "last_value", "nth_value":
 				// Of one aggregate call (lag(count(*)) OVER (ORDER BY
 				// month)): the proxy's final aggregate moves along.
-				if len(call.Args) == 3 || call.Args[0].GetFuncCall() == nil || !isAggCall(call.Args[0].GetFuncCall()) {
+				if call.Args[0].GetFuncCall() == nil || !isAggCall(call.Args[0].GetFuncCall()) {
 					return refuse()
 				}
 			case "count", "sum", "avg", "min", "max":
@@ -363,7 +400,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 	// row's peers or its whole partition needs rows past the limit.
 	for _, sl := range slots {
 		call := sl.call(mb)
-		mb.limitInProxy = mb.limitInProxy || needsPartition(call) || (overPeers(call) && !frameRows[call.Over.FrameOptions])
+		mb.limitInProxy = mb.limitInProxy || needsPartition(call) || (overPeers(call) && !rowsFrame(call.Over))
 	}
 	if mb.star && (mb.finalOrder != nil || len(stages) > 1) {
 		// A later sort could name an output column after the * (by alias),
@@ -609,6 +646,16 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			// Each row's own aggregate, typed as the aggregate's result;
 			// the proxy combines them along the window.
 			val = overCurrentRow(call)
+		case len(call.Args) == 3 && mb.agg:
+			// lag(agg, n, d) over the proxy's groups: the aggregate itself,
+			// combined by the Aggregate, moves along; the default, typed as
+			// the result by each shard (lag(agg, <more rows than any shard
+			// has>, d)), is a hidden column of any of a group's rows. The
+			// merge refuses a default whose type is not the aggregate's.
+			val = proto.Clone(call.Args[0]).(*pg_query.Node)
+			dflt := overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
+				Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(math.MaxInt32, -1), call.Args[2]}})
+			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(dflt, plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: fn})})
 		case len(call.Args) == 3:
 			// lag(x, n, d), lead(x, n, d): the result's type is the common
 			// type of x and d. lag(x, 0, d) is each row's x in that type;
@@ -643,7 +690,7 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 		if fn == "ntile" {
 			n = intConstArg(call, 0)
 		}
-		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: frameRows[call.Over.FrameOptions], N: n, Arg: arg, Default: len(call.Args) == 3, OfGroups: ofGroups}
+		col := plan.WindowColumn{Column: sl.col, Func: fn, Rows: rowsFrame(call.Over), FrameRows: slidingRows(call.Over), N: n, Arg: arg, Default: len(call.Args) == 3, OfGroups: ofGroups}
 		if fn == "avg" && !ofGroups {
 			// avg(x) over the row itself types the column; the exact sum(x)
 			// beside it (hidden) is what the proxy accumulates.

@@ -338,6 +338,10 @@ type WindowColumn struct {
 	// Rows: an aggregate's frame is ROWS … CURRENT ROW (up to the row
 	// itself); otherwise RANGE (up to the row's last peer), the default.
 	Rows bool
+	// FrameRows > 0 (with Rows): the frame is the row and the FrameRows-1
+	// rows before it in its partition (ROWS BETWEEN FrameRows-1 PRECEDING
+	// AND CURRENT ROW, a moving aggregate); 0: from the partition's start.
+	FrameRows int64
 	// N is nth_value's position, lag's offset (1 for lag(x)) or ntile's
 	// bucket count.
 	N int64
@@ -381,6 +385,9 @@ func (o *Window) Describe() Description {
 		cols[i] = fmt.Sprintf("%d %s", c.Column, c.Func)
 		if c.Rows {
 			cols[i] = cols[i].(string) + " rows"
+		}
+		if c.FrameRows > 0 {
+			cols[i] = fmt.Sprintf("%s frame(%d)", cols[i], c.FrameRows)
 		}
 		if c.Default {
 			cols[i] = fmt.Sprintf("%s default(%d)", cols[i], c.Arg)

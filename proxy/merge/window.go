@@ -48,13 +48,17 @@ type windowCol struct {
 	pos    int
 	fn     string
 	format int16
-	rows   bool     // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
-	kept   []byte   // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
-	nth    []byte   // nth_value: the partition's n-th row's value, once read
-	n      int64    // nth_value's and lag's position (lag(x): 1)
-	dflt   int      // lag/lead: the column of the row's default value, -1 for NULL
-	back   [][]byte // lag: the partition's last n values
-	c      *codec
+	rows   bool // aggregates: ROWS frame (up to the row itself), else RANGE (to its last peer)
+	// slide > 0: a moving aggregate over the row and the slide-1 rows
+	// before it (ROWS n PRECEDING); frame holds their inputs, oldest first.
+	slide int64
+	frame [][]byte
+	kept  []byte   // lag: the previous row's value; first_value: the partition's first; last_value: the group's last
+	nth   []byte   // nth_value: the partition's n-th row's value, once read
+	n     int64    // nth_value's and lag's position (lag(x): 1)
+	dflt  int      // lag/lead: the column of the row's default value, -1 for NULL
+	back  [][]byte // lag: the partition's last n values
+	c     *codec
 	// in is the column an aggregate reads: pos, avg's hidden exact sum, or
 	// (ofGroups) each group's merged aggregate
 	in       int
@@ -77,7 +81,10 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 		if err != nil {
 			return nil, layout{}, err
 		}
-		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N, in: p}
+		col := windowCol{pos: p, fn: c.Func, format: lay.fields[p].Format, rows: c.Rows, c: lay.codecs[p], n: c.N, in: p, slide: c.FrameRows}
+		if col.slide > 0 && (!c.Rows || !isWindowAgg(c.Func)) {
+			return nil, layout{}, &Error{Code: "XX000", Message: "shardproxy merge: a moving frame for " + c.Func}
+		}
 		if c.Func == "avg" || c.OfGroups {
 			if col.in, err = b.col(lay, c.Arg, "window function"); err != nil {
 				return nil, layout{}, err
@@ -91,6 +98,12 @@ func (b *builder) window(in iter, lay layout, o *plan.Window) (iter, layout, err
 			}
 			if col.dflt, err = b.col(lay, c.Arg, "window function"); err != nil {
 				return nil, layout{}, err
+			}
+			if lay.codecs[col.dflt].oid != col.c.oid {
+				// Over groups the values are the aggregate's, the
+				// default is in the common type of both.
+				return nil, layout{}, &Error{Code: "0A000", Message: fmt.Sprintf("%s() with a default of another type (%d) than its value (%d) across shards is not supported", c.Func, lay.codecs[col.dflt].oid, col.c.oid),
+					Hint: "cast the default to the value's type"}
 			}
 		}
 		col.inC, col.inFormat = lay.codecs[col.in], lay.fields[col.in].Format
@@ -219,7 +232,11 @@ func (w *windower) next() ([][]byte, error) {
 				out = c.nth
 			}
 		default: // running aggregates
-			if c.rows {
+			if c.slide > 0 {
+				if err := c.moveFrame(r.row[c.in], w.number == 1); err != nil {
+					return nil, err
+				}
+			} else if c.rows {
 				if err := c.add(r.row[c.in]); err != nil {
 					return nil, err
 				}
@@ -426,6 +443,28 @@ func (c *windowCol) add(raw []byte) error {
 		s.v, s.raw = copyValues([]value{v})[0], keepValue(raw)
 	}
 	s.has = true
+	return nil
+}
+
+// moveFrame slides a moving aggregate's frame onto the next row (the
+// first of a partition when first) and aggregates the frame anew, oldest
+// row first, as PostgreSQL does for aggregates without an inverse
+// transition (for exact types any order gives the same result).
+func (c *windowCol) moveFrame(raw []byte, first bool) error {
+	if first {
+		c.frame = c.frame[:0]
+	}
+	if int64(len(c.frame)) == c.slide {
+		copy(c.frame, c.frame[1:])
+		c.frame = c.frame[:len(c.frame)-1]
+	}
+	c.frame = append(c.frame, keepValue(raw))
+	c.acc = aggState{}
+	for _, v := range c.frame {
+		if err := c.add(v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

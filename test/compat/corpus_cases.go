@@ -665,6 +665,17 @@ func buildCorpus() []Case {
 		"SELECT country_code, sum(karma), sum(sum(karma)) OVER () AS total, max(max(id)) OVER () FROM users GROUP BY country_code ORDER BY 1 NULLS FIRST",
 		"SELECT active, level, count(*), count(*) - sum(count(*)) OVER (PARTITION BY active ORDER BY level) AS diff FROM users GROUP BY active, level ORDER BY 1, 2",
 		"SELECT count(*), sum(count(*)) OVER (), max(karma) FROM users WHERE level > 1",
+		// Moving aggregates (ROWS n PRECEDING), over rows and over groups.
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
+		"SELECT id, avg(rating) OVER (PARTITION BY level ORDER BY id ROWS BETWEEN 3 PRECEDING AND CURRENT ROW), min(karma) OVER (ORDER BY id ROWS 1 PRECEDING), count(rating) OVER (ORDER BY id ROWS BETWEEN 0 PRECEDING AND CURRENT ROW), max(name) OVER (ORDER BY id ROWS 4 PRECEDING) FROM users ORDER BY id",
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 4 PRECEDING AND CURRENT ROW) AS moving FROM users ORDER BY id LIMIT 10",
+		"SELECT id, karma - avg(karma) OVER (ORDER BY id ROWS 6 PRECEDING) AS off_trend FROM users ORDER BY id DESC LIMIT 20",
+		"SELECT date_trunc('month', created_at) AS month, count(*), avg(count(*)) OVER (ORDER BY date_trunc('month', created_at) ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS moving FROM posts GROUP BY 1 ORDER BY 1",
+		"SELECT level, sum(karma), sum(sum(karma)) OVER (ORDER BY level ROWS 1 PRECEDING), max(max(rating)) OVER (ORDER BY level DESC ROWS 2 PRECEDING) FROM users GROUP BY level ORDER BY level",
+		// lag/lead with a default over groups (of the aggregate's type).
+		"SELECT level, count(*), lag(count(*), 1, 0) OVER (ORDER BY level) FROM users GROUP BY level ORDER BY level",
+		"SELECT country_code, sum(karma), lead(sum(karma), 2, 0) OVER (ORDER BY country_code NULLS FIRST) FROM users GROUP BY 1 ORDER BY 1 NULLS FIRST",
+		"SELECT level, max(rating), lag(max(rating), 1, -1) OVER (PARTITION BY level % 2 ORDER BY level) FROM users GROUP BY level ORDER BY level",
 		// count(*) over groups counts groups; avg of the groups' aggregates.
 		"SELECT count(*), count(*) OVER () FROM users",
 		"SELECT level, count(*), count(*) OVER () FROM users GROUP BY level ORDER BY level",
@@ -679,15 +690,17 @@ func buildCorpus() []Case {
 	b.refused("window functions over rows of several shards (not partitioned by the distribution key) are not supported",
 		"SELECT id AS karma, rank() OVER (ORDER BY karma) FROM users",
 		"SELECT id, lag(id, level) OVER (ORDER BY id) FROM users",
-		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 2 PRECEDING AND 1 FOLLOWING) FROM users",
+		"SELECT id, sum(karma) OVER (ORDER BY id RANGE BETWEEN 2 PRECEDING AND CURRENT ROW) FROM users",
 		"SELECT id, nth_value(id, level) OVER (ORDER BY id) FROM users",
 		"SELECT id, last_value(id) OVER (ORDER BY id ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) FROM users",
 		"SELECT id, rank() OVER (ORDER BY karma) FROM users ORDER BY rank() OVER (ORDER BY karma), id",
 		"SELECT *, row_number() OVER (ORDER BY id), * FROM users",
 		"SELECT row_number() OVER (ORDER BY id DESC) AS rn, * FROM users WHERE id < 10 ORDER BY id",
 		"SELECT u.*, lag(name) OVER (ORDER BY id) AS prev FROM users u WHERE id < 30 ORDER BY prev NULLS FIRST, id",
-		"SELECT level, count(*), lag(count(*), 1, 0) OVER (ORDER BY level) FROM users GROUP BY level",
+		"SELECT level, max(id), lag(max(id), 1, 0.5) OVER (ORDER BY level) FROM users GROUP BY level",
 		"SELECT level, avg(karma) - lag(avg(karma)) OVER (ORDER BY level) FROM users GROUP BY level",
+		"SELECT id, sum(karma) OVER (ORDER BY id ROWS BETWEEN 10001 PRECEDING AND CURRENT ROW) FROM users",
 		// Grouped by the key: the groups come from every shard, an empty
 		// window over them is refused.
 		"SELECT author_id, count(*), count(*) OVER () AS authors FROM posts GROUP BY author_id ORDER BY author_id LIMIT 5",
