@@ -285,7 +285,7 @@ func (c *codec) decode1(raw []byte, format int16) (value, error) {
 			return v, nil
 		}
 		d, err := parseDate(string(raw))
-		v.i = d
+		v.i, v.b = d, raw // the text, for encoding back to text (see encode)
 		return v, err
 	case kTime:
 		if bin {
@@ -296,7 +296,7 @@ func (c *codec) decode1(raw []byte, format int16) (value, error) {
 			return v, nil
 		}
 		t, err := parseClock(string(raw))
-		v.i = t
+		v.i, v.b = t, raw
 		return v, err
 	case kTimestamp, kTimestamptz:
 		if bin {
@@ -307,7 +307,7 @@ func (c *codec) decode1(raw []byte, format int16) (value, error) {
 			return v, nil
 		}
 		t, err := parseTimestamp(string(raw), c.kind == kTimestamptz)
-		v.i = t
+		v.i, v.b = t, raw
 		return v, err
 	case kInterval:
 		if bin {
@@ -538,9 +538,15 @@ func (c *codec) encode(dst []byte, v value, format int16) ([]byte, error) {
 			}
 			return binary.BigEndian.AppendUint64(dst, uint64(v.i)), nil
 		}
+		if v.b != nil { // decoded from text: that text, in the session's DateStyle (and TimeZone)
+			return append(dst, v.b...), nil
+		}
 	case kTimestamptz:
 		if bin {
 			return binary.BigEndian.AppendUint64(dst, uint64(v.i)), nil
+		}
+		if v.b != nil {
+			return append(dst, v.b...), nil
 		}
 	case kArray:
 		if bin {

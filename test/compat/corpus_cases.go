@@ -776,6 +776,8 @@ func buildCorpus() []Case {
 		"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY session_len) FILTER (WHERE active), count(*) FROM users",
 		"SELECT country_code, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY karma)::numeric, 2) AS median FROM users GROUP BY 1 HAVING percentile_cont(0.5) WITHIN GROUP (ORDER BY karma) > 10 ORDER BY median DESC NULLS LAST, 1",
 		"SELECT percentile_disc(0) WITHIN GROUP (ORDER BY id), percentile_disc(1) WITHIN GROUP (ORDER BY id), percentile_cont(1) WITHIN GROUP (ORDER BY flags) FROM users WHERE level > 100",
+		"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY birthday), percentile_disc(0.25) WITHIN GROUP (ORDER BY created_at DESC) FROM users",
+		"SELECT level, percentile_disc(0.5) WITHIN GROUP (ORDER BY created_at) FILTER (WHERE active), array_agg(birthday ORDER BY birthday NULLS FIRST, id) FROM users WHERE id < 80 GROUP BY level ORDER BY level",
 	)
 	b.refused("percentile_cont/percentile_disc across shards need a constant fraction",
 		"SELECT level, percentile_cont(level / 10.0) WITHIN GROUP (ORDER BY karma) FROM users GROUP BY level",
