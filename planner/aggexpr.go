@@ -104,7 +104,7 @@ func isPercentileAgg(fc *pg_query.FuncCall) bool {
 // step.
 func needsEval(n *pg_query.Node) bool {
 	fc := n.GetFuncCall()
-	return fc == nil || !isAggCall(fc) || isVarianceAgg(fc) || isPercentileAgg(fc)
+	return fc == nil || !isAggCall(fc) || isVarianceAgg(fc) || isPercentileAgg(fc) || isJSONAgg(fc)
 }
 
 func (mb *mergeBuilder) evalState() *evalBuild {
@@ -468,6 +468,9 @@ func (mb *mergeBuilder) aggRef(fc *pg_query.FuncCall, what string) (*pg_query.No
 	if isPercentileAgg(fc) {
 		return mb.percentileRef(fc, what)
 	}
+	if isJSONAgg(fc) {
+		return mb.jsonAggRef(fc, what)
+	}
 	call := &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: proto.Clone(fc).(*pg_query.FuncCall)}}
 	c, err := mb.aggExprCol(call, what)
 	if err != nil {
@@ -559,6 +562,34 @@ func (mb *mergeBuilder) percentileRef(fc *pg_query.FuncCall, what string) (*pg_q
 	n, err := parseExpr("(SELECT " + call + " FROM unnest(" + deparseExpr(mb.evalArg(c)) + ") AS shardproxy_p(u))")
 	if err != nil {
 		return nil, unsupported("cannot build the cross-shard form of "+fn+"()", "")
+	}
+	return n, nil
+}
+
+// isJSONAgg reports whether fc is json_agg(x): its text puts a line break
+// between composite or array elements only, so the shards' texts cannot be
+// joined without the type; the shards return array_agg(x) and PostgreSQL
+// runs json_agg over the merged array (jsonAggRef).
+func isJSONAgg(fc *pg_query.FuncCall) bool {
+	return funcName(fc) == "json_agg" && builtinName(fc) && len(fc.Args) == 1 && !fc.AggWithinGroup && fc.Over == nil
+}
+
+// jsonAggRef adds array_agg(x) (with the call's DISTINCT, ORDER BY and
+// FILTER) as a partial column and returns json_agg over the merged array
+// in its order: (SELECT json_agg(u ORDER BY o) FROM unnest(<x's values>)
+// WITH ORDINALITY AS shardproxy_j(u, o)). Elements whose type the merge
+// cannot carry in an array (composite rows, json, arrays of arrays) are
+// refused there (0A000).
+func (mb *mergeBuilder) jsonAggRef(fc *pg_query.FuncCall, what string) (*pg_query.Node, error) {
+	values := proto.Clone(fc).(*pg_query.FuncCall)
+	values.Funcname = []*pg_query.Node{pg_query.MakeStrNode("array_agg")}
+	c, err := mb.aggExprCol(&pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: values}}, what)
+	if err != nil {
+		return nil, err
+	}
+	n, err := parseExpr("(SELECT json_agg(u ORDER BY o) FROM unnest(" + deparseExpr(mb.evalArg(c)) + ") WITH ORDINALITY AS shardproxy_j(u, o))")
+	if err != nil {
+		return nil, unsupported("cannot build the cross-shard form of json_agg()", "")
 	}
 	return n, nil
 }

@@ -763,8 +763,17 @@ func buildCorpus() []Case {
 	b.refused("a subquery that needs rows from other shards and is correlated with the outer query (not on the distribution key), or is not an IN / = ANY / scalar comparison operand among the WHERE's AND conjuncts (those run first), is not supported; correlate it on the key or run it separately",
 		"SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM follows f WHERE f.followee_id = u.id AND f.follower_id = 1)",
 	)
+	b.section("json_agg across shards")
+	b.ok(
+		"SELECT json_agg(id ORDER BY id) FROM users WHERE id < 30",
+		"SELECT level, json_agg(name ORDER BY karma DESC NULLS LAST, id) FILTER (WHERE active), count(*) FROM users GROUP BY level ORDER BY level",
+		"SELECT json_agg(DISTINCT country_code) FROM users",
+		"SELECT json_agg(birthday ORDER BY id), json_agg(karma ORDER BY id) FROM users WHERE id BETWEEN 10 AND 20",
+		"SELECT json_agg(id) FROM users WHERE id < 0",
+		"SELECT active, json_agg(rating ORDER BY rating NULLS FIRST, id) FROM users GROUP BY active HAVING count(*) > 1 ORDER BY 1",
+	)
 	b.refused("this aggregate has no cross-shard combine step; compute it on one shard or in the application (jsonb_agg instead of json_agg is combined across shards)",
-		"SELECT json_agg(id) FROM users",
+		"SELECT json_agg(u ORDER BY id) FROM users u",
 	)
 	b.section("percentile_cont and percentile_disc across shards")
 	b.ok(
