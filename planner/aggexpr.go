@@ -104,7 +104,22 @@ func isPercentileAgg(fc *pg_query.FuncCall) bool {
 // step.
 func needsEval(n *pg_query.Node) bool {
 	fc := n.GetFuncCall()
-	return fc == nil || !isAggCall(fc) || isVarianceAgg(fc) || isPercentileAgg(fc) || isJSONAgg(fc)
+	return fc == nil || !isAggCall(fc) || evaluatedAgg(fc) != nil
+}
+
+// evaluatedAgg returns how an aggregate without a combine step the merge
+// can apply is computed after the merge (its reference in the evaluation
+// statement), nil for one the merge combines.
+func evaluatedAgg(fc *pg_query.FuncCall) func(*mergeBuilder, *pg_query.FuncCall, string) (*pg_query.Node, error) {
+	switch {
+	case isVarianceAgg(fc):
+		return (*mergeBuilder).varianceRef
+	case isPercentileAgg(fc):
+		return (*mergeBuilder).percentileRef
+	case isJSONAgg(fc):
+		return (*mergeBuilder).jsonAggRef
+	}
+	return nil
 }
 
 func (mb *mergeBuilder) evalState() *evalBuild {
@@ -462,14 +477,8 @@ func (mb *mergeBuilder) noteGroupKey(g *pg_query.Node, c int) {
 // the evaluation statement: a reference to its merged partial column, or
 // for the variance family the formula over its three partials.
 func (mb *mergeBuilder) aggRef(fc *pg_query.FuncCall, what string) (*pg_query.Node, error) {
-	if isVarianceAgg(fc) {
-		return mb.varianceRef(fc, what)
-	}
-	if isPercentileAgg(fc) {
-		return mb.percentileRef(fc, what)
-	}
-	if isJSONAgg(fc) {
-		return mb.jsonAggRef(fc, what)
+	if ref := evaluatedAgg(fc); ref != nil {
+		return ref(mb, fc, what)
 	}
 	call := &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: proto.Clone(fc).(*pg_query.FuncCall)}}
 	c, err := mb.aggExprCol(call, what)

@@ -835,14 +835,17 @@ func (mb *mergeBuilder) aggregate() (*mergeTmpl, error) {
 	dropLimit(sel, lim)
 	mb.appendHidden()
 	m.hidden = len(mb.hidden)
-	for i := range mb.cols {
-		if mb.cols[i].Arg <= -1000 {
-			mb.cols[i].Arg = len(sel.TargetList) - len(mb.hidden) + (-1000 - mb.cols[i].Arg)
+	// A hidden column j referenced as -1000 - j before the hidden columns
+	// were appended: its place in the row.
+	resolve := func(ref *int) {
+		if *ref <= -1000 {
+			*ref = len(sel.TargetList) - len(mb.hidden) + (-1000 - *ref)
 		}
-		for k, mk := range mb.cols[i].MoreKeys {
-			if mk.Column <= -1000 {
-				mb.cols[i].MoreKeys[k].Column = len(sel.TargetList) - len(mb.hidden) + (-1000 - mk.Column)
-			}
+	}
+	for i := range mb.cols {
+		resolve(&mb.cols[i].Arg)
+		for k := range mb.cols[i].MoreKeys {
+			resolve(&mb.cols[i].MoreKeys[k].Column)
 		}
 	}
 	m.eval = mb.resolveEval()

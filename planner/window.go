@@ -30,12 +30,12 @@ import (
 // numbering functions run after the Aggregate and HAVING, on the groups
 // sorted into the window's order. lag, lead and the value functions of one
 // aggregate call run over the groups too (the final aggregate moves along;
-// a default as a hidden column the shards type), and so do running count, sum, avg, min and max of one
-// count/sum/min/max call (running totals, the average group; the group's
-// merged aggregate is their input, plan.WindowColumn.OfGroups), and
-// count(*) OVER (…), which counts groups (countGroups). DISTINCT keeps the
-// refusal; so do * with aggregates or with window calls inside
-// expressions.
+// a default as a hidden column the shards type), and so do running count,
+// sum, avg, min and max of one count/sum/min/max call (running totals, the
+// average group; the group's merged aggregate is their input,
+// plan.WindowColumn.OfGroups), and count(*) OVER (…), which counts groups
+// (countGroups). DISTINCT keeps the refusal; so do * with aggregates or
+// with window calls inside expressions.
 
 // rankingCall returns n's ranking function call when n is one, with no
 // argument, FILTER or named window, and a window with ORDER BY; nil
@@ -295,7 +295,7 @@ func (mb *mergeBuilder) rankingWindows(ranking, exprs []int, other bool) (*merge
 				// totals: sum(count(*)) OVER (ORDER BY month), the average
 				// group: avg(count(*)) OVER ()): over the groups' merged
 				// aggregates (plan.WindowColumn.OfGroups).
-				if len(call.Args) != 1 || call.Args[0].GetFuncCall() == nil || !simpleAggCall(call.Args[0].GetFuncCall()) {
+				if !ofSimpleAgg(call) {
 					return refuse()
 				}
 			default:
@@ -573,8 +573,7 @@ func groupWindowExpr(n *pg_query.Node) bool {
 				a := fc.Args[0].GetFuncCall()
 				ok = len(fc.Args) < 3 && a != nil && simpleAggCall(a)
 			case "count", "sum", "avg", "min", "max": // running totals, shares of the total, the average group
-				ok = len(fc.Args) == 1 && fc.Args[0].GetFuncCall() != nil && simpleAggCall(fc.Args[0].GetFuncCall()) &&
-					!fc.AggDistinct && fc.AggFilter == nil
+				ok = ofSimpleAgg(fc)
 			default:
 				ok = false
 			}
@@ -653,21 +652,15 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 			// has>, d)), is a hidden column of any of a group's rows. The
 			// merge refuses a default whose type is not the aggregate's.
 			val = proto.Clone(call.Args[0]).(*pg_query.Node)
-			dflt := overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
-				Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(math.MaxInt32, -1), call.Args[2]}})
-			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(dflt, plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: fn})})
+			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagWithDefault(call, math.MaxInt32), plan.AggColumn{Func: plan.AggAny, Arg: -1, Name: fn})})
 		case len(call.Args) == 3:
 			// lag(x, n, d), lead(x, n, d): the result's type is the common
 			// type of x and d. lag(x, 0, d) is each row's x in that type;
 			// lag(x, <more rows than any shard has>, d) its default in that
 			// type, as a hidden column the proxy takes where no row is n
 			// away.
-			lagOf := func(offset int) *pg_query.Node {
-				return overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
-					Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(int64(offset), -1), call.Args[2]}})
-			}
-			val = lagOf(0)
-			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagOf(math.MaxInt32), plan.AggColumn{})})
+			val = lagWithDefault(call, 0)
+			arg = encodeCol(colIdx{hidden: true, j: mb.addHidden(lagWithDefault(call, math.MaxInt32), plan.AggColumn{})})
 		case len(call.Args) >= 1 && mb.agg:
 			// Over the proxy's groups: the aggregate itself, combined by
 			// the Aggregate; the Window moves its final values along.
@@ -701,6 +694,20 @@ func (mb *mergeBuilder) windowColumns(calls []windowSlot) ([]plan.WindowColumn, 
 		cols = append(cols, col)
 	}
 	return cols, nil
+}
+
+// ofSimpleAgg reports whether window call fc has one argument, a
+// simpleAggCall (sum(count(*)) OVER (…)).
+func ofSimpleAgg(fc *pg_query.FuncCall) bool {
+	return len(fc.Args) == 1 && fc.Args[0].GetFuncCall() != nil && simpleAggCall(fc.Args[0].GetFuncCall())
+}
+
+// lagWithDefault is lag(x, offset, d) of call (lag or lead(x, n, d)) over
+// the row itself: x in the common type of x and d, or with an offset past
+// every row, d in that type.
+func lagWithDefault(call *pg_query.FuncCall, offset int) *pg_query.Node {
+	return overCurrentRow(&pg_query.FuncCall{Funcname: []*pg_query.Node{pg_query.MakeStrNode("lag")},
+		Args: []*pg_query.Node{call.Args[0], pg_query.MakeAConstIntNode(int64(offset), -1), call.Args[2]}})
 }
 
 // simpleAggCall reports whether fc is count, sum, min or max without

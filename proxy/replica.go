@@ -290,7 +290,7 @@ func (ss *session) readTarget(snap *topology.Snapshot, shard string) (string, er
 		list = append(list, sh.Primary)
 	}
 	if len(list) == 1 {
-		return list[ss.rep.sticky%uint64(len(list))], nil
+		return list[0], nil
 	}
 	switch cfg.Balance {
 	case config.BalanceSticky:

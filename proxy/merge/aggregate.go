@@ -26,19 +26,12 @@ type aggCol struct {
 	argFmt int16
 	outC   *codec
 	sep    []byte
-	desc   bool
-	nfirst bool
-	more   []moreKey // an ordered aggregate's ORDER BY keys after the first
-	dst    bool      // an ordered aggregate of DISTINCT values
-}
-
-// moreKey is a column holding the arrays of one more ORDER BY key of an
-// ordered aggregate.
-type moreKey struct {
-	col          int
-	c            *codec
-	format       int16
-	desc, nfirst bool
+	// An ordered aggregate: more are the columns of the arrays of its
+	// ORDER BY keys after the first (array codecs, to decode them); order
+	// is every key with its element codec, to compare the pairs' keys.
+	more  []sortKey
+	order []sortKey
+	dst   bool // an ordered aggregate of DISTINCT values
 }
 
 type aggState struct {
@@ -59,8 +52,8 @@ type aggState struct {
 }
 
 type pair struct {
-	key, val value
-	more     []value // the further ORDER BY keys
+	val  value
+	keys []value // the ORDER BY keys' values (aggCol.order)
 }
 
 type group struct {
@@ -98,7 +91,7 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 	outLay := layout{}
 	for i, spec := range o.Columns {
 		f := lay.fields[i]
-		c := aggCol{fn: spec.Func, in: i, inC: lay.codecs[i], inFmt: f.Format, arg: -1, sep: []byte(spec.Sep), desc: spec.Desc, nfirst: spec.NullsFirst, dst: spec.Distinct}
+		c := aggCol{fn: spec.Func, in: i, inC: lay.codecs[i], inFmt: f.Format, arg: -1, sep: []byte(spec.Sep), dst: spec.Distinct}
 		if spec.Arg >= 0 && (spec.Func == plan.AggAvg || plan.Ordered(spec.Func)) {
 			p, err := b.col(lay, spec.Arg, "aggregate argument")
 			if err != nil {
@@ -175,12 +168,13 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 			if err := b.checkCollation(c.argC.elem, ""); err != nil {
 				return nil, layout{}, err
 			}
+			c.order = []sortKey{{c: c.argC.elem, desc: spec.Desc, nullsFirst: spec.NullsFirst}}
 			for _, k := range spec.MoreKeys {
 				p, err := b.col(lay, k.Column, "aggregate ORDER BY key")
 				if err != nil {
 					return nil, layout{}, err
 				}
-				mk := moreKey{col: p, c: lay.codecs[p], format: lay.fields[p].Format, desc: k.Desc, nfirst: k.NullsFirst}
+				mk := sortKey{col: p, c: lay.codecs[p], format: lay.fields[p].Format, desc: k.Desc, nullsFirst: k.NullsFirst}
 				if mk.c.kind != kArray || !mk.c.elem.ordered() {
 					return nil, layout{}, errUnsupportedAgg(spec.Func+" ORDER BY", in)
 				}
@@ -188,6 +182,7 @@ func (b *builder) aggregate(in iter, lay layout, o *plan.Aggregate) (iter, layou
 					return nil, layout{}, err
 				}
 				c.more = append(c.more, mk)
+				c.order = append(c.order, sortKey{c: mk.c.elem, desc: k.Desc, nullsFirst: k.NullsFirst})
 			}
 		}
 		of := f
@@ -411,39 +406,19 @@ func (a *aggregator) add(c *aggCol, s *aggState, row [][]byte) error {
 			return err
 		}
 		vals, keys := copyValues(v.arr), copyValues(kv.arr)
+		nk := len(c.order)
+		tuples := make([]value, len(vals)*nk) // every pair's keys, in one allocation
 		for i := range vals {
-			p := pair{key: keys[i], val: vals[i]}
+			t := tuples[i*nk : (i+1)*nk : (i+1)*nk]
+			t[0] = keys[i]
 			for k := range more {
-				p.more = append(p.more, more[k][i])
+				t[k+1] = more[k][i]
 			}
-			s.pairs = append(s.pairs, p)
+			s.pairs = append(s.pairs, pair{val: vals[i], keys: t})
 		}
 		s.has = true
 	}
 	return nil
-}
-
-// orderKeys compares two ORDER BY key values of an ordered aggregate.
-func orderKeys(kc *codec, x, y value, desc, nullsFirst bool) int {
-	switch {
-	case x.null && y.null:
-		return 0
-	case x.null:
-		if nullsFirst {
-			return -1
-		}
-		return 1
-	case y.null:
-		if nullsFirst {
-			return 1
-		}
-		return -1
-	}
-	cmp := kc.compare(x, y)
-	if desc {
-		cmp = -cmp
-	}
-	return cmp
 }
 
 func copyValues(vs []value) []value {
@@ -571,20 +546,9 @@ func (a *aggregator) final(c *aggCol, s *aggState) ([]byte, error) {
 		if !s.has {
 			return nil, nil
 		}
-		kc := c.argC.elem
-		sort.SliceStable(s.pairs, func(i, j int) bool {
-			if r := orderKeys(kc, s.pairs[i].key, s.pairs[j].key, c.desc, c.nfirst); r != 0 {
-				return r < 0
-			}
-			for k, mk := range c.more {
-				if r := orderKeys(mk.c.elem, s.pairs[i].more[k], s.pairs[j].more[k], mk.desc, mk.nfirst); r != 0 {
-					return r < 0
-				}
-			}
-			return false
-		})
-		if c.dst { // each shard's values are distinct; across shards they repeat
-			s.pairs = slices.CompactFunc(s.pairs, func(x, y pair) bool { return orderKeys(kc, x.key, y.key, false, false) == 0 })
+		sort.SliceStable(s.pairs, func(i, j int) bool { return compareKeys(s.pairs[i].keys, s.pairs[j].keys, c.order) < 0 })
+		if c.dst { // each shard's values are distinct (one key: the value); across shards they repeat
+			s.pairs = slices.CompactFunc(s.pairs, func(x, y pair) bool { return compareKeys(x.keys, y.keys, c.order) == 0 })
 		}
 		if c.fn == plan.AggOrderedJsonbAgg {
 			elems := make([][]byte, len(s.pairs))

@@ -237,7 +237,7 @@ func (w *windower) next() ([][]byte, error) {
 					return nil, err
 				}
 			} else if c.rows {
-				if err := c.add(r.row[c.in]); err != nil {
+				if err := c.add(r.row[c.in], false); err != nil {
 					return nil, err
 				}
 			}
@@ -319,7 +319,7 @@ func (w *windower) readGroup() error {
 			continue
 		}
 		for _, r := range w.group {
-			if err := c.add(r.row[c.in]); err != nil {
+			if err := c.add(r.row[c.in], false); err != nil {
 				return err
 			}
 		}
@@ -395,8 +395,10 @@ func isWindowAgg(fn string) bool {
 
 // add folds a row's value into the running aggregate. The shards send
 // each row's own aggregate (count: 0 or 1; sum, min, max: the value, typed
-// as the aggregate's result), so combining is adding or comparing.
-func (c *windowCol) add(raw []byte) error {
+// as the aggregate's result), so combining is adding or comparing. raw is
+// copied where it is kept (min, max) unless stable (it outlives the
+// aggregate: a moving frame's own copy).
+func (c *windowCol) add(raw []byte, stable bool) error {
 	v, err := c.inC.decode(raw, c.inFormat)
 	if err != nil || v.null {
 		return err
@@ -440,7 +442,11 @@ func (c *windowCol) add(raw []byte) error {
 		}
 		// The value is sent as the shard sent it (text forms of dates and
 		// times depend on the session's settings).
-		s.v, s.raw = copyValues([]value{v})[0], keepValue(raw)
+		if stable {
+			s.v, s.raw = v, raw
+		} else {
+			s.v, s.raw = copyValues([]value{v})[0], keepValue(raw)
+		}
 	}
 	s.has = true
 	return nil
@@ -458,10 +464,12 @@ func (c *windowCol) moveFrame(raw []byte, first bool) error {
 		copy(c.frame, c.frame[1:])
 		c.frame = c.frame[:len(c.frame)-1]
 	}
+	// A copy of its own, never changed: a min or max result may point
+	// into it from a row already sent on (add with stable).
 	c.frame = append(c.frame, keepValue(raw))
 	c.acc = aggState{}
 	for _, v := range c.frame {
-		if err := c.add(v); err != nil {
+		if err := c.add(v, true); err != nil {
 			return err
 		}
 	}
